@@ -1,0 +1,236 @@
+//! A collection as seen by a snapshot: its segments, lookups by id, and zero-copy document access.
+
+use std::sync::Arc;
+
+use crate::dtype::VectorRef;
+use crate::error::{Error, Result};
+use crate::format::deletes::DeleteBitmap;
+use crate::format::manifest::SegmentEntry;
+use crate::format::segment::Segment;
+use crate::schema::{FieldKind, Schema};
+
+/// A live segment of a snapshot with its tombstones.
+#[derive(Debug, Clone)]
+pub struct SegmentSlot {
+    /// The manifest entry.
+    pub entry: SegmentEntry,
+    /// The mapped segment.
+    pub segment: Arc<Segment>,
+    /// Deleted rows, if any.
+    pub deletes: Option<Arc<DeleteBitmap>>,
+}
+
+impl SegmentSlot {
+    /// Whether `row` is deleted.
+    #[inline]
+    pub fn is_deleted(&self, row: u32) -> bool {
+        self.deletes.as_ref().is_some_and(|d| d.contains(row))
+    }
+
+    /// Rows not deleted.
+    pub fn live_rows(&self) -> u64 {
+        self.segment.rows() as u64 - self.deletes.as_ref().map_or(0, |d| d.count())
+    }
+}
+
+/// Where a document lives within a snapshot: the segment's position in the collection and the row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DocAddress {
+    /// Index of the segment in [`Collection::slots`].
+    pub segment: u32,
+    /// Row within the segment.
+    pub row: u32,
+}
+
+/// One collection of a [`crate::Snapshot`].
+#[derive(Debug)]
+pub struct Collection {
+    name: String,
+    schema: Schema,
+    slots: Vec<SegmentSlot>,
+}
+
+impl Collection {
+    pub(crate) fn new(name: String, schema: Schema, slots: Vec<SegmentSlot>) -> Self {
+        Collection { name, schema, slots }
+    }
+
+    /// The collection's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The collection's schema.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The live segments, oldest first.
+    pub fn slots(&self) -> &[SegmentSlot] {
+        &self.slots
+    }
+
+    /// Number of live (not deleted) documents.
+    pub fn len(&self) -> u64 {
+        self.slots.iter().map(SegmentSlot::live_rows).sum()
+    }
+
+    /// True when the collection holds no live document.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Index of the field `name`, or a [`Error::NoSuchField`].
+    pub fn field_index(&self, name: &str) -> Result<usize> {
+        self.schema.field_index(name).ok_or_else(|| Error::NoSuchField {
+            collection: self.name.clone(),
+            field: name.to_string(),
+            available: self.schema.field_names(),
+        })
+    }
+
+    /// Finds the live document with this id.
+    ///
+    /// ```
+    /// # use vellum::*;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let db = Database::create(dir.path()).unwrap();
+    /// # let mut w = db.writer().unwrap();
+    /// # w.create_collection("c", Schema::new().with_field(FieldSpec::dense("e", 2, DType::F16, Metric::Ip))).unwrap();
+    /// # w.add("c", Document::new("x").with_text("hello").with_dense("e", vec![0.5, 1.0])).unwrap();
+    /// # w.commit().unwrap();
+    /// let snap = db.snapshot().unwrap();
+    /// let doc = snap.collection("c").unwrap().get("x").unwrap().expect("present");
+    /// assert_eq!(doc.text().unwrap(), "hello");
+    /// assert_eq!(doc.dense("e").unwrap().to_f32_vec(), vec![0.5, 1.0]);
+    /// ```
+    pub fn get(&self, id: &str) -> Result<Option<DocRef<'_>>> {
+        for (si, slot) in self.slots.iter().enumerate().rev() {
+            if let Some(row) = slot.segment.find(id)? {
+                if !slot.is_deleted(row) {
+                    return Ok(Some(DocRef { collection: self, slot, address: DocAddress { segment: si as u32, row } }));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The document at `address` (deleted or not).
+    pub fn doc(&self, address: DocAddress) -> Result<DocRef<'_>> {
+        let slot = self.slots.get(address.segment as usize).ok_or_else(|| {
+            Error::InvalidInput(format!("segment {} out of range ({} segments)", address.segment, self.slots.len()))
+        })?;
+        if address.row >= slot.segment.rows() {
+            return Err(Error::InvalidInput(format!("row {} out of range ({} rows)", address.row, slot.segment.rows())));
+        }
+        Ok(DocRef { collection: self, slot, address })
+    }
+
+    /// Calls `f` on every live document, in storage order.
+    pub fn for_each_live(&self, mut f: impl FnMut(DocRef<'_>) -> Result<()>) -> Result<()> {
+        for (si, slot) in self.slots.iter().enumerate() {
+            for row in 0..slot.segment.rows() {
+                if !slot.is_deleted(row) {
+                    f(DocRef { collection: self, slot, address: DocAddress { segment: si as u32, row } })?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A borrowed view of one stored document. Vector accessors are zero-copy views of the mapped file.
+#[derive(Debug, Clone, Copy)]
+pub struct DocRef<'a> {
+    collection: &'a Collection,
+    slot: &'a SegmentSlot,
+    address: DocAddress,
+}
+
+/// A multi-vector value: `n_tokens × dim` elements.
+#[derive(Debug, Clone, Copy)]
+pub struct MultiRef<'a> {
+    /// The token vectors, row-major.
+    pub tokens: VectorRef<'a>,
+    /// Dimension of each token vector.
+    pub dim: usize,
+}
+
+impl MultiRef<'_> {
+    /// Number of token vectors.
+    pub fn n_tokens(&self) -> usize {
+        self.tokens.len() / self.dim
+    }
+}
+
+/// A tensor value with its shape.
+#[derive(Debug, Clone, Copy)]
+pub struct TensorRef<'a> {
+    /// The declared shape.
+    pub shape: &'a [u32],
+    /// The elements in row-major order.
+    pub data: VectorRef<'a>,
+}
+
+impl<'a> DocRef<'a> {
+    /// Where the document lives.
+    pub fn address(&self) -> DocAddress {
+        self.address
+    }
+
+    /// Whether the document is deleted in this snapshot.
+    pub fn is_deleted(&self) -> bool {
+        self.slot.is_deleted(self.address.row)
+    }
+
+    /// The id.
+    pub fn id(&self) -> Result<&'a str> {
+        self.slot.segment.doc_id(self.address.row)
+    }
+
+    /// The stored text.
+    pub fn text(&self) -> Result<&'a str> {
+        self.slot.segment.text(self.address.row)
+    }
+
+    /// The stored metadata as JSON text (always an object).
+    pub fn metadata(&self) -> Result<&'a str> {
+        self.slot.segment.metadata(self.address.row)
+    }
+
+    /// The stored metadata, parsed.
+    pub fn metadata_json(&self) -> Result<serde_json::Value> {
+        let text = self.metadata()?;
+        serde_json::from_str(text).map_err(|e| {
+            Error::corrupt(self.slot.segment.path(), "metadata bytes", 0, format!("row {}: {e}", self.address.row))
+        })
+    }
+
+    fn field(&self, name: &str, want: &str) -> Result<(usize, &'a FieldKind)> {
+        let i = self.collection.field_index(name)?;
+        let kind = &self.collection.schema.fields[i].kind;
+        if kind.kind_name() != want {
+            return Err(Error::InvalidInput(format!("field {name:?} is a {} field, not {want}", kind.kind_name())));
+        }
+        Ok((i, kind))
+    }
+
+    /// The vector of a dense field.
+    pub fn dense(&self, field: &str) -> Result<VectorRef<'a>> {
+        let (i, _) = self.field(field, "dense")?;
+        Ok(self.slot.segment.fixed_row(i, self.address.row))
+    }
+
+    /// The token vectors of a multi field.
+    pub fn multi(&self, field: &str) -> Result<MultiRef<'a>> {
+        let (i, kind) = self.field(field, "multi")?;
+        Ok(MultiRef { tokens: self.slot.segment.multi_row(i, self.address.row)?, dim: kind.row_elements() })
+    }
+
+    /// The tensor of a tensor field.
+    pub fn tensor(&self, field: &str) -> Result<TensorRef<'a>> {
+        let (i, kind) = self.field(field, "tensor")?;
+        let FieldKind::Tensor { shape, .. } = kind else { unreachable!() };
+        Ok(TensorRef { shape, data: self.slot.segment.fixed_row(i, self.address.row) })
+    }
+}

@@ -1,0 +1,168 @@
+//! The one error type of the library.
+//!
+//! Errors are split by who can fix them: the caller (bad input, wrong use of the API), the operator
+//! (a locked database, a full disk, a missing file) or nobody but a restore from backup (a corrupt
+//! file). Every message names the file, field, line or offset involved and, where it helps, what was
+//! expected and what was found.
+
+use std::path::PathBuf;
+
+/// Result alias used across the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in vellum.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system I/O call failed (operator: check the path, permissions, free space).
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory the call was about.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file on disk is damaged or was not written by vellum (restore it from a copy).
+    #[error("corrupt file {path}: {section} at byte offset {offset}: {detail}")]
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// The header, section or structure that failed validation.
+        section: String,
+        /// Byte offset within the file where the problem was found.
+        offset: u64,
+        /// What was expected and what was found.
+        detail: String,
+    },
+
+    /// The file was written by a format version this build cannot read.
+    #[error("{path}: format version {found} is not supported (this build reads versions {min}..={max}); upgrade vellum")]
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// Version found in the file.
+        found: u32,
+        /// Oldest version readable.
+        min: u32,
+        /// Newest version readable.
+        max: u32,
+    },
+
+    /// Another process holds the writer lock (operator: wait, or stop the other writer).
+    #[error("database {path} is locked by another writer ({holder}); only one writer may be open at a time")]
+    Locked {
+        /// The database directory.
+        path: PathBuf,
+        /// What the lock file says about its holder (pid, host), if readable.
+        holder: String,
+    },
+
+    /// No database exists at the path.
+    #[error("no vellum database at {path} (missing MANIFEST); create one with `vellum create`")]
+    NotADatabase {
+        /// The directory that was opened.
+        path: PathBuf,
+    },
+
+    /// A database already exists where one was to be created.
+    #[error("a vellum database already exists at {path}")]
+    AlreadyExists {
+        /// The directory.
+        path: PathBuf,
+    },
+
+    /// A collection name that the database does not hold.
+    #[error("no collection named {name:?} (the database has: {available})")]
+    NoSuchCollection {
+        /// The name asked for.
+        name: String,
+        /// The collections that exist, comma separated.
+        available: String,
+    },
+
+    /// A field name that the collection's schema does not declare.
+    #[error("collection {collection:?} has no field {field:?} (fields: {available})")]
+    NoSuchField {
+        /// The collection.
+        collection: String,
+        /// The field asked for.
+        field: String,
+        /// The fields that exist, comma separated.
+        available: String,
+    },
+
+    /// A schema or field specification is invalid (caller).
+    #[error("invalid schema: {0}")]
+    Schema(String),
+
+    /// A document or query does not fit the schema (caller): wrong dimension, NaN, empty id, ...
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+
+    /// A document id already exists in the collection (use upsert to replace it).
+    #[error("duplicate id {id:?} in collection {collection:?}: {detail}")]
+    DuplicateId {
+        /// The collection.
+        collection: String,
+        /// The id.
+        id: String,
+        /// Where the earlier copy is (committed, or earlier in this batch / input file).
+        detail: String,
+    },
+
+    /// An input file (JSONL, .npy, safetensors, id list) is malformed (caller).
+    #[error("{path}:{location}: {detail}")]
+    BadInputFile {
+        /// The input file.
+        path: PathBuf,
+        /// Line, row or tensor name.
+        location: String,
+        /// What was expected and what was found.
+        detail: String,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Builds a [`Error::Corrupt`].
+    pub fn corrupt(
+        path: impl Into<PathBuf>,
+        section: impl Into<String>,
+        offset: u64,
+        detail: impl Into<String>,
+    ) -> Self {
+        Error::Corrupt {
+            path: path.into(),
+            section: section.into(),
+            offset,
+            detail: detail.into(),
+        }
+    }
+
+    /// Builds a [`Error::BadInputFile`].
+    pub fn bad_input(
+        path: impl Into<PathBuf>,
+        location: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Error::BadInputFile {
+            path: path.into(),
+            location: location.into(),
+            detail: detail.into(),
+        }
+    }
+
+    /// True when the error means a file on disk is damaged.
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, Error::Corrupt { .. } | Error::UnsupportedVersion { .. })
+    }
+}

@@ -1,0 +1,60 @@
+//! # vellum
+//!
+//! An embedded search-index database for neural retrieval. A database is a directory of named
+//! collections; each document has an id, stored text and JSON metadata, and a value for each of the
+//! collection's vector fields: `dense` (one vector), `multi` (ColBERT-style token vectors) or
+//! `tensor` (a fixed-shape array such as image patch features).
+//!
+//! * **Write path** — starts at [`Database::writer`]: a [`Writer`] buffers adds, upserts and
+//!   deletes; [`Writer::commit`] publishes them atomically (new immutable segment files, then an
+//!   atomic manifest swap). [`Writer::compact`] merges segments.
+//! * **Read path** — starts at [`Database::snapshot`]: a [`Snapshot`] maps the segments of the last
+//!   commit (validating headers only, so opening is instant whatever the size) and offers
+//!   [`Collection::search`] and zero-copy document access ([`Collection::get`]).
+//! * **Ingest of precomputed data** — [`ingest`] reads JSONL documents and `.npy` / safetensors
+//!   vectors with errors that name the file, row and field.
+//! * **Integrity** — [`verify::verify_database`] checks every checksum and structure.
+//!
+//! The on-disk format is specified in `format-spec/` (see [`format`]).
+//!
+//! ```
+//! use vellum::*;
+//! let dir = tempfile::tempdir().unwrap();
+//! let db = Database::create(dir.path()).unwrap();
+//! let mut w = db.writer().unwrap();
+//! let schema = Schema::new().with_field(FieldSpec::parse("emb:dense:3:f32:cosine").unwrap());
+//! w.create_collection("docs", schema).unwrap();
+//! w.add("docs", Document::new("d1").with_text("first").with_dense("emb", vec![1.0, 0.0, 0.0])).unwrap();
+//! w.add("docs", Document::new("d2").with_text("second").with_dense("emb", vec![0.0, 1.0, 0.0])).unwrap();
+//! w.commit().unwrap();
+//!
+//! let snap = db.snapshot().unwrap();
+//! let docs = snap.collection("docs").unwrap();
+//! let hits = docs.search(&SearchRequest::dense("emb", &[0.1, 0.9, 0.0], 1)).unwrap();
+//! assert_eq!(hits[0][0].id, "d2");
+//! assert_eq!(docs.doc(hits[0][0].address).unwrap().text().unwrap(), "second");
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod collection;
+pub mod db;
+pub mod document;
+pub mod dtype;
+pub mod error;
+pub mod format;
+pub mod ingest;
+pub mod schema;
+pub mod search;
+pub mod storage;
+pub mod verify;
+pub mod writer;
+
+pub use collection::{Collection, DocAddress, DocRef, MultiRef, TensorRef};
+pub use db::{Database, Snapshot};
+pub use document::{Document, FieldValue};
+pub use dtype::{DType, Metric, VectorRef};
+pub use error::{Error, Result};
+pub use schema::{FieldKind, FieldSpec, Schema};
+pub use search::{Hit, Queries, SearchRequest, Strategy};
+pub use writer::{CommitInfo, CompactInfo, Writer, WriterOptions};

@@ -1,0 +1,182 @@
+//! Exact search: dense top-k (streaming SIMD for single queries, blocked matrix products for
+//! batches) and late-interaction MaxSim over multi-vector fields. Both run segments and row blocks
+//! in parallel on all cores, skip deleted rows, and break score ties by storage position (earlier
+//! segment, then earlier row, first).
+
+mod dense;
+pub mod gemm;
+pub mod kernels;
+mod multi;
+pub mod topk;
+
+use crate::collection::{Collection, DocAddress};
+use crate::dtype::Metric;
+use crate::error::{Error, Result};
+use crate::schema::FieldKind;
+use topk::TopK;
+
+/// Queries of a request, all for one field.
+#[derive(Debug, Clone)]
+pub enum Queries<'a> {
+    /// Dense queries: `n × dim` values, row-major.
+    Dense(&'a [f32]),
+    /// Multi-vector queries: each `n_tokens × dim` values, row-major.
+    Multi(Vec<&'a [f32]>),
+}
+
+/// Which dense search routine to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// Streaming for a single query, blocked matrix products for batches.
+    #[default]
+    Auto,
+    /// One SIMD similarity call per stored vector.
+    Streaming,
+    /// Blocked matrix products (`Q · Xᵀ`) with per-query top-k.
+    Blocked,
+}
+
+/// A search over one field of a collection.
+#[derive(Debug, Clone)]
+pub struct SearchRequest<'a> {
+    /// The field to search.
+    pub field: &'a str,
+    /// The queries.
+    pub queries: Queries<'a>,
+    /// Hits per query.
+    pub k: usize,
+    /// Dense routine (ignored for multi-vector fields).
+    pub strategy: Strategy,
+}
+
+impl<'a> SearchRequest<'a> {
+    /// One dense query.
+    pub fn dense(field: &'a str, query: &'a [f32], k: usize) -> Self {
+        SearchRequest { field, queries: Queries::Dense(query), k, strategy: Strategy::Auto }
+    }
+
+    /// A batch of dense queries, `n × dim` row-major.
+    pub fn dense_batch(field: &'a str, queries: &'a [f32], k: usize) -> Self {
+        Self::dense(field, queries, k)
+    }
+
+    /// One multi-vector query (`n_tokens × dim`, row-major).
+    pub fn multi(field: &'a str, tokens: &'a [f32], k: usize) -> Self {
+        SearchRequest { field, queries: Queries::Multi(vec![tokens]), k, strategy: Strategy::Auto }
+    }
+
+    /// A batch of multi-vector queries.
+    pub fn multi_batch(field: &'a str, queries: Vec<&'a [f32]>, k: usize) -> Self {
+        SearchRequest { field, queries: Queries::Multi(queries), k, strategy: Strategy::Auto }
+    }
+
+    /// Forces a dense routine.
+    pub fn with_strategy(mut self, strategy: Strategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+}
+
+/// One result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// The document id.
+    pub id: String,
+    /// Similarity (higher is better; for L2, the negated squared distance).
+    pub score: f32,
+    /// Where the document lives in the snapshot (for [`Collection::doc`]).
+    pub address: DocAddress,
+}
+
+fn check_query(field: &str, metric: Metric, q: &[f32], what: &str) -> Result<()> {
+    if let Some(i) = q.iter().position(|v| !v.is_finite()) {
+        return Err(Error::InvalidInput(format!("{what}: element {i} is {} (queries must be finite)", q[i])));
+    }
+    if metric == Metric::Cosine && q.iter().all(|v| *v == 0.0) {
+        return Err(Error::InvalidInput(format!("{what}: zero vector cannot be compared by cosine on field {field:?}")));
+    }
+    Ok(())
+}
+
+impl Collection {
+    /// Runs an exact search. Returns one list of up to `k` hits per query, best first.
+    ///
+    /// ```
+    /// # use vellum::*;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let db = Database::create(dir.path()).unwrap();
+    /// # let mut w = db.writer().unwrap();
+    /// # w.create_collection("c", Schema::new().with_field(FieldSpec::multi("tok", 2, DType::F16, Metric::Ip))).unwrap();
+    /// # w.add("c", Document::new("x").with_multi("tok", vec![1.0, 0.0, 0.0, 1.0])).unwrap();
+    /// # w.add("c", Document::new("y").with_multi("tok", vec![1.0, 0.0])).unwrap();
+    /// # w.commit().unwrap();
+    /// let snap = db.snapshot().unwrap();
+    /// let q = [1.0, 0.0, 0.0, 1.0]; // two query tokens
+    /// let hits = snap.collection("c").unwrap().search(&SearchRequest::multi("tok", &q, 2)).unwrap();
+    /// assert_eq!((hits[0][0].id.as_str(), hits[0][0].score), ("x", 2.0));
+    /// ```
+    pub fn search(&self, req: &SearchRequest<'_>) -> Result<Vec<Vec<Hit>>> {
+        let fi = self.field_index(req.field)?;
+        let kind = &self.schema().fields[fi].kind;
+        let tops = match (kind, &req.queries) {
+            (FieldKind::Dense { dim, metric, .. }, Queries::Dense(q)) => {
+                let dim = *dim as usize;
+                if q.is_empty() || q.len() % dim != 0 {
+                    return Err(Error::InvalidInput(format!(
+                        "field {:?} has dimension {dim}; the query data has {} values, not a positive multiple of {dim}",
+                        req.field, q.len()
+                    )));
+                }
+                for (i, row) in q.chunks_exact(dim).enumerate() {
+                    check_query(req.field, *metric, row, &format!("query {i}"))?;
+                }
+                let nq = q.len() / dim;
+                let blocked = match req.strategy {
+                    Strategy::Auto => nq > 1,
+                    Strategy::Streaming => false,
+                    Strategy::Blocked => true,
+                };
+                if blocked {
+                    dense::search_blocked(self, fi, *metric, dim, q, req.k)
+                } else {
+                    q.chunks_exact(dim).map(|row| dense::search_streaming(self, fi, *metric, row, req.k)).collect()
+                }
+            }
+            (FieldKind::Multi { dim, metric, .. }, Queries::Multi(qs)) => {
+                let dim = *dim as usize;
+                for (i, q) in qs.iter().enumerate() {
+                    if q.is_empty() || q.len() % dim != 0 {
+                        return Err(Error::InvalidInput(format!(
+                            "query {i}: field {:?} takes {dim}-dimensional token vectors; the query has {} values, not a positive multiple of {dim}",
+                            req.field, q.len()
+                        )));
+                    }
+                    for (t, tok) in q.chunks_exact(dim).enumerate() {
+                        check_query(req.field, *metric, tok, &format!("query {i} token {t}"))?;
+                    }
+                }
+                multi::search_maxsim(self, fi, *metric, dim, qs, req.k)?
+            }
+            (FieldKind::Tensor { .. }, _) => {
+                return Err(Error::InvalidInput(format!("field {:?} is a tensor field; tensors are stored, not searched", req.field)))
+            }
+            (kind, _) => {
+                return Err(Error::InvalidInput(format!(
+                    "field {:?} is a {} field; give {} queries",
+                    req.field, kind.kind_name(), kind.kind_name()
+                )))
+            }
+        };
+        tops.into_iter().map(|t| self.hits(t)).collect()
+    }
+
+    fn hits(&self, top: TopK) -> Result<Vec<Hit>> {
+        top.into_sorted()
+            .into_iter()
+            .map(|c| {
+                let address = DocAddress { segment: c.segment, row: c.row };
+                Ok(Hit { id: self.doc(address)?.id()?.to_string(), score: c.score, address })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,116 @@
+//! Exact late-interaction (MaxSim) search over multi-vector fields.
+
+use rayon::prelude::*;
+
+use super::gemm::matmul_nt;
+use super::topk::{Candidate, TopK};
+use crate::collection::Collection;
+use crate::dtype::Metric;
+use crate::error::Result;
+
+/// Document tokens per parallel task (a task holds at least one document).
+const TOKEN_BLOCK: usize = 4096;
+/// Stacked query tokens per matrix product.
+const QUERY_TOKEN_BLOCK: usize = 512;
+
+/// Scores every live document by `Σ_{query token} max_{doc token} sim(q, d)` and keeps the top k.
+pub(super) fn search_maxsim(c: &Collection, field: usize, metric: Metric, dim: usize, queries: &[&[f32]], k: usize) -> Result<Vec<TopK>> {
+    // Stack all query tokens; remember each query's token range.
+    let mut q: Vec<f32> = Vec::with_capacity(queries.iter().map(|x| x.len()).sum());
+    let mut ranges = Vec::with_capacity(queries.len());
+    for query in queries {
+        let start = q.len() / dim;
+        q.extend_from_slice(query);
+        ranges.push(start..q.len() / dim);
+    }
+    let total = q.len() / dim;
+    let mut q_sq = vec![0.0f32; total];
+    for (i, row) in q.chunks_exact_mut(dim).enumerate() {
+        let sq: f32 = row.iter().map(|v| v * v).sum();
+        q_sq[i] = sq;
+        if metric == Metric::Cosine {
+            let inv = 1.0 / sq.sqrt();
+            row.iter_mut().for_each(|v| *v *= inv);
+        }
+    }
+    // Blocks of whole documents.
+    let mut tasks = Vec::new();
+    for (si, slot) in c.slots().iter().enumerate() {
+        let (mut start, mut tokens) = (0u32, 0usize);
+        for row in 0..slot.segment.rows() {
+            tokens += slot.segment.multi_range(field, row)?.len();
+            if tokens >= TOKEN_BLOCK {
+                tasks.push((si, start, row + 1));
+                start = row + 1;
+                tokens = 0;
+            }
+        }
+        if start < slot.segment.rows() {
+            tasks.push((si, start, slot.segment.rows()));
+        }
+    }
+    let nq = queries.len();
+    let empty = || (0..nq).map(|_| TopK::new(k)).collect::<Vec<_>>();
+    let per_task = |(si, start, end): (usize, u32, u32)| -> Result<Vec<TopK>> {
+        let mut tops = empty();
+        let slot = &c.slots()[si];
+        let seg = &slot.segment;
+        let t0 = seg.multi_range(field, start)?.start;
+        let t1 = seg.multi_range(field, end - 1)?.end;
+        let n = t1 - t0;
+        let x = seg.multi_tokens(field).slice(t0 * dim..t1 * dim).to_f32_vec();
+        let norms: Vec<f32> = match metric {
+            Metric::Ip => Vec::new(),
+            _ => x.chunks_exact(dim).map(|r| {
+                let sq: f32 = r.iter().map(|v| v * v).sum();
+                match metric {
+                    Metric::Cosine if sq > 0.0 => 1.0 / sq.sqrt(),
+                    Metric::Cosine => 0.0,
+                    _ => sq,
+                }
+            }).collect(),
+        };
+        let doc_ranges = (start..end).map(|r| seg.multi_range(field, r)).collect::<Result<Vec<_>>>()?;
+        let mut scores = vec![0.0f32; QUERY_TOKEN_BLOCK.min(total) * n];
+        let mut doc_scores = vec![0.0f32; nq * (end - start) as usize];
+        for q0 in (0..total).step_by(QUERY_TOKEN_BLOCK) {
+            let m = QUERY_TOKEN_BLOCK.min(total - q0);
+            matmul_nt(&q[q0 * dim..(q0 + m) * dim], m, &x, n, dim, &mut scores[..m * n]);
+            for (qi, qr) in ranges.iter().enumerate() {
+                for t in qr.start.max(q0)..qr.end.min(q0 + m) {
+                    let row_scores = &scores[(t - q0) * n..(t - q0 + 1) * n];
+                    for (d, dr) in doc_ranges.iter().enumerate() {
+                        let mut best = f32::NEG_INFINITY;
+                        for j in dr.start - t0..dr.end - t0 {
+                            let s = match metric {
+                                Metric::Ip => row_scores[j],
+                                Metric::Cosine => row_scores[j] * norms[j],
+                                Metric::L2 => 2.0 * row_scores[j] - q_sq[t] - norms[j],
+                            };
+                            best = best.max(s);
+                        }
+                        doc_scores[qi * (end - start) as usize + d] += best;
+                    }
+                }
+            }
+        }
+        for (qi, top) in tops.iter_mut().enumerate() {
+            for (d, row) in (start..end).enumerate() {
+                let score = doc_scores[qi * (end - start) as usize + d];
+                if score >= top.threshold() && !slot.is_deleted(row) {
+                    top.push(Candidate { score, segment: si as u32, row });
+                }
+            }
+        }
+        Ok(tops)
+    };
+    tasks
+        .into_par_iter()
+        .map(per_task)
+        .try_reduce(empty, |mut a, b| {
+            for (x, y) in a.iter_mut().zip(b) {
+                x.merge(y);
+            }
+            Ok(a)
+        })
+}

@@ -1,0 +1,203 @@
+//! File-system primitives: the one place that memory-maps files, the durable-write helpers the
+//! commit protocol is built from, and the single-writer lock.
+//!
+//! The commit protocol (see `format-spec/commit.md`) only ever (1) writes a brand-new file under a
+//! name no published manifest references and fsyncs it, (2) fsyncs the directory holding it, and
+//! (3) replaces `MANIFEST` atomically. Published files are never modified or truncated.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use crate::error::{Error, Result};
+
+/// Maps a whole file read-only.
+///
+/// Returns the map and the file length. Empty files cannot be mapped; callers receive an empty
+/// [`MappedFile`] for them and report corruption from their own length checks.
+pub fn map_file(path: &Path) -> Result<MappedFile> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if len == 0 {
+        return Ok(MappedFile { map: None });
+    }
+    // SAFETY: vellum only maps files that are immutable once published: segment and delete files
+    // are written under fresh names, fsynced, and never modified or truncated afterwards; they are
+    // only unlinked, which keeps the mapped pages alive (POSIX semantics). A process outside vellum
+    // that truncates a published file breaks this contract (as with any mmap-based database).
+    let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+    Ok(MappedFile { map: Some(map) })
+}
+
+/// A read-only memory map of a whole file (or nothing, for an empty file).
+#[derive(Debug)]
+pub struct MappedFile {
+    map: Option<Mmap>,
+}
+
+impl MappedFile {
+    /// The file's bytes. Page-aligned, so 64-byte aligned offsets stay 64-byte aligned in memory.
+    pub fn bytes(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or(&[])
+    }
+}
+
+/// Creates `path` (which must not exist), writes `bytes` and fsyncs it.
+pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = create_new(path)?;
+    file.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    file.sync_all().map_err(|e| Error::io(path, e))
+}
+
+/// Creates `path` exclusively (fails if it exists).
+pub fn create_new(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))
+}
+
+/// Atomically replaces `dir/name` with `bytes`: write `name.tmp`, fsync, rename over, fsync `dir`.
+/// A crash at any instant leaves either the old or the new content under `name`.
+pub fn replace_file_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(&tmp, e)),
+    }
+    write_new_file(&tmp, bytes)?;
+    let target = dir.join(name);
+    fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
+    sync_dir(dir)
+}
+
+/// Fsyncs a directory so that entries created or renamed in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        let d = File::open(dir).map_err(|e| Error::io(dir, e))?;
+        d.sync_all().map_err(|e| Error::io(dir, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Reads a whole (small) file.
+pub fn read_file(path: &Path) -> Result<Vec<u8>> {
+    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).map_err(|e| Error::io(path, e))?;
+    Ok(buf)
+}
+
+/// Removes a file, treating "already gone" as success.
+pub fn remove_if_exists(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// The exclusive writer lock: an OS advisory lock on `DB/LOCK`, released when dropped (also when
+/// the process dies, so a crashed writer never leaves a stale lock).
+#[derive(Debug)]
+pub struct WriterLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl WriterLock {
+    /// Name of the lock file inside the database directory.
+    pub const FILE_NAME: &'static str = "LOCK";
+
+    /// Takes the lock or fails at once with [`Error::Locked`] naming the holder.
+    pub fn acquire(db_dir: &Path) -> Result<Self> {
+        let path = db_dir.join(Self::FILE_NAME);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                return Err(Error::Locked {
+                    path: db_dir.to_path_buf(),
+                    holder: if holder.is_empty() {
+                        "holder unknown".into()
+                    } else {
+                        holder.to_string()
+                    },
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+        }
+        let who = format!(
+            "pid {} on host {}",
+            std::process::id(),
+            hostname().unwrap_or_else(|| "unknown".into())
+        );
+        file.set_len(0).map_err(|e| Error::io(&path, e))?;
+        file.write_all(who.as_bytes())
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(WriterLock { _file: file, path })
+    }
+
+    /// The lock file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn hostname() -> Option<String> {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_lock_reports_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = WriterLock::acquire(dir.path()).unwrap();
+        let err = WriterLock::acquire(dir.path()).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("locked by another writer"), "{msg}");
+        assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+        drop(first);
+        WriterLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn atomic_replace_overwrites_and_leaves_no_tmp() {
+        let dir = tempfile::tempdir().unwrap();
+        replace_file_atomically(dir.path(), "F", b"one").unwrap();
+        replace_file_atomically(dir.path(), "F", b"two").unwrap();
+        assert_eq!(read_file(&dir.path().join("F")).unwrap(), b"two");
+        assert!(!dir.path().join("F.tmp").exists());
+    }
+
+    #[test]
+    fn empty_files_map_to_empty_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("e");
+        write_new_file(&p, b"").unwrap();
+        assert!(map_file(&p).unwrap().bytes().is_empty());
+    }
+}
