@@ -52,7 +52,11 @@ pub struct Collection {
 
 impl Collection {
     pub(crate) fn new(name: String, schema: Schema, slots: Vec<SegmentSlot>) -> Self {
-        Collection { name, schema, slots }
+        Collection {
+            name,
+            schema,
+            slots,
+        }
     }
 
     /// The collection's name.
@@ -82,11 +86,13 @@ impl Collection {
 
     /// Index of the field `name`, or a [`Error::NoSuchField`].
     pub fn field_index(&self, name: &str) -> Result<usize> {
-        self.schema.field_index(name).ok_or_else(|| Error::NoSuchField {
-            collection: self.name.clone(),
-            field: name.to_string(),
-            available: self.schema.field_names(),
-        })
+        self.schema
+            .field_index(name)
+            .ok_or_else(|| Error::NoSuchField {
+                collection: self.name.clone(),
+                field: name.to_string(),
+                available: self.schema.field_names(),
+            })
     }
 
     /// Finds the live document with this id.
@@ -108,7 +114,14 @@ impl Collection {
         for (si, slot) in self.slots.iter().enumerate().rev() {
             if let Some(row) = slot.segment.find(id)? {
                 if !slot.is_deleted(row) {
-                    return Ok(Some(DocRef { collection: self, slot, address: DocAddress { segment: si as u32, row } }));
+                    return Ok(Some(DocRef {
+                        collection: self,
+                        slot,
+                        address: DocAddress {
+                            segment: si as u32,
+                            row,
+                        },
+                    }));
                 }
             }
         }
@@ -118,12 +131,24 @@ impl Collection {
     /// The document at `address` (deleted or not).
     pub fn doc(&self, address: DocAddress) -> Result<DocRef<'_>> {
         let slot = self.slots.get(address.segment as usize).ok_or_else(|| {
-            Error::InvalidInput(format!("segment {} out of range ({} segments)", address.segment, self.slots.len()))
+            Error::InvalidInput(format!(
+                "segment {} out of range ({} segments)",
+                address.segment,
+                self.slots.len()
+            ))
         })?;
         if address.row >= slot.segment.rows() {
-            return Err(Error::InvalidInput(format!("row {} out of range ({} rows)", address.row, slot.segment.rows())));
+            return Err(Error::InvalidInput(format!(
+                "row {} out of range ({} rows)",
+                address.row,
+                slot.segment.rows()
+            )));
         }
-        Ok(DocRef { collection: self, slot, address })
+        Ok(DocRef {
+            collection: self,
+            slot,
+            address,
+        })
     }
 
     /// Calls `f` on every live document, in storage order.
@@ -131,7 +156,14 @@ impl Collection {
         for (si, slot) in self.slots.iter().enumerate() {
             for row in 0..slot.segment.rows() {
                 if !slot.is_deleted(row) {
-                    f(DocRef { collection: self, slot, address: DocAddress { segment: si as u32, row } })?;
+                    f(DocRef {
+                        collection: self,
+                        slot,
+                        address: DocAddress {
+                            segment: si as u32,
+                            row,
+                        },
+                    })?;
                 }
             }
         }
@@ -202,7 +234,12 @@ impl<'a> DocRef<'a> {
     pub fn metadata_json(&self) -> Result<serde_json::Value> {
         let text = self.metadata()?;
         serde_json::from_str(text).map_err(|e| {
-            Error::corrupt(self.slot.segment.path(), "metadata bytes", 0, format!("row {}: {e}", self.address.row))
+            Error::corrupt(
+                self.slot.segment.path(),
+                "metadata bytes",
+                0,
+                format!("row {}: {e}", self.address.row),
+            )
         })
     }
 
@@ -210,7 +247,10 @@ impl<'a> DocRef<'a> {
         let i = self.collection.field_index(name)?;
         let kind = &self.collection.schema.fields[i].kind;
         if kind.kind_name() != want {
-            return Err(Error::InvalidInput(format!("field {name:?} is a {} field, not {want}", kind.kind_name())));
+            return Err(Error::InvalidInput(format!(
+                "field {name:?} is a {} field, not {want}",
+                kind.kind_name()
+            )));
         }
         Ok((i, kind))
     }
@@ -224,13 +264,21 @@ impl<'a> DocRef<'a> {
     /// The token vectors of a multi field.
     pub fn multi(&self, field: &str) -> Result<MultiRef<'a>> {
         let (i, kind) = self.field(field, "multi")?;
-        Ok(MultiRef { tokens: self.slot.segment.multi_row(i, self.address.row)?, dim: kind.row_elements() })
+        Ok(MultiRef {
+            tokens: self.slot.segment.multi_row(i, self.address.row)?,
+            dim: kind.row_elements(),
+        })
     }
 
     /// The tensor of a tensor field.
     pub fn tensor(&self, field: &str) -> Result<TensorRef<'a>> {
         let (i, kind) = self.field(field, "tensor")?;
-        let FieldKind::Tensor { shape, .. } = kind else { unreachable!() };
-        Ok(TensorRef { shape, data: self.slot.segment.fixed_row(i, self.address.row) })
+        let FieldKind::Tensor { shape, .. } = kind else {
+            unreachable!()
+        };
+        Ok(TensorRef {
+            shape,
+            data: self.slot.segment.fixed_row(i, self.address.row),
+        })
     }
 }

@@ -50,7 +50,9 @@ impl Database {
 
     /// Opens an existing database (checks that its manifest is readable).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
-        let db = Database { dir: dir.as_ref().to_path_buf() };
+        let db = Database {
+            dir: dir.as_ref().to_path_buf(),
+        };
         db.read_manifest()?;
         Ok(db)
     }
@@ -66,7 +68,9 @@ impl Database {
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NotADatabase { path: self.dir.clone() })
+                return Err(Error::NotADatabase {
+                    path: self.dir.clone(),
+                })
             }
             Err(e) => return Err(Error::io(&path, e)),
         };
@@ -84,7 +88,9 @@ impl Database {
             let manifest = self.read_manifest()?;
             match Snapshot::load(&self.dir, manifest) {
                 Ok(s) => return Ok(s),
-                Err(Error::Io { path, source }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Err(Error::Io { path, source })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
                     last_err = Some(Error::Io { path, source });
                 }
                 Err(e) => return Err(e),
@@ -117,7 +123,11 @@ impl Snapshot {
     }
 
     /// Loads a snapshot, reusing already open segments of `previous` (same file id = same file).
-    pub(crate) fn load_reusing(dir: &Path, manifest: Manifest, previous: Option<&Snapshot>) -> Result<Self> {
+    pub(crate) fn load_reusing(
+        dir: &Path,
+        manifest: Manifest,
+        previous: Option<&Snapshot>,
+    ) -> Result<Self> {
         let mut collections = Vec::with_capacity(manifest.collections.len());
         for entry in &manifest.collections {
             let cdir = dir.join(&entry.name);
@@ -149,18 +159,39 @@ impl Snapshot {
                     Some(d) => {
                         let path = cdir.join(manifest::deletes_file_name(s.id, d.file_id));
                         let map = storage::map_file(&path)?;
-                        let bitmap = DeleteBitmap::decode(&path, map.bytes(), s.id, segment.rows(), false)?;
+                        let bitmap =
+                            DeleteBitmap::decode(&path, map.bytes(), s.id, segment.rows(), false)?;
                         if bitmap.count() != d.count {
-                            return Err(Error::corrupt(&path, "deletes header", 32, format!("{} deleted rows, the manifest says {}", bitmap.count(), d.count)));
+                            return Err(Error::corrupt(
+                                &path,
+                                "deletes header",
+                                32,
+                                format!(
+                                    "{} deleted rows, the manifest says {}",
+                                    bitmap.count(),
+                                    d.count
+                                ),
+                            ));
                         }
                         Some(Arc::new(bitmap))
                     }
                 };
-                slots.push(SegmentSlot { entry: s.clone(), segment, deletes });
+                slots.push(SegmentSlot {
+                    entry: s.clone(),
+                    segment,
+                    deletes,
+                });
             }
-            collections.push(Arc::new(Collection::new(entry.name.clone(), entry.schema.clone(), slots)));
+            collections.push(Arc::new(Collection::new(
+                entry.name.clone(),
+                entry.schema.clone(),
+                slots,
+            )));
         }
-        Ok(Snapshot { manifest: Arc::new(manifest), collections })
+        Ok(Snapshot {
+            manifest: Arc::new(manifest),
+            collections,
+        })
     }
 
     /// The commit generation this snapshot shows.
@@ -180,9 +211,12 @@ impl Snapshot {
 
     /// The collection named `name`.
     pub fn collection(&self, name: &str) -> Result<&Arc<Collection>> {
-        self.collections.iter().find(|c| c.name() == name).ok_or_else(|| Error::NoSuchCollection {
-            name: name.to_string(),
-            available: self.manifest.collection_names(),
-        })
+        self.collections
+            .iter()
+            .find(|c| c.name() == name)
+            .ok_or_else(|| Error::NoSuchCollection {
+                name: name.to_string(),
+                available: self.manifest.collection_names(),
+            })
     }
 }

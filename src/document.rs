@@ -45,7 +45,10 @@ pub struct Document {
 impl Document {
     /// A document with this id and no text, metadata or vectors yet.
     pub fn new(id: impl Into<String>) -> Self {
-        Document { id: id.into(), ..Default::default() }
+        Document {
+            id: id.into(),
+            ..Default::default()
+        }
     }
 
     /// Sets the text.
@@ -66,19 +69,22 @@ impl Document {
 
     /// Sets a dense field's vector.
     pub fn with_dense(mut self, field: &str, vector: Vec<f32>) -> Self {
-        self.values.push((field.to_string(), FieldValue::Dense(vector)));
+        self.values
+            .push((field.to_string(), FieldValue::Dense(vector)));
         self
     }
 
     /// Sets a multi-vector field's tokens (`n_tokens × dim`, row-major).
     pub fn with_multi(mut self, field: &str, tokens: Vec<f32>) -> Self {
-        self.values.push((field.to_string(), FieldValue::Multi(tokens)));
+        self.values
+            .push((field.to_string(), FieldValue::Multi(tokens)));
         self
     }
 
     /// Sets a tensor field's elements (row-major).
     pub fn with_tensor(mut self, field: &str, data: Vec<f32>) -> Self {
-        self.values.push((field.to_string(), FieldValue::Tensor(data)));
+        self.values
+            .push((field.to_string(), FieldValue::Tensor(data)));
         self
     }
 
@@ -86,24 +92,44 @@ impl Document {
     /// field's element type.
     pub(crate) fn encode_fields(&self, collection: &str, schema: &Schema) -> Result<Vec<Vec<u8>>> {
         validate_id(&self.id)?;
-        let bad = |msg: String| Error::InvalidInput(format!("collection {collection:?}, document {:?}: {msg}", self.id));
+        let bad = |msg: String| {
+            Error::InvalidInput(format!(
+                "collection {collection:?}, document {:?}: {msg}",
+                self.id
+            ))
+        };
         for (name, _) in &self.values {
             if schema.field_index(name).is_none() {
-                return Err(bad(format!("unknown field {name:?} (fields: {})", schema.field_names())));
+                return Err(bad(format!(
+                    "unknown field {name:?} (fields: {})",
+                    schema.field_names()
+                )));
             }
         }
         let mut out = Vec::with_capacity(schema.fields.len());
         for f in &schema.fields {
             let mut matching = self.values.iter().filter(|(n, _)| *n == f.name);
-            let (_, value) = matching.next().ok_or_else(|| bad(format!("missing a value for field {:?} ({})", f.name, f.kind.kind_name())))?;
+            let (_, value) = matching.next().ok_or_else(|| {
+                bad(format!(
+                    "missing a value for field {:?} ({})",
+                    f.name,
+                    f.kind.kind_name()
+                ))
+            })?;
             if matching.next().is_some() {
                 return Err(bad(format!("field {:?} is given twice", f.name)));
             }
             let row = f.kind.row_elements();
             let data = match (&f.kind, value) {
-                (FieldKind::Dense { .. }, FieldValue::Dense(v)) | (FieldKind::Tensor { .. }, FieldValue::Tensor(v)) => {
+                (FieldKind::Dense { .. }, FieldValue::Dense(v))
+                | (FieldKind::Tensor { .. }, FieldValue::Tensor(v)) => {
                     if v.len() != row {
-                        return Err(bad(format!("field {:?} expects {row} values ({}), found {}", f.name, f, v.len())));
+                        return Err(bad(format!(
+                            "field {:?} expects {row} values ({}), found {}",
+                            f.name,
+                            f,
+                            v.len()
+                        )));
                     }
                     v
                 }
@@ -113,10 +139,19 @@ impl Document {
                     }
                     v
                 }
-                _ => return Err(bad(format!("field {:?} is a {} field; the value given is of another kind", f.name, f.kind.kind_name()))),
+                _ => {
+                    return Err(bad(format!(
+                        "field {:?} is a {} field; the value given is of another kind",
+                        f.name,
+                        f.kind.kind_name()
+                    )))
+                }
             };
             if let Some(i) = data.iter().position(|x| !x.is_finite()) {
-                return Err(bad(format!("field {:?}: element {i} is {} (vectors must be finite)", f.name, data[i])));
+                return Err(bad(format!(
+                    "field {:?}: element {i} is {} (vectors must be finite)",
+                    f.name, data[i]
+                )));
             }
             let mut bytes = Vec::new();
             f.kind.dtype().encode_into(data, &mut bytes);
@@ -132,7 +167,10 @@ pub fn validate_id(id: &str) -> Result<()> {
         return Err(Error::InvalidInput("empty document id".into()));
     }
     if id.len() > MAX_ID_LEN {
-        return Err(Error::InvalidInput(format!("document id of {} bytes exceeds the limit of {MAX_ID_LEN}", id.len())));
+        return Err(Error::InvalidInput(format!(
+            "document id of {} bytes exceeds the limit of {MAX_ID_LEN}",
+            id.len()
+        )));
     }
     if let Some(c) = id.chars().find(|c| c.is_whitespace() || c.is_control()) {
         return Err(Error::InvalidInput(format!("document id {id:?} contains {c:?}: ids may not contain whitespace or control characters")));
@@ -153,7 +191,9 @@ mod tests {
 
     #[test]
     fn encodes_in_schema_order_and_dtype() {
-        let d = Document::new("a").with_multi("m", vec![1.0, 2.0, 3.0, 4.0]).with_dense("e", vec![1.0, 2.0]);
+        let d = Document::new("a")
+            .with_multi("m", vec![1.0, 2.0, 3.0, 4.0])
+            .with_dense("e", vec![1.0, 2.0]);
         let enc = d.encode_fields("c", &schema()).unwrap();
         assert_eq!(enc[0].len(), 4, "two f16 values");
         assert_eq!(enc[1].len(), 16, "four f32 values");
@@ -161,17 +201,52 @@ mod tests {
 
     #[test]
     fn rejects_bad_documents_with_reasons() {
-        let ok = || Document::new("a").with_dense("e", vec![1.0, 2.0]).with_multi("m", vec![1.0, 2.0]);
+        let ok = || {
+            Document::new("a")
+                .with_dense("e", vec![1.0, 2.0])
+                .with_multi("m", vec![1.0, 2.0])
+        };
         let cases = [
-            (Document::new("").with_dense("e", vec![1.0, 2.0]), "empty document id"),
+            (
+                Document::new("").with_dense("e", vec![1.0, 2.0]),
+                "empty document id",
+            ),
             (Document::new("a b"), "whitespace"),
-            (Document::new("a").with_multi("m", vec![1.0, 2.0]), "missing a value for field \"e\""),
+            (
+                Document::new("a").with_multi("m", vec![1.0, 2.0]),
+                "missing a value for field \"e\"",
+            ),
             (ok().with_dense("x", vec![1.0]), "unknown field \"x\""),
-            (Document::new("a").with_dense("e", vec![1.0]).with_multi("m", vec![1.0, 2.0]), "expects 2 values"),
-            (Document::new("a").with_dense("e", vec![f32::NAN, 1.0]).with_multi("m", vec![1.0, 2.0]), "NaN"),
-            (Document::new("a").with_dense("e", vec![1.0, 2.0]).with_multi("m", vec![1.0, 2.0, 3.0]), "whole number"),
-            (Document::new("a").with_dense("e", vec![1.0, 2.0]).with_multi("m", vec![]), "non-empty"),
-            (Document::new("a").with_dense("e", vec![1.0, 2.0]).with_dense("m", vec![1.0, 2.0]), "another kind"),
+            (
+                Document::new("a")
+                    .with_dense("e", vec![1.0])
+                    .with_multi("m", vec![1.0, 2.0]),
+                "expects 2 values",
+            ),
+            (
+                Document::new("a")
+                    .with_dense("e", vec![f32::NAN, 1.0])
+                    .with_multi("m", vec![1.0, 2.0]),
+                "NaN",
+            ),
+            (
+                Document::new("a")
+                    .with_dense("e", vec![1.0, 2.0])
+                    .with_multi("m", vec![1.0, 2.0, 3.0]),
+                "whole number",
+            ),
+            (
+                Document::new("a")
+                    .with_dense("e", vec![1.0, 2.0])
+                    .with_multi("m", vec![]),
+                "non-empty",
+            ),
+            (
+                Document::new("a")
+                    .with_dense("e", vec![1.0, 2.0])
+                    .with_dense("m", vec![1.0, 2.0]),
+                "another kind",
+            ),
         ];
         for (doc, needle) in cases {
             let err = doc.encode_fields("c", &schema()).unwrap_err().to_string();

@@ -248,8 +248,10 @@ mod tests {
             assert_eq!(bytes.len(), values.len() * d.size());
             // Vec<u8> is not guaranteed 4-aligned, so copy into an aligned buffer first.
             let mut aligned = vec![0u32; bytes.len().div_ceil(4)];
-            bytemuck::cast_slice_mut::<u32, u8>(&mut aligned)[..bytes.len()].copy_from_slice(&bytes);
-            let view = VectorRef::from_bytes(d, &bytemuck::cast_slice(&aligned)[..bytes.len()]).unwrap();
+            bytemuck::cast_slice_mut::<u32, u8>(&mut aligned)[..bytes.len()]
+                .copy_from_slice(&bytes);
+            let view =
+                VectorRef::from_bytes(d, &bytemuck::cast_slice(&aligned)[..bytes.len()]).unwrap();
             assert_eq!(view.to_f32_vec(), values);
         }
     }

@@ -163,6 +163,9 @@ impl Error {
 
     /// True when the error means a file on disk is damaged.
     pub fn is_corruption(&self) -> bool {
-        matches!(self, Error::Corrupt { .. } | Error::UnsupportedVersion { .. })
+        matches!(
+            self,
+            Error::Corrupt { .. } | Error::UnsupportedVersion { .. }
+        )
     }
 }

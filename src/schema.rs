@@ -286,7 +286,10 @@ impl Schema {
         for (i, f) in self.fields.iter().enumerate() {
             f.validate()?;
             if self.fields[..i].iter().any(|g| g.name == f.name) {
-                return Err(Error::Schema(format!("field {:?} is declared twice", f.name)));
+                return Err(Error::Schema(format!(
+                    "field {:?} is declared twice",
+                    f.name
+                )));
             }
         }
         Ok(())
@@ -322,7 +325,11 @@ mod tests {
         assert_eq!(f, FieldSpec::multi("tok", 128, DType::F16, Metric::Ip));
         let f = FieldSpec::parse("img:tensor:50x768:f16").unwrap();
         assert_eq!(f, FieldSpec::tensor("img", &[50, 768], DType::F16));
-        for s in ["emb:dense:384:f32:cosine", "tok:multi:128:f16:ip", "img:tensor:50x768:f16"] {
+        for s in [
+            "emb:dense:384:f32:cosine",
+            "tok:multi:128:f16:ip",
+            "img:tensor:50x768:f16",
+        ] {
             assert_eq!(FieldSpec::parse(s).unwrap().to_string(), s);
         }
     }
@@ -348,7 +355,11 @@ mod tests {
         let s = Schema::new()
             .with_field(FieldSpec::dense("a", 2, DType::F32, Metric::Ip))
             .with_field(FieldSpec::dense("a", 3, DType::F32, Metric::Ip));
-        assert!(s.validate().unwrap_err().to_string().contains("declared twice"));
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("declared twice"));
     }
 
     #[test]

@@ -179,7 +179,10 @@ mod tests {
         let err = WriterLock::acquire(dir.path()).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("locked by another writer"), "{msg}");
-        assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
         drop(first);
         WriterLock::acquire(dir.path()).unwrap();
     }

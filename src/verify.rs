@@ -43,7 +43,11 @@ pub fn verify_database(dir: &Path) -> Result<VerifyReport> {
     let mpath = dir.join(manifest::FILE_NAME);
     let bytes = match std::fs::read(&mpath) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NotADatabase { path: dir.to_path_buf() }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::NotADatabase {
+                path: dir.to_path_buf(),
+            })
+        }
         Err(e) => return Err(Error::io(&mpath, e)),
     };
     let m = match Manifest::decode(&mpath, &bytes) {
@@ -76,10 +80,21 @@ pub fn verify_database(dir: &Path) -> Result<VerifyReport> {
                 continue;
             }
             if seg.schema() != &c.schema {
-                report.problems.push(format!("{}: schema differs from collection {:?} in the manifest", spath.display(), c.name));
+                report.problems.push(format!(
+                    "{}: schema differs from collection {:?} in the manifest",
+                    spath.display(),
+                    c.name
+                ));
             }
             if seg.rows() as u64 != s.rows || seg.file_len() != s.bytes {
-                report.problems.push(format!("{}: {} rows / {} bytes, manifest says {} / {}", spath.display(), seg.rows(), seg.file_len(), s.rows, s.bytes));
+                report.problems.push(format!(
+                    "{}: {} rows / {} bytes, manifest says {} / {}",
+                    spath.display(),
+                    seg.rows(),
+                    seg.file_len(),
+                    s.rows,
+                    s.bytes
+                ));
                 continue;
             }
             let deletes = match s.deletes {
@@ -95,7 +110,12 @@ pub fn verify_database(dir: &Path) -> Result<VerifyReport> {
                     match bm {
                         Ok(bm) if bm.count() == d.count => Some(bm),
                         Ok(bm) => {
-                            report.problems.push(format!("{}: {} deleted rows, manifest says {}", dpath.display(), bm.count(), d.count));
+                            report.problems.push(format!(
+                                "{}: {} deleted rows, manifest says {}",
+                                dpath.display(),
+                                bm.count(),
+                                d.count
+                            ));
                             continue;
                         }
                         Err(e) => {

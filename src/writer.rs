@@ -35,7 +35,9 @@ pub struct WriterOptions {
 
 impl Default for WriterOptions {
     fn default() -> Self {
-        WriterOptions { flush_bytes: 256 << 20 }
+        WriterOptions {
+            flush_bytes: 256 << 20,
+        }
     }
 }
 
@@ -72,7 +74,11 @@ struct PendingDoc {
 
 impl PendingDoc {
     fn bytes(&self) -> usize {
-        self.id.len() + self.text.len() + self.meta.len() + self.fields.iter().map(Vec::len).sum::<usize>() + 64
+        self.id.len()
+            + self.text.len()
+            + self.meta.len()
+            + self.fields.iter().map(Vec::len).sum::<usize>()
+            + 64
     }
 }
 
@@ -102,7 +108,16 @@ struct Pending {
 
 impl Pending {
     fn new(schema: Schema) -> Self {
-        Pending { schema, batch: Vec::new(), batch_bytes: 0, flushed: Vec::new(), deletes: HashMap::new(), ids: HashMap::new(), added: 0, deleted: 0 }
+        Pending {
+            schema,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            flushed: Vec::new(),
+            deletes: HashMap::new(),
+            ids: HashMap::new(),
+            added: 0,
+            deleted: 0,
+        }
     }
 
     fn is_dirty(&self) -> bool {
@@ -195,7 +210,11 @@ pub struct Writer {
 
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Writer").field("dir", &self.dir).field("lock", &self.lock.path()).field("generation", &self.base.generation()).finish()
+        f.debug_struct("Writer")
+            .field("dir", &self.dir)
+            .field("lock", &self.lock.path())
+            .field("generation", &self.base.generation())
+            .finish()
     }
 }
 
@@ -205,7 +224,15 @@ impl Writer {
         let manifest = crate::Database::open(&dir)?.read_manifest()?;
         let base = Snapshot::load(&dir, manifest)?;
         let next_file_id = base.manifest().next_file_id;
-        let w = Writer { dir, lock, base, next_file_id, new_collections: Vec::new(), pending: HashMap::new(), options };
+        let w = Writer {
+            dir,
+            lock,
+            base,
+            next_file_id,
+            new_collections: Vec::new(),
+            pending: HashMap::new(),
+            options,
+        };
         // Files left by a writer that crashed before publishing are unreferenced: remove them.
         w.collect_garbage()?;
         Ok(w)
@@ -220,7 +247,9 @@ impl Writer {
     pub fn create_collection(&mut self, name: &str, schema: Schema) -> Result<()> {
         validate_name("collection", name)?;
         schema.validate()?;
-        if self.base.manifest().collection(name).is_some() || self.new_collections.iter().any(|(n, _)| n == name) {
+        if self.base.manifest().collection(name).is_some()
+            || self.new_collections.iter().any(|(n, _)| n == name)
+        {
             return Err(Error::Schema(format!("collection {name:?} already exists")));
         }
         self.new_collections.push((name.to_string(), schema));
@@ -234,15 +263,29 @@ impl Writer {
         if let Some((_, s)) = self.new_collections.iter().find(|(n, _)| n == collection) {
             return Ok(s.clone());
         }
-        let mut names: Vec<&str> = self.base.manifest().collections.iter().map(|c| c.name.as_str()).collect();
+        let mut names: Vec<&str> = self
+            .base
+            .manifest()
+            .collections
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
         names.extend(self.new_collections.iter().map(|(n, _)| n.as_str()));
-        Err(Error::NoSuchCollection { name: collection.to_string(), available: if names.is_empty() { "none".into() } else { names.join(", ") } })
+        Err(Error::NoSuchCollection {
+            name: collection.to_string(),
+            available: if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            },
+        })
     }
 
     fn pending_for(&mut self, collection: &str) -> Result<&mut Pending> {
         if !self.pending.contains_key(collection) {
             let schema = self.schema_of(collection)?;
-            self.pending.insert(collection.to_string(), Pending::new(schema));
+            self.pending
+                .insert(collection.to_string(), Pending::new(schema));
         }
         Ok(self.pending.get_mut(collection).expect("inserted"))
     }
@@ -259,7 +302,10 @@ impl Writer {
                         None => slot.is_deleted(row),
                     };
                     if !deleted {
-                        return Ok(Some(Found::Committed { segment: slot.entry.id, row }));
+                        return Ok(Some(Found::Committed {
+                            segment: slot.entry.id,
+                            row,
+                        }));
                     }
                 }
             }
@@ -297,12 +343,21 @@ impl Writer {
                     Found::Pending(_) => "it was already added in this uncommitted batch",
                     Found::Committed { .. } => "it is already committed; use upsert to replace it",
                 };
-                return Err(Error::DuplicateId { collection: collection.to_string(), id: doc.id, detail: detail.into() });
+                return Err(Error::DuplicateId {
+                    collection: collection.to_string(),
+                    id: doc.id,
+                    detail: detail.into(),
+                });
             }
             Self::remove(base.as_deref(), p, &doc.id, found);
         }
         let meta = serde_json::to_vec(&doc.metadata).expect("JSON map serializes");
-        let pd = PendingDoc { id: doc.id, text: doc.text, meta, fields };
+        let pd = PendingDoc {
+            id: doc.id,
+            text: doc.text,
+            meta,
+            fields,
+        };
         p.batch_bytes += pd.bytes();
         p.ids.insert(pd.id.clone(), Loc::Batch(p.batch.len()));
         p.batch.push(Some(pd));
@@ -323,7 +378,11 @@ impl Writer {
                     return (slot.segment.rows(), slot.deletes.as_deref().cloned());
                 }
             }
-            let (_, s) = p.flushed.iter().find(|(e, _)| e.id == seg).expect("flushed segment");
+            let (_, s) = p
+                .flushed
+                .iter()
+                .find(|(e, _)| e.id == seg)
+                .expect("flushed segment");
             (s.rows(), None)
         };
         match found {
@@ -336,7 +395,8 @@ impl Writer {
             Found::Pending(Loc::Flushed { segment, row }) | Found::Committed { segment, row } => {
                 if !p.deletes.contains_key(&segment) {
                     let (rows, existing) = rows_of(segment);
-                    p.deletes.insert(segment, existing.unwrap_or_else(|| DeleteBitmap::new(rows)));
+                    p.deletes
+                        .insert(segment, existing.unwrap_or_else(|| DeleteBitmap::new(rows)));
                 }
                 p.deletes.get_mut(&segment).expect("inserted").insert(row);
                 p.ids.remove(id);
@@ -373,12 +433,32 @@ impl Writer {
         let cdir = Self::collection_dir(dir, collection);
         std::fs::create_dir_all(&cdir).map_err(|e| Error::io(&cdir, e))?;
         let path = cdir.join(manifest::segment_file_name(file_id));
-        let bytes = write_segment(&path, &BatchSource { schema: &p.schema, docs })?;
+        let bytes = write_segment(
+            &path,
+            &BatchSource {
+                schema: &p.schema,
+                docs,
+            },
+        )?;
         let segment = Arc::new(Segment::open(&path, file_id)?);
         for (row, d) in p.batch.iter().flatten().enumerate() {
-            p.ids.insert(d.id.clone(), Loc::Flushed { segment: file_id, row: row as u32 });
+            p.ids.insert(
+                d.id.clone(),
+                Loc::Flushed {
+                    segment: file_id,
+                    row: row as u32,
+                },
+            );
         }
-        p.flushed.push((SegmentEntry { id: file_id, rows: segment.rows() as u64, bytes, deletes: None }, segment));
+        p.flushed.push((
+            SegmentEntry {
+                id: file_id,
+                rows: segment.rows() as u64,
+                bytes,
+                deletes: None,
+            },
+            segment,
+        ));
         p.batch.clear();
         p.batch_bytes = 0;
         Ok(())
@@ -399,9 +479,17 @@ impl Writer {
     /// the current generation without writing anything.
     pub fn commit(&mut self) -> Result<CommitInfo> {
         if !self.has_changes() {
-            return Ok(CommitInfo { generation: self.base.generation(), ..Default::default() });
+            return Ok(CommitInfo {
+                generation: self.base.generation(),
+                ..Default::default()
+            });
         }
-        let names: Vec<String> = self.pending.iter().filter(|(_, p)| p.is_dirty()).map(|(n, _)| n.clone()).collect();
+        let names: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.is_dirty())
+            .map(|(n, _)| n.clone())
+            .collect();
         for name in &names {
             let id = self.take_file_id();
             let p = self.pending.get_mut(name).expect("listed");
@@ -412,27 +500,42 @@ impl Writer {
         for (name, schema) in &self.new_collections {
             let cdir = Self::collection_dir(&self.dir, name);
             std::fs::create_dir_all(&cdir).map_err(|e| Error::io(&cdir, e))?;
-            manifest.collections.push(CollectionEntry { name: name.clone(), schema: schema.clone(), segments: Vec::new() });
+            manifest.collections.push(CollectionEntry {
+                name: name.clone(),
+                schema: schema.clone(),
+                segments: Vec::new(),
+            });
         }
         let mut info = CommitInfo::default();
         let mut dirs = BTreeSet::new();
         for name in &names {
             let cdir = Self::collection_dir(&self.dir, name);
-            let entry = manifest.collections.iter_mut().find(|c| &c.name == name).expect("collection in manifest");
+            let entry = manifest
+                .collections
+                .iter_mut()
+                .find(|c| &c.name == name)
+                .expect("collection in manifest");
             let p = &self.pending[name];
             info.added += p.added;
             info.deleted += p.deleted;
-            entry.segments.extend(p.flushed.iter().map(|(e, _)| e.clone()));
+            entry
+                .segments
+                .extend(p.flushed.iter().map(|(e, _)| e.clone()));
             for seg in entry.segments.iter_mut() {
                 if let Some(bm) = p.deletes.get(&seg.id) {
                     let file_id = self.next_file_id;
                     self.next_file_id += 1;
                     let path = cdir.join(manifest::deletes_file_name(seg.id, file_id));
                     storage::write_new_file(&path, &bm.encode(seg.id))?;
-                    seg.deletes = Some(DeletesEntry { file_id, count: bm.count() });
+                    seg.deletes = Some(DeletesEntry {
+                        file_id,
+                        count: bm.count(),
+                    });
                 }
             }
-            entry.segments.retain(|s| s.deletes.is_none_or(|d| d.count < s.rows));
+            entry
+                .segments
+                .retain(|s| s.deletes.is_none_or(|d| d.count < s.rows));
             dirs.insert(cdir);
         }
         manifest.next_file_id = self.next_file_id;
@@ -466,13 +569,26 @@ impl Writer {
         self.commit()?;
         let c = self.base.collection(collection)?.clone();
         let segments_before = c.slots().len();
-        let rows_dropped: u64 = c.slots().iter().map(|s| s.deletes.as_ref().map_or(0, |d| d.count())).sum();
+        let rows_dropped: u64 = c
+            .slots()
+            .iter()
+            .map(|s| s.deletes.as_ref().map_or(0, |d| d.count()))
+            .sum();
         if segments_before <= 1 && rows_dropped == 0 {
-            return Ok(CompactInfo { generation: self.base.generation(), segments_before, segments_after: segments_before, rows_dropped: 0 });
+            return Ok(CompactInfo {
+                generation: self.base.generation(),
+                segments_before,
+                segments_after: segments_before,
+                rows_dropped: 0,
+            });
         }
         let mut rows = Vec::new();
         for slot in c.slots() {
-            rows.extend((0..slot.segment.rows()).filter(|&r| !slot.is_deleted(r)).map(|r| (&*slot.segment, r)));
+            rows.extend(
+                (0..slot.segment.rows())
+                    .filter(|&r| !slot.is_deleted(r))
+                    .map(|r| (&*slot.segment, r)),
+            );
         }
         let mut manifest = self.base.manifest().clone();
         manifest.generation += 1;
@@ -481,15 +597,36 @@ impl Writer {
             let id = self.take_file_id();
             let cdir = Self::collection_dir(&self.dir, collection);
             let path = cdir.join(manifest::segment_file_name(id));
-            let bytes = write_segment(&path, &MergeSource { schema: c.schema(), rows })?;
+            let bytes = write_segment(
+                &path,
+                &MergeSource {
+                    schema: c.schema(),
+                    rows,
+                },
+            )?;
             storage::sync_dir(&cdir)?;
-            segments.push(SegmentEntry { id, rows: c.len(), bytes, deletes: None });
+            segments.push(SegmentEntry {
+                id,
+                rows: c.len(),
+                bytes,
+                deletes: None,
+            });
         }
         let segments_after = segments.len();
-        manifest.collections.iter_mut().find(|e| e.name == collection).expect("exists").segments = segments;
+        manifest
+            .collections
+            .iter_mut()
+            .find(|e| e.name == collection)
+            .expect("exists")
+            .segments = segments;
         manifest.next_file_id = self.next_file_id;
         self.publish(manifest)?;
-        Ok(CompactInfo { generation: self.base.generation(), segments_before, segments_after, rows_dropped })
+        Ok(CompactInfo {
+            generation: self.base.generation(),
+            segments_before,
+            segments_after,
+            rows_dropped,
+        })
     }
 
     /// Deletes segment and tombstone files the committed manifest does not reference, and stale
@@ -508,7 +645,11 @@ impl Writer {
             }
             // Files of this writer's flushed but uncommitted segments must survive.
             if let Some(p) = self.pending.get(&c.name) {
-                keep.extend(p.flushed.iter().map(|(e, _)| manifest::segment_file_name(e.id)));
+                keep.extend(
+                    p.flushed
+                        .iter()
+                        .map(|(e, _)| manifest::segment_file_name(e.id)),
+                );
             }
             let entries = match std::fs::read_dir(&cdir) {
                 Ok(e) => e,
@@ -518,7 +659,8 @@ impl Writer {
             for entry in entries {
                 let entry = entry.map_err(|e| Error::io(&cdir, e))?;
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let ours = name.starts_with("seg-") && (name.ends_with(".vseg") || name.ends_with(".vdel"));
+                let ours = name.starts_with("seg-")
+                    && (name.ends_with(".vseg") || name.ends_with(".vdel"));
                 if ours && !keep.contains(&name) {
                     storage::remove_if_exists(&entry.path())?;
                 }
@@ -533,7 +675,9 @@ impl Drop for Writer {
         // Best effort: remove segment files spilled for changes that were never committed.
         for (name, p) in &self.pending {
             for (e, _) in &p.flushed {
-                let _ = std::fs::remove_file(Self::collection_dir(&self.dir, name).join(manifest::segment_file_name(e.id)));
+                let _ = std::fs::remove_file(
+                    Self::collection_dir(&self.dir, name).join(manifest::segment_file_name(e.id)),
+                );
             }
         }
     }

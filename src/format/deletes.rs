@@ -98,21 +98,46 @@ impl DeleteBitmap {
     /// Decodes a tombstone file for segment `segment_id` of `rows` rows. With `full`, also checks
     /// the bitmap checksum and the deleted count (what `verify` does); without it only the header
     /// is checked, keeping open cost independent of the bitmap size.
-    pub fn decode(path: &Path, bytes: &[u8], segment_id: u64, rows: u32, full: bool) -> Result<Self> {
-        let r = LeReader { bytes, path, what: "deletes header" };
+    pub fn decode(
+        path: &Path,
+        bytes: &[u8],
+        segment_id: u64,
+        rows: u32,
+        full: bool,
+    ) -> Result<Self> {
+        let r = LeReader {
+            bytes,
+            path,
+            what: "deletes header",
+        };
         let magic = r.slice(0, 8)?;
         if magic != MAGIC {
-            return Err(Error::corrupt(path, "deletes header", 0, "bad magic: not a vellum tombstone file"));
+            return Err(Error::corrupt(
+                path,
+                "deletes header",
+                0,
+                "bad magic: not a vellum tombstone file",
+            ));
         }
         check_version(path, r.u32(8)?)?;
         let header_sum = r.u64(56)?;
         if checksum(&bytes[..56]) != header_sum {
-            return Err(Error::corrupt(path, "deletes header", 56, "header checksum mismatch"));
+            return Err(Error::corrupt(
+                path,
+                "deletes header",
+                56,
+                "header checksum mismatch",
+            ));
         }
         let field = |off: u64, name: &str, expected: u64| -> Result<()> {
             let found = r.u64(off)?;
             if found != expected {
-                return Err(Error::corrupt(path, "deletes header", off, format!("{name}: expected {expected}, found {found}")));
+                return Err(Error::corrupt(
+                    path,
+                    "deletes header",
+                    off,
+                    format!("{name}: expected {expected}, found {found}"),
+                ));
             }
             Ok(())
         };
@@ -120,14 +145,25 @@ impl DeleteBitmap {
         field(24, "row_count", rows as u64)?;
         let count = r.u64(32)?;
         if count > rows as u64 {
-            return Err(Error::corrupt(path, "deletes header", 32, format!("deleted_count {count} exceeds row_count {rows}")));
+            return Err(Error::corrupt(
+                path,
+                "deletes header",
+                32,
+                format!("deleted_count {count} exceeds row_count {rows}"),
+            ));
         }
         let n_words = (rows as usize).div_ceil(64);
         let expected_len = HEADER_LEN + n_words * 8;
         if bytes.len() != expected_len {
-            return Err(Error::corrupt(path, "deletes bitmap", HEADER_LEN as u64, format!(
-                "file is {} bytes, expected {expected_len} for {rows} rows", bytes.len()
-            )));
+            return Err(Error::corrupt(
+                path,
+                "deletes bitmap",
+                HEADER_LEN as u64,
+                format!(
+                    "file is {} bytes, expected {expected_len} for {rows} rows",
+                    bytes.len()
+                ),
+            ));
         }
         let bitmap = &bytes[HEADER_LEN..];
         let words: Vec<u64> = bitmap
@@ -137,15 +173,25 @@ impl DeleteBitmap {
         let out = DeleteBitmap { words, rows, count };
         if full {
             if checksum(bitmap) != r.u64(40)? {
-                return Err(Error::corrupt(path, "deletes bitmap", HEADER_LEN as u64, "bitmap checksum mismatch"));
+                return Err(Error::corrupt(
+                    path,
+                    "deletes bitmap",
+                    HEADER_LEN as u64,
+                    "bitmap checksum mismatch",
+                ));
             }
             let set: u64 = out.words.iter().map(|w| w.count_ones() as u64).sum();
             let tail_bits = rows % 64;
             let tail_clean = tail_bits == 0 || out.words.last().is_none_or(|w| w >> tail_bits == 0);
             if set != count || !tail_clean {
-                return Err(Error::corrupt(path, "deletes bitmap", HEADER_LEN as u64, format!(
-                    "bitmap has {set} bits set (clean tail: {tail_clean}), header says {count}"
-                )));
+                return Err(Error::corrupt(
+                    path,
+                    "deletes bitmap",
+                    HEADER_LEN as u64,
+                    format!(
+                        "bitmap has {set} bits set (clean tail: {tail_clean}), header says {count}"
+                    ),
+                ));
             }
         }
         Ok(out)
@@ -178,8 +224,14 @@ mod tests {
         for i in 0..bytes.len() {
             let mut b = bytes.clone();
             b[i] ^= 1;
-            assert!(DeleteBitmap::decode(Path::new("x"), &b, 1, 100, true).is_err(), "byte {i}");
+            assert!(
+                DeleteBitmap::decode(Path::new("x"), &b, 1, 100, true).is_err(),
+                "byte {i}"
+            );
         }
-        assert!(DeleteBitmap::decode(Path::new("x"), &bytes, 2, 100, false).is_err(), "wrong segment");
+        assert!(
+            DeleteBitmap::decode(Path::new("x"), &bytes, 2, 100, false).is_err(),
+            "wrong segment"
+        );
     }
 }

@@ -102,19 +102,33 @@ impl Manifest {
 
     /// Decodes and validates untrusted manifest bytes. `path` is used in error messages only.
     pub fn decode(path: &Path, bytes: &[u8]) -> Result<Self> {
-        let r = LeReader { bytes, path, what: "manifest header" };
+        let r = LeReader {
+            bytes,
+            path,
+            what: "manifest header",
+        };
         let magic = r.slice(0, 8)?;
         if magic != MAGIC {
-            return Err(Error::corrupt(path, "manifest header", 0, format!(
-                "bad magic: expected {:?}, found {:?}",
-                String::from_utf8_lossy(MAGIC),
-                String::from_utf8_lossy(magic)
-            )));
+            return Err(Error::corrupt(
+                path,
+                "manifest header",
+                0,
+                format!(
+                    "bad magic: expected {:?}, found {:?}",
+                    String::from_utf8_lossy(MAGIC),
+                    String::from_utf8_lossy(magic)
+                ),
+            ));
         }
         check_version(path, r.u32(8)?)?;
         let reserved = r.u32(12)?;
         if reserved != 0 {
-            return Err(Error::corrupt(path, "manifest header", 12, format!("reserved field is {reserved}, expected 0")));
+            return Err(Error::corrupt(
+                path,
+                "manifest header",
+                12,
+                format!("reserved field is {reserved}, expected 0"),
+            ));
         }
         let body_len = r.u64(16)?;
         let stored_sum = r.u64(24)?;
@@ -127,16 +141,26 @@ impl Manifest {
         let body = &bytes[HEADER_LEN..];
         let actual = checksum(body);
         if actual != stored_sum {
-            return Err(Error::corrupt(path, "manifest body", HEADER_LEN as u64, format!(
+            return Err(Error::corrupt(
+                path,
+                "manifest body",
+                HEADER_LEN as u64,
+                format!(
                 "checksum mismatch: header says {stored_sum:#018x}, body hashes to {actual:#018x}"
-            )));
+            ),
+            ));
         }
         let manifest: Manifest = serde_json::from_slice(body).map_err(|e| {
-            Error::corrupt(path, "manifest body", HEADER_LEN as u64, format!("invalid JSON: {e}"))
+            Error::corrupt(
+                path,
+                "manifest body",
+                HEADER_LEN as u64,
+                format!("invalid JSON: {e}"),
+            )
         })?;
-        manifest.validate().map_err(|detail| {
-            Error::corrupt(path, "manifest body", HEADER_LEN as u64, detail)
-        })?;
+        manifest
+            .validate()
+            .map_err(|detail| Error::corrupt(path, "manifest body", HEADER_LEN as u64, detail))?;
         Ok(manifest)
     }
 
@@ -149,16 +173,27 @@ impl Manifest {
             if !names.insert(c.name.as_str()) {
                 return Err(format!("collection {:?} listed twice", c.name));
             }
-            c.schema.validate().map_err(|e| format!("collection {:?}: {e}", c.name))?;
+            c.schema
+                .validate()
+                .map_err(|e| format!("collection {:?}: {e}", c.name))?;
             for s in &c.segments {
                 if s.id >= self.next_file_id || !ids.insert(s.id) {
-                    return Err(format!("segment id {} is duplicated or not below next_file_id {}", s.id, self.next_file_id));
+                    return Err(format!(
+                        "segment id {} is duplicated or not below next_file_id {}",
+                        s.id, self.next_file_id
+                    ));
                 }
                 if s.rows > u32::MAX as u64 {
-                    return Err(format!("segment {} claims {} rows (max {})", s.id, s.rows, u32::MAX));
+                    return Err(format!(
+                        "segment {} claims {} rows (max {})",
+                        s.id,
+                        s.rows,
+                        u32::MAX
+                    ));
                 }
                 if let Some(d) = s.deletes {
-                    if d.count > s.rows || d.file_id >= self.next_file_id || !ids.insert(d.file_id) {
+                    if d.count > s.rows || d.file_id >= self.next_file_id || !ids.insert(d.file_id)
+                    {
                         return Err(format!("segment {}: invalid deletes entry {d:?}", s.id));
                     }
                 }
@@ -177,7 +212,11 @@ impl Manifest {
         if self.collections.is_empty() {
             return "none".into();
         }
-        self.collections.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+        self.collections
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -197,7 +236,10 @@ mod tests {
                     id: 1,
                     rows: 10,
                     bytes: 1000,
-                    deletes: Some(DeletesEntry { file_id: 4, count: 2 }),
+                    deletes: Some(DeletesEntry {
+                        file_id: 4,
+                        count: 2,
+                    }),
                 }],
             }],
         }

@@ -99,7 +99,11 @@ mod tests {
     #[test]
     fn reader_reports_out_of_bounds_as_corruption() {
         let p = Path::new("f");
-        let r = LeReader { bytes: &[1, 0, 0, 0], path: p, what: "header" };
+        let r = LeReader {
+            bytes: &[1, 0, 0, 0],
+            path: p,
+            what: "header",
+        };
         assert_eq!(r.u32(0).unwrap(), 1);
         let err = r.u64(0).unwrap_err();
         assert!(err.is_corruption());

@@ -166,7 +166,10 @@ pub fn write_segment(path: &Path, source: &dyn SegmentSource) -> Result<u64> {
     let schema = source.schema();
     let rows = source.row_count();
     if rows > u32::MAX as usize {
-        return Err(Error::InvalidInput(format!("a segment holds at most {} rows", u32::MAX)));
+        return Err(Error::InvalidInput(format!(
+            "a segment holds at most {} rows",
+            u32::MAX
+        )));
     }
     let schema_json = serde_json::to_vec(schema).expect("schema serializes");
 
@@ -181,9 +184,19 @@ pub fn write_segment(path: &Path, source: &dyn SegmentSource) -> Result<u64> {
     }
     let n = rows as u64;
     let offsets_len = (n + 1) * 8;
-    let doc = |kind, length, count| Plan { kind, field: NO_FIELD, length, count, dtype: 0 };
+    let doc = |kind, length, count| Plan {
+        kind,
+        field: NO_FIELD,
+        length,
+        count,
+        dtype: 0,
+    };
     let mut plans = vec![
-        doc(SectionKind::Schema, schema_json.len() as u64, schema_json.len() as u64),
+        doc(
+            SectionKind::Schema,
+            schema_json.len() as u64,
+            schema_json.len() as u64,
+        ),
         doc(SectionKind::IdOffsets, offsets_len, n + 1),
         doc(SectionKind::IdBytes, id_bytes, id_bytes),
         doc(SectionKind::IdOrder, n * 4, n),
@@ -198,8 +211,20 @@ pub fn write_segment(path: &Path, source: &dyn SegmentSource) -> Result<u64> {
         let dtype = f.kind.dtype().code();
         let field = fi as u32;
         match f.kind {
-            FieldKind::Dense { .. } => plans.push(Plan { kind: SectionKind::Dense, field, length: n * row_bytes, count: n, dtype }),
-            FieldKind::Tensor { .. } => plans.push(Plan { kind: SectionKind::Tensor, field, length: n * row_bytes, count: n, dtype }),
+            FieldKind::Dense { .. } => plans.push(Plan {
+                kind: SectionKind::Dense,
+                field,
+                length: n * row_bytes,
+                count: n,
+                dtype,
+            }),
+            FieldKind::Tensor { .. } => plans.push(Plan {
+                kind: SectionKind::Tensor,
+                field,
+                length: n * row_bytes,
+                count: n,
+                dtype,
+            }),
             FieldKind::Multi { .. } => {
                 let mut tokens = 0u64;
                 for r in 0..rows {
@@ -211,8 +236,20 @@ pub fn write_segment(path: &Path, source: &dyn SegmentSource) -> Result<u64> {
                     }
                     tokens += len / row_bytes;
                 }
-                plans.push(Plan { kind: SectionKind::MultiOffsets, field, length: offsets_len, count: n + 1, dtype: 0 });
-                plans.push(Plan { kind: SectionKind::MultiTokens, field, length: tokens * row_bytes, count: tokens, dtype });
+                plans.push(Plan {
+                    kind: SectionKind::MultiOffsets,
+                    field,
+                    length: offsets_len,
+                    count: n + 1,
+                    dtype: 0,
+                });
+                plans.push(Plan {
+                    kind: SectionKind::MultiTokens,
+                    field,
+                    length: tokens * row_bytes,
+                    count: tokens,
+                    dtype,
+                });
             }
         }
     }
@@ -222,45 +259,76 @@ pub fn write_segment(path: &Path, source: &dyn SegmentSource) -> Result<u64> {
     let mut offset = align_up(HEADER_LEN + table_len).expect("small");
     let mut entries = Vec::with_capacity(plans.len());
     for p in &plans {
-        entries.push(SectionEntry { kind: p.kind, field: p.field, offset, length: p.length, count: p.count, dtype: p.dtype, checksum: 0 });
-        offset = align_up(offset + p.length).ok_or_else(|| Error::InvalidInput("segment too large".into()))?;
+        entries.push(SectionEntry {
+            kind: p.kind,
+            field: p.field,
+            offset,
+            length: p.length,
+            count: p.count,
+            dtype: p.dtype,
+            checksum: 0,
+        });
+        offset = align_up(offset + p.length)
+            .ok_or_else(|| Error::InvalidInput("segment too large".into()))?;
     }
     let file_len = entries.last().map_or(offset, |e| e.offset + e.length);
 
     let file = storage::create_new(path)?;
     let io = |e| Error::io(path, e);
     let mut out = BufWriter::with_capacity(1 << 20, file);
-    out.write_all(&vec![0u8; entries[0].offset as usize]).map_err(io)?;
+    out.write_all(&vec![0u8; entries[0].offset as usize])
+        .map_err(io)?;
     let mut pos = entries[0].offset;
     let order = id_order(source)?;
     for e in entries.iter_mut() {
         if pos < e.offset {
-            out.write_all(&vec![0u8; (e.offset - pos) as usize]).map_err(io)?;
+            out.write_all(&vec![0u8; (e.offset - pos) as usize])
+                .map_err(io)?;
             pos = e.offset;
         }
-        let mut sink = Sink { out: &mut out, hash: Xxh3::new(), written: 0, path };
+        let mut sink = Sink {
+            out: &mut out,
+            hash: Xxh3::new(),
+            written: 0,
+            path,
+        };
         let field = e.field as usize;
         match e.kind {
             SectionKind::Schema => sink.put(&schema_json)?,
-            SectionKind::IdOffsets => write_offsets(&mut sink, rows, |r| source.id(r).map(|b| b.len() as u64))?,
+            SectionKind::IdOffsets => {
+                write_offsets(&mut sink, rows, |r| source.id(r).map(|b| b.len() as u64))?
+            }
             SectionKind::IdBytes => (0..rows).try_for_each(|r| sink.put(source.id(r)?))?,
             SectionKind::IdOrder => order.iter().try_for_each(|r| sink.put(&r.to_le_bytes()))?,
-            SectionKind::TextOffsets => write_offsets(&mut sink, rows, |r| source.text(r).map(|b| b.len() as u64))?,
+            SectionKind::TextOffsets => {
+                write_offsets(&mut sink, rows, |r| source.text(r).map(|b| b.len() as u64))?
+            }
             SectionKind::TextBytes => (0..rows).try_for_each(|r| sink.put(source.text(r)?))?,
-            SectionKind::MetaOffsets => write_offsets(&mut sink, rows, |r| source.metadata(r).map(|b| b.len() as u64))?,
+            SectionKind::MetaOffsets => write_offsets(&mut sink, rows, |r| {
+                source.metadata(r).map(|b| b.len() as u64)
+            })?,
             SectionKind::MetaBytes => (0..rows).try_for_each(|r| sink.put(source.metadata(r)?))?,
             SectionKind::MultiOffsets => {
-                let token_bytes = schema.fields[field].kind.row_elements() as u64 * schema.fields[field].kind.dtype().size() as u64;
-                write_offsets(&mut sink, rows, |r| source.field(field, r).map(|b| b.len() as u64 / token_bytes))?
+                let token_bytes = schema.fields[field].kind.row_elements() as u64
+                    * schema.fields[field].kind.dtype().size() as u64;
+                write_offsets(&mut sink, rows, |r| {
+                    source.field(field, r).map(|b| b.len() as u64 / token_bytes)
+                })?
             }
             SectionKind::Dense | SectionKind::Tensor | SectionKind::MultiTokens => {
-                let expected = if e.kind == SectionKind::MultiTokens { None } else { Some(e.length / n.max(1)) };
+                let expected = if e.kind == SectionKind::MultiTokens {
+                    None
+                } else {
+                    Some(e.length / n.max(1))
+                };
                 for r in 0..rows {
                     let v = source.field(field, r)?;
                     if let Some(exp) = expected {
                         if v.len() as u64 != exp {
                             return Err(Error::InvalidInput(format!(
-                                "row {r}: field {:?} value has {} bytes, expected {exp}", schema.fields[field].name, v.len()
+                                "row {r}: field {:?} value has {} bytes, expected {exp}",
+                                schema.fields[field].name,
+                                v.len()
                             )));
                         }
                     }
@@ -298,26 +366,39 @@ pub fn write_segment(path: &Path, source: &dyn SegmentSource) -> Result<u64> {
     out.seek(SeekFrom::Start(0)).map_err(io)?;
     out.write_all(&header).map_err(io)?;
     out.write_all(&table).map_err(io)?;
-    let file = out.into_inner().map_err(|e| Error::io(path, e.into_error()))?;
+    let file = out
+        .into_inner()
+        .map_err(|e| Error::io(path, e.into_error()))?;
     file.sync_all().map_err(io)?;
     Ok(file_len)
 }
 
 fn id_order(source: &dyn SegmentSource) -> Result<Vec<u32>> {
     let rows = source.row_count();
-    let ids = (0..rows).map(|r| source.id(r)).collect::<Result<Vec<_>>>()?;
+    let ids = (0..rows)
+        .map(|r| source.id(r))
+        .collect::<Result<Vec<_>>>()?;
     let mut order: Vec<u32> = (0..rows as u32).collect();
     order.sort_unstable_by(|&a, &b| ids[a as usize].cmp(ids[b as usize]));
-    if let Some(w) = order.windows(2).find(|w| ids[w[0] as usize] == ids[w[1] as usize]) {
+    if let Some(w) = order
+        .windows(2)
+        .find(|w| ids[w[0] as usize] == ids[w[1] as usize])
+    {
         return Err(Error::InvalidInput(format!(
             "id {:?} appears twice in one segment (rows {} and {})",
-            String::from_utf8_lossy(ids[w[0] as usize]), w[0], w[1]
+            String::from_utf8_lossy(ids[w[0] as usize]),
+            w[0],
+            w[1]
         )));
     }
     Ok(order)
 }
 
-fn write_offsets(sink: &mut Sink<'_>, rows: usize, len: impl Fn(usize) -> Result<u64>) -> Result<()> {
+fn write_offsets(
+    sink: &mut Sink<'_>,
+    rows: usize,
+    len: impl Fn(usize) -> Result<u64>,
+) -> Result<()> {
     let mut at = 0u64;
     sink.put(&at.to_le_bytes())?;
     for r in 0..rows {
@@ -338,7 +419,9 @@ impl Sink<'_> {
     fn put(&mut self, bytes: &[u8]) -> Result<()> {
         self.hash.update(bytes);
         self.written += bytes.len() as u64;
-        self.out.write_all(bytes).map_err(|e| Error::io(self.path, e))
+        self.out
+            .write_all(bytes)
+            .map_err(|e| Error::io(self.path, e))
     }
 }
 
@@ -353,8 +436,16 @@ struct VarColumn {
 /// Where a vector field's data lives in the file.
 #[derive(Debug, Clone)]
 enum FieldColumn {
-    Fixed { data: Range<usize>, row_elems: usize },
-    Multi { offsets: Range<usize>, tokens: Range<usize>, dim: usize, token_count: u64 },
+    Fixed {
+        data: Range<usize>,
+        row_elems: usize,
+    },
+    Multi {
+        offsets: Range<usize>,
+        tokens: Range<usize>,
+        dim: usize,
+        token_count: u64,
+    },
 }
 
 /// An open, memory-mapped segment.
@@ -383,47 +474,98 @@ impl Segment {
     /// Validates an already mapped file (see [`Segment::open`]).
     pub fn from_map(path: &Path, id: u64, map: MappedFile) -> Result<Self> {
         let bytes = map.bytes();
-        let corrupt = |section: &str, offset: u64, detail: String| Error::corrupt(path, section, offset, detail);
-        let r = LeReader { bytes, path, what: "segment header" };
+        let corrupt = |section: &str, offset: u64, detail: String| {
+            Error::corrupt(path, section, offset, detail)
+        };
+        let r = LeReader {
+            bytes,
+            path,
+            what: "segment header",
+        };
         let magic = r.slice(0, 8)?;
         if magic != MAGIC {
-            return Err(corrupt("segment header", 0, "bad magic: not a vellum segment file".into()));
+            return Err(corrupt(
+                "segment header",
+                0,
+                "bad magic: not a vellum segment file".into(),
+            ));
         }
         check_version(path, r.u32(8)?)?;
         let header_sum = r.u64(56)?;
         if checksum(&bytes[..56]) != header_sum {
-            return Err(corrupt("segment header", 56, "header checksum mismatch".into()));
+            return Err(corrupt(
+                "segment header",
+                56,
+                "header checksum mismatch".into(),
+            ));
         }
         let flags = r.u32(12)?;
         if flags != 0 || r.u32(28)? != 0 {
-            return Err(corrupt("segment header", 12, format!("unknown flags {flags:#x} or non-zero reserved field")));
+            return Err(corrupt(
+                "segment header",
+                12,
+                format!("unknown flags {flags:#x} or non-zero reserved field"),
+            ));
         }
         let rows64 = r.u64(16)?;
-        let rows = u32::try_from(rows64).map_err(|_| corrupt("segment header", 16, format!("row count {rows64} exceeds {}", u32::MAX)))?;
+        let rows = u32::try_from(rows64).map_err(|_| {
+            corrupt(
+                "segment header",
+                16,
+                format!("row count {rows64} exceeds {}", u32::MAX),
+            )
+        })?;
         let count = r.u32(24)?;
         if count > MAX_SECTIONS {
-            return Err(corrupt("segment header", 24, format!("section count {count} exceeds {MAX_SECTIONS}")));
+            return Err(corrupt(
+                "segment header",
+                24,
+                format!("section count {count} exceeds {MAX_SECTIONS}"),
+            ));
         }
         let table_off = r.u64(32)?;
         if table_off != HEADER_LEN {
-            return Err(corrupt("segment header", 32, format!("section table offset {table_off}, expected {HEADER_LEN}")));
+            return Err(corrupt(
+                "segment header",
+                32,
+                format!("section table offset {table_off}, expected {HEADER_LEN}"),
+            ));
         }
         let file_len = r.u64(40)?;
         if file_len != bytes.len() as u64 {
             return Err(corrupt("segment header", 40, format!("file length field {file_len} but the file has {} bytes (truncated or extended)", bytes.len())));
         }
-        let table = LeReader { bytes, path, what: "section table" }.slice(table_off, count as u64 * ENTRY_LEN)?;
+        let table = LeReader {
+            bytes,
+            path,
+            what: "section table",
+        }
+        .slice(table_off, count as u64 * ENTRY_LEN)?;
         if checksum(table) != r.u64(48)? {
-            return Err(corrupt("section table", table_off, "section table checksum mismatch".into()));
+            return Err(corrupt(
+                "section table",
+                table_off,
+                "section table checksum mismatch".into(),
+            ));
         }
         let table_end = table_off + count as u64 * ENTRY_LEN;
-        let t = LeReader { bytes: table, path, what: "section table" };
+        let t = LeReader {
+            bytes: table,
+            path,
+            what: "section table",
+        };
         let mut sections = Vec::with_capacity(count as usize);
         for i in 0..count as u64 {
             let at = i * ENTRY_LEN;
             let file_at = table_off + at;
             let code = t.u32(at)?;
-            let kind = SectionKind::from_code(code).ok_or_else(|| corrupt("section table", file_at, format!("unknown section kind {code}")))?;
+            let kind = SectionKind::from_code(code).ok_or_else(|| {
+                corrupt(
+                    "section table",
+                    file_at,
+                    format!("unknown section kind {code}"),
+                )
+            })?;
             let e = SectionEntry {
                 kind,
                 field: t.u32(at + 4)?,
@@ -434,28 +576,56 @@ impl Segment {
                 checksum: t.u64(at + 40)?,
             };
             let end = e.offset.checked_add(e.length);
-            if e.offset % super::SECTION_ALIGN != 0 || e.offset < table_end || end.is_none_or(|end| end > file_len) || t.u32(at + 36)? != 0 {
+            if e.offset % super::SECTION_ALIGN != 0
+                || e.offset < table_end
+                || end.is_none_or(|end| end > file_len)
+                || t.u32(at + 36)? != 0
+            {
                 return Err(corrupt(kind.name(), file_at, format!(
                     "section at offset {} with length {} is misaligned, overlaps the table or runs past the end ({file_len} bytes)",
                     e.offset, e.length
                 )));
             }
-            if sections.iter().any(|s: &SectionEntry| s.kind == e.kind && s.field == e.field) {
+            if sections
+                .iter()
+                .any(|s: &SectionEntry| s.kind == e.kind && s.field == e.field)
+            {
                 return Err(corrupt(kind.name(), file_at, "section listed twice".into()));
             }
             sections.push(e);
         }
         let find = |kind: SectionKind, field: u32| -> Result<&SectionEntry> {
-            sections.iter().find(|s| s.kind == kind && s.field == field).ok_or_else(|| {
-                corrupt("section table", table_off, format!("missing {} section{}", kind.name(),
-                    if field == NO_FIELD { String::new() } else { format!(" for field {field}") }))
-            })
+            sections
+                .iter()
+                .find(|s| s.kind == kind && s.field == field)
+                .ok_or_else(|| {
+                    corrupt(
+                        "section table",
+                        table_off,
+                        format!(
+                            "missing {} section{}",
+                            kind.name(),
+                            if field == NO_FIELD {
+                                String::new()
+                            } else {
+                                format!(" for field {field}")
+                            }
+                        ),
+                    )
+                })
         };
         let range = |e: &SectionEntry| e.offset as usize..(e.offset + e.length) as usize;
         let expect_len = |e: &SectionEntry, expected: Option<u64>| -> Result<()> {
             match expected {
                 Some(x) if x == e.length => Ok(()),
-                _ => Err(corrupt(e.kind.name(), e.offset, format!("length {} but {expected:?} expected for {rows} rows", e.length))),
+                _ => Err(corrupt(
+                    e.kind.name(),
+                    e.offset,
+                    format!(
+                        "length {} but {expected:?} expected for {rows} rows",
+                        e.length
+                    ),
+                )),
             }
         };
 
@@ -465,8 +635,11 @@ impl Segment {
         if checksum(schema_bytes) != s.checksum {
             return Err(corrupt("schema", s.offset, "checksum mismatch".into()));
         }
-        let schema: Schema = serde_json::from_slice(schema_bytes).map_err(|e| corrupt("schema", s.offset, format!("invalid schema JSON: {e}")))?;
-        schema.validate().map_err(|e| corrupt("schema", s.offset, e.to_string()))?;
+        let schema: Schema = serde_json::from_slice(schema_bytes)
+            .map_err(|e| corrupt("schema", s.offset, format!("invalid schema JSON: {e}")))?;
+        schema
+            .validate()
+            .map_err(|e| corrupt("schema", s.offset, e.to_string()))?;
 
         let n = rows as u64;
         let offsets_len = (n + 1) * 8;
@@ -474,12 +647,20 @@ impl Segment {
             let o = find(off_kind, NO_FIELD)?;
             expect_len(o, Some(offsets_len))?;
             let b = find(bytes_kind, NO_FIELD)?;
-            let col = VarColumn { offsets: range(o), bytes: range(b), kind: bytes_kind };
+            let col = VarColumn {
+                offsets: range(o),
+                bytes: range(b),
+                kind: bytes_kind,
+            };
             // O(1) sanity: first offset 0, last offset = bytes length.
             let first = read_u64(bytes, col.offsets.start);
             let last = read_u64(bytes, col.offsets.end - 8);
             if first != 0 || last != b.length {
-                return Err(corrupt(o.kind.name(), o.offset, format!("offsets run {first}..{last}, expected 0..{}", b.length)));
+                return Err(corrupt(
+                    o.kind.name(),
+                    o.offset,
+                    format!("offsets run {first}..{last}, expected 0..{}", b.length),
+                ));
             }
             Ok(col)
         };
@@ -498,17 +679,31 @@ impl Segment {
             let row_elems = f.kind.row_elements() as u64;
             let check_dtype = |e: &SectionEntry| -> Result<()> {
                 if e.dtype != dtype.code() {
-                    return Err(corrupt(e.kind.name(), e.offset, format!("field {:?}: element type code {} but the schema says {dtype}", f.name, e.dtype)));
+                    return Err(corrupt(
+                        e.kind.name(),
+                        e.offset,
+                        format!(
+                            "field {:?}: element type code {} but the schema says {dtype}",
+                            f.name, e.dtype
+                        ),
+                    ));
                 }
                 Ok(())
             };
             let col = match f.kind {
                 FieldKind::Dense { .. } | FieldKind::Tensor { .. } => {
-                    let kind = if matches!(f.kind, FieldKind::Dense { .. }) { SectionKind::Dense } else { SectionKind::Tensor };
+                    let kind = if matches!(f.kind, FieldKind::Dense { .. }) {
+                        SectionKind::Dense
+                    } else {
+                        SectionKind::Tensor
+                    };
                     let e = find(kind, fi32)?;
                     check_dtype(e)?;
                     expect_len(e, n.checked_mul(row_elems * elem))?;
-                    FieldColumn::Fixed { data: range(e), row_elems: row_elems as usize }
+                    FieldColumn::Fixed {
+                        data: range(e),
+                        row_elems: row_elems as usize,
+                    }
                 }
                 FieldKind::Multi { dim, .. } => {
                     let o = find(SectionKind::MultiOffsets, fi32)?;
@@ -519,14 +714,35 @@ impl Segment {
                     let first = read_u64(bytes, o.offset as usize);
                     let last = read_u64(bytes, (o.offset + o.length - 8) as usize);
                     if first != 0 || last != t.count {
-                        return Err(corrupt(o.kind.name(), o.offset, format!("token offsets run {first}..{last}, expected 0..{}", t.count)));
+                        return Err(corrupt(
+                            o.kind.name(),
+                            o.offset,
+                            format!("token offsets run {first}..{last}, expected 0..{}", t.count),
+                        ));
                     }
-                    FieldColumn::Multi { offsets: range(o), tokens: range(t), dim: dim as usize, token_count: t.count }
+                    FieldColumn::Multi {
+                        offsets: range(o),
+                        tokens: range(t),
+                        dim: dim as usize,
+                        token_count: t.count,
+                    }
                 }
             };
             fields.push(col);
         }
-        Ok(Segment { path: path.to_path_buf(), map, id, rows, schema, sections, ids, texts, metas, order, fields })
+        Ok(Segment {
+            path: path.to_path_buf(),
+            map,
+            id,
+            rows,
+            schema,
+            sections,
+            ids,
+            texts,
+            metas,
+            order,
+            fields,
+        })
     }
 
     /// The file's path.
@@ -567,18 +783,34 @@ impl Segment {
         let b = self.bytes();
         let at = col.offsets.start + row as usize * 8;
         if row >= self.rows {
-            return Err(Error::InvalidInput(format!("row {row} out of range for segment {} ({} rows)", self.path.display(), self.rows)));
+            return Err(Error::InvalidInput(format!(
+                "row {row} out of range for segment {} ({} rows)",
+                self.path.display(),
+                self.rows
+            )));
         }
         let (start, end) = (read_u64(b, at), read_u64(b, at + 8));
         let len = (col.bytes.end - col.bytes.start) as u64;
         if start > end || end > len {
-            return Err(Error::corrupt(&self.path, col.kind.name(), at as u64, format!("row {row}: offsets {start}..{end} invalid for {len} bytes")));
+            return Err(Error::corrupt(
+                &self.path,
+                col.kind.name(),
+                at as u64,
+                format!("row {row}: offsets {start}..{end} invalid for {len} bytes"),
+            ));
         }
         Ok(&b[col.bytes.start + start as usize..col.bytes.start + end as usize])
     }
 
     fn utf8<'a>(&self, bytes: &'a [u8], col: &VarColumn, row: u32) -> Result<&'a str> {
-        std::str::from_utf8(bytes).map_err(|e| Error::corrupt(&self.path, col.kind.name(), col.bytes.start as u64, format!("row {row}: invalid UTF-8: {e}")))
+        std::str::from_utf8(bytes).map_err(|e| {
+            Error::corrupt(
+                &self.path,
+                col.kind.name(),
+                col.bytes.start as u64,
+                format!("row {row}: invalid UTF-8: {e}"),
+            )
+        })
     }
 
     /// The id of `row`.
@@ -602,7 +834,12 @@ impl Segment {
     fn order_at(&self, i: u32) -> Result<u32> {
         let row = read_u32(self.bytes(), self.order.start + i as usize * 4);
         if row >= self.rows {
-            return Err(Error::corrupt(&self.path, "id order", (self.order.start + i as usize * 4) as u64, format!("row {row} out of range ({} rows)", self.rows)));
+            return Err(Error::corrupt(
+                &self.path,
+                "id order",
+                (self.order.start + i as usize * 4) as u64,
+                format!("row {row} out of range ({} rows)", self.rows),
+            ));
         }
         Ok(row)
     }
@@ -625,7 +862,8 @@ impl Segment {
 
     fn vectors(&self, field: usize, range: Range<usize>) -> VectorRef<'_> {
         let dtype = self.schema.fields[field].kind.dtype();
-        VectorRef::from_bytes(dtype, &self.bytes()[range]).expect("sections are 64-byte aligned and sized in whole elements")
+        VectorRef::from_bytes(dtype, &self.bytes()[range])
+            .expect("sections are 64-byte aligned and sized in whole elements")
     }
 
     /// All rows of a dense or tensor field as one row-major matrix (`rows × row_elements`).
@@ -659,14 +897,29 @@ impl Segment {
     /// The token range (in tokens) of `row` in a multi field, checked against the token count.
     pub fn multi_range(&self, field: usize, row: u32) -> Result<Range<usize>> {
         match &self.fields[field] {
-            FieldColumn::Multi { offsets, token_count, .. } => {
+            FieldColumn::Multi {
+                offsets,
+                token_count,
+                ..
+            } => {
                 if row >= self.rows {
-                    return Err(Error::InvalidInput(format!("row {row} out of range for segment {} ({} rows)", self.path.display(), self.rows)));
+                    return Err(Error::InvalidInput(format!(
+                        "row {row} out of range for segment {} ({} rows)",
+                        self.path.display(),
+                        self.rows
+                    )));
                 }
                 let at = offsets.start + row as usize * 8;
                 let (s, e) = (read_u64(self.bytes(), at), read_u64(self.bytes(), at + 8));
                 if s > e || e > *token_count {
-                    return Err(Error::corrupt(&self.path, "multi-vector offsets", at as u64, format!("row {row}: token offsets {s}..{e} invalid for {token_count} tokens")));
+                    return Err(Error::corrupt(
+                        &self.path,
+                        "multi-vector offsets",
+                        at as u64,
+                        format!(
+                            "row {row}: token offsets {s}..{e} invalid for {token_count} tokens"
+                        ),
+                    ));
                 }
                 Ok(s as usize..e as usize)
             }
@@ -680,7 +933,10 @@ impl Segment {
         match &self.fields[field] {
             FieldColumn::Multi { tokens, dim, .. } => {
                 let size = self.schema.fields[field].kind.dtype().size() * dim;
-                Ok(self.vectors(field, tokens.start + r.start * size..tokens.start + r.end * size))
+                Ok(self.vectors(
+                    field,
+                    tokens.start + r.start * size..tokens.start + r.end * size,
+                ))
             }
             FieldColumn::Fixed { .. } => unreachable!(),
         }
@@ -702,17 +958,35 @@ impl Segment {
         for s in &self.sections {
             let data = &b[s.offset as usize..(s.offset + s.length) as usize];
             if checksum(data) != s.checksum {
-                return Err(Error::corrupt(&self.path, s.kind.name(), s.offset, format!(
-                    "checksum mismatch{}", if s.field == NO_FIELD { String::new() } else { format!(" (field {})", s.field) }
-                )));
+                return Err(Error::corrupt(
+                    &self.path,
+                    s.kind.name(),
+                    s.offset,
+                    format!(
+                        "checksum mismatch{}",
+                        if s.field == NO_FIELD {
+                            String::new()
+                        } else {
+                            format!(" (field {})", s.field)
+                        }
+                    ),
+                ));
             }
         }
         for row in 0..self.rows {
             self.doc_id(row)?;
             self.text(row)?;
             let meta = self.metadata(row)?;
-            if !matches!(serde_json::from_str::<serde_json::Value>(meta), Ok(serde_json::Value::Object(_))) {
-                return Err(Error::corrupt(&self.path, "metadata bytes", self.metas.bytes.start as u64, format!("row {row}: metadata is not a JSON object")));
+            if !matches!(
+                serde_json::from_str::<serde_json::Value>(meta),
+                Ok(serde_json::Value::Object(_))
+            ) {
+                return Err(Error::corrupt(
+                    &self.path,
+                    "metadata bytes",
+                    self.metas.bytes.start as u64,
+                    format!("row {row}: metadata is not a JSON object"),
+                ));
             }
         }
         let mut seen = vec![false; self.rows as usize];
@@ -721,7 +995,12 @@ impl Segment {
             let row = self.order_at(i)?;
             let id = self.var_item(&self.ids, row)?;
             if std::mem::replace(&mut seen[row as usize], true) || prev.is_some_and(|p| p >= id) {
-                return Err(Error::corrupt(&self.path, "id order", (self.order.start + i as usize * 4) as u64, format!("entry {i} (row {row}) breaks the sorted, unique id order")));
+                return Err(Error::corrupt(
+                    &self.path,
+                    "id order",
+                    (self.order.start + i as usize * 4) as u64,
+                    format!("entry {i} (row {row}) breaks the sorted, unique id order"),
+                ));
             }
             prev = Some(id);
         }
@@ -741,7 +1020,15 @@ impl Segment {
                 }
             };
             if let Some(pos) = values.first_non_finite() {
-                return Err(Error::corrupt(&self.path, "vector data", 0, format!("field {:?}: element {pos} is not finite", self.schema.fields[fi].name)));
+                return Err(Error::corrupt(
+                    &self.path,
+                    "vector data",
+                    0,
+                    format!(
+                        "field {:?}: element {pos} is not finite",
+                        self.schema.fields[fi].name
+                    ),
+                ));
             }
         }
         Ok(())

@@ -43,11 +43,17 @@ impl ElemType {
     }
 
     fn is_float(self) -> bool {
-        matches!(self, ElemType::F32 | ElemType::F16 | ElemType::Bf16 | ElemType::F64 | ElemType::U8)
+        matches!(
+            self,
+            ElemType::F32 | ElemType::F16 | ElemType::Bf16 | ElemType::F64 | ElemType::U8
+        )
     }
 
     fn is_int(self) -> bool {
-        matches!(self, ElemType::I32 | ElemType::I64 | ElemType::U32 | ElemType::U64 | ElemType::U8)
+        matches!(
+            self,
+            ElemType::I32 | ElemType::I64 | ElemType::U32 | ElemType::U64 | ElemType::U8
+        )
     }
 }
 
@@ -68,9 +74,17 @@ impl Array {
         let is_st = path.extension().is_some_and(|e| e == "safetensors");
         match (is_st, tensor) {
             (true, Some(t)) => Self::open_safetensors(path, t),
-            (true, None) => Err(Error::bad_input(path, "tensor", "a safetensors file needs a tensor name (FIELD=FILE.safetensors:TENSOR)")),
+            (true, None) => Err(Error::bad_input(
+                path,
+                "tensor",
+                "a safetensors file needs a tensor name (FIELD=FILE.safetensors:TENSOR)",
+            )),
             (false, None) => Self::open_npy(path),
-            (false, Some(_)) => Err(Error::bad_input(path, "tensor", "a tensor name is only valid with a .safetensors file")),
+            (false, Some(_)) => Err(Error::bad_input(
+                path,
+                "tensor",
+                "a tensor name is only valid with a .safetensors file",
+            )),
         }
     }
 
@@ -92,9 +106,14 @@ impl Array {
             }
             v => return Err(bad(format!("unsupported .npy format version {v}"))),
         };
-        let end = start.checked_add(header_len).filter(|&e| e <= b.len()).ok_or_else(|| bad("header runs past the end of the file".into()))?;
-        let header = std::str::from_utf8(&b[start..end]).map_err(|_| bad("header is not text".into()))?;
-        let descr = dict_value(header, "descr").ok_or_else(|| bad(format!("no 'descr' in header {header:?}")))?;
+        let end = start
+            .checked_add(header_len)
+            .filter(|&e| e <= b.len())
+            .ok_or_else(|| bad("header runs past the end of the file".into()))?;
+        let header =
+            std::str::from_utf8(&b[start..end]).map_err(|_| bad("header is not text".into()))?;
+        let descr = dict_value(header, "descr")
+            .ok_or_else(|| bad(format!("no 'descr' in header {header:?}")))?;
         let descr = descr.trim_matches(|c| c == '\'' || c == '"');
         let elem = match descr {
             "<f4" => ElemType::F32,
@@ -108,15 +127,27 @@ impl Array {
             other => return Err(bad(format!("element type {other:?} is not supported: use little-endian float32/float16/float64, uint8 or int32/int64 (big-endian arrays must be converted)"))),
         };
         if dict_value(header, "fortran_order").is_some_and(|v| v.starts_with("True")) {
-            return Err(bad("array is in Fortran order; save it in C order (np.ascontiguousarray)".into()));
+            return Err(bad(
+                "array is in Fortran order; save it in C order (np.ascontiguousarray)".into(),
+            ));
         }
-        let shape_text = dict_value(header, "shape").ok_or_else(|| bad("no 'shape' in header".into()))?;
-        let inner = shape_text.trim().trim_start_matches('(').split(')').next().unwrap_or("");
+        let shape_text =
+            dict_value(header, "shape").ok_or_else(|| bad("no 'shape' in header".into()))?;
+        let inner = shape_text
+            .trim()
+            .trim_start_matches('(')
+            .split(')')
+            .next()
+            .unwrap_or("");
         let shape = inner
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(|s| s.trim_end_matches('L').parse::<usize>().map_err(|_| bad(format!("bad shape {shape_text:?}"))))
+            .map(|s| {
+                s.trim_end_matches('L')
+                    .parse::<usize>()
+                    .map_err(|_| bad(format!("bad shape {shape_text:?}")))
+            })
             .collect::<Result<Vec<_>>>()?;
         let label = path.display().to_string();
         Self::finish(path, label, map, end, elem, shape)
@@ -124,12 +155,18 @@ impl Array {
 
     fn open_safetensors(path: &Path, tensor: &str) -> Result<Self> {
         let map = storage::map_file(path)?;
-        let (header_len, meta) = safetensors::SafeTensors::read_metadata(map.bytes())
-            .map_err(|e| Error::bad_input(path, "header", format!("invalid safetensors file: {e}")))?;
+        let (header_len, meta) =
+            safetensors::SafeTensors::read_metadata(map.bytes()).map_err(|e| {
+                Error::bad_input(path, "header", format!("invalid safetensors file: {e}"))
+            })?;
         let info = meta.info(tensor).ok_or_else(|| {
             let mut names: Vec<String> = meta.tensors().keys().cloned().collect();
             names.sort();
-            Error::bad_input(path, format!("tensor {tensor:?}"), format!("no such tensor (the file has: {})", names.join(", ")))
+            Error::bad_input(
+                path,
+                format!("tensor {tensor:?}"),
+                format!("no such tensor (the file has: {})", names.join(", ")),
+            )
         })?;
         use safetensors::Dtype;
         let elem = match info.dtype {
@@ -142,32 +179,71 @@ impl Array {
             Dtype::I64 => ElemType::I64,
             Dtype::U32 => ElemType::U32,
             Dtype::U64 => ElemType::U64,
-            other => return Err(Error::bad_input(path, format!("tensor {tensor:?}"), format!("element type {other:?} is not supported"))),
+            other => {
+                return Err(Error::bad_input(
+                    path,
+                    format!("tensor {tensor:?}"),
+                    format!("element type {other:?} is not supported"),
+                ))
+            }
         };
         let base = 8 + header_len;
         let (s, e) = info.data_offsets;
         let label = format!("{}:{tensor}", path.display());
         let map_len = map.bytes().len();
         if base + e > map_len || s > e {
-            return Err(Error::bad_input(path, format!("tensor {tensor:?}"), "data offsets run past the end of the file (truncated?)"));
+            return Err(Error::bad_input(
+                path,
+                format!("tensor {tensor:?}"),
+                "data offsets run past the end of the file (truncated?)",
+            ));
         }
         let arr = Self::finish(path, label, map, base + s, elem, info.shape.clone())?;
         if arr.data.end != base + e {
-            return Err(Error::bad_input(path, format!("tensor {tensor:?}"), format!("shape {:?} does not match its {} data bytes", info.shape, e - s)));
+            return Err(Error::bad_input(
+                path,
+                format!("tensor {tensor:?}"),
+                format!(
+                    "shape {:?} does not match its {} data bytes",
+                    info.shape,
+                    e - s
+                ),
+            ));
         }
         Ok(arr)
     }
 
-    fn finish(path: &Path, label: String, map: MappedFile, start: usize, elem: ElemType, shape: Vec<usize>) -> Result<Self> {
+    fn finish(
+        path: &Path,
+        label: String,
+        map: MappedFile,
+        start: usize,
+        elem: ElemType,
+        shape: Vec<usize>,
+    ) -> Result<Self> {
         let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-        let need = count.and_then(|c| c.checked_mul(elem.size())).and_then(|n| n.checked_add(start));
+        let need = count
+            .and_then(|c| c.checked_mul(elem.size()))
+            .and_then(|n| n.checked_add(start));
         let have = map.bytes().len();
         match need {
-            Some(n) if n <= have => Ok(Array { path: path.to_path_buf(), label, map, data: start..n, elem, shape }),
-            _ => Err(Error::bad_input(path, "data", format!(
-                "truncated: shape {shape:?} of {elem:?} needs {} data bytes, the file has {}",
-                need.map_or("too many".into(), |n| (n - start).to_string()), have.saturating_sub(start)
-            ))),
+            Some(n) if n <= have => Ok(Array {
+                path: path.to_path_buf(),
+                label,
+                map,
+                data: start..n,
+                elem,
+                shape,
+            }),
+            _ => Err(Error::bad_input(
+                path,
+                "data",
+                format!(
+                    "truncated: shape {shape:?} of {elem:?} needs {} data bytes, the file has {}",
+                    need.map_or("too many".into(), |n| (n - start).to_string()),
+                    have.saturating_sub(start)
+                ),
+            )),
         }
     }
 
@@ -204,16 +280,39 @@ impl Array {
     /// Converts `out.len()` elements starting at element `start` to f32.
     pub fn read_f32(&self, start: usize, out: &mut [f32]) -> Result<()> {
         if !self.elem.is_float() {
-            return Err(Error::bad_input(&self.path, "data", format!("{} holds {:?} values; vectors must be floating point", self.label, self.elem)));
+            return Err(Error::bad_input(
+                &self.path,
+                "data",
+                format!(
+                    "{} holds {:?} values; vectors must be floating point",
+                    self.label, self.elem
+                ),
+            ));
         }
         let size = self.elem.size();
-        let b = &self.map.bytes()[self.data.start + start * size..self.data.start + (start + out.len()) * size];
+        let b = &self.map.bytes()
+            [self.data.start + start * size..self.data.start + (start + out.len()) * size];
         match self.elem {
-            ElemType::F32 => b.chunks_exact(4).zip(out.iter_mut()).for_each(|(c, o)| *o = f32::from_le_bytes(c.try_into().expect("4"))),
-            ElemType::F16 => b.chunks_exact(2).zip(out.iter_mut()).for_each(|(c, o)| *o = f16::from_le_bytes([c[0], c[1]]).to_f32()),
-            ElemType::Bf16 => b.chunks_exact(2).zip(out.iter_mut()).for_each(|(c, o)| *o = bf16::from_le_bytes([c[0], c[1]]).to_f32()),
-            ElemType::F64 => b.chunks_exact(8).zip(out.iter_mut()).for_each(|(c, o)| *o = f64::from_le_bytes(c.try_into().expect("8")) as f32),
-            ElemType::U8 => b.iter().zip(out.iter_mut()).for_each(|(c, o)| *o = *c as f32),
+            ElemType::F32 => b
+                .chunks_exact(4)
+                .zip(out.iter_mut())
+                .for_each(|(c, o)| *o = f32::from_le_bytes(c.try_into().expect("4"))),
+            ElemType::F16 => b
+                .chunks_exact(2)
+                .zip(out.iter_mut())
+                .for_each(|(c, o)| *o = f16::from_le_bytes([c[0], c[1]]).to_f32()),
+            ElemType::Bf16 => b
+                .chunks_exact(2)
+                .zip(out.iter_mut())
+                .for_each(|(c, o)| *o = bf16::from_le_bytes([c[0], c[1]]).to_f32()),
+            ElemType::F64 => b
+                .chunks_exact(8)
+                .zip(out.iter_mut())
+                .for_each(|(c, o)| *o = f64::from_le_bytes(c.try_into().expect("8")) as f32),
+            ElemType::U8 => b
+                .iter()
+                .zip(out.iter_mut())
+                .for_each(|(c, o)| *o = *c as f32),
             _ => unreachable!("checked above"),
         }
         Ok(())
@@ -222,18 +321,41 @@ impl Array {
     /// Reads a 1-D integer array (e.g. per-document token counts).
     pub fn read_u64s(&self) -> Result<Vec<u64>> {
         if !self.elem.is_int() || self.shape.len() != 1 {
-            return Err(Error::bad_input(&self.path, "data", format!(
-                "{}: expected a 1-D integer array, found shape {:?} of {:?}", self.label, self.shape, self.elem
-            )));
+            return Err(Error::bad_input(
+                &self.path,
+                "data",
+                format!(
+                    "{}: expected a 1-D integer array, found shape {:?} of {:?}",
+                    self.label, self.shape, self.elem
+                ),
+            ));
         }
         let b = &self.map.bytes()[self.data.clone()];
         let neg = |i: usize| Error::bad_input(&self.path, format!("element {i}"), "negative count");
         match self.elem {
             ElemType::U8 => Ok(b.iter().map(|&v| v as u64).collect()),
-            ElemType::U32 => Ok(b.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4")) as u64).collect()),
-            ElemType::U64 => Ok(b.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8"))).collect()),
-            ElemType::I32 => b.chunks_exact(4).enumerate().map(|(i, c)| u64::try_from(i32::from_le_bytes(c.try_into().expect("4"))).map_err(|_| neg(i))).collect(),
-            ElemType::I64 => b.chunks_exact(8).enumerate().map(|(i, c)| u64::try_from(i64::from_le_bytes(c.try_into().expect("8"))).map_err(|_| neg(i))).collect(),
+            ElemType::U32 => Ok(b
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().expect("4")) as u64)
+                .collect()),
+            ElemType::U64 => Ok(b
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().expect("8")))
+                .collect()),
+            ElemType::I32 => b
+                .chunks_exact(4)
+                .enumerate()
+                .map(|(i, c)| {
+                    u64::try_from(i32::from_le_bytes(c.try_into().expect("4"))).map_err(|_| neg(i))
+                })
+                .collect(),
+            ElemType::I64 => b
+                .chunks_exact(8)
+                .enumerate()
+                .map(|(i, c)| {
+                    u64::try_from(i64::from_le_bytes(c.try_into().expect("8"))).map_err(|_| neg(i))
+                })
+                .collect(),
             _ => unreachable!("checked above"),
         }
     }
@@ -243,7 +365,10 @@ impl Array {
 fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
     let pat1 = format!("'{key}':");
     let pat2 = format!("\"{key}\":");
-    let at = header.find(&pat1).map(|i| i + pat1.len()).or_else(|| header.find(&pat2).map(|i| i + pat2.len()))?;
+    let at = header
+        .find(&pat1)
+        .map(|i| i + pat1.len())
+        .or_else(|| header.find(&pat2).map(|i| i + pat2.len()))?;
     let rest = header[at..].trim_start();
     if rest.starts_with('(') {
         return Some(&rest[..rest.find(')')? + 1]);
@@ -256,9 +381,17 @@ fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
 pub fn write_npy(path: &Path, descr: &str, shape: &[usize], data: &[u8]) -> Result<()> {
     let shape_txt = match shape {
         [n] => format!("({n},)"),
-        _ => format!("({})", shape.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_txt}, }}");
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_txt}, }}");
     let total = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - total % 64) % 64));
     header.push('\n');
@@ -298,10 +431,16 @@ mod tests {
 
         let big = dir.path().join("b.npy");
         write_npy(&big, ">f4", &[1], &[0, 0, 0, 0]).unwrap();
-        assert!(Array::open(&big, None).unwrap_err().to_string().contains("big-endian"));
+        assert!(Array::open(&big, None)
+            .unwrap_err()
+            .to_string()
+            .contains("big-endian"));
 
         let l = dir.path().join("l.npy");
         write_npy(&l, "<i8", &[2], bytemuck::cast_slice(&[3i64, 1])).unwrap();
-        assert_eq!(Array::open(&l, None).unwrap().read_u64s().unwrap(), vec![3, 1]);
+        assert_eq!(
+            Array::open(&l, None).unwrap().read_u64s().unwrap(),
+            vec![3, 1]
+        );
     }
 }

@@ -21,7 +21,12 @@ impl JsonlDocs {
     /// Opens the file.
     pub fn open(path: &Path) -> Result<Self> {
         let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        Ok(JsonlDocs { path: path.to_path_buf(), reader: BufReader::with_capacity(1 << 20, f), line_no: 0, buf: Vec::new() })
+        Ok(JsonlDocs {
+            path: path.to_path_buf(),
+            reader: BufReader::with_capacity(1 << 20, f),
+            line_no: 0,
+            buf: Vec::new(),
+        })
     }
 
     /// Line number of the last document returned.
@@ -36,7 +41,10 @@ impl JsonlDocs {
         let (mut n, mut line) = (0u64, Vec::new());
         loop {
             line.clear();
-            if r.read_until(b'\n', &mut line).map_err(|e| Error::io(path, e))? == 0 {
+            if r.read_until(b'\n', &mut line)
+                .map_err(|e| Error::io(path, e))?
+                == 0
+            {
                 return Ok(n);
             }
             if !line.iter().all(u8::is_ascii_whitespace) {
@@ -46,32 +54,62 @@ impl JsonlDocs {
     }
 
     fn parse(&self, line: &[u8]) -> Result<Document> {
-        let at = |detail: String| Error::bad_input(&self.path, format!("line {}", self.line_no), detail);
-        let text = std::str::from_utf8(line).map_err(|e| at(format!("invalid UTF-8 at byte {} of the line", e.valid_up_to())))?;
-        let value: Value = serde_json::from_str(text).map_err(|e| at(format!("invalid JSON: {e}")))?;
+        let at =
+            |detail: String| Error::bad_input(&self.path, format!("line {}", self.line_no), detail);
+        let text = std::str::from_utf8(line).map_err(|e| {
+            at(format!(
+                "invalid UTF-8 at byte {} of the line",
+                e.valid_up_to()
+            ))
+        })?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| at(format!("invalid JSON: {e}")))?;
         let Value::Object(mut obj) = value else {
-            return Err(at("expected a JSON object like {\"id\": ..., \"text\": ..., \"metadata\": {...}}".into()));
+            return Err(at(
+                "expected a JSON object like {\"id\": ..., \"text\": ..., \"metadata\": {...}}"
+                    .into(),
+            ));
         };
-        let id_key = ["id", "docid", "_id"].into_iter().find(|k| obj.contains_key(*k)).ok_or_else(|| at("missing \"id\" field".into()))?;
+        let id_key = ["id", "docid", "_id"]
+            .into_iter()
+            .find(|k| obj.contains_key(*k))
+            .ok_or_else(|| at("missing \"id\" field".into()))?;
         let id = match obj.remove(id_key).expect("present") {
             Value::String(s) => s,
             Value::Number(n) => n.to_string(),
-            other => return Err(at(format!("field {id_key:?} must be a string or number, found {other}"))),
+            other => {
+                return Err(at(format!(
+                    "field {id_key:?} must be a string or number, found {other}"
+                )))
+            }
         };
         let text = match obj.remove("text") {
             None | Some(Value::Null) => String::new(),
             Some(Value::String(s)) => s,
-            Some(other) => return Err(at(format!("field \"text\" must be a string, found {other}"))),
+            Some(other) => {
+                return Err(at(format!(
+                    "field \"text\" must be a string, found {other}"
+                )))
+            }
         };
         let mut metadata = match obj.remove("metadata") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(m)) => m,
-            Some(other) => return Err(at(format!("field \"metadata\" must be a JSON object, found {other}"))),
+            Some(other) => {
+                return Err(at(format!(
+                    "field \"metadata\" must be a JSON object, found {other}"
+                )))
+            }
         };
         if let Some(title) = obj.remove("title") {
             metadata.entry("title").or_insert(title);
         }
-        let doc = Document { id, text, metadata, values: Vec::new() };
+        let doc = Document {
+            id,
+            text,
+            metadata,
+            values: Vec::new(),
+        };
         crate::document::validate_id(&doc.id).map_err(|e| at(e.to_string()))?;
         Ok(doc)
     }
@@ -103,8 +141,19 @@ impl Iterator for JsonlDocs {
 /// Reads one id per line (blank lines skipped), e.g. query ids or ids to delete.
 pub fn read_id_list(path: &Path) -> Result<Vec<String>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let text = std::str::from_utf8(&bytes).map_err(|e| Error::bad_input(path, "content", format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
-    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect())
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
+        Error::bad_input(
+            path,
+            "content",
+            format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+        )
+    })?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect())
 }
 
 #[cfg(test)]
@@ -124,7 +173,10 @@ mod tests {
         assert_eq!(b.id, "7");
         assert_eq!(b.metadata["title"], "T");
         let err = docs[2].as_ref().unwrap_err().to_string();
-        assert!(err.contains("c.jsonl:line 4") && err.contains("\"text\" must be a string"), "{err}");
+        assert!(
+            err.contains("c.jsonl:line 4") && err.contains("\"text\" must be a string"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -133,7 +185,15 @@ mod tests {
         let p = dir.path().join("c.jsonl");
         std::fs::write(&p, b"{\"id\":\"\xff\"}\n{\"id\":\"\"}\n").unwrap();
         let docs: Vec<Result<Document>> = JsonlDocs::open(&p).unwrap().collect();
-        assert!(docs[0].as_ref().unwrap_err().to_string().contains("line 1: invalid UTF-8"));
-        assert!(docs[1].as_ref().unwrap_err().to_string().contains("line 2: invalid input: empty document id"));
+        assert!(docs[0]
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("line 1: invalid UTF-8"));
+        assert!(docs[1]
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("line 2: invalid input: empty document id"));
     }
 }

@@ -48,9 +48,16 @@ impl VectorInput {
     /// assert_eq!(v.tensor.as_deref(), Some("tok"));
     /// ```
     pub fn parse(spec: &str) -> Result<Self> {
-        let (field, rest) = spec.split_once('=').ok_or_else(|| Error::InvalidInput(format!("{spec:?}: expected FIELD=FILE")))?;
+        let (field, rest) = spec
+            .split_once('=')
+            .ok_or_else(|| Error::InvalidInput(format!("{spec:?}: expected FIELD=FILE")))?;
         let (path, tensor) = split_tensor(rest, field);
-        Ok(VectorInput { field: field.to_string(), path, tensor, lengths: None })
+        Ok(VectorInput {
+            field: field.to_string(),
+            path,
+            tensor,
+            lengths: None,
+        })
     }
 }
 
@@ -59,7 +66,10 @@ pub fn split_tensor(spec: &str, default: &str) -> (PathBuf, Option<String>) {
     if let Some(i) = spec.find(".safetensors") {
         let path = &spec[..i + ".safetensors".len()];
         let rest = &spec[i + ".safetensors".len()..];
-        let tensor = rest.strip_prefix(':').filter(|t| !t.is_empty()).unwrap_or(default);
+        let tensor = rest
+            .strip_prefix(':')
+            .filter(|t| !t.is_empty())
+            .unwrap_or(default);
         return (PathBuf::from(path), Some(tensor.to_string()));
     }
     (PathBuf::from(spec), None)
@@ -83,41 +93,85 @@ pub struct IngestStats {
 }
 
 enum Source {
-    Fixed { array: Array, row: usize },
-    Multi { array: Array, offsets: Vec<u64>, dim: usize, lengths_label: String },
+    Fixed {
+        array: Array,
+        row: usize,
+    },
+    Multi {
+        array: Array,
+        offsets: Vec<u64>,
+        dim: usize,
+        lengths_label: String,
+    },
 }
 
 /// Ingests `docs` (JSONL) with the given vector files into `collection` through `writer`, calling
 /// `progress` with the number of documents done. Does not commit.
-pub fn ingest(writer: &mut Writer, collection: &str, docs: &Path, vectors: &[VectorInput], mode: Mode, progress: &mut dyn FnMut(u64)) -> Result<IngestStats> {
-    let schema = writer.committed().collection(collection).map(|c| c.schema().clone())?;
+pub fn ingest(
+    writer: &mut Writer,
+    collection: &str,
+    docs: &Path,
+    vectors: &[VectorInput],
+    mode: Mode,
+    progress: &mut dyn FnMut(u64),
+) -> Result<IngestStats> {
+    let schema = writer
+        .committed()
+        .collection(collection)
+        .map(|c| c.schema().clone())?;
     for v in vectors {
         if schema.field_index(&v.field).is_none() {
-            return Err(Error::NoSuchField { collection: collection.into(), field: v.field.clone(), available: schema.field_names() });
+            return Err(Error::NoSuchField {
+                collection: collection.into(),
+                field: v.field.clone(),
+                available: schema.field_names(),
+            });
         }
     }
     let n_docs = JsonlDocs::count(docs)? as usize;
     let mut sources = Vec::with_capacity(schema.fields.len());
     for f in &schema.fields {
         let input = vectors.iter().find(|v| v.field == f.name).ok_or_else(|| {
-            Error::InvalidInput(format!("field {:?} ({f}) has no input: pass --vectors {}=FILE", f.name, f.name))
+            Error::InvalidInput(format!(
+                "field {:?} ({f}) has no input: pass --vectors {}=FILE",
+                f.name, f.name
+            ))
         })?;
         let array = Array::open(&input.path, input.tensor.as_deref())?;
         let shape = array.shape().to_vec();
-        let mismatch = |expected: String| Error::bad_input(&input.path, "shape", format!("field {:?} ({f}) expects {expected}, found {shape:?}", f.name));
+        let mismatch = |expected: String| {
+            Error::bad_input(
+                &input.path,
+                "shape",
+                format!(
+                    "field {:?} ({f}) expects {expected}, found {shape:?}",
+                    f.name
+                ),
+            )
+        };
         let source = match &f.kind {
             FieldKind::Dense { dim, .. } => {
                 if shape.len() != 2 || shape[1] != *dim as usize {
                     return Err(mismatch(format!("[N, {dim}]")));
                 }
-                Source::Fixed { array, row: *dim as usize }
+                Source::Fixed {
+                    array,
+                    row: *dim as usize,
+                }
             }
             FieldKind::Tensor { shape: want, .. } => {
                 let per: usize = want.iter().map(|&d| d as usize).product();
-                let exact = shape.len() == want.len() + 1 && shape[1..].iter().zip(want).all(|(a, b)| *a == *b as usize);
+                let exact = shape.len() == want.len() + 1
+                    && shape[1..].iter().zip(want).all(|(a, b)| *a == *b as usize);
                 let flat = shape.len() == 2 && shape[1] == per;
                 if !(exact || flat) {
-                    return Err(mismatch(format!("[N, {}] (or [N, {per}])", want.iter().map(u32::to_string).collect::<Vec<_>>().join(", "))));
+                    return Err(mismatch(format!(
+                        "[N, {}] (or [N, {per}])",
+                        want.iter()
+                            .map(u32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
                 }
                 Source::Fixed { array, row: per }
             }
@@ -126,31 +180,68 @@ pub fn ingest(writer: &mut Writer, collection: &str, docs: &Path, vectors: &[Vec
                     return Err(mismatch(format!("a token matrix [T, {dim}]")));
                 }
                 let (lpath, ltensor) = input.lengths.clone().ok_or_else(|| {
-                    Error::InvalidInput(format!("multi field {:?} needs per-document token counts: pass --lengths {}=FILE", f.name, f.name))
+                    Error::InvalidInput(format!(
+                        "multi field {:?} needs per-document token counts: pass --lengths {}=FILE",
+                        f.name, f.name
+                    ))
                 })?;
                 let lengths_arr = Array::open(&lpath, ltensor.as_deref())?;
                 let lengths = lengths_arr.read_u64s()?;
                 if lengths.len() != n_docs {
-                    return Err(Error::bad_input(&lpath, "shape", format!("{} token counts for {n_docs} documents in {}", lengths.len(), docs.display())));
+                    return Err(Error::bad_input(
+                        &lpath,
+                        "shape",
+                        format!(
+                            "{} token counts for {n_docs} documents in {}",
+                            lengths.len(),
+                            docs.display()
+                        ),
+                    ));
                 }
                 let mut offsets = Vec::with_capacity(n_docs + 1);
                 offsets.push(0u64);
                 for (i, l) in lengths.iter().enumerate() {
                     if *l == 0 {
-                        return Err(Error::bad_input(&lpath, format!("row {i}"), "a document needs at least one token vector, found 0"));
+                        return Err(Error::bad_input(
+                            &lpath,
+                            format!("row {i}"),
+                            "a document needs at least one token vector, found 0",
+                        ));
                     }
                     offsets.push(offsets[i] + l);
                 }
                 let total = *offsets.last().expect("non-empty");
                 if total != shape[0] as u64 {
-                    return Err(Error::bad_input(&lpath, "sum", format!("token counts sum to {total}, but {} has {} token rows", array.label(), shape[0])));
+                    return Err(Error::bad_input(
+                        &lpath,
+                        "sum",
+                        format!(
+                            "token counts sum to {total}, but {} has {} token rows",
+                            array.label(),
+                            shape[0]
+                        ),
+                    ));
                 }
-                Source::Multi { array, offsets, dim: *dim as usize, lengths_label: lengths_arr.label().to_string() }
+                Source::Multi {
+                    array,
+                    offsets,
+                    dim: *dim as usize,
+                    lengths_label: lengths_arr.label().to_string(),
+                }
             }
         };
         if let Source::Fixed { array, .. } = &source {
             if array.shape()[0] != n_docs {
-                return Err(Error::bad_input(array.path(), "rows", format!("{} has {} rows but {} has {n_docs} documents", array.label(), array.shape()[0], docs.display())));
+                return Err(Error::bad_input(
+                    array.path(),
+                    "rows",
+                    format!(
+                        "{} has {} rows but {} has {n_docs} documents",
+                        array.label(),
+                        array.shape()[0],
+                        docs.display()
+                    ),
+                ));
             }
         }
         sources.push((f.name.clone(), source));
@@ -169,20 +260,45 @@ pub fn ingest(writer: &mut Writer, collection: &str, docs: &Path, vectors: &[Vec
                     array.read_f32(row * per, &mut v)?;
                     (v, array.label(), format!("row {row}"))
                 }
-                Source::Multi { array, offsets, dim, lengths_label } => {
+                Source::Multi {
+                    array,
+                    offsets,
+                    dim,
+                    lengths_label,
+                } => {
                     let (s, e) = (offsets[row] as usize, offsets[row + 1] as usize);
                     let mut v = vec![0.0f32; (e - s) * dim];
                     array.read_f32(s * dim, &mut v)?;
-                    (v, array.label(), format!("token rows {s}..{e} (document {row} per {lengths_label})"))
+                    (
+                        v,
+                        array.label(),
+                        format!("token rows {s}..{e} (document {row} per {lengths_label})"),
+                    )
                 }
             };
             if let Some(i) = values.iter().position(|x| !x.is_finite()) {
-                return Err(Error::bad_input(PathBuf::from(label), what, format!(
-                    "document {:?}, field {name:?}: element {i} is {} (vectors must be finite)", doc.id, values[i]
-                )));
+                return Err(Error::bad_input(
+                    PathBuf::from(label),
+                    what,
+                    format!(
+                        "document {:?}, field {name:?}: element {i} is {} (vectors must be finite)",
+                        doc.id, values[i]
+                    ),
+                ));
             }
             let value = match source {
-                Source::Fixed { .. } if matches!(schema.fields.iter().find(|f| &f.name == name).map(|f| &f.kind), Some(FieldKind::Tensor { .. })) => FieldValue::Tensor(values),
+                Source::Fixed { .. }
+                    if matches!(
+                        schema
+                            .fields
+                            .iter()
+                            .find(|f| &f.name == name)
+                            .map(|f| &f.kind),
+                        Some(FieldKind::Tensor { .. })
+                    ) =>
+                {
+                    FieldValue::Tensor(values)
+                }
                 Source::Fixed { .. } => FieldValue::Dense(values),
                 Source::Multi { .. } => FieldValue::Multi(values),
             };
@@ -193,7 +309,9 @@ pub fn ingest(writer: &mut Writer, collection: &str, docs: &Path, vectors: &[Vec
             Mode::Upsert => writer.upsert(collection, doc),
         };
         result.map_err(|e| match e {
-            Error::DuplicateId { .. } | Error::InvalidInput(_) => Error::bad_input(docs, format!("line {line}"), e.to_string()),
+            Error::DuplicateId { .. } | Error::InvalidInput(_) => {
+                Error::bad_input(docs, format!("line {line}"), e.to_string())
+            }
             other => other,
         })?;
         row += 1;

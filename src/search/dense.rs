@@ -20,7 +20,11 @@ fn tasks(c: &Collection, block: usize) -> Vec<(usize, usize, usize)> {
     let mut t = Vec::new();
     for (si, slot) in c.slots().iter().enumerate() {
         let rows = slot.segment.rows() as usize;
-        t.extend((0..rows).step_by(block).map(|start| (si, start, (start + block).min(rows))));
+        t.extend(
+            (0..rows)
+                .step_by(block)
+                .map(|start| (si, start, (start + block).min(rows))),
+        );
     }
     t
 }
@@ -28,12 +32,22 @@ fn tasks(c: &Collection, block: usize) -> Vec<(usize, usize, usize)> {
 #[inline]
 fn offer(top: &mut TopK, slot: &SegmentSlot, si: usize, row: usize, score: f32) {
     if score >= top.threshold() && !slot.is_deleted(row as u32) {
-        top.push(Candidate { score, segment: si as u32, row: row as u32 });
+        top.push(Candidate {
+            score,
+            segment: si as u32,
+            row: row as u32,
+        });
     }
 }
 
 /// One query, one SIMD call per stored vector, row blocks in parallel.
-pub(super) fn search_streaming(c: &Collection, field: usize, metric: Metric, q: &[f32], k: usize) -> TopK {
+pub(super) fn search_streaming(
+    c: &Collection,
+    field: usize,
+    metric: Metric,
+    q: &[f32],
+    k: usize,
+) -> TopK {
     let dtype = c.schema().fields[field].kind.dtype();
     let dim = q.len();
     let prepared = PreparedQuery::new(q, dtype);
@@ -51,10 +65,13 @@ pub(super) fn search_streaming(c: &Collection, field: usize, metric: Metric, q: 
                 top
             },
         )
-        .reduce(|| TopK::new(k), |mut a, b| {
-            a.merge(b);
-            a
-        })
+        .reduce(
+            || TopK::new(k),
+            |mut a, b| {
+                a.merge(b);
+                a
+            },
+        )
 }
 
 struct Scratch {
@@ -65,7 +82,14 @@ struct Scratch {
 
 /// A batch of queries: per row block, `scores = Q · Xᵀ` by a blocked matrix product, then a per-query
 /// top-k pass over the block's scores.
-pub(super) fn search_blocked(c: &Collection, field: usize, metric: Metric, dim: usize, queries: &[f32], k: usize) -> Vec<TopK> {
+pub(super) fn search_blocked(
+    c: &Collection,
+    field: usize,
+    metric: Metric,
+    dim: usize,
+    queries: &[f32],
+    k: usize,
+) -> Vec<TopK> {
     let nq = queries.len() / dim;
     // Cosine: normalise the queries once; divide by the stored vector's norm per block.
     // L2: -|q - x|² = 2 q·x - |q|² - |x|².
@@ -83,11 +107,23 @@ pub(super) fn search_blocked(c: &Collection, field: usize, metric: Metric, dim: 
     tasks(c, ROW_BLOCK)
         .into_par_iter()
         .fold(
-            || (empty(), Scratch { rows_f32: Vec::new(), norms: Vec::new(), scores: Vec::new() }),
+            || {
+                (
+                    empty(),
+                    Scratch {
+                        rows_f32: Vec::new(),
+                        norms: Vec::new(),
+                        scores: Vec::new(),
+                    },
+                )
+            },
             |(mut tops, mut s), (si, start, end)| {
                 let slot = &c.slots()[si];
                 let n = end - start;
-                let block = slot.segment.fixed_matrix(field).slice(start * dim..end * dim);
+                let block = slot
+                    .segment
+                    .fixed_matrix(field)
+                    .slice(start * dim..end * dim);
                 let x: &[f32] = match block {
                     VectorRef::F32(v) => v,
                     other => {

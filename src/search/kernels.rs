@@ -22,8 +22,16 @@ impl PreparedQuery {
     pub fn new(q: &[f32], dtype: DType) -> Self {
         match dtype {
             DType::F32 => PreparedQuery::F32(q.to_vec()),
-            DType::F16 => PreparedQuery::F16(q.iter().map(|&v| simsimd::f16(f16::from_f32(v).to_bits())).collect()),
-            DType::Bf16 => PreparedQuery::Bf16(q.iter().map(|&v| simsimd::bf16(bf16::from_f32(v).to_bits())).collect()),
+            DType::F16 => PreparedQuery::F16(
+                q.iter()
+                    .map(|&v| simsimd::f16(f16::from_f32(v).to_bits()))
+                    .collect(),
+            ),
+            DType::Bf16 => PreparedQuery::Bf16(
+                q.iter()
+                    .map(|&v| simsimd::bf16(bf16::from_f32(v).to_bits()))
+                    .collect(),
+            ),
         }
     }
 }
@@ -72,7 +80,10 @@ pub mod scalar {
 
     /// Squared Euclidean distance.
     pub fn l2sq(a: &[f32], b: &[f32]) -> f64 {
-        a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum()
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+            .sum()
     }
 
     /// Cosine similarity, 0 when either vector is zero.
@@ -98,7 +109,11 @@ pub mod scalar {
     pub fn maxsim(metric: Metric, query: &[f32], doc: &[f32], dim: usize) -> f64 {
         query
             .chunks_exact(dim)
-            .map(|q| doc.chunks_exact(dim).map(|d| similarity(metric, q, d)).fold(f64::NEG_INFINITY, f64::max))
+            .map(|q| {
+                doc.chunks_exact(dim)
+                    .map(|d| similarity(metric, q, d))
+                    .fold(f64::NEG_INFINITY, f64::max)
+            })
             .sum()
     }
 }
@@ -108,7 +123,13 @@ mod tests {
     use super::*;
 
     fn data(n: usize, seed: u32) -> Vec<f32> {
-        (0..n).map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 16) % 200) as f32 / 100.0 - 1.0).collect()
+        (0..n)
+            .map(|i| {
+                (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 16) % 200) as f32
+                    / 100.0
+                    - 1.0
+            })
+            .collect()
     }
 
     #[test]
@@ -120,21 +141,31 @@ mod tests {
                 let mut bytes = Vec::new();
                 dtype.encode_into(&x, &mut bytes);
                 let mut aligned = vec![0u32; bytes.len().div_ceil(4)];
-                bytemuck::cast_slice_mut::<u32, u8>(&mut aligned)[..bytes.len()].copy_from_slice(&bytes);
-                let view = VectorRef::from_bytes(dtype, &bytemuck::cast_slice(&aligned)[..bytes.len()]).unwrap();
+                bytemuck::cast_slice_mut::<u32, u8>(&mut aligned)[..bytes.len()]
+                    .copy_from_slice(&bytes);
+                let view =
+                    VectorRef::from_bytes(dtype, &bytemuck::cast_slice(&aligned)[..bytes.len()])
+                        .unwrap();
                 // The oracle sees the same rounding of both operands as the kernel.
                 let xr = view.to_f32_vec();
                 let qp = PreparedQuery::new(&q, dtype);
                 let qr: Vec<f32> = match &qp {
                     PreparedQuery::F32(v) => v.clone(),
-                    PreparedQuery::F16(v) => v.iter().map(|h| f16::from_bits(h.0).to_f32()).collect(),
-                    PreparedQuery::Bf16(v) => v.iter().map(|h| bf16::from_bits(h.0).to_f32()).collect(),
+                    PreparedQuery::F16(v) => {
+                        v.iter().map(|h| f16::from_bits(h.0).to_f32()).collect()
+                    }
+                    PreparedQuery::Bf16(v) => {
+                        v.iter().map(|h| bf16::from_bits(h.0).to_f32()).collect()
+                    }
                 };
                 for metric in [Metric::Ip, Metric::Cosine, Metric::L2] {
                     let got = similarity(metric, &qp, view) as f64;
                     let want = scalar::similarity(metric, &qr, &xr);
                     let tol = 1e-3 * (1.0 + want.abs());
-                    assert!((got - want).abs() <= tol, "{dtype} {metric} dim {dim}: simd {got} scalar {want}");
+                    assert!(
+                        (got - want).abs() <= tol,
+                        "{dtype} {metric} dim {dim}: simd {got} scalar {want}"
+                    );
                 }
             }
         }
@@ -143,7 +174,12 @@ mod tests {
     #[test]
     fn scalar_maxsim_by_hand() {
         // Query tokens (1,0) and (0,1); doc tokens (2,0), (0,3), (1,1): max 2 + max 3 = 5.
-        let s = scalar::maxsim(Metric::Ip, &[1.0, 0.0, 0.0, 1.0], &[2.0, 0.0, 0.0, 3.0, 1.0, 1.0], 2);
+        let s = scalar::maxsim(
+            Metric::Ip,
+            &[1.0, 0.0, 0.0, 1.0],
+            &[2.0, 0.0, 0.0, 3.0, 1.0, 1.0],
+            2,
+        );
         assert_eq!(s, 5.0);
     }
 }

@@ -52,7 +52,12 @@ pub struct SearchRequest<'a> {
 impl<'a> SearchRequest<'a> {
     /// One dense query.
     pub fn dense(field: &'a str, query: &'a [f32], k: usize) -> Self {
-        SearchRequest { field, queries: Queries::Dense(query), k, strategy: Strategy::Auto }
+        SearchRequest {
+            field,
+            queries: Queries::Dense(query),
+            k,
+            strategy: Strategy::Auto,
+        }
     }
 
     /// A batch of dense queries, `n × dim` row-major.
@@ -62,12 +67,22 @@ impl<'a> SearchRequest<'a> {
 
     /// One multi-vector query (`n_tokens × dim`, row-major).
     pub fn multi(field: &'a str, tokens: &'a [f32], k: usize) -> Self {
-        SearchRequest { field, queries: Queries::Multi(vec![tokens]), k, strategy: Strategy::Auto }
+        SearchRequest {
+            field,
+            queries: Queries::Multi(vec![tokens]),
+            k,
+            strategy: Strategy::Auto,
+        }
     }
 
     /// A batch of multi-vector queries.
     pub fn multi_batch(field: &'a str, queries: Vec<&'a [f32]>, k: usize) -> Self {
-        SearchRequest { field, queries: Queries::Multi(queries), k, strategy: Strategy::Auto }
+        SearchRequest {
+            field,
+            queries: Queries::Multi(queries),
+            k,
+            strategy: Strategy::Auto,
+        }
     }
 
     /// Forces a dense routine.
@@ -90,10 +105,15 @@ pub struct Hit {
 
 fn check_query(field: &str, metric: Metric, q: &[f32], what: &str) -> Result<()> {
     if let Some(i) = q.iter().position(|v| !v.is_finite()) {
-        return Err(Error::InvalidInput(format!("{what}: element {i} is {} (queries must be finite)", q[i])));
+        return Err(Error::InvalidInput(format!(
+            "{what}: element {i} is {} (queries must be finite)",
+            q[i]
+        )));
     }
     if metric == Metric::Cosine && q.iter().all(|v| *v == 0.0) {
-        return Err(Error::InvalidInput(format!("{what}: zero vector cannot be compared by cosine on field {field:?}")));
+        return Err(Error::InvalidInput(format!(
+            "{what}: zero vector cannot be compared by cosine on field {field:?}"
+        )));
     }
     Ok(())
 }
@@ -139,7 +159,9 @@ impl Collection {
                 if blocked {
                     dense::search_blocked(self, fi, *metric, dim, q, req.k)
                 } else {
-                    q.chunks_exact(dim).map(|row| dense::search_streaming(self, fi, *metric, row, req.k)).collect()
+                    q.chunks_exact(dim)
+                        .map(|row| dense::search_streaming(self, fi, *metric, row, req.k))
+                        .collect()
                 }
             }
             (FieldKind::Multi { dim, metric, .. }, Queries::Multi(qs)) => {
@@ -158,12 +180,17 @@ impl Collection {
                 multi::search_maxsim(self, fi, *metric, dim, qs, req.k)?
             }
             (FieldKind::Tensor { .. }, _) => {
-                return Err(Error::InvalidInput(format!("field {:?} is a tensor field; tensors are stored, not searched", req.field)))
+                return Err(Error::InvalidInput(format!(
+                    "field {:?} is a tensor field; tensors are stored, not searched",
+                    req.field
+                )))
             }
             (kind, _) => {
                 return Err(Error::InvalidInput(format!(
                     "field {:?} is a {} field; give {} queries",
-                    req.field, kind.kind_name(), kind.kind_name()
+                    req.field,
+                    kind.kind_name(),
+                    kind.kind_name()
                 )))
             }
         };
@@ -174,8 +201,15 @@ impl Collection {
         top.into_sorted()
             .into_iter()
             .map(|c| {
-                let address = DocAddress { segment: c.segment, row: c.row };
-                Ok(Hit { id: self.doc(address)?.id()?.to_string(), score: c.score, address })
+                let address = DocAddress {
+                    segment: c.segment,
+                    row: c.row,
+                };
+                Ok(Hit {
+                    id: self.doc(address)?.id()?.to_string(),
+                    score: c.score,
+                    address,
+                })
             })
             .collect()
     }

@@ -14,7 +14,14 @@ const TOKEN_BLOCK: usize = 4096;
 const QUERY_TOKEN_BLOCK: usize = 512;
 
 /// Scores every live document by `Σ_{query token} max_{doc token} sim(q, d)` and keeps the top k.
-pub(super) fn search_maxsim(c: &Collection, field: usize, metric: Metric, dim: usize, queries: &[&[f32]], k: usize) -> Result<Vec<TopK>> {
+pub(super) fn search_maxsim(
+    c: &Collection,
+    field: usize,
+    metric: Metric,
+    dim: usize,
+    queries: &[&[f32]],
+    k: usize,
+) -> Result<Vec<TopK>> {
     // Stack all query tokens; remember each query's token range.
     let mut q: Vec<f32> = Vec::with_capacity(queries.iter().map(|x| x.len()).sum());
     let mut ranges = Vec::with_capacity(queries.len());
@@ -58,24 +65,39 @@ pub(super) fn search_maxsim(c: &Collection, field: usize, metric: Metric, dim: u
         let t0 = seg.multi_range(field, start)?.start;
         let t1 = seg.multi_range(field, end - 1)?.end;
         let n = t1 - t0;
-        let x = seg.multi_tokens(field).slice(t0 * dim..t1 * dim).to_f32_vec();
+        let x = seg
+            .multi_tokens(field)
+            .slice(t0 * dim..t1 * dim)
+            .to_f32_vec();
         let norms: Vec<f32> = match metric {
             Metric::Ip => Vec::new(),
-            _ => x.chunks_exact(dim).map(|r| {
-                let sq: f32 = r.iter().map(|v| v * v).sum();
-                match metric {
-                    Metric::Cosine if sq > 0.0 => 1.0 / sq.sqrt(),
-                    Metric::Cosine => 0.0,
-                    _ => sq,
-                }
-            }).collect(),
+            _ => x
+                .chunks_exact(dim)
+                .map(|r| {
+                    let sq: f32 = r.iter().map(|v| v * v).sum();
+                    match metric {
+                        Metric::Cosine if sq > 0.0 => 1.0 / sq.sqrt(),
+                        Metric::Cosine => 0.0,
+                        _ => sq,
+                    }
+                })
+                .collect(),
         };
-        let doc_ranges = (start..end).map(|r| seg.multi_range(field, r)).collect::<Result<Vec<_>>>()?;
+        let doc_ranges = (start..end)
+            .map(|r| seg.multi_range(field, r))
+            .collect::<Result<Vec<_>>>()?;
         let mut scores = vec![0.0f32; QUERY_TOKEN_BLOCK.min(total) * n];
         let mut doc_scores = vec![0.0f32; nq * (end - start) as usize];
         for q0 in (0..total).step_by(QUERY_TOKEN_BLOCK) {
             let m = QUERY_TOKEN_BLOCK.min(total - q0);
-            matmul_nt(&q[q0 * dim..(q0 + m) * dim], m, &x, n, dim, &mut scores[..m * n]);
+            matmul_nt(
+                &q[q0 * dim..(q0 + m) * dim],
+                m,
+                &x,
+                n,
+                dim,
+                &mut scores[..m * n],
+            );
             for (qi, qr) in ranges.iter().enumerate() {
                 for t in qr.start.max(q0)..qr.end.min(q0 + m) {
                     let row_scores = &scores[(t - q0) * n..(t - q0 + 1) * n];
@@ -98,7 +120,11 @@ pub(super) fn search_maxsim(c: &Collection, field: usize, metric: Metric, dim: u
             for (d, row) in (start..end).enumerate() {
                 let score = doc_scores[qi * (end - start) as usize + d];
                 if score >= top.threshold() && !slot.is_deleted(row) {
-                    top.push(Candidate { score, segment: si as u32, row });
+                    top.push(Candidate {
+                        score,
+                        segment: si as u32,
+                        row,
+                    });
                 }
             }
         }

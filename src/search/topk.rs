@@ -42,7 +42,10 @@ pub struct TopK {
 impl TopK {
     /// An empty selection of capacity `k`.
     pub fn new(k: usize) -> Self {
-        TopK { k, heap: BinaryHeap::with_capacity(k + 1) }
+        TopK {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
     }
 
     /// The score a candidate must reach to enter, or -inf while not full.
@@ -90,7 +93,11 @@ mod tests {
     use super::*;
 
     fn c(score: f32, segment: u32, row: u32) -> Candidate {
-        Candidate { score, segment, row }
+        Candidate {
+            score,
+            segment,
+            row,
+        }
     }
 
     #[test]
@@ -110,7 +117,11 @@ mod tests {
         let (mut a, mut b) = (TopK::new(7), TopK::new(7));
         for (i, s) in scores.iter().enumerate() {
             all.push(c(*s, 0, i as u32));
-            if i % 2 == 0 { a.push(c(*s, 0, i as u32)) } else { b.push(c(*s, 0, i as u32)) }
+            if i % 2 == 0 {
+                a.push(c(*s, 0, i as u32))
+            } else {
+                b.push(c(*s, 0, i as u32))
+            }
         }
         a.merge(b);
         assert_eq!(a.into_sorted(), all.into_sorted());
