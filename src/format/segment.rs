@@ -955,6 +955,39 @@ impl Segment {
     /// Returns the first problem found.
     pub fn verify(&self) -> Result<()> {
         let b = self.bytes();
+        let mut sorted: Vec<&SectionEntry> = self.sections.iter().collect();
+        sorted.sort_by_key(|s| s.offset);
+        let mut at = HEADER_LEN + self.sections.len() as u64 * ENTRY_LEN;
+        for s in &sorted {
+            if s.offset < at {
+                return Err(Error::corrupt(
+                    &self.path,
+                    s.kind.name(),
+                    s.offset,
+                    format!("section overlaps the previous one (which ends at {at})"),
+                ));
+            }
+            if let Some(i) = b[at as usize..s.offset as usize]
+                .iter()
+                .position(|&x| x != 0)
+            {
+                return Err(Error::corrupt(
+                    &self.path,
+                    "padding",
+                    at + i as u64,
+                    "non-zero padding byte between sections",
+                ));
+            }
+            at = s.offset + s.length;
+        }
+        if at != b.len() as u64 {
+            return Err(Error::corrupt(
+                &self.path,
+                "padding",
+                at,
+                "trailing bytes after the last section",
+            ));
+        }
         for s in &self.sections {
             let data = &b[s.offset as usize..(s.offset + s.length) as usize];
             if checksum(data) != s.checksum {

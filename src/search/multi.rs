@@ -6,7 +6,7 @@ use super::gemm::matmul_nt;
 use super::topk::{Candidate, TopK};
 use crate::collection::Collection;
 use crate::dtype::Metric;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Document tokens per parallel task (a task holds at least one document).
 const TOKEN_BLOCK: usize = 4096;
@@ -64,6 +64,14 @@ pub(super) fn search_maxsim(
         let seg = &slot.segment;
         let t0 = seg.multi_range(field, start)?.start;
         let t1 = seg.multi_range(field, end - 1)?.end;
+        if t1 < t0 {
+            return Err(Error::corrupt(
+                seg.path(),
+                "multi-vector offsets",
+                0,
+                format!("rows {start}..{end}: token offsets decrease ({t0} > {t1})"),
+            ));
+        }
         let n = t1 - t0;
         let x = seg
             .multi_tokens(field)
@@ -86,6 +94,15 @@ pub(super) fn search_maxsim(
         let doc_ranges = (start..end)
             .map(|r| seg.multi_range(field, r))
             .collect::<Result<Vec<_>>>()?;
+        if let Some((d, r)) = doc_ranges
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.start < t0 || r.end > t1)
+        {
+            return Err(Error::corrupt(seg.path(), "multi-vector offsets", 0, format!(
+                "row {}: token range {r:?} lies outside its block {t0}..{t1} (offsets not monotonic)", start as usize + d
+            )));
+        }
         let mut scores = vec![0.0f32; QUERY_TOKEN_BLOCK.min(total) * n];
         let mut doc_scores = vec![0.0f32; nq * (end - start) as usize];
         for q0 in (0..total).step_by(QUERY_TOKEN_BLOCK) {

@@ -1,0 +1,148 @@
+//! Flipped bytes in every kind of section: `verify` reports them; opening, reading and searching
+//! never panic.
+
+use std::path::{Path, PathBuf};
+
+use vellum::format::segment::Segment;
+use vellum::{Database, SearchRequest};
+
+use crate::common::build_all_kinds;
+use crate::lifecycle::copy_dir;
+
+/// Exercises the read path; errors are fine, panics are not.
+fn read_everything(dir: &Path) {
+    let Ok(db) = Database::open(dir) else { return };
+    let Ok(snap) = db.snapshot() else { return };
+    let Ok(c) = snap.collection("docs") else {
+        return;
+    };
+    let _ = c.search(&SearchRequest::dense("emb", &[0.3; 8], 5));
+    let _ = c.search(&SearchRequest::dense_batch("emb", &[0.3; 16], 5));
+    let _ = c.search(&SearchRequest::multi("tok", &[0.3; 8], 5));
+    for i in 0..32 {
+        if let Ok(Some(d)) = c.get(&format!("doc-{i}")) {
+            let _ = (
+                d.text(),
+                d.metadata_json(),
+                d.dense("emb"),
+                d.multi("tok"),
+                d.tensor("img"),
+            );
+        }
+    }
+    let _ = c.for_each_live(|d| {
+        d.id()?;
+        Ok(())
+    });
+}
+
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "vseg"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn flip_and_check(pristine: &Path, rel: &Path, offset: u64, what: &str) {
+    let work = tempfile::tempdir().unwrap();
+    copy_dir(pristine, work.path());
+    let file = work.path().join(rel);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[offset as usize] ^= 0x5A;
+    std::fs::write(&file, &bytes).unwrap();
+    let report = vellum::verify::verify_database(work.path()).unwrap();
+    assert!(
+        !report.is_ok(),
+        "{what}: flip at {} offset {offset} not reported",
+        rel.display()
+    );
+    read_everything(work.path());
+}
+
+#[test]
+fn every_section_kind_is_protected() {
+    let dir = tempfile::tempdir().unwrap();
+    build_all_kinds(dir.path());
+    let mut kinds_seen = std::collections::BTreeSet::new();
+    for seg_path in segment_files(dir.path()) {
+        let rel = seg_path.strip_prefix(dir.path()).unwrap().to_path_buf();
+        let seg = Segment::open(&seg_path, 0).unwrap();
+        // Header fields and the section table.
+        for off in [0, 8, 16, 24, 40, 56, 64, 64 + 8, 64 + 40] {
+            flip_and_check(dir.path(), &rel, off, "header/table");
+        }
+        for s in seg.sections() {
+            if s.length == 0 {
+                continue;
+            }
+            kinds_seen.insert(s.kind.name());
+            for off in [s.offset, s.offset + s.length / 2, s.offset + s.length - 1] {
+                flip_and_check(dir.path(), &rel, off, s.kind.name());
+            }
+        }
+    }
+    assert_eq!(
+        kinds_seen.len(),
+        12,
+        "every section kind covered: {kinds_seen:?}"
+    );
+    // Tombstone file and manifest, every byte.
+    let del: Vec<PathBuf> = std::fs::read_dir(dir.path().join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "vdel"))
+        .collect();
+    assert_eq!(del.len(), 1);
+    for (rel, len) in [
+        (
+            del[0].strip_prefix(dir.path()).unwrap().to_path_buf(),
+            std::fs::metadata(&del[0]).unwrap().len(),
+        ),
+        (
+            PathBuf::from("MANIFEST"),
+            std::fs::metadata(dir.path().join("MANIFEST"))
+                .unwrap()
+                .len(),
+        ),
+    ] {
+        for off in (0..len).step_by(7) {
+            flip_and_check(dir.path(), &rel, off, "small file");
+        }
+    }
+}
+
+#[test]
+fn truncated_and_missing_files_are_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    build_all_kinds(dir.path());
+    for seg in segment_files(dir.path()) {
+        let len = std::fs::metadata(&seg).unwrap().len();
+        for cut in [0, 10, 63, 64, 200, len / 2, len - 1] {
+            let work = tempfile::tempdir().unwrap();
+            copy_dir(dir.path(), work.path());
+            let target = work.path().join(seg.strip_prefix(dir.path()).unwrap());
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&target)
+                .unwrap();
+            f.set_len(cut).unwrap();
+            let err = Database::open(work.path()).unwrap().snapshot().unwrap_err();
+            assert!(err.is_corruption(), "cut at {cut}: {err}");
+            assert!(
+                err.to_string().contains(".vseg"),
+                "error names the file: {err}"
+            );
+            assert!(!vellum::verify::verify_database(work.path())
+                .unwrap()
+                .is_ok());
+        }
+    }
+    let work = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), work.path());
+    std::fs::remove_file(&segment_files(work.path())[0]).unwrap();
+    let err = Database::open(work.path()).unwrap().snapshot().unwrap_err();
+    assert!(err.to_string().contains("No such file"), "{err}");
+}

@@ -1,0 +1,141 @@
+//! Golden files of format v1 (`format-spec/golden/v1/`): released files must open and read back
+//! exactly, and the current writer must still produce them byte for byte.
+//!
+//! Regenerate (only when introducing a new format version, into a new folder): run this test with
+//! `VELLUM_REGEN_GOLDEN=1`.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use vellum::{DType, Database, Document, FieldSpec, Metric, Schema, SearchRequest};
+
+use crate::lifecycle::copy_dir;
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("format-spec/golden/v1/basic")
+}
+
+/// The documents of the `basic` case; values are exact in f16 and bf16.
+fn docs() -> Vec<Document> {
+    (0..5)
+        .map(|i| {
+            let f = i as f32;
+            Document::new(format!("doc{i}"))
+                .with_text(format!("text {i}"))
+                .with_metadata(json!({"n": i, "tag": if i % 2 == 0 { "even" } else { "odd" }}))
+                .with_dense("emb", vec![1.0 + f, 0.5, -0.25 * f, 2.0])
+                .with_multi(
+                    "tok",
+                    (0..3 * (1 + i % 2))
+                        .map(|t| 0.25 * (t as f32) - 0.5 * f)
+                        .collect(),
+                )
+                .with_tensor("img", vec![f, -f, 0.5, 0.125])
+        })
+        .collect()
+}
+
+fn build(dir: &Path) {
+    let db = Database::create(dir).unwrap();
+    let mut w = db.writer().unwrap();
+    let schema = Schema::new()
+        .with_field(FieldSpec::dense("emb", 4, DType::F32, Metric::Cosine))
+        .with_field(FieldSpec::multi("tok", 3, DType::F16, Metric::Ip))
+        .with_field(FieldSpec::tensor("img", &[2, 2], DType::Bf16));
+    w.create_collection("docs", schema).unwrap();
+    w.commit().unwrap();
+    let mut docs = docs().into_iter();
+    for d in docs.by_ref().take(3) {
+        w.add("docs", d).unwrap();
+    }
+    w.commit().unwrap();
+    for d in docs {
+        w.add("docs", d).unwrap();
+    }
+    assert!(w.delete("docs", "doc1").unwrap());
+    w.commit().unwrap();
+}
+
+fn snapshot_json(dir: &Path) -> Value {
+    let snap = Database::open(dir).unwrap().snapshot().unwrap();
+    let c = snap.collection("docs").unwrap();
+    let mut documents = Vec::new();
+    c.for_each_live(|d| {
+        documents.push(json!({
+            "id": d.id()?, "text": d.text()?, "metadata": d.metadata_json()?,
+            "emb": d.dense("emb")?.to_f32_vec(),
+            "tok": d.multi("tok")?.tokens.to_f32_vec(),
+            "img": d.tensor("img")?.data.to_f32_vec(),
+        }));
+        Ok(())
+    })
+    .unwrap();
+    let hits = |r: Vec<Vec<vellum::Hit>>| -> Value {
+        r[0].iter()
+            .map(|h| json!([h.id, format!("{:.5}", h.score)]))
+            .collect()
+    };
+    json!({
+        "generation": snap.generation(),
+        "documents": documents,
+        "search_emb": hits(c.search(&SearchRequest::dense("emb", &[1.0, 0.0, 0.0, 1.0], 3)).unwrap()),
+        "search_tok": hits(c.search(&SearchRequest::multi("tok", &[1.0, 0.0, 0.0, 0.0, 0.0, 1.0], 3)).unwrap()),
+    })
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(
+                files(&p)
+                    .into_iter()
+                    .map(|f| Path::new(p.file_name().unwrap()).join(f)),
+            );
+        } else if p.file_name().unwrap() != "LOCK" {
+            out.push(PathBuf::from(p.file_name().unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn golden_v1_basic() {
+    let golden = golden_dir();
+    if std::env::var_os("VELLUM_REGEN_GOLDEN").is_some() {
+        let _ = std::fs::remove_dir_all(golden.join("db"));
+        build(&golden.join("db"));
+        std::fs::remove_file(golden.join("db/LOCK")).unwrap();
+        let expected = serde_json::to_string_pretty(&snapshot_json(&golden.join("db"))).unwrap();
+        std::fs::write(golden.join("expected.json"), expected + "\n").unwrap();
+        std::fs::remove_file(golden.join("db/LOCK")).ok();
+    }
+    // 1. The released files open and read back exactly (on a copy: opening must not need writes).
+    let work = tempfile::tempdir().unwrap();
+    copy_dir(&golden.join("db"), work.path());
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(golden.join("expected.json")).unwrap())
+            .unwrap();
+    assert_eq!(snapshot_json(work.path()), expected);
+    let report = vellum::verify::verify_database(work.path()).unwrap();
+    assert!(
+        report.is_ok() && report.unreferenced_files.is_empty(),
+        "{report:?}"
+    );
+    // 2. The current writer reproduces every file byte for byte.
+    let fresh = tempfile::tempdir().unwrap();
+    build(fresh.path());
+    let names = files(&golden.join("db"));
+    assert_eq!(names, files(fresh.path()), "same set of files");
+    for name in names {
+        let a = std::fs::read(golden.join("db").join(&name)).unwrap();
+        let b = std::fs::read(fresh.path().join(&name)).unwrap();
+        assert!(
+            a == b,
+            "{} differs from the golden file: the v1 format changed",
+            name.display()
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! vellum's integration tests, as one test binary.
+
+mod bad_input;
+mod common;
+mod corruption;
+mod crash;
+mod golden;
+mod lifecycle;
+mod oracle;

@@ -1,0 +1,264 @@
+//! Property tests: exact search equals a brute-force scalar oracle for random data, metrics,
+//! element types, deletes and several segments.
+
+use proptest::prelude::*;
+use vellum::search::kernels::scalar;
+use vellum::{DType, Database, Document, FieldSpec, Metric, Schema, SearchRequest, Strategy};
+
+use crate::common::Rng;
+
+fn dtype_of(i: u8) -> DType {
+    [DType::F32, DType::F16, DType::Bf16][i as usize % 3]
+}
+
+fn metric_of(i: u8) -> Metric {
+    [Metric::Ip, Metric::Cosine, Metric::L2][i as usize % 3]
+}
+
+/// Relative precision of a query rounded to `dtype` (the streaming path compares in the data type).
+fn eps(dtype: DType) -> f64 {
+    match dtype {
+        DType::F32 => 1e-5,
+        DType::F16 => 2e-3,
+        DType::Bf16 => 1.6e-2,
+    }
+}
+
+struct Case {
+    db: Database,
+    _dir: tempfile::TempDir,
+    /// Live documents: id -> stored vector(s) as f32 (after the element-type rounding).
+    live: Vec<(String, Vec<f32>)>,
+}
+
+fn build(
+    dense: bool,
+    dim: usize,
+    dtype: DType,
+    metric: Metric,
+    segments: &[usize],
+    delete_every: usize,
+    seed: u64,
+) -> Case {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::create(dir.path()).unwrap();
+    let mut w = db.writer().unwrap();
+    let field = if dense {
+        FieldSpec::dense("f", dim as u32, dtype, metric)
+    } else {
+        FieldSpec::multi("f", dim as u32, dtype, metric)
+    };
+    w.create_collection("c", Schema::new().with_field(field))
+        .unwrap();
+    let mut rng = Rng(seed | 1);
+    let mut n = 0;
+    for &size in segments {
+        for _ in 0..size {
+            let tokens = if dense { 1 } else { 1 + rng.below(4) as usize };
+            let mut v = rng.vec(dim * tokens);
+            if rng.below(10) == 0 && n > 0 {
+                // Exact duplicates of an earlier vector make ties.
+                v = vec![0.5; dim * tokens];
+            }
+            let doc = Document::new(format!("d{n}"));
+            let doc = if dense {
+                doc.with_dense("f", v)
+            } else {
+                doc.with_multi("f", v)
+            };
+            w.add("c", doc).unwrap();
+            n += 1;
+        }
+        w.commit().unwrap();
+    }
+    if delete_every > 0 {
+        for i in (0..n).step_by(delete_every) {
+            w.delete("c", &format!("d{i}")).unwrap();
+        }
+        w.commit().unwrap();
+    }
+    drop(w);
+    let snap = db.snapshot().unwrap();
+    let c = snap.collection("c").unwrap();
+    let mut live = Vec::new();
+    c.for_each_live(|d| {
+        let v = if dense {
+            d.dense("f")?.to_f32_vec()
+        } else {
+            d.multi("f")?.tokens.to_f32_vec()
+        };
+        live.push((d.id()?.to_string(), v));
+        Ok(())
+    })
+    .unwrap();
+    Case {
+        db,
+        _dir: dir,
+        live,
+    }
+}
+
+/// Checks one query's hits against the oracle scores: right length, scores close to the oracle,
+/// sorted, and nothing clearly better left out.
+fn check(
+    hits: &[vellum::Hit],
+    oracle: &[(String, f64)],
+    k: usize,
+    tol: f64,
+) -> Result<(), TestCaseError> {
+    prop_assert_eq!(hits.len(), k.min(oracle.len()));
+    let score_of = |id: &str| oracle.iter().find(|(i, _)| i == id).map(|(_, s)| *s);
+    let mut worst_returned = f64::INFINITY;
+    for w in hits.windows(2) {
+        prop_assert!(w[0].score >= w[1].score, "hits not sorted: {:?}", hits);
+    }
+    let mut seen = std::collections::HashSet::new();
+    for h in hits {
+        prop_assert!(seen.insert(h.id.clone()), "{} returned twice", h.id);
+        let want = score_of(&h.id);
+        prop_assert!(want.is_some(), "hit {} is not a live document", h.id);
+        let want = want.unwrap();
+        prop_assert!(
+            (h.score as f64 - want).abs() <= tol,
+            "score of {}: got {} oracle {} (tol {})",
+            h.id,
+            h.score,
+            want,
+            tol
+        );
+        worst_returned = worst_returned.min(want);
+    }
+    for (id, s) in oracle {
+        if !seen.contains(id) {
+            prop_assert!(
+                *s <= worst_returned + 2.0 * tol,
+                "{} (oracle {}) missing; worst returned {}",
+                id,
+                s,
+                worst_returned
+            );
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn dense_search_matches_oracle(
+        dim in 1usize..40, dt in 0u8..3, mt in 0u8..3,
+        segments in prop::collection::vec(0usize..40, 1..4),
+        delete_every in 0usize..5, k in 1usize..15, nq in 1usize..5, seed in any::<u64>(),
+    ) {
+        let (dtype, metric) = (dtype_of(dt), metric_of(mt));
+        let case = build(true, dim, dtype, metric, &segments, delete_every, seed);
+        let snap = case.db.snapshot().unwrap();
+        let c = snap.collection("c").unwrap();
+        let mut rng = Rng(seed.rotate_left(7) | 1);
+        let queries = rng.vec(nq * dim);
+        for strategy in [Strategy::Streaming, Strategy::Blocked] {
+            let got = c.search(&SearchRequest::dense_batch("f", &queries, k).with_strategy(strategy)).unwrap();
+            prop_assert_eq!(got.len(), nq);
+            for (qi, q) in queries.chunks_exact(dim).enumerate() {
+                let oracle: Vec<(String, f64)> = case.live.iter().map(|(id, v)| (id.clone(), scalar::similarity(metric, q, v))).collect();
+                let scale = match metric {
+                    Metric::Cosine => 1.0,
+                    Metric::Ip => scalar::dot(q, q).sqrt() * dim as f64,
+                    Metric::L2 => scalar::dot(q, q) + 2.0 * dim as f64,
+                };
+                let tol = 4.0 * eps(dtype) * scale + 1e-4 * (1.0 + scale);
+                check(&got[qi], &oracle, k, tol)?;
+            }
+        }
+    }
+
+    #[test]
+    fn maxsim_matches_oracle(
+        dim in 1usize..24, dt in 0u8..3, mt in 0u8..3,
+        segments in prop::collection::vec(0usize..30, 1..4),
+        delete_every in 0usize..5, k in 1usize..12, seed in any::<u64>(),
+        qtokens in prop::collection::vec(1usize..6, 1..4),
+    ) {
+        let (dtype, metric) = (dtype_of(dt), metric_of(mt));
+        let case = build(false, dim, dtype, metric, &segments, delete_every, seed);
+        let snap = case.db.snapshot().unwrap();
+        let c = snap.collection("c").unwrap();
+        let mut rng = Rng(seed.rotate_left(13) | 1);
+        let queries: Vec<Vec<f32>> = qtokens.iter().map(|t| rng.vec(t * dim)).collect();
+        let got = c.search(&SearchRequest::multi_batch("f", queries.iter().map(Vec::as_slice).collect(), k)).unwrap();
+        for (qi, q) in queries.iter().enumerate() {
+            let oracle: Vec<(String, f64)> = case.live.iter().map(|(id, v)| (id.clone(), scalar::maxsim(metric, q, v, dim))).collect();
+            let per_token = match metric { Metric::Cosine => 1.0, _ => 3.0 * dim as f64 };
+            let tol = 1e-4 * per_token * qtokens[qi] as f64 + 1e-4;
+            check(&got[qi], &oracle, k, tol)?;
+        }
+    }
+}
+
+#[test]
+fn ties_break_by_storage_order_and_paths_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::create(dir.path()).unwrap();
+    let mut w = db.writer().unwrap();
+    w.create_collection(
+        "c",
+        Schema::new().with_field(FieldSpec::dense("f", 2, DType::F32, Metric::Ip)),
+    )
+    .unwrap();
+    for i in 0..5 {
+        w.add(
+            "c",
+            Document::new(format!("a{i}")).with_dense("f", vec![1.0, 0.0]),
+        )
+        .unwrap();
+    }
+    w.commit().unwrap();
+    for i in 0..5 {
+        w.add(
+            "c",
+            Document::new(format!("b{i}")).with_dense("f", vec![1.0, 0.0]),
+        )
+        .unwrap();
+    }
+    w.commit().unwrap();
+    w.delete("c", "a1").unwrap();
+    w.commit().unwrap();
+    let snap = db.snapshot().unwrap();
+    let c = snap.collection("c").unwrap();
+    for strategy in [Strategy::Streaming, Strategy::Blocked] {
+        let q = [1.0, 0.0, 1.0, 0.0];
+        let hits = c
+            .search(&SearchRequest::dense_batch("f", &q, 6).with_strategy(strategy))
+            .unwrap();
+        for h in &hits {
+            let ids: Vec<&str> = h.iter().map(|h| h.id.as_str()).collect();
+            assert_eq!(ids, ["a0", "a2", "a3", "a4", "b0", "b1"], "{strategy:?}");
+        }
+    }
+}
+
+#[test]
+fn large_batch_uses_all_blocks() {
+    // More rows than one block and more queries than one query block.
+    let case = build(true, 16, DType::F16, Metric::L2, &[3000, 1500], 7, 42);
+    let snap = case.db.snapshot().unwrap();
+    let c = snap.collection("c").unwrap();
+    let mut rng = Rng(5);
+    let q = rng.vec(300 * 16);
+    let blocked = c
+        .search(&SearchRequest::dense_batch("f", &q, 5).with_strategy(Strategy::Blocked))
+        .unwrap();
+    let streamed = c
+        .search(&SearchRequest::dense_batch("f", &q, 5).with_strategy(Strategy::Streaming))
+        .unwrap();
+    let mut agree = 0;
+    for (a, b) in blocked.iter().zip(&streamed) {
+        agree += a.iter().filter(|h| b.iter().any(|g| g.id == h.id)).count();
+    }
+    // Both are exact up to rounding of the query to f16 in the streaming path.
+    assert!(
+        agree as f64 >= 0.97 * 1500.0,
+        "only {agree} of 1500 hits agree"
+    );
+}
