@@ -15,7 +15,7 @@
 //!   vectors with errors that name the file, row and field.
 //! * **Integrity** — [`verify::verify_database`] checks every checksum and structure.
 //!
-//! The on-disk format is specified in `format-spec/` (see [`format`]).
+//! The on-disk format is specified in `format-spec/` (see [`mod@format`]).
 //!
 //! ```
 //! use vellum::*;

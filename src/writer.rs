@@ -393,12 +393,11 @@ impl Writer {
                 p.ids.remove(id);
             }
             Found::Pending(Loc::Flushed { segment, row }) | Found::Committed { segment, row } => {
-                if !p.deletes.contains_key(&segment) {
+                let bitmap = p.deletes.entry(segment).or_insert_with(|| {
                     let (rows, existing) = rows_of(segment);
-                    p.deletes
-                        .insert(segment, existing.unwrap_or_else(|| DeleteBitmap::new(rows)));
-                }
-                p.deletes.get_mut(&segment).expect("inserted").insert(row);
+                    existing.unwrap_or_else(|| DeleteBitmap::new(rows))
+                });
+                bitmap.insert(row);
                 p.ids.remove(id);
             }
         }

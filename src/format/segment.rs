@@ -229,7 +229,7 @@ pub fn write_segment(path: &Path, source: &dyn SegmentSource) -> Result<u64> {
                 let mut tokens = 0u64;
                 for r in 0..rows {
                     let len = source.field(fi, r)?.len() as u64;
-                    if len % row_bytes != 0 {
+                    if !len.is_multiple_of(row_bytes) {
                         return Err(Error::InvalidInput(format!(
                             "row {r}: field {:?} value of {len} bytes is not a whole number of {row_bytes}-byte tokens", f.name
                         )));
@@ -576,7 +576,7 @@ impl Segment {
                 checksum: t.u64(at + 40)?,
             };
             let end = e.offset.checked_add(e.length);
-            if e.offset % super::SECTION_ALIGN != 0
+            if !e.offset.is_multiple_of(super::SECTION_ALIGN)
                 || e.offset < table_end
                 || end.is_none_or(|end| end > file_len)
                 || t.u32(at + 36)? != 0

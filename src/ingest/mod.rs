@@ -316,7 +316,7 @@ pub fn ingest(
         })?;
         row += 1;
         done += 1;
-        if done % 1024 == 0 {
+        if done.is_multiple_of(1024) {
             progress(done);
         }
     }

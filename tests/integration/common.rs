@@ -39,7 +39,7 @@ pub fn all_kinds_doc(i: usize, rng: &mut Rng) -> Document {
     let tokens = 1 + i % 3;
     Document::new(format!("doc-{i}"))
         .with_text(format!("text of document {i} — ünïcode"))
-        .with_metadata(serde_json::json!({"i": i, "even": i % 2 == 0}))
+        .with_metadata(serde_json::json!({"i": i, "even": i.is_multiple_of(2)}))
         .with_dense("emb", rng.vec(8))
         .with_multi("tok", rng.vec(4 * tokens))
         .with_tensor("img", rng.vec(6))

@@ -1,0 +1,374 @@
+//! The `vellum` binary end to end: the command flow, output formats, exit codes.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use vellum::ingest::array::{write_npy, write_npy_f32};
+
+fn vellum(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vellum"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = vellum(dir, args);
+    assert!(
+        out.status.success(),
+        "vellum {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fail(dir: &Path, args: &[&str]) -> String {
+    let out = vellum(dir, args);
+    assert_eq!(out.status.code(), Some(1), "vellum {args:?} should fail");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one-line error expected: {err}"
+    );
+    err
+}
+
+/// Corpus of 50 docs with 4-d vectors; queries are copies of docs 7 and 21.
+fn setup(dir: &Path) {
+    let mut corpus = String::new();
+    let mut vecs = Vec::new();
+    for i in 0..50 {
+        corpus.push_str(&format!(
+            "{{\"id\":\"doc{i}\",\"text\":\"passage {i}\",\"metadata\":{{\"i\":{i}}}}}\n"
+        ));
+        let a = i as f32 * 0.37;
+        vecs.extend_from_slice(&[a.sin(), a.cos(), (2.0 * a).sin(), 0.5]);
+    }
+    std::fs::write(dir.join("corpus.jsonl"), corpus).unwrap();
+    write_npy_f32(&dir.join("corpus.npy"), &[50, 4], &vecs).unwrap();
+    let q: Vec<f32> = vecs[7 * 4..8 * 4]
+        .iter()
+        .chain(&vecs[21 * 4..22 * 4])
+        .copied()
+        .collect();
+    write_npy_f32(&dir.join("queries.npy"), &[2, 4], &q).unwrap();
+    std::fs::write(dir.join("query_ids.txt"), "q7\nq21\n").unwrap();
+    // ColBERT-style tokens: doc i has 1 + i % 3 tokens.
+    let lens: Vec<i64> = (0..50).map(|i| 1 + i % 3).collect();
+    let total: i64 = lens.iter().sum();
+    let toks: Vec<f32> = (0..total as usize * 2)
+        .map(|j| ((j * 7 % 11) as f32 - 5.0) / 5.0)
+        .collect();
+    write_npy_f32(&dir.join("tok.npy"), &[total as usize, 2], &toks).unwrap();
+    write_npy(
+        &dir.join("tok_len.npy"),
+        "<i8",
+        &[50],
+        bytemuck::cast_slice(&lens),
+    )
+    .unwrap();
+    let img: Vec<f32> = (0..50 * 6).map(|j| j as f32).collect();
+    write_npy_f32(&dir.join("img.npy"), &[50, 2, 3], &img).unwrap();
+}
+
+#[test]
+fn the_documented_flow_works() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    setup(d);
+    ok(
+        d,
+        &[
+            "create",
+            "DB",
+            "--collection",
+            "docs",
+            "--field",
+            "emb:dense:4:f32:cosine",
+            "--field",
+            "tok:multi:2:f16:ip",
+            "--field",
+            "img:tensor:2x3:f16",
+        ],
+    );
+    ok(
+        d,
+        &[
+            "ingest",
+            "DB",
+            "--collection",
+            "docs",
+            "--docs",
+            "corpus.jsonl",
+            "--vectors",
+            "emb=corpus.npy",
+            "--vectors",
+            "tok=tok.npy",
+            "--lengths",
+            "tok=tok_len.npy",
+            "--vectors",
+            "img=img.npy",
+        ],
+    );
+    let trec = ok(
+        d,
+        &[
+            "search",
+            "DB",
+            "--collection",
+            "docs",
+            "--field",
+            "emb",
+            "--query-vectors",
+            "queries.npy",
+            "--query-ids",
+            "query_ids.txt",
+            "-k",
+            "10",
+            "--format",
+            "trec",
+        ],
+    );
+    let lines: Vec<&str> = trec.lines().collect();
+    assert_eq!(lines.len(), 20);
+    let first: Vec<&str> = lines[0].split(' ').collect();
+    assert_eq!(
+        (first[0], first[1], first[2], first[3], first[5]),
+        ("q7", "Q0", "doc7", "1", "vellum")
+    );
+    assert!((first[4].parse::<f32>().unwrap() - 1.0).abs() < 1e-5);
+    assert!(lines[10].starts_with("q21 Q0 doc21 1 "));
+    let tsv = ok(
+        d,
+        &[
+            "search",
+            "DB",
+            "-c",
+            "docs",
+            "-f",
+            "emb",
+            "--query-vectors",
+            "queries.npy",
+            "--query-ids",
+            "query_ids.txt",
+            "-k",
+            "3",
+            "--format",
+            "tsv",
+        ],
+    );
+    assert!(tsv.starts_with("q7\tdoc7\t"), "{tsv}");
+    let json = ok(
+        d,
+        &[
+            "search",
+            "DB",
+            "-c",
+            "docs",
+            "-f",
+            "emb",
+            "--query-vectors",
+            "queries.npy",
+            "-k",
+            "2",
+            "--format",
+            "json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (v["qid"].as_str(), v["hits"][0]["docid"].as_str()),
+        (Some("0"), Some("doc7"))
+    );
+
+    let info = ok(d, &["info", "DB"]);
+    assert!(info.contains("collection docs: 50 documents"), "{info}");
+    assert!(
+        info.contains("field tok:multi:2:f16:ip") && info.contains("segment "),
+        "{info}"
+    );
+    assert_eq!(ok(d, &["verify", "DB"]).lines().last(), Some("ok"));
+
+    std::fs::write(d.join("ids.txt"), "doc7\ndoc8\nmissing\n").unwrap();
+    let del = ok(
+        d,
+        &["delete", "DB", "--collection", "docs", "--ids", "ids.txt"],
+    );
+    assert!(
+        del.contains("deleted 2 documents") && del.contains("1 ids not found"),
+        "{del}"
+    );
+    let trec = ok(
+        d,
+        &[
+            "search",
+            "DB",
+            "--collection",
+            "docs",
+            "--field",
+            "emb",
+            "--query-vectors",
+            "queries.npy",
+            "--query-ids",
+            "query_ids.txt",
+            "-k",
+            "10",
+            "--format",
+            "trec",
+        ],
+    );
+    assert!(
+        !trec.contains(" doc7 ") && !trec.contains(" doc8 "),
+        "deleted docs returned"
+    );
+    let compact = ok(d, &["compact", "DB", "--collection", "docs"]);
+    assert!(compact.contains("2 deleted rows dropped"), "{compact}");
+    let info: serde_json::Value = serde_json::from_str(&ok(d, &["info", "DB", "--json"])).unwrap();
+    assert_eq!(info["collections"][0]["documents"], 48);
+    assert_eq!(
+        info["collections"][0]["segments"].as_array().unwrap().len(),
+        1
+    );
+    let doc: serde_json::Value = serde_json::from_str(&ok(
+        d,
+        &["get", "DB", "-c", "docs", "--id", "doc5", "--vectors"],
+    ))
+    .unwrap();
+    assert_eq!(doc["text"], "passage 5");
+    assert_eq!(doc["fields"]["tok"]["shape"], serde_json::json!([3, 2]));
+    assert_eq!(
+        doc["fields"]["img"]["values"],
+        serde_json::json!([30.0, 31.0, 32.0, 33.0, 34.0, 35.0])
+    );
+
+    // Multi-vector search by token matrix + lengths.
+    write_npy_f32(&d.join("qt.npy"), &[2, 2], &[1.0, 0.0, 0.0, 1.0]).unwrap();
+    write_npy(
+        &d.join("ql.npy"),
+        "<i8",
+        &[1],
+        bytemuck::cast_slice(&[2i64]),
+    )
+    .unwrap();
+    let m = ok(
+        d,
+        &[
+            "search",
+            "DB",
+            "-c",
+            "docs",
+            "-f",
+            "tok",
+            "--query-vectors",
+            "qt.npy",
+            "--query-lengths",
+            "ql.npy",
+            "-k",
+            "3",
+        ],
+    );
+    assert_eq!(m.lines().count(), 3);
+}
+
+#[test]
+fn errors_are_one_line_and_exit_non_zero() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    setup(d);
+    let e = fail(d, &["info", "nowhere"]);
+    assert!(e.contains("no vellum database at nowhere"), "{e}");
+    ok(d, &["create", "DB", "-c", "docs", "-f", "emb:dense:4"]);
+    let e = fail(d, &["create", "DB", "-c", "docs", "-f", "emb:dense:4"]);
+    assert!(e.contains("already exists"), "{e}");
+    let e = fail(d, &["create", "DB", "-c", "x", "-f", "emb:dense:four"]);
+    assert!(e.contains("not a positive integer"), "{e}");
+    write_npy_f32(&d.join("bad.npy"), &[50, 3], &[0.0; 150]).unwrap();
+    let e = fail(
+        d,
+        &[
+            "ingest",
+            "DB",
+            "-c",
+            "docs",
+            "--docs",
+            "corpus.jsonl",
+            "--vectors",
+            "emb=bad.npy",
+        ],
+    );
+    assert!(e.contains("bad.npy") && e.contains("expects [N, 4]"), "{e}");
+    let e = fail(
+        d,
+        &[
+            "search",
+            "DB",
+            "-c",
+            "nope",
+            "-f",
+            "emb",
+            "--query-vectors",
+            "queries.npy",
+        ],
+    );
+    assert!(e.contains("no collection named \"nope\""), "{e}");
+    std::fs::write(d.join("dup.txt"), "a\na\n").unwrap();
+    let e = fail(
+        d,
+        &[
+            "search",
+            "DB",
+            "-c",
+            "docs",
+            "-f",
+            "emb",
+            "--query-vectors",
+            "queries.npy",
+            "--query-ids",
+            "dup.txt",
+        ],
+    );
+    assert!(e.contains("appears more than once"), "{e}");
+    // Bad usage is exit code 2 (clap).
+    assert_eq!(vellum(d, &["search"]).status.code(), Some(2));
+    assert!(vellum(d, &["--help"]).status.success());
+}
+
+#[test]
+fn verify_fails_on_a_damaged_database() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    setup(d);
+    ok(d, &["create", "DB", "-c", "docs", "-f", "emb:dense:4"]);
+    ok(
+        d,
+        &[
+            "ingest",
+            "DB",
+            "-c",
+            "docs",
+            "--docs",
+            "corpus.jsonl",
+            "--vectors",
+            "emb=corpus.npy",
+        ],
+    );
+    let seg = std::fs::read_dir(d.join("DB/docs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let n = bytes.len();
+    bytes[n - 10] ^= 1;
+    std::fs::write(&seg, bytes).unwrap();
+    let out = vellum(d, &["verify", "DB"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("problem:") && stdout.contains("checksum mismatch"),
+        "{stdout}"
+    );
+}
