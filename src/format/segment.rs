@@ -471,6 +471,11 @@ impl Segment {
         Self::from_map(path, id, map)
     }
 
+    /// Validates an in-memory copy of a segment file (`path` is used in messages only).
+    pub fn from_bytes(path: &Path, id: u64, bytes: &[u8]) -> Result<Self> {
+        Self::from_map(path, id, MappedFile::from_bytes(bytes))
+    }
+
     /// Validates an already mapped file (see [`Segment::open`]).
     pub fn from_map(path: &Path, id: u64, map: MappedFile) -> Result<Self> {
         let bytes = map.bytes();
