@@ -1,1 +1,104 @@
-fn main() {}
+//! Kernel benches: each SIMD kernel beside its scalar twin, the blocked matrix product, top-k.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::hint::black_box;
+use vellum::search::gemm::{matmul_nt, matmul_nt_scalar};
+use vellum::search::kernels::{scalar, similarity, PreparedQuery};
+use vellum::search::topk::{Candidate, TopK};
+use vellum::{DType, Metric, VectorRef};
+
+fn data(n: usize, seed: u32) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 16) % 2000) as f32 / 1000.0
+                - 1.0
+        })
+        .collect()
+}
+
+fn aligned(dtype: DType, values: &[f32]) -> Vec<u64> {
+    let mut bytes = Vec::new();
+    dtype.encode_into(values, &mut bytes);
+    let mut words = vec![0u64; bytes.len().div_ceil(8)];
+    bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes.len()].copy_from_slice(&bytes);
+    words
+}
+
+fn similarity_kernels(c: &mut Criterion) {
+    let mut g = c.benchmark_group("similarity");
+    for dim in [128usize, 384, 768] {
+        let q = data(dim, 1);
+        let x = data(dim, 2);
+        g.throughput(Throughput::Elements(dim as u64));
+        for dtype in [DType::F32, DType::F16, DType::Bf16] {
+            let words = aligned(dtype, &x);
+            let view =
+                VectorRef::from_bytes(dtype, &bytemuck::cast_slice(&words)[..dim * dtype.size()])
+                    .unwrap();
+            let pq = PreparedQuery::new(&q, dtype);
+            for metric in [Metric::Ip, Metric::Cosine, Metric::L2] {
+                g.bench_with_input(
+                    BenchmarkId::new(format!("simd/{dtype}/{metric}"), dim),
+                    &dim,
+                    |b, _| b.iter(|| similarity(metric, black_box(&pq), black_box(view))),
+                );
+            }
+        }
+        for metric in [Metric::Ip, Metric::Cosine, Metric::L2] {
+            g.bench_with_input(
+                BenchmarkId::new(format!("scalar/f32/{metric}"), dim),
+                &dim,
+                |b, _| b.iter(|| scalar::similarity(metric, black_box(&q), black_box(&x))),
+            );
+        }
+    }
+    g.finish();
+}
+
+fn matmul(c: &mut Criterion) {
+    let mut g = c.benchmark_group("matmul_nt");
+    let (m, n, d) = (256, 1024, 384);
+    let q = data(m * d, 3);
+    let x = data(n * d, 4);
+    let mut out = vec![0.0; m * n];
+    g.throughput(Throughput::Elements((2 * m * n * d) as u64));
+    g.bench_function("gemm/256x1024x384", |b| {
+        b.iter(|| matmul_nt(black_box(&q), m, black_box(&x), n, d, &mut out))
+    });
+    let (m, n) = (16, 64);
+    g.throughput(Throughput::Elements((2 * m * n * d) as u64));
+    g.bench_function("gemm/16x64x384", |b| {
+        b.iter(|| matmul_nt(black_box(&q), m, black_box(&x), n, d, &mut out))
+    });
+    g.bench_function("scalar/16x64x384", |b| {
+        b.iter(|| matmul_nt_scalar(black_box(&q), m, black_box(&x), n, d, &mut out))
+    });
+    g.finish();
+}
+
+fn topk(c: &mut Criterion) {
+    let scores = data(100_000, 5);
+    let mut g = c.benchmark_group("topk");
+    g.throughput(Throughput::Elements(scores.len() as u64));
+    for k in [10usize, 100, 1000] {
+        g.bench_with_input(BenchmarkId::new("push", k), &k, |b, &k| {
+            b.iter(|| {
+                let mut t = TopK::new(k);
+                for (i, s) in scores.iter().enumerate() {
+                    if *s >= t.threshold() {
+                        t.push(Candidate {
+                            score: *s,
+                            segment: 0,
+                            row: i as u32,
+                        });
+                    }
+                }
+                t.into_sorted()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, similarity_kernels, matmul, topk);
+criterion_main!(benches);

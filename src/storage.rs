@@ -21,14 +21,18 @@ pub fn map_file(path: &Path) -> Result<MappedFile> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     if len == 0 {
-        return Ok(MappedFile { backing: Backing::Heap(Vec::new(), 0) });
+        return Ok(MappedFile {
+            backing: Backing::Heap(Vec::new(), 0),
+        });
     }
     // SAFETY: vellum only maps files that are immutable once published: segment and delete files
     // are written under fresh names, fsynced, and never modified or truncated afterwards; they are
     // only unlinked, which keeps the mapped pages alive (POSIX semantics). A process outside vellum
     // that truncates a published file breaks this contract (as with any mmap-based database).
     let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-    Ok(MappedFile { backing: Backing::Map(map) })
+    Ok(MappedFile {
+        backing: Backing::Map(map),
+    })
 }
 
 /// The read-only bytes of a whole file: a memory map, or an in-memory copy (for empty files,
@@ -51,7 +55,9 @@ impl MappedFile {
     pub fn from_bytes(bytes: &[u8]) -> Self {
         let mut words = vec![0u64; bytes.len().div_ceil(8)];
         bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
-        MappedFile { backing: Backing::Heap(words, bytes.len()) }
+        MappedFile {
+            backing: Backing::Heap(words, bytes.len()),
+        }
     }
 
     /// The file's bytes. A map is page-aligned and a copy 8-byte aligned, so 64-byte aligned

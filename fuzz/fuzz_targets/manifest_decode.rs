@@ -8,7 +8,8 @@ use vellum::format::manifest::Manifest;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(m) = Manifest::decode(Path::new("MANIFEST"), data) {
-        let again = Manifest::decode(Path::new("MANIFEST"), &m.encode()).expect("re-encoded manifest decodes");
+        let again = Manifest::decode(Path::new("MANIFEST"), &m.encode())
+            .expect("re-encoded manifest decodes");
         assert_eq!(m, again);
     }
 });

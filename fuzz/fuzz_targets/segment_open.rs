@@ -9,7 +9,9 @@ use vellum::format::segment::Segment;
 use vellum::FieldKind;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(seg) = Segment::from_bytes(Path::new("fuzz.vseg"), 0, data) else { return };
+    let Ok(seg) = Segment::from_bytes(Path::new("fuzz.vseg"), 0, data) else {
+        return;
+    };
     let _ = seg.verify();
     let _ = seg.find("doc-1");
     for row in 0..seg.rows().min(64) {
