@@ -1,0 +1,64 @@
+//! Timing harness used by `compare_flat.py`: searches a vellum database with the queries of an
+//! `.npy` file and prints one JSON object of timings (seconds) and the top-k ids of the first
+//! queries (for the agreement check against the peer).
+//!
+//! `cargo bench --bench compare_timing -- --db DB --collection C --field F --queries Q.npy
+//!  [--k 10] [--reps 5] [--single 200]`
+
+use std::time::Instant;
+
+use vellum::ingest::array::Array;
+use vellum::{Database, SearchRequest, Strategy};
+
+fn arg(args: &[String], name: &str, default: Option<&str>) -> String {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+        .or(default.map(str::to_string))
+        .unwrap_or_else(|| panic!("missing {name}"))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let db = arg(&args, "--db", None);
+    let collection = arg(&args, "--collection", Some("docs"));
+    let field = arg(&args, "--field", Some("emb"));
+    let k: usize = arg(&args, "--k", Some("10")).parse().unwrap();
+    let reps: usize = arg(&args, "--reps", Some("5")).parse().unwrap();
+    let single: usize = arg(&args, "--single", Some("200")).parse().unwrap();
+    let q = Array::open(std::path::Path::new(&arg(&args, "--queries", None)), None).unwrap();
+    let (nq, dim) = (q.shape()[0], q.shape()[1]);
+    let mut queries = vec![0f32; nq * dim];
+    q.read_f32(0, &mut queries).unwrap();
+
+    let t = Instant::now();
+    let snap = Database::open(&db).unwrap().snapshot().unwrap();
+    let open_s = t.elapsed().as_secs_f64();
+    let coll = snap.collection(&collection).unwrap();
+    let batch = SearchRequest::dense_batch(&field, &queries, k).with_strategy(Strategy::Blocked);
+    let warm = coll.search(&batch).unwrap(); // warm-up: page in the mapped file
+    let mut batch_s = Vec::new();
+    for _ in 0..reps {
+        let t = Instant::now();
+        std::hint::black_box(coll.search(&batch).unwrap());
+        batch_s.push(t.elapsed().as_secs_f64());
+    }
+    let single = single.min(nq);
+    let mut single_s = Vec::new();
+    for _ in 0..reps {
+        let t = Instant::now();
+        for row in queries.chunks_exact(dim).take(single) {
+            std::hint::black_box(coll.search(&SearchRequest::dense(&field, row, k)).unwrap());
+        }
+        single_s.push(t.elapsed().as_secs_f64() / single as f64);
+    }
+    let top: Vec<Vec<&str>> = warm
+        .iter()
+        .take(100)
+        .map(|h| h.iter().map(|h| h.id.as_str()).collect())
+        .collect();
+    println!(
+        "{}",
+        serde_json::json!({"open_s": open_s, "batch_s": batch_s, "single_query_s": single_s, "queries": nq, "top": top})
+    );
+}
