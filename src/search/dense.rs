@@ -12,9 +12,9 @@ use crate::dtype::{Metric, VectorRef};
 const STREAM_BLOCK: usize = 8192;
 /// Rows per parallel task of the blocked path (one block of data is converted/read once and
 /// multiplied with every query block).
-const ROW_BLOCK: usize = 1024;
+const ROW_BLOCK: usize = 512;
 /// Queries per matrix product.
-const QUERY_BLOCK: usize = 256;
+const QUERY_BLOCK: usize = 512;
 
 fn tasks(c: &Collection, block: usize) -> Vec<(usize, usize, usize)> {
     let mut t = Vec::new();
@@ -72,6 +72,33 @@ pub(super) fn search_streaming(
                 a
             },
         )
+}
+
+/// Offers a run of scores (rows `start..`) to `top`. Chunks whose maximum is below the current
+/// threshold are skipped with one vectorised pass, which is the common case once `top` is full.
+#[inline]
+fn scan(top: &mut TopK, slot: &SegmentSlot, si: usize, start: usize, scores: &[f32]) {
+    const CHUNK: usize = 32;
+    let mut threshold = top.threshold();
+    for (c, chunk) in scores.chunks(CHUNK).enumerate() {
+        let max = chunk
+            .iter()
+            .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+        if max < threshold {
+            continue;
+        }
+        for (j, &score) in chunk.iter().enumerate() {
+            let row = start + c * CHUNK + j;
+            if score >= threshold && !slot.is_deleted(row as u32) {
+                top.push(Candidate {
+                    score,
+                    segment: si as u32,
+                    row: row as u32,
+                });
+                threshold = top.threshold();
+            }
+        }
+    }
 }
 
 struct Scratch {
@@ -148,16 +175,22 @@ pub(super) fn search_blocked(
                     s.scores.resize(m * n, 0.0);
                     matmul_nt(&q[q0 * dim..(q0 + m) * dim], m, x, n, dim, &mut s.scores);
                     for i in 0..m {
-                        let top = &mut tops[q0 + i];
-                        let row_scores = &s.scores[i * n..(i + 1) * n];
-                        for (j, &dot) in row_scores.iter().enumerate() {
-                            let score = match metric {
-                                Metric::Ip => dot,
-                                Metric::Cosine => dot * s.norms[j],
-                                Metric::L2 => 2.0 * dot - q_sq[q0 + i] - s.norms[j],
-                            };
-                            offer(top, slot, si, start + j, score);
+                        let row_scores = &mut s.scores[i * n..(i + 1) * n];
+                        match metric {
+                            Metric::Ip => {}
+                            Metric::Cosine => row_scores
+                                .iter_mut()
+                                .zip(&s.norms)
+                                .for_each(|(x, inv)| *x *= inv),
+                            Metric::L2 => {
+                                let qs = q_sq[q0 + i];
+                                row_scores
+                                    .iter_mut()
+                                    .zip(&s.norms)
+                                    .for_each(|(x, xs)| *x = 2.0 * *x - qs - xs);
+                            }
                         }
+                        scan(&mut tops[q0 + i], slot, si, start, row_scores);
                     }
                 }
                 (tops, s)
