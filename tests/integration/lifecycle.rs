@@ -240,3 +240,76 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+#[test]
+fn readers_see_consistent_snapshots_while_a_writer_commits_and_compacts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::create(dir.path()).unwrap();
+    let mut w = db.writer_with(WriterOptions { flush_bytes: 4096 }).unwrap();
+    w.create_collection(
+        "c",
+        Schema::new().with_field(FieldSpec::dense("e", 4, DType::F32, Metric::Ip)),
+    )
+    .unwrap();
+    w.commit().unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut snapshots = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let snap = db.snapshot().unwrap();
+                        let c = snap.collection("c").unwrap();
+                        // Invariant of every commit below: documents come in whole rounds of 10,
+                        // and doc `r-j` holds the vector [r, j, 1, 1].
+                        let n = c.len();
+                        assert_eq!(
+                            n % 10,
+                            0,
+                            "snapshot of generation {} shows {n} documents",
+                            snap.generation()
+                        );
+                        let hits = c
+                            .search(&SearchRequest::dense("e", &[1.0, 0.0, 0.0, 0.0], 1000))
+                            .unwrap();
+                        assert_eq!(hits[0].len() as u64, n);
+                        for h in &hits[0] {
+                            let d = c
+                                .get(&h.id)
+                                .unwrap()
+                                .expect("hit is gettable in the same snapshot");
+                            let v = d.dense("e").unwrap().to_f32_vec();
+                            assert_eq!(h.id, format!("{}-{}", v[0], v[1]));
+                        }
+                        snapshots += 1;
+                    }
+                    snapshots
+                })
+            })
+            .collect();
+        for round in 1..=40 {
+            for j in 0..10 {
+                w.add(
+                    "c",
+                    Document::new(format!("{round}-{j}"))
+                        .with_dense("e", vec![round as f32, j as f32, 1.0, 1.0]),
+                )
+                .unwrap();
+            }
+            if round > 2 {
+                for j in 0..10 {
+                    w.delete("c", &format!("{}-{j}", round - 2)).unwrap();
+                }
+            }
+            w.commit().unwrap();
+            if round % 5 == 0 {
+                w.compact("c").unwrap();
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let total: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+        assert!(total > 0);
+    });
+    assert!(vellum::verify::verify_database(dir.path()).unwrap().is_ok());
+}
