@@ -85,15 +85,19 @@ fn bench(c: &mut Criterion) {
             })
         });
         g.throughput(Throughput::Elements(1000));
-        g.bench_function(format!("batch_1000/{dtype}/50k"), |b| {
-            b.iter(|| {
-                coll.search(
-                    &SearchRequest::dense_batch("emb", &queries, 10)
-                        .with_strategy(Strategy::Blocked),
-                )
-                .unwrap()
-            })
-        });
+        for (name, strategy) in [
+            ("blocked", Strategy::Blocked),
+            ("screened", Strategy::Screened),
+        ] {
+            g.bench_function(format!("batch_1000/{name}/{dtype}/50k"), |b| {
+                b.iter(|| {
+                    coll.search(
+                        &SearchRequest::dense_batch("emb", &queries, 10).with_strategy(strategy),
+                    )
+                    .unwrap()
+                })
+            });
+        }
     }
     let colbert = snap.collection("colbert").unwrap();
     let qtok = rng_vec(&mut seed, 32 * 128);

@@ -70,6 +70,49 @@ fn matmul(c: &mut Criterion) {
     g.bench_function("gemm/16x64x384", |b| {
         b.iter(|| matmul_nt(black_box(&q), m, black_box(&x), n, d, &mut out))
     });
+    {
+        use vellum::search::tile::{
+            pack_panels, pack_queries, pairs, tile, tile_scalar, Affine, MR, NR,
+        };
+        let (mut packed, mut qp) = (Vec::new(), Vec::new());
+        pack_panels(&x, NR, d, &mut packed);
+        pack_queries(&q, MR, d, &mut qp);
+        let mut out = [0.0f32; MR * NR];
+        g.throughput(Throughput::Elements((2 * MR * NR * d) as u64));
+        let map = Affine {
+            scale: &[1.0; NR],
+            bias: &[0.0; NR],
+            weight: &[0.0; NR],
+            q_bias: &[0.0; MR],
+            q_weight: &[0.0; MR],
+        };
+        if vellum::search::tile::available() {
+            g.bench_function("screen_bf16/8x32x384", |b| {
+                b.iter(|| {
+                    tile(
+                        black_box(&qp),
+                        pairs(d),
+                        black_box(&packed),
+                        map,
+                        &[0.0; MR],
+                        &mut out,
+                    )
+                })
+            });
+        }
+        g.bench_function("screen_bf16_scalar/8x32x384", |b| {
+            b.iter(|| {
+                tile_scalar(
+                    black_box(&qp),
+                    pairs(d),
+                    black_box(&packed),
+                    map,
+                    &[0.0; MR],
+                    &mut out,
+                )
+            })
+        });
+    }
     g.bench_function("scalar/16x64x384", |b| {
         b.iter(|| matmul_nt_scalar(black_box(&q), m, black_box(&x), n, d, &mut out))
     });

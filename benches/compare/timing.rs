@@ -35,7 +35,7 @@ fn main() {
     let snap = Database::open(&db).unwrap().snapshot().unwrap();
     let open_s = t.elapsed().as_secs_f64();
     let coll = snap.collection(&collection).unwrap();
-    let batch = SearchRequest::dense_batch(&field, &queries, k).with_strategy(Strategy::Blocked);
+    let batch = SearchRequest::dense_batch(&field, &queries, k).with_strategy(Strategy::Auto);
     let warm = coll.search(&batch).unwrap(); // warm-up: page in the mapped file
     let mut batch_s = Vec::new();
     for _ in 0..reps {

@@ -16,7 +16,7 @@ const ROW_BLOCK: usize = 512;
 /// Queries per matrix product.
 const QUERY_BLOCK: usize = 512;
 
-fn tasks(c: &Collection, block: usize) -> Vec<(usize, usize, usize)> {
+pub(super) fn tasks(c: &Collection, block: usize) -> Vec<(usize, usize, usize)> {
     let mut t = Vec::new();
     for (si, slot) in c.slots().iter().enumerate() {
         let rows = slot.segment.rows() as usize;
@@ -30,7 +30,7 @@ fn tasks(c: &Collection, block: usize) -> Vec<(usize, usize, usize)> {
 }
 
 #[inline]
-fn offer(top: &mut TopK, slot: &SegmentSlot, si: usize, row: usize, score: f32) {
+pub(super) fn offer(top: &mut TopK, slot: &SegmentSlot, si: usize, row: usize, score: f32) {
     if score >= top.threshold() && !slot.is_deleted(row as u32) {
         top.push(Candidate {
             score,
@@ -107,9 +107,93 @@ struct Scratch {
     scores: Vec<f32>,
 }
 
-/// A batch of queries: per row block, `scores = Q · Xᵀ` by a blocked matrix product, then a per-query
-/// top-k pass over the block's scores.
-pub(super) fn search_blocked(
+impl Scratch {
+    fn new() -> Self {
+        Scratch {
+            rows_f32: Vec::new(),
+            norms: Vec::new(),
+            scores: Vec::new(),
+        }
+    }
+}
+
+/// The block's rows as f32 (borrowed when stored as f32, else converted into `rows_f32`) and, for
+/// cosine and L2, their inverse norms / squared norms in `norms`.
+/// Squared Euclidean norm (SIMD).
+#[inline]
+pub(super) fn sq_norm(v: &[f32]) -> f32 {
+    <f32 as simsimd::SpatialSimilarity>::dot(v, v).expect("same length") as f32
+}
+
+pub(super) fn prepare<'a>(
+    rows_f32: &'a mut Vec<f32>,
+    norms: &mut Vec<f32>,
+    block: VectorRef<'a>,
+    n: usize,
+    dim: usize,
+    metric: Metric,
+) -> &'a [f32] {
+    let x: &[f32] = match block {
+        VectorRef::F32(v) => v,
+        other => {
+            rows_f32.resize(n * dim, 0.0);
+            other.write_f32(rows_f32);
+            rows_f32
+        }
+    };
+    if metric != Metric::Ip {
+        norms.clear();
+        norms.extend(x.chunks_exact(dim).map(|r| {
+            let sq = sq_norm(r);
+            match metric {
+                Metric::Cosine if sq > 0.0 => 1.0 / sq.sqrt(),
+                Metric::Cosine => 0.0,
+                _ => sq,
+            }
+        }));
+    }
+    x
+}
+
+/// Turns raw dot products into metric scores: cosine multiplies by the row's inverse norm (the
+/// query is normalised beforehand); L2 uses `-|q - x|² = 2 q·x - |q|² - |x|²`.
+#[inline]
+fn adjust(metric: Metric, scores: &mut [f32], norms: &[f32], q_sq: f32) {
+    match metric {
+        Metric::Ip => {}
+        Metric::Cosine => scores.iter_mut().zip(norms).for_each(|(x, inv)| *x *= inv),
+        Metric::L2 => scores
+            .iter_mut()
+            .zip(norms)
+            .for_each(|(x, xs)| *x = 2.0 * *x - q_sq - xs),
+    }
+}
+
+/// Normalises queries for cosine; returns the queries and their squared norms.
+pub(super) fn prepare_queries(metric: Metric, dim: usize, queries: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let mut q = queries.to_vec();
+    let mut q_sq = vec![0.0f32; queries.len() / dim];
+    for (i, row) in q.chunks_exact_mut(dim).enumerate() {
+        let sq = sq_norm(row);
+        q_sq[i] = sq;
+        if metric == Metric::Cosine {
+            let inv = 1.0 / sq.sqrt();
+            row.iter_mut().for_each(|v| *v *= inv);
+        }
+    }
+    (q, q_sq)
+}
+
+pub(super) fn merge_all(mut a: Vec<TopK>, b: Vec<TopK>) -> Vec<TopK> {
+    for (x, y) in a.iter_mut().zip(b) {
+        x.merge(y);
+    }
+    a
+}
+
+/// A batch of queries by f32 matrix products (`gemm` crate) per (row block, query block): every
+/// score is computed, in f32, in the product's summation order.
+pub(super) fn search_gemm(
     c: &Collection,
     field: usize,
     metric: Metric,
@@ -118,32 +202,12 @@ pub(super) fn search_blocked(
     k: usize,
 ) -> Vec<TopK> {
     let nq = queries.len() / dim;
-    // Cosine: normalise the queries once; divide by the stored vector's norm per block.
-    // L2: -|q - x|² = 2 q·x - |q|² - |x|².
-    let mut q = queries.to_vec();
-    let mut q_sq = vec![0.0f32; nq];
-    for (i, row) in q.chunks_exact_mut(dim).enumerate() {
-        let sq: f32 = row.iter().map(|v| v * v).sum();
-        q_sq[i] = sq;
-        if metric == Metric::Cosine {
-            let inv = 1.0 / sq.sqrt();
-            row.iter_mut().for_each(|v| *v *= inv);
-        }
-    }
+    let (q, q_sq) = prepare_queries(metric, dim, queries);
     let empty = || (0..nq).map(|_| TopK::new(k)).collect::<Vec<_>>();
     tasks(c, ROW_BLOCK)
         .into_par_iter()
         .fold(
-            || {
-                (
-                    empty(),
-                    Scratch {
-                        rows_f32: Vec::new(),
-                        norms: Vec::new(),
-                        scores: Vec::new(),
-                    },
-                )
-            },
+            || (empty(), Scratch::new()),
             |(mut tops, mut s), (si, start, end)| {
                 let slot = &c.slots()[si];
                 let n = end - start;
@@ -151,56 +215,24 @@ pub(super) fn search_blocked(
                     .segment
                     .fixed_matrix(field)
                     .slice(start * dim..end * dim);
-                let x: &[f32] = match block {
-                    VectorRef::F32(v) => v,
-                    other => {
-                        s.rows_f32.resize(n * dim, 0.0);
-                        other.write_f32(&mut s.rows_f32);
-                        &s.rows_f32
-                    }
-                };
-                if metric != Metric::Ip {
-                    s.norms.clear();
-                    s.norms.extend(x.chunks_exact(dim).map(|r| {
-                        let sq: f32 = r.iter().map(|v| v * v).sum();
-                        match metric {
-                            Metric::Cosine if sq > 0.0 => 1.0 / sq.sqrt(),
-                            Metric::Cosine => 0.0,
-                            _ => sq,
-                        }
-                    }));
-                }
+                let mut scores = std::mem::take(&mut s.scores);
+                let x = prepare(&mut s.rows_f32, &mut s.norms, block, n, dim, metric);
                 for q0 in (0..nq).step_by(QUERY_BLOCK) {
                     let m = QUERY_BLOCK.min(nq - q0);
-                    s.scores.resize(m * n, 0.0);
-                    matmul_nt(&q[q0 * dim..(q0 + m) * dim], m, x, n, dim, &mut s.scores);
+                    scores.resize(m * n, 0.0);
+                    matmul_nt(&q[q0 * dim..(q0 + m) * dim], m, x, n, dim, &mut scores);
                     for i in 0..m {
-                        let row_scores = &mut s.scores[i * n..(i + 1) * n];
-                        match metric {
-                            Metric::Ip => {}
-                            Metric::Cosine => row_scores
-                                .iter_mut()
-                                .zip(&s.norms)
-                                .for_each(|(x, inv)| *x *= inv),
-                            Metric::L2 => {
-                                let qs = q_sq[q0 + i];
-                                row_scores
-                                    .iter_mut()
-                                    .zip(&s.norms)
-                                    .for_each(|(x, xs)| *x = 2.0 * *x - qs - xs);
-                            }
+                        let row_scores = &mut scores[i * n..(i + 1) * n];
+                        if metric != Metric::Ip {
+                            adjust(metric, row_scores, &s.norms, q_sq[q0 + i]);
                         }
                         scan(&mut tops[q0 + i], slot, si, start, row_scores);
                     }
                 }
+                s.scores = scores;
                 (tops, s)
             },
         )
         .map(|(tops, _)| tops)
-        .reduce(empty, |mut a, b| {
-            for (x, y) in a.iter_mut().zip(b) {
-                x.merge(y);
-            }
-            a
-        })
+        .reduce(empty, merge_all)
 }

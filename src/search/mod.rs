@@ -7,6 +7,8 @@ mod dense;
 pub mod gemm;
 pub mod kernels;
 mod multi;
+mod screened;
+pub mod tile;
 pub mod topk;
 
 use crate::collection::{Collection, DocAddress};
@@ -27,13 +29,17 @@ pub enum Queries<'a> {
 /// Which dense search routine to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Strategy {
-    /// Streaming for a single query, blocked matrix products for batches.
+    /// Streaming for a single query, screened for batches.
     #[default]
     Auto,
     /// One SIMD similarity call per stored vector.
     Streaming,
-    /// Blocked matrix products (`Q · Xᵀ`) with per-query top-k.
+    /// Blocked f32 matrix products (`Q · Xᵀ`) with per-query top-k.
     Blocked,
+    /// Blocked bf16 matrix products that bound every score, and exact rescoring of the rows whose
+    /// bound reaches the query's top-k; same results as streaming. Needs AVX-512 BF16 (x86-64);
+    /// falls back to [`Strategy::Blocked`] on other CPUs.
+    Screened,
 }
 
 /// A search over one field of a collection.
@@ -151,17 +157,18 @@ impl Collection {
                     check_query(req.field, *metric, row, &format!("query {i}"))?;
                 }
                 let nq = q.len() / dim;
-                let blocked = match req.strategy {
-                    Strategy::Auto => nq > 1,
-                    Strategy::Streaming => false,
-                    Strategy::Blocked => true,
+                let strategy = match req.strategy {
+                    Strategy::Auto if nq > 1 => Strategy::Screened,
+                    Strategy::Auto => Strategy::Streaming,
+                    other => other,
                 };
-                if blocked {
-                    dense::search_blocked(self, fi, *metric, dim, q, req.k)
-                } else {
-                    q.chunks_exact(dim)
+                match strategy {
+                    Strategy::Blocked => dense::search_gemm(self, fi, *metric, dim, q, req.k),
+                    Strategy::Screened => screened::search_batch(self, fi, *metric, dim, q, req.k),
+                    _ => q
+                        .chunks_exact(dim)
                         .map(|row| dense::search_streaming(self, fi, *metric, row, req.k))
-                        .collect()
+                        .collect(),
                 }
             }
             (FieldKind::Multi { dim, metric, .. }, Queries::Multi(qs)) => {

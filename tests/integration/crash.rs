@@ -75,6 +75,10 @@ fn child(dir: &Path) {
         .append(true)
         .open(dir.join("../committed.log"))
         .unwrap();
+    // The state found at start is committed too: a predecessor may have been killed between its
+    // commit and its log line, and this child would otherwise never log that round.
+    writeln!(log, "{round}").unwrap();
+    log.sync_all().unwrap();
     loop {
         round += 1;
         for j in 0..PER_ROUND {

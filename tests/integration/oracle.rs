@@ -157,7 +157,7 @@ proptest! {
         let c = snap.collection("c").unwrap();
         let mut rng = Rng(seed.rotate_left(7) | 1);
         let queries = rng.vec(nq * dim);
-        for strategy in [Strategy::Streaming, Strategy::Blocked] {
+        for strategy in [Strategy::Streaming, Strategy::Blocked, Strategy::Screened] {
             let got = c.search(&SearchRequest::dense_batch("f", &queries, k).with_strategy(strategy)).unwrap();
             prop_assert_eq!(got.len(), nq);
             for (qi, q) in queries.chunks_exact(dim).enumerate() {
@@ -170,6 +170,29 @@ proptest! {
                 let tol = 4.0 * eps(dtype) * scale + 1e-4 * (1.0 + scale);
                 check(&got[qi], &oracle, k, tol)?;
             }
+        }
+    }
+
+    #[test]
+    fn screened_batch_equals_streaming_exactly(
+        dim in 1usize..70, dt in 0u8..3, mt in 0u8..3,
+        segments in prop::collection::vec(0usize..300, 1..3),
+        delete_every in 0usize..5, k in 1usize..20, nq in 1usize..20, seed in any::<u64>(),
+        magnitude in -3i32..4,
+    ) {
+        // The screen only decides which rows are scored exactly; scores and ties must come out
+        // bit for bit as in the streaming path, whatever the data's magnitude.
+        let (dtype, metric) = (dtype_of(dt), metric_of(mt));
+        let case = build(true, dim, dtype, metric, &segments, delete_every, seed);
+        let snap = case.db.snapshot().unwrap();
+        let c = snap.collection("c").unwrap();
+        let mut rng = Rng(seed.rotate_left(11) | 1);
+        let queries: Vec<f32> = rng.vec(nq * dim).iter().map(|v| v * 10f32.powi(magnitude)).collect();
+        let run = |strategy| c.search(&SearchRequest::dense_batch("f", &queries, k).with_strategy(strategy)).unwrap();
+        let (screened, streamed) = (run(Strategy::Screened), run(Strategy::Streaming));
+        for (a, b) in screened.iter().zip(&streamed) {
+            let key = |h: &[vellum::Hit]| h.iter().map(|h| (h.id.clone(), h.score.to_bits())).collect::<Vec<_>>();
+            prop_assert_eq!(key(a), key(b));
         }
     }
 
@@ -226,7 +249,7 @@ fn ties_break_by_storage_order_and_paths_agree() {
     w.commit().unwrap();
     let snap = db.snapshot().unwrap();
     let c = snap.collection("c").unwrap();
-    for strategy in [Strategy::Streaming, Strategy::Blocked] {
+    for strategy in [Strategy::Streaming, Strategy::Blocked, Strategy::Screened] {
         let q = [1.0, 0.0, 1.0, 0.0];
         let hits = c
             .search(&SearchRequest::dense_batch("f", &q, 6).with_strategy(strategy))
@@ -252,6 +275,10 @@ fn large_batch_uses_all_blocks() {
     let streamed = c
         .search(&SearchRequest::dense_batch("f", &q, 5).with_strategy(Strategy::Streaming))
         .unwrap();
+    let screened = c
+        .search(&SearchRequest::dense_batch("f", &q, 5).with_strategy(Strategy::Screened))
+        .unwrap();
+    assert_eq!(screened, streamed);
     let mut agree = 0;
     for (a, b) in blocked.iter().zip(&streamed) {
         agree += a.iter().filter(|h| b.iter().any(|g| g.id == h.id)).count();

@@ -127,8 +127,8 @@ pub struct SearchArgs {
     /// Run tag (last column of trec output).
     #[arg(long, default_value = "vellum")]
     pub tag: String,
-    /// Dense search routine: auto (streaming for one query, blocked matrix products for batches),
-    /// streaming or blocked.
+    /// Dense search routine: auto (streaming for one query, screened for batches), streaming,
+    /// blocked (f32 matrix products) or screened (bf16 screen + exact rescoring).
     #[arg(long, value_enum, default_value_t = StrategyArg::Auto)]
     pub strategy: StrategyArg,
     /// Queries per batch (bounds memory for large query sets).
@@ -143,8 +143,10 @@ pub enum StrategyArg {
     Auto,
     /// One SIMD call per vector.
     Streaming,
-    /// Blocked matrix products.
+    /// Blocked f32 matrix products.
     Blocked,
+    /// bf16 screening with exact rescoring (AVX-512 BF16; else blocked).
+    Screened,
 }
 
 /// `vellum info`.

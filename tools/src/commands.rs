@@ -201,6 +201,7 @@ fn search(a: SearchArgs, out: &mut dyn Write) -> Result<()> {
         StrategyArg::Auto => Strategy::Auto,
         StrategyArg::Streaming => Strategy::Streaming,
         StrategyArg::Blocked => Strategy::Blocked,
+        StrategyArg::Screened => Strategy::Screened,
     };
     let pb = counter(nq as u64, "queries");
     let batch = a.batch.max(1);

@@ -1,0 +1,434 @@
+//! Exact batch search by screening: every (query, row) pair is scored approximately by the bf16
+//! kernel of [`super::tile`], which yields a rigorous interval around the exact score; only the
+//! rows that can still reach a query's top-k are scored exactly, by the same f32 kernel as the
+//! streaming path, so results and scores equal those of streaming search.
+//!
+//! Per query, the pass over the data keeps the `k` best *lower* bounds among live rows seen so far
+//! (the floor: `k` rows are known to score at least this) and a list of candidates whose *upper*
+//! bound reached the floor when seen. A row whose upper bound is below the floor is beaten by `k`
+//! other live rows and cannot be in the top-k. After the pass, candidates are rescored in order of
+//! decreasing upper bound until the next upper bound is below the exact k-th score, which in
+//! practice rescores little more than `k` rows per query.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use rayon::prelude::*;
+
+use super::dense::{prepare, prepare_queries, sq_norm, tasks};
+use super::kernels::{similarity, PreparedQuery};
+use super::tile::{self, Affine, MR, NR};
+use super::topk::{Candidate, TopK};
+use crate::collection::Collection;
+use crate::dtype::{DType, Metric};
+
+/// Rows per parallel task: the packed block (`SCREEN_ROWS × dim` bf16 values) stays in the core's
+/// L2 cache while every query tile passes over it.
+const SCREEN_ROWS: usize = 256;
+
+/// Per-row parts of the metric and of the error bound, padded to whole panels.
+///
+/// For query `i` and row `r`, the kernel's upper bound is
+/// `ub = dot·scale[r] + bias[r] + q_bias[i] + q_weight[i]·weight[r]` and the half-width of the
+/// interval is `q_weight[i]·weight[r] + err_bias[r] + q_err_bias[i]`.
+#[derive(Default)]
+struct RowMaps {
+    scale: Vec<f32>,
+    bias: Vec<f32>,
+    weight: Vec<f32>,
+    err_bias: Vec<f32>,
+}
+
+impl RowMaps {
+    /// Fills the maps for `n` rows. `norms` are as [`prepare`] leaves them (inverse norms for
+    /// cosine, squared norms for L2, nothing for inner product, where `x` gives the norms).
+    /// Padding rows get a bound far below any score. Zero rows under cosine get an unbounded
+    /// interval, so that the exact kernel decides their score.
+    fn fill(&mut self, metric: Metric, x: &[f32], norms: &[f32], n: usize, dim: usize, err: f32) {
+        self.scale.clear();
+        self.bias.clear();
+        self.weight.clear();
+        self.err_bias.clear();
+        for r in 0..n.div_ceil(NR) * NR {
+            let (scale, bias, weight, err_bias) = if r >= n {
+                (0.0, -f32::MAX, 0.0, 0.0)
+            } else {
+                match metric {
+                    Metric::Ip => (1.0, 0.0, sq_norm(&x[r * dim..(r + 1) * dim]).sqrt(), 0.0),
+                    Metric::Cosine if norms[r] == 0.0 => (0.0, f32::MAX, 0.0, f32::MAX),
+                    Metric::Cosine => (norms[r], 0.0, 1.0, 0.0),
+                    // score = 2·q·x − |q|² − |x|², interval 2c·(|q| + |x|)²: the |x| terms.
+                    Metric::L2 => {
+                        let sq = norms[r];
+                        (2.0, (2.0 * err - 1.0) * sq, sq.sqrt(), 2.0 * err * sq)
+                    }
+                }
+            };
+            self.scale.push(scale);
+            self.bias.push(bias);
+            self.weight.push(weight);
+            self.err_bias.push(err_bias);
+        }
+    }
+}
+
+/// Per-query parts of the metric and of the error bound (see [`RowMaps`]), padded to whole
+/// query tiles.
+struct QueryMaps {
+    bias: Vec<f32>,
+    weight: Vec<f32>,
+    err_bias: Vec<f32>,
+}
+
+impl QueryMaps {
+    fn new(metric: Metric, q_sq: &[f32], padded: usize, err: f32) -> Self {
+        let mut m = QueryMaps {
+            bias: Vec::with_capacity(padded),
+            weight: Vec::with_capacity(padded),
+            err_bias: Vec::with_capacity(padded),
+        };
+        for &sq in q_sq {
+            let (bias, weight, err_bias) = match metric {
+                Metric::Ip => (0.0, err * sq.sqrt(), 0.0),
+                Metric::Cosine => (0.0, err, 0.0),
+                Metric::L2 => (
+                    (2.0 * err - 1.0) * sq,
+                    4.0 * err * sq.sqrt(),
+                    2.0 * err * sq,
+                ),
+            };
+            m.bias.push(bias);
+            m.weight.push(weight);
+            m.err_bias.push(err_bias);
+        }
+        m.bias.resize(padded, 0.0);
+        m.weight.resize(padded, 0.0);
+        m.err_bias.resize(padded, 0.0);
+        m
+    }
+}
+
+/// An f32 ordered by `total_cmp`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Total(f32);
+
+impl Eq for Total {}
+
+impl Ord for Total {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+impl PartialOrd for Total {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// The `k` largest values pushed (a min-heap).
+#[derive(Debug, Clone)]
+struct LargestK {
+    k: usize,
+    heap: BinaryHeap<Reverse<Total>>,
+}
+
+impl LargestK {
+    fn new(k: usize) -> Self {
+        LargestK {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    /// The k-th largest value, -inf while fewer than `k` were pushed (+inf when `k` is 0).
+    fn kth(&self) -> f32 {
+        match self.heap.peek() {
+            _ if self.k == 0 => f32::INFINITY,
+            Some(Reverse(Total(v))) if self.heap.len() == self.k => *v,
+            _ => f32::NEG_INFINITY,
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, v: f32) {
+        if self.heap.len() < self.k {
+            self.heap.push(Reverse(Total(v)));
+        } else if let Some(mut min) = self.heap.peek_mut() {
+            if v > min.0 .0 {
+                *min = Reverse(Total(v));
+            }
+        }
+    }
+}
+
+/// The screening state of one query.
+#[derive(Clone)]
+struct Screen {
+    /// The `k` best lower bounds among live rows seen.
+    lower: LargestK,
+    /// `lower`'s threshold: the score `k` live rows are known to reach.
+    floor: f32,
+    /// Rows whose upper bound (the candidate's score) reached the floor when seen.
+    candidates: Vec<Candidate>,
+    /// Length at which `candidates` is next pruned against the floor.
+    prune_at: usize,
+}
+
+impl Screen {
+    fn new(k: usize) -> Self {
+        let lower = LargestK::new(k);
+        Screen {
+            floor: lower.kth(),
+            lower,
+            candidates: Vec::new(),
+            prune_at: 4 * k + 64,
+        }
+    }
+
+    #[inline]
+    fn offer(&mut self, upper: f32, lower: f32, segment: u32, row: u32) {
+        self.candidates.push(Candidate {
+            score: upper,
+            segment,
+            row,
+        });
+        self.lower.push(lower);
+        self.floor = self.lower.kth();
+        if self.candidates.len() >= self.prune_at {
+            self.prune();
+        }
+    }
+
+    fn prune(&mut self) {
+        let floor = self.floor;
+        self.candidates.retain(|c| c.score >= floor);
+        self.prune_at = self.prune_at.max(2 * self.candidates.len());
+    }
+
+    fn merge(&mut self, other: Screen) {
+        for Reverse(Total(v)) in other.lower.heap {
+            self.lower.push(v);
+        }
+        self.floor = self.lower.kth();
+        self.candidates.extend(other.candidates);
+        self.prune();
+    }
+
+    /// Rescores candidates, best upper bound first, until no remaining one can enter the top-k.
+    fn finish(mut self, k: usize, rescore: impl Fn(u32, u32) -> f32) -> TopK {
+        self.candidates.sort_unstable();
+        let mut top = TopK::new(k);
+        for c in self.candidates {
+            if c.score < top.threshold() {
+                break;
+            }
+            let score = rescore(c.segment, c.row);
+            if score >= top.threshold() {
+                top.push(Candidate { score, ..c });
+            }
+        }
+        top
+    }
+}
+
+/// The error factor of the screen for a field of element type `dtype`.
+fn screen_error(dim: usize, dtype: DType) -> f32 {
+    let query_rounding = match dtype {
+        DType::F32 => 0.0,
+        DType::F16 => 2f32.powi(-11),
+        DType::Bf16 => 2f32.powi(-8),
+    };
+    tile::screen_error(dim, query_rounding)
+}
+
+/// A batch of queries by screened search where the CPU supports it, else by f32 matrix products.
+pub(super) fn search_batch(
+    c: &Collection,
+    field: usize,
+    metric: Metric,
+    dim: usize,
+    queries: &[f32],
+    k: usize,
+) -> Vec<TopK> {
+    if tile::available() {
+        search_screened(c, field, metric, dim, queries, k)
+    } else {
+        super::dense::search_gemm(c, field, metric, dim, queries, k)
+    }
+}
+
+fn search_screened(
+    c: &Collection,
+    field: usize,
+    metric: Metric,
+    dim: usize,
+    queries: &[f32],
+    k: usize,
+) -> Vec<TopK> {
+    let dtype = c.schema().fields[field].kind.dtype();
+    let err = screen_error(dim, dtype);
+    let nq = queries.len() / dim;
+    let (q, q_sq) = prepare_queries(metric, dim, queries);
+    let (d2, padded) = (tile::pairs(dim), nq.div_ceil(MR) * MR);
+    let mut q_packed = Vec::new();
+    tile::pack_queries(&q, nq, dim, &mut q_packed);
+    q_packed.resize(padded * d2, 0);
+    let qm = QueryMaps::new(metric, &q_sq, padded, err);
+
+    let empty = || vec![Screen::new(k); nq];
+    let screens = tasks(c, SCREEN_ROWS)
+        .into_par_iter()
+        .fold(
+            || (empty(), Scratch::default()),
+            |(mut screens, mut s), (si, start, end)| {
+                let slot = &c.slots()[si];
+                let n = end - start;
+                let block = slot
+                    .segment
+                    .fixed_matrix(field)
+                    .slice(start * dim..end * dim);
+                let x = prepare(&mut s.rows_f32, &mut s.norms, block, n, dim, metric);
+                tile::pack_panels(x, n, dim, &mut s.packed);
+                s.maps.fill(metric, x, &s.norms, n, dim, err);
+                let rm = &s.maps;
+                for (qt, qs) in q_packed.chunks_exact(MR * d2).enumerate() {
+                    let group = qt * MR..(qt + 1) * MR;
+                    let live = MR.min(nq - group.start);
+                    let q_bias = qm.bias[group.clone()].try_into().expect("MR values");
+                    let q_weight = qm.weight[group.clone()].try_into().expect("MR values");
+                    for (p, panel) in s.packed.chunks_exact(d2 * NR).enumerate() {
+                        let cols = p * NR..(p + 1) * NR;
+                        let map = Affine {
+                            scale: rm.scale[cols.clone()].try_into().expect("NR values"),
+                            bias: rm.bias[cols.clone()].try_into().expect("NR values"),
+                            weight: rm.weight[cols].try_into().expect("NR values"),
+                            q_bias,
+                            q_weight,
+                        };
+                        let floors: [f32; MR] = std::array::from_fn(|i| {
+                            screens
+                                .get(group.start + i)
+                                .map_or(f32::INFINITY, |s| s.floor)
+                        });
+                        let masks = tile::tile(qs, d2, panel, map, &floors, &mut s.tile);
+                        let first = p * NR;
+                        let valid = if n - first >= NR {
+                            u32::MAX
+                        } else {
+                            (1 << (n - first)) - 1
+                        };
+                        for (i, &mask) in masks.iter().enumerate().take(live) {
+                            let qi = group.start + i;
+                            let screen = &mut screens[qi];
+                            let mut bits = mask & valid;
+                            while bits != 0 {
+                                let r = bits.trailing_zeros() as usize;
+                                bits &= bits - 1;
+                                let ub = s.tile[i * NR + r];
+                                let row = (start + first + r) as u32;
+                                if ub >= screen.floor && !slot.is_deleted(row) {
+                                    let col = first + r;
+                                    let half = qm.weight[qi] * rm.weight[col]
+                                        + rm.err_bias[col]
+                                        + qm.err_bias[qi];
+                                    screen.offer(ub, ub - 2.0 * half, si as u32, row);
+                                }
+                            }
+                        }
+                    }
+                }
+                (screens, s)
+            },
+        )
+        .map(|(screens, _)| screens)
+        .reduce(empty, |mut a, b| {
+            for (x, y) in a.iter_mut().zip(b) {
+                x.merge(y);
+            }
+            a
+        });
+
+    let exact: Vec<PreparedQuery> = queries
+        .chunks_exact(dim)
+        .map(|q| PreparedQuery::new(q, dtype))
+        .collect();
+    screens
+        .into_par_iter()
+        .zip(exact)
+        .map(|(screen, q)| {
+            screen.finish(k, |si, row| {
+                let slot = &c.slots()[si as usize];
+                let row = row as usize;
+                let x = slot
+                    .segment
+                    .fixed_matrix(field)
+                    .slice(row * dim..(row + 1) * dim);
+                similarity(metric, &q, x)
+            })
+        })
+        .collect()
+}
+
+struct Scratch {
+    rows_f32: Vec<f32>,
+    norms: Vec<f32>,
+    packed: Vec<u32>,
+    tile: [f32; MR * NR],
+    maps: RowMaps,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            rows_f32: Vec::new(),
+            norms: Vec::new(),
+            packed: Vec::new(),
+            tile: [0.0; MR * NR],
+            maps: RowMaps::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn screen_keeps_every_row_that_can_reach_the_top_k() {
+        // Rows 0..6 with exact scores 6,5,..,1 and intervals ±0.5; k = 2.
+        let mut s = Screen::new(2);
+        for r in 0..6u32 {
+            let exact = 6.0 - r as f32;
+            if exact + 0.5 >= s.floor {
+                s.offer(exact + 0.5, exact - 0.5, 0, r);
+            }
+        }
+        // Floor is the second-best lower bound (4.5): rows 0, 1 and 2 (upper 4.5) stay.
+        assert_eq!(s.floor, 4.5);
+        s.prune();
+        let rows: Vec<u32> = s.candidates.iter().map(|c| c.row).collect();
+        assert_eq!(rows, vec![0, 1, 2]);
+        let rescored = std::cell::Cell::new(0);
+        let top = s.finish(2, |_, row| {
+            rescored.set(rescored.get() + 1);
+            6.0 - row as f32
+        });
+        let got: Vec<u32> = top.into_sorted().iter().map(|c| c.row).collect();
+        assert_eq!(got, vec![0, 1]);
+        // Row 2's upper bound (4.5) is below the exact second score (5): not rescored.
+        assert_eq!(rescored.get(), 2);
+    }
+
+    #[test]
+    fn merged_screens_keep_the_union_of_candidates() {
+        let (mut a, mut b) = (Screen::new(1), Screen::new(1));
+        a.offer(3.0, 2.0, 0, 0);
+        b.offer(10.0, 9.0, 1, 0);
+        a.merge(b);
+        assert_eq!(a.floor, 9.0);
+        assert_eq!(a.candidates.len(), 1);
+        let top = a.finish(1, |seg, _| if seg == 1 { 9.5 } else { 2.5 });
+        assert_eq!(top.into_sorted()[0].segment, 1);
+    }
+}
