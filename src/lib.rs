@@ -13,6 +13,8 @@
 //!   [`Collection::search`] and zero-copy document access ([`Collection::get`]).
 //! * **Ingest of precomputed data** — [`ingest`] reads JSONL documents and `.npy` / safetensors
 //!   vectors with errors that name the file, row and field.
+//! * **Evaluation** — [`eval`] computes trec_eval's measures (equal to `pytrec_eval`) and DPR
+//!   answer accuracy, and reads, writes, converts and merges run files.
 //! * **Integrity** — [`verify::verify_database`] checks every checksum and structure.
 //!
 //! The on-disk format is specified in `format-spec/` (see [`mod@format`]).
@@ -42,6 +44,7 @@ pub mod db;
 pub mod document;
 pub mod dtype;
 pub mod error;
+pub mod eval;
 pub mod format;
 pub mod ingest;
 pub mod schema;

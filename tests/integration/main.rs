@@ -4,6 +4,7 @@ mod bad_input;
 mod common;
 mod corruption;
 mod crash;
+mod eval;
 mod golden;
 mod lifecycle;
 mod oracle;
