@@ -47,6 +47,7 @@ pub mod error;
 pub mod eval;
 pub mod format;
 pub mod ingest;
+pub mod interop;
 pub mod schema;
 pub mod search;
 pub mod storage;

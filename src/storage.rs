@@ -6,7 +6,7 @@
 //! (3) replaces `MANIFEST` atomically. Published files are never modified or truncated.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -132,10 +132,35 @@ pub fn remove_if_exists(path: &Path) -> Result<()> {
 
 /// The exclusive writer lock: an OS advisory lock on `DB/LOCK`, released when dropped (also when
 /// the process dies, so a crashed writer never leaves a stale lock).
+///
+/// The lock (`flock`) belongs to the open file, which a `fork` shares with the child until the
+/// child `exec`s. So when another thread of this process spawns a subprocess while we hold the
+/// lock, the lock can outlive our drop by the child's fork-to-exec window. A retake that finds the
+/// lock held by *this* process although no [`WriterLock`] of this process holds it is such a
+/// transient copy, and waits for it (up to [`FORKED_COPY_WAIT`]) instead of reporting a second
+/// writer.
 #[derive(Debug)]
 pub struct WriterLock {
     _file: File,
     path: PathBuf,
+    /// Canonical lock-file path, the key in the process's registry of held locks.
+    key: PathBuf,
+}
+
+/// How long [`WriterLock::acquire`] waits for a lock held only by a forked child's copy.
+pub const FORKED_COPY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Lock files held by live [`WriterLock`]s of this process.
+fn held_locks() -> &'static parking_lot::Mutex<std::collections::HashSet<PathBuf>> {
+    static HELD: std::sync::OnceLock<parking_lot::Mutex<std::collections::HashSet<PathBuf>>> =
+        std::sync::OnceLock::new();
+    HELD.get_or_init(Default::default)
+}
+
+impl Drop for WriterLock {
+    fn drop(&mut self) {
+        held_locks().lock().remove(&self.key);
+    }
 }
 
 impl WriterLock {
@@ -152,32 +177,52 @@ impl WriterLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                let holder = holder.trim();
-                return Err(Error::Locked {
-                    path: db_dir.to_path_buf(),
-                    holder: if holder.is_empty() {
-                        "holder unknown".into()
-                    } else {
-                        holder.to_string()
-                    },
-                });
-            }
-            Err(fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
-        }
         let who = format!(
             "pid {} on host {}",
             std::process::id(),
             hostname().unwrap_or_else(|| "unknown".into())
         );
+        // The registry key: one spelling per file, whatever path the caller used.
+        let key = fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_micros(200);
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) => {
+                    let mut holder = String::new();
+                    let _ = file.seek(std::io::SeekFrom::Start(0));
+                    let _ = file.read_to_string(&mut holder);
+                    let holder = holder.trim().to_string();
+                    let forked_copy = holder == who && !held_locks().lock().contains(&key);
+                    if forked_copy && started.elapsed() < FORKED_COPY_WAIT {
+                        std::thread::sleep(pause);
+                        pause = (pause * 2).min(std::time::Duration::from_millis(50));
+                        continue;
+                    }
+                    return Err(Error::Locked {
+                        path: db_dir.to_path_buf(),
+                        holder: if holder.is_empty() {
+                            "holder unknown".into()
+                        } else {
+                            holder
+                        },
+                    });
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+            }
+        }
         file.set_len(0).map_err(|e| Error::io(&path, e))?;
+        file.seek(std::io::SeekFrom::Start(0))
+            .map_err(|e| Error::io(&path, e))?;
         file.write_all(who.as_bytes())
             .map_err(|e| Error::io(&path, e))?;
-        Ok(WriterLock { _file: file, path })
+        held_locks().lock().insert(key.clone());
+        Ok(WriterLock {
+            _file: file,
+            path,
+            key,
+        })
     }
 
     /// The lock file's path.
@@ -211,6 +256,30 @@ mod tests {
         );
         drop(first);
         WriterLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_forked_copy_of_the_lock_is_waited_for_not_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = WriterLock::acquire(dir.path()).unwrap();
+        // A duplicate of the locked file description, as a forked child holds until it execs.
+        let copy = first._file.try_clone().unwrap();
+        drop(first);
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            drop(copy);
+        });
+        let t = std::time::Instant::now();
+        let _held = WriterLock::acquire(dir.path()).unwrap();
+        assert!(t.elapsed() >= std::time::Duration::from_millis(90));
+        release.join().unwrap();
+        // While `_held` lives, a second writer in this process is refused at once.
+        let t = std::time::Instant::now();
+        assert!(matches!(
+            WriterLock::acquire(dir.path()),
+            Err(Error::Locked { .. })
+        ));
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]

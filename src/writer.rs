@@ -256,7 +256,8 @@ impl Writer {
         Ok(())
     }
 
-    fn schema_of(&self, collection: &str) -> Result<Schema> {
+    /// The schema of `collection`, committed or created in this batch.
+    pub fn schema_of(&self, collection: &str) -> Result<Schema> {
         if let Some(c) = self.base.manifest().collection(collection) {
             return Ok(c.schema.clone());
         }

@@ -223,12 +223,16 @@ pub fn evaluate(qrels: &Qrels, run: &Run, measures: &[MeasureSpec]) -> Evaluatio
             .filter(|q| !run.queries.contains_key(*q))
             .cloned()
             .collect(),
-        unjudged: run
-            .queries
-            .keys()
-            .filter(|q| !qrels.queries.contains_key(*q))
-            .cloned()
-            .collect(),
+        unjudged: {
+            let mut u: Vec<String> = run
+                .queries
+                .keys()
+                .filter(|q| !qrels.queries.contains_key(*q))
+                .cloned()
+                .collect();
+            u.sort();
+            u
+        },
     }
 }
 

@@ -1,7 +1,9 @@
 //! Run files: TREC (`qid Q0 docid rank score tag`) and Tevatron TSV (`qid<TAB>docid<TAB>score`):
 //! reading, trec_eval's ranking, writing, and merging the runs of several shards.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+
+use indexmap::IndexMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -26,12 +28,12 @@ pub enum RunFormat {
     Tsv,
 }
 
-/// Retrieved documents per query. Entries are kept in file order; [`Run::ranked`] gives them in
-/// trec_eval's order.
+/// Retrieved documents per query. Queries and entries are kept in file order; [`Run::ranked`]
+/// gives a query's entries in trec_eval's order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Run {
-    /// Per query id, its retrieved documents.
-    pub queries: BTreeMap<String, Vec<RunEntry>>,
+    /// Per query id (in order of first appearance), its retrieved documents.
+    pub queries: IndexMap<String, Vec<RunEntry>>,
 }
 
 /// trec_eval's order: score descending, then document id descending.

@@ -379,6 +379,14 @@ fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
 /// Writes a little-endian C-order `.npy` file (format 1.0) of f32 values, or of another numpy
 /// `descr` with raw bytes. Used by `export`-style tools and by tests.
 pub fn write_npy(path: &Path, descr: &str, shape: &[usize], data: &[u8]) -> Result<()> {
+    let mut out = npy_header(descr, shape);
+    out.extend_from_slice(data);
+    std::fs::write(path, out).map_err(|e| Error::io(path, e))
+}
+
+/// The magic, version and header of a little-endian C-order `.npy` file (format 1.0) holding
+/// `shape` values of numpy type `descr`; the raw data follows it.
+pub fn npy_header(descr: &str, shape: &[usize]) -> Vec<u8> {
     let shape_txt = match shape {
         [n] => format!("({n},)"),
         _ => format!(
@@ -395,12 +403,11 @@ pub fn write_npy(path: &Path, descr: &str, shape: &[usize], data: &[u8]) -> Resu
     let total = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - total % 64) % 64));
     header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + data.len());
+    let mut out = Vec::with_capacity(10 + header.len());
     out.extend_from_slice(b"\x93NUMPY\x01\x00");
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(data);
-    std::fs::write(path, out).map_err(|e| Error::io(path, e))
+    out
 }
 
 /// Writes an f32 matrix as `.npy`.

@@ -85,6 +85,53 @@ pub enum Mode {
     Upsert,
 }
 
+/// A deterministic slice of an input: document `i` (0-based, in file order) belongs to shard
+/// `i mod count`. Written `INDEX/COUNT` with `0 ≤ INDEX < COUNT`, e.g. `--shard 2/4`.
+///
+/// ```
+/// let s: vellum::ingest::Shard = "1/3".parse().unwrap();
+/// assert!(s.contains(4) && !s.contains(3));
+/// assert!("3/3".parse::<vellum::ingest::Shard>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This shard (0-based).
+    pub index: usize,
+    /// Number of shards.
+    pub count: usize,
+}
+
+impl Shard {
+    /// The whole input.
+    pub const ALL: Shard = Shard { index: 0, count: 1 };
+
+    /// Whether document `row` belongs to this shard.
+    pub fn contains(&self, row: usize) -> bool {
+        row % self.count == self.index
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            Error::InvalidInput(format!(
+                "shard {s:?}: expected INDEX/COUNT with 0 <= INDEX < COUNT, e.g. 0/4"
+            ))
+        };
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (
+            i.trim().parse::<usize>().map_err(|_| bad())?,
+            n.trim().parse::<usize>().map_err(|_| bad())?,
+        );
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
 /// What an ingest did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct IngestStats {
@@ -113,6 +160,28 @@ pub fn ingest(
     docs: &Path,
     vectors: &[VectorInput],
     mode: Mode,
+    progress: &mut dyn FnMut(u64),
+) -> Result<IngestStats> {
+    ingest_shard(
+        writer,
+        collection,
+        docs,
+        vectors,
+        mode,
+        Shard::ALL,
+        progress,
+    )
+}
+
+/// [`ingest`] restricted to one [`Shard`] of the input: the documents of other shards (and their
+/// vector rows) are skipped, so `n` runs with shards `0/n .. n-1/n` ingest every document once.
+pub fn ingest_shard(
+    writer: &mut Writer,
+    collection: &str,
+    docs: &Path,
+    vectors: &[VectorInput],
+    mode: Mode,
+    shard: Shard,
     progress: &mut dyn FnMut(u64),
 ) -> Result<IngestStats> {
     let schema = writer
@@ -253,6 +322,10 @@ pub fn ingest(
     while let Some(doc) = reader.next() {
         let mut doc: Document = doc?;
         let line = reader.line();
+        if !shard.contains(row) {
+            row += 1;
+            continue;
+        }
         for (name, source) in &sources {
             let (values, label, what) = match source {
                 Source::Fixed { array, row: per } => {

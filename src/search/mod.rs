@@ -8,8 +8,11 @@ pub mod gemm;
 pub mod kernels;
 mod multi;
 mod screened;
+mod shards;
 pub mod tile;
 pub mod topk;
+
+pub use shards::merge_shard_hits;
 
 use crate::collection::{Collection, DocAddress};
 use crate::dtype::Metric;

@@ -6,5 +6,6 @@ mod corruption;
 mod crash;
 mod eval;
 mod golden;
+mod interop;
 mod lifecycle;
 mod oracle;

@@ -38,6 +38,16 @@ pub enum Command {
     Compact(CollectionArgs),
     /// Print one stored document (id, text, metadata, vector shapes) as JSON.
     Get(GetArgs),
+    /// Evaluate a run against qrels (trec_eval measures) and/or DPR answers (top-k accuracy).
+    Eval(EvalArgs),
+    /// Merge the run files of disjoint shards into one run (the reducer of sharded search).
+    MergeRuns(MergeRunsArgs),
+    /// Convert a run file between TREC and Tevatron TSV (input layout detected).
+    ConvertRun(ConvertRunArgs),
+    /// Write a dense field's vectors as .npy and the document ids as a text file.
+    Export(ExportArgs),
+    /// Import Tevatron's encoded corpus pickles ((reps, lookup_indices)) into a dense field.
+    ImportTevatron(ImportTevatronArgs),
 }
 
 /// Just the database path.
@@ -94,13 +104,21 @@ pub struct IngestArgs {
     /// Replace documents whose id already exists instead of failing.
     #[arg(long)]
     pub upsert: bool,
+    /// Ingest only shard INDEX of COUNT: documents whose 0-based position p in the input has
+    /// p mod COUNT = INDEX (e.g. --shard 0/4 ... 3/4 on four machines, one database each).
+    #[arg(long, value_name = "INDEX/COUNT")]
+    pub shard: Option<vellum::ingest::Shard>,
 }
 
 /// `vellum search`.
 #[derive(Debug, clap::Args)]
 pub struct SearchArgs {
-    /// Database directory.
-    pub db: PathBuf,
+    /// Database directory (or give shards with repeated --db).
+    pub db: Option<PathBuf>,
+    /// A database shard; repeat to search several databases (same collection schema) and merge
+    /// their results.
+    #[arg(long = "db", value_name = "DB")]
+    pub dbs: Vec<PathBuf>,
     /// Collection name.
     #[arg(long, short = 'c')]
     pub collection: String,
@@ -134,6 +152,123 @@ pub struct SearchArgs {
     /// Queries per batch (bounds memory for large query sets).
     #[arg(long, default_value_t = 4096)]
     pub batch: usize,
+    /// Qrels (TREC or BEIR TSV): print --metrics of the run on stderr after searching.
+    #[arg(long, value_name = "QRELS")]
+    pub eval: Option<PathBuf>,
+    /// Measures for --eval (see `vellum eval --help`).
+    #[arg(long, default_value = DEFAULT_METRICS)]
+    pub metrics: String,
+}
+
+/// Measures reported when none are asked for.
+pub const DEFAULT_METRICS: &str = "mrr@10,recall@100,ndcg@10,map";
+
+/// `vellum eval`.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// Run file: TREC (qid Q0 docid rank score tag) or Tevatron TSV (qid docid score). Ranks
+    /// come from the scores as trec_eval derives them (ties: docid descending).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Qrels: TREC (qid 0 docid rel) or BEIR TSV with header (query-id corpus-id score).
+    #[arg(long)]
+    pub qrels: Option<PathBuf>,
+    /// Comma-separated measures: mrr[@k], recall@k, p@k, ndcg[@k], map[@k], success@k
+    /// (trec_eval semantics: relevant means grade >= 1; the mean is over queries both judged and
+    /// in the run).
+    #[arg(long, default_value = DEFAULT_METRICS)]
+    pub metrics: String,
+    /// DPR answers, JSONL {"qid": ..., "answers": [...]}: report top-k answer accuracy (a hit
+    /// when a retrieved passage's stored text contains an answer, as pyserini's has_answers).
+    /// Needs --db and --collection for the passage texts.
+    #[arg(long)]
+    pub answers: Option<PathBuf>,
+    /// Cutoffs for answer accuracy.
+    #[arg(long, default_value = "20,100", value_delimiter = ',')]
+    pub topk: Vec<usize>,
+    /// Database holding the passages (for --answers).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Collection holding the passages (for --answers).
+    #[arg(long, short = 'c')]
+    pub collection: Option<String>,
+    /// Print one JSON object ({"mrr@10": ..., "top20": ...}).
+    #[arg(long)]
+    pub json: bool,
+    /// Also print per-query values.
+    #[arg(long)]
+    pub per_query: bool,
+}
+
+/// `vellum merge-runs`.
+#[derive(Debug, clap::Args)]
+pub struct MergeRunsArgs {
+    /// Run files of disjoint shards (TREC or TSV).
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Keep the best K documents per query (default: all).
+    #[arg(short = 'k', long)]
+    pub k: Option<usize>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = RunFormat::Trec)]
+    pub format: RunFormat,
+    /// Run tag (last column of trec output).
+    #[arg(long, default_value = "vellum")]
+    pub tag: String,
+}
+
+/// `vellum convert-run`.
+#[derive(Debug, clap::Args)]
+pub struct ConvertRunArgs {
+    /// Input run file (TREC or TSV, detected).
+    pub input: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum)]
+    pub to: RunFormat,
+    /// Run tag (last column of trec output).
+    #[arg(long, default_value = "vellum")]
+    pub tag: String,
+    /// Keep the best K documents per query (default: all).
+    #[arg(short = 'k', long)]
+    pub k: Option<usize>,
+}
+
+/// `vellum export`.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Database directory.
+    pub db: PathBuf,
+    /// Collection name.
+    #[arg(long, short = 'c')]
+    pub collection: String,
+    /// Dense field to export.
+    #[arg(long, short = 'f')]
+    pub field: String,
+    /// Output .npy ([N, dim]; float32, or float16 for f16 fields).
+    #[arg(long)]
+    pub vectors: PathBuf,
+    /// Output id file (line i = id of row i).
+    #[arg(long)]
+    pub ids: PathBuf,
+}
+
+/// `vellum import-tevatron`.
+#[derive(Debug, clap::Args)]
+pub struct ImportTevatronArgs {
+    /// Database directory.
+    pub db: PathBuf,
+    /// Collection name (its schema: the one dense field, of the pickles' dimension).
+    #[arg(long, short = 'c')]
+    pub collection: String,
+    /// Dense field receiving the vectors.
+    #[arg(long, short = 'f')]
+    pub field: String,
+    /// Tevatron pickles (corpus.*.pkl), imported in the order given.
+    #[arg(required = true)]
+    pub pickles: Vec<PathBuf>,
+    /// Replace documents whose id already exists instead of failing.
+    #[arg(long)]
+    pub upsert: bool,
 }
 
 /// `--strategy` values.

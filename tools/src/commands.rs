@@ -5,15 +5,17 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use vellum::eval::{self, Qrels, Run, RunEntry};
 use vellum::ingest::array::Array;
 use vellum::ingest::jsonl::read_id_list;
 use vellum::ingest::{self, split_tensor, Mode, VectorInput};
 use vellum::{Database, FieldKind, FieldSpec, Schema, SearchRequest, Strategy};
 
 use crate::args::{
-    Cli, Command, CreateArgs, DeleteArgs, GetArgs, InfoArgs, IngestArgs, SearchArgs, StrategyArg,
+    Cli, Command, CreateArgs, DeleteArgs, EvalArgs, ExportArgs, GetArgs, ImportTevatronArgs,
+    InfoArgs, IngestArgs, MergeRunsArgs, SearchArgs, StrategyArg,
 };
-use crate::runfile::write_hits;
+use crate::runfile::{write_hits, write_run};
 
 /// Runs a parsed command.
 pub fn execute(cli: Cli, out: &mut dyn Write) -> Result<()> {
@@ -37,6 +39,15 @@ pub fn execute(cli: Cli, out: &mut dyn Write) -> Result<()> {
             Ok(())
         }
         Command::Get(a) => get(a, out),
+        Command::Eval(a) => eval_cmd(a, out),
+        Command::MergeRuns(a) => merge_runs(a, out),
+        Command::ConvertRun(a) => {
+            let run = Run::read(&a.input)?;
+            write_run(out, a.to, &run, &a.tag, a.k)?;
+            Ok(())
+        }
+        Command::Export(a) => export(a, out),
+        Command::ImportTevatron(a) => import_tevatron(a, out),
     }
 }
 
@@ -106,26 +117,72 @@ fn ingest_cmd(a: IngestArgs, out: &mut dyn Write) -> Result<()> {
     let total = vellum::ingest::jsonl::JsonlDocs::count(&a.docs)?;
     let pb = counter(total, "docs");
     let mode = if a.upsert { Mode::Upsert } else { Mode::Add };
-    let stats = ingest::ingest(&mut w, &a.collection, &a.docs, &inputs, mode, &mut |n| {
-        pb.set_position(n)
-    })?;
+    let shard = a.shard.unwrap_or(ingest::Shard::ALL);
+    if shard.count > 1 {
+        pb.set_length(total.div_ceil(shard.count as u64));
+    }
+    let stats = ingest::ingest_shard(
+        &mut w,
+        &a.collection,
+        &a.docs,
+        &inputs,
+        mode,
+        shard,
+        &mut |n| pb.set_position(n),
+    )?;
     pb.set_message("committing");
     let c = w.commit()?;
     pb.finish_and_clear();
+    let of_shard = match a.shard {
+        Some(s) => format!(" (shard {}/{})", s.index, s.count),
+        None => String::new(),
+    };
     writeln!(
         out,
-        "ingested {} documents into {} (generation {})",
+        "ingested {} documents{of_shard} into {} (generation {})",
         stats.documents, a.collection, c.generation
     )?;
     Ok(())
 }
 
 fn search(a: SearchArgs, out: &mut dyn Write) -> Result<()> {
-    let db = Database::open(&a.db)?;
-    let snap = db.snapshot()?;
-    let coll = snap.collection(&a.collection)?;
+    let paths: Vec<&Path> = a.db.iter().chain(&a.dbs).map(|p| p.as_path()).collect();
+    if paths.is_empty() {
+        bail!("no database given: pass DB or one or more --db DB");
+    }
+    let snaps = paths
+        .iter()
+        .map(|p| Database::open(p)?.snapshot())
+        .collect::<vellum::Result<Vec<_>>>()?;
+    let colls = snaps
+        .iter()
+        .zip(&paths)
+        .map(|(s, p)| {
+            s.collection(&a.collection)
+                .with_context(|| format!("database {}", p.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let coll = colls[0];
     let fi = coll.field_index(&a.field)?;
     let kind = coll.schema().fields[fi].kind.clone();
+    let spec = coll.schema().fields[fi].to_string();
+    for (c, p) in colls.iter().zip(&paths).skip(1) {
+        let other = c
+            .field_index(&a.field)
+            .map(|i| c.schema().fields[i].to_string())
+            .with_context(|| format!("database {}", p.display()))?;
+        if other != spec {
+            bail!(
+                "mismatched shards: field {:?} is {spec} in {} but {other} in {}",
+                a.field,
+                paths[0].display(),
+                p.display()
+            );
+        }
+    }
+    let qrels = a.eval.as_deref().map(Qrels::read).transpose()?;
+    let measures = eval::parse_measures(&a.metrics)?;
+    let mut run = Run::default();
     let (qpath, qtensor) = split_tensor(&a.query_vectors, "queries");
     let arr = Array::open(&qpath, qtensor.as_deref())?;
     let dim = match &kind {
@@ -210,25 +267,211 @@ fn search(a: SearchArgs, out: &mut dyn Write) -> Result<()> {
         let (t0, t1) = (ranges[b0].0, ranges[b1 - 1].1);
         let mut values = vec![0f32; (t1 - t0) * dim];
         arr.read_f32(t0 * dim, &mut values)?;
-        let results = match &kind {
-            FieldKind::Dense { .. } => coll.search(
-                &SearchRequest::dense_batch(&a.field, &values, a.k).with_strategy(strategy),
-            ),
+        let request = match &kind {
+            FieldKind::Dense { .. } => {
+                SearchRequest::dense_batch(&a.field, &values, a.k).with_strategy(strategy)
+            }
             _ => {
                 let qs: Vec<&[f32]> = ranges[b0..b1]
                     .iter()
                     .map(|(s, e)| &values[(s - t0) * dim..(e - t0) * dim])
                     .collect();
-                coll.search(&SearchRequest::multi_batch(&a.field, qs, a.k))
+                SearchRequest::multi_batch(&a.field, qs, a.k)
             }
-        }
-        .map_err(|e| anyhow::anyhow!("{}: {e}", arr.label()))?;
+        };
+        let per_db = colls
+            .iter()
+            .map(|c| c.search(&request))
+            .collect::<vellum::Result<Vec<_>>>()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", arr.label()))?;
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        let results = vellum::search::merge_shard_hits(per_db, a.k, &names)?;
         for (i, hits) in results.iter().enumerate() {
-            write_hits(out, a.format, &qids[b0 + i], hits, &a.tag)?;
+            let qid = &qids[b0 + i];
+            write_hits(out, a.format, qid, hits, &a.tag)?;
+            if qrels.is_some() {
+                let entries = hits.iter().map(|h| RunEntry {
+                    docid: h.id.clone(),
+                    score: f64::from(h.score),
+                });
+                run.queries.entry(qid.clone()).or_default().extend(entries);
+            }
         }
         pb.set_position(b1 as u64);
     }
     pb.finish_and_clear();
+    if let Some(qrels) = &qrels {
+        let e = eval::evaluate(qrels, &run, &measures);
+        let mut err = std::io::stderr();
+        write_evaluation(&mut err, &e, false)?;
+        warn_unevaluated(&e);
+    }
+    Ok(())
+}
+
+/// Prints measures as trec_eval does (`name<TAB>qid<TAB>value`, qid `all` for the mean).
+fn write_evaluation(out: &mut dyn Write, e: &eval::Evaluation, per_query: bool) -> Result<()> {
+    if per_query {
+        for (qid, values) in &e.per_query {
+            for (name, v) in e.names.iter().zip(values) {
+                writeln!(out, "{name}\t{qid}\t{v:.4}")?;
+            }
+        }
+    }
+    writeln!(out, "queries\tall\t{}", e.per_query.len())?;
+    for (name, v) in e.names.iter().zip(&e.mean) {
+        writeln!(out, "{name}\tall\t{v:.4}")?;
+    }
+    Ok(())
+}
+
+fn warn_unevaluated(e: &eval::Evaluation) {
+    if !e.missing_from_run.is_empty() {
+        eprintln!(
+            "note: {} judged queries are not in the run and were not evaluated (e.g. {:?})",
+            e.missing_from_run.len(),
+            e.missing_from_run[0]
+        );
+    }
+    if !e.unjudged.is_empty() {
+        eprintln!(
+            "note: {} queries of the run have no judgements and were not evaluated (e.g. {:?})",
+            e.unjudged.len(),
+            e.unjudged[0]
+        );
+    }
+}
+
+fn eval_cmd(a: EvalArgs, out: &mut dyn Write) -> Result<()> {
+    if a.qrels.is_none() && a.answers.is_none() {
+        bail!("nothing to evaluate: pass --qrels and/or --answers");
+    }
+    let run = Run::read(&a.run)?;
+    let mut json = serde_json::Map::new();
+    if let Some(q) = &a.qrels {
+        let measures = eval::parse_measures(&a.metrics)?;
+        let e = eval::evaluate(&Qrels::read(q)?, &run, &measures);
+        warn_unevaluated(&e);
+        if a.json {
+            if let serde_json::Value::Object(m) = e.to_json(a.per_query) {
+                json.extend(m);
+            }
+        } else {
+            write_evaluation(out, &e, a.per_query)?;
+        }
+    }
+    if let Some(answers) = &a.answers {
+        let (Some(db), Some(collection)) = (&a.db, &a.collection) else {
+            bail!("--answers needs --db and --collection: the passages' stored text is matched");
+        };
+        let snap = Database::open(db)?.snapshot()?;
+        let coll = snap.collection(collection)?;
+        let questions = eval::read_answers(answers)?;
+        let acc = eval::answer_accuracy(&questions, &run, &a.topk, |id| {
+            let doc = coll.get(id)?.ok_or_else(|| {
+                vellum::Error::InvalidInput(format!(
+                    "{}: document {id:?} is not in collection {collection} of {}",
+                    a.run.display(),
+                    db.display()
+                ))
+            })?;
+            Ok(doc.text()?.to_string())
+        })?;
+        if a.json {
+            let per_query = a.per_query && a.qrels.is_none();
+            if let serde_json::Value::Object(m) = acc.to_json(per_query) {
+                json.extend(m);
+            }
+            if a.per_query && a.qrels.is_some() {
+                // Merge answer hits into the per-query objects of the measures.
+                if let (Some(serde_json::Value::Object(pq)), serde_json::Value::Object(acc_pq)) = (
+                    json.get_mut("per_query"),
+                    acc.to_json(true)["per_query"].take(),
+                ) {
+                    for (q, v) in acc_pq {
+                        match (pq.get_mut(&q), v) {
+                            (
+                                Some(serde_json::Value::Object(dst)),
+                                serde_json::Value::Object(src),
+                            ) => dst.extend(src),
+                            (_, v) => {
+                                pq.insert(q, v);
+                            }
+                        }
+                    }
+                }
+            }
+        } else {
+            if a.per_query {
+                for (qid, hits) in &acc.per_query {
+                    for (k, h) in acc.ks.iter().zip(hits) {
+                        writeln!(out, "top{k}\t{qid}\t{}", u8::from(*h))?;
+                    }
+                }
+            }
+            writeln!(out, "questions\tall\t{}", questions.len())?;
+            for (k, m) in acc.ks.iter().zip(&acc.mean) {
+                writeln!(out, "top{k}\tall\t{m:.4}")?;
+            }
+        }
+    }
+    if a.json {
+        writeln!(out, "{}", serde_json::Value::Object(json))?;
+    }
+    Ok(())
+}
+
+fn merge_runs(a: MergeRunsArgs, out: &mut dyn Write) -> Result<()> {
+    let runs = a
+        .runs
+        .iter()
+        .map(|p| Ok((p.display().to_string(), Run::read(p)?)))
+        .collect::<vellum::Result<Vec<_>>>()?;
+    let merged = Run::merge(&runs, a.k)?;
+    write_run(out, a.format, &merged, &a.tag, a.k)?;
+    Ok(())
+}
+
+fn export(a: ExportArgs, out: &mut dyn Write) -> Result<()> {
+    let snap = Database::open(&a.db)?.snapshot()?;
+    let coll = snap.collection(&a.collection)?;
+    let spinner = spinner(&format!("exporting {}.{}", a.collection, a.field));
+    let s = vellum::interop::export_dense(coll, &a.field, &a.vectors, &a.ids)?;
+    spinner.finish_and_clear();
+    writeln!(
+        out,
+        "exported {} vectors of dimension {} to {} (ids: {})",
+        s.rows,
+        s.dim,
+        a.vectors.display(),
+        a.ids.display()
+    )?;
+    Ok(())
+}
+
+fn import_tevatron(a: ImportTevatronArgs, out: &mut dyn Write) -> Result<()> {
+    let db = Database::open(&a.db)?;
+    let mut w = db.writer()?;
+    let spinner = spinner(&format!("importing {} pickles", a.pickles.len()));
+    let mode = if a.upsert { Mode::Upsert } else { Mode::Add };
+    let n = vellum::interop::import_tevatron(
+        &mut w,
+        &a.collection,
+        &a.field,
+        &a.pickles,
+        mode,
+        &mut |n| spinner.set_message(format!("{n} documents")),
+    )?;
+    spinner.set_message("committing");
+    let c = w.commit()?;
+    spinner.finish_and_clear();
+    writeln!(
+        out,
+        "imported {n} documents from {} pickles into {} (generation {})",
+        a.pickles.len(),
+        a.collection,
+        c.generation
+    )?;
     Ok(())
 }
 

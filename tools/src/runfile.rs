@@ -46,3 +46,30 @@ pub fn write_hits(
     }
     Ok(())
 }
+
+/// Writes a whole run, ranked as trec_eval ranks it, at most `k` documents per query.
+pub fn write_run(
+    out: &mut dyn Write,
+    format: RunFormat,
+    run: &vellum::eval::Run,
+    tag: &str,
+    k: Option<usize>,
+) -> std::io::Result<()> {
+    match format {
+        RunFormat::Trec => run.write(out, vellum::eval::RunFormat::Trec, tag, k),
+        RunFormat::Tsv => run.write(out, vellum::eval::RunFormat::Tsv, tag, k),
+        RunFormat::Json => {
+            for qid in run.queries.keys() {
+                let hits: Vec<serde_json::Value> = run
+                    .ranked(qid)
+                    .iter()
+                    .take(k.unwrap_or(usize::MAX))
+                    .enumerate()
+                    .map(|(i, e)| serde_json::json!({"docid": e.docid, "rank": i + 1, "score": e.score}))
+                    .collect();
+                writeln!(out, "{}", serde_json::json!({"qid": qid, "hits": hits}))?;
+            }
+            Ok(())
+        }
+    }
+}

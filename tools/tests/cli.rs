@@ -1,39 +1,12 @@
 //! The `vellum` binary end to end: the command flow, output formats, exit codes.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+
+use common::{fail, ok, vellum};
 
 use vellum::ingest::array::{write_npy, write_npy_f32};
-
-fn vellum(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vellum"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = vellum(dir, args);
-    assert!(
-        out.status.success(),
-        "vellum {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn fail(dir: &Path, args: &[&str]) -> String {
-    let out = vellum(dir, args);
-    assert_eq!(out.status.code(), Some(1), "vellum {args:?} should fail");
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one-line error expected: {err}"
-    );
-    err
-}
 
 /// Corpus of 50 docs with 4-d vectors; queries are copies of docs 7 and 21.
 fn setup(dir: &Path) {
