@@ -46,6 +46,7 @@ pub mod dtype;
 pub mod error;
 pub mod eval;
 pub mod format;
+pub mod hnsw;
 pub mod ingest;
 pub mod interop;
 pub mod schema;

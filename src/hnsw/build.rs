@@ -1,0 +1,125 @@
+//! Graph construction with `hnsw_rs` (parallel insertion over all cores), then extraction of its
+//! neighbour lists into a [`Graph`] for encoding.
+
+use hnsw_rs::anndists::dist::Distance;
+use hnsw_rs::prelude::Hnsw;
+use simsimd::SpatialSimilarity;
+
+use super::layout::{Graph, Layer};
+use super::params::HnswParams;
+use crate::dtype::Metric;
+
+/// `hnsw_rs` needs non-negative distances; ours are decreasing functions of the similarity.
+struct MetricDistance {
+    metric: Metric,
+    /// Inner product: the largest squared norm of the data, so that `offset − a·b ≥ 0` for any
+    /// two data vectors (|a·b| ≤ |a||b| ≤ max |x|²).
+    offset: f32,
+}
+
+impl Distance<f32> for MetricDistance {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        let d = match self.metric {
+            Metric::Ip => {
+                f64::from(self.offset) - <f32 as SpatialSimilarity>::dot(a, b).unwrap_or(0.0)
+            }
+            Metric::Cosine => <f32 as SpatialSimilarity>::cos(a, b).unwrap_or(1.0),
+            Metric::L2 => <f32 as SpatialSimilarity>::l2sq(a, b).unwrap_or(0.0),
+        };
+        if d.is_finite() {
+            d.max(0.0) as f32
+        } else {
+            f32::MAX
+        }
+    }
+}
+
+/// Builds a graph over `rows` vectors of dimension `dim` (row-major `vectors`) for `metric`.
+/// Returns `None` for an empty input.
+pub fn build_graph(
+    vectors: &[f32],
+    dim: usize,
+    metric: Metric,
+    params: &HnswParams,
+) -> Option<Graph> {
+    let rows = if dim == 0 { 0 } else { vectors.len() / dim };
+    if rows == 0 {
+        return None;
+    }
+    let offset = match metric {
+        Metric::Ip => {
+            vectors
+                .chunks_exact(dim)
+                .map(|v| <f32 as SpatialSimilarity>::dot(v, v).unwrap_or(0.0) as f32)
+                .fold(0.0f32, f32::max)
+                * 1.0001
+                + 1e-6
+        }
+        _ => 0.0,
+    };
+    let m = params.m as usize;
+    let hnsw = Hnsw::<f32, MetricDistance>::new(
+        m,
+        rows,
+        16,
+        params.ef_construction as usize,
+        MetricDistance { metric, offset },
+    );
+    let data: Vec<(&[f32], usize)> = vectors.chunks_exact(dim).zip(0..rows).collect();
+    hnsw.parallel_insert_slice(&data);
+
+    // Levels and neighbour lists per point.
+    let mut level = vec![0u8; rows];
+    let mut lists: Vec<Vec<Vec<u32>>> = vec![Vec::new(); rows];
+    for point in hnsw.get_point_indexation() {
+        let row = point.get_origin_id();
+        let l = point.get_point_id().0;
+        level[row] = l;
+        lists[row] = point
+            .get_neighborhood_id()
+            .into_iter()
+            .take(l as usize + 1)
+            .map(|nbs| {
+                let mut v: Vec<u32> = nbs
+                    .iter()
+                    .map(|n| n.get_origin_id() as u32)
+                    .filter(|&r| r as usize != row)
+                    .collect();
+                v.dedup();
+                v
+            })
+            .collect();
+    }
+    let top = level.iter().copied().max().unwrap_or(0) as usize;
+    let entry = level.iter().position(|&l| l as usize == top).unwrap_or(0) as u32;
+    let mut layers = Vec::with_capacity(top + 1);
+    for l in 0..=top {
+        let members: Vec<u32> = (0..rows as u32)
+            .filter(|&r| level[r as usize] as usize >= l)
+            .collect();
+        let neighbours = members
+            .iter()
+            .map(|&r| lists[r as usize].get(l).cloned().unwrap_or_default())
+            .map(|v| {
+                let max = if l == 0 { 2 * m } else { m };
+                v.into_iter()
+                    .filter(|&nb| level[nb as usize] as usize >= l)
+                    .take(max)
+                    .collect()
+            })
+            .collect();
+        layers.push(Layer {
+            members,
+            neighbours,
+        });
+    }
+    Some(Graph {
+        m: params.m,
+        m0: 2 * params.m,
+        ef_construction: params.ef_construction,
+        metric,
+        entry,
+        rows: rows as u64,
+        layers,
+    })
+}

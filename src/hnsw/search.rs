@@ -1,0 +1,184 @@
+//! Search over a mapped graph: greedy descent through the upper layers, then best-first search
+//! with a candidate list of `ef` on layer 0.
+//!
+//! Deleted rows are traversed like any other node (they keep the graph connected) but never enter
+//! the result list, and the search only stops once `ef` *live* results are found or candidates run
+//! out, so deletes do not cut recall. Termination: every node is scored at most once (visited set)
+//! and the greedy descent moves only to strictly better nodes.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use super::layout::GraphView;
+use crate::error::Result;
+
+/// A scored row, ordered by score then (for determinism) by lower row first.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Scored {
+    score: f32,
+    row: u32,
+}
+
+impl Eq for Scored {}
+
+impl Ord for Scored {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.score
+            .total_cmp(&other.score)
+            .then_with(|| other.row.cmp(&self.row))
+    }
+}
+
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Searches `graph` for the best `k` live rows (best first, as `(score, row)`). `score(row)` is the
+/// similarity of the query to a row (higher is better); `live(row)` is false for deleted rows.
+pub fn search_graph(
+    graph: &GraphView<'_>,
+    k: usize,
+    ef: usize,
+    score: impl Fn(u32) -> f32,
+    live: impl Fn(u32) -> bool,
+) -> Result<Vec<(f32, u32)>> {
+    let ef = ef.max(k);
+    if k == 0 {
+        return Ok(Vec::new());
+    }
+    let mut cur = Scored {
+        score: score(graph.entry),
+        row: graph.entry,
+    };
+    for layer in (1..graph.layers()).rev() {
+        loop {
+            let pos = graph.position(layer, cur.row)?;
+            let mut best = cur;
+            for &nb in graph.neighbours(layer, pos)? {
+                graph.check_row(layer, nb)?;
+                let s = Scored {
+                    score: score(nb),
+                    row: nb,
+                };
+                if s > best {
+                    best = s;
+                }
+            }
+            if best == cur {
+                break;
+            }
+            cur = best;
+        }
+    }
+    let mut visited = vec![0u64; (graph.rows as usize).div_ceil(64)];
+    let mut visit = |r: u32| {
+        let (w, b) = (r as usize / 64, r % 64);
+        let fresh = visited[w] & (1 << b) == 0;
+        visited[w] |= 1 << b;
+        fresh
+    };
+    visit(cur.row);
+    // Candidates: best first. Results: worst first (a min-heap via Reverse), live rows only.
+    let mut candidates = BinaryHeap::from([cur]);
+    let mut results: BinaryHeap<std::cmp::Reverse<Scored>> = BinaryHeap::with_capacity(ef + 1);
+    if live(cur.row) {
+        results.push(std::cmp::Reverse(cur));
+    }
+    while let Some(c) = candidates.pop() {
+        if results.len() >= ef && results.peek().is_some_and(|w| c < w.0) {
+            break;
+        }
+        for &nb in graph.neighbours(0, c.row as usize)? {
+            graph.check_row(0, nb)?;
+            if !visit(nb) {
+                continue;
+            }
+            let s = Scored {
+                score: score(nb),
+                row: nb,
+            };
+            if results.len() < ef || results.peek().is_some_and(|w| s > w.0) {
+                candidates.push(s);
+                if live(nb) {
+                    results.push(std::cmp::Reverse(s));
+                    if results.len() > ef {
+                        results.pop();
+                    }
+                }
+            }
+        }
+    }
+    let mut out: Vec<Scored> = results.into_iter().map(|r| r.0).collect();
+    out.sort_by(|a, b| b.cmp(a));
+    out.truncate(k);
+    Ok(out.into_iter().map(|s| (s.score, s.row)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::build::build_graph;
+    use super::super::layout::{encode_graph, GraphView};
+    use super::super::params::HnswParams;
+    use super::*;
+    use crate::dtype::Metric;
+    use crate::search::kernels::scalar;
+
+    fn data(n: usize, d: usize, seed: u64) -> Vec<f32> {
+        let mut x = seed | 1;
+        (0..n * d)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    #[test]
+    fn recall_against_brute_force_with_and_without_deletes() {
+        let (n, d, k) = (2000, 16, 10);
+        let x = data(n, d, 1);
+        let queries = data(50, d, 2);
+        for metric in [Metric::Ip, Metric::Cosine, Metric::L2] {
+            let params = HnswParams {
+                m: 12,
+                ef_construction: 100,
+                ..HnswParams::default()
+            };
+            let g = build_graph(&x, d, metric, &params).unwrap();
+            let bytes = encode_graph(&g);
+            let mut buf = vec![0u64; bytes.len().div_ceil(8)];
+            bytemuck::cast_slice_mut::<u64, u8>(&mut buf)[..bytes.len()].copy_from_slice(&bytes);
+            let b = &bytemuck::cast_slice::<u64, u8>(&buf)[..bytes.len()];
+            let view = GraphView::open(b, std::path::Path::new("t"), 0, n as u64, metric).unwrap();
+            view.verify().unwrap();
+            for deleted_every in [0usize, 3] {
+                let live = |r: u32| deleted_every == 0 || r as usize % deleted_every != 0;
+                let mut hit = 0;
+                for q in queries.chunks_exact(d) {
+                    let score = |r: u32| {
+                        scalar::similarity(metric, q, &x[r as usize * d..(r as usize + 1) * d])
+                            as f32
+                    };
+                    let got = search_graph(&view, k, 64, score, live).unwrap();
+                    assert!(got.iter().all(|(_, r)| live(*r)));
+                    let mut all: Vec<(f32, u32)> = (0..n as u32)
+                        .filter(|r| live(*r))
+                        .map(|r| (score(r), r))
+                        .collect();
+                    all.sort_by(|a, b| b.0.total_cmp(&a.0));
+                    let truth: Vec<u32> = all[..k].iter().map(|p| p.1).collect();
+                    hit += got.iter().filter(|(_, r)| truth.contains(r)).count();
+                }
+                let recall = hit as f64 / (k * (queries.len() / d)) as f64;
+                assert!(
+                    recall >= 0.9,
+                    "{metric:?}, deleted every {deleted_every}: recall {recall}"
+                );
+            }
+        }
+    }
+}
