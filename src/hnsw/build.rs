@@ -42,7 +42,7 @@ pub fn build_graph(
     metric: Metric,
     params: &HnswParams,
 ) -> Option<Graph> {
-    let rows = if dim == 0 { 0 } else { vectors.len() / dim };
+    let rows = vectors.len().checked_div(dim).unwrap_or(0);
     if rows == 0 {
         return None;
     }

@@ -227,7 +227,7 @@ impl<'a> GraphView<'a> {
         if bytes.len() < table_end {
             return Err(err(HEADER_LEN, "layer table runs past the section".into()));
         }
-        if bytes.as_ptr() as usize % 8 != 0 {
+        if !(bytes.as_ptr() as usize).is_multiple_of(8) {
             return Err(err(0, "section is not 8-byte aligned in memory".into()));
         }
         let mut layers = Vec::with_capacity(n_layers as usize);
@@ -269,7 +269,7 @@ impl<'a> GraphView<'a> {
             let start = at as usize;
             let end = start
                 .checked_add(members_len + offsets_len + nb_len)
-                .filter(|end| *end <= bytes.len() && start >= table_end && start % 8 == 0)
+                .filter(|end| *end <= bytes.len() && start >= table_end && start.is_multiple_of(8))
                 .ok_or_else(|| {
                     err(
                         e + 16,

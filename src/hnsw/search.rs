@@ -156,7 +156,8 @@ mod tests {
             let view = GraphView::open(b, std::path::Path::new("t"), 0, n as u64, metric).unwrap();
             view.verify().unwrap();
             for deleted_every in [0usize, 3] {
-                let live = |r: u32| deleted_every == 0 || r as usize % deleted_every != 0;
+                let live =
+                    |r: u32| deleted_every == 0 || !(r as usize).is_multiple_of(deleted_every);
                 let mut hit = 0;
                 for q in queries.chunks_exact(d) {
                     let score = |r: u32| {
