@@ -48,6 +48,7 @@ pub struct Collection {
     name: String,
     schema: Schema,
     slots: Vec<SegmentSlot>,
+    indexes: std::collections::BTreeMap<String, crate::hnsw::HnswParams>,
 }
 
 impl Collection {
@@ -56,7 +57,26 @@ impl Collection {
             name,
             schema,
             slots,
+            indexes: Default::default(),
         }
+    }
+
+    pub(crate) fn with_indexes(
+        mut self,
+        indexes: std::collections::BTreeMap<String, crate::hnsw::HnswParams>,
+    ) -> Self {
+        self.indexes = indexes;
+        self
+    }
+
+    /// The HNSW index declared on `field`, if any.
+    pub fn index(&self, field: &str) -> Option<&crate::hnsw::HnswParams> {
+        self.indexes.get(field)
+    }
+
+    /// Every declared index, by field name.
+    pub fn indexes(&self) -> &std::collections::BTreeMap<String, crate::hnsw::HnswParams> {
+        &self.indexes
     }
 
     /// The collection's name.

@@ -182,11 +182,10 @@ impl Snapshot {
                     deletes,
                 });
             }
-            collections.push(Arc::new(Collection::new(
-                entry.name.clone(),
-                entry.schema.clone(),
-                slots,
-            )));
+            collections.push(Arc::new(
+                Collection::new(entry.name.clone(), entry.schema.clone(), slots)
+                    .with_indexes(entry.indexes.clone()),
+            ));
         }
         Ok(Snapshot {
             manifest: Arc::new(manifest),

@@ -11,7 +11,7 @@
 //! A crash before step 3 completes leaves the previous manifest in place and only unreferenced
 //! files behind, which the next writer removes when it opens. See `format-spec/commit.md`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -21,8 +21,9 @@ use crate::document::Document;
 use crate::error::{Error, Result};
 use crate::format::deletes::DeleteBitmap;
 use crate::format::manifest::{self, CollectionEntry, DeletesEntry, Manifest, SegmentEntry};
-use crate::format::segment::{write_segment, Segment, SegmentSource};
-use crate::schema::{validate_name, Schema};
+use crate::format::segment::{write_segment_with, Segment, SegmentSource};
+use crate::hnsw::{graph_sections, HnswParams};
+use crate::schema::{validate_name, FieldKind, Schema};
 use crate::storage::{self, WriterLock};
 
 /// Tuning of the writer.
@@ -95,6 +96,8 @@ enum Found {
 
 struct Pending {
     schema: Schema,
+    /// Indexes that segments written for this batch get.
+    indexes: BTreeMap<String, HnswParams>,
     batch: Vec<Option<PendingDoc>>,
     batch_bytes: usize,
     flushed: Vec<(SegmentEntry, Arc<Segment>)>,
@@ -110,6 +113,7 @@ impl Pending {
     fn new(schema: Schema) -> Self {
         Pending {
             schema,
+            indexes: BTreeMap::new(),
             batch: Vec::new(),
             batch_bytes: 0,
             flushed: Vec::new(),
@@ -205,6 +209,8 @@ pub struct Writer {
     next_file_id: u64,
     new_collections: Vec<(String, Schema)>,
     pending: HashMap<String, Pending>,
+    /// New index declarations by collection (the whole map), published at commit.
+    index_changes: HashMap<String, BTreeMap<String, HnswParams>>,
     options: WriterOptions,
 }
 
@@ -231,6 +237,7 @@ impl Writer {
             next_file_id,
             new_collections: Vec::new(),
             pending: HashMap::new(),
+            index_changes: HashMap::new(),
             options,
         };
         // Files left by a writer that crashed before publishing are unreferenced: remove them.
@@ -282,11 +289,65 @@ impl Writer {
         })
     }
 
+    /// The approximate indexes declared for `collection` (including changes of this batch).
+    pub fn indexes_of(&self, collection: &str) -> BTreeMap<String, HnswParams> {
+        if let Some(m) = self.index_changes.get(collection) {
+            return m.clone();
+        }
+        self.base
+            .manifest()
+            .collection(collection)
+            .map(|c| c.indexes.clone())
+            .unwrap_or_default()
+    }
+
+    /// Declares (`Some`) or drops (`None`) an HNSW index on dense field `field`, from this commit
+    /// on: segments written afterwards (by flushes, commits and compactions) with at least
+    /// `params.min_rows` rows carry the field's graph. Existing segments are not rewritten; use
+    /// [`Writer::reindex`] (or `vellum index`) to build graphs for them.
+    pub fn set_index(
+        &mut self,
+        collection: &str,
+        field: &str,
+        params: Option<HnswParams>,
+    ) -> Result<()> {
+        let schema = self.schema_of(collection)?;
+        match schema.field_index(field).map(|i| &schema.fields[i].kind) {
+            Some(FieldKind::Dense { .. }) => {}
+            Some(_) => {
+                return Err(Error::InvalidInput(format!(
+                    "field {field:?} of collection {collection:?} is not dense; HNSW indexes dense fields"
+                )))
+            }
+            None => {
+                return Err(Error::NoSuchField {
+                    collection: collection.into(),
+                    field: field.into(),
+                    available: schema.field_names(),
+                })
+            }
+        }
+        if let Some(p) = &params {
+            p.validate()?;
+        }
+        let mut indexes = self.indexes_of(collection);
+        match params {
+            Some(p) => indexes.insert(field.to_string(), p),
+            None => indexes.remove(field),
+        };
+        if let Some(p) = self.pending.get_mut(collection) {
+            p.indexes = indexes.clone();
+        }
+        self.index_changes.insert(collection.to_string(), indexes);
+        Ok(())
+    }
+
     fn pending_for(&mut self, collection: &str) -> Result<&mut Pending> {
         if !self.pending.contains_key(collection) {
             let schema = self.schema_of(collection)?;
-            self.pending
-                .insert(collection.to_string(), Pending::new(schema));
+            let mut p = Pending::new(schema);
+            p.indexes = self.indexes_of(collection);
+            self.pending.insert(collection.to_string(), p);
         }
         Ok(self.pending.get_mut(collection).expect("inserted"))
     }
@@ -433,13 +494,12 @@ impl Writer {
         let cdir = Self::collection_dir(dir, collection);
         std::fs::create_dir_all(&cdir).map_err(|e| Error::io(&cdir, e))?;
         let path = cdir.join(manifest::segment_file_name(file_id));
-        let bytes = write_segment(
-            &path,
-            &BatchSource {
-                schema: &p.schema,
-                docs,
-            },
-        )?;
+        let source = BatchSource {
+            schema: &p.schema,
+            docs,
+        };
+        let graphs = graph_sections(&source, &p.indexes)?;
+        let bytes = write_segment_with(&path, &source, &graphs)?;
         let segment = Arc::new(Segment::open(&path, file_id)?);
         for (row, d) in p.batch.iter().flatten().enumerate() {
             p.ids.insert(
@@ -472,7 +532,9 @@ impl Writer {
 
     /// True when there is anything to commit.
     pub fn has_changes(&self) -> bool {
-        !self.new_collections.is_empty() || self.pending.values().any(Pending::is_dirty)
+        !self.new_collections.is_empty()
+            || !self.index_changes.is_empty()
+            || self.pending.values().any(Pending::is_dirty)
     }
 
     /// Makes every buffered change durable and visible, atomically. With nothing to commit, returns
@@ -504,7 +566,13 @@ impl Writer {
                 name: name.clone(),
                 schema: schema.clone(),
                 segments: Vec::new(),
+                indexes: BTreeMap::new(),
             });
+        }
+        for (name, indexes) in &self.index_changes {
+            if let Some(entry) = manifest.collections.iter_mut().find(|c| &c.name == name) {
+                entry.indexes = indexes.clone();
+            }
         }
         let mut info = CommitInfo::default();
         let mut dirs = BTreeSet::new();
@@ -547,6 +615,7 @@ impl Writer {
         info.generation = self.base.generation();
         self.pending.clear();
         self.new_collections.clear();
+        self.index_changes.clear();
         Ok(info)
     }
 
@@ -560,12 +629,40 @@ impl Writer {
     pub fn rollback(&mut self) -> Result<()> {
         self.pending.clear();
         self.new_collections.clear();
+        self.index_changes.clear();
         self.collect_garbage()
     }
 
     /// Merges all segments of a collection into one and drops deleted rows. Commits pending changes
     /// first. Readers holding older snapshots keep working on the old files.
     pub fn compact(&mut self, collection: &str) -> Result<CompactInfo> {
+        self.compact_inner(collection, false)
+    }
+
+    /// Rewrites a collection as one segment (as [`Writer::compact`], even when it already is one),
+    /// so that the graphs of its declared indexes are built for all its rows. Commits pending
+    /// changes (index declarations included) first.
+    ///
+    /// ```
+    /// # use vellum::*;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let db = Database::create(dir.path()).unwrap();
+    /// let mut w = db.writer().unwrap();
+    /// w.create_collection("c", Schema::new().with_field(FieldSpec::parse("e:dense:2:f32:l2").unwrap())).unwrap();
+    /// for i in 0..50 {
+    ///     w.add("c", Document::new(format!("d{i}")).with_dense("e", vec![i as f32, 1.0])).unwrap();
+    /// }
+    /// w.commit().unwrap();
+    /// w.set_index("c", "e", Some(vellum::hnsw::HnswParams { min_rows: 10, ..Default::default() })).unwrap();
+    /// w.reindex("c").unwrap();
+    /// let snap = db.snapshot().unwrap();
+    /// assert!(snap.collection("c").unwrap().slots()[0].segment.graph(0).is_some());
+    /// ```
+    pub fn reindex(&mut self, collection: &str) -> Result<CompactInfo> {
+        self.compact_inner(collection, true)
+    }
+
+    fn compact_inner(&mut self, collection: &str, force: bool) -> Result<CompactInfo> {
         self.commit()?;
         let c = self.base.collection(collection)?.clone();
         let segments_before = c.slots().len();
@@ -574,7 +671,7 @@ impl Writer {
             .iter()
             .map(|s| s.deletes.as_ref().map_or(0, |d| d.count()))
             .sum();
-        if segments_before <= 1 && rows_dropped == 0 {
+        if !force && segments_before <= 1 && rows_dropped == 0 {
             return Ok(CompactInfo {
                 generation: self.base.generation(),
                 segments_before,
@@ -597,13 +694,13 @@ impl Writer {
             let id = self.take_file_id();
             let cdir = Self::collection_dir(&self.dir, collection);
             let path = cdir.join(manifest::segment_file_name(id));
-            let bytes = write_segment(
-                &path,
-                &MergeSource {
-                    schema: c.schema(),
-                    rows,
-                },
-            )?;
+            let source = MergeSource {
+                schema: c.schema(),
+                rows,
+            };
+            let indexes = self.indexes_of(collection);
+            let graphs = graph_sections(&source, &indexes)?;
+            let bytes = write_segment_with(&path, &source, &graphs)?;
             storage::sync_dir(&cdir)?;
             segments.push(SegmentEntry {
                 id,

@@ -50,6 +50,10 @@ pub struct CollectionEntry {
     pub schema: Schema,
     /// Live segments, oldest first. Order defines tie-breaking in search.
     pub segments: Vec<SegmentEntry>,
+    /// Approximate indexes by dense field name (absent when none). Segments written while an index
+    /// is declared, with at least its `min_rows` rows, carry the field's graph section.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub indexes: std::collections::BTreeMap<String, crate::hnsw::HnswParams>,
 }
 
 /// One live segment.
@@ -241,6 +245,7 @@ mod tests {
                         count: 2,
                     }),
                 }],
+                indexes: Default::default(),
             }],
         }
     }

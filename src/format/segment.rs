@@ -17,6 +17,7 @@ use xxhash_rust::xxh3::Xxh3;
 use super::{align_up, check_version, checksum, LeReader, FORMAT_VERSION};
 use crate::dtype::VectorRef;
 use crate::error::{Error, Result};
+use crate::hnsw::GraphView;
 use crate::schema::{FieldKind, Schema};
 use crate::storage::{self, MappedFile};
 
@@ -59,6 +60,8 @@ pub enum SectionKind {
     MultiTokens = 18,
     /// Tensor field: `rows × prod(shape)` elements, row-major (C order).
     Tensor = 19,
+    /// Dense field, optional: an HNSW graph over the field's rows (`format-spec/hnsw.md`).
+    HnswGraph = 20,
 }
 
 impl SectionKind {
@@ -78,6 +81,7 @@ impl SectionKind {
             17 => MultiOffsets,
             18 => MultiTokens,
             19 => Tensor,
+            20 => HnswGraph,
             _ => return None,
         })
     }
@@ -98,6 +102,7 @@ impl SectionKind {
             MultiOffsets => "multi-vector offsets",
             MultiTokens => "multi-vector tokens",
             Tensor => "tensor data",
+            HnswGraph => "hnsw graph",
         }
     }
 }
@@ -152,17 +157,40 @@ pub trait SegmentSource {
     fn field(&self, field: usize, row: usize) -> Result<&[u8]>;
 }
 
-struct Plan {
+struct Plan<'a> {
     kind: SectionKind,
     field: u32,
     length: u64,
     count: u64,
     dtype: u32,
+    blob: Option<&'a [u8]>,
+}
+
+/// A prebuilt optional section (an index) written after the data sections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraSection {
+    /// Its kind.
+    pub kind: SectionKind,
+    /// The vector field it belongs to.
+    pub field: u32,
+    /// Its `count` column (for a graph: the rows it covers).
+    pub count: u64,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
 }
 
 /// Writes `source` as a new segment file at `path` (which must not exist) and fsyncs it.
 /// Returns the file size. Memory use is independent of the data size, apart from the id order.
 pub fn write_segment(path: &Path, source: &dyn SegmentSource) -> Result<u64> {
+    write_segment_with(path, source, &[])
+}
+
+/// [`write_segment`] with prebuilt optional sections (HNSW graphs).
+pub fn write_segment_with(
+    path: &Path,
+    source: &dyn SegmentSource,
+    extra: &[ExtraSection],
+) -> Result<u64> {
     let schema = source.schema();
     let rows = source.row_count();
     if rows > u32::MAX as usize {
@@ -190,6 +218,7 @@ pub fn write_segment(path: &Path, source: &dyn SegmentSource) -> Result<u64> {
         length,
         count,
         dtype: 0,
+        blob: None,
     };
     let mut plans = vec![
         doc(
@@ -217,6 +246,7 @@ pub fn write_segment(path: &Path, source: &dyn SegmentSource) -> Result<u64> {
                 length: n * row_bytes,
                 count: n,
                 dtype,
+                blob: None,
             }),
             FieldKind::Tensor { .. } => plans.push(Plan {
                 kind: SectionKind::Tensor,
@@ -224,6 +254,7 @@ pub fn write_segment(path: &Path, source: &dyn SegmentSource) -> Result<u64> {
                 length: n * row_bytes,
                 count: n,
                 dtype,
+                blob: None,
             }),
             FieldKind::Multi { .. } => {
                 let mut tokens = 0u64;
@@ -242,6 +273,7 @@ pub fn write_segment(path: &Path, source: &dyn SegmentSource) -> Result<u64> {
                     length: offsets_len,
                     count: n + 1,
                     dtype: 0,
+                    blob: None,
                 });
                 plans.push(Plan {
                     kind: SectionKind::MultiTokens,
@@ -249,9 +281,20 @@ pub fn write_segment(path: &Path, source: &dyn SegmentSource) -> Result<u64> {
                     length: tokens * row_bytes,
                     count: tokens,
                     dtype,
+                    blob: None,
                 });
             }
         }
+    }
+    for x in extra {
+        plans.push(Plan {
+            kind: x.kind,
+            field: x.field,
+            length: x.bytes.len() as u64,
+            count: x.count,
+            dtype: 0,
+            blob: Some(&x.bytes),
+        });
     }
 
     // Layout.
@@ -280,7 +323,7 @@ pub fn write_segment(path: &Path, source: &dyn SegmentSource) -> Result<u64> {
         .map_err(io)?;
     let mut pos = entries[0].offset;
     let order = id_order(source)?;
-    for e in entries.iter_mut() {
+    for (e, plan) in entries.iter_mut().zip(&plans) {
         if pos < e.offset {
             out.write_all(&vec![0u8; (e.offset - pos) as usize])
                 .map_err(io)?;
@@ -294,6 +337,10 @@ pub fn write_segment(path: &Path, source: &dyn SegmentSource) -> Result<u64> {
         };
         let field = e.field as usize;
         match e.kind {
+            _ if plan.blob.is_some() => sink.put(plan.blob.expect("checked"))?,
+            SectionKind::HnswGraph => {
+                return Err(Error::InvalidInput("graph section without bytes".into()))
+            }
             SectionKind::Schema => sink.put(&schema_json)?,
             SectionKind::IdOffsets => {
                 write_offsets(&mut sink, rows, |r| source.id(r).map(|b| b.len() as u64))?
@@ -462,6 +509,8 @@ pub struct Segment {
     metas: VarColumn,
     order: Range<usize>,
     fields: Vec<FieldColumn>,
+    /// Per field: the byte range of its HNSW graph section, if any (validated at open).
+    graphs: Vec<Option<Range<usize>>>,
 }
 
 impl Segment {
@@ -735,6 +784,24 @@ impl Segment {
             };
             fields.push(col);
         }
+        let mut graphs = vec![None; schema.fields.len()];
+        for e in sections.iter().filter(|e| e.kind == SectionKind::HnswGraph) {
+            let metric = match schema.fields.get(e.field as usize).map(|f| &f.kind) {
+                Some(FieldKind::Dense { metric, .. }) => *metric,
+                _ => {
+                    return Err(corrupt(
+                        e.kind.name(),
+                        e.offset,
+                        format!(
+                            "graph section for field {}, which is not a dense field",
+                            e.field
+                        ),
+                    ))
+                }
+            };
+            GraphView::open(&bytes[range(e)], path, e.offset, n, metric)?;
+            graphs[e.field as usize] = Some(range(e));
+        }
         Ok(Segment {
             path: path.to_path_buf(),
             map,
@@ -747,7 +814,24 @@ impl Segment {
             metas,
             order,
             fields,
+            graphs,
         })
+    }
+
+    /// The HNSW graph of dense field `field`, if the segment has one.
+    pub fn graph(&self, field: usize) -> Option<Result<GraphView<'_>>> {
+        let r = self.graphs.get(field)?.as_ref()?;
+        let metric = match &self.schema.fields[field].kind {
+            FieldKind::Dense { metric, .. } => *metric,
+            _ => return None,
+        };
+        Some(GraphView::open(
+            &self.bytes()[r.clone()],
+            &self.path,
+            r.start as u64,
+            u64::from(self.rows),
+            metric,
+        ))
     }
 
     /// The file's path.
@@ -1009,6 +1093,11 @@ impl Segment {
                         }
                     ),
                 ));
+            }
+        }
+        for field in 0..self.graphs.len() {
+            if let Some(g) = self.graph(field) {
+                g?.verify()?;
             }
         }
         for row in 0..self.rows {

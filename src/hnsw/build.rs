@@ -5,9 +5,14 @@ use hnsw_rs::anndists::dist::Distance;
 use hnsw_rs::prelude::Hnsw;
 use simsimd::SpatialSimilarity;
 
-use super::layout::{Graph, Layer};
+use std::collections::BTreeMap;
+
+use super::layout::{encode_graph, Graph, Layer};
 use super::params::HnswParams;
-use crate::dtype::Metric;
+use crate::dtype::{DType, Metric};
+use crate::error::Result;
+use crate::format::segment::{ExtraSection, SectionKind, SegmentSource};
+use crate::schema::FieldKind;
 
 /// `hnsw_rs` needs non-negative distances; ours are decreasing functions of the similarity.
 struct MetricDistance {
@@ -122,4 +127,54 @@ pub fn build_graph(
         rows: rows as u64,
         layers,
     })
+}
+
+/// The graph sections a new segment gets: one per indexed dense field, when the segment has at
+/// least the index's `min_rows` rows.
+pub fn graph_sections(
+    source: &dyn SegmentSource,
+    indexes: &BTreeMap<String, HnswParams>,
+) -> Result<Vec<ExtraSection>> {
+    let rows = source.row_count();
+    let schema = source.schema();
+    let mut out = Vec::new();
+    for (name, params) in indexes {
+        if (rows as u64) < params.min_rows || rows == 0 {
+            continue;
+        }
+        let Some(fi) = schema.field_index(name) else {
+            continue;
+        };
+        let FieldKind::Dense { dim, dtype, metric } = schema.fields[fi].kind else {
+            continue;
+        };
+        let dim = dim as usize;
+        let mut vectors = Vec::with_capacity(rows * dim);
+        for r in 0..rows {
+            let raw = source.field(fi, r)?;
+            match dtype {
+                DType::F32 => vectors.extend(
+                    raw.chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                ),
+                DType::F16 => vectors.extend(
+                    raw.chunks_exact(2)
+                        .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
+                ),
+                DType::Bf16 => vectors.extend(
+                    raw.chunks_exact(2)
+                        .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()),
+                ),
+            }
+        }
+        if let Some(g) = build_graph(&vectors, dim, metric, params) {
+            out.push(ExtraSection {
+                kind: SectionKind::HnswGraph,
+                field: fi as u32,
+                count: rows as u64,
+                bytes: encode_graph(&g),
+            });
+        }
+    }
+    Ok(out)
 }

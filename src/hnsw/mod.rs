@@ -15,7 +15,7 @@ pub mod layout;
 pub mod params;
 pub mod search;
 
-pub use build::build_graph;
+pub use build::{build_graph, graph_sections};
 pub use layout::{encode_graph, Graph, GraphView};
 pub use params::HnswParams;
 pub use search::search_graph;

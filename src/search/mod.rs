@@ -3,6 +3,7 @@
 //! in parallel on all cores, skip deleted rows, and break score ties by storage position (earlier
 //! segment, then earlier row, first).
 
+mod approximate;
 mod dense;
 pub mod gemm;
 pub mod kernels;
@@ -56,6 +57,10 @@ pub struct SearchRequest<'a> {
     pub k: usize,
     /// Dense routine (ignored for multi-vector fields).
     pub strategy: Strategy,
+    /// Dense fields with HNSW graphs: candidate list size (`None`: the index's default `ef`).
+    pub ef: Option<usize>,
+    /// Dense fields: search exactly even where segments have HNSW graphs.
+    pub exact: bool,
 }
 
 impl<'a> SearchRequest<'a> {
@@ -66,6 +71,8 @@ impl<'a> SearchRequest<'a> {
             queries: Queries::Dense(query),
             k,
             strategy: Strategy::Auto,
+            ef: None,
+            exact: false,
         }
     }
 
@@ -81,6 +88,8 @@ impl<'a> SearchRequest<'a> {
             queries: Queries::Multi(vec![tokens]),
             k,
             strategy: Strategy::Auto,
+            ef: None,
+            exact: false,
         }
     }
 
@@ -91,7 +100,21 @@ impl<'a> SearchRequest<'a> {
             queries: Queries::Multi(queries),
             k,
             strategy: Strategy::Auto,
+            ef: None,
+            exact: false,
         }
+    }
+
+    /// Sets the HNSW candidate list size (dense fields with graphs).
+    pub fn with_ef(mut self, ef: usize) -> Self {
+        self.ef = Some(ef);
+        self
+    }
+
+    /// Searches exactly even where HNSW graphs exist.
+    pub fn exact(mut self) -> Self {
+        self.exact = true;
+        self
     }
 
     /// Forces a dense routine.
@@ -160,6 +183,16 @@ impl Collection {
                     check_query(req.field, *metric, row, &format!("query {i}"))?;
                 }
                 let nq = q.len() / dim;
+                let graphs =
+                    !req.exact && self.slots().iter().any(|s| s.segment.graph(fi).is_some());
+                if graphs {
+                    let ef = req
+                        .ef
+                        .or_else(|| self.index(req.field).map(|p| p.ef as usize))
+                        .unwrap_or(crate::hnsw::HnswParams::default().ef as usize);
+                    let tops = approximate::search_hnsw(self, fi, *metric, dim, q, req.k, ef)?;
+                    return tops.into_iter().map(|t| self.hits(t)).collect();
+                }
                 let strategy = match req.strategy {
                     Strategy::Auto if nq > 1 => Strategy::Screened,
                     Strategy::Auto => Strategy::Streaming,
