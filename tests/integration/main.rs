@@ -6,6 +6,7 @@ mod corruption;
 mod crash;
 mod eval;
 mod golden;
+mod hnsw;
 mod interop;
 mod lifecycle;
 mod oracle;

@@ -48,6 +48,29 @@ pub enum Command {
     Export(ExportArgs),
     /// Import Tevatron's encoded corpus pickles ((reps, lookup_indices)) into a dense field.
     ImportTevatron(ImportTevatronArgs),
+    /// Declare (or drop) an HNSW index on a dense field and build its graph (rewrites the
+    /// collection as one segment, crash-safely, like compact).
+    Index(IndexArgs),
+}
+
+/// `vellum index`.
+#[derive(Debug, clap::Args)]
+pub struct IndexArgs {
+    /// Database directory.
+    pub db: PathBuf,
+    /// Collection name.
+    #[arg(long, short = 'c')]
+    pub collection: String,
+    /// Dense field to index.
+    #[arg(long, short = 'f')]
+    pub field: String,
+    /// HNSW parameters, KEY=VALUE,...: m (16), ef_construction (200), min_rows (4096: smaller
+    /// segments are searched exactly), ef (64: default search candidate list).
+    #[arg(long, default_value = "")]
+    pub hnsw: String,
+    /// Remove the index (and the graphs) instead.
+    #[arg(long, conflicts_with = "hnsw")]
+    pub drop: bool,
 }
 
 /// Just the database path.
@@ -80,6 +103,10 @@ pub struct CreateArgs {
     /// img:tensor:50x768:f16. DTYPE: f32, f16, bf16. METRIC: ip, cosine, l2. Repeatable.
     #[arg(long = "field", short = 'f')]
     pub fields: Vec<String>,
+    /// Declare an HNSW index: FIELD=KEY=VALUE,... (e.g. emb=m=16,ef_construction=200; see
+    /// `vellum index --help` for the keys) or just FIELD for the defaults. Repeatable.
+    #[arg(long = "hnsw", value_name = "FIELD[=PARAMS]")]
+    pub hnsw: Vec<String>,
 }
 
 /// `vellum ingest`.
@@ -152,6 +179,12 @@ pub struct SearchArgs {
     /// Queries per batch (bounds memory for large query sets).
     #[arg(long, default_value_t = 4096)]
     pub batch: usize,
+    /// HNSW candidate list size (default: the index's ef). Larger is slower and more exact.
+    #[arg(long)]
+    pub ef: Option<usize>,
+    /// Search exactly even where HNSW graphs exist.
+    #[arg(long)]
+    pub exact: bool,
     /// Qrels (TREC or BEIR TSV): print --metrics of the run on stderr after searching.
     #[arg(long, value_name = "QRELS")]
     pub eval: Option<PathBuf>,

@@ -13,7 +13,7 @@ use vellum::{Database, FieldKind, FieldSpec, Schema, SearchRequest, Strategy};
 
 use crate::args::{
     Cli, Command, CreateArgs, DeleteArgs, EvalArgs, ExportArgs, GetArgs, ImportTevatronArgs,
-    InfoArgs, IngestArgs, MergeRunsArgs, SearchArgs, StrategyArg,
+    IndexArgs, InfoArgs, IngestArgs, MergeRunsArgs, SearchArgs, StrategyArg,
 };
 use crate::runfile::{write_hits, write_run};
 
@@ -48,7 +48,46 @@ pub fn execute(cli: Cli, out: &mut dyn Write) -> Result<()> {
         }
         Command::Export(a) => export(a, out),
         Command::ImportTevatron(a) => import_tevatron(a, out),
+        Command::Index(a) => index(a, out),
     }
+}
+
+fn index(a: IndexArgs, out: &mut dyn Write) -> Result<()> {
+    let db = Database::open(&a.db)?;
+    let mut w = db.writer()?;
+    let params = if a.drop {
+        None
+    } else {
+        Some(vellum::hnsw::HnswParams::parse(&a.hnsw)?)
+    };
+    w.set_index(&a.collection, &a.field, params)?;
+    let spinner = spinner(&format!("building {}.{}", a.collection, a.field));
+    let started = std::time::Instant::now();
+    let c = w.reindex(&a.collection)?;
+    spinner.finish_and_clear();
+    let snap = db.snapshot()?;
+    let coll = snap.collection(&a.collection)?;
+    let fi = coll.field_index(&a.field)?;
+    let graphs = coll
+        .slots()
+        .iter()
+        .filter_map(|s| s.segment.graph(fi))
+        .collect::<vellum::Result<Vec<_>>>()?;
+    match params {
+        None => writeln!(out, "dropped the index of {}.{}", a.collection, a.field)?,
+        Some(p) => writeln!(
+            out,
+            "indexed {}.{} ({p}): {} of {} segments have a graph, {} edges, in {:.1} s (generation {})",
+            a.collection,
+            a.field,
+            graphs.len(),
+            c.segments_after,
+            graphs.iter().map(|g| g.edges()).sum::<u64>(),
+            started.elapsed().as_secs_f64(),
+            c.generation
+        )?,
+    }
+    Ok(())
 }
 
 fn spinner(msg: &str) -> ProgressBar {
@@ -82,6 +121,14 @@ fn create(a: CreateArgs, out: &mut dyn Write) -> Result<()> {
     };
     let mut w = db.writer()?;
     w.create_collection(&a.collection, schema.clone())?;
+    for spec in &a.hnsw {
+        let (field, params) = spec.split_once('=').unwrap_or((spec.as_str(), ""));
+        w.set_index(
+            &a.collection,
+            field,
+            Some(vellum::hnsw::HnswParams::parse(params)?),
+        )?;
+    }
     let c = w.commit()?;
     writeln!(
         out,
@@ -92,6 +139,9 @@ fn create(a: CreateArgs, out: &mut dyn Write) -> Result<()> {
     )?;
     for f in &schema.fields {
         writeln!(out, "  field {f}")?;
+    }
+    for (field, p) in w.committed().collection(&a.collection)?.indexes() {
+        writeln!(out, "  index {field}: {p}")?;
     }
     Ok(())
 }
@@ -269,7 +319,11 @@ fn search(a: SearchArgs, out: &mut dyn Write) -> Result<()> {
         arr.read_f32(t0 * dim, &mut values)?;
         let request = match &kind {
             FieldKind::Dense { .. } => {
-                SearchRequest::dense_batch(&a.field, &values, a.k).with_strategy(strategy)
+                let mut r =
+                    SearchRequest::dense_batch(&a.field, &values, a.k).with_strategy(strategy);
+                r.ef = a.ef;
+                r.exact = a.exact;
+                r
             }
             _ => {
                 let qs: Vec<&[f32]> = ranges[b0..b1]
@@ -501,7 +555,13 @@ fn info(a: InfoArgs, out: &mut dyn Write) -> Result<()> {
                 "fields": c.schema().fields.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
                 "documents": c.len(),
                 "deleted_rows": deleted,
-                "segments": c.slots().iter().map(|s| serde_json::json!({"id": s.entry.id, "rows": s.entry.rows, "bytes": s.entry.bytes, "deleted": s.entry.deletes.map_or(0, |d| d.count)})).collect::<Vec<_>>(),
+                "indexes": c.indexes(),
+                "segments": c.slots().iter().map(|s| {
+                    let graphs: serde_json::Map<String, serde_json::Value> = c.schema().fields.iter().enumerate()
+                        .filter_map(|(fi, f)| s.segment.graph(fi).and_then(|g| g.ok()).map(|g| (f.name.clone(), serde_json::json!({"layers": g.layers(), "edges": g.edges(), "m": g.m, "ef_construction": g.ef_construction}))))
+                        .collect();
+                    serde_json::json!({"id": s.entry.id, "rows": s.entry.rows, "bytes": s.entry.bytes, "deleted": s.entry.deletes.map_or(0, |d| d.count), "hnsw": graphs})
+                }).collect::<Vec<_>>(),
                 "bytes": bytes,
             }));
             continue;
@@ -518,6 +578,9 @@ fn info(a: InfoArgs, out: &mut dyn Write) -> Result<()> {
         for f in &c.schema().fields {
             writeln!(out, "  field {f}")?;
         }
+        for (field, p) in c.indexes() {
+            writeln!(out, "  index {field}: {p}")?;
+        }
         for s in c.slots() {
             writeln!(
                 out,
@@ -527,6 +590,26 @@ fn info(a: InfoArgs, out: &mut dyn Write) -> Result<()> {
                 s.entry.deletes.map_or(0, |d| d.count),
                 s.entry.bytes
             )?;
+            for (fi, f) in c.schema().fields.iter().enumerate() {
+                if let Some(g) = s.segment.graph(fi) {
+                    let g = g?;
+                    let bytes = s
+                        .segment
+                        .sections()
+                        .iter()
+                        .find(|e| e.field == fi as u32 && e.kind.name() == "hnsw graph")
+                        .map_or(0, |e| e.length);
+                    writeln!(
+                        out,
+                        "    hnsw graph on {}: m={} ef_construction={}, {} layers, {} edges, {bytes} bytes",
+                        f.name,
+                        g.m,
+                        g.ef_construction,
+                        g.layers(),
+                        g.edges()
+                    )?;
+                }
+            }
         }
     }
     if a.json {
