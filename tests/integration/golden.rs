@@ -139,3 +139,50 @@ fn golden_v1_basic() {
         );
     }
 }
+
+/// The graph of `format-spec/golden/v1/hnsw/graph.bin` (see `format-spec/hnsw.md`): 5 rows, two
+/// layers, L2.
+fn golden_graph() -> vellum::hnsw::Graph {
+    use vellum::hnsw::layout::Layer;
+    vellum::hnsw::Graph {
+        m: 2,
+        m0: 4,
+        ef_construction: 8,
+        metric: vellum::Metric::L2,
+        entry: 3,
+        rows: 5,
+        layers: vec![
+            Layer {
+                members: vec![0, 1, 2, 3, 4],
+                neighbours: vec![vec![1, 3], vec![0, 2, 3], vec![1], vec![0, 1, 4], vec![3]],
+            },
+            Layer {
+                members: vec![1, 3],
+                neighbours: vec![vec![3], vec![1]],
+            },
+        ],
+    }
+}
+
+#[test]
+fn golden_v1_hnsw_graph_section() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("format-spec/golden/v1/hnsw/graph.bin");
+    let encoded = vellum::hnsw::encode_graph(&golden_graph());
+    if std::env::var_os("VELLUM_REGEN_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &encoded).unwrap();
+    }
+    let golden = std::fs::read(&path).unwrap();
+    assert_eq!(encoded, golden, "the v1 graph section layout changed");
+    let mut buf = vec![0u64; golden.len().div_ceil(8)];
+    bytemuck::cast_slice_mut::<u64, u8>(&mut buf)[..golden.len()].copy_from_slice(&golden);
+    let bytes = &bytemuck::cast_slice::<u64, u8>(&buf)[..golden.len()];
+    let g = vellum::hnsw::GraphView::open(bytes, &path, 0, 5, vellum::Metric::L2).unwrap();
+    g.verify().unwrap();
+    assert_eq!(
+        (g.layers(), g.entry, g.m, g.m0, g.edges()),
+        (2, 3, 2, 4, 12)
+    );
+    assert_eq!(g.neighbours(0, 3).unwrap(), &[0, 1, 4]);
+    assert_eq!(g.neighbours(1, g.position(1, 3).unwrap()).unwrap(), &[1]);
+}
