@@ -37,7 +37,10 @@ fn main() {
     let snap = Database::open(&db).unwrap().snapshot().unwrap();
     let coll = snap.collection(&collection).unwrap();
     let open_s = t.elapsed().as_secs_f64();
-    let single_pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let single_pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
     let mut runs = Vec::new();
     for &ef in &efs {
         // Warm-up: page in the mapped file.
@@ -60,7 +63,9 @@ fn main() {
                 .unwrap(),
         );
         let batch_s = t.elapsed().as_secs_f64();
-        runs.push(serde_json::json!({"ef": ef, "single_s": single_s, "batch_s": batch_s, "top": top}));
+        runs.push(
+            serde_json::json!({"ef": ef, "single_s": single_s, "batch_s": batch_s, "top": top}),
+        );
     }
     println!(
         "{}",

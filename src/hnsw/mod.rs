@@ -18,4 +18,4 @@ pub mod search;
 pub use build::{build_graph, graph_sections};
 pub use layout::{encode_graph, Graph, GraphView};
 pub use params::HnswParams;
-pub use search::search_graph;
+pub use search::{search_graph, search_graph_prefetching};

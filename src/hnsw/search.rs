@@ -44,6 +44,20 @@ pub fn search_graph(
     score: impl Fn(u32) -> f32,
     live: impl Fn(u32) -> bool,
 ) -> Result<Vec<(f32, u32)>> {
+    search_graph_prefetching(graph, k, ef, score, live, |_| {})
+}
+
+/// [`search_graph`] that calls `prefetch(row)` for every row it is about to score, a whole
+/// neighbour list ahead, so that the rows' vectors are on their way to the cache before they are
+/// needed (graph search is bound by memory latency, not arithmetic).
+pub fn search_graph_prefetching(
+    graph: &GraphView<'_>,
+    k: usize,
+    ef: usize,
+    score: impl Fn(u32) -> f32,
+    live: impl Fn(u32) -> bool,
+    prefetch: impl Fn(u32),
+) -> Result<Vec<(f32, u32)>> {
     let ef = ef.max(k);
     if k == 0 {
         return Ok(Vec::new());
@@ -86,14 +100,24 @@ pub fn search_graph(
     if live(cur.row) {
         results.push(std::cmp::Reverse(cur));
     }
+    let mut fresh: Vec<u32> = Vec::with_capacity(graph.m0 as usize);
     while let Some(c) = candidates.pop() {
         if results.len() >= ef && results.peek().is_some_and(|w| c < w.0) {
             break;
         }
+        fresh.clear();
         for &nb in graph.neighbours(0, c.row as usize)? {
             graph.check_row(0, nb)?;
-            if !visit(nb) {
-                continue;
+            if visit(nb) {
+                fresh.push(nb);
+            }
+        }
+        if let Some(&first) = fresh.first() {
+            prefetch(first);
+        }
+        for (i, &nb) in fresh.iter().enumerate() {
+            if let Some(&next) = fresh.get(i + 1) {
+                prefetch(next);
             }
             let s = Scored {
                 score: score(nb),

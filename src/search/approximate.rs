@@ -5,12 +5,12 @@
 
 use rayon::prelude::*;
 
-use super::kernels::{similarity, PreparedQuery};
+use super::kernels::{prefetch, similarity, PreparedQuery};
 use super::topk::{Candidate, TopK};
 use crate::collection::Collection;
 use crate::dtype::Metric;
 use crate::error::Result;
-use crate::hnsw::search_graph;
+use crate::hnsw::search_graph_prefetching;
 
 /// Approximate top-`k` for each of the `queries` (row-major, `dim` wide) with candidate list `ef`.
 pub(super) fn search_hnsw(
@@ -36,7 +36,18 @@ pub(super) fn search_hnsw(
                 };
                 match slot.segment.graph(field) {
                     Some(graph) => {
-                        let hits = search_graph(&graph?, k, ef, score, |r| !slot.is_deleted(r))?;
+                        let prefetch = |row: u32| {
+                            let r = row as usize;
+                            prefetch(matrix.slice(r * dim..(r + 1) * dim).as_bytes())
+                        };
+                        let hits = search_graph_prefetching(
+                            &graph?,
+                            k,
+                            ef,
+                            score,
+                            |r| !slot.is_deleted(r),
+                            prefetch,
+                        )?;
                         for (score, row) in hits {
                             top.push(Candidate {
                                 score,
