@@ -3,7 +3,7 @@
 //! with the timings (seconds) and the top-k ids of every query.
 //!
 //! `cargo bench --bench compare_hnsw_timing -- --db DB --queries Q.npy [--collection docs]
-//!  [--field emb] [--k 10] [--efs 16,32,64,128,256]`
+//!  [--field emb] [--k 10] [--efs 16,32,64,128,256] [--reps 5]` (medians over reps)
 
 use std::time::Instant;
 
@@ -37,6 +37,11 @@ fn main() {
     let snap = Database::open(&db).unwrap().snapshot().unwrap();
     let coll = snap.collection(&collection).unwrap();
     let open_s = t.elapsed().as_secs_f64();
+    let reps: usize = arg(&args, "--reps", Some("5")).parse().unwrap();
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
     let single_pool = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
@@ -46,23 +51,34 @@ fn main() {
         // Warm-up: page in the mapped file.
         coll.search(&SearchRequest::dense_batch(&field, &queries, k).with_ef(ef))
             .unwrap();
-        let t = Instant::now();
         let mut top = Vec::with_capacity(nq);
-        single_pool.install(|| {
-            for row in queries.chunks_exact(dim) {
-                let hits = coll
-                    .search(&SearchRequest::dense(&field, row, k).with_ef(ef))
-                    .unwrap();
-                top.push(hits[0].iter().map(|h| h.id.clone()).collect::<Vec<_>>());
-            }
-        });
-        let single_s = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        std::hint::black_box(
-            coll.search(&SearchRequest::dense_batch(&field, &queries, k).with_ef(ef))
-                .unwrap(),
+        let mut singles = Vec::new();
+        for _ in 0..reps {
+            top.clear();
+            let t = Instant::now();
+            single_pool.install(|| {
+                for row in queries.chunks_exact(dim) {
+                    let hits = coll
+                        .search(&SearchRequest::dense(&field, row, k).with_ef(ef))
+                        .unwrap();
+                    top.push(hits[0].iter().map(|h| h.id.clone()).collect::<Vec<_>>());
+                }
+            });
+            singles.push(t.elapsed().as_secs_f64());
+        }
+        let single_s = median(singles);
+        let batch_s = median(
+            (0..reps)
+                .map(|_| {
+                    let t = Instant::now();
+                    std::hint::black_box(
+                        coll.search(&SearchRequest::dense_batch(&field, &queries, k).with_ef(ef))
+                            .unwrap(),
+                    );
+                    t.elapsed().as_secs_f64()
+                })
+                .collect(),
         );
-        let batch_s = t.elapsed().as_secs_f64();
         runs.push(
             serde_json::json!({"ef": ef, "single_s": single_s, "batch_s": batch_s, "top": top}),
         );

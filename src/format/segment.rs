@@ -786,8 +786,8 @@ impl Segment {
         }
         let mut graphs = vec![None; schema.fields.len()];
         for e in sections.iter().filter(|e| e.kind == SectionKind::HnswGraph) {
-            let metric = match schema.fields.get(e.field as usize).map(|f| &f.kind) {
-                Some(FieldKind::Dense { metric, .. }) => *metric,
+            let (metric, dim) = match schema.fields.get(e.field as usize).map(|f| &f.kind) {
+                Some(FieldKind::Dense { metric, dim, .. }) => (*metric, *dim as usize),
                 _ => {
                     return Err(corrupt(
                         e.kind.name(),
@@ -799,7 +799,16 @@ impl Segment {
                     ))
                 }
             };
-            GraphView::open(&bytes[range(e)], path, e.offset, n, metric)?;
+            let g = GraphView::open(&bytes[range(e)], path, e.offset, n, metric)?;
+            if let Some((_, nav_dim)) = g.nav() {
+                if nav_dim != dim {
+                    return Err(corrupt(
+                        e.kind.name(),
+                        e.offset + 36,
+                        format!("navigation vectors of dimension {nav_dim} for a field of dimension {dim}"),
+                    ));
+                }
+            }
             graphs[e.field as usize] = Some(range(e));
         }
         Ok(Segment {

@@ -126,6 +126,7 @@ pub fn build_graph(
         entry,
         rows: rows as u64,
         layers,
+        nav: None,
     })
 }
 
@@ -167,7 +168,16 @@ pub fn graph_sections(
                 ),
             }
         }
-        if let Some(g) = build_graph(&vectors, dim, metric, params) {
+        if let Some(mut g) = build_graph(&vectors, dim, metric, params) {
+            // f32 fields get a bf16 copy to traverse the graph with (half the memory traffic);
+            // 16-bit fields are traversed in place.
+            if dtype == DType::F32 {
+                let nav = vectors
+                    .iter()
+                    .map(|&v| crate::search::tile::to_bf16_bits(v))
+                    .collect();
+                g.nav = Some((nav, dim as u32));
+            }
             out.push(ExtraSection {
                 kind: SectionKind::HnswGraph,
                 field: fi as u32,

@@ -10,7 +10,10 @@
 //!  16 u32 entry_point  row of the search entry point (a member of layer L-1)
 //!  20 u32 metric       1 ip, 2 cosine, 3 l2 (the field's metric)
 //!  24 u64 rows         N = the segment's row count
-//!  32..64 reserved, zero
+//!  32 u32 nav_dtype    0: none; 3: bf16 navigation vectors present
+//!  36 u32 nav_dim      their dimension (the field's), 0 when none
+//!  40 u64 nav_offset   from the section start, multiple of 64; 0 when none
+//!  48..64 reserved, zero
 //! layer table: L entries of 32 bytes at offset 64
 //!   0 u64 nodes        n_l (n_0 = N; non-increasing)
 //!   8 u64 edges        e_l
@@ -21,6 +24,7 @@
 //!             whose members are 0..N), zero-padded to a multiple of 8 bytes
 //!   offsets   u64[n_l + 1]: node i's neighbours are neighbours[offsets[i]..offsets[i+1]]
 //!   neighbours u32[e_l], rows
+//! navigation vectors (optional), at nav_offset: bf16[N × nav_dim], row-major
 //! ```
 
 use std::path::Path;
@@ -72,6 +76,9 @@ pub struct Graph {
     pub rows: u64,
     /// Layers, bottom (0) first.
     pub layers: Vec<Layer>,
+    /// Optional compact copy of the vectors that searches traverse the graph with (bf16 bits,
+    /// `rows × dim`), and its dimension; the final candidates are rescored exactly.
+    pub nav: Option<(Vec<u16>, u32)>,
 }
 
 fn align8(n: usize) -> usize {
@@ -90,6 +97,13 @@ pub fn encode_graph(g: &Graph) -> Vec<u8> {
     put32(&mut out, g.entry);
     put32(&mut out, metric_code(g.metric));
     put64(&mut out, g.rows);
+    match &g.nav {
+        Some((_, dim)) => {
+            put32(&mut out, 3);
+            put32(&mut out, *dim);
+        }
+        None => put64(&mut out, 0),
+    }
     out.resize(HEADER_LEN + g.layers.len() * LAYER_ENTRY_LEN, 0);
     for (l, layer) in g.layers.iter().enumerate() {
         let at = out.len();
@@ -114,6 +128,13 @@ pub fn encode_graph(g: &Graph) -> Vec<u8> {
             .flatten()
             .for_each(|r| put32(&mut out, *r));
         out.resize(align8(out.len()), 0);
+    }
+    if let Some((nav, _)) = &g.nav {
+        out.resize(out.len().div_ceil(64) * 64, 0);
+        let at = out.len() as u64;
+        out[40..48].copy_from_slice(&at.to_le_bytes());
+        nav.iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
     }
     out
 }
@@ -148,6 +169,7 @@ pub struct GraphView<'a> {
     /// Rows of the segment.
     pub rows: u64,
     layers: Vec<LayerView<'a>>,
+    nav: Option<(&'a [half::bf16], usize)>,
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -220,10 +242,30 @@ impl<'a> GraphView<'a> {
                 format!("entry point {entry} is not a row of {rows}"),
             ));
         }
-        if bytes[32..HEADER_LEN].iter().any(|b| *b != 0) {
-            return Err(err(32, "reserved header bytes are not zero".into()));
+        if bytes[48..HEADER_LEN].iter().any(|b| *b != 0) {
+            return Err(err(48, "reserved header bytes are not zero".into()));
         }
         let table_end = HEADER_LEN + n_layers as usize * LAYER_ENTRY_LEN;
+        let (nav_dtype, nav_dim, nav_at) =
+            (u32_at(bytes, 32), u32_at(bytes, 36), u64_at(bytes, 40));
+        let nav = match nav_dtype {
+            0 if nav_dim == 0 && nav_at == 0 => None,
+            3 if nav_dim > 0 => {
+                let len = rows
+                    .checked_mul(u64::from(nav_dim) * 2)
+                    .and_then(|l| l.checked_add(nav_at))
+                    .filter(|end| *end <= bytes.len() as u64 && nav_at.is_multiple_of(64) && nav_at >= table_end as u64);
+                let Some(end) = len else {
+                    return Err(err(40, format!("navigation vectors at {nav_at} ({rows} × {nav_dim}) are misplaced or run past the section")));
+                };
+                let nav: &[half::bf16] = bytemuck::try_cast_slice(&bytes[nav_at as usize..end as usize])
+                    .map_err(|_| err(40, "navigation vectors misaligned".into()))?;
+                Some((nav, nav_dim as usize))
+            }
+            _ => {
+                return Err(err(32, format!("navigation vector type {nav_dtype} / dimension {nav_dim} / offset {nav_at} are inconsistent")))
+            }
+        };
         if bytes.len() < table_end {
             return Err(err(HEADER_LEN, "layer table runs past the section".into()));
         }
@@ -312,9 +354,15 @@ impl<'a> GraphView<'a> {
             entry,
             rows,
             layers,
+            nav,
         };
         g.position(n_layers as usize - 1, entry)?;
         Ok(g)
+    }
+
+    /// The bf16 navigation vectors and their dimension, if the graph has them.
+    pub fn nav(&self) -> Option<(&'a [half::bf16], usize)> {
+        self.nav
     }
 
     /// Number of layers.
@@ -441,6 +489,7 @@ mod tests {
                     neighbours: vec![vec![2], vec![1]],
                 },
             ],
+            nav: None,
         }
     }
 
@@ -471,6 +520,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("metric"), "{e}");
+    }
+
+    #[test]
+    fn navigation_vectors_round_trip() {
+        let mut g = tiny();
+        g.nav = Some(((0..8u16).collect(), 2));
+        let bytes = encode_graph(&g);
+        let buf = aligned(&bytes);
+        let b = &bytemuck::cast_slice::<u64, u8>(&buf)[..bytes.len()];
+        let v = GraphView::open(b, Path::new("s"), 0, 4, Metric::L2).unwrap();
+        let (nav, dim) = v.nav().unwrap();
+        assert_eq!(dim, 2);
+        assert_eq!(
+            nav.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            (0..8).collect::<Vec<u16>>()
+        );
+        // Navigation vectors that do not fit are refused.
+        let e = GraphView::open(&b[..b.len() - 2], Path::new("s"), 0, 4, Metric::L2).unwrap_err();
+        assert!(e.to_string().contains("navigation vectors"), "{e}");
     }
 
     #[test]

@@ -47,9 +47,9 @@ pub fn search_graph(
     search_graph_prefetching(graph, k, ef, score, live, |_| {})
 }
 
-/// [`search_graph`] that calls `prefetch(row)` for every row it is about to score, a whole
-/// neighbour list ahead, so that the rows' vectors are on their way to the cache before they are
-/// needed (graph search is bound by memory latency, not arithmetic).
+/// [`search_graph`] that calls `prefetch(row)` for every row two rows before scoring it, so that
+/// the rows' vectors are on their way to the cache before they are needed (graph search is bound
+/// by memory latency, not arithmetic).
 pub fn search_graph_prefetching(
     graph: &GraphView<'_>,
     k: usize,
@@ -112,11 +112,13 @@ pub fn search_graph_prefetching(
                 fresh.push(nb);
             }
         }
-        if let Some(&first) = fresh.first() {
-            prefetch(first);
+        // Two rows ahead: enough to cover memory latency, little enough to stay in L1.
+        let ahead = 2;
+        for &nb in fresh.iter().take(ahead) {
+            prefetch(nb);
         }
         for (i, &nb) in fresh.iter().enumerate() {
-            if let Some(&next) = fresh.get(i + 1) {
+            if let Some(&next) = fresh.get(i + ahead) {
                 prefetch(next);
             }
             let s = Scored {

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use super::kernels::{prefetch, similarity, PreparedQuery};
 use super::topk::{Candidate, TopK};
 use crate::collection::Collection;
-use crate::dtype::Metric;
+use crate::dtype::{DType, Metric, VectorRef};
 use crate::error::Result;
 use crate::hnsw::search_graph_prefetching;
 
@@ -27,6 +27,7 @@ pub(super) fn search_hnsw(
         .par_chunks_exact(dim)
         .map(|q| {
             let prepared = PreparedQuery::new(q, dtype);
+            let nav_query = (dtype == DType::F32).then(|| PreparedQuery::new(q, DType::Bf16));
             let mut top = TopK::new(k);
             for (si, slot) in c.slots().iter().enumerate() {
                 let matrix = slot.segment.fixed_matrix(field);
@@ -36,24 +37,47 @@ pub(super) fn search_hnsw(
                 };
                 match slot.segment.graph(field) {
                     Some(graph) => {
-                        let prefetch = |row: u32| {
-                            let r = row as usize;
-                            prefetch(matrix.slice(r * dim..(r + 1) * dim).as_bytes())
+                        let graph = graph?;
+                        let live = |r: u32| !slot.is_deleted(r);
+                        let hits = match (graph.nav(), &nav_query) {
+                            // Traverse with the compact copy, keep `ef` candidates, rescore exactly.
+                            (Some((nav, nd)), Some(nq)) if nd == dim => {
+                                let row_of = |row: u32| {
+                                    let r = row as usize;
+                                    VectorRef::Bf16(&nav[r * dim..(r + 1) * dim])
+                                };
+                                let approx = search_graph_prefetching(
+                                    &graph,
+                                    ef,
+                                    ef,
+                                    |row| similarity(metric, nq, row_of(row)),
+                                    live,
+                                    |row| prefetch(row_of(row).as_bytes()),
+                                )?;
+                                // The exact vectors of the candidates are cold: ask for all of
+                                // them before scoring any (memory-level parallelism).
+                                for &(_, row) in &approx {
+                                    let r = row as usize;
+                                    prefetch(matrix.slice(r * dim..(r + 1) * dim).as_bytes());
+                                }
+                                approx
+                                    .into_iter()
+                                    .map(|(_, row)| (score(row), row))
+                                    .collect()
+                            }
+                            _ => search_graph_prefetching(&graph, k, ef, score, live, |row| {
+                                let r = row as usize;
+                                prefetch(matrix.slice(r * dim..(r + 1) * dim).as_bytes())
+                            })?,
                         };
-                        let hits = search_graph_prefetching(
-                            &graph?,
-                            k,
-                            ef,
-                            score,
-                            |r| !slot.is_deleted(r),
-                            prefetch,
-                        )?;
                         for (score, row) in hits {
-                            top.push(Candidate {
-                                score,
-                                segment: si as u32,
-                                row,
-                            });
+                            if score >= top.threshold() {
+                                top.push(Candidate {
+                                    score,
+                                    segment: si as u32,
+                                    row,
+                                });
+                            }
                         }
                     }
                     None => {

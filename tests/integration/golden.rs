@@ -161,6 +161,7 @@ fn golden_graph() -> vellum::hnsw::Graph {
                 neighbours: vec![vec![3], vec![1]],
             },
         ],
+        nav: None,
     }
 }
 
