@@ -14,6 +14,12 @@ use crate::error::Result;
 use crate::format::segment::{ExtraSection, SectionKind, SegmentSource};
 use crate::schema::FieldKind;
 
+fn as_bf16(v: &[u16]) -> &[simsimd::bf16] {
+    // SAFETY: `simsimd::bf16` is a `#[repr(transparent)]` wrapper of `u16` (bfloat16 bits), so
+    // the slices have identical layout, length and alignment.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), v.len()) }
+}
+
 /// `hnsw_rs` needs non-negative distances; ours are decreasing functions of the similarity.
 struct MetricDistance {
     metric: Metric,
@@ -22,14 +28,17 @@ struct MetricDistance {
     offset: f32,
 }
 
-impl Distance<f32> for MetricDistance {
-    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+/// Vectors are inserted as bf16 bits: half the memory traffic of f32 and `vdpbf16ps` kernels;
+/// the neighbour choice does not need more precision (searches rescore exactly).
+impl Distance<u16> for MetricDistance {
+    fn eval(&self, a: &[u16], b: &[u16]) -> f32 {
+        let (a, b) = (as_bf16(a), as_bf16(b));
         let d = match self.metric {
             Metric::Ip => {
-                f64::from(self.offset) - <f32 as SpatialSimilarity>::dot(a, b).unwrap_or(0.0)
+                f64::from(self.offset) - SpatialSimilarity::dot(a, b).unwrap_or(0.0)
             }
-            Metric::Cosine => <f32 as SpatialSimilarity>::cos(a, b).unwrap_or(1.0),
-            Metric::L2 => <f32 as SpatialSimilarity>::l2sq(a, b).unwrap_or(0.0),
+            Metric::Cosine => SpatialSimilarity::cos(a, b).unwrap_or(1.0),
+            Metric::L2 => SpatialSimilarity::l2sq(a, b).unwrap_or(0.0),
         };
         if d.is_finite() {
             d.max(0.0) as f32
@@ -63,14 +72,18 @@ pub fn build_graph(
         _ => 0.0,
     };
     let m = params.m as usize;
-    let hnsw = Hnsw::<f32, MetricDistance>::new(
+    let bits: Vec<u16> = vectors
+        .iter()
+        .map(|&v| crate::search::tile::to_bf16_bits(v))
+        .collect();
+    let hnsw = Hnsw::<u16, MetricDistance>::new(
         m,
         rows,
         16,
         params.ef_construction as usize,
         MetricDistance { metric, offset },
     );
-    let data: Vec<(&[f32], usize)> = vectors.chunks_exact(dim).zip(0..rows).collect();
+    let data: Vec<(&[u16], usize)> = bits.chunks_exact(dim).zip(0..rows).collect();
     hnsw.parallel_insert_slice(&data);
 
     // Levels and neighbour lists per point.
