@@ -34,9 +34,7 @@ impl Distance<u16> for MetricDistance {
     fn eval(&self, a: &[u16], b: &[u16]) -> f32 {
         let (a, b) = (as_bf16(a), as_bf16(b));
         let d = match self.metric {
-            Metric::Ip => {
-                f64::from(self.offset) - SpatialSimilarity::dot(a, b).unwrap_or(0.0)
-            }
+            Metric::Ip => f64::from(self.offset) - SpatialSimilarity::dot(a, b).unwrap_or(0.0),
             Metric::Cosine => SpatialSimilarity::cos(a, b).unwrap_or(1.0),
             Metric::L2 => SpatialSimilarity::l2sq(a, b).unwrap_or(0.0),
         };
