@@ -4,20 +4,8 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{fail, ok};
+use common::{fail, noise, ok};
 use vellum::ingest::array::write_npy_f32;
-
-fn noise(seed: u64, n: usize) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect()
-}
 
 fn ids(run: &str) -> Vec<HashSet<String>> {
     let mut per_query: Vec<HashSet<String>> = Vec::new();

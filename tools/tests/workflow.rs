@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{fail, ok, vellum};
+use common::{fail, noise, ok, vellum};
 
 use vellum::ingest::array::{write_npy_f32, Array};
 
@@ -199,19 +199,6 @@ fn answer_accuracy_reads_passage_text_from_the_database() {
         ],
     );
     assert!(e.contains("--answers needs --db and --collection"), "{e}");
-}
-
-/// Pseudo-random values in [-0.5, 0.5) (no ties among scores in practice).
-fn noise(seed: u64, n: usize) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect()
 }
 
 /// A corpus of `n` docs with 8-d vectors and 20 queries.

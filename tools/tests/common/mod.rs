@@ -37,3 +37,16 @@ pub fn fail(dir: &Path, args: &[&str]) -> String {
     );
     err
 }
+
+/// Pseudo-random values in [-0.5, 0.5) (xorshift; no ties among scores in practice).
+pub fn noise(seed: u64, n: usize) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect()
+}
