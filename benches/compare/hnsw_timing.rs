@@ -67,6 +67,23 @@ fn main() {
             singles.push(t.elapsed().as_secs_f64());
         }
         let single_s = median(singles);
+        // The whole query set in one call on one thread (what the peers' 1-thread figures are).
+        let single_batch_s = median(
+            (0..reps)
+                .map(|_| {
+                    let t = Instant::now();
+                    single_pool.install(|| {
+                        std::hint::black_box(
+                            coll.search(
+                                &SearchRequest::dense_batch(&field, &queries, k).with_ef(ef),
+                            )
+                            .unwrap(),
+                        )
+                    });
+                    t.elapsed().as_secs_f64()
+                })
+                .collect(),
+        );
         let batch_s = median(
             (0..reps)
                 .map(|_| {
@@ -80,7 +97,7 @@ fn main() {
                 .collect(),
         );
         runs.push(
-            serde_json::json!({"ef": ef, "single_s": single_s, "batch_s": batch_s, "top": top}),
+            serde_json::json!({"ef": ef, "single_s": single_s, "single_batch_s": single_batch_s, "batch_s": batch_s, "top": top}),
         );
     }
     println!(
