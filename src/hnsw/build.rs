@@ -7,7 +7,7 @@ use simsimd::SpatialSimilarity;
 
 use std::collections::BTreeMap;
 
-use super::layout::{encode_graph, Graph, Layer};
+use super::layout::{encode_graph, Graph, Layer, Nav};
 use super::params::HnswParams;
 use crate::dtype::{DType, Metric};
 use crate::error::Result;
@@ -141,6 +141,45 @@ pub fn build_graph(
     })
 }
 
+/// 8-bit navigation codes of `vectors` (rows normalised first for cosine): one affine map for the
+/// segment, `value ≈ mid + scale · code`, spanning the 0.1 %–99.9 % quantiles of the values (rarer
+/// outliers saturate at ±127; searches rescore exactly, so this only steers the traversal).
+pub fn i8_codes(vectors: &[f32], dim: usize, metric: Metric) -> Nav {
+    let normalised: Vec<f32>;
+    let values: &[f32] = if metric == Metric::Cosine {
+        normalised = vectors
+            .chunks_exact(dim)
+            .flat_map(|row| {
+                let norm = <f32 as SpatialSimilarity>::dot(row, row)
+                    .unwrap_or(0.0)
+                    .sqrt() as f32;
+                let inv = if norm > 0.0 { 1.0 / norm } else { 0.0 };
+                row.iter().map(move |v| v * inv)
+            })
+            .collect();
+        &normalised
+    } else {
+        vectors
+    };
+    let step = (values.len() / (1 << 20)).max(1);
+    let mut sample: Vec<f32> = values.iter().step_by(step).copied().collect();
+    sample.sort_by(f32::total_cmp);
+    let (lo, hi) = match sample.len() {
+        0 => (0.0, 0.0),
+        n => (sample[(n - 1) / 1000], sample[(n - 1) * 999 / 1000]),
+    };
+    let (mid, scale) = if hi > lo {
+        ((lo + hi) / 2.0, (hi - lo) / 254.0)
+    } else {
+        (lo, 1.0)
+    };
+    let codes = values
+        .iter()
+        .map(|v| ((v - mid) / scale).round().clamp(-127.0, 127.0) as i8)
+        .collect();
+    Nav::I8 { codes, mid, scale }
+}
+
 /// The graph sections a new segment gets: one per indexed dense field, when the segment has at
 /// least the index's `min_rows` rows.
 pub fn graph_sections(
@@ -180,15 +219,8 @@ pub fn graph_sections(
             }
         }
         if let Some(mut g) = build_graph(&vectors, dim, metric, params) {
-            // f32 fields get a bf16 copy to traverse the graph with (half the memory traffic);
-            // 16-bit fields are traversed in place.
-            if dtype == DType::F32 {
-                let nav = vectors
-                    .iter()
-                    .map(|&v| crate::search::tile::to_bf16_bits(v))
-                    .collect();
-                g.nav = Some((nav, dim as u32));
-            }
+            // An 8-bit copy to traverse the graph with: a quarter of f32's memory traffic.
+            g.nav = Some((i8_codes(&vectors, dim, metric), dim as u32));
             out.push(ExtraSection {
                 kind: SectionKind::HnswGraph,
                 field: fi as u32,

@@ -10,10 +10,12 @@
 //!  16 u32 entry_point  row of the search entry point (a member of layer L-1)
 //!  20 u32 metric       1 ip, 2 cosine, 3 l2 (the field's metric)
 //!  24 u64 rows         N = the segment's row count
-//!  32 u32 nav_dtype    0: none; 3: bf16 navigation vectors present
+//!  32 u32 nav_dtype    0: none; 3: bf16 navigation vectors; 5: i8 navigation codes
 //!  36 u32 nav_dim      their dimension (the field's), 0 when none
 //!  40 u64 nav_offset   from the section start, multiple of 64; 0 when none
-//!  48..64 reserved, zero
+//!  48 f32 nav_mid      i8 codes: value = nav_mid + nav_scale · code; else 0
+//!  52 f32 nav_scale    i8 codes: > 0; else 0
+//!  56..64 reserved, zero
 //! layer table: L entries of 32 bytes at offset 64
 //!   0 u64 nodes        n_l (n_0 = N; non-increasing)
 //!   8 u64 edges        e_l
@@ -24,7 +26,7 @@
 //!             whose members are 0..N), zero-padded to a multiple of 8 bytes
 //!   offsets   u64[n_l + 1]: node i's neighbours are neighbours[offsets[i]..offsets[i+1]]
 //!   neighbours u32[e_l], rows
-//! navigation vectors (optional), at nav_offset: bf16[N × nav_dim], row-major
+//! navigation vectors (optional), at nav_offset: bf16 or i8 [N × nav_dim], row-major
 //! ```
 
 use std::path::Path;
@@ -76,9 +78,41 @@ pub struct Graph {
     pub rows: u64,
     /// Layers, bottom (0) first.
     pub layers: Vec<Layer>,
-    /// Optional compact copy of the vectors that searches traverse the graph with (bf16 bits,
-    /// `rows × dim`), and its dimension; the final candidates are rescored exactly.
-    pub nav: Option<(Vec<u16>, u32)>,
+    /// Optional compact copy of the vectors that searches traverse the graph with, and its
+    /// dimension; the final candidates are rescored exactly.
+    pub nav: Option<(Nav, u32)>,
+}
+
+/// Navigation vectors of a graph (`rows × dim`, row-major).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Nav {
+    /// bf16 bits.
+    Bf16(Vec<u16>),
+    /// 8-bit codes: value ≈ `mid + scale · code`.
+    I8 {
+        /// The codes.
+        codes: Vec<i8>,
+        /// Value of code 0.
+        mid: f32,
+        /// Value step per code.
+        scale: f32,
+    },
+}
+
+/// Mapped navigation vectors.
+#[derive(Debug, Clone, Copy)]
+pub enum NavView<'a> {
+    /// bf16 values.
+    Bf16(&'a [half::bf16]),
+    /// 8-bit codes: value ≈ `mid + scale · code`.
+    I8 {
+        /// The codes.
+        codes: &'a [i8],
+        /// Value of code 0.
+        mid: f32,
+        /// Value step per code.
+        scale: f32,
+    },
 }
 
 fn align8(n: usize) -> usize {
@@ -98,9 +132,14 @@ pub fn encode_graph(g: &Graph) -> Vec<u8> {
     put32(&mut out, metric_code(g.metric));
     put64(&mut out, g.rows);
     match &g.nav {
-        Some((_, dim)) => {
-            put32(&mut out, 3);
+        Some((nav, dim)) => {
+            put32(&mut out, if matches!(nav, Nav::Bf16(_)) { 3 } else { 5 });
             put32(&mut out, *dim);
+            put64(&mut out, 0); // nav_offset, patched below
+            if let Nav::I8 { mid, scale, .. } = nav {
+                out.extend_from_slice(&mid.to_le_bytes());
+                out.extend_from_slice(&scale.to_le_bytes());
+            }
         }
         None => put64(&mut out, 0),
     }
@@ -133,8 +172,12 @@ pub fn encode_graph(g: &Graph) -> Vec<u8> {
         out.resize(out.len().div_ceil(64) * 64, 0);
         let at = out.len() as u64;
         out[40..48].copy_from_slice(&at.to_le_bytes());
-        nav.iter()
-            .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        match nav {
+            Nav::Bf16(v) => v
+                .iter()
+                .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+            Nav::I8 { codes, .. } => out.extend(codes.iter().map(|c| *c as u8)),
+        }
     }
     out
 }
@@ -169,7 +212,7 @@ pub struct GraphView<'a> {
     /// Rows of the segment.
     pub rows: u64,
     layers: Vec<LayerView<'a>>,
-    nav: Option<(&'a [half::bf16], usize)>,
+    nav: Option<(NavView<'a>, usize)>,
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -242,25 +285,55 @@ impl<'a> GraphView<'a> {
                 format!("entry point {entry} is not a row of {rows}"),
             ));
         }
-        if bytes[48..HEADER_LEN].iter().any(|b| *b != 0) {
-            return Err(err(48, "reserved header bytes are not zero".into()));
+        if bytes[56..HEADER_LEN].iter().any(|b| *b != 0) {
+            return Err(err(56, "reserved header bytes are not zero".into()));
         }
         let table_end = HEADER_LEN + n_layers as usize * LAYER_ENTRY_LEN;
         let (nav_dtype, nav_dim, nav_at) =
             (u32_at(bytes, 32), u32_at(bytes, 36), u64_at(bytes, 40));
+        let (mid, scale) = (
+            f32::from_le_bytes(bytes[48..52].try_into().expect("4 bytes")),
+            f32::from_le_bytes(bytes[52..56].try_into().expect("4 bytes")),
+        );
+        let elem = match nav_dtype {
+            3 => 2u64,
+            5 => 1,
+            _ => 0,
+        };
         let nav = match nav_dtype {
-            0 if nav_dim == 0 && nav_at == 0 => None,
-            3 if nav_dim > 0 => {
-                let len = rows
-                    .checked_mul(u64::from(nav_dim) * 2)
+            0 if nav_dim == 0 && nav_at == 0 && mid == 0.0 && scale == 0.0 => None,
+            3 | 5 if nav_dim > 0 => {
+                let end = rows
+                    .checked_mul(u64::from(nav_dim) * elem)
                     .and_then(|l| l.checked_add(nav_at))
-                    .filter(|end| *end <= bytes.len() as u64 && nav_at.is_multiple_of(64) && nav_at >= table_end as u64);
-                let Some(end) = len else {
-                    return Err(err(40, format!("navigation vectors at {nav_at} ({rows} × {nav_dim}) are misplaced or run past the section")));
+                    .filter(|end| {
+                        *end <= bytes.len() as u64
+                            && nav_at.is_multiple_of(64)
+                            && nav_at >= table_end as u64
+                    })
+                    .ok_or_else(|| {
+                        err(40, format!("navigation vectors at {nav_at} ({rows} × {nav_dim}) are misplaced or run past the section"))
+                    })?;
+                let raw = &bytes[nav_at as usize..end as usize];
+                let view = if nav_dtype == 3 {
+                    if mid != 0.0 || scale != 0.0 {
+                        return Err(err(48, "bf16 navigation vectors with i8 parameters".into()));
+                    }
+                    NavView::Bf16(
+                        bytemuck::try_cast_slice(raw)
+                            .map_err(|_| err(40, "navigation vectors misaligned".into()))?,
+                    )
+                } else {
+                    if !(mid.is_finite() && scale.is_finite() && scale > 0.0) {
+                        return Err(err(48, format!("i8 navigation parameters mid {mid}, scale {scale} are invalid")));
+                    }
+                    NavView::I8 {
+                        codes: bytemuck::cast_slice(raw),
+                        mid,
+                        scale,
+                    }
                 };
-                let nav: &[half::bf16] = bytemuck::try_cast_slice(&bytes[nav_at as usize..end as usize])
-                    .map_err(|_| err(40, "navigation vectors misaligned".into()))?;
-                Some((nav, nav_dim as usize))
+                Some((view, nav_dim as usize))
             }
             _ => {
                 return Err(err(32, format!("navigation vector type {nav_dtype} / dimension {nav_dim} / offset {nav_at} are inconsistent")))
@@ -360,8 +433,8 @@ impl<'a> GraphView<'a> {
         Ok(g)
     }
 
-    /// The bf16 navigation vectors and their dimension, if the graph has them.
-    pub fn nav(&self) -> Option<(&'a [half::bf16], usize)> {
+    /// The navigation vectors and their dimension, if the graph has them.
+    pub fn nav(&self) -> Option<(NavView<'a>, usize)> {
         self.nav
     }
 
@@ -525,12 +598,35 @@ mod tests {
     #[test]
     fn navigation_vectors_round_trip() {
         let mut g = tiny();
-        g.nav = Some(((0..8u16).collect(), 2));
+        g.nav = Some((
+            Nav::I8 {
+                codes: vec![-3, 0, 5, 127, -127, 1, 2, 3],
+                mid: 0.5,
+                scale: 0.25,
+            },
+            2,
+        ));
         let bytes = encode_graph(&g);
         let buf = aligned(&bytes);
         let b = &bytemuck::cast_slice::<u64, u8>(&buf)[..bytes.len()];
         let v = GraphView::open(b, Path::new("s"), 0, 4, Metric::L2).unwrap();
-        let (nav, dim) = v.nav().unwrap();
+        match v.nav().unwrap() {
+            (NavView::I8 { codes, mid, scale }, 2) => {
+                assert_eq!(
+                    (codes, mid, scale),
+                    (&[-3i8, 0, 5, 127, -127, 1, 2, 3][..], 0.5, 0.25)
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        g.nav = Some((Nav::Bf16((0..8u16).collect()), 2));
+        let bytes = encode_graph(&g);
+        let buf = aligned(&bytes);
+        let b = &bytemuck::cast_slice::<u64, u8>(&buf)[..bytes.len()];
+        let v = GraphView::open(b, Path::new("s"), 0, 4, Metric::L2).unwrap();
+        let (NavView::Bf16(nav), dim) = v.nav().unwrap() else {
+            panic!("bf16 expected")
+        };
         assert_eq!(dim, 2);
         assert_eq!(
             nav.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),

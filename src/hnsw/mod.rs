@@ -16,6 +16,6 @@ pub mod params;
 pub mod search;
 
 pub use build::{build_graph, graph_sections};
-pub use layout::{encode_graph, Graph, GraphView};
+pub use layout::{encode_graph, Graph, GraphView, Nav, NavView};
 pub use params::HnswParams;
 pub use search::{search_graph, search_graph_prefetching};

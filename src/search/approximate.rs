@@ -11,6 +11,7 @@ use crate::collection::Collection;
 use crate::dtype::{DType, Metric, VectorRef};
 use crate::error::Result;
 use crate::hnsw::search_graph_prefetching;
+use crate::hnsw::NavView;
 
 /// Approximate top-`k` for each of the `queries` (row-major, `dim` wide) with candidate list `ef`.
 pub(super) fn search_hnsw(
@@ -27,7 +28,6 @@ pub(super) fn search_hnsw(
         .par_chunks_exact(dim)
         .map(|q| {
             let prepared = PreparedQuery::new(q, dtype);
-            let nav_query = (dtype == DType::F32).then(|| PreparedQuery::new(q, DType::Bf16));
             let mut top = TopK::new(k);
             for (si, slot) in c.slots().iter().enumerate() {
                 let matrix = slot.segment.fixed_matrix(field);
@@ -39,20 +39,17 @@ pub(super) fn search_hnsw(
                     Some(graph) => {
                         let graph = graph?;
                         let live = |r: u32| !slot.is_deleted(r);
-                        let hits = match (graph.nav(), &nav_query) {
+                        let hits = match graph.nav() {
                             // Traverse with the compact copy, keep `ef` candidates, rescore exactly.
-                            (Some((nav, nd)), Some(nq)) if nd == dim => {
-                                let row_of = |row: u32| {
-                                    let r = row as usize;
-                                    VectorRef::Bf16(&nav[r * dim..(r + 1) * dim])
-                                };
+                            Some((nav, nd)) if nd == dim => {
+                                let nav_score = NavScorer::new(nav, metric, q, dim);
                                 let approx = search_graph_prefetching(
                                     &graph,
                                     ef,
                                     ef,
-                                    |row| similarity(metric, nq, row_of(row)),
+                                    |row| nav_score.score(row),
                                     live,
-                                    |row| prefetch(row_of(row).as_bytes()),
+                                    |row| prefetch(nav_score.row_bytes(row)),
                                 )?;
                                 // The exact vectors of the candidates are cold: ask for all of
                                 // them before scoring any (memory-level parallelism).
@@ -99,4 +96,102 @@ pub(super) fn search_hnsw(
             Ok(top)
         })
         .collect()
+}
+
+/// Scores of a query against a graph's navigation vectors (higher is better; only their order
+/// matters, the candidates are rescored exactly).
+enum NavScorer<'a> {
+    Bf16 {
+        nav: &'a [half::bf16],
+        query: PreparedQuery,
+        metric: Metric,
+        dim: usize,
+    },
+    /// 8-bit codes: L2 compares codes with the query mapped through the same affine map; inner
+    /// product and cosine rank by `q·code` (the `mid` term is constant per query) with the query
+    /// (normalised for cosine) scaled to the i8 range.
+    I8 {
+        codes: &'a [i8],
+        query: Vec<i8>,
+        l2: bool,
+        dim: usize,
+    },
+}
+
+impl<'a> NavScorer<'a> {
+    fn new(nav: NavView<'a>, metric: Metric, q: &[f32], dim: usize) -> Self {
+        match nav {
+            NavView::Bf16(nav) => NavScorer::Bf16 {
+                nav,
+                query: PreparedQuery::new(q, DType::Bf16),
+                metric,
+                dim,
+            },
+            NavView::I8 { codes, mid, scale } => {
+                let quantise = |v: f32, s: f32| (v / s).round().clamp(-127.0, 127.0) as i8;
+                let query = match metric {
+                    Metric::L2 => q.iter().map(|v| quantise(v - mid, scale)).collect(),
+                    _ => {
+                        let norm = if metric == Metric::Cosine {
+                            q.iter().map(|v| v * v).sum::<f32>().sqrt()
+                        } else {
+                            1.0
+                        };
+                        let max = q.iter().fold(0.0f32, |m, v| m.max(v.abs()))
+                            / norm.max(f32::MIN_POSITIVE);
+                        let s = if max > 0.0 { max / 127.0 } else { 1.0 };
+                        q.iter()
+                            .map(|v| quantise(v / norm.max(f32::MIN_POSITIVE), s))
+                            .collect()
+                    }
+                };
+                NavScorer::I8 {
+                    codes,
+                    query,
+                    l2: metric == Metric::L2,
+                    dim,
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn score(&self, row: u32) -> f32 {
+        let r = row as usize;
+        match self {
+            NavScorer::Bf16 {
+                nav,
+                query,
+                metric,
+                dim,
+            } => similarity(
+                *metric,
+                query,
+                VectorRef::Bf16(&nav[r * dim..(r + 1) * dim]),
+            ),
+            NavScorer::I8 {
+                codes,
+                query,
+                l2,
+                dim,
+            } => {
+                let x = &codes[r * dim..(r + 1) * dim];
+                if *l2 {
+                    -(<i8 as simsimd::SpatialSimilarity>::l2sq(query, x).unwrap_or(f64::MAX) as f32)
+                } else {
+                    <i8 as simsimd::SpatialSimilarity>::dot(query, x).unwrap_or(f64::MIN) as f32
+                }
+            }
+        }
+    }
+
+    fn row_bytes(&self, row: u32) -> &[u8] {
+        let r = row as usize;
+        match self {
+            NavScorer::Bf16 { nav, dim, .. } => bytemuck::cast_slice(&nav[r * dim..(r + 1) * dim]),
+            NavScorer::I8 { codes, dim, .. } => {
+                bytemuck::cast_slice(&codes[r * dim..(r + 1) * dim])
+            }
+        }
+    }
 }

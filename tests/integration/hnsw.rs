@@ -196,3 +196,56 @@ fn damaged_graph_sections_are_errors_not_panics() {
     }
     std::fs::write(&path, &original).unwrap();
 }
+
+#[test]
+fn recall_with_navigation_codes_for_every_metric_and_dtype() {
+    let mut rng = crate::common::Rng(11);
+    let (n, dim) = (3000, 24);
+    let data: Vec<f32> = rng.vec(n * dim);
+    let queries: Vec<f32> = rng.vec(40 * dim);
+    for metric in [Metric::Ip, Metric::Cosine, Metric::L2] {
+        for dtype in [DType::F32, DType::F16] {
+            let dir = tempfile::tempdir().unwrap();
+            let db = Database::create(dir.path()).unwrap();
+            let mut w = db.writer().unwrap();
+            w.create_collection(
+                "c",
+                Schema::new().with_field(FieldSpec::dense("px", dim as u32, dtype, metric)),
+            )
+            .unwrap();
+            w.set_index("c", "px", Some(params())).unwrap();
+            for i in 0..n {
+                w.add(
+                    "c",
+                    Document::new(format!("img{i}"))
+                        .with_dense("px", data[i * dim..(i + 1) * dim].to_vec()),
+                )
+                .unwrap();
+            }
+            w.commit().unwrap();
+            drop(w);
+            let snap = db.snapshot().unwrap();
+            let c = snap.collection("c").unwrap();
+            assert!(c.slots()[0].segment.graph(0).is_some());
+            let approx = c
+                .search(&SearchRequest::dense_batch("px", &queries, 10))
+                .unwrap();
+            let exact = c
+                .search(&SearchRequest::dense_batch("px", &queries, 10).exact())
+                .unwrap();
+            let mut hit = 0;
+            for (a, e) in approx.iter().zip(&exact) {
+                let truth: HashSet<&str> = e.iter().map(|h| h.id.as_str()).collect();
+                hit += a.iter().filter(|h| truth.contains(h.id.as_str())).count();
+                // Returned scores are exact scores, not navigation scores.
+                for h in a {
+                    if let Some(x) = e.iter().find(|x| x.id == h.id) {
+                        assert_eq!(x.score, h.score);
+                    }
+                }
+            }
+            let recall = hit as f64 / (10 * approx.len()) as f64;
+            assert!(recall >= 0.95, "{metric:?} {dtype:?}: recall@10 {recall}");
+        }
+    }
+}
