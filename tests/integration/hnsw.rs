@@ -199,8 +199,9 @@ fn damaged_graph_sections_are_errors_not_panics() {
 
 #[test]
 fn recall_with_navigation_codes_for_every_metric_and_dtype() {
+    // Small enough for debug builds: hnsw_rs's generic code is instantiated (unoptimised) here.
     let mut rng = crate::common::Rng(11);
-    let (n, dim) = (3000, 24);
+    let (n, dim) = (1500, 24);
     let data: Vec<f32> = rng.vec(n * dim);
     let queries: Vec<f32> = rng.vec(40 * dim);
     for metric in [Metric::Ip, Metric::Cosine, Metric::L2] {
@@ -213,7 +214,13 @@ fn recall_with_navigation_codes_for_every_metric_and_dtype() {
                 Schema::new().with_field(FieldSpec::dense("px", dim as u32, dtype, metric)),
             )
             .unwrap();
-            w.set_index("c", "px", Some(params())).unwrap();
+            let p = HnswParams {
+                m: 12,
+                ef_construction: 100,
+                min_rows: 500,
+                ..HnswParams::default()
+            };
+            w.set_index("c", "px", Some(p)).unwrap();
             for i in 0..n {
                 w.add(
                     "c",
