@@ -26,6 +26,9 @@ ap.add_argument("--m", type=int, default=16)
 ap.add_argument("--ef-construction", type=int, default=200)
 ap.add_argument("--threads", type=int, default=os.cpu_count())
 ap.add_argument("--efs", default="16,32,64,128,256")
+ap.add_argument("--data", choices=["fashion-mnist", "clustered"], default="fashion-mnist",
+                help="clustered: 384-d unit vectors shaped like sentence embeddings (shared mean "
+                     "direction, 256 topic clusters), searched by L2 (= cosine order on unit vectors)")
 args = ap.parse_args()
 os.environ.setdefault("OPENBLAS_CORETYPE", "SkylakeX")
 os.environ["OMP_NUM_THREADS"] = str(args.threads)
@@ -45,9 +48,26 @@ def images(name, n):
     return np.frombuffer(data, dtype=np.uint8, offset=16)[: n * 784].reshape(n, 784).astype(np.float32)
 
 
-X = images("train-images-idx3-ubyte.gz", args.n)
-Q = images("t10k-images-idx3-ubyte.gz", args.queries)
-flat = faiss.IndexFlatL2(784)
+if args.data == "fashion-mnist":
+    X = images("train-images-idx3-ubyte.gz", args.n)
+    Q = images("t10k-images-idx3-ubyte.gz", args.queries)
+else:
+    rng = np.random.default_rng(0)
+
+    def unit(v):
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+    dim = 384
+    mean = unit(rng.standard_normal((1, dim)))
+    centers = unit(rng.standard_normal((256, dim)))
+
+    def draw(m):
+        c = centers[rng.integers(0, len(centers), m)]
+        return unit(0.7 * mean + 0.6 * c + 0.8 * rng.standard_normal((m, dim)) / np.sqrt(dim))
+
+    X, Q = draw(args.n), draw(args.queries)
+DIM = X.shape[1]
+flat = faiss.IndexFlatL2(DIM)
 flat.add(X)
 _, truth = flat.search(Q, 10)
 
@@ -69,7 +89,7 @@ subprocess.run(["cargo", "bench", "-q", "--bench", "compare_hnsw_timing", "--no-
 vellum = root / "target/release/vellum"
 db = work / "db"
 run = lambda *a: subprocess.run([str(vellum), *map(str, a)], check=True, stdout=subprocess.DEVNULL)
-run("create", db, "-c", "docs", "-f", "emb:dense:784:f32:l2")
+run("create", db, "-c", "docs", "-f", f"emb:dense:{DIM}:f32:l2")
 run("ingest", db, "-c", "docs", "--docs", work / "corpus.jsonl", "--vectors", f"emb={work / 'corpus.npy'}")
 t = time.perf_counter()
 run("index", db, "-c", "docs", "-f", "emb", "--hnsw", f"m={args.m},ef_construction={args.ef_construction},min_rows=1000")
@@ -81,7 +101,7 @@ v = json.loads(out.strip().splitlines()[-1])
 v_rows = {r["ef"]: r for r in v["runs"]}
 
 # ---- hnswlib
-h = hnswlib.Index(space="l2", dim=784)
+h = hnswlib.Index(space="l2", dim=DIM)
 h.init_index(max_elements=args.n, ef_construction=args.ef_construction, M=args.m, random_seed=1)
 h.set_num_threads(args.threads)
 t = time.perf_counter()
@@ -89,7 +109,7 @@ h.add_items(X, np.arange(args.n))
 h_build = time.perf_counter() - t
 h.save_index(str(work / "hnswlib.bin"))
 t = time.perf_counter()
-h2 = hnswlib.Index(space="l2", dim=784)
+h2 = hnswlib.Index(space="l2", dim=DIM)
 h2.load_index(str(work / "hnswlib.bin"), max_elements=args.n)
 h_load = time.perf_counter() - t
 h_rows = {}
@@ -106,7 +126,7 @@ for ef in efs:
     h_rows[ef] = {"single_s": single, "batch_s": batch, "recall": recall(ids)}
 
 # ---- FAISS
-f = faiss.IndexHNSWFlat(784, args.m)
+f = faiss.IndexHNSWFlat(DIM, args.m)
 f.hnsw.efConstruction = args.ef_construction
 faiss.omp_set_num_threads(args.threads)
 t = time.perf_counter()
@@ -130,7 +150,7 @@ for ef in efs:
     f_rows[ef] = {"single_s": single, "batch_s": batch, "recall": recall(ids)}
 
 nq = len(Q)
-print(f"Fashion-MNIST {args.n} x 784 (L2), {nq} queries, k=10, M={args.m}, ef_construction={args.ef_construction}, "
+print(f"{args.data} {args.n} x {DIM} (L2), {nq} queries, k=10, M={args.m}, ef_construction={args.ef_construction}, "
       f"{args.threads} threads; hnswlib {hnswlib.__version__ if hasattr(hnswlib, '__version__') else ''}, faiss {faiss.__version__}")
 print()
 print("| ef | vellum recall | vellum 1-thread q/s (per-call) | vellum batch q/s | hnswlib recall | hnswlib 1-thread q/s | hnswlib batch q/s | FAISS recall | FAISS 1-thread q/s | FAISS batch q/s | vellum / hnswlib (1 thread) |")
