@@ -187,3 +187,45 @@ fn golden_v1_hnsw_graph_section() {
     assert_eq!(g.neighbours(0, 3).unwrap(), &[0, 1, 4]);
     assert_eq!(g.neighbours(1, g.position(1, 3).unwrap()).unwrap(), &[1]);
 }
+
+#[test]
+fn golden_v1_hnsw_graph_section_with_navigation_codes() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("format-spec/golden/v1/hnsw/graph_nav_i8.bin");
+    let mut graph = golden_graph();
+    graph.nav = Some((
+        vellum::hnsw::Nav::I8 {
+            codes: vec![-127, 0, 1, 2, 127, -1, 5, 6, 7, 8],
+            mid: 0.5,
+            scale: 0.125,
+        },
+        2,
+    ));
+    let encoded = vellum::hnsw::encode_graph(&graph);
+    if std::env::var_os("VELLUM_REGEN_GOLDEN").is_some() {
+        std::fs::write(&path, &encoded).unwrap();
+    }
+    let golden = std::fs::read(&path).unwrap();
+    assert_eq!(
+        encoded, golden,
+        "the v1 graph section layout (navigation codes) changed"
+    );
+    let mut buf = vec![0u64; golden.len().div_ceil(8)];
+    bytemuck::cast_slice_mut::<u64, u8>(&mut buf)[..golden.len()].copy_from_slice(&golden);
+    let bytes = &bytemuck::cast_slice::<u64, u8>(&buf)[..golden.len()];
+    let g = vellum::hnsw::GraphView::open(bytes, &path, 0, 5, vellum::Metric::L2).unwrap();
+    g.verify().unwrap();
+    match g.nav() {
+        Some((vellum::hnsw::NavView::I8 { codes, mid, scale }, 2)) => {
+            assert_eq!(codes, &[-127, 0, 1, 2, 127, -1, 5, 6, 7, 8]);
+            assert_eq!((mid, scale), (0.5, 0.125));
+        }
+        other => panic!("expected i8 navigation codes, found {other:?}"),
+    }
+    // Header bytes 32..56 as format-spec/hnsw.md specifies them.
+    assert_eq!(&golden[32..36], &5u32.to_le_bytes());
+    assert_eq!(&golden[36..40], &2u32.to_le_bytes());
+    assert_eq!(&golden[40..48], &256u64.to_le_bytes());
+    assert_eq!(&golden[48..52], &0.5f32.to_le_bytes());
+    assert_eq!(&golden[52..56], &0.125f32.to_le_bytes());
+}
