@@ -70,42 +70,32 @@ pub fn build_graph(
         _ => 0.0,
     };
     let m = params.m as usize;
-    let bits: Vec<u16> = vectors
-        .iter()
-        .map(|&v| crate::search::tile::to_bf16_bits(v))
-        .collect();
-    let hnsw = Hnsw::<u16, MetricDistance>::new(
-        m,
-        rows,
-        16,
-        params.ef_construction as usize,
-        MetricDistance { metric, offset },
-    );
-    let data: Vec<(&[u16], usize)> = bits.chunks_exact(dim).zip(0..rows).collect();
-    hnsw.parallel_insert_slice(&data);
-
-    // Levels and neighbour lists per point.
-    let mut level = vec![0u8; rows];
-    let mut lists: Vec<Vec<Vec<u32>>> = vec![Vec::new(); rows];
-    for point in hnsw.get_point_indexation() {
-        let row = point.get_origin_id();
-        let l = point.get_point_id().0;
-        level[row] = l;
-        lists[row] = point
-            .get_neighborhood_id()
-            .into_iter()
-            .take(l as usize + 1)
-            .map(|nbs| {
-                let mut v: Vec<u32> = nbs
-                    .iter()
-                    .map(|n| n.get_origin_id() as u32)
-                    .filter(|&r| r as usize != row)
-                    .collect();
-                v.dedup();
-                v
-            })
+    let efc = params.ef_construction as usize;
+    // L2 and cosine are built on the 8-bit navigation codes (cosine codes are of normalised rows,
+    // whose squared distance orders like the cosine): a quarter of f32's bytes and VNNI kernels.
+    // Inner product needs the affine terms, so it is built on bf16.
+    let (level, lists, codes) = if metric == Metric::Ip {
+        let bits: Vec<u16> = vectors
+            .iter()
+            .map(|&v| crate::search::tile::to_bf16_bits(v))
             .collect();
-    }
+        let hnsw =
+            Hnsw::<u16, MetricDistance>::new(m, rows, 16, efc, MetricDistance { metric, offset });
+        let data: Vec<(&[u16], usize)> = bits.chunks_exact(dim).zip(0..rows).collect();
+        hnsw.parallel_insert_slice(&data);
+        let (level, lists) = extract(&hnsw, rows);
+        (level, lists, None)
+    } else {
+        let nav = i8_codes(vectors, dim, metric);
+        let Nav::I8 { codes, .. } = &nav else {
+            unreachable!("i8_codes returns codes")
+        };
+        let hnsw = Hnsw::<i8, CodeDistance>::new(m, rows, 16, efc, CodeDistance);
+        let data: Vec<(&[i8], usize)> = codes.chunks_exact(dim).zip(0..rows).collect();
+        hnsw.parallel_insert_slice(&data);
+        let (level, lists) = extract(&hnsw, rows);
+        (level, lists, Some(nav))
+    };
     let top = level.iter().copied().max().unwrap_or(0) as usize;
     let entry = level.iter().position(|&l| l as usize == top).unwrap_or(0) as u32;
     let mut layers = Vec::with_capacity(top + 1);
@@ -137,8 +127,48 @@ pub fn build_graph(
         entry,
         rows: rows as u64,
         layers,
-        nav: None,
+        nav: codes.map(|c| (c, dim as u32)),
     })
+}
+
+/// Squared L2 between 8-bit codes.
+struct CodeDistance;
+
+impl Distance<i8> for CodeDistance {
+    fn eval(&self, a: &[i8], b: &[i8]) -> f32 {
+        <i8 as SpatialSimilarity>::l2sq(a, b).unwrap_or(0.0) as f32
+    }
+}
+
+/// Levels and per-layer neighbour rows of every point of a built `hnsw_rs` graph.
+#[allow(clippy::type_complexity)]
+fn extract<T, D>(hnsw: &Hnsw<'_, T, D>, rows: usize) -> (Vec<u8>, Vec<Vec<Vec<u32>>>)
+where
+    T: Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned,
+    D: Distance<T> + Send + Sync,
+{
+    let mut level = vec![0u8; rows];
+    let mut lists: Vec<Vec<Vec<u32>>> = vec![Vec::new(); rows];
+    for point in hnsw.get_point_indexation() {
+        let row = point.get_origin_id();
+        let l = point.get_point_id().0;
+        level[row] = l;
+        lists[row] = point
+            .get_neighborhood_id()
+            .into_iter()
+            .take(l as usize + 1)
+            .map(|nbs| {
+                let mut v: Vec<u32> = nbs
+                    .iter()
+                    .map(|n| n.get_origin_id() as u32)
+                    .filter(|&r| r as usize != row)
+                    .collect();
+                v.dedup();
+                v
+            })
+            .collect();
+    }
+    (level, lists)
 }
 
 /// 8-bit navigation codes of `vectors` (rows normalised first for cosine): one affine map for the
@@ -220,7 +250,9 @@ pub fn graph_sections(
         }
         if let Some(mut g) = build_graph(&vectors, dim, metric, params) {
             // An 8-bit copy to traverse the graph with: a quarter of f32's memory traffic.
-            g.nav = Some((i8_codes(&vectors, dim, metric), dim as u32));
+            if g.nav.is_none() {
+                g.nav = Some((i8_codes(&vectors, dim, metric), dim as u32));
+            }
             out.push(ExtraSection {
                 kind: SectionKind::HnswGraph,
                 field: fi as u32,
