@@ -84,6 +84,37 @@ impl DType {
             }
         }
     }
+
+    /// Inverse of [`DType::encode_into`]: appends the values of little-endian `bytes` (any
+    /// alignment; a trailing partial element is ignored) to `out` as f32.
+    ///
+    /// ```
+    /// use vellum::DType;
+    /// let mut bytes = Vec::new();
+    /// DType::F16.encode_into(&[1.5, -2.0], &mut bytes);
+    /// let mut back = Vec::new();
+    /// DType::F16.decode_into(&bytes, &mut back);
+    /// assert_eq!(back, [1.5, -2.0]);
+    /// ```
+    pub fn decode_into(self, bytes: &[u8], out: &mut Vec<f32>) {
+        match self {
+            DType::F32 => out.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            ),
+            DType::F16 => out.extend(
+                bytes
+                    .chunks_exact(2)
+                    .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()),
+            ),
+            DType::Bf16 => out.extend(
+                bytes
+                    .chunks_exact(2)
+                    .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()),
+            ),
+        }
+    }
 }
 
 impl std::fmt::Display for DType {

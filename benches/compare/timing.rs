@@ -10,13 +10,9 @@ use std::time::Instant;
 use vellum::ingest::array::Array;
 use vellum::{Database, SearchRequest, Strategy};
 
-fn arg(args: &[String], name: &str, default: Option<&str>) -> String {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .or(default.map(str::to_string))
-        .unwrap_or_else(|| panic!("missing {name}"))
-}
+#[path = "args.rs"]
+mod args;
+use args::arg;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -827,6 +827,11 @@ impl Segment {
         })
     }
 
+    /// Whether dense field `field` has an HNSW graph section (validated at open).
+    pub fn has_graph(&self, field: usize) -> bool {
+        self.graphs.get(field).is_some_and(Option::is_some)
+    }
+
     /// The HNSW graph of dense field `field`, if the segment has one.
     pub fn graph(&self, field: usize) -> Option<Result<GraphView<'_>>> {
         let r = self.graphs.get(field)?.as_ref()?;

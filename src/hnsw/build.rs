@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use super::layout::{encode_graph, Graph, Layer, Nav};
 use super::params::HnswParams;
-use crate::dtype::{DType, Metric};
+use crate::dtype::Metric;
 use crate::error::Result;
 use crate::format::segment::{ExtraSection, SectionKind, SegmentSource};
 use crate::schema::FieldKind;
@@ -232,21 +232,7 @@ pub fn graph_sections(
         let dim = dim as usize;
         let mut vectors = Vec::with_capacity(rows * dim);
         for r in 0..rows {
-            let raw = source.field(fi, r)?;
-            match dtype {
-                DType::F32 => vectors.extend(
-                    raw.chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-                ),
-                DType::F16 => vectors.extend(
-                    raw.chunks_exact(2)
-                        .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
-                ),
-                DType::Bf16 => vectors.extend(
-                    raw.chunks_exact(2)
-                        .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()),
-                ),
-            }
+            dtype.decode_into(source.field(fi, r)?, &mut vectors);
         }
         if let Some(mut g) = build_graph(&vectors, dim, metric, params) {
             // An 8-bit copy to traverse the graph with: a quarter of f32's memory traffic.

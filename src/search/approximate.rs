@@ -5,8 +5,9 @@
 
 use rayon::prelude::*;
 
+use super::dense::offer;
 use super::kernels::{prefetch, similarity, PreparedQuery};
-use super::topk::{Candidate, TopK};
+use super::topk::TopK;
 use crate::collection::Collection;
 use crate::dtype::{DType, Metric, VectorRef};
 use crate::error::Result;
@@ -31,10 +32,11 @@ pub(super) fn search_hnsw(
             let mut top = TopK::new(k);
             for (si, slot) in c.slots().iter().enumerate() {
                 let matrix = slot.segment.fixed_matrix(field);
-                let score = |row: u32| {
+                let row_of = |row: u32| {
                     let r = row as usize;
-                    similarity(metric, &prepared, matrix.slice(r * dim..(r + 1) * dim))
+                    matrix.slice(r * dim..(r + 1) * dim)
                 };
+                let score = |row: u32| similarity(metric, &prepared, row_of(row));
                 match slot.segment.graph(field) {
                     Some(graph) => {
                         let graph = graph?;
@@ -54,8 +56,7 @@ pub(super) fn search_hnsw(
                                 // The exact vectors of the candidates are cold: ask for all of
                                 // them before scoring any (memory-level parallelism).
                                 for &(_, row) in &approx {
-                                    let r = row as usize;
-                                    prefetch(matrix.slice(r * dim..(r + 1) * dim).as_bytes());
+                                    prefetch(row_of(row).as_bytes());
                                 }
                                 approx
                                     .into_iter()
@@ -63,32 +64,16 @@ pub(super) fn search_hnsw(
                                     .collect()
                             }
                             _ => search_graph_prefetching(&graph, k, ef, score, live, |row| {
-                                let r = row as usize;
-                                prefetch(matrix.slice(r * dim..(r + 1) * dim).as_bytes())
+                                prefetch(row_of(row).as_bytes())
                             })?,
                         };
                         for (score, row) in hits {
-                            if score >= top.threshold() {
-                                top.push(Candidate {
-                                    score,
-                                    segment: si as u32,
-                                    row,
-                                });
-                            }
+                            offer(&mut top, slot, si, row as usize, score);
                         }
                     }
                     None => {
                         for row in 0..slot.segment.rows() {
-                            if !slot.is_deleted(row) {
-                                let s = score(row);
-                                if s >= top.threshold() {
-                                    top.push(Candidate {
-                                        score: s,
-                                        segment: si as u32,
-                                        row,
-                                    });
-                                }
-                            }
+                            offer(&mut top, slot, si, row as usize, score(row));
                         }
                     }
                 }

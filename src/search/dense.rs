@@ -101,30 +101,21 @@ fn scan(top: &mut TopK, slot: &SegmentSlot, si: usize, start: usize, scores: &[f
     }
 }
 
+#[derive(Default)]
 struct Scratch {
     rows_f32: Vec<f32>,
     norms: Vec<f32>,
     scores: Vec<f32>,
 }
 
-impl Scratch {
-    fn new() -> Self {
-        Scratch {
-            rows_f32: Vec::new(),
-            norms: Vec::new(),
-            scores: Vec::new(),
-        }
-    }
-}
-
-/// The block's rows as f32 (borrowed when stored as f32, else converted into `rows_f32`) and, for
-/// cosine and L2, their inverse norms / squared norms in `norms`.
 /// Squared Euclidean norm (SIMD).
 #[inline]
 pub(super) fn sq_norm(v: &[f32]) -> f32 {
     <f32 as simsimd::SpatialSimilarity>::dot(v, v).expect("same length") as f32
 }
 
+/// The block's rows as f32 (borrowed when stored as f32, else converted into `rows_f32`) and, for
+/// cosine and L2, their inverse norms / squared norms in `norms`.
 pub(super) fn prepare<'a>(
     rows_f32: &'a mut Vec<f32>,
     norms: &mut Vec<f32>,
@@ -184,7 +175,7 @@ pub(super) fn prepare_queries(metric: Metric, dim: usize, queries: &[f32]) -> (V
     (q, q_sq)
 }
 
-pub(super) fn merge_all(mut a: Vec<TopK>, b: Vec<TopK>) -> Vec<TopK> {
+fn merge_all(mut a: Vec<TopK>, b: Vec<TopK>) -> Vec<TopK> {
     for (x, y) in a.iter_mut().zip(b) {
         x.merge(y);
     }
@@ -207,7 +198,7 @@ pub(super) fn search_gemm(
     tasks(c, ROW_BLOCK)
         .into_par_iter()
         .fold(
-            || (empty(), Scratch::new()),
+            || (empty(), Scratch::default()),
             |(mut tops, mut s), (si, start, end)| {
                 let slot = &c.slots()[si];
                 let n = end - start;

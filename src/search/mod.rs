@@ -55,7 +55,8 @@ pub struct SearchRequest<'a> {
     pub queries: Queries<'a>,
     /// Hits per query.
     pub k: usize,
-    /// Dense routine (ignored for multi-vector fields).
+    /// Exact dense routine (ignored for multi-vector fields, and for fields whose segments have
+    /// HNSW graphs unless `exact` is set).
     pub strategy: Strategy,
     /// Dense fields with HNSW graphs: candidate list size (`None`: the index's default `ef`).
     pub ef: Option<usize>,
@@ -183,8 +184,7 @@ impl Collection {
                     check_query(req.field, *metric, row, &format!("query {i}"))?;
                 }
                 let nq = q.len() / dim;
-                let graphs =
-                    !req.exact && self.slots().iter().any(|s| s.segment.graph(fi).is_some());
+                let graphs = !req.exact && self.slots().iter().any(|s| s.segment.has_graph(fi));
                 if graphs {
                     let ef = req
                         .ef

@@ -28,10 +28,38 @@ fn params() -> HnswParams {
     }
 }
 
+/// A database at `path` with collection "c" whose field `field` ("px") has the HNSW index
+/// `params`; rows of `data` are committed in segments ending at each of `ends`.
+fn indexed_db(
+    path: &Path,
+    field: FieldSpec,
+    params: HnswParams,
+    data: &[f32],
+    ends: &[usize],
+) -> Database {
+    let dim = field.kind.row_elements();
+    let db = Database::create(path).unwrap();
+    let mut w = db.writer().unwrap();
+    w.create_collection("c", Schema::new().with_field(field))
+        .unwrap();
+    w.set_index("c", "px", Some(params)).unwrap();
+    let mut start = 0;
+    for &end in ends {
+        for i in start..end {
+            let v = data[i * dim..(i + 1) * dim].to_vec();
+            w.add("c", Document::new(format!("img{i}")).with_dense("px", v))
+                .unwrap();
+        }
+        w.commit().unwrap();
+        start = end;
+    }
+    db
+}
+
 /// Recall@10 of the default (graph) search against exact search, and no deleted row returned.
 fn recall(db: &Database, queries: &[f32], deleted: &HashSet<String>) -> f64 {
     let snap = db.snapshot().unwrap();
-    let c = snap.collection("mnist").unwrap();
+    let c = snap.collection("c").unwrap();
     let approx = c
         .search(&SearchRequest::dense_batch("px", queries, 10))
         .unwrap();
@@ -55,30 +83,12 @@ fn recall_at_default_ef_with_deletes_and_mixed_segments() {
     let (train, n) = load("train.npy");
     let (queries, _) = load("test.npy");
     let dir = tempfile::tempdir().unwrap();
-    let db = Database::create(dir.path()).unwrap();
-    let mut w = db.writer().unwrap();
-    w.create_collection(
-        "mnist",
-        Schema::new().with_field(FieldSpec::dense("px", DIM as u32, DType::F32, Metric::L2)),
-    )
-    .unwrap();
-    w.set_index("mnist", "px", Some(params())).unwrap();
     // Three segments: 2,000 rows and 900 rows (graphs), 100 rows (below min_rows: exact).
-    for (start, end) in [(0, 2000), (2000, 2900), (2900, n)] {
-        for i in start..end {
-            w.add(
-                "mnist",
-                Document::new(format!("img{i}"))
-                    .with_dense("px", train[i * DIM..(i + 1) * DIM].to_vec()),
-            )
-            .unwrap();
-        }
-        w.commit().unwrap();
-    }
-    drop(w);
+    let field = FieldSpec::dense("px", DIM as u32, DType::F32, Metric::L2);
+    let db = indexed_db(dir.path(), field, params(), &train, &[2000, 2900, n]);
     let snap = db.snapshot().unwrap();
     let graphs: Vec<bool> = snap
-        .collection("mnist")
+        .collection("c")
         .unwrap()
         .slots()
         .iter()
@@ -92,7 +102,7 @@ fn recall_at_default_ef_with_deletes_and_mixed_segments() {
     let mut deleted = HashSet::new();
     for i in (0..n).filter(|i| i % 10 < 3) {
         let id = format!("img{i}");
-        assert!(w.delete("mnist", &id).unwrap());
+        assert!(w.delete("c", &id).unwrap());
         deleted.insert(id);
     }
     w.commit().unwrap();
@@ -101,7 +111,7 @@ fn recall_at_default_ef_with_deletes_and_mixed_segments() {
     assert!(r >= 0.95, "recall@10 {r} with 30% deleted");
     // A higher ef is at least as good; the graph sections pass verify.
     let snap = db.snapshot().unwrap();
-    let c = snap.collection("mnist").unwrap();
+    let c = snap.collection("c").unwrap();
     let wide = c
         .search(&SearchRequest::dense_batch("px", &queries, 10).with_ef(256))
         .unwrap();
@@ -110,10 +120,10 @@ fn recall_at_default_ef_with_deletes_and_mixed_segments() {
     assert!(report.is_ok(), "{:?}", report.problems);
     // Reindex merges everything into one segment with one graph over the live rows.
     let mut w = db.writer().unwrap();
-    w.reindex("mnist").unwrap();
+    w.reindex("c").unwrap();
     drop(w);
     let snap = db.snapshot().unwrap();
-    let slots = snap.collection("mnist").unwrap().slots();
+    let slots = snap.collection("c").unwrap().slots();
     assert_eq!(slots.len(), 1);
     assert!(slots[0].segment.graph(0).is_some());
     let r = recall(&db, &queries, &deleted);
@@ -125,36 +135,16 @@ fn damaged_graph_sections_are_errors_not_panics() {
     let (train, _) = load("train.npy");
     let (queries, _) = load("test.npy");
     let dir = tempfile::tempdir().unwrap();
-    let db = Database::create(dir.path().join("db")).unwrap();
-    let mut w = db.writer().unwrap();
-    w.create_collection(
-        "mnist",
-        Schema::new().with_field(FieldSpec::dense("px", DIM as u32, DType::F32, Metric::L2)),
-    )
-    .unwrap();
-    w.set_index(
-        "mnist",
-        "px",
-        Some(HnswParams {
-            min_rows: 100,
-            m: 8,
-            ef_construction: 32,
-            ..HnswParams::default()
-        }),
-    )
-    .unwrap();
-    for i in 0..600 {
-        w.add(
-            "mnist",
-            Document::new(format!("img{i}"))
-                .with_dense("px", train[i * DIM..(i + 1) * DIM].to_vec()),
-        )
-        .unwrap();
-    }
-    w.commit().unwrap();
-    drop(w);
+    let field = FieldSpec::dense("px", DIM as u32, DType::F32, Metric::L2);
+    let params = HnswParams {
+        min_rows: 100,
+        m: 8,
+        ef_construction: 32,
+        ..HnswParams::default()
+    };
+    let db = indexed_db(&dir.path().join("db"), field, params, &train, &[600]);
     let snap = db.snapshot().unwrap();
-    let seg = snap.collection("mnist").unwrap().slots()[0].segment.clone();
+    let seg = snap.collection("c").unwrap().slots()[0].segment.clone();
     let section = *seg
         .sections()
         .iter()
@@ -183,7 +173,7 @@ fn damaged_graph_sections_are_errors_not_panics() {
         std::fs::write(&path, &bytes).unwrap();
         // Opening may fail (header checks); searching may fail; neither may panic or hang.
         if let Ok(snap) = Database::open(dir.path().join("db")).and_then(|d| d.snapshot()) {
-            let c = snap.collection("mnist").unwrap();
+            let c = snap.collection("c").unwrap();
             let _ = c.search(&SearchRequest::dense_batch("px", &queries[..10 * DIM], 10));
         }
         let report = vellum::verify::verify_database(&dir.path().join("db")).unwrap();
@@ -207,30 +197,14 @@ fn recall_with_navigation_codes_for_every_metric_and_dtype() {
     for metric in [Metric::Ip, Metric::Cosine, Metric::L2] {
         for dtype in [DType::F32, DType::F16] {
             let dir = tempfile::tempdir().unwrap();
-            let db = Database::create(dir.path()).unwrap();
-            let mut w = db.writer().unwrap();
-            w.create_collection(
-                "c",
-                Schema::new().with_field(FieldSpec::dense("px", dim as u32, dtype, metric)),
-            )
-            .unwrap();
             let p = HnswParams {
                 m: 12,
                 ef_construction: 100,
                 min_rows: 500,
                 ..HnswParams::default()
             };
-            w.set_index("c", "px", Some(p)).unwrap();
-            for i in 0..n {
-                w.add(
-                    "c",
-                    Document::new(format!("img{i}"))
-                        .with_dense("px", data[i * dim..(i + 1) * dim].to_vec()),
-                )
-                .unwrap();
-            }
-            w.commit().unwrap();
-            drop(w);
+            let field = FieldSpec::dense("px", dim as u32, dtype, metric);
+            let db = indexed_db(dir.path(), field, p, &data, &[n]);
             let snap = db.snapshot().unwrap();
             let c = snap.collection("c").unwrap();
             assert!(c.slots()[0].segment.graph(0).is_some());
