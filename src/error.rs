@@ -122,6 +122,43 @@ pub enum Error {
         /// What was expected and what was found.
         detail: String,
     },
+
+    /// A model folder or Hugging Face model cannot be used as an encoder (caller: check the
+    /// folder, or pick a supported BERT-family checkpoint).
+    #[error("model {path}: {detail}")]
+    Model {
+        /// The model folder (or the model id when it could not be resolved to a folder).
+        path: PathBuf,
+        /// What is missing or wrong, and what was expected.
+        detail: String,
+    },
+
+    /// A field's encoder is missing, or a query encoder does not match the one the field was
+    /// built with (caller: use the collection's own encoder).
+    #[error("field {field:?} of collection {collection:?}: {detail}")]
+    Encoder {
+        /// The collection.
+        collection: String,
+        /// The dense field.
+        field: String,
+        /// What does not match or is missing.
+        detail: String,
+    },
+
+    /// The operation needs a cargo feature this build was compiled without.
+    #[error(
+        "{what} needs vellum built with the `{feature}` feature (the `vellum` CLI enables it)"
+    )]
+    FeatureDisabled {
+        /// The operation.
+        what: String,
+        /// The cargo feature.
+        feature: &'static str,
+    },
+
+    /// The operation was interrupted (Ctrl-C); everything committed before is kept.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
 }
 
 impl Error {

@@ -43,6 +43,7 @@ pub mod collection;
 pub mod db;
 pub mod document;
 pub mod dtype;
+pub mod encode;
 pub mod error;
 pub mod eval;
 pub mod format;

@@ -113,6 +113,12 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Fsyncs a file's data and metadata.
+pub fn sync_file(path: &Path) -> Result<()> {
+    let f = File::open(path).map_err(|e| Error::io(path, e))?;
+    f.sync_all().map_err(|e| Error::io(path, e))
+}
+
 /// Reads a whole (small) file.
 pub fn read_file(path: &Path) -> Result<Vec<u8>> {
     let mut f = File::open(path).map_err(|e| Error::io(path, e))?;

@@ -63,3 +63,37 @@ pub fn build_all_kinds(dir: &std::path::Path) -> Database {
     drop(w);
     db
 }
+
+/// A file under `tests/fixtures/`.
+pub fn fixture_path(rel: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+/// The all-MiniLM-L6-v2 folder: `$VELLUM_MINILM_DIR`, else `models/all-MiniLM-L6-v2`, fetched
+/// with `tools/fetch-minilm.sh` (pip) on first use.
+#[cfg(feature = "encoders")]
+pub fn minilm_dir() -> std::path::PathBuf {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Some(d) = std::env::var_os("VELLUM_MINILM_DIR") {
+            return d.into();
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = root.join("models/all-MiniLM-L6-v2");
+        if !dir.join("model.safetensors").is_file() {
+            let status = std::process::Command::new("bash")
+                .arg(root.join("tools/fetch-minilm.sh"))
+                .arg(&dir)
+                .status()
+                .expect("run tools/fetch-minilm.sh");
+            assert!(
+                status.success(),
+                "all-MiniLM-L6-v2 is missing and tools/fetch-minilm.sh failed; run it by hand (needs python3 -m pip)"
+            );
+        }
+        dir
+    })
+    .clone()
+}

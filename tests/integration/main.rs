@@ -4,6 +4,8 @@ mod bad_input;
 mod common;
 mod corruption;
 mod crash;
+#[cfg(feature = "encoders")]
+mod encoders;
 mod eval;
 mod golden;
 mod hnsw;

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Builds the sample corpus from Debian package descriptions (real English text, offline).
+
+Reads Debian's English package descriptions (fetch them once with
+`apt-get update -o Acquire::Languages=en`) and writes:
+  corpus.jsonl  one document per package: {"id": package, "text": long description}
+  queries.tsv   qid<TAB>one-line summary, for a sample of the packages
+  qrels.tsv     qid<TAB>package<TAB>1 (each summary's own package: known-item retrieval)
+
+Selection is deterministic: packages with a long description of at least 200 characters, sorted
+by name, every k-th one so that 2,000 documents remain; every 10th document gives a query.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+N_DOCS = 2000
+QUERY_EVERY = 10
+
+
+def packages(text):
+    for stanza in text.split("\n\n"):
+        fields, key = {}, None
+        for line in stanza.split("\n"):
+            if line.startswith((" ", "\t")) and key:
+                fields[key] += "\n" + line
+            elif ":" in line:
+                key, _, value = line.partition(":")
+                fields[key] = value.strip()
+        if "Package" in fields and "Description-en" in fields:
+            yield fields
+
+
+def description(raw):
+    summary, _, rest = raw.partition("\n")
+    paragraphs, cur = [], []
+    for line in rest.split("\n"):
+        line = line[1:] if line.startswith(" ") else line
+        if line.strip() == ".":
+            paragraphs.append(" ".join(cur))
+            cur = []
+        elif line.strip():
+            cur.append(line.strip())
+    paragraphs.append(" ".join(cur))
+    return summary.strip(), "\n".join(p for p in paragraphs if p)
+
+
+def main(out):
+    lists = sorted(Path("/var/lib/apt/lists").glob("*_main_i18n_Translation-en*"))
+    if not lists:
+        sys.exit("no Translation-en files: run apt-get update -o Acquire::Languages=en")
+    dump = "\n\n".join(
+        subprocess.run(["/usr/lib/apt/apt-helper", "cat-file", str(p)], capture_output=True, text=True, check=True).stdout
+        for p in lists
+    )
+    by_name = {}
+    for p in packages(dump):
+        summary, long = description(p["Description-en"])
+        if len(long) >= 200 and summary:
+            by_name.setdefault(p["Package"], (summary, long))
+    names = sorted(by_name)
+    if len(names) < N_DOCS:
+        sys.exit(f"only {len(names)} packages with long descriptions; run apt-get update -o Acquire::Languages=en")
+    step = len(names) / N_DOCS
+    chosen = [names[int(i * step)] for i in range(N_DOCS)]
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "corpus.jsonl", "w") as f:
+        for n in chosen:
+            f.write(json.dumps({"id": n, "text": by_name[n][1]}, ensure_ascii=False) + "\n")
+    with open(out / "queries.tsv", "w") as q, open(out / "qrels.tsv", "w") as r:
+        for i, n in enumerate(chosen[::QUERY_EVERY]):
+            summary = by_name[n][0].replace("\t", " ")
+            q.write(f"q{i}\t{summary}\n")
+            r.write(f"q{i}\t{n}\t1\n")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent)

@@ -1,0 +1,23 @@
+//! Built-in text encoders: a dense field can name a passage encoder (used at ingest) and a query
+//! encoder (used by text search), recorded in the manifest by fingerprint and options.
+//!
+//! * [`spec`] — options ([`EncoderOptions`]) and the manifest record ([`EncoderRecord`],
+//!   [`FieldEncoders`]); compiled in every build.
+//! * [`source`] — finding a model folder (local, or the Hugging Face cache), its
+//!   sentence-transformers defaults, its fingerprint.
+//! * `text` (feature `encoders`) — [`TextEncoder`]: tokenizer + BERT-family model (candle) +
+//!   pooling.
+
+pub mod source;
+pub mod spec;
+#[cfg(feature = "encoders")]
+mod text;
+
+pub use source::{ModelDefaults, ModelDir};
+pub use spec::{ComputeType, DeviceSpec, EncoderOptions, EncoderRecord, FieldEncoders, Pooling};
+#[cfg(feature = "encoders")]
+pub use text::{TextEncoder, DEFAULT_BATCH_SIZE, SUPPORTED_MODEL_TYPES};
+
+/// Directory, relative to the database, that holds embedded model copies (one sub-directory per
+/// fingerprint's hex digits).
+pub const EMBEDDED_MODELS_DIR: &str = ".models";

@@ -1,0 +1,442 @@
+//! What an encoder is, as the manifest records it: the model's fingerprint plus every option that
+//! changes its output. Compiled in every build (a storage-only build still reads manifests that
+//! name encoders).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How token states become one vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// The first token (`[CLS]`), as DPR and Tevatron's BERT encoders.
+    Cls,
+    /// The mean of the non-padding tokens, as sentence-transformers' default.
+    Mean,
+    /// The last non-padding token (the EOS token), as Tevatron's DSE / decoder encoders.
+    Last,
+}
+
+impl std::str::FromStr for Pooling {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "cls" => Ok(Pooling::Cls),
+            "mean" => Ok(Pooling::Mean),
+            "last" | "lasttoken" | "eos" => Ok(Pooling::Last),
+            other => Err(Error::InvalidInput(format!(
+                "pooling {other:?}: expected cls, mean or last"
+            ))),
+        }
+    }
+}
+
+/// The numeric type the model computes in. Output vectors are always returned as `f32`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ComputeType {
+    /// 32-bit float (the reference precision).
+    #[default]
+    F32,
+    /// IEEE half precision.
+    F16,
+    /// bfloat16.
+    Bf16,
+}
+
+impl std::str::FromStr for ComputeType {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" | "float32" => Ok(ComputeType::F32),
+            "f16" | "float16" => Ok(ComputeType::F16),
+            "bf16" | "bfloat16" => Ok(ComputeType::Bf16),
+            other => Err(Error::InvalidInput(format!(
+                "dtype {other:?}: expected f32, f16 or bf16"
+            ))),
+        }
+    }
+}
+
+/// Where the model runs. Not part of an encoder's identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceSpec {
+    /// The CPU (all cores).
+    #[default]
+    Cpu,
+    /// CUDA device `N` (needs the `cuda` feature and the GPU issue's kernels).
+    Cuda(usize),
+}
+
+impl std::str::FromStr for DeviceSpec {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        if s == "cpu" {
+            return Ok(DeviceSpec::Cpu);
+        }
+        if s == "cuda" {
+            return Ok(DeviceSpec::Cuda(0));
+        }
+        if let Some(n) = s.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+            return Ok(DeviceSpec::Cuda(n));
+        }
+        Err(Error::InvalidInput(format!(
+            "device {s:?}: expected cpu or cuda:N"
+        )))
+    }
+}
+
+impl std::fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceSpec::Cpu => f.write_str("cpu"),
+            DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+/// Options a user sets on an encoder; `None` means "the model folder's default" (from
+/// sentence-transformers' config files when present).
+///
+/// Written as a `key=value` list separated by commas (see [`EncoderOptions::parse`]):
+///
+/// | key | values | default |
+/// |---|---|---|
+/// | `pooling` | `cls`, `mean`, `last` | `1_Pooling/config.json`, else `cls` |
+/// | `normalize` | `true`, `false` | `true` when `modules.json` has a Normalize module, else `false` |
+/// | `max_length` | tokens, including special tokens | `sentence_bert_config.json`'s `max_seq_length`, else the model's `max_position_embeddings` |
+/// | `prefix` | text put before every input (e5's `query: `) | none |
+/// | `dims` | keep the first `dims` components (Matryoshka), then normalize if `normalize` | the hidden size |
+/// | `dtype` | `f32`, `f16`, `bf16` | `f32` |
+/// | `device` | `cpu`, `cuda:N` | `cpu` |
+/// | `batch_size` | texts per forward pass | 32 |
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EncoderOptions {
+    /// Pooling of token states.
+    pub pooling: Option<Pooling>,
+    /// L2-normalize the output.
+    pub normalize: Option<bool>,
+    /// Maximum tokens per text (longer texts are truncated).
+    pub max_length: Option<usize>,
+    /// Text prepended to every input.
+    pub prefix: Option<String>,
+    /// Output dimensions kept (Matryoshka truncation).
+    pub dims: Option<usize>,
+    /// Compute type.
+    pub dtype: Option<ComputeType>,
+    /// Device.
+    pub device: Option<DeviceSpec>,
+    /// Texts per forward pass.
+    pub batch_size: Option<usize>,
+}
+
+impl EncoderOptions {
+    /// Parses `key=value,key=value`. A `prefix` value runs to the end of the list when it is
+    /// the last key (so it may contain commas); otherwise up to the next comma.
+    ///
+    /// ```
+    /// use vellum::encode::{EncoderOptions, Pooling};
+    /// let o = EncoderOptions::parse("pooling=cls,dims=128,prefix=query: ").unwrap();
+    /// assert_eq!(o.pooling, Some(Pooling::Cls));
+    /// assert_eq!(o.dims, Some(128));
+    /// assert_eq!(o.prefix.as_deref(), Some("query: "));
+    /// assert!(EncoderOptions::parse("poolin=cls").is_err());
+    /// ```
+    pub fn parse(list: &str) -> Result<Self> {
+        let mut options = EncoderOptions::default();
+        let mut rest = list;
+        while !rest.is_empty() {
+            let (key, after) = rest.split_once('=').ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "encoder options {list:?}: expected key=value pairs separated by commas"
+                ))
+            })?;
+            let key = key.trim();
+            let (value, next) = if key == "prefix" {
+                (after, "")
+            } else {
+                match after.split_once(',') {
+                    Some((v, n)) => (v, n),
+                    None => (after, ""),
+                }
+            };
+            options.set(key, value)?;
+            rest = next;
+        }
+        Ok(options)
+    }
+
+    /// Sets one option from its text form.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let bad = |what: &str| {
+            Error::InvalidInput(format!("encoder option {key}={value:?}: expected {what}"))
+        };
+        let v = value.trim();
+        match key {
+            "pooling" => self.pooling = Some(v.parse()?),
+            "normalize" => {
+                self.normalize = Some(match v {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
+                    _ => return Err(bad("true or false")),
+                })
+            }
+            "max_length" | "max_len" => {
+                self.max_length = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|&n: &usize| n >= 2)
+                        .ok_or_else(|| bad("an integer >= 2"))?,
+                )
+            }
+            "prefix" => self.prefix = Some(value.to_string()),
+            "dims" | "dim" => {
+                self.dims = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|&n: &usize| n >= 1)
+                        .ok_or_else(|| bad("a positive integer"))?,
+                )
+            }
+            "dtype" => self.dtype = Some(v.parse()?),
+            "device" => self.device = Some(v.parse()?),
+            "batch_size" | "batch" => {
+                self.batch_size = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|&n: &usize| n >= 1)
+                        .ok_or_else(|| bad("a positive integer"))?,
+                )
+            }
+            other => {
+                return Err(Error::InvalidInput(format!(
+                    "unknown encoder option {other:?}: expected pooling, normalize, max_length, prefix, dims, dtype, device or batch_size"
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// `self` with every option that `over` sets replaced by `over`'s.
+    pub fn overridden_by(&self, over: &EncoderOptions) -> EncoderOptions {
+        EncoderOptions {
+            pooling: over.pooling.or(self.pooling),
+            normalize: over.normalize.or(self.normalize),
+            max_length: over.max_length.or(self.max_length),
+            prefix: over.prefix.clone().or_else(|| self.prefix.clone()),
+            dims: over.dims.or(self.dims),
+            dtype: over.dtype.or(self.dtype),
+            device: over.device.or(self.device),
+            batch_size: over.batch_size.or(self.batch_size),
+        }
+    }
+}
+
+/// An encoder's identity as the manifest stores it: the model (by fingerprint, and where it was
+/// loaded from) and the resolved options that shape its output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncoderRecord {
+    /// What the user named: a folder path or a Hugging Face model id. Used to find the model
+    /// again when it is not embedded.
+    pub source: String,
+    /// `xxh3-128:<32 hex digits>` over the model's weights, config and tokenizer files.
+    pub fingerprint: String,
+    /// Pooling.
+    pub pooling: Pooling,
+    /// Whether outputs are L2-normalized.
+    pub normalize: bool,
+    /// Maximum tokens per text.
+    pub max_length: usize,
+    /// Text prepended to every input.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prefix: String,
+    /// Output dimensions (after Matryoshka truncation).
+    pub dims: usize,
+    /// Compute type.
+    pub dtype: ComputeType,
+    /// Whether the model files are stored in the database (`.models/<fingerprint hex>/`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub embedded: bool,
+}
+
+impl EncoderRecord {
+    /// The differences that make `other` produce different vectors than `self`, as
+    /// `what: expected X, found Y` items (empty when the two encode identically).
+    pub fn differences(&self, other: &EncoderRecord) -> Vec<String> {
+        let mut d = Vec::new();
+        if self.fingerprint != other.fingerprint {
+            d.push(format!(
+                "model: expected {} ({}), found {} ({})",
+                self.fingerprint, self.source, other.fingerprint, other.source
+            ));
+        }
+        let mut cmp = |what: &str, a: String, b: String| {
+            if a != b {
+                d.push(format!("{what}: expected {a}, found {b}"));
+            }
+        };
+        cmp(
+            "pooling",
+            format!("{:?}", self.pooling),
+            format!("{:?}", other.pooling),
+        );
+        cmp(
+            "normalize",
+            self.normalize.to_string(),
+            other.normalize.to_string(),
+        );
+        cmp(
+            "max_length",
+            self.max_length.to_string(),
+            other.max_length.to_string(),
+        );
+        cmp(
+            "prefix",
+            format!("{:?}", self.prefix),
+            format!("{:?}", other.prefix),
+        );
+        cmp("dims", self.dims.to_string(), other.dims.to_string());
+        cmp(
+            "dtype",
+            format!("{:?}", self.dtype),
+            format!("{:?}", other.dtype),
+        );
+        d
+    }
+
+    /// The options that reproduce this record exactly (device and batch size left to defaults).
+    pub fn options(&self) -> EncoderOptions {
+        EncoderOptions {
+            pooling: Some(self.pooling),
+            normalize: Some(self.normalize),
+            max_length: Some(self.max_length),
+            prefix: Some(self.prefix.clone()),
+            dims: Some(self.dims),
+            dtype: Some(self.dtype),
+            device: None,
+            batch_size: None,
+        }
+    }
+
+    /// Hex digits of the fingerprint (the embedded model's directory name).
+    pub fn fingerprint_hex(&self) -> &str {
+        self.fingerprint
+            .strip_prefix("xxh3-128:")
+            .unwrap_or(&self.fingerprint)
+    }
+
+    /// Checks what a reader must not trust blindly in a manifest.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let hex = self.fingerprint.strip_prefix("xxh3-128:").unwrap_or("");
+        if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "encoder fingerprint {:?}: expected xxh3-128:<32 hex digits>",
+                self.fingerprint
+            ));
+        }
+        if self.dims == 0 || self.max_length < 2 {
+            return Err("encoder dims must be >= 1 and max_length >= 2".into());
+        }
+        Ok(())
+    }
+}
+
+/// The encoders bound to one dense field: the passage encoder used at ingest and the query
+/// encoder used by text search (equal records when the two are tied).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldEncoders {
+    /// Encodes documents at ingest.
+    pub passage: EncoderRecord,
+    /// Encodes queries.
+    pub query: EncoderRecord,
+}
+
+impl FieldEncoders {
+    /// Whether query and passage use the same model (their options, e.g. prefixes, may differ).
+    pub fn tied(&self) -> bool {
+        self.passage.fingerprint == self.query.fingerprint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> EncoderRecord {
+        EncoderRecord {
+            source: "m".into(),
+            fingerprint: format!("xxh3-128:{}", "ab".repeat(16)),
+            pooling: Pooling::Mean,
+            normalize: true,
+            max_length: 256,
+            prefix: String::new(),
+            dims: 384,
+            dtype: ComputeType::F32,
+            embedded: false,
+        }
+    }
+
+    #[test]
+    fn options_parse_and_override() {
+        let o = EncoderOptions::parse(
+            "pooling=last,normalize=false,max_length=64,dtype=bf16,device=cuda:1,batch_size=8",
+        )
+        .unwrap();
+        assert_eq!(o.pooling, Some(Pooling::Last));
+        assert_eq!(o.normalize, Some(false));
+        assert_eq!(o.max_length, Some(64));
+        assert_eq!(o.dtype, Some(ComputeType::Bf16));
+        assert_eq!(o.device, Some(DeviceSpec::Cuda(1)));
+        assert_eq!(o.batch_size, Some(8));
+        let p = EncoderOptions::parse("prefix=a, b").unwrap();
+        assert_eq!(p.prefix.as_deref(), Some("a, b"));
+        let merged = o.overridden_by(&EncoderOptions::parse("pooling=cls").unwrap());
+        assert_eq!(merged.pooling, Some(Pooling::Cls));
+        assert_eq!(merged.max_length, Some(64));
+        for bad in [
+            "pooling=max",
+            "max_length=1",
+            "dims=0",
+            "dtype=f64",
+            "device=tpu",
+            "x",
+            "normalize=maybe",
+        ] {
+            let e = EncoderOptions::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("expected"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn differences_name_each_option() {
+        let a = record();
+        assert!(a.differences(&a).is_empty());
+        let mut b = a.clone();
+        b.prefix = "query: ".into();
+        b.dims = 128;
+        let d = a.differences(&b);
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(d[0].starts_with("prefix") && d[1].starts_with("dims"));
+        assert_eq!(a.options().dims, Some(384));
+        assert!(a.validate().is_ok());
+        b.fingerprint = "xxh3-128:zz".into();
+        assert!(b.validate().is_err());
+    }
+
+    #[test]
+    fn record_serializes_compactly() {
+        let json = serde_json::to_string(&record()).unwrap();
+        assert!(
+            !json.contains("prefix") && !json.contains("embedded"),
+            "{json}"
+        );
+        let back: EncoderRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, record());
+    }
+}

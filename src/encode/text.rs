@@ -1,0 +1,291 @@
+//! A loaded text encoder: tokenizer + BERT-family model (candle) + pooling, producing one `f32`
+//! vector per text exactly as sentence-transformers (or Tevatron, for `cls` / `last` pooling)
+//! would.
+
+use candle_core::{DType as CandleDType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use serde_json::Value;
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+use super::source::ModelDir;
+use super::spec::{ComputeType, DeviceSpec, EncoderOptions, EncoderRecord, Pooling};
+use crate::error::{Error, Result};
+
+/// Default number of texts per forward pass.
+pub const DEFAULT_BATCH_SIZE: usize = 32;
+
+/// Architectures (config.json `model_type`) this build can run.
+pub const SUPPORTED_MODEL_TYPES: [&str; 1] = ["bert"];
+
+/// A text encoder ready to run.
+pub struct TextEncoder {
+    record: EncoderRecord,
+    tokenizer: Tokenizer,
+    model: BertModel,
+    device: Device,
+    pad_id: u32,
+    lower_case: bool,
+    batch_size: usize,
+}
+
+impl std::fmt::Debug for TextEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextEncoder")
+            .field("record", &self.record)
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TextEncoder {
+    /// Loads the model named by `source` (a folder or a cached Hugging Face model id) with
+    /// `options` over the folder's own defaults.
+    pub fn load(source: &str, options: &EncoderOptions) -> Result<Self> {
+        Self::from_dir(&ModelDir::resolve(source)?, options)
+    }
+
+    /// Loads a model from a resolved folder.
+    pub fn from_dir(dir: &ModelDir, options: &EncoderOptions) -> Result<Self> {
+        let device = match options.device.unwrap_or_default() {
+            DeviceSpec::Cpu => Device::Cpu,
+            DeviceSpec::Cuda(n) => return Err(cuda_unavailable(n)),
+        };
+        let config_json = dir
+            .json("config.json")?
+            .ok_or_else(|| dir.error("missing config.json"))?;
+        let model_type = config_json
+            .get("model_type")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if !SUPPORTED_MODEL_TYPES.contains(&model_type) {
+            return Err(dir.error(format!(
+                "config.json: model_type {model_type:?} is not supported (this build encodes with: {})",
+                SUPPORTED_MODEL_TYPES.join(", ")
+            )));
+        }
+        let config: BertConfig = serde_json::from_value(config_json)
+            .map_err(|e| dir.error(format!("config.json is not a valid BERT config: {e}")))?;
+        let defaults = dir.defaults()?;
+
+        let max_length = options
+            .max_length
+            .or(defaults.max_length)
+            .unwrap_or(config.max_position_embeddings)
+            .min(config.max_position_embeddings);
+        let dims = options.dims.unwrap_or(config.hidden_size);
+        if dims > config.hidden_size {
+            return Err(dir.error(format!(
+                "dims={dims} is larger than the model's hidden size {}",
+                config.hidden_size
+            )));
+        }
+        let dtype = options.dtype.unwrap_or_default();
+        let record = EncoderRecord {
+            source: dir.source.clone(),
+            fingerprint: dir.fingerprint()?,
+            pooling: options.pooling.or(defaults.pooling).unwrap_or(Pooling::Cls),
+            normalize: options.normalize.unwrap_or(defaults.normalize),
+            max_length,
+            prefix: options.prefix.clone().unwrap_or_default(),
+            dims,
+            dtype,
+            embedded: false,
+        };
+
+        let tokenizer = load_tokenizer(dir, max_length, config.vocab_size)?;
+        let pad_id = tokenizer
+            .get_padding()
+            .map(|p| p.pad_id)
+            .unwrap_or(config.pad_token_id as u32);
+
+        let weights_path = dir.dir.join("model.safetensors");
+        let weights = std::fs::read(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
+        let candle_dtype = match dtype {
+            ComputeType::F32 => CandleDType::F32,
+            ComputeType::F16 => CandleDType::F16,
+            ComputeType::Bf16 => CandleDType::BF16,
+        };
+        let vb = VarBuilder::from_buffered_safetensors(weights, candle_dtype, &device)
+            .map_err(|e| dir.error(format!("model.safetensors cannot be read: {e}")))?;
+        let model = BertModel::load(vb, &config).map_err(|e| {
+            dir.error(format!(
+                "model.safetensors does not hold the weights config.json describes: {e}"
+            ))
+        })?;
+        Ok(TextEncoder {
+            record,
+            tokenizer,
+            model,
+            device,
+            pad_id,
+            lower_case: defaults.do_lower_case,
+            batch_size: options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
+        })
+    }
+
+    /// The encoder's identity and resolved options.
+    pub fn record(&self) -> &EncoderRecord {
+        &self.record
+    }
+
+    /// Output dimensions.
+    pub fn dims(&self) -> usize {
+        self.record.dims
+    }
+
+    /// Texts per forward pass.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// Token ids of one text (prefix applied, special tokens added, truncated to `max_length`).
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
+        let mut input = String::with_capacity(self.record.prefix.len() + text.len());
+        input.push_str(&self.record.prefix);
+        input.push_str(text);
+        if self.lower_case {
+            input = input.to_lowercase();
+        }
+        let enc = self
+            .tokenizer
+            .encode_fast(input.as_str(), true)
+            .map_err(|e| Error::InvalidInput(format!("tokenizer failed: {e}")))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Encodes already tokenized texts in one forward pass; returns `batch.len() × dims` values,
+    /// row-major. Shorter sequences are padded; sort by length before batching to keep
+    /// padding small.
+    pub fn encode_tokens(&self, batch: &[&[u32]]) -> Result<Vec<f32>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let seq = batch.iter().map(|t| t.len()).max().unwrap_or(0).max(1);
+        let n = batch.len();
+        let mut ids = vec![self.pad_id; n * seq];
+        let mut mask = vec![0u32; n * seq];
+        for (i, toks) in batch.iter().enumerate() {
+            ids[i * seq..i * seq + toks.len()].copy_from_slice(toks);
+            mask[i * seq..i * seq + toks.len()].fill(1);
+        }
+        let states = self.forward(&ids, &mask, n, seq).map_err(model_failure)?;
+        let hidden = states.len() / (n * seq);
+        let dims = self.record.dims;
+        let mut out = vec![0f32; n * dims];
+        for (i, toks) in batch.iter().enumerate() {
+            let len = toks.len().max(1);
+            let row = |t: usize| &states[(i * seq + t) * hidden..(i * seq + t + 1) * hidden];
+            let dst = &mut out[i * dims..(i + 1) * dims];
+            match self.record.pooling {
+                Pooling::Cls => dst.copy_from_slice(&row(0)[..dims]),
+                Pooling::Last => dst.copy_from_slice(&row(len - 1)[..dims]),
+                Pooling::Mean => {
+                    let mut acc = vec![0f32; hidden];
+                    for t in 0..len {
+                        for (a, v) in acc.iter_mut().zip(row(t)) {
+                            *a += v;
+                        }
+                    }
+                    let inv = 1.0 / len as f32;
+                    for (d, a) in dst.iter_mut().zip(&acc) {
+                        *d = a * inv;
+                    }
+                }
+            }
+            if self.record.normalize {
+                normalize(dst);
+            }
+        }
+        Ok(out)
+    }
+
+    fn forward(
+        &self,
+        ids: &[u32],
+        mask: &[u32],
+        n: usize,
+        seq: usize,
+    ) -> candle_core::Result<Vec<f32>> {
+        let ids = Tensor::from_slice(ids, (n, seq), &self.device)?;
+        let mask = Tensor::from_slice(mask, (n, seq), &self.device)?;
+        let types = ids.zeros_like()?;
+        let states = self.model.forward(&ids, &types, Some(&mask))?;
+        states
+            .to_dtype(CandleDType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()
+    }
+
+    /// Encodes texts (any number): tokenizes, sorts by length, runs batches of
+    /// [`TextEncoder::batch_size`], and returns `texts.len() × dims` values in input order.
+    pub fn encode(&self, texts: &[&str]) -> Result<Vec<f32>> {
+        let tokens: Vec<Vec<u32>> = texts
+            .iter()
+            .map(|t| self.tokenize(t))
+            .collect::<Result<_>>()?;
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(tokens[i].len()));
+        let dims = self.record.dims;
+        let mut out = vec![0f32; texts.len() * dims];
+        for chunk in order.chunks(self.batch_size) {
+            let batch: Vec<&[u32]> = chunk.iter().map(|&i| tokens[i].as_slice()).collect();
+            let vecs = self.encode_tokens(&batch)?;
+            for (j, &i) in chunk.iter().enumerate() {
+                out[i * dims..(i + 1) * dims].copy_from_slice(&vecs[j * dims..(j + 1) * dims]);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn normalize(v: &mut [f32]) {
+    // sentence-transformers divides by max(norm, 1e-12).
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    for x in v {
+        *x /= norm;
+    }
+}
+
+fn load_tokenizer(dir: &ModelDir, max_length: usize, vocab_size: usize) -> Result<Tokenizer> {
+    let path = dir.dir.join("tokenizer.json");
+    let mut tokenizer = Tokenizer::from_file(&path)
+        .map_err(|e| dir.error(format!("tokenizer.json cannot be loaded: {e}")))?;
+    let tokenizer_vocab = tokenizer.get_vocab_size(true);
+    if tokenizer_vocab > vocab_size {
+        return Err(dir.error(format!(
+            "tokenizer.json has {tokenizer_vocab} tokens but config.json's vocab_size is {vocab_size}: the tokenizer does not belong to this model"
+        )));
+    }
+    // tokenizer.json may carry fixed padding and truncation (all-MiniLM-L6-v2's pads to 128):
+    // vellum pads per batch and truncates at the encoder's max_length, as sentence-transformers.
+    tokenizer.with_padding(None);
+    tokenizer
+        .with_truncation(Some(TruncationParams {
+            direction: TruncationDirection::Right,
+            max_length,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+        }))
+        .map_err(|e| dir.error(format!("tokenizer.json: cannot set truncation: {e}")))?;
+    Ok(tokenizer)
+}
+
+fn model_failure(e: candle_core::Error) -> Error {
+    Error::InvalidInput(format!("model forward pass failed: {e}"))
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_unavailable(n: usize) -> Error {
+    Error::InvalidInput(format!(
+        "device cuda:{n}: CUDA encoders are not implemented in this version of vellum yet; use device=cpu"
+    ))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_unavailable(n: usize) -> Error {
+    Error::FeatureDisabled {
+        what: format!("device cuda:{n}"),
+        feature: "cuda",
+    }
+}
