@@ -49,6 +49,8 @@ pub struct Collection {
     schema: Schema,
     slots: Vec<SegmentSlot>,
     indexes: std::collections::BTreeMap<String, crate::hnsw::HnswParams>,
+    encoders: std::collections::BTreeMap<String, crate::encode::FieldEncoders>,
+    dir: std::path::PathBuf,
 }
 
 impl Collection {
@@ -58,7 +60,36 @@ impl Collection {
             schema,
             slots,
             indexes: Default::default(),
+            encoders: Default::default(),
+            dir: std::path::PathBuf::new(),
         }
+    }
+
+    pub(crate) fn with_encoders(
+        mut self,
+        encoders: std::collections::BTreeMap<String, crate::encode::FieldEncoders>,
+        database_dir: &std::path::Path,
+    ) -> Self {
+        self.encoders = encoders;
+        self.dir = database_dir.to_path_buf();
+        self
+    }
+
+    /// The encoders bound to dense field `field`, if any.
+    pub fn encoders(&self, field: &str) -> Option<&crate::encode::FieldEncoders> {
+        self.encoders.get(field)
+    }
+
+    /// Every field's encoders, by field name.
+    pub fn all_encoders(
+        &self,
+    ) -> &std::collections::BTreeMap<String, crate::encode::FieldEncoders> {
+        &self.encoders
+    }
+
+    /// The directory of the database this collection belongs to.
+    pub fn database_dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     pub(crate) fn with_indexes(

@@ -184,7 +184,8 @@ impl Snapshot {
             }
             collections.push(Arc::new(
                 Collection::new(entry.name.clone(), entry.schema.clone(), slots)
-                    .with_indexes(entry.indexes.clone()),
+                    .with_indexes(entry.indexes.clone())
+                    .with_encoders(entry.encoders.clone(), dir),
             ));
         }
         Ok(Snapshot {

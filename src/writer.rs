@@ -18,6 +18,7 @@ use std::sync::Arc;
 use crate::collection::Collection;
 use crate::db::Snapshot;
 use crate::document::Document;
+use crate::encode::FieldEncoders;
 use crate::error::{Error, Result};
 use crate::format::deletes::DeleteBitmap;
 use crate::format::manifest::{self, CollectionEntry, DeletesEntry, Manifest, SegmentEntry};
@@ -211,6 +212,7 @@ pub struct Writer {
     pending: HashMap<String, Pending>,
     /// New index declarations by collection (the whole map), published at commit.
     index_changes: HashMap<String, BTreeMap<String, HnswParams>>,
+    encoder_changes: BTreeMap<(String, String), FieldEncoders>,
     options: WriterOptions,
 }
 
@@ -238,6 +240,7 @@ impl Writer {
             new_collections: Vec::new(),
             pending: HashMap::new(),
             index_changes: HashMap::new(),
+            encoder_changes: BTreeMap::new(),
             options,
         };
         // Files left by a writer that crashed before publishing are unreferenced: remove them.
@@ -340,6 +343,63 @@ impl Writer {
         }
         self.index_changes.insert(collection.to_string(), indexes);
         Ok(())
+    }
+
+    /// Binds encoders to dense field `field` from this commit on (replacing earlier ones). The
+    /// records come from [`crate::encode::TextEncoder::record`]; their output dimensions must
+    /// equal the field's. Documents already stored are not re-encoded.
+    pub fn set_encoders(
+        &mut self,
+        collection: &str,
+        field: &str,
+        encoders: FieldEncoders,
+    ) -> Result<()> {
+        let schema = self.schema_of(collection)?;
+        let dim = match schema.field_index(field).map(|i| &schema.fields[i].kind) {
+            Some(FieldKind::Dense { dim, .. }) => *dim as usize,
+            Some(_) => {
+                return Err(Error::InvalidInput(format!(
+                    "field {field:?} of collection {collection:?} is not dense; encoders produce dense vectors"
+                )))
+            }
+            None => {
+                return Err(Error::NoSuchField {
+                    collection: collection.into(),
+                    field: field.into(),
+                    available: schema.field_names(),
+                })
+            }
+        };
+        for (role, r) in [("passage", &encoders.passage), ("query", &encoders.query)] {
+            if r.dims != dim {
+                return Err(Error::Encoder {
+                    collection: collection.into(),
+                    field: field.into(),
+                    detail: format!(
+                        "the {role} encoder ({}) outputs {} dimensions but the field has {dim}; declare the field with {} dimensions or set dims={dim} (Matryoshka truncation)",
+                        r.source, r.dims, r.dims
+                    ),
+                });
+            }
+            r.validate().map_err(Error::InvalidInput)?;
+        }
+        self.encoder_changes
+            .insert((collection.to_string(), field.to_string()), encoders);
+        Ok(())
+    }
+
+    /// The encoders bound to `field` (including changes of this batch).
+    pub fn encoders_of(&self, collection: &str, field: &str) -> Option<FieldEncoders> {
+        if let Some(e) = self
+            .encoder_changes
+            .get(&(collection.to_string(), field.to_string()))
+        {
+            return Some(e.clone());
+        }
+        self.base
+            .manifest()
+            .collection(collection)
+            .and_then(|c| c.encoders.get(field).cloned())
     }
 
     fn pending_for(&mut self, collection: &str) -> Result<&mut Pending> {
@@ -534,6 +594,7 @@ impl Writer {
     pub fn has_changes(&self) -> bool {
         !self.new_collections.is_empty()
             || !self.index_changes.is_empty()
+            || !self.encoder_changes.is_empty()
             || self.pending.values().any(Pending::is_dirty)
     }
 
@@ -567,11 +628,17 @@ impl Writer {
                 schema: schema.clone(),
                 segments: Vec::new(),
                 indexes: BTreeMap::new(),
+                encoders: BTreeMap::new(),
             });
         }
         for (name, indexes) in &self.index_changes {
             if let Some(entry) = manifest.collections.iter_mut().find(|c| &c.name == name) {
                 entry.indexes = indexes.clone();
+            }
+        }
+        for ((name, field), encoders) in &self.encoder_changes {
+            if let Some(entry) = manifest.collections.iter_mut().find(|c| &c.name == name) {
+                entry.encoders.insert(field.clone(), encoders.clone());
             }
         }
         let mut info = CommitInfo::default();
@@ -616,6 +683,7 @@ impl Writer {
         self.pending.clear();
         self.new_collections.clear();
         self.index_changes.clear();
+        self.encoder_changes.clear();
         Ok(info)
     }
 
@@ -630,6 +698,7 @@ impl Writer {
         self.pending.clear();
         self.new_collections.clear();
         self.index_changes.clear();
+        self.encoder_changes.clear();
         self.collect_garbage()
     }
 

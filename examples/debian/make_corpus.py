@@ -5,7 +5,7 @@ Reads Debian's English package descriptions (fetch them once with
 `apt-get update -o Acquire::Languages=en`) and writes:
   corpus.jsonl  one document per package: {"id": package, "text": long description}
   queries.tsv   qid<TAB>one-line summary, for a sample of the packages
-  qrels.tsv     qid<TAB>package<TAB>1 (each summary's own package: known-item retrieval)
+  qrels.txt     TREC qrels "qid 0 package 1": each summary's own package (known-item retrieval)
 
 Selection is deterministic: packages with a long description of at least 200 characters, sorted
 by name, every k-th one so that 2,000 documents remain; every 10th document gives a query.
@@ -68,11 +68,11 @@ def main(out):
     with open(out / "corpus.jsonl", "w") as f:
         for n in chosen:
             f.write(json.dumps({"id": n, "text": by_name[n][1]}, ensure_ascii=False) + "\n")
-    with open(out / "queries.tsv", "w") as q, open(out / "qrels.tsv", "w") as r:
+    with open(out / "queries.tsv", "w") as q, open(out / "qrels.txt", "w") as r:
         for i, n in enumerate(chosen[::QUERY_EVERY]):
             summary = by_name[n][0].replace("\t", " ")
             q.write(f"q{i}\t{summary}\n")
-            r.write(f"q{i}\t{n}\t1\n")
+            r.write(f"q{i} 0 {n} 1\n")
 
 
 if __name__ == "__main__":

@@ -6,13 +6,18 @@
 //! * [`source`] — finding a model folder (local, or the Hugging Face cache), its
 //!   sentence-transformers defaults, its fingerprint.
 //! * `text` (feature `encoders`) — [`TextEncoder`]: tokenizer + BERT-family model (candle) +
-//!   pooling.
+//!   pooling; binding encoders to fields ([`prepare_encoders`]), loading them back with an
+//!   identity check (`Collection::load_encoder`) and text search (`Collection::search_text`).
 
+#[cfg(feature = "encoders")]
+mod bind;
 pub mod source;
 pub mod spec;
 #[cfg(feature = "encoders")]
 mod text;
 
+#[cfg(feature = "encoders")]
+pub use bind::{embedded_dir, prepare_encoders, EncoderChoice, Role};
 pub use source::{ModelDefaults, ModelDir};
 pub use spec::{ComputeType, DeviceSpec, EncoderOptions, EncoderRecord, FieldEncoders, Pooling};
 #[cfg(feature = "encoders")]

@@ -54,6 +54,10 @@ pub struct CollectionEntry {
     /// is declared, with at least its `min_rows` rows, carry the field's graph section.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub indexes: std::collections::BTreeMap<String, crate::hnsw::HnswParams>,
+    /// Encoders by dense field name (absent when none): the passage encoder that ingest uses
+    /// for documents given as text, and the query encoder that text search uses.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub encoders: std::collections::BTreeMap<String, crate::encode::FieldEncoders>,
 }
 
 /// One live segment.
@@ -180,6 +184,31 @@ impl Manifest {
             c.schema
                 .validate()
                 .map_err(|e| format!("collection {:?}: {e}", c.name))?;
+            for (field, enc) in &c.encoders {
+                let dim = match c
+                    .schema
+                    .field_index(field)
+                    .map(|i| &c.schema.fields[i].kind)
+                {
+                    Some(crate::schema::FieldKind::Dense { dim, .. }) => *dim as usize,
+                    _ => {
+                        return Err(format!(
+                            "collection {:?}: encoders name {field:?}, which is not a dense field",
+                            c.name
+                        ))
+                    }
+                };
+                for r in [&enc.passage, &enc.query] {
+                    r.validate()
+                        .map_err(|e| format!("collection {:?} field {field:?}: {e}", c.name))?;
+                    if r.dims != dim {
+                        return Err(format!(
+                            "collection {:?} field {field:?}: encoder outputs {} dimensions, the field has {dim}",
+                            c.name, r.dims
+                        ));
+                    }
+                }
+            }
             for s in &c.segments {
                 if s.id >= self.next_file_id || !ids.insert(s.id) {
                     return Err(format!(
@@ -246,6 +275,7 @@ mod tests {
                     }),
                 }],
                 indexes: Default::default(),
+                encoders: Default::default(),
             }],
         }
     }

@@ -11,9 +11,15 @@
 //! values (NaN, infinities), ids and JSON are checked as rows stream in. Errors name the file, the
 //! row or line, and the field. Nothing is committed here: the caller commits, so a failed ingest
 //! leaves the database at its previous commit.
+//!
+//! Documents given as text (JSONL or TSV, [`text_input`]) are encoded by the fields' passage
+//! encoders in `pipeline` (feature `encoders`), which commits as it goes and resumes.
 
 pub mod array;
 pub mod jsonl;
+#[cfg(feature = "encoders")]
+pub mod pipeline;
+pub mod text_input;
 
 use std::path::{Path, PathBuf};
 

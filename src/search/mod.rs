@@ -82,6 +82,12 @@ impl<'a> SearchRequest<'a> {
         Self::dense(field, queries, k)
     }
 
+    /// A request for text search (`Collection::search_text`, feature `encoders`): the queries
+    /// are filled in from the encoded texts.
+    pub fn text(field: &'a str, k: usize) -> Self {
+        Self::dense(field, &[], k)
+    }
+
     /// One multi-vector query (`n_tokens × dim`, row-major).
     pub fn multi(field: &'a str, tokens: &'a [f32], k: usize) -> Self {
         SearchRequest {

@@ -107,6 +107,32 @@ pub struct CreateArgs {
     /// `vellum index --help` for the keys) or just FIELD for the defaults. Repeatable.
     #[arg(long = "hnsw", value_name = "FIELD[=PARAMS]")]
     pub hnsw: Vec<String>,
+    /// Bind a passage encoder to a dense field: FIELD=MODEL, MODEL a local folder in the Hugging
+    /// Face layout (config.json, model.safetensors, tokenizer.json) or a model id found in the
+    /// local Hugging Face cache (e.g. sentence-transformers/all-MiniLM-L6-v2). Documents given
+    /// as text are encoded with it at ingest; queries too, unless --query-encoder is given.
+    #[arg(long = "encoder", value_name = "FIELD=MODEL")]
+    pub encoders: Vec<String>,
+    /// A separate query encoder for a field (untied, as DPR; or a small query model with a
+    /// large passage model): FIELD=MODEL.
+    #[arg(long = "query-encoder", value_name = "FIELD=MODEL")]
+    pub query_encoders: Vec<String>,
+    /// Options of a field's passage encoder: FIELD=KEY=VALUE,... with keys pooling
+    /// (cls|mean|last), normalize (true|false), max_length (tokens), prefix (text put before
+    /// each input, e.g. "passage: "; must be the last key), dims (keep the first N dimensions,
+    /// Matryoshka), dtype (f32|f16|bf16), device (cpu|cuda:N), batch_size. Unset keys follow the
+    /// model folder (sentence-transformers' config files), else cls pooling, no normalization,
+    /// the model's maximum length, f32.
+    #[arg(long = "encoder-options", value_name = "FIELD=OPTIONS")]
+    pub encoder_options: Vec<String>,
+    /// Options of a field's query encoder (same keys). With a tied model they apply over the
+    /// passage options, e.g. emb=prefix=query: for e5.
+    #[arg(long = "query-encoder-options", value_name = "FIELD=OPTIONS")]
+    pub query_encoder_options: Vec<String>,
+    /// Copy the encoder models into the database (DB/.models/), so a copied database encodes
+    /// queries and documents without the original model folders.
+    #[arg(long)]
+    pub embed_model: bool,
 }
 
 /// `vellum ingest`.
@@ -118,7 +144,11 @@ pub struct IngestArgs {
     #[arg(long, short = 'c')]
     pub collection: String,
     /// Documents, JSON lines: {"id": ..., "text": ..., "metadata": {...}} ("docid"/"_id" and
-    /// "title" are accepted too). Row i of every vector file belongs to the i-th document.
+    /// "title" are accepted too, as in Tevatron's corpus files), or TSV (.tsv: id<TAB>text
+    /// [<TAB>title]). Row i of every vector file belongs to the i-th document. Without
+    /// --vectors, every field must have an encoder: the text (title + " " + text when a title
+    /// is given) is encoded with the field's passage encoder, committing as it goes; re-running
+    /// the same command after a crash or Ctrl-C skips the ids already committed.
     #[arg(long)]
     pub docs: PathBuf,
     /// FIELD=FILE.npy or FIELD=FILE.safetensors[:TENSOR] (tensor name defaults to FIELD).
@@ -135,6 +165,13 @@ pub struct IngestArgs {
     /// p mod COUNT = INDEX (e.g. --shard 0/4 ... 3/4 on four machines, one database each).
     #[arg(long, value_name = "INDEX/COUNT")]
     pub shard: Option<vellum::ingest::Shard>,
+    /// When encoding: commit after this many documents (and every 60 s, and at the end).
+    #[arg(long, default_value_t = 10_000)]
+    pub commit_every: usize,
+    /// When encoding: device and batch size of the passage encoders, e.g.
+    /// device=cpu,batch_size=64 (the other options are fixed by the collection).
+    #[arg(long, default_value = "")]
+    pub encoder_options: String,
 }
 
 /// `vellum search`.
@@ -152,10 +189,18 @@ pub struct SearchArgs {
     /// The vector field to search.
     #[arg(long, short = 'f')]
     pub field: String,
+    /// Text queries: TSV (qid<TAB>text, by extension .tsv) or JSONL ({"id": ..., "text": ...}),
+    /// encoded in batches by the field's query encoder.
+    #[arg(long, conflicts_with_all = ["query_vectors", "query_lengths", "query_ids"])]
+    pub queries: Option<PathBuf>,
     /// Query vectors: .npy or .safetensors[:TENSOR]. Dense: [Q, dim]; multi: [T, dim] token
     /// matrix with --query-lengths.
     #[arg(long)]
-    pub query_vectors: String,
+    pub query_vectors: Option<String>,
+    /// With --queries: device and batch size of the query encoder, e.g. device=cpu,batch_size=64
+    /// (the other encoder options are fixed by the collection).
+    #[arg(long, default_value = "")]
+    pub encoder_options: String,
     /// Multi fields: per-query token counts (1-D integer array of Q).
     #[arg(long)]
     pub query_lengths: Option<String>,

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use vellum::encode::{EncoderOptions, Role};
 use vellum::eval::{self, Qrels, Run, RunEntry};
 use vellum::ingest::array::Array;
 use vellum::ingest::jsonl::read_id_list;
@@ -129,6 +130,7 @@ fn create(a: CreateArgs, out: &mut dyn Write) -> Result<()> {
             Some(vellum::hnsw::HnswParams::parse(params)?),
         )?;
     }
+    bind_encoders(&a, &db, &mut w)?;
     let c = w.commit()?;
     writeln!(
         out,
@@ -142,6 +144,85 @@ fn create(a: CreateArgs, out: &mut dyn Write) -> Result<()> {
     }
     for (field, p) in w.committed().collection(&a.collection)?.indexes() {
         writeln!(out, "  index {field}: {p}")?;
+    }
+    for (field, e) in w.committed().collection(&a.collection)?.all_encoders() {
+        write_encoders(out, field, e)?;
+    }
+    Ok(())
+}
+
+fn write_encoders(
+    out: &mut dyn Write,
+    field: &str,
+    e: &vellum::encode::FieldEncoders,
+) -> Result<()> {
+    for (role, r) in [("passage", &e.passage), ("query", &e.query)] {
+        writeln!(
+            out,
+            "  encoder {field} ({role}): {} [{}] pooling={:?} normalize={} max_length={} dims={} dtype={:?}{}{}",
+            r.source,
+            r.fingerprint,
+            r.pooling,
+            r.normalize,
+            r.max_length,
+            r.dims,
+            r.dtype,
+            if r.prefix.is_empty() { String::new() } else { format!(" prefix={:?}", r.prefix) },
+            if r.embedded { " (embedded)" } else { "" },
+        )?;
+    }
+    Ok(())
+}
+
+/// Parses the `FIELD=VALUE` lists of `create`'s encoder flags and binds encoders.
+fn bind_encoders(a: &CreateArgs, db: &Database, w: &mut vellum::Writer) -> Result<()> {
+    let split = |flag: &str, v: &String| -> Result<(String, String)> {
+        let (f, rest) = v
+            .split_once('=')
+            .with_context(|| format!("{flag} {v:?}: expected FIELD=VALUE"))?;
+        Ok((f.to_string(), rest.to_string()))
+    };
+    let mut choices: std::collections::BTreeMap<String, vellum::encode::EncoderChoice> =
+        Default::default();
+    for v in &a.encoders {
+        let (field, model) = split("--encoder", v)?;
+        let c = choices.entry(field).or_default();
+        c.passage = model;
+        c.embed = a.embed_model;
+    }
+    let known = |flag: &str, field: &str, choices: &std::collections::BTreeMap<String, _>| {
+        if choices.contains_key(field) {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!(
+                "{flag} {field}=...: field {field:?} has no --encoder {field}=MODEL"
+            ))
+        }
+    };
+    for v in &a.query_encoders {
+        let (field, model) = split("--query-encoder", v)?;
+        known("--query-encoder", &field, &choices)?;
+        choices.get_mut(&field).expect("known").query = Some(model);
+    }
+    for v in &a.encoder_options {
+        let (field, list) = split("--encoder-options", v)?;
+        known("--encoder-options", &field, &choices)?;
+        choices.get_mut(&field).expect("known").passage_options = EncoderOptions::parse(&list)?;
+    }
+    for v in &a.query_encoder_options {
+        let (field, list) = split("--query-encoder-options", v)?;
+        known("--query-encoder-options", &field, &choices)?;
+        choices.get_mut(&field).expect("known").query_options = EncoderOptions::parse(&list)?;
+    }
+    if a.embed_model && choices.is_empty() {
+        bail!("--embed-model: no --encoder given, so there is no model to embed");
+    }
+    for (field, choice) in &choices {
+        let spinner = spinner(&format!("loading the encoders of {field}"));
+        let records = vellum::encode::prepare_encoders(db.path(), choice)
+            .with_context(|| format!("--encoder {field}={}", choice.passage))?;
+        spinner.finish_and_clear();
+        w.set_encoders(&a.collection, field, records)?;
     }
     Ok(())
 }
@@ -164,6 +245,15 @@ fn ingest_cmd(a: IngestArgs, out: &mut dyn Write) -> Result<()> {
         input.lengths = Some(split_tensor(spec, &format!("{field}_lengths")));
     }
     let mut w = db.writer()?;
+    if inputs.is_empty()
+        && !w
+            .committed()
+            .collection(&a.collection)?
+            .all_encoders()
+            .is_empty()
+    {
+        return ingest_text_cmd(&a, &mut w, out);
+    }
     let total = vellum::ingest::jsonl::JsonlDocs::count(&a.docs)?;
     let pb = counter(total, "docs");
     let mode = if a.upsert { Mode::Upsert } else { Mode::Add };
@@ -191,6 +281,60 @@ fn ingest_cmd(a: IngestArgs, out: &mut dyn Write) -> Result<()> {
         out,
         "ingested {} documents{of_shard} into {} (generation {})",
         stats.documents, a.collection, c.generation
+    )?;
+    Ok(())
+}
+
+/// `ingest` without vectors: encode the documents' text with the fields' passage encoders.
+fn ingest_text_cmd(a: &IngestArgs, w: &mut vellum::Writer, out: &mut dyn Write) -> Result<()> {
+    use vellum::ingest::pipeline::{ingest_text, TextIngest};
+    let interrupt = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let flag = interrupt.clone();
+        // A second Ctrl-C while the first is being handled kills the process as usual.
+        let _ = ctrlc::try_set_handler(move || {
+            if flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupted: committing the documents encoded so far ...");
+        });
+    }
+    let mut job = TextIngest::new(&a.collection, &a.docs);
+    job.mode = if a.upsert { Mode::Upsert } else { Mode::Add };
+    job.shard = a.shard.unwrap_or(ingest::Shard::ALL);
+    job.commit_every = a.commit_every.max(1);
+    job.runtime = encoder_runtime(&a.encoder_options)?;
+    job.interrupt = Some(interrupt);
+    let spinner = spinner("loading encoders");
+    let mut pb: Option<ProgressBar> = None;
+    let started = std::time::Instant::now();
+    let stats = ingest_text(w, &job, &mut |p| {
+        let bar = pb.get_or_insert_with(|| {
+            spinner.finish_and_clear();
+            counter(p.total, "docs")
+        });
+        bar.set_position(p.written + p.skipped);
+    });
+    spinner.finish_and_clear();
+    if let Some(pb) = &pb {
+        pb.finish_and_clear();
+    }
+    let stats = stats?;
+    let secs = started.elapsed().as_secs_f64();
+    let skipped = if stats.skipped > 0 {
+        format!(", skipped {} already committed", stats.skipped)
+    } else {
+        String::new()
+    };
+    writeln!(
+        out,
+        "encoded and ingested {} documents into {} in {:.1} s ({:.1} docs/s, {} commits{skipped}; generation {})",
+        stats.documents,
+        a.collection,
+        secs,
+        stats.documents as f64 / secs.max(1e-9),
+        stats.commits,
+        w.committed().generation()
     )?;
     Ok(())
 }
@@ -229,13 +373,194 @@ fn search(a: SearchArgs, out: &mut dyn Write) -> Result<()> {
                 p.display()
             );
         }
+        if let (Some(e0), Some(e)) = (coll.encoders(&a.field), c.encoders(&a.field)) {
+            let diff = e0.passage.differences(&e.passage);
+            if !diff.is_empty() {
+                bail!(
+                    "mismatched shards: field {:?} was encoded differently in {} and {}: {}",
+                    a.field,
+                    paths[0].display(),
+                    p.display(),
+                    diff.join("; ")
+                );
+            }
+        }
     }
     let qrels = a.eval.as_deref().map(Qrels::read).transpose()?;
     let measures = eval::parse_measures(&a.metrics)?;
     let mut run = Run::default();
-    let (qpath, qtensor) = split_tensor(&a.query_vectors, "queries");
+    let queries = if let Some(path) = &a.queries {
+        text_queries(&a, path, &colls, &paths, &kind)?
+    } else {
+        let Some(spec) = &a.query_vectors else {
+            bail!("no queries given: pass --queries FILE (text, encoded by the field's query encoder) or --query-vectors FILE");
+        };
+        vector_queries(&a, spec, &kind)?
+    };
+    let (nq, dim) = (queries.len(), queries.dim());
+    let strategy = match a.strategy {
+        StrategyArg::Auto => Strategy::Auto,
+        StrategyArg::Streaming => Strategy::Streaming,
+        StrategyArg::Blocked => Strategy::Blocked,
+        StrategyArg::Screened => Strategy::Screened,
+    };
+    let pb = counter(nq as u64, "queries");
+    let batch = a.batch.max(1);
+    for b0 in (0..nq).step_by(batch) {
+        let b1 = (b0 + batch).min(nq);
+        let (values, ranges) = queries.batch(b0, b1)?;
+        let request = match &kind {
+            FieldKind::Dense { .. } => {
+                let mut r =
+                    SearchRequest::dense_batch(&a.field, &values, a.k).with_strategy(strategy);
+                r.ef = a.ef;
+                r.exact = a.exact;
+                r
+            }
+            _ => {
+                let qs: Vec<&[f32]> = ranges
+                    .iter()
+                    .map(|(s, e)| &values[s * dim..e * dim])
+                    .collect();
+                SearchRequest::multi_batch(&a.field, qs, a.k)
+            }
+        };
+        let per_db = colls
+            .iter()
+            .map(|c| c.search(&request))
+            .collect::<vellum::Result<Vec<_>>>()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", queries.label()))?;
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        let results = vellum::search::merge_shard_hits(per_db, a.k, &names)?;
+        for (i, hits) in results.iter().enumerate() {
+            let qid = queries.id(b0 + i);
+            write_hits(out, a.format, qid, hits, &a.tag)?;
+            if qrels.is_some() {
+                let entries = hits.iter().map(|h| RunEntry {
+                    docid: h.id.clone(),
+                    score: f64::from(h.score),
+                });
+                run.queries
+                    .entry(qid.to_string())
+                    .or_default()
+                    .extend(entries);
+            }
+        }
+        pb.set_position(b1 as u64);
+    }
+    pb.finish_and_clear();
+    if let Some(qrels) = &qrels {
+        let e = eval::evaluate(qrels, &run, &measures);
+        let mut err = std::io::stderr();
+        write_evaluation(&mut err, &e, false)?;
+        warn_unevaluated(&e);
+    }
+    Ok(())
+}
+
+/// The queries of a search: vectors from a file, or texts with the field's query encoder.
+enum QuerySet {
+    Vectors {
+        array: Array,
+        /// Per-query token row ranges (dense: one row each).
+        ranges: Vec<(usize, usize)>,
+        ids: Vec<String>,
+        dim: usize,
+    },
+    Texts {
+        path: std::path::PathBuf,
+        queries: Vec<vellum::ingest::text_input::TextQuery>,
+        encoder: Box<vellum::encode::TextEncoder>,
+    },
+}
+
+impl QuerySet {
+    fn len(&self) -> usize {
+        match self {
+            QuerySet::Vectors { ranges, .. } => ranges.len(),
+            QuerySet::Texts { queries, .. } => queries.len(),
+        }
+    }
+
+    fn dim(&self) -> usize {
+        match self {
+            QuerySet::Vectors { dim, .. } => *dim,
+            QuerySet::Texts { encoder, .. } => encoder.dims(),
+        }
+    }
+
+    fn id(&self, i: usize) -> &str {
+        match self {
+            QuerySet::Vectors { ids, .. } => &ids[i],
+            QuerySet::Texts { queries, .. } => &queries[i].id,
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            QuerySet::Vectors { array, .. } => array.label().to_string(),
+            QuerySet::Texts { path, .. } => path.display().to_string(),
+        }
+    }
+
+    /// Values of queries `b0..b1` and their token ranges relative to the returned values.
+    fn batch(&self, b0: usize, b1: usize) -> Result<(Vec<f32>, Vec<(usize, usize)>)> {
+        match self {
+            QuerySet::Vectors {
+                array, ranges, dim, ..
+            } => {
+                let (t0, t1) = (ranges[b0].0, ranges[b1 - 1].1);
+                let mut values = vec![0f32; (t1 - t0) * dim];
+                array.read_f32(t0 * dim, &mut values)?;
+                let rel = ranges[b0..b1]
+                    .iter()
+                    .map(|(s, e)| (s - t0, e - t0))
+                    .collect();
+                Ok((values, rel))
+            }
+            QuerySet::Texts {
+                queries, encoder, ..
+            } => {
+                let texts: Vec<&str> = queries[b0..b1].iter().map(|q| q.text.as_str()).collect();
+                let values = encoder.encode(&texts)?;
+                Ok((values, (0..b1 - b0).map(|i| (i, i + 1)).collect()))
+            }
+        }
+    }
+}
+
+fn text_queries(
+    a: &SearchArgs,
+    path: &Path,
+    colls: &[&std::sync::Arc<vellum::Collection>],
+    paths: &[&Path],
+    kind: &FieldKind,
+) -> Result<QuerySet> {
+    if !matches!(kind, FieldKind::Dense { .. }) {
+        bail!(
+            "--queries: field {:?} is a {} field; text queries are encoded for dense fields (give --query-vectors)",
+            a.field,
+            kind.kind_name()
+        );
+    }
+    let queries = vellum::ingest::text_input::read_queries(path)?;
+    let runtime = encoder_runtime(&a.encoder_options)?;
+    let encoder = colls[0].load_encoder(&a.field, Role::Query, &runtime)?;
+    for (c, p) in colls.iter().zip(paths).skip(1) {
+        c.check_encoder(&a.field, Role::Query, &encoder)
+            .with_context(|| format!("mismatched shards: database {}", p.display()))?;
+    }
+    Ok(QuerySet::Texts {
+        path: path.to_path_buf(),
+        queries,
+        encoder: Box::new(encoder),
+    })
+}
+
+fn vector_queries(a: &SearchArgs, spec: &str, kind: &FieldKind) -> Result<QuerySet> {
+    let (qpath, qtensor) = split_tensor(spec, "queries");
     let arr = Array::open(&qpath, qtensor.as_deref())?;
-    let dim = match &kind {
+    let dim = match kind {
         FieldKind::Dense { dim, .. } | FieldKind::Multi { dim, .. } => *dim as usize,
         FieldKind::Tensor { .. } => bail!(
             "field {:?} is a tensor field; tensors are stored, not searched",
@@ -251,7 +576,7 @@ fn search(a: SearchArgs, out: &mut dyn Write) -> Result<()> {
         );
     }
     // Per-query token ranges (dense: one row each).
-    let ranges: Vec<(usize, usize)> = match (&kind, &a.query_lengths) {
+    let ranges: Vec<(usize, usize)> = match (kind, &a.query_lengths) {
         (FieldKind::Dense { .. }, None) => (0..arr.shape()[0]).map(|i| (i, i + 1)).collect(),
         (FieldKind::Dense { .. }, Some(_)) => {
             bail!("--query-lengths is only for multi-vector fields")
@@ -285,7 +610,7 @@ fn search(a: SearchArgs, out: &mut dyn Write) -> Result<()> {
         (FieldKind::Tensor { .. }, _) => unreachable!(),
     };
     let nq = ranges.len();
-    let qids: Vec<String> = match &a.query_ids {
+    let ids: Vec<String> = match &a.query_ids {
         Some(p) => {
             let ids = read_id_list(p)?;
             if ids.len() != nq {
@@ -304,63 +629,27 @@ fn search(a: SearchArgs, out: &mut dyn Write) -> Result<()> {
         }
         None => (0..nq).map(|i| i.to_string()).collect(),
     };
-    let strategy = match a.strategy {
-        StrategyArg::Auto => Strategy::Auto,
-        StrategyArg::Streaming => Strategy::Streaming,
-        StrategyArg::Blocked => Strategy::Blocked,
-        StrategyArg::Screened => Strategy::Screened,
-    };
-    let pb = counter(nq as u64, "queries");
-    let batch = a.batch.max(1);
-    for b0 in (0..nq).step_by(batch) {
-        let b1 = (b0 + batch).min(nq);
-        let (t0, t1) = (ranges[b0].0, ranges[b1 - 1].1);
-        let mut values = vec![0f32; (t1 - t0) * dim];
-        arr.read_f32(t0 * dim, &mut values)?;
-        let request = match &kind {
-            FieldKind::Dense { .. } => {
-                let mut r =
-                    SearchRequest::dense_batch(&a.field, &values, a.k).with_strategy(strategy);
-                r.ef = a.ef;
-                r.exact = a.exact;
-                r
-            }
-            _ => {
-                let qs: Vec<&[f32]> = ranges[b0..b1]
-                    .iter()
-                    .map(|(s, e)| &values[(s - t0) * dim..(e - t0) * dim])
-                    .collect();
-                SearchRequest::multi_batch(&a.field, qs, a.k)
-            }
-        };
-        let per_db = colls
-            .iter()
-            .map(|c| c.search(&request))
-            .collect::<vellum::Result<Vec<_>>>()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", arr.label()))?;
-        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-        let results = vellum::search::merge_shard_hits(per_db, a.k, &names)?;
-        for (i, hits) in results.iter().enumerate() {
-            let qid = &qids[b0 + i];
-            write_hits(out, a.format, qid, hits, &a.tag)?;
-            if qrels.is_some() {
-                let entries = hits.iter().map(|h| RunEntry {
-                    docid: h.id.clone(),
-                    score: f64::from(h.score),
-                });
-                run.queries.entry(qid.clone()).or_default().extend(entries);
-            }
-        }
-        pb.set_position(b1 as u64);
+    Ok(QuerySet::Vectors {
+        array: arr,
+        ranges,
+        ids,
+        dim,
+    })
+}
+
+/// Device and batch size for loading a bound encoder (`--encoder-options device=cpu,batch_size=64`).
+fn encoder_runtime(list: &str) -> Result<EncoderOptions> {
+    let o = EncoderOptions::parse(list)?;
+    let shaping = o.pooling.is_some()
+        || o.normalize.is_some()
+        || o.max_length.is_some()
+        || o.prefix.is_some()
+        || o.dims.is_some()
+        || o.dtype.is_some();
+    if shaping {
+        bail!("--encoder-options here takes only device and batch_size: the other options are fixed by the collection's encoder");
     }
-    pb.finish_and_clear();
-    if let Some(qrels) = &qrels {
-        let e = eval::evaluate(qrels, &run, &measures);
-        let mut err = std::io::stderr();
-        write_evaluation(&mut err, &e, false)?;
-        warn_unevaluated(&e);
-    }
-    Ok(())
+    Ok(o)
 }
 
 /// Prints measures as trec_eval does (`name<TAB>qid<TAB>value`, qid `all` for the mean).
@@ -556,6 +845,7 @@ fn info(a: InfoArgs, out: &mut dyn Write) -> Result<()> {
                 "documents": c.len(),
                 "deleted_rows": deleted,
                 "indexes": c.indexes(),
+                "encoders": c.all_encoders(),
                 "segments": c.slots().iter().map(|s| {
                     let graphs: serde_json::Map<String, serde_json::Value> = c.schema().fields.iter().enumerate()
                         .filter_map(|(fi, f)| s.segment.graph(fi).and_then(|g| g.ok()).map(|g| (f.name.clone(), serde_json::json!({"layers": g.layers(), "edges": g.edges(), "m": g.m, "ef_construction": g.ef_construction}))))
@@ -580,6 +870,9 @@ fn info(a: InfoArgs, out: &mut dyn Write) -> Result<()> {
         }
         for (field, p) in c.indexes() {
             writeln!(out, "  index {field}: {p}")?;
+        }
+        for (field, e) in c.all_encoders() {
+            write_encoders(out, field, e)?;
         }
         for s in c.slots() {
             writeln!(

@@ -1,0 +1,202 @@
+//! Encoders bound to a collection's fields: building the manifest records at `create` time
+//! (optionally embedding the model files), loading them back with an identity check, and text
+//! search with the field's own query encoder.
+
+use std::path::{Path, PathBuf};
+
+use super::source::ModelDir;
+use super::spec::{EncoderOptions, EncoderRecord, FieldEncoders};
+use super::text::TextEncoder;
+use super::EMBEDDED_MODELS_DIR;
+use crate::collection::Collection;
+use crate::error::{Error, Result};
+use crate::search::{Hit, Queries, SearchRequest};
+
+/// Which of a field's two encoders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Encodes documents at ingest.
+    Passage,
+    /// Encodes queries.
+    Query,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Passage => "passage",
+            Role::Query => "query",
+        }
+    }
+}
+
+/// What a user asks for when binding encoders to a field.
+#[derive(Debug, Clone, Default)]
+pub struct EncoderChoice {
+    /// Passage model: folder or Hugging Face model id.
+    pub passage: String,
+    /// Passage encoder options.
+    pub passage_options: EncoderOptions,
+    /// Query model; `None` ties the query encoder to the passage model.
+    pub query: Option<String>,
+    /// Query encoder options. With a tied model they apply over the passage options (so a tied
+    /// e5 model takes `prefix=query: ` here and `prefix=passage: ` for passages).
+    pub query_options: EncoderOptions,
+    /// Copy the model files into the database (`.models/<fingerprint>/`).
+    pub embed: bool,
+}
+
+/// Loads the models a [`EncoderChoice`] names, checks them, copies them into the database at
+/// `database_dir` when `embed` is set, and returns the records for
+/// [`crate::Writer::set_encoders`]. The copies are made before the commit that references them;
+/// a crash in between leaves an unreferenced copy, never a manifest naming a missing one.
+pub fn prepare_encoders(database_dir: &Path, choice: &EncoderChoice) -> Result<FieldEncoders> {
+    let passage_dir = ModelDir::resolve(&choice.passage)?;
+    let passage = TextEncoder::from_dir(&passage_dir, &choice.passage_options)?;
+    let (query_dir, query) = match &choice.query {
+        None => {
+            let options = choice.passage_options.overridden_by(&choice.query_options);
+            let enc = TextEncoder::from_dir(&passage_dir, &options)?;
+            (passage_dir.clone(), enc)
+        }
+        Some(source) => {
+            let dir = ModelDir::resolve(source)?;
+            let enc = TextEncoder::from_dir(&dir, &choice.query_options)?;
+            (dir, enc)
+        }
+    };
+    let mut records = FieldEncoders {
+        passage: passage.record().clone(),
+        query: query.record().clone(),
+    };
+    if choice.embed {
+        for (dir, record) in [
+            (&passage_dir, &mut records.passage),
+            (&query_dir, &mut records.query),
+        ] {
+            dir.copy_to(&embedded_dir(database_dir, record))?;
+            record.embedded = true;
+        }
+    }
+    Ok(records)
+}
+
+/// Where an embedded model of `record` lives in the database at `database_dir`.
+pub fn embedded_dir(database_dir: &Path, record: &EncoderRecord) -> PathBuf {
+    database_dir
+        .join(EMBEDDED_MODELS_DIR)
+        .join(record.fingerprint_hex())
+}
+
+impl Collection {
+    /// The record of `field`'s encoder in `role`, or an error naming the fields that have one.
+    pub fn encoder_record(&self, field: &str, role: Role) -> Result<&EncoderRecord> {
+        self.field_index(field)?;
+        let enc = self.encoders(field).ok_or_else(|| Error::Encoder {
+            collection: self.name().to_string(),
+            field: field.to_string(),
+            detail: format!(
+                "no encoder is bound to this field (fields with encoders: {}); give vectors, or create the collection with --encoder",
+                self.encoder_field_names()
+            ),
+        })?;
+        Ok(match role {
+            Role::Passage => &enc.passage,
+            Role::Query => &enc.query,
+        })
+    }
+
+    fn encoder_field_names(&self) -> String {
+        let names: Vec<&str> = self.all_encoders().keys().map(String::as_str).collect();
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(", ")
+        }
+    }
+
+    /// Loads `field`'s encoder in `role` — the embedded copy when the database has one, else the
+    /// recorded source — and checks that it is the model and options the field was built with.
+    /// `runtime` may set the device and batch size; other options come from the record.
+    pub fn load_encoder(
+        &self,
+        field: &str,
+        role: Role,
+        runtime: &EncoderOptions,
+    ) -> Result<TextEncoder> {
+        let record = self.encoder_record(field, role)?;
+        let wrap = |detail: String| Error::Encoder {
+            collection: self.name().to_string(),
+            field: field.to_string(),
+            detail,
+        };
+        let dir = if record.embedded {
+            ModelDir::at(embedded_dir(self.database_dir(), record), &record.source).map_err(
+                |e| {
+                    wrap(format!(
+                        "the embedded copy of the {} encoder is damaged: {e}",
+                        role.name()
+                    ))
+                },
+            )?
+        } else {
+            ModelDir::resolve(&record.source).map_err(|e| {
+                wrap(format!(
+                    "the {} encoder's model {:?} is not available here ({e}); bring the model, or create the collection with --embed-model so databases carry their models",
+                    role.name(),
+                    record.source
+                ))
+            })?
+        };
+        let options = EncoderOptions {
+            device: runtime.device,
+            batch_size: runtime.batch_size,
+            ..record.options()
+        };
+        let encoder = TextEncoder::from_dir(&dir, &options)?;
+        self.check_encoder(field, role, &encoder)?;
+        Ok(encoder)
+    }
+
+    /// Checks that `encoder` encodes exactly as `field`'s encoder in `role` (same model
+    /// fingerprint and output-shaping options).
+    pub fn check_encoder(&self, field: &str, role: Role, encoder: &TextEncoder) -> Result<()> {
+        let record = self.encoder_record(field, role)?;
+        let diff = record.differences(encoder.record());
+        if diff.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Encoder {
+            collection: self.name().to_string(),
+            field: field.to_string(),
+            detail: format!(
+                "the {} encoder does not match the one the field was built with: {}",
+                role.name(),
+                diff.join("; ")
+            ),
+        })
+    }
+
+    /// Text search: encodes `texts` with `encoder` (which must match the field's query encoder,
+    /// see [`Collection::load_encoder`]) and runs `request` with them as its queries. The
+    /// request's field, `k`, `ef`, `exact` and strategy are used; its queries are replaced.
+    ///
+    /// Returns one hit list per text, in order.
+    pub fn search_text(
+        &self,
+        encoder: &TextEncoder,
+        texts: &[&str],
+        request: SearchRequest<'_>,
+    ) -> Result<Vec<Vec<Hit>>> {
+        self.check_encoder(request.field, Role::Query, encoder)?;
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let vectors = encoder.encode(texts)?;
+        let req = SearchRequest {
+            queries: Queries::Dense(&vectors),
+            ..request
+        };
+        self.search(&req)
+    }
+}

@@ -1,0 +1,437 @@
+//! Ingest with encoding: documents given as text are encoded by each dense field's passage
+//! encoder on their way into the database.
+//!
+//! Stages, connected by bounded channels (so memory stays bounded whatever the input size):
+//!
+//! ```text
+//! read (1 thread) ─▶ tokenize (workers) ─▶ batch + encode (1 thread, the model uses all cores) ─▶ write (caller's thread)
+//! ```
+//!
+//! The reader cuts the input into windows of consecutive documents; each window is tokenized by
+//! one worker, then sorted by token count and cut into batches, so that texts of similar length
+//! are padded together. The writer adds each window's documents in input order and commits every
+//! `commit_every` documents, so a crash or Ctrl-C loses at most the documents since the last
+//! commit; re-running the same ingest skips ids already committed (in add mode).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use super::text_input::{text_to_encode, DocReader};
+use super::{Mode, Shard};
+use crate::collection::Collection;
+use crate::document::{Document, FieldValue};
+use crate::encode::{EncoderOptions, Role, TextEncoder};
+use crate::error::{Error, Result};
+use crate::schema::FieldKind;
+use crate::writer::Writer;
+
+/// An ingest of text documents that encodes them.
+#[derive(Debug, Clone)]
+pub struct TextIngest<'a> {
+    /// The collection.
+    pub collection: &'a str,
+    /// JSONL (`id`/`text`/`metadata`, or Tevatron's `docid`/`title`/`text`) or TSV
+    /// (`id<TAB>text[<TAB>title]`).
+    pub docs: &'a Path,
+    /// Add (skipping ids already committed, so a re-run resumes) or upsert (re-encodes all).
+    pub mode: Mode,
+    /// The part of the input to ingest.
+    pub shard: Shard,
+    /// Commit after at least this many new documents (and at the end).
+    pub commit_every: usize,
+    /// Also commit when this much time has passed since the last commit.
+    pub commit_interval: Duration,
+    /// Documents sorted by length together (larger: less padding, more memory).
+    pub window: usize,
+    /// Device and batch size for the encoders (other options come from the manifest).
+    pub runtime: EncoderOptions,
+    /// Tokenizer threads.
+    pub tokenizer_threads: usize,
+    /// Set (by a Ctrl-C handler, say) to stop: what is encoded is committed, then
+    /// [`Error::Interrupted`] is returned.
+    pub interrupt: Option<Arc<AtomicBool>>,
+}
+
+impl<'a> TextIngest<'a> {
+    /// Defaults: add mode, whole input, commits every 10,000 documents or 60 s, windows of
+    /// 1,024 documents, 2 tokenizer threads.
+    pub fn new(collection: &'a str, docs: &'a Path) -> Self {
+        TextIngest {
+            collection,
+            docs,
+            mode: Mode::Add,
+            shard: Shard::ALL,
+            commit_every: 10_000,
+            commit_interval: Duration::from_secs(60),
+            window: 1024,
+            runtime: EncoderOptions::default(),
+            tokenizer_threads: 2,
+            interrupt: None,
+        }
+    }
+}
+
+/// Where an ingest stands (passed to the progress callback after every window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TextIngestProgress {
+    /// Documents in the input (this shard's share).
+    pub total: u64,
+    /// Documents encoded and written (not necessarily committed yet).
+    pub written: u64,
+    /// Documents skipped because their id was already committed.
+    pub skipped: u64,
+    /// Documents committed by this ingest so far.
+    pub committed: u64,
+}
+
+/// What an ingest did.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct TextIngestStats {
+    /// Documents encoded and committed.
+    pub documents: u64,
+    /// Documents skipped because their id was already committed (resumption).
+    pub skipped: u64,
+    /// Commits made.
+    pub commits: u64,
+    /// Tokens encoded (all fields, special tokens included).
+    pub tokens: u64,
+    /// Seconds spent in model forward passes.
+    pub encode_seconds: f64,
+}
+
+struct Window {
+    index: u64,
+    docs: Vec<Document>,
+}
+
+struct Tokenized {
+    index: u64,
+    docs: Vec<Document>,
+    /// tokens[field][doc]
+    tokens: Vec<Vec<Vec<u32>>>,
+}
+
+struct Encoded {
+    docs: Vec<Document>,
+    tokens: u64,
+    seconds: f64,
+}
+
+/// The dense fields that have encoders, with their passage encoders.
+struct EncodedFields {
+    names: Vec<String>,
+    encoders: Vec<TextEncoder>,
+}
+
+fn encoded_fields(collection: &Collection, runtime: &EncoderOptions) -> Result<EncodedFields> {
+    let mut names = Vec::new();
+    let mut encoders = Vec::new();
+    for f in &collection.schema().fields {
+        match f.kind {
+            FieldKind::Dense { .. } if collection.encoders(&f.name).is_some() => {
+                encoders.push(collection.load_encoder(&f.name, Role::Passage, runtime)?);
+                names.push(f.name.clone());
+            }
+            _ => {
+                return Err(Error::Encoder {
+                    collection: collection.name().to_string(),
+                    field: f.name.clone(),
+                    detail: format!(
+                        "the documents are given as text, but this {} field has no encoder: give its values with --vectors, or bind an encoder to it",
+                        f.kind.kind_name()
+                    ),
+                })
+            }
+        }
+    }
+    if names.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "collection {:?} has no fields to encode",
+            collection.name()
+        )));
+    }
+    Ok(EncodedFields { names, encoders })
+}
+
+/// Runs the pipeline: reads `job.docs`, encodes every document with each dense field's passage
+/// encoder, and adds the documents through `writer`, committing periodically and at the end.
+/// Every field of the collection must be a dense field with an encoder.
+///
+/// On bad input the error names the file and line; documents committed before it stay
+/// committed, documents since the last commit are discarded.
+pub fn ingest_text(
+    writer: &mut Writer,
+    job: &TextIngest<'_>,
+    progress: &mut dyn FnMut(TextIngestProgress),
+) -> Result<TextIngestStats> {
+    if writer.has_changes() {
+        return Err(Error::InvalidInput(
+            "ingest_text commits as it goes: commit or roll back the writer's pending changes first".into(),
+        ));
+    }
+    let committed = writer.committed().collection(job.collection)?.clone();
+    let fields = encoded_fields(&committed, &job.runtime)?;
+    let total_lines = DocReader::count(job.docs)?;
+    let total = (0..total_lines)
+        .filter(|&i| job.shard.contains(i as usize))
+        .count() as u64;
+    let interrupted = || {
+        job.interrupt
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+    };
+    let window = job.window.max(1);
+    let mut stats = TextIngestStats::default();
+    let mut state = TextIngestProgress {
+        total,
+        ..Default::default()
+    };
+
+    std::thread::scope(|scope| -> Result<TextIngestStats> {
+        let (window_tx, window_rx) = bounded::<Result<Window>>(2);
+        let (tok_tx, tok_rx) = bounded::<Result<Tokenized>>(2);
+        let (enc_tx, enc_rx) = bounded::<Result<Encoded>>(2);
+        let skipped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+
+        {
+            let skipped = skipped.clone();
+            let committed = committed.clone();
+            let fields = &fields;
+            scope
+                .spawn(move || read_windows(job, &committed, fields, window, &window_tx, &skipped));
+        }
+        for _ in 0..job.tokenizer_threads.max(1) {
+            let (rx, tx, fields) = (window_rx.clone(), tok_tx.clone(), &fields);
+            scope.spawn(move || tokenize_windows(fields, &rx, &tx));
+        }
+        drop((window_rx, tok_tx));
+        {
+            let fields = &fields;
+            let interrupt = job.interrupt.clone();
+            scope.spawn(move || encode_windows(fields, &tok_rx, &enc_tx, interrupt.as_deref()));
+        }
+
+        let mut since_commit = 0usize;
+        let mut last_commit = Instant::now();
+        let commit = |writer: &mut Writer,
+                      state: &mut TextIngestProgress,
+                      stats: &mut TextIngestStats,
+                      since: &mut usize|
+         -> Result<()> {
+            if *since > 0 {
+                writer.commit()?;
+                stats.commits += 1;
+                stats.documents += *since as u64;
+                state.committed += *since as u64;
+                *since = 0;
+            }
+            Ok(())
+        };
+        for encoded in enc_rx.iter() {
+            let encoded = match encoded {
+                Err(Error::Interrupted(_)) if interrupted() => break,
+                other => other?,
+            };
+            stats.tokens += encoded.tokens;
+            stats.encode_seconds += encoded.seconds;
+            for doc in encoded.docs {
+                match job.mode {
+                    Mode::Add => writer.add(job.collection, doc)?,
+                    Mode::Upsert => writer.upsert(job.collection, doc)?,
+                }
+                since_commit += 1;
+                state.written += 1;
+            }
+            state.skipped = skipped.load(Ordering::Relaxed);
+            if since_commit >= job.commit_every || last_commit.elapsed() >= job.commit_interval {
+                commit(writer, &mut state, &mut stats, &mut since_commit)?;
+                last_commit = Instant::now();
+            }
+            progress(state);
+            if interrupted() {
+                break;
+            }
+        }
+        // Dropping the receiver stops the upstream stages (their sends fail) before the scope
+        // joins them.
+        drop(enc_rx);
+        commit(writer, &mut state, &mut stats, &mut since_commit)?;
+        stats.skipped = skipped.load(Ordering::Relaxed);
+        state.skipped = stats.skipped;
+        progress(state);
+        if interrupted() {
+            return Err(Error::Interrupted(format!(
+                "{} documents committed; run the same ingest again to continue",
+                state.committed
+            )));
+        }
+        Ok(stats)
+    })
+}
+
+fn read_windows(
+    job: &TextIngest<'_>,
+    committed: &Collection,
+    fields: &EncodedFields,
+    window: usize,
+    tx: &Sender<Result<Window>>,
+    skipped: &std::sync::atomic::AtomicU64,
+) {
+    let run = || -> Result<()> {
+        let mut reader = DocReader::open(job.docs)?;
+        let mut docs = Vec::with_capacity(window);
+        let mut index = 0u64;
+        let mut row = 0usize;
+        while let Some(doc) = reader.next() {
+            let doc = doc?;
+            row += 1;
+            if !job.shard.contains(row - 1) {
+                continue;
+            }
+            if text_to_encode(&doc).trim().is_empty() {
+                return Err(Error::bad_input(
+                    job.docs,
+                    format!("line {}", reader.line()),
+                    format!(
+                        "document {:?} has no text to encode (field {} has an encoder and no vectors were given)",
+                        doc.id, fields.names[0]
+                    ),
+                ));
+            }
+            if job.mode == Mode::Add && committed.get(&doc.id)?.is_some() {
+                skipped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            docs.push(doc);
+            if docs.len() == window {
+                let w = Window {
+                    index,
+                    docs: std::mem::replace(&mut docs, Vec::with_capacity(window)),
+                };
+                index += 1;
+                if tx.send(Ok(w)).is_err() {
+                    return Ok(());
+                }
+            }
+            if job
+                .interrupt
+                .as_ref()
+                .is_some_and(|f| f.load(Ordering::Relaxed))
+            {
+                return Ok(());
+            }
+        }
+        if !docs.is_empty() {
+            let _ = tx.send(Ok(Window { index, docs }));
+        }
+        Ok(())
+    };
+    if let Err(e) = run() {
+        let _ = tx.send(Err(e));
+    }
+}
+
+fn tokenize_windows(
+    fields: &EncodedFields,
+    rx: &Receiver<Result<Window>>,
+    tx: &Sender<Result<Tokenized>>,
+) {
+    for w in rx.iter() {
+        let out = w.and_then(|w| {
+            let tokens = fields
+                .encoders
+                .iter()
+                .map(|enc| {
+                    w.docs
+                        .iter()
+                        .map(|d| enc.tokenize(&text_to_encode(d)))
+                        .collect::<Result<Vec<_>>>()
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Tokenized {
+                index: w.index,
+                docs: w.docs,
+                tokens,
+            })
+        });
+        let failed = out.is_err();
+        if tx.send(out).is_err() || failed {
+            return;
+        }
+    }
+}
+
+fn encode_windows(
+    fields: &EncodedFields,
+    rx: &Receiver<Result<Tokenized>>,
+    tx: &Sender<Result<Encoded>>,
+    interrupt: Option<&AtomicBool>,
+) {
+    // Windows arrive out of order from several tokenizer workers: restore input order.
+    let mut waiting: BTreeMap<u64, Tokenized> = BTreeMap::new();
+    let mut next = 0u64;
+    for t in rx.iter() {
+        let t = match t {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        };
+        waiting.insert(t.index, t);
+        while let Some(t) = waiting.remove(&next) {
+            next += 1;
+            let out = encode_window(fields, t, interrupt);
+            let failed = out.is_err();
+            if tx.send(out).is_err() || failed {
+                return;
+            }
+        }
+    }
+}
+
+fn encode_window(
+    fields: &EncodedFields,
+    mut t: Tokenized,
+    interrupt: Option<&AtomicBool>,
+) -> Result<Encoded> {
+    let start = Instant::now();
+    let mut tokens = 0u64;
+    let n = t.docs.len();
+    let mut values: Vec<Vec<Option<Vec<f32>>>> = vec![vec![None; fields.names.len()]; n];
+    for (f, enc) in fields.encoders.iter().enumerate() {
+        let seqs = &t.tokens[f];
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(seqs[i].len()));
+        let dims = enc.dims();
+        for chunk in order.chunks(enc.batch_size()) {
+            if interrupt.is_some_and(|f| f.load(Ordering::Relaxed)) {
+                return Err(Error::Interrupted("encoding stopped".into()));
+            }
+            let batch: Vec<&[u32]> = chunk.iter().map(|&i| seqs[i].as_slice()).collect();
+            tokens += batch.iter().map(|b| b.len() as u64).sum::<u64>();
+            let vecs = enc.encode_tokens(&batch)?;
+            for (j, &i) in chunk.iter().enumerate() {
+                values[i][f] = Some(vecs[j * dims..(j + 1) * dims].to_vec());
+            }
+        }
+    }
+    for (doc, vals) in t.docs.iter_mut().zip(values) {
+        for (name, v) in fields.names.iter().zip(vals) {
+            doc.values.push((
+                name.clone(),
+                FieldValue::Dense(v.expect("every doc encoded")),
+            ));
+        }
+    }
+    Ok(Encoded {
+        docs: t.docs,
+        tokens,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
