@@ -246,9 +246,13 @@ pub fn ingest_text(
                 }
                 since_commit += 1;
                 state.written += 1;
+                if since_commit >= job.commit_every {
+                    commit(writer, &mut state, &mut stats, &mut since_commit)?;
+                    last_commit = Instant::now();
+                }
             }
             state.skipped = skipped.load(Ordering::Relaxed);
-            if since_commit >= job.commit_every || last_commit.elapsed() >= job.commit_interval {
+            if last_commit.elapsed() >= job.commit_interval {
                 commit(writer, &mut state, &mut stats, &mut since_commit)?;
                 last_commit = Instant::now();
             }

@@ -125,7 +125,9 @@ impl DocReader {
         let mut n = 0;
         for (i, line) in BufReader::new(f).split(b'\n').enumerate() {
             let line = line.map_err(|e| Error::io(path, e))?;
-            if !line.iter().all(u8::is_ascii_whitespace) && !(i == 0 && line.starts_with(b"id\t")) {
+            let blank = line.iter().all(u8::is_ascii_whitespace);
+            let header = i == 0 && line.starts_with(b"id\t");
+            if !blank && !header {
                 n += 1;
             }
         }

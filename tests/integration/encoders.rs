@@ -109,3 +109,364 @@ fn tiny_berts_match_transformers_for_each_option() {
         );
     }
 }
+
+mod bound {
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use vellum::encode::{prepare_encoders, EncoderChoice, EncoderOptions, Role, TextEncoder};
+    use vellum::ingest::pipeline::{ingest_text, TextIngest};
+    use vellum::ingest::Mode;
+    use vellum::{Database, Error, FieldSpec, Schema, SearchRequest};
+
+    use crate::common::fixture_path;
+
+    fn tiny(name: &str) -> String {
+        fixture_path(&format!("encoders/{name}"))
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// `n` real documents (Debian descriptions) as JSONL, starting at document `from`.
+    fn corpus(dir: &Path, name: &str, from: usize, n: usize) -> PathBuf {
+        let all = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/debian/corpus.jsonl"),
+        )
+        .unwrap();
+        let lines: Vec<&str> = all.lines().skip(from).take(n).collect();
+        let p = dir.join(name);
+        std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+        p
+    }
+
+    fn texts_of(path: &Path) -> Vec<(String, String)> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["id"].as_str().unwrap().to_string(),
+                    v["text"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// A database with collection `docs`, field `emb` (32-d cosine) bound to tiny-a (passage,
+    /// cls) and tiny-b (query, with a prefix): untied encoders.
+    fn untied_db(dir: &Path, embed: bool, passage_model: &str) -> Database {
+        let db = Database::create(dir.join("db")).unwrap();
+        let mut w = db.writer().unwrap();
+        w.create_collection(
+            "docs",
+            Schema::new().with_field(FieldSpec::parse("emb:dense:32:f32:cosine").unwrap()),
+        )
+        .unwrap();
+        let choice = EncoderChoice {
+            passage: passage_model.to_string(),
+            passage_options: EncoderOptions::parse("pooling=cls,normalize=true").unwrap(),
+            query: Some(tiny("tiny-b")),
+            query_options: EncoderOptions::parse("pooling=cls,normalize=true,prefix=query: ")
+                .unwrap(),
+            embed,
+        };
+        let records = prepare_encoders(db.path(), &choice).unwrap();
+        assert!(!records.tied());
+        w.set_encoders("docs", "emb", records).unwrap();
+        w.commit().unwrap();
+        db
+    }
+
+    #[test]
+    fn untied_encoders_ingest_and_search_like_the_models_themselves() {
+        let t = tempfile::tempdir().unwrap();
+        let db = untied_db(t.path(), false, &tiny("tiny-a"));
+        let docs = corpus(t.path(), "docs.jsonl", 0, 40);
+        let mut job = TextIngest::new("docs", &docs);
+        job.commit_every = 16;
+        job.window = 8;
+        let mut w = db.writer().unwrap();
+        let mut seen = Vec::new();
+        let stats = ingest_text(&mut w, &job, &mut |p| seen.push(p)).unwrap();
+        assert_eq!((stats.documents, stats.skipped, stats.commits), (40, 0, 3));
+        assert_eq!(seen.last().unwrap().committed, 40);
+
+        // Stored vectors are the passage encoder's outputs, rows in input order.
+        let passage = TextEncoder::load(
+            &tiny("tiny-a"),
+            &EncoderOptions::parse("pooling=cls,normalize=true").unwrap(),
+        )
+        .unwrap();
+        let texts = texts_of(&docs);
+        let refs: Vec<&str> = texts.iter().map(|(_, t)| t.as_str()).collect();
+        let want = passage.encode(&refs).unwrap();
+        let snap = db.snapshot().unwrap();
+        let coll = snap.collection("docs").unwrap();
+        for (i, (id, _)) in texts.iter().enumerate() {
+            let doc = coll.get(id).unwrap().unwrap();
+            let got = doc.dense("emb").unwrap().to_f32_vec();
+            for (g, w) in got.iter().zip(&want[i * 32..(i + 1) * 32]) {
+                assert!((g - w).abs() < 1e-5, "{id}: {g} vs {w}");
+            }
+        }
+
+        // Text search uses tiny-b with its prefix: same hits as encoding by hand.
+        let query = coll
+            .load_encoder("emb", Role::Query, &EncoderOptions::default())
+            .unwrap();
+        assert_eq!(query.record().prefix, "query: ");
+        let q = ["Real-time strategy game", "library for parsing XML"];
+        let hits = coll
+            .search_text(&query, &q, SearchRequest::text("emb", 5))
+            .unwrap();
+        let by_hand = query.encode(&q).unwrap();
+        let want = coll
+            .search(&SearchRequest::dense_batch("emb", &by_hand, 5))
+            .unwrap();
+        assert_eq!(hits, want);
+        assert_eq!(hits.len(), 2);
+
+        // The passage encoder is not the query encoder: refused, naming the difference.
+        let e = coll
+            .search_text(&passage, &q, SearchRequest::text("emb", 5))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("query encoder does not match") && e.contains("model: expected"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn interrupted_ingest_commits_what_it_encoded_and_resumes() {
+        let t = tempfile::tempdir().unwrap();
+        let db = untied_db(t.path(), false, &tiny("tiny-a"));
+        let docs = corpus(t.path(), "docs.jsonl", 100, 60);
+        let flag = Arc::new(AtomicBool::new(false));
+        let mut job = TextIngest::new("docs", &docs);
+        job.window = 10;
+        job.commit_every = 10;
+        job.interrupt = Some(flag.clone());
+        let mut w = db.writer().unwrap();
+        let e = ingest_text(&mut w, &job, &mut |p| {
+            if p.written >= 20 {
+                flag.store(true, Ordering::SeqCst);
+            }
+        })
+        .unwrap_err();
+        assert!(matches!(e, Error::Interrupted(_)), "{e}");
+        drop(w);
+        let done = db.snapshot().unwrap().collection("docs").unwrap().len();
+        assert!((20..60).contains(&done), "{done} committed");
+
+        job.interrupt = None;
+        let mut w = db.writer().unwrap();
+        let stats = ingest_text(&mut w, &job, &mut |_| {}).unwrap();
+        assert_eq!(stats.skipped, done);
+        assert_eq!(stats.documents, 60 - done);
+        assert_eq!(db.snapshot().unwrap().collection("docs").unwrap().len(), 60);
+        // Upsert re-encodes everything and skips nothing.
+        job.mode = Mode::Upsert;
+        let stats = ingest_text(&mut w, &job, &mut |_| {}).unwrap();
+        assert_eq!((stats.documents, stats.skipped), (60, 0));
+    }
+
+    #[test]
+    fn a_document_without_text_is_an_error_and_commits_survive() {
+        let t = tempfile::tempdir().unwrap();
+        let db = untied_db(t.path(), false, &tiny("tiny-a"));
+        let good = corpus(t.path(), "good.jsonl", 0, 5);
+        let mut w = db.writer().unwrap();
+        ingest_text(&mut w, &TextIngest::new("docs", &good), &mut |_| {}).unwrap();
+        let bad = t.path().join("bad.jsonl");
+        std::fs::write(
+            &bad,
+            "{\"id\": \"x1\", \"text\": \"fine\"}\n\n{\"id\": \"x2\", \"text\": \"  \"}\n",
+        )
+        .unwrap();
+        let e = ingest_text(&mut w, &TextIngest::new("docs", &bad), &mut |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("bad.jsonl:line 3") && e.contains("\"x2\" has no text to encode"),
+            "{e}"
+        );
+        drop(w);
+        let snap = db.snapshot().unwrap();
+        assert_eq!(snap.collection("docs").unwrap().len(), 5);
+        assert!(snap
+            .collection("docs")
+            .unwrap()
+            .get("x1")
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn embedded_models_travel_with_the_database_and_changed_models_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        // A private copy of tiny-a that the test can move and modify.
+        let model = t.path().join("model-a");
+        std::fs::create_dir(&model).unwrap();
+        for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+            std::fs::copy(fixture_path(&format!("encoders/tiny-a/{f}")), model.join(f)).unwrap();
+        }
+        let embedded = untied_db(&t.path().join("e"), true, model.to_str().unwrap());
+        let plain = untied_db(&t.path().join("p"), false, model.to_str().unwrap());
+        std::fs::rename(&model, t.path().join("moved")).unwrap();
+
+        let snap = embedded.snapshot().unwrap();
+        let c = snap.collection("docs").unwrap();
+        assert!(c.encoders("emb").unwrap().passage.embedded);
+        c.load_encoder("emb", Role::Passage, &EncoderOptions::default())
+            .unwrap();
+        let snap = plain.snapshot().unwrap();
+        let e = snap
+            .collection("docs")
+            .unwrap()
+            .load_encoder("emb", Role::Passage, &EncoderOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("is not available here") && e.contains("--embed-model"),
+            "{e}"
+        );
+
+        // Same path, different weights: the fingerprint check refuses it.
+        std::fs::rename(t.path().join("moved"), &model).unwrap();
+        let mut bytes = std::fs::read(model.join("model.safetensors")).unwrap();
+        let n = bytes.len();
+        bytes[n - 1] ^= 0x40;
+        std::fs::write(model.join("model.safetensors"), bytes).unwrap();
+        let e = snap
+            .collection("docs")
+            .unwrap()
+            .load_encoder("emb", Role::Passage, &EncoderOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("passage encoder does not match") && e.contains("model: expected xxh3-128:"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn matryoshka_dims_must_fit_the_field() {
+        let t = tempfile::tempdir().unwrap();
+        let db = Database::create(t.path().join("db")).unwrap();
+        let mut w = db.writer().unwrap();
+        let schema = Schema::new()
+            .with_field(FieldSpec::parse("small:dense:8:f32:cosine").unwrap())
+            .with_field(FieldSpec::parse("full:dense:32:f32:cosine").unwrap());
+        w.create_collection("docs", schema).unwrap();
+        let choice = |dims: &str| EncoderChoice {
+            passage: tiny("tiny-a"),
+            passage_options: EncoderOptions::parse(&format!("pooling=mean,normalize=true{dims}"))
+                .unwrap(),
+            ..Default::default()
+        };
+        let eight = prepare_encoders(db.path(), &choice(",dims=8")).unwrap();
+        assert!(eight.tied());
+        w.set_encoders("docs", "small", eight.clone()).unwrap();
+        let e = w
+            .set_encoders("docs", "full", eight)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("outputs 8 dimensions but the field has 32") && e.contains("dims=32"),
+            "{e}"
+        );
+        w.set_encoders(
+            "docs",
+            "full",
+            prepare_encoders(db.path(), &choice("")).unwrap(),
+        )
+        .unwrap();
+        w.commit().unwrap();
+        // Both fields are encoded from the same text; the 8-d one is the renormalized prefix.
+        let docs = corpus(t.path(), "d.jsonl", 7, 3);
+        ingest_text(&mut w, &TextIngest::new("docs", &docs), &mut |_| {}).unwrap();
+        let snap = db.snapshot().unwrap();
+        let c = snap.collection("docs").unwrap();
+        let d = c.get(&texts_of(&docs)[0].0).unwrap().unwrap();
+        let (small, full) = (
+            d.dense("small").unwrap().to_f32_vec(),
+            d.dense("full").unwrap().to_f32_vec(),
+        );
+        let norm: f32 = full[..8].iter().map(|x| x * x).sum::<f32>().sqrt();
+        for (s, f) in small.iter().zip(&full[..8]) {
+            assert!((s - f / norm).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn broken_models_are_named_errors() {
+        let t = tempfile::tempdir().unwrap();
+        let copy = |name: &str| -> PathBuf {
+            let d = t.path().join(name);
+            std::fs::create_dir(&d).unwrap();
+            for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+                std::fs::copy(fixture_path(&format!("encoders/tiny-a/{f}")), d.join(f)).unwrap();
+            }
+            d
+        };
+        let load = |d: &Path| {
+            TextEncoder::load(d.to_str().unwrap(), &EncoderOptions::default())
+                .unwrap_err()
+                .to_string()
+        };
+        let edit_config = |d: &Path, from: &str, to: &str| {
+            let c = std::fs::read_to_string(d.join("config.json")).unwrap();
+            assert!(c.contains(from));
+            std::fs::write(d.join("config.json"), c.replace(from, to)).unwrap();
+        };
+
+        let missing = copy("missing");
+        std::fs::remove_file(missing.join("tokenizer.json")).unwrap();
+        assert!(load(&missing).contains("missing tokenizer.json"));
+
+        let corrupt = copy("corrupt");
+        let bytes = std::fs::read(corrupt.join("model.safetensors")).unwrap();
+        std::fs::write(corrupt.join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+        let e = load(&corrupt);
+        assert!(e.contains("model.safetensors cannot be read"), "{e}");
+
+        let gpt = copy("gpt");
+        edit_config(&gpt, "\"model_type\": \"bert\"", "\"model_type\": \"gpt2\"");
+        let e = load(&gpt);
+        assert!(
+            e.contains("model_type \"gpt2\" is not supported") && e.contains("bert"),
+            "{e}"
+        );
+
+        let vocab = copy("vocab");
+        edit_config(&vocab, "\"vocab_size\": 1000", "\"vocab_size\": 500");
+        let e = load(&vocab);
+        assert!(
+            e.contains("tokenizer.json has 1000 tokens but config.json's vocab_size is 500"),
+            "{e}"
+        );
+
+        let json = copy("json");
+        std::fs::write(json.join("config.json"), "{not json").unwrap();
+        assert!(load(&json).contains("config.json is not valid JSON"));
+
+        let e = TextEncoder::load(
+            &tiny("tiny-a"),
+            &EncoderOptions::parse("device=cuda:0").unwrap(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("cuda:0"), "{e}");
+        let e = TextEncoder::load(&tiny("tiny-a"), &EncoderOptions::parse("dims=64").unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("dims=64 is larger than the model's hidden size 32"),
+            "{e}"
+        );
+    }
+}

@@ -458,6 +458,10 @@ fn search(a: SearchArgs, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
+/// Rows `start..end` of a query batch's values (one row per dense query, one per token of a
+/// multi-vector query).
+type TokenRange = (usize, usize);
+
 /// The queries of a search: vectors from a file, or texts with the field's query encoder.
 enum QuerySet {
     Vectors {
@@ -504,7 +508,7 @@ impl QuerySet {
     }
 
     /// Values of queries `b0..b1` and their token ranges relative to the returned values.
-    fn batch(&self, b0: usize, b1: usize) -> Result<(Vec<f32>, Vec<(usize, usize)>)> {
+    fn batch(&self, b0: usize, b1: usize) -> Result<(Vec<f32>, Vec<TokenRange>)> {
         match self {
             QuerySet::Vectors {
                 array, ranges, dim, ..

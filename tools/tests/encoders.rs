@@ -1,0 +1,341 @@
+//! The issue's three commands, end to end through the CLI, with real and tiny models.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{fail, ok};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+fn minilm() -> PathBuf {
+    if let Some(d) = std::env::var_os("VELLUM_MINILM_DIR") {
+        return d.into();
+    }
+    let dir = root().join("models/all-MiniLM-L6-v2");
+    if !dir.join("model.safetensors").is_file() {
+        let status = std::process::Command::new("bash")
+            .arg(root().join("tools/fetch-minilm.sh"))
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "tools/fetch-minilm.sh failed");
+    }
+    dir
+}
+
+/// The first `n` documents of the sample corpus, and the queries whose answer is among them.
+fn sample(dir: &Path, n: usize) -> (PathBuf, PathBuf, PathBuf) {
+    let ex = root().join("examples/debian");
+    let docs: Vec<String> = std::fs::read_to_string(ex.join("corpus.jsonl"))
+        .unwrap()
+        .lines()
+        .take(n)
+        .map(String::from)
+        .collect();
+    let ids: Vec<String> = docs
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let qrels: Vec<String> = std::fs::read_to_string(ex.join("qrels.txt"))
+        .unwrap()
+        .lines()
+        .filter(|l| ids.iter().any(|id| l.split(' ').nth(2) == Some(id)))
+        .map(String::from)
+        .collect();
+    let qids: Vec<&str> = qrels.iter().map(|l| l.split(' ').next().unwrap()).collect();
+    let queries: Vec<String> = std::fs::read_to_string(ex.join("queries.tsv"))
+        .unwrap()
+        .lines()
+        .filter(|l| qids.contains(&l.split('\t').next().unwrap()))
+        .map(String::from)
+        .collect();
+    assert!(queries.len() >= n / 10);
+    let paths = (
+        dir.join("corpus.jsonl"),
+        dir.join("queries.tsv"),
+        dir.join("qrels.txt"),
+    );
+    std::fs::write(&paths.0, docs.join("\n") + "\n").unwrap();
+    std::fs::write(&paths.1, queries.join("\n") + "\n").unwrap();
+    std::fs::write(&paths.2, qrels.join("\n") + "\n").unwrap();
+    paths
+}
+
+#[test]
+fn minilm_create_ingest_search_as_written_in_the_issue() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let (corpus, queries, qrels) = sample(d, 100);
+    let model = minilm();
+    let encoder = format!("emb={}", model.display());
+    ok(
+        d,
+        &[
+            "create",
+            "DB",
+            "--collection",
+            "docs",
+            "--field",
+            "emb:dense:384:f32:cosine",
+            "--encoder",
+            &encoder,
+        ],
+    );
+    let out = ok(
+        d,
+        &[
+            "ingest",
+            "DB",
+            "--collection",
+            "docs",
+            "--docs",
+            corpus.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("encoded and ingested 100 documents"), "{out}");
+    let run = ok(
+        d,
+        &[
+            "search",
+            "DB",
+            "--collection",
+            "docs",
+            "--field",
+            "emb",
+            "--queries",
+            queries.to_str().unwrap(),
+            "-k",
+            "10",
+            "--format",
+            "trec",
+        ],
+    );
+    let lines: Vec<&str> = run.lines().collect();
+    assert_eq!(lines.len(), 10 * 10);
+    // Known-item retrieval: a package's one-line summary finds its own description.
+    std::fs::write(d.join("run.trec"), &run).unwrap();
+    let eval = ok(
+        d,
+        &[
+            "eval",
+            "--run",
+            "run.trec",
+            "--qrels",
+            qrels.to_str().unwrap(),
+            "--metrics",
+            "mrr@10",
+        ],
+    );
+    let mrr: f64 = eval
+        .lines()
+        .find(|l| l.starts_with("mrr@10"))
+        .unwrap()
+        .rsplit('\t')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(mrr >= 0.6, "MRR@10 {mrr}\n{eval}");
+    // Re-running the ingest resumes: everything is already committed.
+    let out = ok(
+        d,
+        &[
+            "ingest",
+            "DB",
+            "--collection",
+            "docs",
+            "--docs",
+            corpus.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.contains("encoded and ingested 0 documents")
+            && out.contains("skipped 100 already committed"),
+        "{out}"
+    );
+}
+
+#[test]
+fn untied_embedded_tiny_models_and_errors() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let (corpus, queries, _) = sample(d, 30);
+    let fx = root().join("tests/fixtures/encoders");
+    let a = format!("emb={}", fx.join("tiny-a").display());
+    let b = format!("emb={}", fx.join("tiny-b").display());
+    let out = ok(
+        d,
+        &[
+            "create",
+            "DB",
+            "--collection",
+            "docs",
+            "--field",
+            "emb:dense:32:f32:cosine",
+            "--encoder",
+            &a,
+            "--query-encoder",
+            &b,
+            "--encoder-options",
+            "emb=pooling=cls,normalize=true",
+            "--query-encoder-options",
+            "emb=pooling=last,prefix=query: ",
+            "--embed-model",
+        ],
+    );
+    assert!(
+        out.contains("encoder emb (query)")
+            && out.contains("pooling=Last")
+            && out.contains("(embedded)"),
+        "{out}"
+    );
+    // TSV documents work as well as JSONL.
+    let tsv = d.join("corpus.tsv");
+    let rows: Vec<String> = std::fs::read_to_string(&corpus)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            format!(
+                "{}\t{}",
+                v["id"].as_str().unwrap(),
+                v["text"].as_str().unwrap().replace(['\t', '\n'], " ")
+            )
+        })
+        .collect();
+    std::fs::write(&tsv, rows.join("\n") + "\n").unwrap();
+    ok(
+        d,
+        &[
+            "ingest",
+            "DB",
+            "--collection",
+            "docs",
+            "--docs",
+            "corpus.tsv",
+            "--commit-every",
+            "7",
+        ],
+    );
+    let info = ok(d, &["info", "DB"]);
+    assert!(
+        info.contains("30 documents") && info.contains("5 segments"),
+        "{info}"
+    );
+    let run = ok(
+        d,
+        &[
+            "search",
+            "DB",
+            "--collection",
+            "docs",
+            "--field",
+            "emb",
+            "--queries",
+            queries.to_str().unwrap(),
+            "-k",
+            "3",
+            "--format",
+            "tsv",
+        ],
+    );
+    assert_eq!(
+        run.lines().count(),
+        3 * std::fs::read_to_string(&queries).unwrap().lines().count()
+    );
+
+    // Errors: duplicate query ids, a collection without encoders, a flag for an unknown field.
+    std::fs::write(d.join("dup.tsv"), "q1\tfirst\nq1\tsecond\n").unwrap();
+    let e = fail(
+        d,
+        &[
+            "search",
+            "DB",
+            "--collection",
+            "docs",
+            "--field",
+            "emb",
+            "--queries",
+            "dup.tsv",
+        ],
+    );
+    assert!(
+        e.contains("dup.tsv:line 2") && e.contains("duplicate query id \"q1\""),
+        "{e}"
+    );
+    ok(
+        d,
+        &[
+            "create",
+            "DB",
+            "--collection",
+            "plain",
+            "--field",
+            "emb:dense:32:f32:cosine",
+        ],
+    );
+    let e = fail(
+        d,
+        &[
+            "search",
+            "DB",
+            "--collection",
+            "plain",
+            "--field",
+            "emb",
+            "--queries",
+            queries.to_str().unwrap(),
+        ],
+    );
+    assert!(e.contains("no encoder is bound to this field"), "{e}");
+    let e = fail(
+        d,
+        &[
+            "ingest",
+            "DB",
+            "--collection",
+            "plain",
+            "--docs",
+            corpus.to_str().unwrap(),
+        ],
+    );
+    assert!(e.contains("emb"), "{e}");
+    let e = fail(
+        d,
+        &[
+            "create",
+            "DB",
+            "--collection",
+            "c2",
+            "--field",
+            "emb:dense:32",
+            "--query-encoder",
+            &b,
+        ],
+    );
+    assert!(e.contains("has no --encoder emb=MODEL"), "{e}");
+    let e = fail(
+        d,
+        &[
+            "create",
+            "DB",
+            "--collection",
+            "c3",
+            "--field",
+            "emb:dense:32",
+            "--encoder",
+            "emb=/no/such/model",
+        ],
+    );
+    assert!(e.contains("no such folder"), "{e}");
+    // Nothing half-made: the failed create left no collection behind.
+    assert!(!ok(d, &["info", "DB"]).contains("collection c3"));
+}
