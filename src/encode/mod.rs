@@ -11,6 +11,8 @@
 
 #[cfg(feature = "encoders")]
 mod bind;
+#[cfg(feature = "encoders")]
+mod native;
 pub mod source;
 pub mod spec;
 #[cfg(feature = "encoders")]

@@ -8,6 +8,7 @@ use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use serde_json::Value;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
+use super::native::{Activation, BertShape, NativeBert};
 use super::source::ModelDir;
 use super::spec::{ComputeType, DeviceSpec, EncoderOptions, EncoderRecord, Pooling};
 use crate::error::{Error, Result};
@@ -18,13 +19,22 @@ pub const DEFAULT_BATCH_SIZE: usize = 32;
 /// Architectures (config.json `model_type`) this build can run.
 pub const SUPPORTED_MODEL_TYPES: [&str; 1] = ["bert"];
 
+/// Which implementation runs the model.
+enum Backend {
+    /// vellum's packed CPU forward pass (f32 on CPU).
+    Native(NativeBert),
+    /// candle-transformers' BERT (other dtypes and devices).
+    Candle(Box<BertModel>),
+}
+
 /// A text encoder ready to run.
 pub struct TextEncoder {
     record: EncoderRecord,
     tokenizer: Tokenizer,
-    model: BertModel,
+    backend: Backend,
     device: Device,
     pad_id: u32,
+    hidden_size: usize,
     lower_case: bool,
     batch_size: usize,
 }
@@ -64,6 +74,7 @@ impl TextEncoder {
                 SUPPORTED_MODEL_TYPES.join(", ")
             )));
         }
+        let native_shape = native_shape(dir, &config_json)?;
         let config: BertConfig = serde_json::from_value(config_json)
             .map_err(|e| dir.error(format!("config.json is not a valid BERT config: {e}")))?;
         let defaults = dir.defaults()?;
@@ -101,24 +112,33 @@ impl TextEncoder {
 
         let weights_path = dir.dir.join("model.safetensors");
         let weights = std::fs::read(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
-        let candle_dtype = match dtype {
-            ComputeType::F32 => CandleDType::F32,
-            ComputeType::F16 => CandleDType::F16,
-            ComputeType::Bf16 => CandleDType::BF16,
+        let backend = match (&device, dtype) {
+            (Device::Cpu, ComputeType::F32) => {
+                Backend::Native(NativeBert::load(dir, &weights, native_shape)?)
+            }
+            _ => {
+                let candle_dtype = match dtype {
+                    ComputeType::F32 => CandleDType::F32,
+                    ComputeType::F16 => CandleDType::F16,
+                    ComputeType::Bf16 => CandleDType::BF16,
+                };
+                let vb = VarBuilder::from_buffered_safetensors(weights, candle_dtype, &device)
+                    .map_err(|e| dir.error(format!("model.safetensors cannot be read: {e}")))?;
+                let model = BertModel::load(vb, &config).map_err(|e| {
+                    dir.error(format!(
+                        "model.safetensors does not hold the weights config.json describes: {e}"
+                    ))
+                })?;
+                Backend::Candle(Box::new(model))
+            }
         };
-        let vb = VarBuilder::from_buffered_safetensors(weights, candle_dtype, &device)
-            .map_err(|e| dir.error(format!("model.safetensors cannot be read: {e}")))?;
-        let model = BertModel::load(vb, &config).map_err(|e| {
-            dir.error(format!(
-                "model.safetensors does not hold the weights config.json describes: {e}"
-            ))
-        })?;
         Ok(TextEncoder {
             record,
             tokenizer,
-            model,
+            backend,
             device,
             pad_id,
+            hidden_size: config.hidden_size,
             lower_case: defaults.do_lower_case,
             batch_size: options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
         })
@@ -161,21 +181,21 @@ impl TextEncoder {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let seq = batch.iter().map(|t| t.len()).max().unwrap_or(0).max(1);
         let n = batch.len();
-        let mut ids = vec![self.pad_id; n * seq];
-        let mut mask = vec![0u32; n * seq];
-        for (i, toks) in batch.iter().enumerate() {
-            ids[i * seq..i * seq + toks.len()].copy_from_slice(toks);
-            mask[i * seq..i * seq + toks.len()].fill(1);
-        }
-        let states = self.forward(&ids, &mask, n, seq).map_err(model_failure)?;
-        let hidden = states.len() / (n * seq);
+        // An empty token list (a tokenizer without special tokens given an empty text) is
+        // encoded as one padding token, so every text has a state to pool.
+        let pad = [self.pad_id];
+        let batch: Vec<&[u32]> = batch
+            .iter()
+            .map(|t| if t.is_empty() { &pad[..] } else { *t })
+            .collect();
+        let (states, starts) = self.forward(&batch).map_err(model_failure)?;
+        let hidden = self.hidden();
         let dims = self.record.dims;
         let mut out = vec![0f32; n * dims];
         for (i, toks) in batch.iter().enumerate() {
             let len = toks.len().max(1);
-            let row = |t: usize| &states[(i * seq + t) * hidden..(i * seq + t + 1) * hidden];
+            let row = |t: usize| &states[(starts[i] + t) * hidden..(starts[i] + t + 1) * hidden];
             let dst = &mut out[i * dims..(i + 1) * dims];
             match self.record.pooling {
                 Pooling::Cls => dst.copy_from_slice(&row(0)[..dims]),
@@ -200,21 +220,42 @@ impl TextEncoder {
         Ok(out)
     }
 
-    fn forward(
-        &self,
-        ids: &[u32],
-        mask: &[u32],
-        n: usize,
-        seq: usize,
-    ) -> candle_core::Result<Vec<f32>> {
-        let ids = Tensor::from_slice(ids, (n, seq), &self.device)?;
-        let mask = Tensor::from_slice(mask, (n, seq), &self.device)?;
-        let types = ids.zeros_like()?;
-        let states = self.model.forward(&ids, &types, Some(&mask))?;
-        states
-            .to_dtype(CandleDType::F32)?
-            .flatten_all()?
-            .to_vec1::<f32>()
+    fn hidden(&self) -> usize {
+        match &self.backend {
+            Backend::Native(m) => m.hidden(),
+            Backend::Candle(_) => self.hidden_size,
+        }
+    }
+
+    /// Last hidden states of every token, packed (see [`NativeBert::forward`]).
+    fn forward(&self, batch: &[&[u32]]) -> candle_core::Result<(Vec<f32>, Vec<usize>)> {
+        match &self.backend {
+            Backend::Native(m) => Ok(m.forward(batch)),
+            Backend::Candle(m) => {
+                let n = batch.len();
+                let seq = batch.iter().map(|t| t.len()).max().unwrap_or(1);
+                let mut ids = vec![self.pad_id; n * seq];
+                let mut mask = vec![0u32; n * seq];
+                for (i, toks) in batch.iter().enumerate() {
+                    ids[i * seq..i * seq + toks.len()].copy_from_slice(toks);
+                    mask[i * seq..i * seq + toks.len()].fill(1);
+                }
+                let ids = Tensor::from_slice(&ids, (n, seq), &self.device)?;
+                let mask = Tensor::from_slice(&mask, (n, seq), &self.device)?;
+                let types = ids.zeros_like()?;
+                let states = m
+                    .forward(&ids, &types, Some(&mask))?
+                    .to_dtype(CandleDType::F32)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
+                Ok((states, (0..n).map(|i| i * seq).collect()))
+            }
+        }
+    }
+
+    /// Whether vellum's own CPU forward pass runs this model (else candle's).
+    pub fn is_native(&self) -> bool {
+        matches!(self.backend, Backend::Native(_))
     }
 
     /// Encodes texts (any number): tokenizes, sorts by length, runs batches of
@@ -237,6 +278,47 @@ impl TextEncoder {
         }
         Ok(out)
     }
+}
+
+/// The forward pass's hyper-parameters from config.json, read by hand so activations candle's
+/// config does not name (`gelu_new`, `gelu_pytorch_tanh`) are accepted.
+fn native_shape(dir: &ModelDir, cfg: &Value) -> Result<BertShape> {
+    let int = |key: &str| -> Result<usize> {
+        cfg.get(key)
+            .and_then(Value::as_u64)
+            .map(|v| v as usize)
+            .ok_or_else(|| dir.error(format!("config.json: missing integer {key:?}")))
+    };
+    let activation = match cfg.get("hidden_act").and_then(Value::as_str).unwrap_or("gelu") {
+        "gelu" => Activation::GeluErf,
+        "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" | "geluapproximate" => Activation::GeluTanh,
+        "relu" => Activation::Relu,
+        other => {
+            return Err(dir.error(format!(
+                "config.json: hidden_act {other:?} is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu)"
+            )))
+        }
+    };
+    if let Some(p) = cfg.get("position_embedding_type").and_then(Value::as_str) {
+        if p != "absolute" {
+            return Err(dir.error(format!(
+                "config.json: position_embedding_type {p:?} is not supported (absolute)"
+            )));
+        }
+    }
+    Ok(BertShape {
+        hidden: int("hidden_size")?,
+        heads: int("num_attention_heads")?,
+        intermediate: int("intermediate_size")?,
+        layers: int("num_hidden_layers")?,
+        vocab: int("vocab_size")?,
+        max_positions: int("max_position_embeddings")?,
+        eps: cfg
+            .get("layer_norm_eps")
+            .and_then(Value::as_f64)
+            .unwrap_or(1e-12) as f32,
+        activation,
+    })
 }
 
 fn normalize(v: &mut [f32]) {
