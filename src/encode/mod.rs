@@ -17,6 +17,8 @@ pub mod source;
 pub mod spec;
 #[cfg(feature = "encoders")]
 mod text;
+#[cfg(feature = "encoders")]
+pub mod vector_math;
 
 #[cfg(feature = "encoders")]
 pub use bind::{embedded_dir, prepare_encoders, EncoderChoice, Role};

@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 use rayon::prelude::*;
 use safetensors::{Dtype, SafeTensors};
 
+use super::vector_math;
 use crate::encode::source::ModelDir;
 use crate::error::Result;
 
@@ -379,7 +380,7 @@ impl NativeBert {
                         scale,
                     );
                     for row in scores.chunks_exact_mut(n) {
-                        softmax(row);
+                        vector_math::softmax(row);
                     }
                     // out[:, head] = scores · V  (n × d)
                     strided_gemm(
@@ -508,39 +509,16 @@ fn strided_gemm(
 }
 
 fn layer_norm(row: &mut [f32], n: &Norm, eps: f32) {
-    let len = row.len() as f32;
-    let mean = row.iter().sum::<f32>() / len;
-    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / len;
-    let inv = 1.0 / (var + eps).sqrt();
-    for ((v, g), b) in row.iter_mut().zip(&n.gamma).zip(&n.beta) {
-        *v = (*v - mean) * inv * g + b;
-    }
-}
-
-fn softmax(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for v in row.iter_mut() {
-        *v = exp(*v - max);
-        sum += *v;
-    }
-    let inv = 1.0 / sum;
-    for v in row.iter_mut() {
-        *v *= inv;
-    }
+    vector_math::layer_norm(row, &n.gamma, &n.beta, eps);
 }
 
 fn activate(xs: &mut [f32], act: Activation) {
     match act {
-        Activation::GeluErf => {
-            for x in xs {
-                *x = 0.5 * *x * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2));
-            }
-        }
+        Activation::GeluErf => vector_math::gelu_erf(xs),
         Activation::GeluTanh => {
             for x in xs {
                 let u = 0.797_884_6 * (*x + 0.044715 * *x * *x * *x);
-                *x = 0.5 * *x * (1.0 + tanh(u));
+                *x = 0.5 * *x * (1.0 + u.tanh());
             }
         }
         Activation::Relu => {
@@ -551,105 +529,9 @@ fn activate(xs: &mut [f32], act: Activation) {
     }
 }
 
-/// `e^x` to ~1.5e-7 relative error, branch-free so loops over it vectorize. Inputs below -87
-/// give 0 (softmax only feeds it values ≤ 0).
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    let x = x.clamp(-87.0, 88.0);
-    // n = round(x / ln 2) via the 1.5·2^23 trick; r = x − n·ln 2 in two steps (Cody–Waite).
-    let shifter = 12_582_912.0f32;
-    let n = (x * std::f32::consts::LOG2_E + shifter) - shifter;
-    let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
-    // e^r on |r| ≤ ln2/2: degree-6 Taylor polynomial (error < 2e-8 relative).
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    let bits = ((n as i32 + 127) as u32) << 23;
-    p * f32::from_bits(bits)
-}
-
-/// erf to ~1.2e-7 absolute error (Abramowitz & Stegun 7.1.26 refined: Numerical Recipes'
-/// erfc Chebyshev fit), branch-free.
-#[inline(always)]
-fn erf(x: f32) -> f32 {
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -z * z - 1.265_512_2
-        + t * (1.000_023_7
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_9
-                                + t * (1.488_515_9 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-    let erfc = t * exp(poly);
-    let r = 1.0 - erfc;
-    if x < 0.0 {
-        -r
-    } else {
-        r
-    }
-}
-
-#[inline(always)]
-fn tanh(x: f32) -> f32 {
-    let e = exp(-2.0 * x.abs());
-    let r = (1.0 - e) / (1.0 + e);
-    if x < 0.0 {
-        -r
-    } else {
-        r
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exp_erf_tanh_match_libm() {
-        let mut worst = (0f64, 0f64, 0f64);
-        for i in -20_000..=20_000 {
-            let x = i as f32 / 1000.0;
-            let e = exp(x) as f64;
-            let want = (x as f64).exp();
-            worst.0 = worst.0.max(((e - want) / want).abs());
-            let want_erf = libm_erf(x as f64);
-            worst.1 = worst.1.max((erf(x) as f64 - want_erf).abs());
-            worst.2 = worst.2.max((tanh(x) as f64 - (x as f64).tanh()).abs());
-        }
-        assert!(
-            worst.0 < 3e-7 && worst.1 < 3e-7 && worst.2 < 3e-7,
-            "{worst:?}"
-        );
-        assert_eq!(exp(-200.0), exp(-87.0));
-        assert!(exp(-87.0) < 1e-37);
-    }
-
-    /// erf by its Maclaurin series (|x| ≤ 3) and continued fraction beyond, in f64.
-    fn libm_erf(x: f64) -> f64 {
-        let z = x.abs();
-        let r = if z < 3.0 {
-            let mut sum = 0.0;
-            let mut term = z;
-            let mut n = 0.0;
-            while term.abs() > 1e-17 {
-                sum += term / (2.0 * n + 1.0);
-                n += 1.0;
-                term *= -z * z / n;
-            }
-            sum * 2.0 / std::f64::consts::PI.sqrt()
-        } else {
-            // erfc continued fraction (Lentz), converges fast for z ≥ 3.
-            let mut f = z;
-            for k in (1..60).rev() {
-                f = z + (k as f64 / 2.0) / f;
-            }
-            1.0 - (-z * z).exp() / (f * std::f64::consts::PI.sqrt())
-        };
-        r.copysign(x)
-    }
 
     #[test]
     fn strided_gemm_matches_naive() {

@@ -1,0 +1,384 @@
+//! The element-wise parts of a transformer layer — GELU, softmax, layer norm — with AVX-512
+//! versions (runtime-detected) and portable scalar twins that tests compare them with.
+//!
+//! `exp` and `erf` are polynomial approximations accurate to ~2e-7 (relative for `exp`,
+//! absolute for `erf`), well inside the 1e-4 tolerance of parity with PyTorch.
+
+/// `x·Φ(x)` with the exact normal CDF (BERT's `gelu`), in place.
+pub fn gelu_erf(xs: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: the CPU supports AVX-512F (checked just above).
+        unsafe { x86::gelu_erf(xs) };
+        return;
+    }
+    scalar::gelu_erf(xs);
+}
+
+/// Softmax of one row, in place.
+pub fn softmax(row: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: the CPU supports AVX-512F (checked just above).
+        unsafe { x86::softmax(row) };
+        return;
+    }
+    scalar::softmax(row);
+}
+
+/// `(x − mean) / sqrt(var + eps) · gamma + beta` over one row, in place.
+pub fn layer_norm(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    assert!(gamma.len() == row.len() && beta.len() == row.len());
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: the CPU supports AVX-512F (checked just above); lengths are asserted equal.
+        unsafe { x86::layer_norm(row, gamma, beta, eps) };
+        return;
+    }
+    scalar::layer_norm(row, gamma, beta, eps);
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx512() -> bool {
+    std::is_x86_feature_detected!("avx512f")
+}
+
+/// Portable versions (also the reference for the SIMD ones).
+pub mod scalar {
+    /// `e^x`, branch-free; inputs are clamped to [-87, 88].
+    #[inline(always)]
+    pub fn exp(x: f32) -> f32 {
+        let x = x.clamp(-87.0, 88.0);
+        let shifter = 12_582_912.0f32; // 1.5 · 2^23: adding it rounds to an integer
+        let k = x * std::f32::consts::LOG2_E + shifter;
+        let n = k - shifter;
+        let r = x - n * LN2_HI - n * LN2_LO;
+        let p = poly_exp(r);
+        // k's low mantissa bits hold n: build 2^n's exponent from them.
+        let e = (k.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127)) << 23;
+        p * f32::from_bits(e)
+    }
+
+    pub(super) const LN2_HI: f32 = 0.693_145_75;
+    pub(super) const LN2_LO: f32 = 1.428_606_8e-6;
+    pub(super) const EXP_POLY: [f32; 7] = [
+        1.0,
+        1.0,
+        0.5,
+        1.0 / 6.0,
+        1.0 / 24.0,
+        1.0 / 120.0,
+        1.0 / 720.0,
+    ];
+    /// Numerical Recipes' erfc fit: erfc(z) = t·exp(−z² + P(t)), t = 1/(1 + z/2).
+    pub(super) const ERFC_POLY: [f32; 10] = [
+        -1.265_512_2,
+        1.000_023_7,
+        0.374_091_96,
+        0.096_784_18,
+        -0.186_288_06,
+        0.278_868_07,
+        -1.135_203_9,
+        1.488_515_9,
+        -0.822_152_23,
+        0.170_872_77,
+    ];
+
+    #[inline(always)]
+    fn poly_exp(r: f32) -> f32 {
+        let c = EXP_POLY;
+        c[0] + r * (c[1] + r * (c[2] + r * (c[3] + r * (c[4] + r * (c[5] + r * c[6])))))
+    }
+
+    /// erf, to ~1.2e-7 absolute error.
+    #[inline(always)]
+    pub fn erf(x: f32) -> f32 {
+        let z = x.abs();
+        let t = 1.0 / (1.0 + 0.5 * z);
+        let mut p = ERFC_POLY[9];
+        for c in ERFC_POLY[..9].iter().rev() {
+            p = p * t + c;
+        }
+        (1.0 - t * exp(p - z * z)).copysign(x)
+    }
+
+    /// See [`super::gelu_erf`].
+    pub fn gelu_erf(xs: &mut [f32]) {
+        for x in xs {
+            *x = 0.5 * *x * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2));
+        }
+    }
+
+    /// See [`super::softmax`].
+    pub fn softmax(row: &mut [f32]) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0;
+        for v in row.iter_mut() {
+            *v = exp(*v - max);
+            sum += *v;
+        }
+        let inv = 1.0 / sum;
+        for v in row.iter_mut() {
+            *v *= inv;
+        }
+    }
+
+    /// See [`super::layer_norm`].
+    pub fn layer_norm(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+        let len = row.len() as f32;
+        let mean = row.iter().sum::<f32>() / len;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / len;
+        let inv = 1.0 / (var + eps).sqrt();
+        for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
+            *v = (*v - mean) * inv * g + b;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::scalar::{ERFC_POLY, EXP_POLY, LN2_HI, LN2_LO};
+
+    /// Mask of the first `n` (< 16) lanes.
+    #[inline(always)]
+    fn tail_mask(n: usize) -> __mmask16 {
+        ((1u32 << n) - 1) as __mmask16
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn exp16(x: __m512) -> __m512 {
+        let x = _mm512_min_ps(
+            _mm512_max_ps(x, _mm512_set1_ps(-87.0)),
+            _mm512_set1_ps(88.0),
+        );
+        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+        );
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
+        let mut p = _mm512_set1_ps(EXP_POLY[6]);
+        for c in EXP_POLY[..6].iter().rev() {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(*c));
+        }
+        _mm512_scalef_ps(p, n)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn gelu16(x: __m512) -> __m512 {
+        let sign = _mm512_set1_epi32(i32::MIN);
+        let u = _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
+        let z = _mm512_castsi512_ps(_mm512_andnot_si512(sign, _mm512_castps_si512(u)));
+        let one = _mm512_set1_ps(1.0);
+        let t = _mm512_div_ps(one, _mm512_fmadd_ps(z, _mm512_set1_ps(0.5), one));
+        let mut p = _mm512_set1_ps(ERFC_POLY[9]);
+        for c in ERFC_POLY[..9].iter().rev() {
+            p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(*c));
+        }
+        let e = exp16(_mm512_fnmadd_ps(z, z, p));
+        let erf_abs = _mm512_fnmadd_ps(t, e, one);
+        // erf(u) carries u's sign.
+        let erf = _mm512_castsi512_ps(_mm512_or_si512(
+            _mm512_castps_si512(erf_abs),
+            _mm512_and_si512(sign, _mm512_castps_si512(u)),
+        ));
+        _mm512_mul_ps(
+            _mm512_mul_ps(_mm512_set1_ps(0.5), x),
+            _mm512_add_ps(one, erf),
+        )
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub fn gelu_erf(xs: &mut [f32]) {
+        let mut chunks = xs.chunks_exact_mut(16);
+        for c in &mut chunks {
+            // SAFETY: c has exactly 16 elements.
+            unsafe { _mm512_storeu_ps(c.as_mut_ptr(), gelu16(_mm512_loadu_ps(c.as_ptr()))) };
+        }
+        let rest = chunks.into_remainder();
+        if !rest.is_empty() {
+            let m = tail_mask(rest.len());
+            // SAFETY: the mask covers only the rest.len() valid elements.
+            unsafe {
+                let v = _mm512_maskz_loadu_ps(m, rest.as_ptr());
+                _mm512_mask_storeu_ps(rest.as_mut_ptr(), m, gelu16(v));
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub fn softmax(row: &mut [f32]) {
+        let n = row.len();
+        let full = n / 16 * 16;
+        let m = tail_mask(n - full);
+        let ptr = row.as_mut_ptr();
+        // SAFETY (all blocks below): full lanes address i..i+16 ≤ full ≤ n; the tail is masked
+        // to the n − full valid elements.
+        let mut vmax = _mm512_set1_ps(f32::NEG_INFINITY);
+        for i in (0..full).step_by(16) {
+            vmax = _mm512_max_ps(vmax, unsafe { _mm512_loadu_ps(ptr.add(i)) });
+        }
+        if full < n {
+            let v = unsafe {
+                _mm512_mask_loadu_ps(_mm512_set1_ps(f32::NEG_INFINITY), m, ptr.add(full))
+            };
+            vmax = _mm512_max_ps(vmax, v);
+        }
+        let max = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+        let mut vsum = _mm512_setzero_ps();
+        for i in (0..full).step_by(16) {
+            let e = exp16(_mm512_sub_ps(unsafe { _mm512_loadu_ps(ptr.add(i)) }, max));
+            unsafe { _mm512_storeu_ps(ptr.add(i), e) };
+            vsum = _mm512_add_ps(vsum, e);
+        }
+        if full < n {
+            let v = unsafe { _mm512_maskz_loadu_ps(m, ptr.add(full)) };
+            let e = _mm512_maskz_mov_ps(m, exp16(_mm512_sub_ps(v, max)));
+            unsafe { _mm512_mask_storeu_ps(ptr.add(full), m, e) };
+            vsum = _mm512_add_ps(vsum, e);
+        }
+        let inv = _mm512_set1_ps(1.0 / _mm512_reduce_add_ps(vsum));
+        for i in (0..full).step_by(16) {
+            unsafe {
+                _mm512_storeu_ps(ptr.add(i), _mm512_mul_ps(_mm512_loadu_ps(ptr.add(i)), inv))
+            };
+        }
+        if full < n {
+            unsafe {
+                let v = _mm512_maskz_loadu_ps(m, ptr.add(full));
+                _mm512_mask_storeu_ps(ptr.add(full), m, _mm512_mul_ps(v, inv));
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub fn layer_norm(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+        let n = row.len();
+        let full = n / 16 * 16;
+        let m = tail_mask(n - full);
+        let (p, g, b) = (row.as_mut_ptr(), gamma.as_ptr(), beta.as_ptr());
+        // SAFETY (all blocks below): gamma and beta have row's length (asserted by the caller);
+        // full lanes stay below `full`, the tail is masked to the valid elements.
+        let mut vsum = _mm512_setzero_ps();
+        for i in (0..full).step_by(16) {
+            vsum = _mm512_add_ps(vsum, unsafe { _mm512_loadu_ps(p.add(i)) });
+        }
+        if full < n {
+            vsum = _mm512_add_ps(vsum, unsafe { _mm512_maskz_loadu_ps(m, p.add(full)) });
+        }
+        let mean = _mm512_reduce_add_ps(vsum) / n as f32;
+        let vmean = _mm512_set1_ps(mean);
+        let mut vvar = _mm512_setzero_ps();
+        for i in (0..full).step_by(16) {
+            let d = _mm512_sub_ps(unsafe { _mm512_loadu_ps(p.add(i)) }, vmean);
+            vvar = _mm512_fmadd_ps(d, d, vvar);
+        }
+        if full < n {
+            let d = _mm512_maskz_sub_ps(m, unsafe { _mm512_maskz_loadu_ps(m, p.add(full)) }, vmean);
+            vvar = _mm512_fmadd_ps(d, d, vvar);
+        }
+        let var = _mm512_reduce_add_ps(vvar) / n as f32;
+        let inv = _mm512_set1_ps(1.0 / (var + eps).sqrt());
+        for i in (0..n).step_by(16) {
+            unsafe {
+                if i < full {
+                    let x = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(p.add(i)), vmean), inv);
+                    let y =
+                        _mm512_fmadd_ps(x, _mm512_loadu_ps(g.add(i)), _mm512_loadu_ps(b.add(i)));
+                    _mm512_storeu_ps(p.add(i), y);
+                } else {
+                    let x = _mm512_mul_ps(
+                        _mm512_sub_ps(_mm512_maskz_loadu_ps(m, p.add(i)), vmean),
+                        inv,
+                    );
+                    let y = _mm512_fmadd_ps(
+                        x,
+                        _mm512_maskz_loadu_ps(m, g.add(i)),
+                        _mm512_maskz_loadu_ps(m, b.add(i)),
+                    );
+                    _mm512_mask_storeu_ps(p.add(i), m, y);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// erf by its Maclaurin series (|x| < 3) or continued fraction, in f64.
+    fn erf_f64(x: f64) -> f64 {
+        let z = x.abs();
+        let r = if z < 3.0 {
+            let (mut sum, mut term, mut n) = (0.0, z, 0.0);
+            while term.abs() > 1e-17 {
+                sum += term / (2.0 * n + 1.0);
+                n += 1.0;
+                term *= -z * z / n;
+            }
+            sum * 2.0 / std::f64::consts::PI.sqrt()
+        } else {
+            let mut f = z;
+            for k in (1..60).rev() {
+                f = z + (k as f64 / 2.0) / f;
+            }
+            1.0 - (-z * z).exp() / (f * std::f64::consts::PI.sqrt())
+        };
+        r.copysign(x)
+    }
+
+    #[test]
+    fn scalar_exp_and_erf_are_accurate() {
+        let (mut e_worst, mut erf_worst) = (0f64, 0f64);
+        for i in -20_000..=20_000 {
+            let x = i as f32 / 1000.0;
+            let want = (x as f64).exp();
+            e_worst = e_worst.max(((scalar::exp(x) as f64 - want) / want).abs());
+            erf_worst = erf_worst.max((scalar::erf(x) as f64 - erf_f64(x as f64)).abs());
+        }
+        assert!(e_worst < 3e-7 && erf_worst < 3e-7, "{e_worst} {erf_worst}");
+        assert!(scalar::exp(-200.0) < 1e-37);
+    }
+
+    /// The dispatched (SIMD where available) versions agree with the scalar ones on every
+    /// length from 1 to 70 (full blocks and masked tails).
+    #[test]
+    fn simd_matches_scalar() {
+        for n in 1..70 {
+            let xs: Vec<f32> = (0..n)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 9.0)
+                .collect();
+            let (mut a, mut b) = (xs.clone(), xs.clone());
+            gelu_erf(&mut a);
+            scalar::gelu_erf(&mut b);
+            for (u, v) in a.iter().zip(&b) {
+                assert!(
+                    (u - v).abs() <= 1e-6 * (1.0 + v.abs()),
+                    "gelu n={n}: {u} {v}"
+                );
+            }
+            let (mut a, mut b) = (xs.clone(), xs.clone());
+            softmax(&mut a);
+            scalar::softmax(&mut b);
+            for (u, v) in a.iter().zip(&b) {
+                assert!((u - v).abs() <= 1e-6, "softmax n={n}: {u} {v}");
+            }
+            assert!((a.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+            let g: Vec<f32> = (0..n).map(|i| 1.0 + i as f32 / 100.0).collect();
+            let bt: Vec<f32> = (0..n).map(|i| i as f32 / 50.0 - 0.3).collect();
+            let (mut a, mut b) = (xs.clone(), xs);
+            layer_norm(&mut a, &g, &bt, 1e-12);
+            scalar::layer_norm(&mut b, &g, &bt, 1e-12);
+            for (u, v) in a.iter().zip(&b) {
+                assert!(
+                    (u - v).abs() <= 1e-5 * (1.0 + v.abs()),
+                    "layer_norm n={n}: {u} {v}"
+                );
+            }
+        }
+    }
+}
