@@ -229,3 +229,53 @@ fn golden_v1_hnsw_graph_section_with_navigation_codes() {
     assert_eq!(&golden[48..52], &0.5f32.to_le_bytes());
     assert_eq!(&golden[52..56], &0.125f32.to_le_bytes());
 }
+
+/// The manifest's `encoders` key (`format-spec/golden/v1/encoders/MANIFEST`): the committed file
+/// decodes to the expected records, and binding the same encoders writes it byte for byte.
+#[test]
+fn golden_v1_encoders_manifest() {
+    let golden =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("format-spec/golden/v1/encoders/MANIFEST");
+
+    #[cfg(feature = "encoders")]
+    {
+        use vellum::encode::{prepare_encoders, EncoderChoice, EncoderOptions};
+        let t = tempfile::tempdir().unwrap();
+        let db = Database::create(t.path()).unwrap();
+        let mut w = db.writer().unwrap();
+        w.create_collection(
+            "docs",
+            Schema::new().with_field(FieldSpec::dense("emb", 32, DType::F32, Metric::Cosine)),
+        )
+        .unwrap();
+        let choice = EncoderChoice {
+            passage: "tests/fixtures/encoders/tiny-a".into(),
+            passage_options: EncoderOptions::parse("pooling=cls,normalize=true").unwrap(),
+            query: Some("tests/fixtures/encoders/tiny-b".into()),
+            query_options: EncoderOptions::parse("pooling=cls,normalize=true,prefix=query: ")
+                .unwrap(),
+            embed: false,
+        };
+        w.set_encoders("docs", "emb", prepare_encoders(db.path(), &choice).unwrap())
+            .unwrap();
+        w.commit().unwrap();
+        let written = std::fs::read(t.path().join("MANIFEST")).unwrap();
+        if std::env::var_os("VELLUM_REGEN_GOLDEN").is_some() {
+            std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+            std::fs::write(&golden, &written).unwrap();
+        }
+        assert_eq!(
+            written,
+            std::fs::read(&golden).unwrap(),
+            "the writer no longer produces the golden manifest"
+        );
+    }
+    let bytes = std::fs::read(&golden).unwrap();
+    let m = vellum::format::manifest::Manifest::decode(&golden, &bytes).unwrap();
+    let enc = &m.collections[0].encoders["emb"];
+    assert!(!enc.tied());
+    assert_eq!(enc.passage.source, "tests/fixtures/encoders/tiny-a");
+    assert_eq!(enc.passage.pooling, vellum::encode::Pooling::Cls);
+    assert_eq!(enc.query.prefix, "query: ");
+    assert_eq!((enc.query.dims, enc.query.max_length), (32, 64));
+}
