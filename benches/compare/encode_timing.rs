@@ -47,7 +47,7 @@ fn main() {
     println!(
         "{}",
         serde_json::json!({
-            "impl": if encoder.is_native() { "vellum-native" } else { "vellum-candle" },
+            "impl": "vellum",
             "docs": refs.len(), "tokens": tokens, "seconds": secs, "load_seconds": load_s,
             "docs_per_s": refs.len() as f64 / secs, "threads": rayon::current_num_threads(),
         })

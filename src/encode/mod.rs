@@ -5,7 +5,7 @@
 //!   [`FieldEncoders`]); compiled in every build.
 //! * [`source`] — finding a model folder (local, or the Hugging Face cache), its
 //!   sentence-transformers defaults, its fingerprint.
-//! * `text` (feature `encoders`) — [`TextEncoder`]: tokenizer + BERT-family model (candle) +
+//! * `text` (feature `encoders`) — [`TextEncoder`]: tokenizer + BERT-family model (vellum's CPU forward pass) +
 //!   pooling; binding encoders to fields ([`prepare_encoders`]), loading them back with an
 //!   identity check (`Collection::load_encoder`) and text search (`Collection::search_text`).
 

@@ -33,7 +33,9 @@ impl std::str::FromStr for Pooling {
     }
 }
 
-/// The numeric type the model computes in. Output vectors are always returned as `f32`.
+/// The precision of the model's weights: `f16` / `bf16` round every weight to that type (the
+/// model then behaves as one stored in half precision; arithmetic stays f32 on CPU). Output
+/// vectors are always `f32`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ComputeType {

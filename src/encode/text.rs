@@ -1,16 +1,14 @@
-//! A loaded text encoder: tokenizer + BERT-family model (candle) + pooling, producing one `f32`
+//! A loaded text encoder: tokenizer + BERT-family model (vellum's CPU forward pass) + pooling,
+//! producing one `f32`
 //! vector per text exactly as sentence-transformers (or Tevatron, for `cls` / `last` pooling)
 //! would.
 
-use candle_core::{DType as CandleDType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use serde_json::Value;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use super::native::{Activation, BertShape, NativeBert};
 use super::source::ModelDir;
-use super::spec::{ComputeType, DeviceSpec, EncoderOptions, EncoderRecord, Pooling};
+use super::spec::{DeviceSpec, EncoderOptions, EncoderRecord, Pooling};
 use crate::error::{Error, Result};
 
 /// Default number of texts per forward pass.
@@ -19,22 +17,12 @@ pub const DEFAULT_BATCH_SIZE: usize = 32;
 /// Architectures (config.json `model_type`) this build can run.
 pub const SUPPORTED_MODEL_TYPES: [&str; 1] = ["bert"];
 
-/// Which implementation runs the model.
-enum Backend {
-    /// vellum's packed CPU forward pass (f32 on CPU).
-    Native(NativeBert),
-    /// candle-transformers' BERT (other dtypes and devices).
-    Candle(Box<BertModel>),
-}
-
 /// A text encoder ready to run.
 pub struct TextEncoder {
     record: EncoderRecord,
     tokenizer: Tokenizer,
-    backend: Backend,
-    device: Device,
+    model: NativeBert,
     pad_id: u32,
-    hidden_size: usize,
     lower_case: bool,
     batch_size: usize,
 }
@@ -43,7 +31,6 @@ impl std::fmt::Debug for TextEncoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TextEncoder")
             .field("record", &self.record)
-            .field("device", &self.device)
             .finish_non_exhaustive()
     }
 }
@@ -57,10 +44,9 @@ impl TextEncoder {
 
     /// Loads a model from a resolved folder.
     pub fn from_dir(dir: &ModelDir, options: &EncoderOptions) -> Result<Self> {
-        let device = match options.device.unwrap_or_default() {
-            DeviceSpec::Cpu => Device::Cpu,
-            DeviceSpec::Cuda(n) => return Err(cuda_unavailable(n)),
-        };
+        if let DeviceSpec::Cuda(n) = options.device.unwrap_or_default() {
+            return Err(cuda_unavailable(n));
+        }
         let config_json = dir
             .json("config.json")?
             .ok_or_else(|| dir.error("missing config.json"))?;
@@ -74,21 +60,19 @@ impl TextEncoder {
                 SUPPORTED_MODEL_TYPES.join(", ")
             )));
         }
-        let native_shape = native_shape(dir, &config_json)?;
-        let config: BertConfig = serde_json::from_value(config_json)
-            .map_err(|e| dir.error(format!("config.json is not a valid BERT config: {e}")))?;
+        let shape = native_shape(dir, &config_json)?;
         let defaults = dir.defaults()?;
 
         let max_length = options
             .max_length
             .or(defaults.max_length)
-            .unwrap_or(config.max_position_embeddings)
-            .min(config.max_position_embeddings);
-        let dims = options.dims.unwrap_or(config.hidden_size);
-        if dims > config.hidden_size {
+            .unwrap_or(shape.max_positions)
+            .min(shape.max_positions);
+        let dims = options.dims.unwrap_or(shape.hidden);
+        if dims > shape.hidden {
             return Err(dir.error(format!(
                 "dims={dims} is larger than the model's hidden size {}",
-                config.hidden_size
+                shape.hidden
             )));
         }
         let dtype = options.dtype.unwrap_or_default();
@@ -104,41 +88,20 @@ impl TextEncoder {
             embedded: false,
         };
 
-        let tokenizer = load_tokenizer(dir, max_length, config.vocab_size)?;
-        let pad_id = tokenizer
-            .get_padding()
-            .map(|p| p.pad_id)
-            .unwrap_or(config.pad_token_id as u32);
+        let tokenizer = load_tokenizer(dir, max_length, shape.vocab)?;
+        let pad_id = config_json
+            .get("pad_token_id")
+            .and_then(Value::as_u64)
+            .unwrap_or(0) as u32;
 
         let weights_path = dir.dir.join("model.safetensors");
         let weights = std::fs::read(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
-        let backend = match (&device, dtype) {
-            (Device::Cpu, ComputeType::F32) => {
-                Backend::Native(NativeBert::load(dir, &weights, native_shape)?)
-            }
-            _ => {
-                let candle_dtype = match dtype {
-                    ComputeType::F32 => CandleDType::F32,
-                    ComputeType::F16 => CandleDType::F16,
-                    ComputeType::Bf16 => CandleDType::BF16,
-                };
-                let vb = VarBuilder::from_buffered_safetensors(weights, candle_dtype, &device)
-                    .map_err(|e| dir.error(format!("model.safetensors cannot be read: {e}")))?;
-                let model = BertModel::load(vb, &config).map_err(|e| {
-                    dir.error(format!(
-                        "model.safetensors does not hold the weights config.json describes: {e}"
-                    ))
-                })?;
-                Backend::Candle(Box::new(model))
-            }
-        };
+        let model = NativeBert::load(dir, &weights, shape, dtype)?;
         Ok(TextEncoder {
             record,
             tokenizer,
-            backend,
-            device,
+            model,
             pad_id,
-            hidden_size: config.hidden_size,
             lower_case: defaults.do_lower_case,
             batch_size: options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
         })
@@ -175,8 +138,8 @@ impl TextEncoder {
     }
 
     /// Encodes already tokenized texts in one forward pass; returns `batch.len() × dims` values,
-    /// row-major. Shorter sequences are padded; sort by length before batching to keep
-    /// padding small.
+    /// row-major. The texts are packed without padding; sorting by length before batching
+    /// still helps (attention cost per text is quadratic, and similar lengths balance threads).
     pub fn encode_tokens(&self, batch: &[&[u32]]) -> Result<Vec<f32>> {
         if batch.is_empty() {
             return Ok(Vec::new());
@@ -189,8 +152,8 @@ impl TextEncoder {
             .iter()
             .map(|t| if t.is_empty() { &pad[..] } else { *t })
             .collect();
-        let (states, starts) = self.forward(&batch).map_err(model_failure)?;
-        let hidden = self.hidden();
+        let (states, starts) = self.model.forward(&batch);
+        let hidden = self.model.hidden();
         let dims = self.record.dims;
         let mut out = vec![0f32; n * dims];
         for (i, toks) in batch.iter().enumerate() {
@@ -220,44 +183,6 @@ impl TextEncoder {
         Ok(out)
     }
 
-    fn hidden(&self) -> usize {
-        match &self.backend {
-            Backend::Native(m) => m.hidden(),
-            Backend::Candle(_) => self.hidden_size,
-        }
-    }
-
-    /// Last hidden states of every token, packed (see [`NativeBert::forward`]).
-    fn forward(&self, batch: &[&[u32]]) -> candle_core::Result<(Vec<f32>, Vec<usize>)> {
-        match &self.backend {
-            Backend::Native(m) => Ok(m.forward(batch)),
-            Backend::Candle(m) => {
-                let n = batch.len();
-                let seq = batch.iter().map(|t| t.len()).max().unwrap_or(1);
-                let mut ids = vec![self.pad_id; n * seq];
-                let mut mask = vec![0u32; n * seq];
-                for (i, toks) in batch.iter().enumerate() {
-                    ids[i * seq..i * seq + toks.len()].copy_from_slice(toks);
-                    mask[i * seq..i * seq + toks.len()].fill(1);
-                }
-                let ids = Tensor::from_slice(&ids, (n, seq), &self.device)?;
-                let mask = Tensor::from_slice(&mask, (n, seq), &self.device)?;
-                let types = ids.zeros_like()?;
-                let states = m
-                    .forward(&ids, &types, Some(&mask))?
-                    .to_dtype(CandleDType::F32)?
-                    .flatten_all()?
-                    .to_vec1::<f32>()?;
-                Ok((states, (0..n).map(|i| i * seq).collect()))
-            }
-        }
-    }
-
-    /// Whether vellum's own CPU forward pass runs this model (else candle's).
-    pub fn is_native(&self) -> bool {
-        matches!(self.backend, Backend::Native(_))
-    }
-
     /// Encodes texts (any number): tokenizes, sorts by length, runs batches of
     /// [`TextEncoder::batch_size`], and returns `texts.len() × dims` values in input order.
     pub fn encode(&self, texts: &[&str]) -> Result<Vec<f32>> {
@@ -280,8 +205,7 @@ impl TextEncoder {
     }
 }
 
-/// The forward pass's hyper-parameters from config.json, read by hand so activations candle's
-/// config does not name (`gelu_new`, `gelu_pytorch_tanh`) are accepted.
+/// The forward pass's hyper-parameters from config.json.
 fn native_shape(dir: &ModelDir, cfg: &Value) -> Result<BertShape> {
     let int = |key: &str| -> Result<usize> {
         cfg.get(key)
@@ -351,10 +275,6 @@ fn load_tokenizer(dir: &ModelDir, max_length: usize, vocab_size: usize) -> Resul
         }))
         .map_err(|e| dir.error(format!("tokenizer.json: cannot set truncation: {e}")))?;
     Ok(tokenizer)
-}
-
-fn model_failure(e: candle_core::Error) -> Error {
-    Error::InvalidInput(format!("model forward pass failed: {e}"))
 }
 
 #[cfg(feature = "cuda")]

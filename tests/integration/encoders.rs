@@ -110,6 +110,52 @@ fn tiny_berts_match_transformers_for_each_option() {
     }
 }
 
+/// f16 and bf16 (weights rounded to the type) stay close to the f32 reference, within
+/// half-precision error, and differ from f32 (the option is not ignored).
+#[test]
+fn half_precision_compute_types_stay_close_to_the_reference() {
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture_path("encoders/tiny_reference.json")).unwrap(),
+    )
+    .unwrap();
+    let texts: Vec<&str> = reference["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let case = &reference["cases"][0];
+    let want: Vec<f32> = case["vectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|v| {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+        })
+        .collect();
+    for dtype in ["f16", "bf16"] {
+        let options = EncoderOptions::parse(&format!(
+            "{},dtype={dtype}",
+            case["options"].as_str().unwrap()
+        ))
+        .unwrap();
+        let encoder =
+            TextEncoder::load(fixture_path("encoders/tiny-a").to_str().unwrap(), &options).unwrap();
+        let got = encoder.encode(&texts).unwrap();
+        assert!(
+            got.iter().zip(&want).any(|(g, w)| g != w),
+            "{dtype} computed exactly as f32"
+        );
+        for (g, w) in got.chunks(32).zip(want.chunks(32)) {
+            let c = cosine(g, w);
+            assert!(c > 0.99, "{dtype}: cosine {c}");
+        }
+    }
+}
+
 mod bound {
     use std::path::{Path, PathBuf};
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -351,6 +397,33 @@ mod bound {
             e.contains("passage encoder does not match") && e.contains("model: expected xxh3-128:"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn tevatron_corpus_lines_encode_title_and_text() {
+        let t = tempfile::tempdir().unwrap();
+        let db = untied_db(t.path(), false, &tiny("tiny-a"));
+        let docs = t.path().join("corpus.jsonl");
+        std::fs::write(
+            &docs,
+            "{\"docid\": \"7\", \"title\": \"Zsh\", \"text\": \"a shell with lots of features\"}\n",
+        )
+        .unwrap();
+        let mut w = db.writer().unwrap();
+        ingest_text(&mut w, &TextIngest::new("docs", &docs), &mut |_| {}).unwrap();
+        let snap = db.snapshot().unwrap();
+        let doc = snap.collection("docs").unwrap().get("7").unwrap().unwrap();
+        assert_eq!(doc.metadata_json().unwrap()["title"], "Zsh");
+        let passage = TextEncoder::load(
+            &tiny("tiny-a"),
+            &EncoderOptions::parse("pooling=cls,normalize=true").unwrap(),
+        )
+        .unwrap();
+        let want = passage
+            .encode(&["Zsh a shell with lots of features"])
+            .unwrap();
+        let got = doc.dense("emb").unwrap().to_f32_vec();
+        assert!(got.iter().zip(&want).all(|(g, w)| (g - w).abs() < 1e-5));
     }
 
     #[test]

@@ -336,6 +336,51 @@ fn untied_embedded_tiny_models_and_errors() {
         ],
     );
     assert!(e.contains("no such folder"), "{e}");
+    // Shards encoded by different models cannot be searched as one.
+    ok(
+        d,
+        &[
+            "create",
+            "S2",
+            "--collection",
+            "docs",
+            "--field",
+            "emb:dense:32:f32:cosine",
+            "--encoder",
+            &b,
+        ],
+    );
+    ok(
+        d,
+        &[
+            "ingest",
+            "S2",
+            "--collection",
+            "docs",
+            "--docs",
+            "corpus.tsv",
+        ],
+    );
+    let e = fail(
+        d,
+        &[
+            "search",
+            "--db",
+            "DB",
+            "--db",
+            "S2",
+            "--collection",
+            "docs",
+            "--field",
+            "emb",
+            "--queries",
+            queries.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        e.contains("mismatched shards") && e.contains("model: expected"),
+        "{e}"
+    );
     // Nothing half-made: the failed create left no collection behind.
     assert!(!ok(d, &["info", "DB"]).contains("collection c3"));
 }
