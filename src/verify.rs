@@ -136,6 +136,13 @@ pub fn verify_database(dir: &Path) -> Result<VerifyReport> {
                 }
             }
         }
+        for (field, enc) in &c.encoders {
+            for (role, r) in [("passage", &enc.passage), ("query", &enc.query)] {
+                if r.embedded {
+                    verify_embedded_model(dir, &c.name, field, role, r, &mut report);
+                }
+            }
+        }
         if let Ok(entries) = std::fs::read_dir(&cdir) {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
@@ -146,4 +153,30 @@ pub fn verify_database(dir: &Path) -> Result<VerifyReport> {
         }
     }
     Ok(report)
+}
+
+/// An embedded model copy must exist and still have the fingerprint the manifest records.
+fn verify_embedded_model(
+    dir: &Path,
+    collection: &str,
+    field: &str,
+    role: &str,
+    record: &crate::encode::EncoderRecord,
+    report: &mut VerifyReport,
+) {
+    let mdir = dir
+        .join(crate::encode::EMBEDDED_MODELS_DIR)
+        .join(record.fingerprint_hex());
+    let what = format!("collection {collection:?} field {field:?}: embedded {role} encoder");
+    let found =
+        crate::encode::ModelDir::at(mdir.clone(), &record.source).and_then(|m| m.fingerprint());
+    match found {
+        Ok(f) if f == record.fingerprint => {}
+        Ok(f) => report.problems.push(format!(
+            "{what} at {}: files hash to {f}, the manifest records {}",
+            mdir.display(),
+            record.fingerprint
+        )),
+        Err(e) => report.problems.push(format!("{what}: {e}")),
+    }
 }

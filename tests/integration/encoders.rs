@@ -364,6 +364,9 @@ mod bound {
         let plain = untied_db(&t.path().join("p"), false, model.to_str().unwrap());
         std::fs::rename(&model, t.path().join("moved")).unwrap();
 
+        assert!(vellum::verify::verify_database(embedded.path())
+            .unwrap()
+            .is_ok());
         let snap = embedded.snapshot().unwrap();
         let c = snap.collection("docs").unwrap();
         assert!(c.encoders("emb").unwrap().passage.embedded);
@@ -396,6 +399,28 @@ mod bound {
         assert!(
             e.contains("passage encoder does not match") && e.contains("model: expected xxh3-128:"),
             "{e}"
+        );
+
+        // verify checks the embedded copies: a damaged copy is reported, naming the field.
+        let snap = embedded.snapshot().unwrap();
+        let record = snap
+            .collection("docs")
+            .unwrap()
+            .encoders("emb")
+            .unwrap()
+            .passage
+            .clone();
+        let copy = vellum::encode::embedded_dir(embedded.path(), &record).join("tokenizer.json");
+        let mut text = std::fs::read(&copy).unwrap();
+        text.push(b' ');
+        std::fs::write(&copy, text).unwrap();
+        let report = vellum::verify::verify_database(embedded.path()).unwrap();
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+        assert!(
+            report.problems[0].contains("field \"emb\": embedded passage encoder")
+                && report.problems[0].contains("files hash to"),
+            "{:?}",
+            report.problems
         );
     }
 
