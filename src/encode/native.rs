@@ -48,8 +48,11 @@ pub struct BertShape {
     pub layers: usize,
     /// Vocabulary size.
     pub vocab: usize,
-    /// Maximum positions.
+    /// Rows of the position-embedding table.
     pub max_positions: usize,
+    /// Position of a text's first token in that table: 0 for BERT; `pad_token_id + 1` for
+    /// RoBERTa-style models, which number positions after the padding index.
+    pub position_offset: usize,
     /// Layer-norm epsilon.
     pub eps: f32,
     /// Feed-forward activation.
@@ -192,7 +195,7 @@ impl NativeBert {
     ) -> Result<Self> {
         let st = SafeTensors::deserialize(bytes)
             .map_err(|e| dir.error(format!("model.safetensors cannot be read: {e}")))?;
-        let prefix = ["", "bert.", "model."]
+        let prefix = ["", "bert.", "roberta.", "model."]
             .into_iter()
             .find(|p| {
                 st.tensor(&format!("{p}embeddings.word_embeddings.weight"))
@@ -267,7 +270,13 @@ impl NativeBert {
         self.shape.hidden
     }
 
-    /// Runs the encoder on `seqs` (token ids; each at most `max_positions` long, none empty)
+    /// Longest input in tokens.
+    pub fn max_tokens(&self) -> usize {
+        self.shape.max_positions - self.shape.position_offset
+    }
+
+    /// Runs the encoder on `seqs` (token ids; each at most [`NativeBert::max_tokens`] long, none
+    /// empty)
     /// and returns the last hidden states of all tokens, packed: text `i`'s tokens are rows
     /// `starts[i] .. starts[i] + seqs[i].len()` of a `Σ len × hidden` row-major matrix.
     pub fn forward(&self, seqs: &[&[u32]]) -> (Vec<f32>, Vec<usize>) {
@@ -276,7 +285,7 @@ impl NativeBert {
         let mut total = 0;
         for s in seqs {
             assert!(
-                !s.is_empty() && s.len() <= self.shape.max_positions,
+                !s.is_empty() && s.len() <= self.max_tokens(),
                 "sequence length out of range"
             );
             starts.push(total);
@@ -309,6 +318,7 @@ impl NativeBert {
             .for_each(|(row, &(id, pos))| {
                 let id = (id as usize).min(self.shape.vocab - 1);
                 let w = &self.word[id * h..(id + 1) * h];
+                let pos = pos + self.shape.position_offset;
                 let p = &self.position[pos * h..(pos + 1) * h];
                 for (((o, a), b), c) in row.iter_mut().zip(w).zip(p).zip(&self.token_type0) {
                     *o = a + b + c;

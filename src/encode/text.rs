@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 pub const DEFAULT_BATCH_SIZE: usize = 32;
 
 /// Architectures (config.json `model_type`) this build can run.
-pub const SUPPORTED_MODEL_TYPES: [&str; 1] = ["bert"];
+pub const SUPPORTED_MODEL_TYPES: [&str; 3] = ["bert", "roberta", "xlm-roberta"];
 
 /// A text encoder ready to run.
 pub struct TextEncoder {
@@ -66,8 +66,8 @@ impl TextEncoder {
         let max_length = options
             .max_length
             .or(defaults.max_length)
-            .unwrap_or(shape.max_positions)
-            .min(shape.max_positions);
+            .unwrap_or(shape.max_positions - shape.position_offset)
+            .min(shape.max_positions - shape.position_offset);
         let dims = options.dims.unwrap_or(shape.hidden);
         if dims > shape.hidden {
             return Err(dir.error(format!(
@@ -230,7 +230,21 @@ fn native_shape(dir: &ModelDir, cfg: &Value) -> Result<BertShape> {
             )));
         }
     }
+    // RoBERTa numbers positions from padding_idx + 1 (transformers'
+    // `create_position_ids_from_input_ids`).
+    let position_offset = match cfg.get("model_type").and_then(Value::as_str) {
+        Some("roberta" | "xlm-roberta") => {
+            cfg.get("pad_token_id").and_then(Value::as_u64).unwrap_or(1) as usize + 1
+        }
+        _ => 0,
+    };
+    if position_offset + 2 > int("max_position_embeddings")? {
+        return Err(
+            dir.error("config.json: max_position_embeddings is too small for the position offset")
+        );
+    }
     Ok(BertShape {
+        position_offset,
         hidden: int("hidden_size")?,
         heads: int("num_attention_heads")?,
         intermediate: int("intermediate_size")?,

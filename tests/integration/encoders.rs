@@ -70,7 +70,7 @@ fn minilm_matches_sentence_transformers() {
 }
 
 #[test]
-fn tiny_berts_match_transformers_for_each_option() {
+fn tiny_berts_and_roberta_match_transformers_for_each_option() {
     let reference: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(fixture_path("encoders/tiny_reference.json")).unwrap(),
     )
