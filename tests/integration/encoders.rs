@@ -69,44 +69,60 @@ fn minilm_matches_sentence_transformers() {
         .any(|t| encoder.tokenize(t).unwrap().len() == 256));
 }
 
-#[test]
-fn tiny_berts_and_roberta_match_transformers_for_each_option() {
-    let reference: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixture_path("encoders/tiny_reference.json")).unwrap(),
-    )
-    .unwrap();
-    let texts: Vec<&str> = reference["texts"]
+/// One reference case of `tiny_reference.json`.
+struct TinyCase {
+    model: String,
+    options: String,
+    /// `texts × dims` values, row-major.
+    vectors: Vec<f32>,
+}
+
+/// The texts and cases of `tiny_reference.json`.
+fn tiny_reference() -> (Vec<String>, Vec<TinyCase>) {
+    let text = std::fs::read_to_string(fixture_path("encoders/tiny_reference.json")).unwrap();
+    let reference: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let str_of = |v: &serde_json::Value| v.as_str().unwrap().to_string();
+    let texts = reference["texts"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| t.as_str().unwrap())
+        .map(str_of)
         .collect();
-    for case in reference["cases"].as_array().unwrap() {
-        let model = fixture_path(&format!("encoders/{}", case["model"].as_str().unwrap()));
-        let options = EncoderOptions::parse(case["options"].as_str().unwrap()).unwrap();
+    let cases = reference["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| TinyCase {
+            model: str_of(&c["model"]),
+            options: str_of(&c["options"]),
+            vectors: c["vectors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|v| {
+                    v.as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_f64().unwrap() as f32)
+                })
+                .collect(),
+        })
+        .collect();
+    (texts, cases)
+}
+
+#[test]
+fn tiny_berts_and_roberta_match_transformers_for_each_option() {
+    let (texts, cases) = tiny_reference();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    for case in &cases {
+        let model = fixture_path(&format!("encoders/{}", case.model));
+        let options = EncoderOptions::parse(&case.options).unwrap();
         let encoder = TextEncoder::load(model.to_str().unwrap(), &options).unwrap();
         let dims = encoder.dims();
-        let want: Vec<f32> = case["vectors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|v| {
-                v.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.as_f64().unwrap() as f32)
-            })
-            .collect();
-        assert_eq!(want.len(), texts.len() * dims);
+        assert_eq!(case.vectors.len(), texts.len() * dims);
         let got = encoder.encode(&texts).unwrap();
-        assert_close(
-            &got,
-            &want,
-            dims,
-            0.99999,
-            1e-4,
-            case["options"].as_str().unwrap(),
-        );
+        assert_close(&got, &case.vectors, dims, 0.99999, 1e-4, &case.options);
     }
 }
 
@@ -114,42 +130,19 @@ fn tiny_berts_and_roberta_match_transformers_for_each_option() {
 /// half-precision error, and differ from f32 (the option is not ignored).
 #[test]
 fn half_precision_compute_types_stay_close_to_the_reference() {
-    let reference: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixture_path("encoders/tiny_reference.json")).unwrap(),
-    )
-    .unwrap();
-    let texts: Vec<&str> = reference["texts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap())
-        .collect();
-    let case = &reference["cases"][0];
-    let want: Vec<f32> = case["vectors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|v| {
-            v.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-        })
-        .collect();
+    let (texts, cases) = tiny_reference();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let case = &cases[0];
     for dtype in ["f16", "bf16"] {
-        let options = EncoderOptions::parse(&format!(
-            "{},dtype={dtype}",
-            case["options"].as_str().unwrap()
-        ))
-        .unwrap();
-        let encoder =
-            TextEncoder::load(fixture_path("encoders/tiny-a").to_str().unwrap(), &options).unwrap();
+        let options = EncoderOptions::parse(&format!("{},dtype={dtype}", case.options)).unwrap();
+        let model = fixture_path(&format!("encoders/{}", case.model));
+        let encoder = TextEncoder::load(model.to_str().unwrap(), &options).unwrap();
         let got = encoder.encode(&texts).unwrap();
         assert!(
-            got.iter().zip(&want).any(|(g, w)| g != w),
+            got.iter().zip(&case.vectors).any(|(g, w)| g != w),
             "{dtype} computed exactly as f32"
         );
-        for (g, w) in got.chunks(32).zip(want.chunks(32)) {
+        for (g, w) in got.chunks(32).zip(case.vectors.chunks(32)) {
             let c = cosine(g, w);
             assert!(c > 0.99, "{dtype}: cosine {c}");
         }

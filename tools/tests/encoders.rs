@@ -4,7 +4,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{fail, ok};
+use common::{fail_line, ok, ok_line};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
@@ -73,67 +73,23 @@ fn sample(dir: &Path, n: usize) -> (PathBuf, PathBuf, PathBuf) {
 fn minilm_create_ingest_search_as_written_in_the_issue() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    let (corpus, queries, qrels) = sample(d, 100);
+    sample(d, 100);
     let model = minilm();
-    let encoder = format!("emb={}", model.display());
-    ok(
+    let m = model.display();
+    ok_line(
         d,
-        &[
-            "create",
-            "DB",
-            "--collection",
-            "docs",
-            "--field",
-            "emb:dense:384:f32:cosine",
-            "--encoder",
-            &encoder,
-        ],
+        &format!("create DB --collection docs --field emb:dense:384:f32:cosine --encoder emb={m}"),
     );
-    let out = ok(
-        d,
-        &[
-            "ingest",
-            "DB",
-            "--collection",
-            "docs",
-            "--docs",
-            corpus.to_str().unwrap(),
-        ],
-    );
+    let out = ok_line(d, "ingest DB --collection docs --docs corpus.jsonl");
     assert!(out.contains("encoded and ingested 100 documents"), "{out}");
-    let run = ok(
+    let run = ok_line(
         d,
-        &[
-            "search",
-            "DB",
-            "--collection",
-            "docs",
-            "--field",
-            "emb",
-            "--queries",
-            queries.to_str().unwrap(),
-            "-k",
-            "10",
-            "--format",
-            "trec",
-        ],
+        "search DB --collection docs --field emb --queries queries.tsv -k 10 --format trec",
     );
-    let lines: Vec<&str> = run.lines().collect();
-    assert_eq!(lines.len(), 10 * 10);
+    assert_eq!(run.lines().count(), 10 * 10);
     // Known-item retrieval: a package's one-line summary finds its own description.
     std::fs::write(d.join("run.trec"), &run).unwrap();
-    let eval = ok(
-        d,
-        &[
-            "eval",
-            "--run",
-            "run.trec",
-            "--qrels",
-            qrels.to_str().unwrap(),
-            "--metrics",
-            "mrr@10",
-        ],
-    );
+    let eval = ok_line(d, "eval --run run.trec --qrels qrels.txt --metrics mrr@10");
     let mrr: f64 = eval
         .lines()
         .find(|l| l.starts_with("mrr@10"))
@@ -145,17 +101,7 @@ fn minilm_create_ingest_search_as_written_in_the_issue() {
         .unwrap();
     assert!(mrr >= 0.6, "MRR@10 {mrr}\n{eval}");
     // Re-running the ingest resumes: everything is already committed.
-    let out = ok(
-        d,
-        &[
-            "ingest",
-            "DB",
-            "--collection",
-            "docs",
-            "--docs",
-            corpus.to_str().unwrap(),
-        ],
-    );
+    let out = ok_line(d, "ingest DB --collection docs --docs corpus.jsonl");
     assert!(
         out.contains("encoded and ingested 0 documents")
             && out.contains("skipped 100 already committed"),
@@ -169,8 +115,8 @@ fn untied_embedded_tiny_models_and_errors() {
     let d = t.path();
     let (corpus, queries, _) = sample(d, 30);
     let fx = root().join("tests/fixtures/encoders");
-    let a = format!("emb={}", fx.join("tiny-a").display());
-    let b = format!("emb={}", fx.join("tiny-b").display());
+    let (a, b) = (fx.join("tiny-a"), fx.join("tiny-b"));
+    let (a, b) = (a.display(), b.display());
     let out = ok(
         d,
         &[
@@ -181,9 +127,9 @@ fn untied_embedded_tiny_models_and_errors() {
             "--field",
             "emb:dense:32:f32:cosine",
             "--encoder",
-            &a,
+            &format!("emb={a}"),
             "--query-encoder",
-            &b,
+            &format!("emb={b}"),
             "--encoder-options",
             "emb=pooling=cls,normalize=true",
             "--query-encoder-options",
@@ -198,189 +144,78 @@ fn untied_embedded_tiny_models_and_errors() {
         "{out}"
     );
     // TSV documents work as well as JSONL.
-    let tsv = d.join("corpus.tsv");
     let rows: Vec<String> = std::fs::read_to_string(&corpus)
         .unwrap()
         .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            format!(
-                "{}\t{}",
-                v["id"].as_str().unwrap(),
-                v["text"].as_str().unwrap().replace(['\t', '\n'], " ")
-            )
+            let text = v["text"].as_str().unwrap().replace(['\t', '\n'], " ");
+            format!("{}\t{text}", v["id"].as_str().unwrap())
         })
         .collect();
-    std::fs::write(&tsv, rows.join("\n") + "\n").unwrap();
-    ok(
+    std::fs::write(d.join("corpus.tsv"), rows.join("\n") + "\n").unwrap();
+    ok_line(
         d,
-        &[
-            "ingest",
-            "DB",
-            "--collection",
-            "docs",
-            "--docs",
-            "corpus.tsv",
-            "--commit-every",
-            "7",
-        ],
+        "ingest DB --collection docs --docs corpus.tsv --commit-every 7",
     );
-    let info = ok(d, &["info", "DB"]);
+    let info = ok_line(d, "info DB");
     assert!(
         info.contains("30 documents") && info.contains("5 segments"),
         "{info}"
     );
-    let run = ok(
+    let run = ok_line(
         d,
-        &[
-            "search",
-            "DB",
-            "--collection",
-            "docs",
-            "--field",
-            "emb",
-            "--queries",
-            queries.to_str().unwrap(),
-            "-k",
-            "3",
-            "--format",
-            "tsv",
-        ],
+        "search DB --collection docs --field emb --queries queries.tsv -k 3 --format tsv",
     );
-    assert_eq!(
-        run.lines().count(),
-        3 * std::fs::read_to_string(&queries).unwrap().lines().count()
-    );
+    let n_queries = std::fs::read_to_string(&queries).unwrap().lines().count();
+    assert_eq!(run.lines().count(), 3 * n_queries);
 
-    // Errors: duplicate query ids, a collection without encoders, a flag for an unknown field.
+    // Errors: duplicate query ids, a collection without encoders, a flag for an unknown field,
+    // a missing model.
     std::fs::write(d.join("dup.tsv"), "q1\tfirst\nq1\tsecond\n").unwrap();
-    let e = fail(
+    let e = fail_line(
         d,
-        &[
-            "search",
-            "DB",
-            "--collection",
-            "docs",
-            "--field",
-            "emb",
-            "--queries",
-            "dup.tsv",
-        ],
+        "search DB --collection docs --field emb --queries dup.tsv",
     );
     assert!(
         e.contains("dup.tsv:line 2") && e.contains("duplicate query id \"q1\""),
         "{e}"
     );
-    ok(
+    ok_line(
         d,
-        &[
-            "create",
-            "DB",
-            "--collection",
-            "plain",
-            "--field",
-            "emb:dense:32:f32:cosine",
-        ],
+        "create DB --collection plain --field emb:dense:32:f32:cosine",
     );
-    let e = fail(
+    let e = fail_line(
         d,
-        &[
-            "search",
-            "DB",
-            "--collection",
-            "plain",
-            "--field",
-            "emb",
-            "--queries",
-            queries.to_str().unwrap(),
-        ],
+        "search DB --collection plain --field emb --queries queries.tsv",
     );
     assert!(e.contains("no encoder is bound to this field"), "{e}");
-    let e = fail(
-        d,
-        &[
-            "ingest",
-            "DB",
-            "--collection",
-            "plain",
-            "--docs",
-            corpus.to_str().unwrap(),
-        ],
-    );
+    let e = fail_line(d, "ingest DB --collection plain --docs corpus.jsonl");
     assert!(e.contains("emb"), "{e}");
-    let e = fail(
+    let e = fail_line(
         d,
-        &[
-            "create",
-            "DB",
-            "--collection",
-            "c2",
-            "--field",
-            "emb:dense:32",
-            "--query-encoder",
-            &b,
-        ],
+        &format!("create DB --collection c2 --field emb:dense:32 --query-encoder emb={b}"),
     );
     assert!(e.contains("has no --encoder emb=MODEL"), "{e}");
-    let e = fail(
+    let e = fail_line(
         d,
-        &[
-            "create",
-            "DB",
-            "--collection",
-            "c3",
-            "--field",
-            "emb:dense:32",
-            "--encoder",
-            "emb=/no/such/model",
-        ],
+        "create DB --collection c3 --field emb:dense:32 --encoder emb=/no/such/model",
     );
     assert!(e.contains("no such folder"), "{e}");
     // Shards encoded by different models cannot be searched as one.
-    ok(
+    ok_line(
         d,
-        &[
-            "create",
-            "S2",
-            "--collection",
-            "docs",
-            "--field",
-            "emb:dense:32:f32:cosine",
-            "--encoder",
-            &b,
-        ],
+        &format!("create S2 --collection docs --field emb:dense:32:f32:cosine --encoder emb={b}"),
     );
-    ok(
+    ok_line(d, "ingest S2 --collection docs --docs corpus.tsv");
+    let e = fail_line(
         d,
-        &[
-            "ingest",
-            "S2",
-            "--collection",
-            "docs",
-            "--docs",
-            "corpus.tsv",
-        ],
-    );
-    let e = fail(
-        d,
-        &[
-            "search",
-            "--db",
-            "DB",
-            "--db",
-            "S2",
-            "--collection",
-            "docs",
-            "--field",
-            "emb",
-            "--queries",
-            queries.to_str().unwrap(),
-        ],
+        "search --db DB --db S2 --collection docs --field emb --queries queries.tsv",
     );
     assert!(
         e.contains("mismatched shards") && e.contains("model: expected"),
         "{e}"
     );
     // Nothing half-made: the failed create left no collection behind.
-    assert!(!ok(d, &["info", "DB"]).contains("collection c3"));
+    assert!(!ok_line(d, "info DB").contains("collection c3"));
 }

@@ -38,6 +38,18 @@ pub fn fail(dir: &Path, args: &[&str]) -> String {
     err
 }
 
+/// Runs `vellum` with a whitespace-separated command line (arguments without spaces) and
+/// expects success; returns stdout.
+pub fn ok_line(dir: &Path, line: &str) -> String {
+    ok(dir, &line.split_whitespace().collect::<Vec<_>>())
+}
+
+/// Runs `vellum` with a whitespace-separated command line and expects a one-line error; returns
+/// stderr.
+pub fn fail_line(dir: &Path, line: &str) -> String {
+    fail(dir, &line.split_whitespace().collect::<Vec<_>>())
+}
+
 /// Pseudo-random values in [-0.5, 0.5) (xorshift; no ties among scores in practice).
 pub fn noise(seed: u64, n: usize) -> Vec<f32> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
