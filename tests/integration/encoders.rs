@@ -314,6 +314,31 @@ mod bound {
     }
 
     #[test]
+    fn text_ingest_shards_split_the_input_once() {
+        let t = tempfile::tempdir().unwrap();
+        let docs = corpus(t.path(), "docs.jsonl", 200, 25);
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..3 {
+            let db = untied_db(&t.path().join(format!("s{i}")), false, &tiny("tiny-a"));
+            let mut job = TextIngest::new("docs", &docs);
+            job.shard = format!("{i}/3").parse().unwrap();
+            let mut w = db.writer().unwrap();
+            let mut total = 0;
+            let stats = ingest_text(&mut w, &job, &mut |p| total = p.total).unwrap();
+            assert_eq!(stats.documents, total);
+            let snap = db.snapshot().unwrap();
+            for (pos, (id, _)) in texts_of(&docs).iter().enumerate() {
+                let here = snap.collection("docs").unwrap().get(id).unwrap().is_some();
+                assert_eq!(here, pos % 3 == i, "{id} in shard {i}");
+                if here {
+                    assert!(seen.insert(id.clone()));
+                }
+            }
+        }
+        assert_eq!(seen.len(), 25);
+    }
+
+    #[test]
     fn a_document_without_text_is_an_error_and_commits_survive() {
         let t = tempfile::tempdir().unwrap();
         let db = untied_db(t.path(), false, &tiny("tiny-a"));

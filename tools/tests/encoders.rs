@@ -170,6 +170,22 @@ fn untied_embedded_tiny_models_and_errors() {
     let n_queries = std::fs::read_to_string(&queries).unwrap().lines().count();
     assert_eq!(run.lines().count(), 3 * n_queries);
 
+    // JSONL queries give the same run as TSV.
+    let jsonl: Vec<String> = std::fs::read_to_string(&queries)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (id, text) = l.split_once('\t').unwrap();
+            serde_json::json!({"id": id, "text": text}).to_string()
+        })
+        .collect();
+    std::fs::write(d.join("queries.jsonl"), jsonl.join("\n") + "\n").unwrap();
+    let run_jsonl = ok_line(
+        d,
+        "search DB --collection docs --field emb --queries queries.jsonl -k 3 --format tsv",
+    );
+    assert_eq!(run_jsonl, run);
+
     // Errors: duplicate query ids, a collection without encoders, a flag for an unknown field,
     // a missing model.
     std::fs::write(d.join("dup.tsv"), "q1\tfirst\nq1\tsecond\n").unwrap();
