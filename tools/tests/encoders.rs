@@ -235,3 +235,58 @@ fn untied_embedded_tiny_models_and_errors() {
     // Nothing half-made: the failed create left no collection behind.
     assert!(!ok_line(d, "info DB").contains("collection c3"));
 }
+
+/// SIGKILL in the middle of an encoding ingest loses at most what was not committed yet, and
+/// the same command then finishes the job.
+#[test]
+fn killed_ingest_resumes_from_its_last_commit() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    sample(d, 2000);
+    let a = root().join("tests/fixtures/encoders/tiny-a");
+    ok_line(
+        d,
+        &format!(
+            "create DB --collection docs --field emb:dense:32:f32:cosine --encoder emb={}",
+            a.display()
+        ),
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vellum"))
+        .current_dir(d)
+        .args([
+            "ingest",
+            "DB",
+            "--collection",
+            "docs",
+            "--docs",
+            "corpus.jsonl",
+            "--commit-every",
+            "64",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the first commit (generation 2), then kill.
+    let start = std::time::Instant::now();
+    loop {
+        let info = ok_line(d, "info DB --json");
+        let v: serde_json::Value = serde_json::from_str(&info).unwrap();
+        if v["generation"].as_u64().unwrap() >= 2 || start.elapsed().as_secs() > 60 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    let finished_anyway = child.wait().unwrap().success();
+    eprintln!("first ingest finished before the kill: {finished_anyway}");
+    let out = ok_line(d, "ingest DB --collection docs --docs corpus.jsonl");
+    eprintln!("re-run: {out}");
+    let info = ok_line(d, "info DB --json");
+    let v: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(v["collections"][0]["documents"], 2000, "{out}");
+    if !finished_anyway {
+        assert!(out.contains("already committed"), "{out}");
+    }
+    ok_line(d, "verify DB");
+}
