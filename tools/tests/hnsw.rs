@@ -93,7 +93,9 @@ fn index_search_info_verify() {
             / 300.0
     };
     assert!(recall(&approx) >= 0.95, "recall {}", recall(&approx));
-    assert!(recall(&wide) >= recall(&approx) - 0.01);
+    // A wide candidate list is close to exact (the flag reaches the search).
+    eprintln!("recall@10: default ef {}, ef 300 {}", recall(&approx), recall(&wide));
+    assert!(recall(&wide) >= 0.99, "recall at ef 300: {}", recall(&wide));
     assert!(ok(d, &["verify", "db"]).contains("ok"));
     // Drop the index: no graph left, search is exact.
     let out = ok(d, &["index", "db", "-c", "docs", "-f", "e", "--drop"]);
