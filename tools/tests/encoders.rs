@@ -290,3 +290,66 @@ fn killed_ingest_resumes_from_its_last_commit() {
     }
     ok_line(d, "verify DB");
 }
+
+/// A Hugging Face model id resolves from the local cache (`HF_HUB_CACHE` layout:
+/// models--ORG--NAME/refs/main -> snapshots/COMMIT/), offline.
+#[test]
+fn model_ids_resolve_from_the_hugging_face_cache() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let repo = d.join("hub/models--vellum-test--tiny-a");
+    let snap = repo.join("snapshots/0123abcd");
+    std::fs::create_dir_all(&snap).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "0123abcd").unwrap();
+    for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::copy(
+            root().join("tests/fixtures/encoders/tiny-a").join(f),
+            snap.join(f),
+        )
+        .unwrap();
+    }
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_vellum"))
+            .current_dir(d)
+            .env("HF_HUB_CACHE", d.join("hub"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "create",
+        "DB",
+        "--collection",
+        "docs",
+        "--field",
+        "emb:dense:32:f32:cosine",
+        "--encoder",
+        "emb=vellum-test/tiny-a",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("encoder emb (passage): vellum-test/tiny-a"),
+        "{stdout}"
+    );
+    let out = run(&[
+        "create",
+        "DB",
+        "--collection",
+        "c2",
+        "--field",
+        "emb:dense:32",
+        "--encoder",
+        "emb=vellum-test/absent",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("not in the Hugging Face cache"),
+        "{err}"
+    );
+}

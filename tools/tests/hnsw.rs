@@ -94,7 +94,11 @@ fn index_search_info_verify() {
     };
     assert!(recall(&approx) >= 0.95, "recall {}", recall(&approx));
     // A wide candidate list is close to exact (the flag reaches the search).
-    eprintln!("recall@10: default ef {}, ef 300 {}", recall(&approx), recall(&wide));
+    eprintln!(
+        "recall@10: default ef {}, ef 300 {}",
+        recall(&approx),
+        recall(&wide)
+    );
     assert!(recall(&wide) >= 0.99, "recall at ef 300: {}", recall(&wide));
     assert!(ok(d, &["verify", "db"]).contains("ok"));
     // Drop the index: no graph left, search is exact.
