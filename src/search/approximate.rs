@@ -3,27 +3,27 @@
 //! index was declared) exactly; the per-segment results are merged into one top-k. Queries run in
 //! parallel.
 
+use super::DenseBatch;
 use rayon::prelude::*;
 
 use super::dense::offer;
 use super::kernels::{prefetch, similarity, PreparedQuery};
 use super::topk::TopK;
-use crate::collection::Collection;
 use crate::dtype::{DType, Metric, VectorRef};
 use crate::error::Result;
 use crate::hnsw::search_graph_prefetching;
 use crate::hnsw::NavView;
 
 /// Approximate top-`k` for each of the `queries` (row-major, `dim` wide) with candidate list `ef`.
-pub(super) fn search_hnsw(
-    c: &Collection,
-    field: usize,
-    metric: Metric,
-    dim: usize,
-    queries: &[f32],
-    k: usize,
-    ef: usize,
-) -> Result<Vec<TopK>> {
+pub(super) fn search_hnsw(b: &DenseBatch<'_>, ef: usize) -> Result<Vec<TopK>> {
+    let DenseBatch {
+        collection: c,
+        field,
+        metric,
+        dim,
+        queries,
+        k,
+    } = *b;
     let dtype = c.schema().fields[field].kind.dtype();
     queries
         .par_chunks_exact(dim)

@@ -1,5 +1,6 @@
 //! Exact dense search.
 
+use super::DenseBatch;
 use rayon::prelude::*;
 
 use super::gemm::matmul_nt;
@@ -184,15 +185,16 @@ fn merge_all(mut a: Vec<TopK>, b: Vec<TopK>) -> Vec<TopK> {
 
 /// A batch of queries by f32 matrix products (`gemm` crate) per (row block, query block): every
 /// score is computed, in f32, in the product's summation order.
-pub(super) fn search_gemm(
-    c: &Collection,
-    field: usize,
-    metric: Metric,
-    dim: usize,
-    queries: &[f32],
-    k: usize,
-) -> Vec<TopK> {
-    let nq = queries.len() / dim;
+pub(super) fn search_gemm(b: &DenseBatch<'_>) -> Vec<TopK> {
+    let DenseBatch {
+        collection: c,
+        field,
+        metric,
+        dim,
+        queries,
+        k,
+    } = *b;
+    let nq = b.len();
     let (q, q_sq) = prepare_queries(metric, dim, queries);
     let empty = || (0..nq).map(|_| TopK::new(k)).collect::<Vec<_>>();
     tasks(c, ROW_BLOCK)

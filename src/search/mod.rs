@@ -142,6 +142,31 @@ pub struct Hit {
     pub address: DocAddress,
 }
 
+/// A batch of dense queries against one field of a collection: what every batch routine
+/// (blocked, screened, HNSW) takes.
+#[derive(Clone, Copy)]
+pub(crate) struct DenseBatch<'a> {
+    /// The collection searched.
+    pub collection: &'a Collection,
+    /// Index of the dense field.
+    pub field: usize,
+    /// The field's metric.
+    pub metric: Metric,
+    /// The field's dimension.
+    pub dim: usize,
+    /// `nq × dim` query values, row-major.
+    pub queries: &'a [f32],
+    /// Hits per query.
+    pub k: usize,
+}
+
+impl DenseBatch<'_> {
+    /// Number of queries.
+    pub fn len(&self) -> usize {
+        self.queries.len() / self.dim
+    }
+}
+
 fn check_query(field: &str, metric: Metric, q: &[f32], what: &str) -> Result<()> {
     if let Some(i) = q.iter().position(|v| !v.is_finite()) {
         return Err(Error::InvalidInput(format!(
@@ -190,13 +215,21 @@ impl Collection {
                     check_query(req.field, *metric, row, &format!("query {i}"))?;
                 }
                 let nq = q.len() / dim;
+                let batch = DenseBatch {
+                    collection: self,
+                    field: fi,
+                    metric: *metric,
+                    dim,
+                    queries: q,
+                    k: req.k,
+                };
                 let graphs = !req.exact && self.slots().iter().any(|s| s.segment.has_graph(fi));
                 if graphs {
                     let ef = req
                         .ef
                         .or_else(|| self.index(req.field).map(|p| p.ef as usize))
                         .unwrap_or(crate::hnsw::HnswParams::default().ef as usize);
-                    let tops = approximate::search_hnsw(self, fi, *metric, dim, q, req.k, ef)?;
+                    let tops = approximate::search_hnsw(&batch, ef)?;
                     return tops.into_iter().map(|t| self.hits(t)).collect();
                 }
                 let strategy = match req.strategy {
@@ -205,8 +238,8 @@ impl Collection {
                     other => other,
                 };
                 match strategy {
-                    Strategy::Blocked => dense::search_gemm(self, fi, *metric, dim, q, req.k),
-                    Strategy::Screened => screened::search_batch(self, fi, *metric, dim, q, req.k),
+                    Strategy::Blocked => dense::search_gemm(&batch),
+                    Strategy::Screened => screened::search_batch(&batch),
                     _ => q
                         .chunks_exact(dim)
                         .map(|row| dense::search_streaming(self, fi, *metric, row, req.k))

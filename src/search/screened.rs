@@ -10,6 +10,7 @@
 //! decreasing upper bound until the next upper bound is below the exact k-th score, which in
 //! practice rescores little more than `k` rows per query.
 
+use super::DenseBatch;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -19,7 +20,6 @@ use super::dense::{prepare, prepare_queries, sq_norm, tasks};
 use super::kernels::{similarity, PreparedQuery};
 use super::tile::{self, Affine, MR, NR};
 use super::topk::{Candidate, TopK};
-use crate::collection::Collection;
 use crate::dtype::{DType, Metric};
 
 /// Rows per parallel task: the packed block (`SCREEN_ROWS × dim` bf16 values) stays in the core's
@@ -243,32 +243,26 @@ fn screen_error(dim: usize, dtype: DType) -> f32 {
 }
 
 /// A batch of queries by screened search where the CPU supports it, else by f32 matrix products.
-pub(super) fn search_batch(
-    c: &Collection,
-    field: usize,
-    metric: Metric,
-    dim: usize,
-    queries: &[f32],
-    k: usize,
-) -> Vec<TopK> {
+pub(super) fn search_batch(b: &DenseBatch<'_>) -> Vec<TopK> {
     if tile::available() {
-        search_screened(c, field, metric, dim, queries, k)
+        search_screened(b)
     } else {
-        super::dense::search_gemm(c, field, metric, dim, queries, k)
+        super::dense::search_gemm(b)
     }
 }
 
-fn search_screened(
-    c: &Collection,
-    field: usize,
-    metric: Metric,
-    dim: usize,
-    queries: &[f32],
-    k: usize,
-) -> Vec<TopK> {
+fn search_screened(b: &DenseBatch<'_>) -> Vec<TopK> {
+    let DenseBatch {
+        collection: c,
+        field,
+        metric,
+        dim,
+        queries,
+        k,
+    } = *b;
     let dtype = c.schema().fields[field].kind.dtype();
     let err = screen_error(dim, dtype);
-    let nq = queries.len() / dim;
+    let nq = b.len();
     let (q, q_sq) = prepare_queries(metric, dim, queries);
     let (d2, padded) = (tile::pairs(dim), nq.div_ceil(MR) * MR);
     let mut q_packed = Vec::new();
