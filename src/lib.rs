@@ -13,6 +13,9 @@
 //!   [`Collection::search`] and zero-copy document access ([`Collection::get`]).
 //! * **Ingest of precomputed data** — [`ingest`] reads JSONL documents and `.npy` / safetensors
 //!   vectors with errors that name the file, row and field.
+//! * **Encoders** — [`encode`] (feature `encoders`): a dense field names its passage and query
+//!   encoders (BERT-family checkpoints); `ingest::pipeline` encodes documents given as text,
+//!   `Collection::search_text` encodes queries with the field's own query encoder.
 //! * **Evaluation** — [`eval`] computes trec_eval's measures (equal to `pytrec_eval`) and DPR
 //!   answer accuracy, and reads, writes, converts and merges run files.
 //! * **Integrity** — [`verify::verify_database`] checks every checksum and structure.

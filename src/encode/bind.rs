@@ -182,6 +182,40 @@ impl Collection {
     /// request's field, `k`, `ef`, `exact` and strategy are used; its queries are replaced.
     ///
     /// Returns one hit list per text, in order.
+    ///
+    /// ```
+    /// use vellum::encode::{prepare_encoders, EncoderChoice, EncoderOptions, Role};
+    /// use vellum::{Database, Document, FieldSpec, Schema, SearchRequest};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let db = Database::create(dir.path()).unwrap();
+    /// let mut w = db.writer().unwrap();
+    /// let schema = Schema::new().with_field(FieldSpec::parse("emb:dense:32:f32:cosine").unwrap());
+    /// w.create_collection("docs", schema).unwrap();
+    /// // A model folder in the Hugging Face layout (here the tiny test BERT); tied encoders.
+    /// let choice = EncoderChoice {
+    ///     passage: "tests/fixtures/encoders/tiny-a".into(),
+    ///     passage_options: EncoderOptions::parse("pooling=mean,normalize=true").unwrap(),
+    ///     ..Default::default()
+    /// };
+    /// w.set_encoders("docs", "emb", prepare_encoders(db.path(), &choice).unwrap()).unwrap();
+    /// w.commit().unwrap();
+    ///
+    /// // Encode documents with the field's passage encoder (ingest::pipeline does this for files).
+    /// let coll = db.snapshot().unwrap().collection("docs").unwrap().clone();
+    /// let passage = coll.load_encoder("emb", Role::Passage, &EncoderOptions::default()).unwrap();
+    /// for (id, text) in [("zsh", "a shell with lots of features"), ("gimp", "an image editor")] {
+    ///     let v = passage.encode(&[text]).unwrap();
+    ///     w.add("docs", Document::new(id).with_text(text).with_dense("emb", v)).unwrap();
+    /// }
+    /// w.commit().unwrap();
+    ///
+    /// let snap = db.snapshot().unwrap();
+    /// let docs = snap.collection("docs").unwrap();
+    /// let query = docs.load_encoder("emb", Role::Query, &EncoderOptions::default()).unwrap();
+    /// let hits = docs.search_text(&query, &["a shell"], SearchRequest::text("emb", 1)).unwrap();
+    /// assert_eq!(hits[0].len(), 1);
+    /// ```
     pub fn search_text(
         &self,
         encoder: &TextEncoder,
