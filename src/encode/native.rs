@@ -270,6 +270,11 @@ impl NativeBert {
         self.shape.hidden
     }
 
+    /// Vocabulary size (token ids are below it).
+    pub fn vocab(&self) -> usize {
+        self.shape.vocab
+    }
+
     /// Longest input in tokens.
     pub fn max_tokens(&self) -> usize {
         self.shape.max_positions - self.shape.position_offset
@@ -287,6 +292,10 @@ impl NativeBert {
             assert!(
                 !s.is_empty() && s.len() <= self.max_tokens(),
                 "sequence length out of range"
+            );
+            assert!(
+                s.iter().all(|&t| (t as usize) < self.shape.vocab),
+                "token id out of range"
             );
             starts.push(total);
             total += s.len();
@@ -316,7 +325,7 @@ impl NativeBert {
         x.par_chunks_mut(h)
             .zip(rows.par_iter())
             .for_each(|(row, &(id, pos))| {
-                let id = (id as usize).min(self.shape.vocab - 1);
+                let id = id as usize;
                 let w = &self.word[id * h..(id + 1) * h];
                 let pos = pos + self.shape.position_offset;
                 let p = &self.position[pos * h..(pos + 1) * h];

@@ -1,7 +1,6 @@
 //! A loaded text encoder: tokenizer + BERT-family model (vellum's CPU forward pass) + pooling,
-//! producing one `f32`
-//! vector per text exactly as sentence-transformers (or Tevatron, for `cls` / `last` pooling)
-//! would.
+//! producing one `f32` vector per text exactly as sentence-transformers (or Tevatron, for `cls` /
+//! `last` pooling) would.
 
 use serde_json::Value;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
@@ -145,6 +144,21 @@ impl TextEncoder {
             return Ok(Vec::new());
         }
         let n = batch.len();
+        for (i, toks) in batch.iter().enumerate() {
+            if toks.len() > self.model.max_tokens() {
+                return Err(Error::InvalidInput(format!(
+                    "sequence {i} has {} tokens; this model takes at most {}",
+                    toks.len(),
+                    self.model.max_tokens()
+                )));
+            }
+            if let Some(bad) = toks.iter().find(|&&t| t as usize >= self.model.vocab()) {
+                return Err(Error::InvalidInput(format!(
+                    "sequence {i}: token id {bad} is outside the model's vocabulary of {}",
+                    self.model.vocab()
+                )));
+            }
+        }
         // An empty token list (a tokenizer without special tokens given an empty text) is
         // encoded as one padding token, so every text has a state to pool.
         let pad = [self.pad_id];

@@ -586,3 +586,24 @@ mod bound {
         );
     }
 }
+
+#[test]
+fn token_input_out_of_range_is_an_error() {
+    let enc = TextEncoder::load(
+        fixture_path("encoders/tiny-a").to_str().unwrap(),
+        &EncoderOptions::default(),
+    )
+    .unwrap();
+    let long = vec![5u32; 65];
+    let e = enc.encode_tokens(&[&long]).unwrap_err().to_string();
+    assert!(
+        e.contains("has 65 tokens; this model takes at most 64"),
+        "{e}"
+    );
+    let e = enc.encode_tokens(&[&[2, 5000, 3]]).unwrap_err().to_string();
+    assert!(
+        e.contains("token id 5000 is outside the model's vocabulary of 1000"),
+        "{e}"
+    );
+    assert_eq!(enc.encode_tokens(&[&[2, 3]]).unwrap().len(), 32);
+}
