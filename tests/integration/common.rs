@@ -65,6 +65,7 @@ pub fn build_all_kinds(dir: &std::path::Path) -> Database {
 }
 
 /// A file under `tests/fixtures/`.
+#[cfg(feature = "encoders")]
 pub fn fixture_path(rel: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
