@@ -122,26 +122,18 @@ impl Tensors<'_> {
                 view.shape()
             )));
         }
-        let data = view.data();
-        let mut out: Vec<f32> = match view.dtype() {
-            Dtype::F32 => data
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => data
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => data
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
+        let element = match view.dtype() {
+            Dtype::F32 => crate::DType::F32,
+            Dtype::F16 => crate::DType::F16,
+            Dtype::BF16 => crate::DType::Bf16,
             other => {
                 return Err(self.dir.error(format!(
                     "model.safetensors: tensor {full:?} has element type {other:?}; expected F32, F16 or BF16"
                 )))
             }
         };
+        let mut out = Vec::with_capacity(shape.iter().product());
+        element.decode_into(view.data(), &mut out);
         match self.dtype {
             ComputeType::F32 => {}
             ComputeType::F16 => out

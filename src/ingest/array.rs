@@ -42,6 +42,31 @@ impl ElemType {
         }
     }
 
+    /// Converts little-endian elements of a float type (or `U8`) to f32: `out.len()` elements
+    /// from the start of `bytes`. Returns `false`, converting nothing, for integer types.
+    pub fn decode_f32(self, bytes: &[u8], out: &mut [f32]) -> bool {
+        let size = self.size();
+        assert!(bytes.len() >= out.len() * size, "decode_f32: too few bytes");
+        let chunks = bytes.chunks_exact(size).zip(out.iter_mut());
+        match self {
+            ElemType::F32 => {
+                chunks.for_each(|(c, o)| *o = f32::from_le_bytes(c.try_into().expect("4")))
+            }
+            ElemType::F16 => {
+                chunks.for_each(|(c, o)| *o = f16::from_le_bytes([c[0], c[1]]).to_f32())
+            }
+            ElemType::Bf16 => {
+                chunks.for_each(|(c, o)| *o = bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            }
+            ElemType::F64 => {
+                chunks.for_each(|(c, o)| *o = f64::from_le_bytes(c.try_into().expect("8")) as f32)
+            }
+            ElemType::U8 => chunks.for_each(|(c, o)| *o = c[0] as f32),
+            _ => return false,
+        }
+        true
+    }
+
     fn is_float(self) -> bool {
         matches!(
             self,
@@ -292,29 +317,8 @@ impl Array {
         let size = self.elem.size();
         let b = &self.map.bytes()
             [self.data.start + start * size..self.data.start + (start + out.len()) * size];
-        match self.elem {
-            ElemType::F32 => b
-                .chunks_exact(4)
-                .zip(out.iter_mut())
-                .for_each(|(c, o)| *o = f32::from_le_bytes(c.try_into().expect("4"))),
-            ElemType::F16 => b
-                .chunks_exact(2)
-                .zip(out.iter_mut())
-                .for_each(|(c, o)| *o = f16::from_le_bytes([c[0], c[1]]).to_f32()),
-            ElemType::Bf16 => b
-                .chunks_exact(2)
-                .zip(out.iter_mut())
-                .for_each(|(c, o)| *o = bf16::from_le_bytes([c[0], c[1]]).to_f32()),
-            ElemType::F64 => b
-                .chunks_exact(8)
-                .zip(out.iter_mut())
-                .for_each(|(c, o)| *o = f64::from_le_bytes(c.try_into().expect("8")) as f32),
-            ElemType::U8 => b
-                .iter()
-                .zip(out.iter_mut())
-                .for_each(|(c, o)| *o = *c as f32),
-            _ => unreachable!("checked above"),
-        }
+        let converted = self.elem.decode_f32(b, out);
+        debug_assert!(converted, "float types checked above");
         Ok(())
     }
 

@@ -14,6 +14,7 @@ use serde_pickle::{DeOptions, Value};
 
 use crate::document::Document;
 use crate::error::{Error, Result};
+use crate::ingest::array::ElemType;
 use crate::ingest::Mode;
 use crate::schema::FieldKind;
 use crate::writer::Writer;
@@ -134,19 +135,11 @@ pub fn read_tevatron_pickle(path: &Path) -> Result<TevatronShard> {
             ),
         ));
     }
-    let vectors: Vec<f32> = match bytes.len() / count {
-        4 => bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-            .collect(),
-        2 => bytes
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        8 => bytes
-            .chunks_exact(8)
-            .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
-            .collect(),
+    // The pickle hides numpy's type code: the element type follows from bytes per element.
+    let elem = match bytes.len() / count {
+        4 => ElemType::F32,
+        2 => ElemType::F16,
+        8 => ElemType::F64,
         other => {
             return Err(bad(
                 path,
@@ -154,6 +147,8 @@ pub fn read_tevatron_pickle(path: &Path) -> Result<TevatronShard> {
             ))
         }
     };
+    let mut vectors = vec![0f32; count];
+    elem.decode_f32(bytes, &mut vectors);
     if let Some(i) = vectors.iter().position(|v| !v.is_finite()) {
         return Err(Error::bad_input(
             path,
