@@ -54,20 +54,22 @@ pub fn prepare_encoders(database_dir: &Path, choice: &EncoderChoice) -> Result<F
     let passage_dir = ModelDir::resolve(&choice.passage)?;
     let passage = TextEncoder::from_dir(&passage_dir, &choice.passage_options)?;
     let (query_dir, query) = match &choice.query {
+        // Tied: same files, so the passage encoder's load already checked weights and tokenizer.
         None => {
             let options = choice.passage_options.overridden_by(&choice.query_options);
-            let enc = TextEncoder::from_dir(&passage_dir, &options)?;
-            (passage_dir.clone(), enc)
+            let fingerprint = &passage.record().fingerprint;
+            let record = TextEncoder::record_for(&passage_dir, &options, fingerprint)?;
+            (passage_dir.clone(), record)
         }
         Some(source) => {
             let dir = ModelDir::resolve(source)?;
             let enc = TextEncoder::from_dir(&dir, &choice.query_options)?;
-            (dir, enc)
+            (dir, enc.record().clone())
         }
     };
     let mut records = FieldEncoders {
         passage: passage.record().clone(),
-        query: query.record().clone(),
+        query,
     };
     if choice.embed {
         for (dir, record) in [

@@ -387,61 +387,73 @@ impl NativeBert {
             .for_each(|(out, (&s0, s))| {
                 let n = s.len();
                 let rows = &qkv[s0 * 3 * h..(s0 + n) * 3 * h];
-                let mut scores = vec![0f32; n * n];
-                for head in 0..heads {
-                    let q = &rows[head * d..];
-                    let k = &rows[h + head * d..];
-                    let v = &rows[2 * h + head * d..];
-                    // scores = scale · Q·Kᵀ  (n × n)
-                    strided_gemm(
-                        n,
-                        n,
-                        d,
-                        Out {
-                            data: &mut scores,
-                            rs: n,
-                        },
-                        In {
-                            data: q,
-                            rs: 3 * h,
-                            cs: 1,
-                        },
-                        In {
-                            data: k,
-                            rs: 1,
-                            cs: 3 * h,
-                        },
-                        false,
-                        scale,
-                    );
-                    for row in scores.chunks_exact_mut(n) {
-                        vector_math::softmax(row);
+                // The n × n score matrix lives in a per-thread buffer: allocating it per text
+                // and layer (up to 256 KiB, above malloc's mmap threshold) costs page faults.
+                ATTENTION_SCORES.with_borrow_mut(|buf| {
+                    if buf.len() < n * n {
+                        buf.resize(n * n, 0.0);
                     }
-                    // out[:, head] = scores · V  (n × d)
-                    strided_gemm(
-                        n,
-                        d,
-                        n,
-                        Out {
-                            data: &mut out[head * d..],
-                            rs: h,
-                        },
-                        In {
-                            data: &scores,
-                            rs: n,
-                            cs: 1,
-                        },
-                        In {
-                            data: v,
-                            rs: 3 * h,
-                            cs: 1,
-                        },
-                        false,
-                        1.0,
-                    );
-                }
+                    let scores = &mut buf[..n * n];
+                    for head in 0..heads {
+                        let q = &rows[head * d..];
+                        let k = &rows[h + head * d..];
+                        let v = &rows[2 * h + head * d..];
+                        // scores = scale · Q·Kᵀ  (n × n)
+                        strided_gemm(
+                            n,
+                            n,
+                            d,
+                            Out {
+                                data: scores,
+                                rs: n,
+                            },
+                            In {
+                                data: q,
+                                rs: 3 * h,
+                                cs: 1,
+                            },
+                            In {
+                                data: k,
+                                rs: 1,
+                                cs: 3 * h,
+                            },
+                            false,
+                            scale,
+                        );
+                        for row in scores.chunks_exact_mut(n) {
+                            vector_math::softmax(row);
+                        }
+                        // out[:, head] = scores · V  (n × d)
+                        strided_gemm(
+                            n,
+                            d,
+                            n,
+                            Out {
+                                data: &mut out[head * d..],
+                                rs: h,
+                            },
+                            In {
+                                data: scores,
+                                rs: n,
+                                cs: 1,
+                            },
+                            In {
+                                data: v,
+                                rs: 3 * h,
+                                cs: 1,
+                            },
+                            false,
+                            1.0,
+                        );
+                    }
+                });
             });
     }
+}
+
+thread_local! {
+    /// Attention scores of one text and head (see [`NativeBert::forward`]).
+    static ATTENTION_SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 fn resize(v: &mut Vec<f32>, n: usize) {

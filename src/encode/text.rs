@@ -43,67 +43,29 @@ impl TextEncoder {
 
     /// Loads a model from a resolved folder.
     pub fn from_dir(dir: &ModelDir, options: &EncoderOptions) -> Result<Self> {
-        if let DeviceSpec::Cuda(n) = options.device.unwrap_or_default() {
-            return Err(cuda_unavailable(n));
-        }
-        let config_json = dir
-            .json("config.json")?
-            .ok_or_else(|| dir.error("missing config.json"))?;
-        let model_type = config_json
-            .get("model_type")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        if !SUPPORTED_MODEL_TYPES.contains(&model_type) {
-            return Err(dir.error(format!(
-                "config.json: model_type {model_type:?} is not supported (this build encodes with: {})",
-                SUPPORTED_MODEL_TYPES.join(", ")
-            )));
-        }
-        let shape = native_shape(dir, &config_json)?;
-        let defaults = dir.defaults()?;
-
-        let max_length = options
-            .max_length
-            .or(defaults.max_length)
-            .unwrap_or(shape.max_positions - shape.position_offset)
-            .min(shape.max_positions - shape.position_offset);
-        let dims = options.dims.unwrap_or(shape.hidden);
-        if dims > shape.hidden {
-            return Err(dir.error(format!(
-                "dims={dims} is larger than the model's hidden size {}",
-                shape.hidden
-            )));
-        }
-        let dtype = options.dtype.unwrap_or_default();
-        let record = EncoderRecord {
-            source: dir.source.clone(),
-            fingerprint: dir.fingerprint()?,
-            pooling: options.pooling.or(defaults.pooling).unwrap_or(Pooling::Cls),
-            normalize: options.normalize.unwrap_or(defaults.normalize),
-            max_length,
-            prefix: options.prefix.clone().unwrap_or_default(),
-            dims,
-            dtype,
-            embedded: false,
-        };
-
-        let tokenizer = load_tokenizer(dir, max_length, shape.vocab)?;
-        let pad_id = config_json
-            .get("pad_token_id")
-            .and_then(Value::as_u64)
-            .unwrap_or(0) as u32;
-
+        let r = resolve(dir, options, None)?;
+        let tokenizer = load_tokenizer(dir, r.record.max_length, r.shape.vocab)?;
         let weights_path = dir.dir.join("model.safetensors");
         let weights = std::fs::read(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
-        let model = NativeBert::load(dir, &weights, shape, dtype)?;
+        let model = NativeBert::load(dir, &weights, r.shape, r.record.dtype)?;
         Ok(TextEncoder {
-            record,
+            record: r.record,
             tokenizer,
             model,
-            pad_id,
-            lower_case: defaults.do_lower_case,
+            pad_id: r.pad_id,
+            lower_case: r.lower_case,
             batch_size: options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
         })
+    }
+
+    /// The record `options` give for the model in `dir` whose fingerprint is already known
+    /// (another encoder loaded from the same folder), without reading weights or tokenizer.
+    pub fn record_for(
+        dir: &ModelDir,
+        options: &EncoderOptions,
+        fingerprint: &str,
+    ) -> Result<EncoderRecord> {
+        Ok(resolve(dir, options, Some(fingerprint))?.record)
     }
 
     /// The encoder's identity and resolved options.
@@ -217,6 +179,81 @@ impl TextEncoder {
         }
         Ok(out)
     }
+}
+
+/// A model folder read with options, before its weights and tokenizer are loaded.
+struct Resolved {
+    record: EncoderRecord,
+    shape: BertShape,
+    pad_id: u32,
+    lower_case: bool,
+}
+
+/// Checks the device and config.json and resolves `options` over the folder's defaults; the
+/// fingerprint is computed unless given.
+fn resolve(
+    dir: &ModelDir,
+    options: &EncoderOptions,
+    fingerprint: Option<&str>,
+) -> Result<Resolved> {
+    if let DeviceSpec::Cuda(n) = options.device.unwrap_or_default() {
+        return Err(cuda_unavailable(n));
+    }
+    let config_json = dir
+        .json("config.json")?
+        .ok_or_else(|| dir.error("missing config.json"))?;
+    let model_type = config_json
+        .get("model_type")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if !SUPPORTED_MODEL_TYPES.contains(&model_type) {
+        return Err(dir.error(format!(
+            "config.json: model_type {model_type:?} is not supported (this build encodes with: {})",
+            SUPPORTED_MODEL_TYPES.join(", ")
+        )));
+    }
+    let shape = native_shape(dir, &config_json)?;
+    let defaults = dir.defaults()?;
+
+    let max_length = options
+        .max_length
+        .or(defaults.max_length)
+        .unwrap_or(shape.max_positions - shape.position_offset)
+        .min(shape.max_positions - shape.position_offset);
+    let dims = options.dims.unwrap_or(shape.hidden);
+    if dims > shape.hidden {
+        return Err(dir.error(format!(
+            "dims={dims} is larger than the model's hidden size {}",
+            shape.hidden
+        )));
+    }
+    let dtype = options.dtype.unwrap_or_default();
+    let record = EncoderRecord {
+        source: dir.source.clone(),
+        fingerprint: match fingerprint {
+            Some(f) => f.to_string(),
+            None => dir.fingerprint()?,
+        },
+        pooling: options.pooling.or(defaults.pooling).unwrap_or(Pooling::Cls),
+        normalize: options.normalize.unwrap_or(defaults.normalize),
+        max_length,
+        prefix: options.prefix.clone().unwrap_or_default(),
+        dims,
+        dtype,
+        embedded: false,
+    };
+
+    let pad_id = config_json
+        .get("pad_token_id")
+        .and_then(Value::as_u64)
+        .unwrap_or(0) as u32;
+
+    Ok(Resolved {
+        record,
+        shape,
+        pad_id,
+        lower_case: defaults.do_lower_case,
+    })
 }
 
 /// The forward pass's hyper-parameters from config.json.

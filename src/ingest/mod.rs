@@ -207,8 +207,15 @@ pub fn ingest_shard(
     let mut sources = Vec::with_capacity(schema.fields.len());
     for f in &schema.fields {
         let input = vectors.iter().find(|v| v.field == f.name).ok_or_else(|| {
+            let hint = match f.kind {
+                FieldKind::Dense { .. } => format!(
+                    ", or bind an encoder to it (vellum create ... --encoder {}=MODEL) to encode the documents' text",
+                    f.name
+                ),
+                _ => String::new(),
+            };
             Error::InvalidInput(format!(
-                "field {:?} ({f}) has no input: pass --vectors {}=FILE",
+                "field {:?} ({f}) has no input: pass --vectors {}=FILE{hint}",
                 f.name, f.name
             ))
         })?;

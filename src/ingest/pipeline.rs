@@ -76,6 +76,15 @@ impl<'a> TextIngest<'a> {
     }
 }
 
+impl TextIngest<'_> {
+    /// Whether the interrupt flag is set.
+    fn interrupted(&self) -> bool {
+        self.interrupt
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+}
+
 /// Where an ingest stands (passed to the progress callback after every window).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TextIngestProgress {
@@ -180,11 +189,7 @@ pub fn ingest_text(
     let total = (0..total_lines)
         .filter(|&i| job.shard.contains(i as usize))
         .count() as u64;
-    let interrupted = || {
-        job.interrupt
-            .as_ref()
-            .is_some_and(|f| f.load(Ordering::Relaxed))
-    };
+    let interrupted = || job.interrupted();
     let window = job.window.max(1);
     let mut stats = TextIngestStats::default();
     let mut state = TextIngestProgress {
@@ -212,8 +217,7 @@ pub fn ingest_text(
         drop((window_rx, tok_tx));
         {
             let fields = &fields;
-            let interrupt = job.interrupt.clone();
-            scope.spawn(move || encode_windows(fields, &tok_rx, &enc_tx, interrupt.as_deref()));
+            scope.spawn(move || encode_windows(job, fields, &tok_rx, &enc_tx));
         }
 
         let mut since_commit = 0usize;
@@ -322,11 +326,7 @@ fn read_windows(
                     return Ok(());
                 }
             }
-            if job
-                .interrupt
-                .as_ref()
-                .is_some_and(|f| f.load(Ordering::Relaxed))
-            {
+            if job.interrupted() {
                 return Ok(());
             }
         }
@@ -371,10 +371,10 @@ fn tokenize_windows(
 }
 
 fn encode_windows(
+    job: &TextIngest<'_>,
     fields: &EncodedFields,
     rx: &Receiver<Result<Tokenized>>,
     tx: &Sender<Result<Encoded>>,
-    interrupt: Option<&AtomicBool>,
 ) {
     // Windows arrive out of order from several tokenizer workers: restore input order.
     let mut waiting: BTreeMap<u64, Tokenized> = BTreeMap::new();
@@ -390,7 +390,7 @@ fn encode_windows(
         waiting.insert(t.index, t);
         while let Some(t) = waiting.remove(&next) {
             next += 1;
-            let out = encode_window(fields, t, interrupt);
+            let out = encode_window(job, fields, t);
             let failed = out.is_err();
             if tx.send(out).is_err() || failed {
                 return;
@@ -400,9 +400,9 @@ fn encode_windows(
 }
 
 fn encode_window(
+    job: &TextIngest<'_>,
     fields: &EncodedFields,
     mut t: Tokenized,
-    interrupt: Option<&AtomicBool>,
 ) -> Result<Encoded> {
     let start = Instant::now();
     let mut tokens = 0u64;
@@ -414,7 +414,7 @@ fn encode_window(
         order.sort_by_key(|&i| std::cmp::Reverse(seqs[i].len()));
         let dims = enc.dims();
         for chunk in order.chunks(enc.batch_size()) {
-            if interrupt.is_some_and(|f| f.load(Ordering::Relaxed)) {
+            if job.interrupted() {
                 return Err(Error::Interrupted("encoding stopped".into()));
             }
             let batch: Vec<&[u32]> = chunk.iter().map(|&i| seqs[i].as_slice()).collect();

@@ -16,16 +16,9 @@ use crate::hnsw::NavView;
 
 /// Approximate top-`k` for each of the `queries` (row-major, `dim` wide) with candidate list `ef`.
 pub(super) fn search_hnsw(b: &DenseBatch<'_>, ef: usize) -> Result<Vec<TopK>> {
-    let DenseBatch {
-        collection: c,
-        field,
-        metric,
-        dim,
-        queries,
-        k,
-    } = *b;
+    let (c, field, metric, dim, k) = (b.collection, b.field, b.metric, b.dim, b.k);
     let dtype = c.schema().fields[field].kind.dtype();
-    queries
+    b.queries
         .par_chunks_exact(dim)
         .map(|q| {
             let prepared = PreparedQuery::new(q, dtype);

@@ -186,28 +186,17 @@ fn merge_all(mut a: Vec<TopK>, b: Vec<TopK>) -> Vec<TopK> {
 /// A batch of queries by f32 matrix products (`gemm` crate) per (row block, query block): every
 /// score is computed, in f32, in the product's summation order.
 pub(super) fn search_gemm(b: &DenseBatch<'_>) -> Vec<TopK> {
-    let DenseBatch {
-        collection: c,
-        field,
-        metric,
-        dim,
-        queries,
-        k,
-    } = *b;
+    let (c, metric, dim, k) = (b.collection, b.metric, b.dim, b.k);
     let nq = b.len();
-    let (q, q_sq) = prepare_queries(metric, dim, queries);
+    let (q, q_sq) = prepare_queries(metric, dim, b.queries);
     let empty = || (0..nq).map(|_| TopK::new(k)).collect::<Vec<_>>();
     tasks(c, ROW_BLOCK)
         .into_par_iter()
         .fold(
             || (empty(), Scratch::default()),
             |(mut tops, mut s), (si, start, end)| {
-                let slot = &c.slots()[si];
+                let (slot, block) = (&c.slots()[si], b.block(si, start, end));
                 let n = end - start;
-                let block = slot
-                    .segment
-                    .fixed_matrix(field)
-                    .slice(start * dim..end * dim);
                 let mut scores = std::mem::take(&mut s.scores);
                 let x = prepare(&mut s.rows_f32, &mut s.norms, block, n, dim, metric);
                 for q0 in (0..nq).step_by(QUERY_BLOCK) {

@@ -160,10 +160,18 @@ pub(crate) struct DenseBatch<'a> {
     pub k: usize,
 }
 
-impl DenseBatch<'_> {
+impl<'a> DenseBatch<'a> {
     /// Number of queries.
     pub fn len(&self) -> usize {
         self.queries.len() / self.dim
+    }
+
+    /// Rows `start..end` of segment `slot`'s vectors of the field.
+    pub fn block(&self, slot: usize, start: usize, end: usize) -> crate::dtype::VectorRef<'a> {
+        self.collection.slots()[slot]
+            .segment
+            .fixed_matrix(self.field)
+            .slice(start * self.dim..end * self.dim)
     }
 }
 

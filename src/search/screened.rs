@@ -252,18 +252,11 @@ pub(super) fn search_batch(b: &DenseBatch<'_>) -> Vec<TopK> {
 }
 
 fn search_screened(b: &DenseBatch<'_>) -> Vec<TopK> {
-    let DenseBatch {
-        collection: c,
-        field,
-        metric,
-        dim,
-        queries,
-        k,
-    } = *b;
+    let (c, field, metric, dim, k) = (b.collection, b.field, b.metric, b.dim, b.k);
     let dtype = c.schema().fields[field].kind.dtype();
     let err = screen_error(dim, dtype);
     let nq = b.len();
-    let (q, q_sq) = prepare_queries(metric, dim, queries);
+    let (q, q_sq) = prepare_queries(metric, dim, b.queries);
     let (d2, padded) = (tile::pairs(dim), nq.div_ceil(MR) * MR);
     let mut q_packed = Vec::new();
     tile::pack_queries(&q, nq, dim, &mut q_packed);
@@ -276,12 +269,8 @@ fn search_screened(b: &DenseBatch<'_>) -> Vec<TopK> {
         .fold(
             || (empty(), Scratch::default()),
             |(mut screens, mut s), (si, start, end)| {
-                let slot = &c.slots()[si];
+                let (slot, block) = (&c.slots()[si], b.block(si, start, end));
                 let n = end - start;
-                let block = slot
-                    .segment
-                    .fixed_matrix(field)
-                    .slice(start * dim..end * dim);
                 let x = prepare(&mut s.rows_f32, &mut s.norms, block, n, dim, metric);
                 tile::pack_panels(x, n, dim, &mut s.packed);
                 s.maps.fill(metric, x, &s.norms, n, dim, err);
@@ -343,7 +332,8 @@ fn search_screened(b: &DenseBatch<'_>) -> Vec<TopK> {
             a
         });
 
-    let exact: Vec<PreparedQuery> = queries
+    let exact: Vec<PreparedQuery> = b
+        .queries
         .chunks_exact(dim)
         .map(|q| PreparedQuery::new(q, dtype))
         .collect();

@@ -391,12 +391,14 @@ mod bound {
         c.load_encoder("emb", Role::Passage, &EncoderOptions::default())
             .unwrap();
         let snap = plain.snapshot().unwrap();
-        let e = snap
-            .collection("docs")
-            .unwrap()
-            .load_encoder("emb", Role::Passage, &EncoderOptions::default())
-            .unwrap_err()
-            .to_string();
+        let load_error = || {
+            snap.collection("docs")
+                .unwrap()
+                .load_encoder("emb", Role::Passage, &EncoderOptions::default())
+                .unwrap_err()
+                .to_string()
+        };
+        let e = load_error();
         assert!(
             e.contains("is not available here") && e.contains("--embed-model"),
             "{e}"
@@ -408,12 +410,7 @@ mod bound {
         let n = bytes.len();
         bytes[n - 1] ^= 0x40;
         std::fs::write(model.join("model.safetensors"), bytes).unwrap();
-        let e = snap
-            .collection("docs")
-            .unwrap()
-            .load_encoder("emb", Role::Passage, &EncoderOptions::default())
-            .unwrap_err()
-            .to_string();
+        let e = load_error();
         assert!(
             e.contains("passage encoder does not match") && e.contains("model: expected xxh3-128:"),
             "{e}"

@@ -207,7 +207,12 @@ fn untied_embedded_tiny_models_and_errors() {
     );
     assert!(e.contains("no encoder is bound to this field"), "{e}");
     let e = fail_line(d, "ingest DB --collection plain --docs corpus.jsonl");
-    assert!(e.contains("emb"), "{e}");
+    assert!(
+        e.contains("field \"emb\"")
+            && e.contains("--vectors emb=FILE")
+            && e.contains("--encoder emb=MODEL"),
+        "{e}"
+    );
     let e = fail_line(
         d,
         &format!("create DB --collection c2 --field emb:dense:32 --query-encoder emb={b}"),
