@@ -9,6 +9,7 @@ mod encoders;
 mod eval;
 mod golden;
 mod hnsw;
+mod hnsw_rs_patch;
 mod interop;
 mod lifecycle;
 mod oracle;
