@@ -4,6 +4,11 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+/// mimalloc: `vellum index` builds graphs with hnsw_rs, which makes a small allocation per edge;
+/// glibc's allocator scatters them, mimalloc packs them by size (300,000 × 16 build: 44 s → 35 s).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
