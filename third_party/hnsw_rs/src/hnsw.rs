@@ -159,7 +159,7 @@ impl<'b, T: Clone + Send + Sync + 'b> PointData<'b, T> {
 ///
 // neighbours table : one vector by layer so neighbours is allocated to NB_LAYER_MAX
 //
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 #[allow(clippy::type_complexity)]
 pub struct Point<'b, T: Clone + Send + Sync> {
     /// The data of this point, coming from hnsw client and associated to origin_id,
@@ -169,35 +169,40 @@ pub struct Point<'b, T: Clone + Send + Sync> {
     /// a point id identifying point as stored in our structure
     p_id: PointId,
     /// neighbours info
-    pub(crate) neighbours: Arc<RwLock<Vec<Vec<Arc<PointWithOrder<'b, T>>>>>>,
+    // vellum patch: edges are stored inline (they were `Arc<PointWithOrder>`, one heap object per
+    // edge, a cache miss per neighbour visited), and the lock and the per-layer lists live in the
+    // point (they were behind an `Arc` and a `Vec`: two more dependent misses per expanded point).
+    pub(crate) neighbours: RwLock<[Vec<PointWithOrder<'b, T>>; NB_LAYER_MAX as usize]>,
+}
+
+// vellum patch: was derived, sharing the neighbour table through its `Arc`; a clone now copies it.
+impl<T: Clone + Send + Sync> Clone for Point<'_, T> {
+    fn clone(&self) -> Self {
+        Point {
+            data: self.data.clone(),
+            origin_id: self.origin_id,
+            p_id: self.p_id,
+            neighbours: RwLock::new(self.neighbours.read().clone()),
+        }
+    }
 }
 
 impl<'b, T: Clone + Send + Sync> Point<'b, T> {
     pub fn new(v: Vec<T>, origin_id: usize, p_id: PointId) -> Self {
-        let mut neighbours = Vec::with_capacity(NB_LAYER_MAX as usize);
-        // CAVEAT, perhaps pass nb layer as arg ?
-        for _ in 0..NB_LAYER_MAX {
-            neighbours.push(Vec::<Arc<PointWithOrder<T>>>::new());
-        }
         Point {
             data: PointData::new_v(v),
             origin_id,
             p_id,
-            neighbours: Arc::new(RwLock::new(neighbours)),
+            neighbours: RwLock::new(std::array::from_fn(|_| Vec::new())),
         }
     }
 
     pub fn new_from_mmap(s: &'b [T], origin_id: usize, p_id: PointId) -> Self {
-        let mut neighbours = Vec::with_capacity(NB_LAYER_MAX as usize);
-        // CAVEAT, perhaps pass nb layer as arg ?
-        for _ in 0..NB_LAYER_MAX {
-            neighbours.push(Vec::<Arc<PointWithOrder<T>>>::new());
-        }
         Point {
             data: PointData::new_s(s),
             origin_id,
             p_id,
-            neighbours: Arc::new(RwLock::new(neighbours)),
+            neighbours: RwLock::new(std::array::from_fn(|_| Vec::new())),
         }
     }
 
@@ -268,6 +273,9 @@ pub(crate) struct PointWithOrder<'b, T: Clone + Send + Sync> {
     point_ref: Arc<Point<'b, T>>,
     /// The distance to a point_ref to the request point (not represented in the structure)
     dist_to_ref: f32,
+    /// vellum patch: `point_ref.p_id`, kept beside the pointer so that a search tests whether it
+    /// visited a neighbour from the (contiguous) edge list, without loading the neighbour's `Point`.
+    p_id: PointId,
 }
 
 impl<T: Clone + Send + Sync> PartialEq for PointWithOrder<'_, T> {
@@ -301,6 +309,7 @@ impl<'b, T: Clone + Send + Sync> PointWithOrder<'b, T> {
         PointWithOrder {
             point_ref: Arc::clone(point_ref),
             dist_to_ref,
+            p_id: point_ref.p_id,
         }
     }
 } // end of impl block
@@ -423,7 +432,6 @@ impl<T: Clone + Send + Sync> Drop for PointIndexation<'_, T> {
             for l in 0..nb_layer {
                 neighbours[l].clear();
             }
-            neighbours.clear();
         }
         if let Some(i) = self.entry_point.write().as_ref() {
             clear_neighborhoods(i.as_ref());
@@ -968,22 +976,21 @@ impl<'b, T: Clone + Send + Sync, D: Distance<T> + Send + Sync> Hnsw<'b, T, D> {
                 let c_point = unsafe { &*(c_ptr as *const Point<'b, T>) };
                 let neighbours = c_point.neighbours.read();
                 let list = &neighbours[layer as usize];
-                // A neighbour's id and vector sit behind two separately allocated objects; the
-                // search is bound by these cache misses. Issue the loads of the whole list ahead
-                // (one level of indirection per pass) so that they overlap instead of queueing.
-                for e in list {
-                    crate::scratch::prefetch(Arc::as_ptr(e));
-                }
-                for e in list {
-                    crate::scratch::prefetch(Arc::as_ptr(&e.point_ref));
-                }
+                // The search is bound by cache misses: a neighbour's vector sits behind its
+                // `Point`. Test the visited set from the edge list itself, then issue the loads of
+                // all unvisited neighbours ahead (one level of indirection per pass) so that they
+                // overlap instead of queueing.
                 unvisited.clear();
                 for e in list {
-                    let e_point = &e.point_ref;
-                    if visited.insert(e_point.p_id) {
-                        crate::scratch::prefetch_slice(e_point.data.get_v());
-                        unvisited.push(Arc::as_ptr(e_point) as usize);
+                    if visited.insert(e.p_id) {
+                        crate::scratch::prefetch(Arc::as_ptr(&e.point_ref));
+                        unvisited.push(Arc::as_ptr(&e.point_ref) as usize);
                     }
+                }
+                for &e_ptr in unvisited.iter() {
+                    // SAFETY: as for `c_point`.
+                    let e_point = unsafe { &*(e_ptr as *const Point<'b, T>) };
+                    crate::scratch::prefetch_slice(e_point.data.get_v());
                 }
                 for &e_ptr in unvisited.iter() {
                     // SAFETY: as for `c_point`.
@@ -1232,7 +1239,7 @@ impl<'b, T: Clone + Send + Sync, D: Distance<T> + Send + Sync> Hnsw<'b, T, D> {
                 if new_point.neighbours.read()[l as usize].len()
                     < self.get_max_nb_connection() as usize
                 {
-                    new_point.neighbours.write()[l as usize].push(Arc::clone(&ep));
+                    new_point.neighbours.write()[l as usize].push(PointWithOrder::clone(&ep));
                 }
                 // get the lowest distance point
                 let tmp_dist = self.dist_f.eval(data, ep.point_ref.data.get_v());
@@ -1286,7 +1293,10 @@ impl<'b, T: Clone + Send + Sync, D: Distance<T> + Send + Sync> Hnsw<'b, T, D> {
                 // sort neighbours
                 neighbours.sort_unstable();
                 // we must add bidirecti*onal from data i.e new_point_id to neighbours
-                new_point.neighbours.write()[l as usize].clone_from(&neighbours);
+                new_point.neighbours.write()[l as usize] = neighbours
+                    .iter()
+                    .map(|n| PointWithOrder::clone(n))
+                    .collect();
                 // this reverse neighbour update could be done here but we put it at end to gather all code
                 // requiring a mutex guard for multi threading.
                 // update ep for loop iteration. As we sorted neighbours the nearest
@@ -1360,7 +1370,7 @@ impl<'b, T: Clone + Send + Sync, D: Distance<T> + Send + Sync> Hnsw<'b, T, D> {
                     // vellum patch: the list is sorted, so insert in place (was push + sort).
                     let at = q_point_neighbours[l_n]
                         .partition_point(|old| old.dist_to_ref <= n_to_add.dist_to_ref);
-                    q_point_neighbours[l_n].insert(at, Arc::new(n_to_add));
+                    q_point_neighbours[l_n].insert(at, n_to_add);
                     let nbn_at_l = q_point_neighbours[l_n].len();
                     //
                     // if l < level, update upward chaining, insert does a sort! t_q has a neighbour not yet in global table of points!
