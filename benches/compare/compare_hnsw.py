@@ -16,7 +16,7 @@ per-call overhead) — and for the batch on --threads threads. Also build time (
 and open/load time of the saved index (vellum: open the database; hnswlib `load_index`; FAISS
 `read_index`), all on the same machine in the same run.
 """
-import argparse, gzip, json, os, subprocess, sys, tempfile, time
+import argparse, gzip, os, tempfile, time
 from pathlib import Path
 
 ap = argparse.ArgumentParser()
@@ -36,9 +36,9 @@ os.environ["RAYON_NUM_THREADS"] = str(args.threads)
 import numpy as np  # noqa: E402
 import faiss  # noqa: E402
 import hnswlib  # noqa: E402
+from hnsw_common import ROOT as root, embedding_like, indexed_vellum_db, vellum_timings  # noqa: E402
 
 efs = [int(e) for e in args.efs.split(",")]
-root = Path(__file__).resolve().parents[2]
 src = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -52,20 +52,7 @@ if args.data == "fashion-mnist":
     X = images("train-images-idx3-ubyte.gz", args.n)
     Q = images("t10k-images-idx3-ubyte.gz", args.queries)
 else:
-    rng = np.random.default_rng(0)
-
-    def unit(v):
-        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
-
-    dim = 384
-    mean = unit(rng.standard_normal((1, dim)))
-    centers = unit(rng.standard_normal((256, dim)))
-
-    def draw(m):
-        c = centers[rng.integers(0, len(centers), m)]
-        return unit(0.7 * mean + 0.6 * c + 0.8 * rng.standard_normal((m, dim)) / np.sqrt(dim))
-
-    X, Q = draw(args.n), draw(args.queries)
+    X, Q = embedding_like(np.random.default_rng(0), args.n, args.queries)
 DIM = X.shape[1]
 flat = faiss.IndexFlatL2(DIM)
 flat.add(X)
@@ -77,27 +64,11 @@ def recall(ids):
 
 
 work = Path(tempfile.mkdtemp(prefix="vellum-hnsw-"))
-np.save(work / "corpus.npy", X)
 np.save(work / "queries.npy", Q)
-with open(work / "corpus.jsonl", "w") as f:
-    for i in range(args.n):
-        f.write(json.dumps({"id": str(i)}) + "\n")
 
 # ---- vellum
-subprocess.run(["cargo", "build", "--release", "-q", "-p", "vellum-cli"], cwd=root, check=True)
-subprocess.run(["cargo", "bench", "-q", "--bench", "compare_hnsw_timing", "--no-run"], cwd=root, check=True, stderr=subprocess.DEVNULL)
-vellum = root / "target/release/vellum"
-db = work / "db"
-run = lambda *a: subprocess.run([str(vellum), *map(str, a)], check=True, stdout=subprocess.DEVNULL)
-run("create", db, "-c", "docs", "-f", f"emb:dense:{DIM}:f32:l2")
-run("ingest", db, "-c", "docs", "--docs", work / "corpus.jsonl", "--vectors", f"emb={work / 'corpus.npy'}")
-t = time.perf_counter()
-run("index", db, "-c", "docs", "-f", "emb", "--hnsw", f"m={args.m},ef_construction={args.ef_construction},min_rows=1000")
-v_build = time.perf_counter() - t
-out = subprocess.run(["cargo", "bench", "-q", "--bench", "compare_hnsw_timing", "--", "--db", str(db),
-                      "--queries", str(work / "queries.npy"), "--efs", args.efs],
-                     cwd=root, check=True, capture_output=True, text=True).stdout
-v = json.loads(out.strip().splitlines()[-1])
+db, v_build = indexed_vellum_db(work, X, args.m, args.ef_construction)
+v = vellum_timings(db, work / "queries.npy", args.efs)
 v_rows = {r["ef"]: r for r in v["runs"]}
 
 # ---- hnswlib

@@ -14,7 +14,7 @@ vellum: `vellum index` on a database holding the vectors (graph build + segment 
 then opening the database (in one process, `hnsw_timing.rs`); hnswlib: `add_items`, then `load_index` of the saved file; FAISS:
 `add`, then `read_index`.
 """
-import argparse, json, os, subprocess, sys, tempfile, time
+import argparse, os, tempfile, time
 from pathlib import Path
 
 ap = argparse.ArgumentParser()
@@ -30,45 +30,20 @@ os.environ["OMP_NUM_THREADS"] = str(args.threads)
 os.environ["RAYON_NUM_THREADS"] = str(args.threads)
 import numpy as np  # noqa: E402
 import hnswlib  # noqa: E402
+from hnsw_common import embedding_like, indexed_vellum_db, vellum_timings  # noqa: E402
 
 rng = np.random.default_rng(0)
 if args.data == "normal":
     X = rng.standard_normal((args.n, args.dim)).astype(np.float32)
 else:
-    def unit(v):
-        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
-
-    dim = 384
-    mean = unit(rng.standard_normal((1, dim)))
-    centers = unit(rng.standard_normal((256, dim)))
-    c = centers[rng.integers(0, len(centers), args.n)]
-    X = unit(0.7 * mean + 0.6 * c + 0.8 * rng.standard_normal((args.n, dim)) / np.sqrt(dim))
+    (X,) = embedding_like(rng, args.n)
 n, dim = X.shape
 
-root = Path(__file__).resolve().parents[2]
 work = Path(tempfile.mkdtemp(prefix="vellum-hnsw-build-"))
-np.save(work / "corpus.npy", X)
-with open(work / "corpus.jsonl", "w") as f:
-    f.writelines(f'{{"id": "{i}"}}\n' for i in range(n))
-
-subprocess.run(["cargo", "build", "--release", "-q", "-p", "vellum-cli"], cwd=root, check=True)
-vellum = root / "target/release/vellum"
-db = work / "db"
-run = lambda *a: subprocess.run([str(vellum), *map(str, a)], check=True, stdout=subprocess.DEVNULL)
-run("create", db, "-c", "docs", "-f", f"emb:dense:{dim}:f32:l2")
-run("ingest", db, "-c", "docs", "--docs", work / "corpus.jsonl", "--vectors", f"emb={work / 'corpus.npy'}")
-t = time.perf_counter()
-run("index", db, "-c", "docs", "-f", "emb", "--hnsw",
-    f"m={args.m},ef_construction={args.ef_construction},min_rows=1000")
-v_build = time.perf_counter() - t
+db, v_build = indexed_vellum_db(work, X, args.m, args.ef_construction)
 # Open time, inside one process: the timing harness opens the database (and answers 10 queries).
 np.save(work / "queries.npy", X[:10])
-subprocess.run(["cargo", "bench", "-q", "--bench", "compare_hnsw_timing", "--no-run"], cwd=root, check=True,
-               stderr=subprocess.DEVNULL)
-out = subprocess.run(["cargo", "bench", "-q", "--bench", "compare_hnsw_timing", "--", "--db", str(db),
-                      "--queries", str(work / "queries.npy"), "--efs", "16", "--reps", "1"],
-                     cwd=root, check=True, capture_output=True, text=True).stdout
-v_open = json.loads(out.strip().splitlines()[-1])["open_s"]
+v_open = vellum_timings(db, work / "queries.npy", "16", reps=1)["open_s"]
 
 h = hnswlib.Index(space="l2", dim=dim)
 h.init_index(max_elements=n, ef_construction=args.ef_construction, M=args.m, random_seed=1)

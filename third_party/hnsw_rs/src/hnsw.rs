@@ -1014,7 +1014,12 @@ impl<'b, T: Clone + Send + Sync, D: Distance<T> + Send + Sync> Hnsw<'b, T, D> {
                     Arc::increment_strong_count(ptr);
                     Arc::from_raw(ptr)
                 };
-                return_points.push(Arc::new(PointWithOrder::new(&point_ref, dist)));
+                let p_id = point_ref.p_id;
+                return_points.push(Arc::new(PointWithOrder {
+                    point_ref,
+                    dist_to_ref: dist,
+                    p_id,
+                }));
             }
         });
         return_points
