@@ -2,8 +2,8 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
-use vellum::search::gemm::{matmul_nt, matmul_nt_scalar};
-use vellum::search::kernels::{scalar, similarity, PreparedQuery};
+use vellum::linalg::gemm::{matmul_nt, matmul_nt_scalar};
+use vellum::linalg::similarity::{scalar, similarity, PreparedQuery};
 use vellum::search::topk::{Candidate, TopK};
 use vellum::{DType, Metric, VectorRef};
 
@@ -71,7 +71,7 @@ fn matmul(c: &mut Criterion) {
         b.iter(|| matmul_nt(black_box(&q), m, black_box(&x), n, d, &mut out))
     });
     {
-        use vellum::search::tile::{
+        use vellum::linalg::tile::{
             pack_panels, pack_queries, pairs, tile, tile_scalar, Affine, MR, NR,
         };
         let (mut packed, mut qp) = (Vec::new(), Vec::new());
@@ -86,7 +86,7 @@ fn matmul(c: &mut Criterion) {
             q_bias: &[0.0; MR],
             q_weight: &[0.0; MR],
         };
-        if vellum::search::tile::available() {
+        if vellum::linalg::tile::available() {
             g.bench_function("screen_bf16/8x32x384", |b| {
                 b.iter(|| {
                     tile(

@@ -256,9 +256,40 @@ impl<'a> VectorRef<'a> {
     }
 }
 
+/// Rounds an f32 to bfloat16 bits, to nearest even; values that would overflow to infinity are
+/// truncated instead (still within one bf16 unit in the last place).
+#[inline]
+pub fn to_bf16_bits(v: f32) -> u16 {
+    let bits = v.to_bits();
+    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16;
+    // Branch-free so that loops over slices vectorise.
+    let overflow = ((rounded & 0x7f80) == 0x7f80) & ((bits & 0x7f80_0000) != 0x7f80_0000);
+    (if overflow { bits >> 16 } else { rounded }) as u16
+}
+
+/// The f32 value of bfloat16 bits.
+#[inline]
+pub fn from_bf16_bits(b: u16) -> f32 {
+    f32::from_bits(u32::from(b) << 16)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bf16_rounding_is_nearest_even_and_never_overflows() {
+        assert_eq!(to_bf16_bits(1.0), 0x3f80);
+        // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to even (1.0).
+        assert_eq!(to_bf16_bits(1.0 + 2f32.powi(-8)), 0x3f80);
+        assert_eq!(to_bf16_bits(1.0 + 3.0 * 2f32.powi(-8)), 0x3f82);
+        assert_eq!(to_bf16_bits(-2.5), half::bf16::from_f32(-2.5).to_bits());
+        assert!(from_bf16_bits(to_bf16_bits(f32::MAX)).is_finite());
+        for v in [0.1f32, -3.7, 1e-20, 12345.678] {
+            let r = from_bf16_bits(to_bf16_bits(v));
+            assert!((r - v).abs() <= v.abs() * 2f32.powi(-8), "{v} -> {r}");
+        }
+    }
 
     #[test]
     fn dtype_codes_round_trip() {

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::format::deletes::DeleteBitmap;
 use crate::format::manifest::{self, Manifest};
 use crate::format::segment::Segment;
-use crate::storage;
+use crate::storage::{Directory, FsDirectory};
 
 /// The outcome of [`verify_database`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -39,16 +39,24 @@ impl VerifyReport {
 /// Checks the database at `dir`. Returns `Err` only when `dir` is not a database at all; every
 /// problem with its files is listed in the report.
 pub fn verify_database(dir: &Path) -> Result<VerifyReport> {
+    verify_directory(&FsDirectory::new(dir))
+}
+
+/// [`verify_database`] for a database in any [`Directory`].
+pub fn verify_directory(store: &dyn Directory) -> Result<VerifyReport> {
+    let dir = store.path_of(Path::new(""));
+    let dir = dir.as_path();
     let mut report = VerifyReport::default();
-    let mpath = dir.join(manifest::FILE_NAME);
-    let bytes = match std::fs::read(&mpath) {
+    let mrel = Path::new(manifest::FILE_NAME);
+    let mpath = store.path_of(mrel);
+    let bytes = match store.read(mrel) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             return Err(Error::NotADatabase {
                 path: dir.to_path_buf(),
             })
         }
-        Err(e) => return Err(Error::io(&mpath, e)),
+        Err(e) => return Err(e),
     };
     let m = match Manifest::decode(&mpath, &bytes) {
         Ok(m) => m,
@@ -60,6 +68,7 @@ pub fn verify_database(dir: &Path) -> Result<VerifyReport> {
     report.generation = m.generation;
     for c in &m.collections {
         report.collections += 1;
+        let crel = Path::new(&c.name);
         let cdir = dir.join(&c.name);
         let mut live_ids: HashSet<String> = HashSet::new();
         let mut referenced = BTreeSet::new();
@@ -67,7 +76,11 @@ pub fn verify_database(dir: &Path) -> Result<VerifyReport> {
             report.segments += 1;
             let spath = cdir.join(manifest::segment_file_name(s.id));
             referenced.insert(manifest::segment_file_name(s.id));
-            let seg = match Segment::open(&spath, s.id) {
+            let srel = crel.join(manifest::segment_file_name(s.id));
+            let seg = match store
+                .map(&srel)
+                .and_then(|map| Segment::from_map(&spath, s.id, map))
+            {
                 Ok(seg) => seg,
                 Err(e) => {
                     report.problems.push(e.to_string());
@@ -102,8 +115,8 @@ pub fn verify_database(dir: &Path) -> Result<VerifyReport> {
                 Some(d) => {
                     let name = manifest::deletes_file_name(s.id, d.file_id);
                     referenced.insert(name.clone());
-                    let dpath = cdir.join(name);
-                    let bm = storage::map_file(&dpath).and_then(|map| {
+                    let dpath = cdir.join(&name);
+                    let bm = store.map(&crel.join(&name)).and_then(|map| {
                         report.bytes += map.bytes().len() as u64;
                         DeleteBitmap::decode(&dpath, map.bytes(), s.id, seg.rows(), true)
                     });
@@ -143,9 +156,8 @@ pub fn verify_database(dir: &Path) -> Result<VerifyReport> {
                 }
             }
         }
-        if let Ok(entries) = std::fs::read_dir(&cdir) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
+        if let Ok(Some(names)) = store.list(crel) {
+            for name in names {
                 if !referenced.contains(&name) {
                     report.unreferenced_files.push(format!("{}/{name}", c.name));
                 }

@@ -1,16 +1,14 @@
-//! Encoders bound to a collection's fields: building the manifest records at `create` time
-//! (optionally embedding the model files), loading them back with an identity check, and text
-//! search with the field's own query encoder.
+//! Binding encoders to a collection's fields: building the manifest records at `create` time
+//! (optionally embedding the model files). Loading them back with an identity check and text
+//! search live with the collection (`collection/encoders.rs`).
 
 use std::path::{Path, PathBuf};
 
 use super::source::ModelDir;
-use super::spec::{EncoderOptions, EncoderRecord, FieldEncoders};
 use super::text::TextEncoder;
 use super::EMBEDDED_MODELS_DIR;
-use crate::collection::Collection;
-use crate::error::{Error, Result};
-use crate::search::{Hit, Queries, SearchRequest};
+use crate::error::Result;
+use crate::meta::encoder::{EncoderOptions, EncoderRecord, FieldEncoders};
 
 /// Which of a field's two encoders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +20,8 @@ pub enum Role {
 }
 
 impl Role {
-    fn name(self) -> &'static str {
+    /// "passage" or "query", for messages.
+    pub fn name(self) -> &'static str {
         match self {
             Role::Passage => "passage",
             Role::Query => "query",
@@ -88,151 +87,4 @@ pub fn embedded_dir(database_dir: &Path, record: &EncoderRecord) -> PathBuf {
     database_dir
         .join(EMBEDDED_MODELS_DIR)
         .join(record.fingerprint_hex())
-}
-
-impl Collection {
-    /// The record of `field`'s encoder in `role`, or an error naming the fields that have one.
-    pub fn encoder_record(&self, field: &str, role: Role) -> Result<&EncoderRecord> {
-        self.field_index(field)?;
-        let enc = self.encoders(field).ok_or_else(|| Error::Encoder {
-            collection: self.name().to_string(),
-            field: field.to_string(),
-            detail: format!(
-                "no encoder is bound to this field (fields with encoders: {}); give vectors, or create the collection with --encoder",
-                self.encoder_field_names()
-            ),
-        })?;
-        Ok(match role {
-            Role::Passage => &enc.passage,
-            Role::Query => &enc.query,
-        })
-    }
-
-    fn encoder_field_names(&self) -> String {
-        let names: Vec<&str> = self.all_encoders().keys().map(String::as_str).collect();
-        if names.is_empty() {
-            "none".into()
-        } else {
-            names.join(", ")
-        }
-    }
-
-    /// Loads `field`'s encoder in `role` — the embedded copy when the database has one, else the
-    /// recorded source — and checks that it is the model and options the field was built with.
-    /// `runtime` may set the device and batch size; other options come from the record.
-    pub fn load_encoder(
-        &self,
-        field: &str,
-        role: Role,
-        runtime: &EncoderOptions,
-    ) -> Result<TextEncoder> {
-        let record = self.encoder_record(field, role)?;
-        let wrap = |detail: String| Error::Encoder {
-            collection: self.name().to_string(),
-            field: field.to_string(),
-            detail,
-        };
-        let dir = if record.embedded {
-            ModelDir::at(embedded_dir(self.database_dir(), record), &record.source).map_err(
-                |e| {
-                    wrap(format!(
-                        "the embedded copy of the {} encoder is damaged: {e}",
-                        role.name()
-                    ))
-                },
-            )?
-        } else {
-            ModelDir::resolve(&record.source).map_err(|e| {
-                wrap(format!(
-                    "the {} encoder's model {:?} is not available here ({e}); bring the model, or create the collection with --embed-model so databases carry their models",
-                    role.name(),
-                    record.source
-                ))
-            })?
-        };
-        let options = EncoderOptions {
-            device: runtime.device,
-            batch_size: runtime.batch_size,
-            ..record.options()
-        };
-        let encoder = TextEncoder::from_dir(&dir, &options)?;
-        self.check_encoder(field, role, &encoder)?;
-        Ok(encoder)
-    }
-
-    /// Checks that `encoder` encodes exactly as `field`'s encoder in `role` (same model
-    /// fingerprint and output-shaping options).
-    pub fn check_encoder(&self, field: &str, role: Role, encoder: &TextEncoder) -> Result<()> {
-        let record = self.encoder_record(field, role)?;
-        let diff = record.differences(encoder.record());
-        if diff.is_empty() {
-            return Ok(());
-        }
-        Err(Error::Encoder {
-            collection: self.name().to_string(),
-            field: field.to_string(),
-            detail: format!(
-                "the {} encoder does not match the one the field was built with: {}",
-                role.name(),
-                diff.join("; ")
-            ),
-        })
-    }
-
-    /// Text search: encodes `texts` with `encoder` (which must match the field's query encoder,
-    /// see [`Collection::load_encoder`]) and runs `request` with them as its queries. The
-    /// request's field, `k`, `ef`, `exact` and strategy are used; its queries are replaced.
-    ///
-    /// Returns one hit list per text, in order.
-    ///
-    /// ```
-    /// use vellum::encode::{prepare_encoders, EncoderChoice, EncoderOptions, Role};
-    /// use vellum::{Database, Document, FieldSpec, Schema, SearchRequest};
-    ///
-    /// let dir = tempfile::tempdir().unwrap();
-    /// let db = Database::create(dir.path()).unwrap();
-    /// let mut w = db.writer().unwrap();
-    /// let schema = Schema::new().with_field(FieldSpec::parse("emb:dense:32:f32:cosine").unwrap());
-    /// w.create_collection("docs", schema).unwrap();
-    /// // A model folder in the Hugging Face layout (here the tiny test BERT); tied encoders.
-    /// let choice = EncoderChoice {
-    ///     passage: "tests/fixtures/encoders/tiny-a".into(),
-    ///     passage_options: EncoderOptions::parse("pooling=mean,normalize=true").unwrap(),
-    ///     ..Default::default()
-    /// };
-    /// w.set_encoders("docs", "emb", prepare_encoders(db.path(), &choice).unwrap()).unwrap();
-    /// w.commit().unwrap();
-    ///
-    /// // Encode documents with the field's passage encoder (ingest::pipeline does this for files).
-    /// let coll = db.snapshot().unwrap().collection("docs").unwrap().clone();
-    /// let passage = coll.load_encoder("emb", Role::Passage, &EncoderOptions::default()).unwrap();
-    /// for (id, text) in [("zsh", "a shell with lots of features"), ("gimp", "an image editor")] {
-    ///     let v = passage.encode(&[text]).unwrap();
-    ///     w.add("docs", Document::new(id).with_text(text).with_dense("emb", v)).unwrap();
-    /// }
-    /// w.commit().unwrap();
-    ///
-    /// let snap = db.snapshot().unwrap();
-    /// let docs = snap.collection("docs").unwrap();
-    /// let query = docs.load_encoder("emb", Role::Query, &EncoderOptions::default()).unwrap();
-    /// let hits = docs.search_text(&query, &["a shell"], SearchRequest::text("emb", 1)).unwrap();
-    /// assert_eq!(hits[0].len(), 1);
-    /// ```
-    pub fn search_text(
-        &self,
-        encoder: &TextEncoder,
-        texts: &[&str],
-        request: SearchRequest<'_>,
-    ) -> Result<Vec<Vec<Hit>>> {
-        self.check_encoder(request.field, Role::Query, encoder)?;
-        if texts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let vectors = encoder.encode(texts)?;
-        let req = SearchRequest {
-            queries: Queries::Dense(&vectors),
-            ..request
-        };
-        self.search(&req)
-    }
 }

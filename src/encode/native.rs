@@ -21,8 +21,8 @@ use safetensors::{Dtype, SafeTensors};
 
 use super::vector_math;
 use crate::encode::source::ModelDir;
-use crate::encode::spec::ComputeType;
 use crate::error::Result;
+use crate::meta::encoder::ComputeType;
 
 /// Activation of the feed-forward block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::spec::Pooling;
 use crate::error::{Error, Result};
+use crate::meta::encoder::Pooling;
 
 /// The files of a model folder that define its behaviour, relative to the folder. Everything
 /// vellum reads from a model is in this list, so it is what the fingerprint covers and what

@@ -7,8 +7,8 @@ use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStr
 
 use super::native::{Activation, BertShape, NativeBert};
 use super::source::ModelDir;
-use super::spec::{DeviceSpec, EncoderOptions, EncoderRecord, Pooling};
 use crate::error::{Error, Result};
+use crate::meta::encoder::{DeviceSpec, EncoderOptions, EncoderRecord, Pooling};
 
 /// Default number of texts per forward pass.
 pub const DEFAULT_BATCH_SIZE: usize = 32;

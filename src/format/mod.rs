@@ -4,8 +4,10 @@
 //! * [`manifest`]: `MANIFEST`, the root of a database: collections, schemas, live segments.
 //! * [`segment`]: `*.vseg`, immutable segment files holding ids, text, metadata and vectors.
 //! * [`deletes`]: `*.vdel`, tombstone bitmaps for a segment, one file per delete generation.
+//! * [`graph`]: the HNSW graph section (kind 20) of a segment file, `format-spec/hnsw.md`.
 
 pub mod deletes;
+pub mod graph;
 pub mod manifest;
 pub mod segment;
 

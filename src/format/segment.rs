@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 
 use xxhash_rust::xxh3::Xxh3;
 
+use super::graph::GraphView;
 use super::{align_up, check_version, checksum, LeReader, FORMAT_VERSION};
 use crate::dtype::VectorRef;
 use crate::error::{Error, Result};
-use crate::hnsw::GraphView;
 use crate::schema::{FieldKind, Schema};
-use crate::storage::{self, MappedFile};
+use crate::storage::{self, Directory, MappedFile};
 
 /// Magic bytes of a segment file.
 pub const MAGIC: &[u8; 8] = b"VELLUMSG";
@@ -179,18 +179,21 @@ pub struct ExtraSection {
     pub bytes: Vec<u8>,
 }
 
-/// Writes `source` as a new segment file at `path` (which must not exist) and fsyncs it.
+/// Writes `source` as a new segment file `rel` of `dir` (which must not exist) and fsyncs it.
 /// Returns the file size. Memory use is independent of the data size, apart from the id order.
-pub fn write_segment(path: &Path, source: &dyn SegmentSource) -> Result<u64> {
-    write_segment_with(path, source, &[])
+pub fn write_segment(dir: &dyn Directory, rel: &Path, source: &dyn SegmentSource) -> Result<u64> {
+    write_segment_with(dir, rel, source, &[])
 }
 
 /// [`write_segment`] with prebuilt optional sections (HNSW graphs).
 pub fn write_segment_with(
-    path: &Path,
+    dir: &dyn Directory,
+    rel: &Path,
     source: &dyn SegmentSource,
     extra: &[ExtraSection],
 ) -> Result<u64> {
+    let path_buf = dir.path_of(rel);
+    let path = path_buf.as_path();
     let schema = source.schema();
     let rows = source.row_count();
     if rows > u32::MAX as usize {
@@ -316,7 +319,7 @@ pub fn write_segment_with(
     }
     let file_len = entries.last().map_or(offset, |e| e.offset + e.length);
 
-    let file = storage::create_new(path)?;
+    let file = dir.create_new(rel)?;
     let io = |e| Error::io(path, e);
     let mut out = BufWriter::with_capacity(1 << 20, file);
     out.write_all(&vec![0u8; entries[0].offset as usize])
@@ -413,10 +416,10 @@ pub fn write_segment_with(
     out.seek(SeekFrom::Start(0)).map_err(io)?;
     out.write_all(&header).map_err(io)?;
     out.write_all(&table).map_err(io)?;
-    let file = out
+    let mut file = out
         .into_inner()
         .map_err(|e| Error::io(path, e.into_error()))?;
-    file.sync_all().map_err(io)?;
+    file.sync().map_err(io)?;
     Ok(file_len)
 }
 
@@ -456,7 +459,7 @@ fn write_offsets(
 }
 
 struct Sink<'a> {
-    out: &'a mut BufWriter<std::fs::File>,
+    out: &'a mut BufWriter<Box<dyn storage::WriteFile>>,
     hash: Xxh3,
     written: u64,
     path: &'a Path,

@@ -7,11 +7,11 @@ use simsimd::SpatialSimilarity;
 
 use std::collections::BTreeMap;
 
-use super::layout::{encode_graph, Graph, Layer, Nav};
-use super::params::HnswParams;
 use crate::dtype::Metric;
 use crate::error::Result;
+use crate::format::graph::{encode_graph, Graph, Layer, Nav};
 use crate::format::segment::{ExtraSection, SectionKind, SegmentSource};
+use crate::meta::HnswParams;
 use crate::schema::FieldKind;
 
 fn as_bf16(v: &[u16]) -> &[simsimd::bf16] {
@@ -77,7 +77,7 @@ pub fn build_graph(
     let (level, lists, codes) = if metric == Metric::Ip {
         let bits: Vec<u16> = vectors
             .iter()
-            .map(|&v| crate::search::tile::to_bf16_bits(v))
+            .map(|&v| crate::dtype::to_bf16_bits(v))
             .collect();
         let hnsw =
             Hnsw::<u16, MetricDistance>::new(m, rows, 16, efc, MetricDistance { metric, offset });

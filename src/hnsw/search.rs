@@ -9,8 +9,8 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use super::layout::GraphView;
 use crate::error::Result;
+use crate::format::graph::GraphView;
 
 /// A scored row, ordered by score then (for determinism) by lower row first.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -145,11 +145,11 @@ pub fn search_graph_prefetching(
 #[cfg(test)]
 mod tests {
     use super::super::build::build_graph;
-    use super::super::layout::{encode_graph, GraphView};
-    use super::super::params::HnswParams;
     use super::*;
     use crate::dtype::Metric;
-    use crate::search::kernels::scalar;
+    use crate::format::graph::{encode_graph, GraphView};
+    use crate::linalg::similarity::scalar;
+    use crate::meta::HnswParams;
 
     fn data(n: usize, d: usize, seed: u64) -> Vec<f32> {
         let mut x = seed | 1;

@@ -7,12 +7,12 @@ use super::DenseBatch;
 use rayon::prelude::*;
 
 use super::dense::offer;
-use super::kernels::{prefetch, similarity, PreparedQuery};
 use super::topk::TopK;
 use crate::dtype::{DType, Metric, VectorRef};
 use crate::error::Result;
 use crate::hnsw::search_graph_prefetching;
 use crate::hnsw::NavView;
+use crate::linalg::similarity::{prefetch, similarity, PreparedQuery};
 
 /// Approximate top-`k` for each of the `queries` (row-major, `dim` wide) with candidate list `ef`.
 pub(super) fn search_hnsw(b: &DenseBatch<'_>, ef: usize) -> Result<Vec<TopK>> {

@@ -3,11 +3,11 @@
 use super::DenseBatch;
 use rayon::prelude::*;
 
-use super::gemm::matmul_nt;
-use super::kernels::{similarity, PreparedQuery};
 use super::topk::{Candidate, TopK};
 use crate::collection::{Collection, SegmentSlot};
 use crate::dtype::{Metric, VectorRef};
+use crate::linalg::gemm::matmul_nt;
+use crate::linalg::similarity::{similarity, PreparedQuery};
 
 /// Rows per parallel task of the streaming path.
 const STREAM_BLOCK: usize = 8192;

@@ -5,12 +5,9 @@
 
 mod approximate;
 mod dense;
-pub mod gemm;
-pub mod kernels;
 mod multi;
 mod screened;
 mod shards;
-pub mod tile;
 pub mod topk;
 
 pub use shards::merge_shard_hits;
@@ -190,117 +187,84 @@ fn check_query(field: &str, metric: Metric, q: &[f32], what: &str) -> Result<()>
     Ok(())
 }
 
-impl Collection {
-    /// Runs an exact search. Returns one list of up to `k` hits per query, best first.
-    ///
-    /// ```
-    /// # use vellum::*;
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// # let db = Database::create(dir.path()).unwrap();
-    /// # let mut w = db.writer().unwrap();
-    /// # w.create_collection("c", Schema::new().with_field(FieldSpec::multi("tok", 2, DType::F16, Metric::Ip))).unwrap();
-    /// # w.add("c", Document::new("x").with_multi("tok", vec![1.0, 0.0, 0.0, 1.0])).unwrap();
-    /// # w.add("c", Document::new("y").with_multi("tok", vec![1.0, 0.0])).unwrap();
-    /// # w.commit().unwrap();
-    /// let snap = db.snapshot().unwrap();
-    /// let q = [1.0, 0.0, 0.0, 1.0]; // two query tokens
-    /// let hits = snap.collection("c").unwrap().search(&SearchRequest::multi("tok", &q, 2)).unwrap();
-    /// assert_eq!((hits[0][0].id.as_str(), hits[0][0].score), ("x", 2.0));
-    /// ```
-    pub fn search(&self, req: &SearchRequest<'_>) -> Result<Vec<Vec<Hit>>> {
-        let fi = self.field_index(req.field)?;
-        let kind = &self.schema().fields[fi].kind;
-        let tops = match (kind, &req.queries) {
-            (FieldKind::Dense { dim, metric, .. }, Queries::Dense(q)) => {
-                let dim = *dim as usize;
+/// Runs `req` on collection `c`: one top-k per query, in query order. The entry point of every
+/// search routine; [`Collection::search`] turns its candidates into [`Hit`]s.
+pub(crate) fn execute(c: &Collection, req: &SearchRequest<'_>) -> Result<Vec<TopK>> {
+    let fi = c.field_index(req.field)?;
+    let kind = &c.schema().fields[fi].kind;
+    let tops = match (kind, &req.queries) {
+        (FieldKind::Dense { dim, metric, .. }, Queries::Dense(q)) => {
+            let dim = *dim as usize;
+            if q.is_empty() || q.len() % dim != 0 {
+                return Err(Error::InvalidInput(format!(
+                    "field {:?} has dimension {dim}; the query data has {} values, not a positive multiple of {dim}",
+                    req.field, q.len()
+                )));
+            }
+            for (i, row) in q.chunks_exact(dim).enumerate() {
+                check_query(req.field, *metric, row, &format!("query {i}"))?;
+            }
+            let nq = q.len() / dim;
+            let batch = DenseBatch {
+                collection: c,
+                field: fi,
+                metric: *metric,
+                dim,
+                queries: q,
+                k: req.k,
+            };
+            let graphs = !req.exact && c.slots().iter().any(|s| s.segment.has_graph(fi));
+            if graphs {
+                let ef = req
+                    .ef
+                    .or_else(|| c.index(req.field).map(|p| p.ef as usize))
+                    .unwrap_or(crate::hnsw::HnswParams::default().ef as usize);
+                let tops = approximate::search_hnsw(&batch, ef)?;
+                return Ok(tops);
+            }
+            let strategy = match req.strategy {
+                Strategy::Auto if nq > 1 => Strategy::Screened,
+                Strategy::Auto => Strategy::Streaming,
+                other => other,
+            };
+            match strategy {
+                Strategy::Blocked => dense::search_gemm(&batch),
+                Strategy::Screened => screened::search_batch(&batch),
+                _ => q
+                    .chunks_exact(dim)
+                    .map(|row| dense::search_streaming(c, fi, *metric, row, req.k))
+                    .collect(),
+            }
+        }
+        (FieldKind::Multi { dim, metric, .. }, Queries::Multi(qs)) => {
+            let dim = *dim as usize;
+            for (i, q) in qs.iter().enumerate() {
                 if q.is_empty() || q.len() % dim != 0 {
                     return Err(Error::InvalidInput(format!(
-                        "field {:?} has dimension {dim}; the query data has {} values, not a positive multiple of {dim}",
+                        "query {i}: field {:?} takes {dim}-dimensional token vectors; the query has {} values, not a positive multiple of {dim}",
                         req.field, q.len()
                     )));
                 }
-                for (i, row) in q.chunks_exact(dim).enumerate() {
-                    check_query(req.field, *metric, row, &format!("query {i}"))?;
-                }
-                let nq = q.len() / dim;
-                let batch = DenseBatch {
-                    collection: self,
-                    field: fi,
-                    metric: *metric,
-                    dim,
-                    queries: q,
-                    k: req.k,
-                };
-                let graphs = !req.exact && self.slots().iter().any(|s| s.segment.has_graph(fi));
-                if graphs {
-                    let ef = req
-                        .ef
-                        .or_else(|| self.index(req.field).map(|p| p.ef as usize))
-                        .unwrap_or(crate::hnsw::HnswParams::default().ef as usize);
-                    let tops = approximate::search_hnsw(&batch, ef)?;
-                    return tops.into_iter().map(|t| self.hits(t)).collect();
-                }
-                let strategy = match req.strategy {
-                    Strategy::Auto if nq > 1 => Strategy::Screened,
-                    Strategy::Auto => Strategy::Streaming,
-                    other => other,
-                };
-                match strategy {
-                    Strategy::Blocked => dense::search_gemm(&batch),
-                    Strategy::Screened => screened::search_batch(&batch),
-                    _ => q
-                        .chunks_exact(dim)
-                        .map(|row| dense::search_streaming(self, fi, *metric, row, req.k))
-                        .collect(),
+                for (t, tok) in q.chunks_exact(dim).enumerate() {
+                    check_query(req.field, *metric, tok, &format!("query {i} token {t}"))?;
                 }
             }
-            (FieldKind::Multi { dim, metric, .. }, Queries::Multi(qs)) => {
-                let dim = *dim as usize;
-                for (i, q) in qs.iter().enumerate() {
-                    if q.is_empty() || q.len() % dim != 0 {
-                        return Err(Error::InvalidInput(format!(
-                            "query {i}: field {:?} takes {dim}-dimensional token vectors; the query has {} values, not a positive multiple of {dim}",
-                            req.field, q.len()
-                        )));
-                    }
-                    for (t, tok) in q.chunks_exact(dim).enumerate() {
-                        check_query(req.field, *metric, tok, &format!("query {i} token {t}"))?;
-                    }
-                }
-                multi::search_maxsim(self, fi, *metric, dim, qs, req.k)?
-            }
-            (FieldKind::Tensor { .. }, _) => {
-                return Err(Error::InvalidInput(format!(
-                    "field {:?} is a tensor field; tensors are stored, not searched",
-                    req.field
-                )))
-            }
-            (kind, _) => {
-                return Err(Error::InvalidInput(format!(
-                    "field {:?} is a {} field; give {} queries",
-                    req.field,
-                    kind.kind_name(),
-                    kind.kind_name()
-                )))
-            }
-        };
-        tops.into_iter().map(|t| self.hits(t)).collect()
-    }
-
-    fn hits(&self, top: TopK) -> Result<Vec<Hit>> {
-        top.into_sorted()
-            .into_iter()
-            .map(|c| {
-                let address = DocAddress {
-                    segment: c.segment,
-                    row: c.row,
-                };
-                Ok(Hit {
-                    id: self.doc(address)?.id()?.to_string(),
-                    score: c.score,
-                    address,
-                })
-            })
-            .collect()
-    }
+            multi::search_maxsim(c, fi, *metric, dim, qs, req.k)?
+        }
+        (FieldKind::Tensor { .. }, _) => {
+            return Err(Error::InvalidInput(format!(
+                "field {:?} is a tensor field; tensors are stored, not searched",
+                req.field
+            )))
+        }
+        (kind, _) => {
+            return Err(Error::InvalidInput(format!(
+                "field {:?} is a {} field; give {} queries",
+                req.field,
+                kind.kind_name(),
+                kind.kind_name()
+            )))
+        }
+    };
+    Ok(tops)
 }

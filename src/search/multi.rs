@@ -2,11 +2,11 @@
 
 use rayon::prelude::*;
 
-use super::gemm::matmul_nt;
 use super::topk::{Candidate, TopK};
 use crate::collection::Collection;
 use crate::dtype::Metric;
 use crate::error::{Error, Result};
+use crate::linalg::gemm::matmul_nt;
 
 /// Document tokens per parallel task (a task holds at least one document).
 const TOKEN_BLOCK: usize = 4096;

@@ -1,5 +1,5 @@
 //! Exact batch search by screening: every (query, row) pair is scored approximately by the bf16
-//! kernel of [`super::tile`], which yields a rigorous interval around the exact score; only the
+//! kernel of [`crate::linalg::tile`], which yields a rigorous interval around the exact score; only the
 //! rows that can still reach a query's top-k are scored exactly, by the same f32 kernel as the
 //! streaming path, so results and scores equal those of streaming search.
 //!
@@ -17,10 +17,10 @@ use std::collections::BinaryHeap;
 use rayon::prelude::*;
 
 use super::dense::{prepare, prepare_queries, sq_norm, tasks};
-use super::kernels::{similarity, PreparedQuery};
-use super::tile::{self, Affine, MR, NR};
 use super::topk::{Candidate, TopK};
 use crate::dtype::{DType, Metric};
+use crate::linalg::similarity::{similarity, PreparedQuery};
+use crate::linalg::tile::{self, Affine, MR, NR};
 
 /// Rows per parallel task: the packed block (`SCREEN_ROWS × dim` bf16 values) stays in the core's
 /// L2 cache while every query tile passes over it.

@@ -143,7 +143,7 @@ fn golden_v1_basic() {
 /// The graph of `format-spec/golden/v1/hnsw/graph.bin` (see `format-spec/hnsw.md`): 5 rows, two
 /// layers, L2.
 fn golden_graph() -> vellum::hnsw::Graph {
-    use vellum::hnsw::layout::Layer;
+    use vellum::format::graph::Layer;
     vellum::hnsw::Graph {
         m: 2,
         m0: 4,

@@ -4,6 +4,7 @@ mod bad_input;
 mod common;
 mod corruption;
 mod crash;
+mod crash_points;
 #[cfg(feature = "encoders")]
 mod encoders;
 mod eval;
@@ -12,4 +13,5 @@ mod hnsw;
 mod hnsw_rs_patch;
 mod interop;
 mod lifecycle;
+mod operations;
 mod oracle;

@@ -2,7 +2,7 @@
 //! element types, deletes and several segments.
 
 use proptest::prelude::*;
-use vellum::search::kernels::scalar;
+use vellum::linalg::similarity::scalar;
 use vellum::{DType, Database, Document, FieldSpec, Metric, Schema, SearchRequest, Strategy};
 
 use crate::common::Rng;

@@ -1,9 +1,5 @@
-//! File-system primitives: the one place that memory-maps files, the durable-write helpers the
-//! commit protocol is built from, and the single-writer lock.
-//!
-//! The commit protocol (see `format-spec/commit.md`) only ever (1) writes a brand-new file under a
-//! name no published manifest references and fsyncs it, (2) fsyncs the directory holding it, and
-//! (3) replaces `MANIFEST` atomically. Published files are never modified or truncated.
+//! The file system: [`FsDirectory`], the one place that memory-maps files, the durable-write
+//! helpers the commit protocol is built from, and the single-writer lock.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -11,7 +7,121 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
+use super::{Directory, LockGuard, WriteFile};
 use crate::error::{Error, Result};
+
+/// A database directory on the file system.
+#[derive(Debug, Clone)]
+pub struct FsDirectory {
+    root: PathBuf,
+}
+
+impl FsDirectory {
+    /// The directory at `root` (which need not exist yet).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        FsDirectory { root: root.into() }
+    }
+
+    /// Creates `root` (and missing parents) and makes its entry durable by fsyncing every
+    /// directory that gained an entry.
+    pub fn create_root(root: &Path) -> Result<Self> {
+        let mut missing = Vec::new();
+        let mut p = Some(root);
+        while let Some(d) = p {
+            if d.as_os_str().is_empty() || d.exists() {
+                break;
+            }
+            missing.push(d);
+            p = d.parent();
+        }
+        fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
+        for d in missing {
+            match d.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent)?,
+                _ => sync_dir(Path::new("."))?,
+            }
+        }
+        Ok(FsDirectory::new(root))
+    }
+
+    /// The directory's path.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl WriteFile for File {
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.sync_all()
+    }
+}
+
+impl LockGuard for WriterLock {}
+
+impl Directory for FsDirectory {
+    fn path_of(&self, rel: &Path) -> PathBuf {
+        if rel.as_os_str().is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(rel)
+        }
+    }
+
+    fn create_dir_all(&self, rel: &Path) -> Result<()> {
+        let p = self.path_of(rel);
+        fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))
+    }
+
+    fn create_new(&self, rel: &Path) -> Result<Box<dyn WriteFile>> {
+        Ok(Box::new(create_new(&self.path_of(rel))?))
+    }
+
+    fn sync_dir(&self, rel: &Path) -> Result<()> {
+        sync_dir(&self.path_of(rel))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+        let target = self.path_of(to);
+        fs::rename(self.path_of(from), &target).map_err(|e| Error::io(&target, e))
+    }
+
+    fn read(&self, rel: &Path) -> Result<Vec<u8>> {
+        read_file(&self.path_of(rel))
+    }
+
+    fn map(&self, rel: &Path) -> Result<MappedFile> {
+        map_file(&self.path_of(rel))
+    }
+
+    fn list(&self, rel: &Path) -> Result<Option<Vec<String>>> {
+        let p = self.path_of(rel);
+        let entries = match fs::read_dir(&p) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(&p, e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(&p, e))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(Some(names))
+    }
+
+    fn remove(&self, rel: &Path) -> Result<()> {
+        remove_if_exists(&self.path_of(rel))
+    }
+
+    fn exists(&self, rel: &Path) -> Result<bool> {
+        let p = self.path_of(rel);
+        p.try_exists().map_err(|e| Error::io(&p, e))
+    }
+
+    fn lock(&self) -> Result<Box<dyn LockGuard>> {
+        Ok(Box::new(WriterLock::acquire(&self.root)?))
+    }
+}
 
 /// Maps a whole file read-only.
 ///

@@ -1,4 +1,10 @@
 //! A collection as seen by a snapshot: its segments, lookups by id, and zero-copy document access.
+//! Every `impl Collection` lives in this folder: [`search`](Collection::search) in `search.rs`,
+//! encoders and text search in `encoders.rs` (feature `encoders`), statistics in `stats.rs`.
+
+#[cfg(feature = "encoders")]
+mod encoders;
+mod search;
 
 use std::sync::Arc;
 

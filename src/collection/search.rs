@@ -1,0 +1,50 @@
+//! Searching a collection: [`Collection::search`] runs a request through `crate::search` and
+//! resolves the candidates' ids.
+
+use crate::error::Result;
+use crate::search::topk::TopK;
+use crate::search::{Hit, SearchRequest};
+
+use super::{Collection, DocAddress};
+
+impl Collection {
+    /// Runs an exact search. Returns one list of up to `k` hits per query, best first.
+    ///
+    /// ```
+    /// # use vellum::*;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let db = Database::create(dir.path()).unwrap();
+    /// # let mut w = db.writer().unwrap();
+    /// # w.create_collection("c", Schema::new().with_field(FieldSpec::multi("tok", 2, DType::F16, Metric::Ip))).unwrap();
+    /// # w.add("c", Document::new("x").with_multi("tok", vec![1.0, 0.0, 0.0, 1.0])).unwrap();
+    /// # w.add("c", Document::new("y").with_multi("tok", vec![1.0, 0.0])).unwrap();
+    /// # w.commit().unwrap();
+    /// let snap = db.snapshot().unwrap();
+    /// let q = [1.0, 0.0, 0.0, 1.0]; // two query tokens
+    /// let hits = snap.collection("c").unwrap().search(&SearchRequest::multi("tok", &q, 2)).unwrap();
+    /// assert_eq!((hits[0][0].id.as_str(), hits[0][0].score), ("x", 2.0));
+    /// ```
+    pub fn search(&self, req: &SearchRequest<'_>) -> Result<Vec<Vec<Hit>>> {
+        crate::search::execute(self, req)?
+            .into_iter()
+            .map(|t| self.hits(t))
+            .collect()
+    }
+
+    fn hits(&self, top: TopK) -> Result<Vec<Hit>> {
+        top.into_sorted()
+            .into_iter()
+            .map(|c| {
+                let address = DocAddress {
+                    segment: c.segment,
+                    row: c.row,
+                };
+                Ok(Hit {
+                    id: self.doc(address)?.id()?.to_string(),
+                    score: c.score,
+                    address,
+                })
+            })
+            .collect()
+    }
+}

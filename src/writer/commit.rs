@@ -1,0 +1,179 @@
+//! Commit: spill the remaining batches to new segment files, write new tombstone files, fsync
+//! them and their directories, then publish the new manifest atomically (`format-spec/commit.md`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::pending::{BatchSource, Loc, Pending, PendingDoc};
+use super::{CommitInfo, Writer};
+use crate::error::Result;
+use crate::format::manifest::{self, CollectionEntry, DeletesEntry, Manifest, SegmentEntry};
+use crate::format::segment::{write_segment_with, Segment};
+use crate::hnsw::graph_sections;
+use crate::snapshot::Snapshot;
+use crate::storage::{self, Directory};
+
+impl Writer {
+    /// A collection's directory, relative to the database.
+    pub(super) fn collection_dir(collection: &str) -> PathBuf {
+        PathBuf::from(collection)
+    }
+
+    /// Writes `p`'s buffered documents as a new (unpublished) segment file `file_id`.
+    pub(super) fn flush(
+        dir: &dyn Directory,
+        collection: &str,
+        p: &mut Pending,
+        file_id: u64,
+    ) -> Result<()> {
+        let docs: Vec<&PendingDoc> = p.batch.iter().flatten().collect();
+        if docs.is_empty() {
+            p.batch.clear();
+            p.batch_bytes = 0;
+            return Ok(());
+        }
+        let cdir = Self::collection_dir(collection);
+        dir.create_dir_all(&cdir)?;
+        let rel = cdir.join(manifest::segment_file_name(file_id));
+        let source = BatchSource {
+            schema: &p.schema,
+            docs,
+        };
+        let graphs = graph_sections(&source, &p.indexes)?;
+        let bytes = write_segment_with(dir, &rel, &source, &graphs)?;
+        let segment = Arc::new(Segment::from_map(
+            &dir.path_of(&rel),
+            file_id,
+            dir.map(&rel)?,
+        )?);
+        for (row, d) in p.batch.iter().flatten().enumerate() {
+            p.ids.insert(
+                d.id.clone(),
+                Loc::Flushed {
+                    segment: file_id,
+                    row: row as u32,
+                },
+            );
+        }
+        p.flushed.push((
+            SegmentEntry {
+                id: file_id,
+                rows: segment.rows() as u64,
+                bytes,
+                deletes: None,
+            },
+            segment,
+        ));
+        p.batch.clear();
+        p.batch_bytes = 0;
+        Ok(())
+    }
+
+    pub(super) fn take_file_id(&mut self) -> u64 {
+        let id = self.next_file_id;
+        self.next_file_id += 1;
+        id
+    }
+
+    /// Makes every buffered change durable and visible, atomically. With nothing to commit, returns
+    /// the current generation without writing anything.
+    pub fn commit(&mut self) -> Result<CommitInfo> {
+        if !self.has_changes() {
+            return Ok(CommitInfo {
+                generation: self.base.generation(),
+                ..Default::default()
+            });
+        }
+        let names: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.is_dirty())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in &names {
+            let id = self.take_file_id();
+            let p = self.pending.get_mut(name).expect("listed");
+            Self::flush(&*self.dir, name, p, id)?;
+        }
+        let mut manifest = self.base.manifest().clone();
+        manifest.generation += 1;
+        for (name, schema) in &self.new_collections {
+            let cdir = Self::collection_dir(name);
+            self.dir.create_dir_all(&cdir)?;
+            manifest.collections.push(CollectionEntry {
+                name: name.clone(),
+                schema: schema.clone(),
+                segments: Vec::new(),
+                indexes: BTreeMap::new(),
+                encoders: BTreeMap::new(),
+            });
+        }
+        for (name, indexes) in &self.index_changes {
+            if let Some(entry) = manifest.collections.iter_mut().find(|c| &c.name == name) {
+                entry.indexes = indexes.clone();
+            }
+        }
+        for ((name, field), encoders) in &self.encoder_changes {
+            if let Some(entry) = manifest.collections.iter_mut().find(|c| &c.name == name) {
+                entry.encoders.insert(field.clone(), encoders.clone());
+            }
+        }
+        let mut info = CommitInfo::default();
+        let mut dirs = BTreeSet::new();
+        for name in &names {
+            let cdir = Self::collection_dir(name);
+            let entry = manifest
+                .collections
+                .iter_mut()
+                .find(|c| &c.name == name)
+                .expect("collection in manifest");
+            let p = &self.pending[name];
+            info.added += p.added;
+            info.deleted += p.deleted;
+            entry
+                .segments
+                .extend(p.flushed.iter().map(|(e, _)| e.clone()));
+            for seg in entry.segments.iter_mut() {
+                if let Some(bm) = p.deletes.get(&seg.id) {
+                    let file_id = self.next_file_id;
+                    self.next_file_id += 1;
+                    let rel = cdir.join(manifest::deletes_file_name(seg.id, file_id));
+                    storage::write_new(&*self.dir, &rel, &bm.encode(seg.id))?;
+                    seg.deletes = Some(DeletesEntry {
+                        file_id,
+                        count: bm.count(),
+                    });
+                }
+            }
+            entry
+                .segments
+                .retain(|s| s.deletes.is_none_or(|d| d.count < s.rows));
+            dirs.insert(cdir);
+        }
+        manifest.next_file_id = self.next_file_id;
+        for d in &dirs {
+            self.dir.sync_dir(d)?;
+        }
+        self.dir.sync_dir(Path::new(""))?;
+        self.publish(manifest)?;
+        info.generation = self.base.generation();
+        self.pending.clear();
+        self.new_collections.clear();
+        self.index_changes.clear();
+        self.encoder_changes.clear();
+        Ok(info)
+    }
+
+    /// Replaces `MANIFEST` atomically with `manifest`, moves the writer's base to it and collects
+    /// the files it no longer references.
+    pub(super) fn publish(&mut self, manifest: Manifest) -> Result<()> {
+        storage::replace_atomically(
+            &*self.dir,
+            Path::new(manifest::FILE_NAME),
+            &manifest.encode(),
+        )?;
+        self.base = Snapshot::load_reusing(&*self.dir, manifest, Some(&self.base))?;
+        self.collect_garbage()
+    }
+}

@@ -1,0 +1,49 @@
+//! Garbage collection: removes every file of vellum's naming that the committed manifest (and the
+//! writer's own spilled, uncommitted segments) do not reference. Only vellum's own names are
+//! touched, so stray user files survive.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use super::Writer;
+use crate::error::Result;
+use crate::format::manifest;
+use crate::storage::tmp_name;
+
+impl Writer {
+    /// Deletes segment and tombstone files the committed manifest does not reference, and stale
+    /// temporary files.
+    pub(super) fn collect_garbage(&self) -> Result<()> {
+        self.dir.remove(&tmp_name(Path::new(manifest::FILE_NAME)))?;
+        let m = self.base.manifest();
+        for c in &m.collections {
+            let cdir = Path::new(&c.name);
+            let mut keep: BTreeSet<String> = BTreeSet::new();
+            for s in &c.segments {
+                keep.insert(manifest::segment_file_name(s.id));
+                if let Some(d) = s.deletes {
+                    keep.insert(manifest::deletes_file_name(s.id, d.file_id));
+                }
+            }
+            // Files of this writer's flushed but uncommitted segments must survive.
+            if let Some(p) = self.pending.get(&c.name) {
+                keep.extend(
+                    p.flushed
+                        .iter()
+                        .map(|(e, _)| manifest::segment_file_name(e.id)),
+                );
+            }
+            let Some(names) = self.dir.list(cdir)? else {
+                continue;
+            };
+            for name in names {
+                let ours = name.starts_with("seg-")
+                    && (name.ends_with(".vseg") || name.ends_with(".vdel"));
+                if ours && !keep.contains(&name) {
+                    self.dir.remove(&cdir.join(&name))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

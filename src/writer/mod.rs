@@ -1,0 +1,310 @@
+//! The write path: the single [`Writer`] of a database.
+//!
+//! Changes are buffered; documents are spilled to new (unpublished) segment files when the buffer
+//! grows past [`WriterOptions::flush_bytes`]. [`Writer::commit`] publishes everything at once:
+//!
+//! 1. write and fsync the remaining new segment files and the new tombstone files;
+//! 2. fsync the collection directories (and the database directory for new collections);
+//! 3. atomically replace `MANIFEST` (temp file, fsync, rename, fsync directory);
+//! 4. delete files no longer referenced.
+//!
+//! A crash before step 3 completes leaves the previous manifest in place and only unreferenced
+//! files behind, which the next writer removes when it opens. See `format-spec/commit.md`.
+
+mod catalogue;
+mod commit;
+mod gc;
+mod pending;
+mod rewrite;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::collection::Collection;
+use crate::document::Document;
+use crate::error::{Error, Result};
+use crate::format::deletes::DeleteBitmap;
+use crate::meta::{FieldEncoders, HnswParams};
+use crate::schema::Schema;
+use crate::snapshot::{read_manifest, Snapshot};
+use crate::storage::{Directory, LockGuard};
+use pending::{Found, Loc, Pending, PendingDoc};
+
+pub use rewrite::{Compact, FieldColumn, Reindex, RewritePlan, RewritePolicy};
+
+/// Tuning of the writer.
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    /// Buffered document bytes per collection after which a segment file is written (still
+    /// invisible until commit). Default 256 MiB.
+    pub flush_bytes: usize,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            flush_bytes: 256 << 20,
+        }
+    }
+}
+
+/// What a commit published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CommitInfo {
+    /// The new manifest generation.
+    pub generation: u64,
+    /// Documents added (upserts included).
+    pub added: u64,
+    /// Documents deleted (upserts' replaced copies included).
+    pub deleted: u64,
+}
+
+/// What a compaction did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CompactInfo {
+    /// Generation of the manifest that published the compacted collection.
+    pub generation: u64,
+    /// Segments before.
+    pub segments_before: usize,
+    /// Segments after (0 or 1).
+    pub segments_after: usize,
+    /// Deleted rows dropped.
+    pub rows_dropped: u64,
+}
+
+/// The single writer of a database. Holds the writer lock until dropped; dropping it without
+/// committing discards the buffered changes.
+///
+/// ```
+/// use vellum::*;
+/// let dir = tempfile::tempdir().unwrap();
+/// let db = Database::create(dir.path()).unwrap();
+/// let mut w = db.writer().unwrap();
+/// w.create_collection("c", Schema::new().with_field(FieldSpec::dense("e", 2, DType::F32, Metric::L2))).unwrap();
+/// w.add("c", Document::new("a").with_dense("e", vec![0.0, 1.0])).unwrap();
+/// w.commit().unwrap();
+/// w.upsert("c", Document::new("a").with_dense("e", vec![1.0, 1.0])).unwrap();
+/// assert!(w.delete("c", "a").unwrap());
+/// let info = w.commit().unwrap();
+/// assert_eq!(info.deleted, 2); // the committed copy and the upserted one
+/// assert!(db.snapshot().unwrap().collection("c").unwrap().is_empty());
+/// ```
+pub struct Writer {
+    dir: Arc<dyn Directory>,
+    lock: Box<dyn LockGuard>,
+    base: Snapshot,
+    next_file_id: u64,
+    new_collections: Vec<(String, Schema)>,
+    pending: HashMap<String, Pending>,
+    /// New index declarations by collection (the whole map), published at commit.
+    index_changes: HashMap<String, BTreeMap<String, HnswParams>>,
+    encoder_changes: BTreeMap<(String, String), FieldEncoders>,
+    options: WriterOptions,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("dir", &self.dir.path_of("".as_ref()))
+            .field("lock", &self.lock)
+            .field("generation", &self.base.generation())
+            .finish()
+    }
+}
+
+impl Writer {
+    pub(crate) fn open(dir: Arc<dyn Directory>, options: WriterOptions) -> Result<Self> {
+        let lock = dir.lock()?;
+        let manifest = read_manifest(&*dir)?;
+        let base = Snapshot::load(&*dir, manifest)?;
+        let next_file_id = base.manifest().next_file_id;
+        let w = Writer {
+            dir,
+            lock,
+            base,
+            next_file_id,
+            new_collections: Vec::new(),
+            pending: HashMap::new(),
+            index_changes: HashMap::new(),
+            encoder_changes: BTreeMap::new(),
+            options,
+        };
+        // Files left by a writer that crashed before publishing are unreferenced: remove them.
+        w.collect_garbage()?;
+        Ok(w)
+    }
+
+    /// The last committed snapshot (what readers opening now see).
+    pub fn committed(&self) -> &Snapshot {
+        &self.base
+    }
+
+    fn pending_for(&mut self, collection: &str) -> Result<&mut Pending> {
+        if !self.pending.contains_key(collection) {
+            let schema = self.schema_of(collection)?;
+            let mut p = Pending::new(schema);
+            p.indexes = self.indexes_of(collection);
+            self.pending.insert(collection.to_string(), p);
+        }
+        Ok(self.pending.get_mut(collection).expect("inserted"))
+    }
+
+    fn find_live(base: Option<&Collection>, p: &Pending, id: &str) -> Result<Option<Found>> {
+        if let Some(loc) = p.ids.get(id) {
+            return Ok(Some(Found::Pending(*loc)));
+        }
+        if let Some(c) = base {
+            for slot in c.slots().iter().rev() {
+                if let Some(row) = slot.segment.find(id)? {
+                    let deleted = match p.deletes.get(&slot.entry.id) {
+                        Some(bm) => bm.contains(row),
+                        None => slot.is_deleted(row),
+                    };
+                    if !deleted {
+                        return Ok(Some(Found::Committed {
+                            segment: slot.entry.id,
+                            row,
+                        }));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether a live document (committed or added in this batch, and not deleted) has this id.
+    pub fn contains(&mut self, collection: &str, id: &str) -> Result<bool> {
+        self.pending_for(collection)?;
+        let base = self.base.collection(collection).ok().cloned();
+        let p = &self.pending[collection];
+        Ok(Self::find_live(base.as_deref(), p, id)?.is_some())
+    }
+
+    /// Adds a document; fails with [`Error::DuplicateId`] if the id is live.
+    pub fn add(&mut self, collection: &str, doc: Document) -> Result<()> {
+        self.insert(collection, doc, false)
+    }
+
+    /// Adds a document, replacing the live document with the same id if there is one.
+    pub fn upsert(&mut self, collection: &str, doc: Document) -> Result<()> {
+        self.insert(collection, doc, true)
+    }
+
+    fn insert(&mut self, collection: &str, doc: Document, replace: bool) -> Result<()> {
+        let flush_bytes = self.options.flush_bytes;
+        self.pending_for(collection)?;
+        let base = self.base.collection(collection).ok().cloned();
+        let p = self.pending.get_mut(collection).expect("created above");
+        let fields = doc.encode_fields(collection, &p.schema)?;
+        if let Some(found) = Self::find_live(base.as_deref(), p, &doc.id)? {
+            if !replace {
+                let detail = match found {
+                    Found::Pending(_) => "it was already added in this uncommitted batch",
+                    Found::Committed { .. } => "it is already committed; use upsert to replace it",
+                };
+                return Err(Error::DuplicateId {
+                    collection: collection.to_string(),
+                    id: doc.id,
+                    detail: detail.into(),
+                });
+            }
+            Self::remove(base.as_deref(), p, &doc.id, found);
+        }
+        let meta = serde_json::to_vec(&doc.metadata).expect("JSON map serializes");
+        let pd = PendingDoc {
+            id: doc.id,
+            text: doc.text,
+            meta,
+            fields,
+        };
+        p.batch_bytes += pd.bytes();
+        p.ids.insert(pd.id.clone(), Loc::Batch(p.batch.len()));
+        p.batch.push(Some(pd));
+        p.added += 1;
+        if p.batch_bytes >= flush_bytes {
+            let id = self.next_file_id;
+            self.next_file_id += 1;
+            let p = self.pending.get_mut(collection).expect("present");
+            Self::flush(&*self.dir, collection, p, id)?;
+        }
+        Ok(())
+    }
+
+    fn remove(base: Option<&Collection>, p: &mut Pending, id: &str, found: Found) {
+        let rows_of = |seg: u64| -> (u32, Option<DeleteBitmap>) {
+            if let Some(c) = base {
+                if let Some(slot) = c.slots().iter().find(|s| s.entry.id == seg) {
+                    return (slot.segment.rows(), slot.deletes.as_deref().cloned());
+                }
+            }
+            let (_, s) = p
+                .flushed
+                .iter()
+                .find(|(e, _)| e.id == seg)
+                .expect("flushed segment");
+            (s.rows(), None)
+        };
+        match found {
+            Found::Pending(Loc::Batch(i)) => {
+                if let Some(d) = p.batch[i].take() {
+                    p.batch_bytes -= d.bytes();
+                }
+                p.ids.remove(id);
+            }
+            Found::Pending(Loc::Flushed { segment, row }) | Found::Committed { segment, row } => {
+                let bitmap = p.deletes.entry(segment).or_insert_with(|| {
+                    let (rows, existing) = rows_of(segment);
+                    existing.unwrap_or_else(|| DeleteBitmap::new(rows))
+                });
+                bitmap.insert(row);
+                p.ids.remove(id);
+            }
+        }
+        p.deleted += 1;
+    }
+
+    /// Deletes the live document with this id. Returns false if there was none.
+    pub fn delete(&mut self, collection: &str, id: &str) -> Result<bool> {
+        self.pending_for(collection)?;
+        let base = self.base.collection(collection).ok().cloned();
+        let p = self.pending.get_mut(collection).expect("created above");
+        match Self::find_live(base.as_deref(), p, id)? {
+            Some(found) => {
+                Self::remove(base.as_deref(), p, id, found);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// True when there is anything to commit.
+    pub fn has_changes(&self) -> bool {
+        !self.new_collections.is_empty()
+            || !self.index_changes.is_empty()
+            || !self.encoder_changes.is_empty()
+            || self.pending.values().any(Pending::is_dirty)
+    }
+
+    /// Discards every buffered change (as dropping the writer does).
+    pub fn rollback(&mut self) -> Result<()> {
+        self.pending.clear();
+        self.new_collections.clear();
+        self.index_changes.clear();
+        self.encoder_changes.clear();
+        self.collect_garbage()
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Best effort: remove segment files spilled for changes that were never committed.
+        for (name, p) in &self.pending {
+            for (e, _) in &p.flushed {
+                let _ = self.dir.remove(
+                    &Self::collection_dir(name)
+                        .join(crate::format::manifest::segment_file_name(e.id)),
+                );
+            }
+        }
+    }
+}
