@@ -159,6 +159,49 @@ pub enum Error {
     /// The operation was interrupted (Ctrl-C); everything committed before is kept.
     #[error("interrupted: {0}")]
     Interrupted(String),
+
+    /// A field is of another kind than the operation needs (caller): an HNSW index or encoders on
+    /// a non-dense field, a multi-vector accessor on a dense field, tensor queries, ...
+    #[error("field {field:?} of collection {collection:?} is a {found} field; {needed}")]
+    WrongFieldKind {
+        /// The collection.
+        collection: String,
+        /// The field.
+        field: String,
+        /// The field's kind (`dense`, `multi` or `tensor`).
+        found: &'static str,
+        /// What the operation needs, and why.
+        needed: String,
+    },
+
+    /// A search request or its queries are invalid (caller): wrong dimension, non-finite values,
+    /// a zero vector under cosine, ...
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+
+    /// A parameter or option is invalid (caller): an HNSW or encoder option, `k`, a measure name.
+    #[error("invalid parameter {name}: {detail}")]
+    InvalidParameter {
+        /// The parameter, as the caller spelled it.
+        name: String,
+        /// What was given and what is accepted.
+        detail: String,
+    },
+
+    /// The databases of a shard set do not hold shards of one collection (caller): different
+    /// field specifications or encoders, or overlapping documents.
+    #[error("mismatched shards: {0}")]
+    MismatchedShards(String),
+
+    /// An error about one database of a shard set.
+    #[error("database {database}: {source}")]
+    Shard {
+        /// The database.
+        database: PathBuf,
+        /// The error.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 impl Error {
@@ -195,6 +238,29 @@ impl Error {
             path: path.into(),
             location: location.into(),
             detail: detail.into(),
+        }
+    }
+
+    /// Builds a [`Error::InvalidParameter`].
+    pub fn parameter(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Error::InvalidParameter {
+            name: name.into(),
+            detail: detail.into(),
+        }
+    }
+
+    /// Builds a [`Error::WrongFieldKind`].
+    pub fn wrong_kind(
+        collection: impl Into<String>,
+        field: impl Into<String>,
+        found: &'static str,
+        needed: impl Into<String>,
+    ) -> Self {
+        Error::WrongFieldKind {
+            collection: collection.into(),
+            field: field.into(),
+            found,
+            needed: needed.into(),
         }
     }
 

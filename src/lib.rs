@@ -55,19 +55,25 @@ pub mod ingest;
 pub mod interop;
 pub mod linalg;
 pub mod meta;
+pub mod query_set;
 pub mod schema;
 pub mod search;
+pub mod shard_set;
 pub mod snapshot;
 pub mod storage;
 pub mod verify;
 pub mod writer;
 
-pub use collection::{Collection, DocAddress, DocRef, MultiRef, TensorRef};
+pub use collection::{
+    Collection, CollectionStats, DatabaseStats, DocAddress, DocRef, MultiRef, TensorRef,
+};
 pub use db::Database;
 pub use document::{Document, FieldValue};
 pub use dtype::{DType, Metric, VectorRef};
 pub use error::{Error, Result};
+pub use query_set::{QueryBatch, QuerySet, VectorQueryFiles};
 pub use schema::{FieldKind, FieldSpec, Schema};
 pub use search::{Hit, Queries, SearchRequest, Strategy};
+pub use shard_set::ShardSet;
 pub use snapshot::Snapshot;
 pub use writer::{CommitInfo, CompactInfo, Writer, WriterOptions};

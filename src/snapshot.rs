@@ -137,6 +137,19 @@ impl Snapshot {
         })
     }
 
+    /// Statistics of every collection (what `vellum info` prints).
+    pub fn stats(&self) -> Result<crate::collection::DatabaseStats> {
+        Ok(crate::collection::DatabaseStats {
+            generation: self.generation(),
+            format_version: crate::format::FORMAT_VERSION,
+            collections: self
+                .collections
+                .iter()
+                .map(|c| c.stats())
+                .collect::<Result<_>>()?,
+        })
+    }
+
     /// The commit generation this snapshot shows.
     pub fn generation(&self) -> u64 {
         self.manifest.generation

@@ -5,6 +5,9 @@
 #[cfg(feature = "encoders")]
 mod encoders;
 mod search;
+mod stats;
+
+pub use stats::{CollectionStats, DatabaseStats, GraphStats, SegmentStats};
 
 use std::sync::Arc;
 
@@ -304,10 +307,12 @@ impl<'a> DocRef<'a> {
         let i = self.collection.field_index(name)?;
         let kind = &self.collection.schema.fields[i].kind;
         if kind.kind_name() != want {
-            return Err(Error::InvalidInput(format!(
-                "field {name:?} is a {} field, not {want}",
-                kind.kind_name()
-            )));
+            return Err(Error::wrong_kind(
+                &self.collection.name,
+                name,
+                kind.kind_name(),
+                format!("it has no {want} value"),
+            ));
         }
         Ok((i, kind))
     }
@@ -325,6 +330,36 @@ impl<'a> DocRef<'a> {
             tokens: self.slot.segment.multi_row(i, self.address.row)?,
             dim: kind.row_elements(),
         })
+    }
+
+    /// The document as JSON: `{"id", "text", "metadata", "fields": {name: {"shape", "dtype",
+    /// "values"?}}}`; vector values are included (as f32) when `with_values` is set.
+    pub fn to_json(&self, with_values: bool) -> Result<serde_json::Value> {
+        let mut fields = serde_json::Map::new();
+        for f in &self.collection.schema.fields {
+            let (shape, values) = match &f.kind {
+                FieldKind::Dense { dim, .. } => (vec![*dim as usize], self.dense(&f.name)?),
+                FieldKind::Multi { dim, .. } => {
+                    let m = self.multi(&f.name)?;
+                    (vec![m.n_tokens(), *dim as usize], m.tokens)
+                }
+                FieldKind::Tensor { shape, .. } => (
+                    shape.iter().map(|&s| s as usize).collect(),
+                    self.tensor(&f.name)?.data,
+                ),
+            };
+            let mut v = serde_json::json!({"shape": shape, "dtype": f.kind.dtype().name()});
+            if with_values {
+                v["values"] = serde_json::json!(values.to_f32_vec());
+            }
+            fields.insert(f.name.clone(), v);
+        }
+        Ok(serde_json::json!({
+            "id": self.id()?,
+            "text": self.text()?,
+            "metadata": self.metadata_json()?,
+            "fields": fields,
+        }))
     }
 
     /// The tensor of a tensor field.

@@ -99,6 +99,28 @@ pub struct AnswerAccuracy {
 }
 
 impl AnswerAccuracy {
+    /// Writes the accuracies as a trec_eval-style table: `topK<TAB>qid<TAB>0|1` per question when
+    /// asked, then `questions<TAB>all<TAB>n` and `topK<TAB>all<TAB>accuracy` (4 decimals).
+    pub fn write_table(
+        &self,
+        out: &mut dyn std::io::Write,
+        questions: usize,
+        per_query: bool,
+    ) -> std::io::Result<()> {
+        if per_query {
+            for (qid, hits) in &self.per_query {
+                for (k, h) in self.ks.iter().zip(hits) {
+                    writeln!(out, "top{k}\t{qid}\t{}", u8::from(*h))?;
+                }
+            }
+        }
+        writeln!(out, "questions\tall\t{questions}")?;
+        for (k, m) in self.ks.iter().zip(&self.mean) {
+            writeln!(out, "top{k}\tall\t{}", super::fixed4(*m))?;
+        }
+        Ok(())
+    }
+
     /// `{"top20": 0.79, ...}`, plus `"per_query"` when asked.
     pub fn to_json(&self, per_query: bool) -> serde_json::Value {
         let mut out = serde_json::Map::new();

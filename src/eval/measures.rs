@@ -161,6 +161,48 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
+    /// Writes the measures as trec_eval prints them: `name<TAB>qid<TAB>value` (4 decimals), per
+    /// query when asked, then `queries<TAB>all<TAB>n` and each mean with qid `all`.
+    pub fn write_table(
+        &self,
+        out: &mut dyn std::io::Write,
+        per_query: bool,
+    ) -> std::io::Result<()> {
+        if per_query {
+            for (qid, values) in &self.per_query {
+                for (name, v) in self.names.iter().zip(values) {
+                    writeln!(out, "{name}\t{qid}\t{}", super::fixed4(*v))?;
+                }
+            }
+        }
+        writeln!(out, "queries\tall\t{}", self.per_query.len())?;
+        for (name, v) in self.names.iter().zip(&self.mean) {
+            writeln!(out, "{name}\tall\t{}", super::fixed4(*v))?;
+        }
+        Ok(())
+    }
+
+    /// Notes on the queries that were not evaluated (judged but absent from the run, or in the
+    /// run without judgements), one line each; empty when every query was evaluated.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if !self.missing_from_run.is_empty() {
+            notes.push(format!(
+                "{} judged queries are not in the run and were not evaluated (e.g. {:?})",
+                self.missing_from_run.len(),
+                self.missing_from_run[0]
+            ));
+        }
+        if !self.unjudged.is_empty() {
+            notes.push(format!(
+                "{} queries of the run have no judgements and were not evaluated (e.g. {:?})",
+                self.unjudged.len(),
+                self.unjudged[0]
+            ));
+        }
+        notes
+    }
+
     /// `{"name": mean, ...}`, plus `"per_query": {qid: {"name": value}}` when asked.
     pub fn to_json(&self, per_query: bool) -> serde_json::Value {
         let obj = |values: &[f64]| {

@@ -24,11 +24,21 @@ pub mod run;
 pub use answers::{answer_accuracy, has_answers, read_answers, AnswerAccuracy};
 pub use measures::{evaluate, parse_measures, Evaluation, Measure, MeasureSpec};
 pub use qrels::Qrels;
-pub use run::{Run, RunEntry, RunFormat};
+pub use run::{write_ranked, Run, RunEntry, RunFormat};
 
 use std::path::Path;
 
 use crate::error::{Error, Result};
+
+/// A measure value with 4 decimals, as trec_eval prints it; never `-0.0000`.
+pub fn fixed4(v: f64) -> String {
+    let s = format!("{v:.4}");
+    if s == "-0.0000" {
+        "0.0000".into()
+    } else {
+        s
+    }
+}
 
 /// Reads a whole text file, naming it in errors.
 pub(crate) fn read_text(path: &Path) -> Result<String> {

@@ -1,5 +1,7 @@
 //! Run files: TREC (`qid Q0 docid rank score tag`) and Tevatron TSV (`qid<TAB>docid<TAB>score`):
-//! reading, trec_eval's ranking, writing, and merging the runs of several shards.
+//! reading, trec_eval's ranking, writing (also as JSON lines), and merging the runs of several
+//! shards. [`write_ranked`] is the one writer of every run vellum produces (search results,
+//! converted and merged runs).
 
 use std::collections::HashMap;
 
@@ -26,6 +28,46 @@ pub enum RunFormat {
     Trec,
     /// `qid<TAB>docid<TAB>score` (Tevatron).
     Tsv,
+    /// `{"qid": ..., "hits": [{"docid", "rank", "score"}, ...]}`, one line per query (written
+    /// only).
+    Json,
+}
+
+/// Writes one query's ranked documents (best first, `(docid, score)`) in `format`; ranks start at
+/// 1. `tag` is the last TREC column.
+pub fn write_ranked<'a, S>(
+    out: &mut dyn Write,
+    format: RunFormat,
+    qid: &str,
+    ranked: impl IntoIterator<Item = (&'a str, S)>,
+    tag: &str,
+) -> std::io::Result<()>
+where
+    S: std::fmt::Display + serde::Serialize,
+{
+    match format {
+        RunFormat::Trec => {
+            for (i, (docid, score)) in ranked.into_iter().enumerate() {
+                writeln!(out, "{qid} Q0 {docid} {} {score} {tag}", i + 1)?;
+            }
+        }
+        RunFormat::Tsv => {
+            for (docid, score) in ranked {
+                writeln!(out, "{qid}\t{docid}\t{score}")?;
+            }
+        }
+        RunFormat::Json => {
+            let hits: Vec<serde_json::Value> = ranked
+                .into_iter()
+                .enumerate()
+                .map(|(i, (docid, score))| {
+                    serde_json::json!({"docid": docid, "rank": i + 1, "score": score})
+                })
+                .collect();
+            writeln!(out, "{}", serde_json::json!({"qid": qid, "hits": hits}))?;
+        }
+    }
+    Ok(())
 }
 
 /// Retrieved documents per query. Queries and entries are kept in file order; [`Run::ranked`]
@@ -65,23 +107,25 @@ impl Run {
             if line.trim().is_empty() {
                 continue;
             }
-            let fields: Vec<&str> = if line.contains('\t') {
-                line.split('\t').map(str::trim).collect()
+            // trec_eval splits a line on any whitespace; a Tevatron TSV line is three
+            // tab-separated fields. Tabs and spaces may be mixed in a TREC line.
+            let tabs: Vec<&str> = line.split('\t').map(str::trim).collect();
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let (this, fields) = if tabs.len() == 3 {
+                (RunFormat::Tsv, tabs)
+            } else if words.len() == 6 {
+                (RunFormat::Trec, words)
+            } else if words.len() == 3 {
+                (RunFormat::Tsv, words)
             } else {
-                line.split_whitespace().collect()
-            };
-            let this = match fields.len() {
-                6 => RunFormat::Trec,
-                3 => RunFormat::Tsv,
-                n => {
-                    return Err(bad_line(
-                        name,
-                        i + 1,
-                        format!(
-                            "expected 6 fields (qid Q0 docid rank score tag) or 3 (qid docid score), found {n}: {line:?}"
-                        ),
-                    ))
-                }
+                return Err(bad_line(
+                    name,
+                    i + 1,
+                    format!(
+                        "expected 6 fields (qid Q0 docid rank score tag) or 3 (qid docid score), found {}: {line:?}",
+                        words.len()
+                    ),
+                ));
             };
             let format = *format.get_or_insert(this);
             if this != format {
@@ -96,7 +140,7 @@ impl Run {
             }
             let (qid, docid, score) = match format {
                 RunFormat::Trec => (fields[0], fields[2], fields[4]),
-                RunFormat::Tsv => (fields[0], fields[1], fields[2]),
+                _ => (fields[0], fields[1], fields[2]),
             };
             let score: f64 = score
                 .parse()
@@ -149,14 +193,11 @@ impl Run {
     ) -> std::io::Result<()> {
         for qid in self.queries.keys() {
             let ranked = self.ranked(qid);
-            for (rank, e) in ranked.iter().take(k.unwrap_or(usize::MAX)).enumerate() {
-                match format {
-                    RunFormat::Trec => {
-                        writeln!(out, "{qid} Q0 {} {} {} {tag}", e.docid, rank + 1, e.score)?
-                    }
-                    RunFormat::Tsv => writeln!(out, "{qid}\t{}\t{}", e.docid, e.score)?,
-                }
-            }
+            let top = ranked
+                .iter()
+                .take(k.unwrap_or(usize::MAX))
+                .map(|e| (e.docid.as_str(), e.score));
+            write_ranked(out, format, qid, top, tag)?;
         }
         Ok(())
     }

@@ -137,6 +137,17 @@ pub struct EncoderOptions {
 }
 
 impl EncoderOptions {
+    /// True when any option that changes the encoder's output is set (everything but `device`
+    /// and `batch_size`, which only change where and how fast it runs).
+    pub fn shapes_output(&self) -> bool {
+        self.pooling.is_some()
+            || self.normalize.is_some()
+            || self.max_length.is_some()
+            || self.prefix.is_some()
+            || self.dims.is_some()
+            || self.dtype.is_some()
+    }
+
     /// Parses `key=value,key=value`. A `prefix` value runs to the end of the list when it is
     /// the last key (so it may contain commas); otherwise up to the next comma.
     ///

@@ -85,12 +85,15 @@ impl Writer {
                 ..Default::default()
             });
         }
-        let names: Vec<String> = self
+        // Collections in name order, so that file ids (and the order of the writes) do not depend
+        // on hash order.
+        let mut names: Vec<String> = self
             .pending
             .iter()
             .filter(|(_, p)| p.is_dirty())
             .map(|(n, _)| n.clone())
             .collect();
+        names.sort();
         for name in &names {
             let id = self.take_file_id();
             let p = self.pending.get_mut(name).expect("listed");

@@ -4,8 +4,6 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::runfile::RunFormat;
-
 /// vellum: an embedded search-index database for neural retrieval.
 ///
 /// A database is a directory of collections; each document has an id, text, JSON metadata and
@@ -24,9 +22,11 @@ pub struct Cli {
 pub enum Command {
     /// Create a database (if missing) and a collection in it.
     Create(CreateArgs),
-    /// Add documents from JSONL with precomputed vectors from .npy / safetensors files.
+    /// Add documents: JSONL with precomputed vectors from .npy / safetensors files, or text
+    /// (JSONL / TSV) encoded by the fields' passage encoders.
     Ingest(IngestArgs),
-    /// Exact top-k search with query vectors; writes a run file to stdout.
+    /// Top-k search (exact, HNSW or MaxSim) with query vectors or query texts encoded by the
+    /// field's query encoder; over one database or shards; writes a run file to stdout.
     Search(SearchArgs),
     /// Show collections, schemas, document counts, segments and sizes.
     Info(InfoArgs),
@@ -399,4 +399,25 @@ pub struct GetArgs {
     /// Also print vector values.
     #[arg(long)]
     pub vectors: bool,
+}
+
+/// Output format of search results and runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RunFormat {
+    /// `qid Q0 docid rank score tag` (rank from 1).
+    Trec,
+    /// `qid<TAB>docid<TAB>score` (Tevatron).
+    Tsv,
+    /// `{"qid": ..., "hits": [{"docid", "rank", "score"}, ...]}` per line.
+    Json,
+}
+
+impl From<RunFormat> for vellum::eval::RunFormat {
+    fn from(f: RunFormat) -> Self {
+        match f {
+            RunFormat::Trec => vellum::eval::RunFormat::Trec,
+            RunFormat::Tsv => vellum::eval::RunFormat::Tsv,
+            RunFormat::Json => vellum::eval::RunFormat::Json,
+        }
+    }
 }

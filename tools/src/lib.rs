@@ -3,7 +3,6 @@
 
 mod args;
 mod commands;
-mod runfile;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -11,7 +10,7 @@ use std::io::Write;
 use clap::Parser;
 
 pub use args::Cli;
-pub use runfile::RunFormat;
+pub use args::RunFormat;
 
 /// Parses `args` (the first is the program name) and runs the command.
 pub fn run<I, T>(args: I, out: &mut dyn Write) -> anyhow::Result<()>

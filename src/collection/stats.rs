@@ -1,0 +1,123 @@
+//! Statistics of a collection and of a snapshot: what `vellum info` prints, as serde data.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::Collection;
+use crate::error::Result;
+use crate::meta::{FieldEncoders, HnswParams};
+
+/// A snapshot's statistics ([`crate::Snapshot::stats`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DatabaseStats {
+    /// The commit generation.
+    pub generation: u64,
+    /// The format version this build writes.
+    pub format_version: u32,
+    /// Per collection, in creation order.
+    pub collections: Vec<CollectionStats>,
+}
+
+/// One collection's statistics ([`Collection::stats`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CollectionStats {
+    /// The collection's name.
+    pub name: String,
+    /// Field specifications (`emb:dense:384:f32:cosine`).
+    pub fields: Vec<String>,
+    /// Live documents.
+    pub documents: u64,
+    /// Deleted rows still stored (dropped by compaction).
+    pub deleted_rows: u64,
+    /// Declared HNSW indexes by field.
+    pub indexes: BTreeMap<String, HnswParams>,
+    /// Bound encoders by field.
+    pub encoders: BTreeMap<String, FieldEncoders>,
+    /// The segments, oldest first.
+    pub segments: Vec<SegmentStats>,
+    /// Bytes of the segment files.
+    pub bytes: u64,
+}
+
+/// One segment's statistics.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SegmentStats {
+    /// File id.
+    pub id: u64,
+    /// Rows, deleted ones included.
+    pub rows: u64,
+    /// Bytes of the segment file.
+    pub bytes: u64,
+    /// Deleted rows.
+    pub deleted: u64,
+    /// HNSW graphs by field name.
+    pub hnsw: BTreeMap<String, GraphStats>,
+}
+
+/// One HNSW graph section's statistics.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GraphStats {
+    /// Layers (≥ 1).
+    pub layers: usize,
+    /// Directed edges over all layers.
+    pub edges: u64,
+    /// `m` the graph was built with.
+    pub m: u32,
+    /// `ef_construction` the graph was built with.
+    pub ef_construction: u32,
+    /// Bytes of the graph section.
+    #[serde(skip)]
+    pub bytes: u64,
+}
+
+impl Collection {
+    /// The collection's statistics. Reads only headers and graph section headers.
+    pub fn stats(&self) -> Result<CollectionStats> {
+        let mut segments = Vec::with_capacity(self.slots().len());
+        for s in self.slots() {
+            let mut hnsw = BTreeMap::new();
+            for (fi, f) in self.schema().fields.iter().enumerate() {
+                if let Some(g) = s.segment.graph(fi) {
+                    let g = g?;
+                    let bytes = s
+                        .segment
+                        .sections()
+                        .iter()
+                        .find(|e| {
+                            e.field == fi as u32
+                                && e.kind == crate::format::segment::SectionKind::HnswGraph
+                        })
+                        .map_or(0, |e| e.length);
+                    hnsw.insert(
+                        f.name.clone(),
+                        GraphStats {
+                            layers: g.layers(),
+                            edges: g.edges(),
+                            m: g.m,
+                            ef_construction: g.ef_construction,
+                            bytes,
+                        },
+                    );
+                }
+            }
+            segments.push(SegmentStats {
+                id: s.entry.id,
+                rows: s.entry.rows,
+                bytes: s.entry.bytes,
+                deleted: s.entry.deletes.map_or(0, |d| d.count),
+                hnsw,
+            });
+        }
+        Ok(CollectionStats {
+            name: self.name().to_string(),
+            fields: self.schema().fields.iter().map(|f| f.to_string()).collect(),
+            documents: self.len(),
+            deleted_rows: segments.iter().map(|s| s.deleted).sum(),
+            indexes: self.indexes().clone(),
+            encoders: self.all_encoders().clone(),
+            bytes: segments.iter().map(|s| s.bytes).sum(),
+            segments,
+        })
+    }
+}

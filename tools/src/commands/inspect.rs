@@ -1,0 +1,100 @@
+//! `vellum info`, `verify` and `get`: reading a database.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use vellum::Database;
+
+use super::progress::spinner;
+use super::write_encoders;
+use crate::args::{GetArgs, InfoArgs};
+
+/// Prints the statistics of every collection (`--json`: one JSON object).
+pub fn info(a: InfoArgs, out: &mut dyn Write) -> Result<()> {
+    let db = Database::open(&a.db)?;
+    let snap = db.snapshot()?;
+    let stats = snap.stats()?;
+    if a.json {
+        writeln!(out, "{}", serde_json::to_string(&stats)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "database {} (generation {}, format v{})",
+        a.db.display(),
+        stats.generation,
+        stats.format_version
+    )?;
+    for (c, coll) in stats.collections.iter().zip(snap.collections()) {
+        writeln!(
+            out,
+            "collection {}: {} documents, {} deleted rows, {} segments, {} bytes",
+            c.name,
+            c.documents,
+            c.deleted_rows,
+            c.segments.len(),
+            c.bytes
+        )?;
+        for f in &coll.schema().fields {
+            writeln!(out, "  field {f}")?;
+        }
+        for (field, p) in &c.indexes {
+            writeln!(out, "  index {field}: {p}")?;
+        }
+        for (field, e) in &c.encoders {
+            write_encoders(out, field, e)?;
+        }
+        for s in &c.segments {
+            writeln!(
+                out,
+                "  segment {:016x}: {} rows, {} deleted, {} bytes",
+                s.id, s.rows, s.deleted, s.bytes
+            )?;
+            for f in &coll.schema().fields {
+                if let Some(g) = s.hnsw.get(&f.name) {
+                    writeln!(
+                        out,
+                        "    hnsw graph on {}: m={} ef_construction={}, {} layers, {} edges, {} bytes",
+                        f.name, g.m, g.ef_construction, g.layers, g.edges, g.bytes
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn verify(db: &Path, out: &mut dyn Write) -> Result<()> {
+    let spinner = spinner("verifying");
+    let r = vellum::verify::verify_database(db)?;
+    spinner.finish_and_clear();
+    for f in &r.unreferenced_files {
+        writeln!(out, "note: unreferenced file {f} (left by an interrupted writer; removed by the next writer)")?;
+    }
+    for p in &r.problems {
+        writeln!(out, "problem: {p}")?;
+    }
+    writeln!(
+        out,
+        "checked generation {}: {} collections, {} segments, {} live documents, {} bytes",
+        r.generation, r.collections, r.segments, r.live_documents, r.bytes
+    )?;
+    if !r.is_ok() {
+        bail!("{} problem(s) found in {}", r.problems.len(), db.display());
+    }
+    writeln!(out, "ok")?;
+    Ok(())
+}
+
+/// Prints one document as JSON.
+pub fn get(a: GetArgs, out: &mut dyn Write) -> Result<()> {
+    let db = Database::open(&a.db)?;
+    let snap = db.snapshot()?;
+    let coll = snap.collection(&a.collection)?;
+    let doc = coll
+        .get(&a.id)?
+        .with_context(|| format!("no document {:?} in collection {}", a.id, a.collection))?;
+    writeln!(out, "{}", doc.to_json(a.vectors)?)?;
+    Ok(())
+}
