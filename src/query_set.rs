@@ -35,7 +35,7 @@ enum Source {
     Texts {
         path: PathBuf,
         texts: Vec<String>,
-        encoder: Box<crate::encode::TextEncoder>,
+        encoder: Box<dyn crate::encode::Encoder>,
     },
 }
 
@@ -119,19 +119,20 @@ impl QuerySet {
     }
 
     /// Text queries read from `path` (TSV `qid<TAB>text` or JSONL), encoded by `encoder`, which
-    /// must be the query encoder of the dense field `field` (see
+    /// must be the query encoder of `field` (see
     /// [`crate::Collection::load_encoder`]).
     #[cfg(feature = "encoders")]
     pub fn texts(
         field: &FieldSpec,
         path: &Path,
-        encoder: crate::encode::TextEncoder,
+        encoder: Box<dyn crate::encode::Encoder>,
     ) -> Result<Self> {
-        if !matches!(field.kind, FieldKind::Dense { .. }) {
+        if encoder.output().field_kind_name() != field.kind.kind_name() {
             return Err(Error::InvalidQuery(format!(
-                "field {:?} is a {} field; text queries are encoded for dense fields (give query vectors)",
+                "field {:?} is a {} field; its query encoder outputs {} vectors",
                 field.name,
-                field.kind.kind_name()
+                field.kind.kind_name(),
+                encoder.output().field_kind_name()
             )));
         }
         let queries = crate::ingest::text_input::read_queries(path)?;
@@ -144,7 +145,7 @@ impl QuerySet {
             source: Source::Texts {
                 path: path.to_path_buf(),
                 texts,
-                encoder: Box::new(encoder),
+                encoder,
             },
         })
     }
@@ -194,10 +195,19 @@ impl QuerySet {
             #[cfg(feature = "encoders")]
             Source::Texts { texts, encoder, .. } => {
                 let texts: Vec<&str> = texts[start..end].iter().map(String::as_str).collect();
-                let values = encoder.encode(&texts)?;
+                let encoded = encoder.encode_texts(&texts)?;
+                let mut at = 0;
+                let ranges = encoded
+                    .rows
+                    .iter()
+                    .map(|&r| {
+                        at += r;
+                        (at - r, at)
+                    })
+                    .collect();
                 Ok(QueryBatch {
-                    values,
-                    ranges: (0..end - start).map(|i| (i, i + 1)).collect(),
+                    values: encoded.values,
+                    ranges,
                 })
             }
         }

@@ -147,7 +147,7 @@ impl ShardSet {
         &self,
         collection: &str,
         field: &str,
-        encoder: &crate::encode::TextEncoder,
+        encoder: &dyn crate::encode::Encoder,
     ) -> Result<()> {
         for (c, p) in self.collections(collection)?.iter().zip(&self.paths) {
             c.check_encoder(field, crate::encode::Role::Query, encoder)

@@ -2,7 +2,9 @@
 //! check (the embedded copy when the database carries one), and text search with the field's own
 //! query encoder.
 
-use crate::encode::{embedded_dir, EncoderOptions, EncoderRecord, ModelDir, Role, TextEncoder};
+use crate::encode::{
+    embedded_dir, Encoder, EncoderOptions, EncoderRecord, ModelDir, OutputKind, Role,
+};
 use crate::error::{Error, Result};
 use crate::search::{Hit, Queries, SearchRequest};
 
@@ -43,7 +45,7 @@ impl Collection {
         field: &str,
         role: Role,
         runtime: &EncoderOptions,
-    ) -> Result<TextEncoder> {
+    ) -> Result<Box<dyn Encoder>> {
         let record = self.encoder_record(field, role)?;
         let wrap = |detail: String| Error::Encoder {
             collection: self.name().to_string(),
@@ -73,14 +75,14 @@ impl Collection {
             batch_size: runtime.batch_size,
             ..record.options()
         };
-        let encoder = TextEncoder::from_dir(&dir, &options)?;
-        self.check_encoder(field, role, &encoder)?;
+        let encoder = crate::encode::load(&dir, &options)?;
+        self.check_encoder(field, role, &*encoder)?;
         Ok(encoder)
     }
 
     /// Checks that `encoder` encodes exactly as `field`'s encoder in `role` (same model
     /// fingerprint and output-shaping options).
-    pub fn check_encoder(&self, field: &str, role: Role, encoder: &TextEncoder) -> Result<()> {
+    pub fn check_encoder(&self, field: &str, role: Role, encoder: &dyn Encoder) -> Result<()> {
         let record = self.encoder_record(field, role)?;
         let diff = record.differences(encoder.record());
         if diff.is_empty() {
@@ -138,7 +140,7 @@ impl Collection {
     /// ```
     pub fn search_text(
         &self,
-        encoder: &TextEncoder,
+        encoder: &dyn Encoder,
         texts: &[&str],
         request: SearchRequest<'_>,
     ) -> Result<Vec<Vec<Hit>>> {
@@ -146,11 +148,52 @@ impl Collection {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let vectors = encoder.encode(texts)?;
-        let req = SearchRequest {
-            queries: Queries::Dense(&vectors),
-            ..request
+        let encoded = encoder.encode_texts(texts)?;
+        let queries = match encoder.output() {
+            OutputKind::Dense => Queries::Dense(&encoded.values),
+            OutputKind::Multi => Queries::Multi(encoded.per_input().collect()),
         };
-        self.search(&req)
+        self.search(&SearchRequest { queries, ..request })
+    }
+
+    /// Text search with the field's own query encoder, loaded (the embedded copy when there is
+    /// one) on first use and kept with this collection for later calls.
+    ///
+    /// ```
+    /// # use vellum::encode::{prepare_encoders, EncoderChoice, EncoderOptions};
+    /// # use vellum::{Database, Document, FieldSpec, Schema, SearchRequest};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let db = Database::create(dir.path()).unwrap();
+    /// # let mut w = db.writer().unwrap();
+    /// # w.create_collection("docs", Schema::new().with_field(FieldSpec::parse("emb:dense:32:f32:cosine").unwrap())).unwrap();
+    /// # let choice = EncoderChoice { passage: "tests/fixtures/encoders/tiny-a".into(), ..Default::default() };
+    /// # w.set_encoders("docs", "emb", prepare_encoders(db.path(), &choice).unwrap()).unwrap();
+    /// # w.add("docs", Document::new("a").with_dense("emb", vec![0.5; 32])).unwrap();
+    /// # w.commit().unwrap();
+    /// let snap = db.snapshot().unwrap();
+    /// let docs = snap.collection("docs").unwrap();
+    /// let hits = docs.search_texts(&["a shell"], SearchRequest::text("emb", 1)).unwrap();
+    /// assert_eq!(hits[0][0].id, "a");
+    /// ```
+    pub fn search_texts(
+        &self,
+        texts: &[&str],
+        request: SearchRequest<'_>,
+    ) -> Result<Vec<Vec<Hit>>> {
+        let encoder = self.query_encoder(request.field)?;
+        self.search_text(&*encoder, texts, request)
+    }
+
+    /// The query encoder of `field`, loaded with default runtime options on first use and cached.
+    pub fn query_encoder(&self, field: &str) -> Result<std::sync::Arc<dyn Encoder>> {
+        let mut cache = self.query_encoders.lock();
+        if let Some(e) = cache.get(field) {
+            return Ok(e.clone());
+        }
+        let e: std::sync::Arc<dyn Encoder> = self
+            .load_encoder(field, Role::Query, &EncoderOptions::default())?
+            .into();
+        cache.insert(field.to_string(), e.clone());
+        Ok(e)
     }
 }

@@ -60,6 +60,11 @@ pub struct Collection {
     indexes: std::collections::BTreeMap<String, crate::hnsw::HnswParams>,
     encoders: std::collections::BTreeMap<String, crate::encode::FieldEncoders>,
     dir: std::path::PathBuf,
+    /// Query encoders loaded by text search, by field.
+    #[cfg(feature = "encoders")]
+    query_encoders: parking_lot::Mutex<
+        std::collections::HashMap<String, std::sync::Arc<dyn crate::encode::Encoder>>,
+    >,
 }
 
 impl Collection {
@@ -71,6 +76,8 @@ impl Collection {
             indexes: Default::default(),
             encoders: Default::default(),
             dir: std::path::PathBuf::new(),
+            #[cfg(feature = "encoders")]
+            query_encoders: Default::default(),
         }
     }
 

@@ -1,33 +1,234 @@
-//! Built-in text encoders: a dense field can name a passage encoder (used at ingest) and a query
-//! encoder (used by text search), recorded in the manifest by fingerprint and options.
+//! Built-in encoders: a field can name a passage encoder (used at ingest) and a query encoder
+//! (used by text search), recorded in the manifest by fingerprint, architecture, output kind and
+//! options.
 //!
-//! * options ([`EncoderOptions`]) and the manifest record ([`EncoderRecord`], [`FieldEncoders`])
-//!   are plain data in [`crate::meta::encoder`], compiled in every build.
+//! * [`Encoder`] — the seam every encoder implements: an input [`Modality`] (text now; images
+//!   next), an output kind ([`OutputKind`]: one dense vector, or token vectors for a multi-vector
+//!   field), CPU-side preparation of one input ([`Encoder::prepare`], run on worker threads) and
+//!   the batched forward pass ([`Encoder::encode_prepared`]).
+//! * Plain data in [`crate::meta::encoder`]: options ([`EncoderOptions`]) and the manifest record
+//!   ([`EncoderRecord`], [`FieldEncoders`]); compiled in every build.
 //! * [`source`] — finding a model folder (local, or the Hugging Face cache), its
 //!   sentence-transformers defaults, its fingerprint.
-//! * `text` (feature `encoders`) — [`TextEncoder`]: tokenizer + BERT-family model (vellum's CPU forward pass) +
-//!   pooling; binding encoders to fields ([`prepare_encoders`]), loading them back with an
-//!   identity check (`Collection::load_encoder`) and text search (`Collection::search_text`).
+//! * Behind feature `encoders`: `models/` (one model file per architecture family with a serde
+//!   `Config`; the BERT family), `backend/` (vellum's native CPU pass; candle and CUDA later),
+//!   `tokenize` (Hugging Face tokenizers), `pooling`, [`TextEncoder`] (the BERT-family text
+//!   encoder: tokenizer + model + pooling), [`load`] (picks the implementation for a model
+//!   folder) and binding encoders to fields ([`prepare_encoders`]). Loading a field's encoders back
+//!   with an identity check and text search are `Collection::load_encoder` and
+//!   `Collection::search_text`.
 
+#[cfg(feature = "encoders")]
+pub mod backend;
 #[cfg(feature = "encoders")]
 mod bind;
 #[cfg(feature = "encoders")]
-mod native;
+pub mod models;
+#[cfg(feature = "encoders")]
+pub mod pooling;
 pub mod source;
 #[cfg(feature = "encoders")]
 mod text;
 #[cfg(feature = "encoders")]
-pub mod vector_math;
+pub mod tokenize;
 
 pub use crate::meta::encoder::{
-    ComputeType, DeviceSpec, EncoderOptions, EncoderRecord, FieldEncoders, Pooling,
+    ComputeType, DeviceSpec, EncoderOptions, EncoderRecord, FieldEncoders, OutputKind, Pooling,
 };
+#[cfg(feature = "encoders")]
+pub use backend::vector_math;
 #[cfg(feature = "encoders")]
 pub use bind::{embedded_dir, prepare_encoders, EncoderChoice, Role};
 pub use source::{ModelDefaults, ModelDir};
 #[cfg(feature = "encoders")]
 pub use text::{TextEncoder, DEFAULT_BATCH_SIZE, SUPPORTED_MODEL_TYPES};
 
+#[cfg(feature = "encoders")]
+use crate::error::{Error, Result};
+
 /// Directory, relative to the database, that holds embedded model copies (one sub-directory per
 /// fingerprint's hex digits).
 pub const EMBEDDED_MODELS_DIR: &str = ".models";
+
+/// What an encoder takes as input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Modality {
+    /// Text (documents' text at ingest, query texts at search).
+    Text,
+    /// Images (reserved for image encoders).
+    Image,
+}
+
+/// One input of an encoder.
+#[derive(Debug, Clone, Copy)]
+pub enum EncoderInput<'a> {
+    /// A text.
+    Text(&'a str),
+}
+
+/// One input after the CPU-side preparation of [`Encoder::prepare`] (tokenization; image decoding
+/// later), ready to join a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prepared {
+    /// Token ids, special tokens included.
+    Tokens(Vec<u32>),
+}
+
+impl Prepared {
+    /// The input's size for batching (tokens): inputs of similar cost are batched together.
+    pub fn cost(&self) -> usize {
+        match self {
+            Prepared::Tokens(t) => t.len(),
+        }
+    }
+}
+
+/// The outputs of a batch, in input order: input `i` has `rows[i]` vectors of `dims` values
+/// (one for a dense encoder), concatenated in `values`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Encoded {
+    /// All vectors, row-major.
+    pub values: Vec<f32>,
+    /// Vectors per input.
+    pub rows: Vec<usize>,
+    /// Values per vector.
+    pub dims: usize,
+}
+
+impl Encoded {
+    /// Number of inputs.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// True when there is no input.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The vectors of each input, in order (`rows[i] × dims` values each).
+    pub fn per_input(&self) -> impl Iterator<Item = &[f32]> {
+        let mut at = 0;
+        self.rows.iter().map(move |&r| {
+            let s = &self.values[at..at + r * self.dims];
+            at += r * self.dims;
+            s
+        })
+    }
+}
+
+/// An encoder: turns inputs of one [`Modality`] into dense vectors or token vectors.
+///
+/// Implementations: [`TextEncoder`] (the BERT family on vellum's CPU pass). [`load`] picks the
+/// implementation for a model folder. Encoders are shared across threads: [`Encoder::prepare`]
+/// runs on worker threads, [`Encoder::encode_prepared`] uses all cores itself.
+#[cfg(feature = "encoders")]
+pub trait Encoder: Send + Sync + std::fmt::Debug {
+    /// The encoder's identity and resolved options, as the manifest records them.
+    fn record(&self) -> &EncoderRecord;
+
+    /// What the encoder takes.
+    fn modality(&self) -> Modality;
+
+    /// Inputs per forward pass.
+    fn batch_size(&self) -> usize;
+
+    /// CPU-side preparation of one input (tokenization). An input of another modality is an
+    /// error.
+    fn prepare(&self, input: &EncoderInput<'_>) -> Result<Prepared>;
+
+    /// One forward pass over prepared inputs.
+    fn encode_prepared(&self, batch: &[&Prepared]) -> Result<Encoded>;
+
+    /// What the encoder outputs (the field kind it fills).
+    fn output(&self) -> OutputKind {
+        self.record().output
+    }
+
+    /// Values per output vector.
+    fn dims(&self) -> usize {
+        self.record().dims
+    }
+
+    /// Encodes texts (any number): prepares them, batches inputs of similar length together
+    /// ([`Encoder::batch_size`] each) and returns the outputs in input order.
+    fn encode_texts(&self, texts: &[&str]) -> Result<Encoded> {
+        let prepared: Vec<Prepared> = texts
+            .iter()
+            .map(|t| self.prepare(&EncoderInput::Text(t)))
+            .collect::<Result<_>>()?;
+        let mut order: Vec<usize> = (0..prepared.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(prepared[i].cost()));
+        let mut parts: Vec<Option<Vec<f32>>> = vec![None; prepared.len()];
+        let mut rows = vec![0usize; prepared.len()];
+        for chunk in order.chunks(self.batch_size().max(1)) {
+            let batch: Vec<&Prepared> = chunk.iter().map(|&i| &prepared[i]).collect();
+            let out = self.encode_prepared(&batch)?;
+            for ((&i, v), &r) in chunk.iter().zip(out.per_input()).zip(&out.rows) {
+                parts[i] = Some(v.to_vec());
+                rows[i] = r;
+            }
+        }
+        Ok(Encoded {
+            values: parts.into_iter().flatten().flatten().collect(),
+            rows,
+            dims: self.dims(),
+        })
+    }
+
+    /// Encodes texts with a dense encoder: `texts.len() × dims` values, row-major, in input order.
+    fn encode(&self, texts: &[&str]) -> Result<Vec<f32>> {
+        if self.output() != OutputKind::Dense {
+            return Err(Error::InvalidQuery(format!(
+                "encoder {} outputs token vectors; use encode_texts",
+                self.record().source
+            )));
+        }
+        Ok(self.encode_texts(texts)?.values)
+    }
+}
+
+/// A boxed encoder is an encoder (so `&Box<dyn Encoder>` can be passed where `&dyn Encoder` is
+/// taken).
+#[cfg(feature = "encoders")]
+impl<E: Encoder + ?Sized> Encoder for Box<E> {
+    fn record(&self) -> &EncoderRecord {
+        (**self).record()
+    }
+    fn modality(&self) -> Modality {
+        (**self).modality()
+    }
+    fn batch_size(&self) -> usize {
+        (**self).batch_size()
+    }
+    fn prepare(&self, input: &EncoderInput<'_>) -> Result<Prepared> {
+        (**self).prepare(input)
+    }
+    fn encode_prepared(&self, batch: &[&Prepared]) -> Result<Encoded> {
+        (**self).encode_prepared(batch)
+    }
+    fn encode_texts(&self, texts: &[&str]) -> Result<Encoded> {
+        (**self).encode_texts(texts)
+    }
+    fn encode(&self, texts: &[&str]) -> Result<Vec<f32>> {
+        (**self).encode(texts)
+    }
+}
+
+/// Loads the encoder for the model folder `dir` with `options` over the folder's defaults,
+/// choosing the implementation from its `config.json` (the BERT family today).
+#[cfg(feature = "encoders")]
+pub fn load(dir: &ModelDir, options: &EncoderOptions) -> Result<Box<dyn Encoder>> {
+    Ok(Box::new(TextEncoder::from_dir(dir, options)?))
+}
+
+/// The record `options` give for the model in `dir` whose fingerprint is already known (another
+/// encoder was loaded from the same folder), without reading weights or tokenizer.
+#[cfg(feature = "encoders")]
+pub fn record_for(
+    dir: &ModelDir,
+    options: &EncoderOptions,
+    fingerprint: &str,
+) -> Result<EncoderRecord> {
+    TextEncoder::record_for(dir, options, fingerprint)
+}

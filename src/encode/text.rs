@@ -1,28 +1,29 @@
-//! A loaded text encoder: tokenizer + BERT-family model (vellum's CPU forward pass) + pooling,
+//! The BERT-family text encoder: tokenizer ([`super::tokenize`]) + model ([`super::models::bert`]
+//! on vellum's CPU pass, [`super::backend::native_bert`]) + pooling ([`super::pooling`]),
 //! producing one `f32` vector per text exactly as sentence-transformers (or Tevatron, for `cls` /
 //! `last` pooling) would.
 
-use serde_json::Value;
-use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
-
-use super::native::{Activation, BertShape, NativeBert};
+use super::backend::native_bert::NativeBert;
+use super::models::bert::{BertConfig, BertShape, MODEL_TYPES};
+use super::pooling::{normalize, pool};
 use super::source::ModelDir;
+use super::tokenize::TextTokenizer;
+use super::{Encoded, Encoder, EncoderInput, Modality, Prepared};
 use crate::error::{Error, Result};
-use crate::meta::encoder::{DeviceSpec, EncoderOptions, EncoderRecord, Pooling};
+use crate::meta::encoder::{DeviceSpec, EncoderOptions, EncoderRecord, OutputKind, Pooling};
 
 /// Default number of texts per forward pass.
 pub const DEFAULT_BATCH_SIZE: usize = 32;
 
 /// Architectures (config.json `model_type`) this build can run.
-pub const SUPPORTED_MODEL_TYPES: [&str; 3] = ["bert", "roberta", "xlm-roberta"];
+pub const SUPPORTED_MODEL_TYPES: [&str; 3] = MODEL_TYPES;
 
 /// A text encoder ready to run.
 pub struct TextEncoder {
     record: EncoderRecord,
-    tokenizer: Tokenizer,
+    tokenizer: TextTokenizer,
     model: NativeBert,
     pad_id: u32,
-    lower_case: bool,
     batch_size: usize,
 }
 
@@ -44,7 +45,13 @@ impl TextEncoder {
     /// Loads a model from a resolved folder.
     pub fn from_dir(dir: &ModelDir, options: &EncoderOptions) -> Result<Self> {
         let r = resolve(dir, options, None)?;
-        let tokenizer = load_tokenizer(dir, r.record.max_length, r.shape.vocab)?;
+        let tokenizer = TextTokenizer::load(
+            dir,
+            r.record.max_length,
+            r.shape.vocab,
+            &r.record.prefix,
+            r.lower_case,
+        )?;
         let weights_path = dir.dir.join("model.safetensors");
         let weights = std::fs::read(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
         let model = NativeBert::load(dir, &weights, r.shape, r.record.dtype)?;
@@ -53,7 +60,6 @@ impl TextEncoder {
             tokenizer,
             model,
             pad_id: r.pad_id,
-            lower_case: r.lower_case,
             batch_size: options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
         })
     }
@@ -85,17 +91,7 @@ impl TextEncoder {
 
     /// Token ids of one text (prefix applied, special tokens added, truncated to `max_length`).
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
-        let mut input = String::with_capacity(self.record.prefix.len() + text.len());
-        input.push_str(&self.record.prefix);
-        input.push_str(text);
-        if self.lower_case {
-            input = input.to_lowercase();
-        }
-        let enc = self
-            .tokenizer
-            .encode_fast(input.as_str(), true)
-            .map_err(|e| Error::InvalidInput(format!("tokenizer failed: {e}")))?;
-        Ok(enc.get_ids().to_vec())
+        self.tokenizer.tokenize(text)
     }
 
     /// Encodes already tokenized texts in one forward pass; returns `batch.len() × dims` values,
@@ -134,24 +130,9 @@ impl TextEncoder {
         let mut out = vec![0f32; n * dims];
         for (i, toks) in batch.iter().enumerate() {
             let len = toks.len().max(1);
-            let row = |t: usize| &states[(starts[i] + t) * hidden..(starts[i] + t + 1) * hidden];
+            let text_states = &states[starts[i] * hidden..(starts[i] + len) * hidden];
             let dst = &mut out[i * dims..(i + 1) * dims];
-            match self.record.pooling {
-                Pooling::Cls => dst.copy_from_slice(&row(0)[..dims]),
-                Pooling::Last => dst.copy_from_slice(&row(len - 1)[..dims]),
-                Pooling::Mean => {
-                    let mut acc = vec![0f32; hidden];
-                    for t in 0..len {
-                        for (a, v) in acc.iter_mut().zip(row(t)) {
-                            *a += v;
-                        }
-                    }
-                    let inv = 1.0 / len as f32;
-                    for (d, a) in dst.iter_mut().zip(&acc) {
-                        *d = a * inv;
-                    }
-                }
-            }
+            pool(text_states, len, hidden, self.record.pooling, dst);
             if self.record.normalize {
                 normalize(dst);
             }
@@ -181,6 +162,44 @@ impl TextEncoder {
     }
 }
 
+impl Encoder for TextEncoder {
+    fn record(&self) -> &EncoderRecord {
+        &self.record
+    }
+
+    fn modality(&self) -> Modality {
+        Modality::Text
+    }
+
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    fn prepare(&self, input: &EncoderInput<'_>) -> Result<Prepared> {
+        match input {
+            EncoderInput::Text(t) => Ok(Prepared::Tokens(self.tokenize(t)?)),
+        }
+    }
+
+    fn encode_prepared(&self, batch: &[&Prepared]) -> Result<Encoded> {
+        let tokens: Vec<&[u32]> = batch
+            .iter()
+            .map(|p| match p {
+                Prepared::Tokens(t) => t.as_slice(),
+            })
+            .collect();
+        Ok(Encoded {
+            values: self.encode_tokens(&tokens)?,
+            rows: vec![1; batch.len()],
+            dims: self.record.dims,
+        })
+    }
+
+    fn encode(&self, texts: &[&str]) -> Result<Vec<f32>> {
+        TextEncoder::encode(self, texts)
+    }
+}
+
 /// A model folder read with options, before its weights and tokenizer are loaded.
 struct Resolved {
     record: EncoderRecord,
@@ -199,20 +218,8 @@ fn resolve(
     if let DeviceSpec::Cuda(n) = options.device.unwrap_or_default() {
         return Err(cuda_unavailable(n));
     }
-    let config_json = dir
-        .json("config.json")?
-        .ok_or_else(|| dir.error("missing config.json"))?;
-    let model_type = config_json
-        .get("model_type")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if !SUPPORTED_MODEL_TYPES.contains(&model_type) {
-        return Err(dir.error(format!(
-            "config.json: model_type {model_type:?} is not supported (this build encodes with: {})",
-            SUPPORTED_MODEL_TYPES.join(", ")
-        )));
-    }
-    let shape = native_shape(dir, &config_json)?;
+    let config = BertConfig::from_dir(dir)?;
+    let shape = config.shape(dir)?;
     let defaults = dir.defaults()?;
 
     let max_length = options
@@ -241,12 +248,10 @@ fn resolve(
         dims,
         dtype,
         embedded: false,
+        architecture: Some(config.model_type.clone()),
+        output: OutputKind::Dense,
     };
-
-    let pad_id = config_json
-        .get("pad_token_id")
-        .and_then(Value::as_u64)
-        .unwrap_or(0) as u32;
+    let pad_id = config.pad_id();
 
     Ok(Resolved {
         record,
@@ -254,92 +259,6 @@ fn resolve(
         pad_id,
         lower_case: defaults.do_lower_case,
     })
-}
-
-/// The forward pass's hyper-parameters from config.json.
-fn native_shape(dir: &ModelDir, cfg: &Value) -> Result<BertShape> {
-    let int = |key: &str| -> Result<usize> {
-        cfg.get(key)
-            .and_then(Value::as_u64)
-            .map(|v| v as usize)
-            .ok_or_else(|| dir.error(format!("config.json: missing integer {key:?}")))
-    };
-    let activation = match cfg.get("hidden_act").and_then(Value::as_str).unwrap_or("gelu") {
-        "gelu" => Activation::GeluErf,
-        "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" | "geluapproximate" => Activation::GeluTanh,
-        "relu" => Activation::Relu,
-        other => {
-            return Err(dir.error(format!(
-                "config.json: hidden_act {other:?} is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu)"
-            )))
-        }
-    };
-    if let Some(p) = cfg.get("position_embedding_type").and_then(Value::as_str) {
-        if p != "absolute" {
-            return Err(dir.error(format!(
-                "config.json: position_embedding_type {p:?} is not supported (absolute)"
-            )));
-        }
-    }
-    // RoBERTa numbers positions from padding_idx + 1 (transformers'
-    // `create_position_ids_from_input_ids`).
-    let position_offset = match cfg.get("model_type").and_then(Value::as_str) {
-        Some("roberta" | "xlm-roberta") => {
-            cfg.get("pad_token_id").and_then(Value::as_u64).unwrap_or(1) as usize + 1
-        }
-        _ => 0,
-    };
-    if position_offset + 2 > int("max_position_embeddings")? {
-        return Err(
-            dir.error("config.json: max_position_embeddings is too small for the position offset")
-        );
-    }
-    Ok(BertShape {
-        position_offset,
-        hidden: int("hidden_size")?,
-        heads: int("num_attention_heads")?,
-        intermediate: int("intermediate_size")?,
-        layers: int("num_hidden_layers")?,
-        vocab: int("vocab_size")?,
-        max_positions: int("max_position_embeddings")?,
-        eps: cfg
-            .get("layer_norm_eps")
-            .and_then(Value::as_f64)
-            .unwrap_or(1e-12) as f32,
-        activation,
-    })
-}
-
-fn normalize(v: &mut [f32]) {
-    // sentence-transformers divides by max(norm, 1e-12).
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-    for x in v {
-        *x /= norm;
-    }
-}
-
-fn load_tokenizer(dir: &ModelDir, max_length: usize, vocab_size: usize) -> Result<Tokenizer> {
-    let path = dir.dir.join("tokenizer.json");
-    let mut tokenizer = Tokenizer::from_file(&path)
-        .map_err(|e| dir.error(format!("tokenizer.json cannot be loaded: {e}")))?;
-    let tokenizer_vocab = tokenizer.get_vocab_size(true);
-    if tokenizer_vocab > vocab_size {
-        return Err(dir.error(format!(
-            "tokenizer.json has {tokenizer_vocab} tokens but config.json's vocab_size is {vocab_size}: the tokenizer does not belong to this model"
-        )));
-    }
-    // tokenizer.json may carry fixed padding and truncation (all-MiniLM-L6-v2's pads to 128):
-    // vellum pads per batch and truncates at the encoder's max_length, as sentence-transformers.
-    tokenizer.with_padding(None);
-    tokenizer
-        .with_truncation(Some(TruncationParams {
-            direction: TruncationDirection::Right,
-            max_length,
-            strategy: TruncationStrategy::LongestFirst,
-            stride: 0,
-        }))
-        .map_err(|e| dir.error(format!("tokenizer.json: cannot set truncation: {e}")))?;
-    Ok(tokenizer)
 }
 
 #[cfg(feature = "cuda")]

@@ -25,9 +25,8 @@ use super::text_input::{text_to_encode, DocReader};
 use super::{Mode, Shard};
 use crate::collection::Collection;
 use crate::document::{Document, FieldValue};
-use crate::encode::{EncoderOptions, Role, TextEncoder};
+use crate::encode::{Encoder, EncoderInput, EncoderOptions, OutputKind, Prepared, Role};
 use crate::error::{Error, Result};
-use crate::schema::FieldKind;
 use crate::writer::Writer;
 
 /// An ingest of text documents that encodes them.
@@ -121,8 +120,8 @@ struct Window {
 struct Tokenized {
     index: u64,
     docs: Vec<Document>,
-    /// tokens[field][doc]
-    tokens: Vec<Vec<Vec<u32>>>,
+    /// inputs[field][doc], prepared by the field's encoder
+    inputs: Vec<Vec<Prepared>>,
 }
 
 struct Encoded {
@@ -131,32 +130,51 @@ struct Encoded {
     seconds: f64,
 }
 
-/// The dense fields that have encoders, with their passage encoders.
+/// The fields that have encoders, with their passage encoders.
 struct EncodedFields {
     names: Vec<String>,
-    encoders: Vec<TextEncoder>,
+    encoders: Vec<Box<dyn Encoder>>,
 }
 
 fn encoded_fields(collection: &Collection, runtime: &EncoderOptions) -> Result<EncodedFields> {
     let mut names = Vec::new();
     let mut encoders = Vec::new();
     for f in &collection.schema().fields {
-        match f.kind {
-            FieldKind::Dense { .. } if collection.encoders(&f.name).is_some() => {
-                encoders.push(collection.load_encoder(&f.name, Role::Passage, runtime)?);
-                names.push(f.name.clone());
-            }
-            _ => {
-                return Err(Error::Encoder {
-                    collection: collection.name().to_string(),
-                    field: f.name.clone(),
-                    detail: format!(
-                        "the documents are given as text, but this {} field has no encoder: give its values with --vectors, or bind an encoder to it",
-                        f.kind.kind_name()
-                    ),
-                })
-            }
+        if collection.encoders(&f.name).is_none() {
+            return Err(Error::Encoder {
+                collection: collection.name().to_string(),
+                field: f.name.clone(),
+                detail: format!(
+                    "the documents are given as text, but this {} field has no encoder: give its values as vectors, or bind an encoder to it",
+                    f.kind.kind_name()
+                ),
+            });
         }
+        let encoder = collection.load_encoder(&f.name, Role::Passage, runtime)?;
+        // The input column (the documents' text) must suit the encoder, and its output the field.
+        if encoder.modality() != crate::encode::Modality::Text {
+            return Err(Error::Encoder {
+                collection: collection.name().to_string(),
+                field: f.name.clone(),
+                detail: format!(
+                    "the passage encoder takes {:?} inputs; the documents give text",
+                    encoder.modality()
+                ),
+            });
+        }
+        if encoder.output().field_kind_name() != f.kind.kind_name() {
+            return Err(Error::wrong_kind(
+                collection.name(),
+                &f.name,
+                f.kind.kind_name(),
+                format!(
+                    "its passage encoder outputs {} vectors",
+                    encoder.output().field_kind_name()
+                ),
+            ));
+        }
+        encoders.push(encoder);
+        names.push(f.name.clone());
     }
     if names.is_empty() {
         return Err(Error::InvalidInput(format!(
@@ -347,20 +365,20 @@ fn tokenize_windows(
 ) {
     for w in rx.iter() {
         let out = w.and_then(|w| {
-            let tokens = fields
+            let inputs = fields
                 .encoders
                 .iter()
                 .map(|enc| {
                     w.docs
                         .iter()
-                        .map(|d| enc.tokenize(&text_to_encode(d)))
+                        .map(|d| enc.prepare(&EncoderInput::Text(&text_to_encode(d))))
                         .collect::<Result<Vec<_>>>()
                 })
                 .collect::<Result<Vec<_>>>()?;
             Ok(Tokenized {
                 index: w.index,
                 docs: w.docs,
-                tokens,
+                inputs,
             })
         });
         let failed = out.is_err();
@@ -409,28 +427,29 @@ fn encode_window(
     let n = t.docs.len();
     let mut values: Vec<Vec<Option<Vec<f32>>>> = vec![vec![None; fields.names.len()]; n];
     for (f, enc) in fields.encoders.iter().enumerate() {
-        let seqs = &t.tokens[f];
+        let inputs = &t.inputs[f];
         let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(seqs[i].len()));
-        let dims = enc.dims();
-        for chunk in order.chunks(enc.batch_size()) {
+        order.sort_by_key(|&i| std::cmp::Reverse(inputs[i].cost()));
+        for chunk in order.chunks(enc.batch_size().max(1)) {
             if job.interrupted() {
                 return Err(Error::Interrupted("encoding stopped".into()));
             }
-            let batch: Vec<&[u32]> = chunk.iter().map(|&i| seqs[i].as_slice()).collect();
-            tokens += batch.iter().map(|b| b.len() as u64).sum::<u64>();
-            let vecs = enc.encode_tokens(&batch)?;
-            for (j, &i) in chunk.iter().enumerate() {
-                values[i][f] = Some(vecs[j * dims..(j + 1) * dims].to_vec());
+            let batch: Vec<&Prepared> = chunk.iter().map(|&i| &inputs[i]).collect();
+            tokens += batch.iter().map(|b| b.cost() as u64).sum::<u64>();
+            let out = enc.encode_prepared(&batch)?;
+            for (&i, v) in chunk.iter().zip(out.per_input()) {
+                values[i][f] = Some(v.to_vec());
             }
         }
     }
     for (doc, vals) in t.docs.iter_mut().zip(values) {
-        for (name, v) in fields.names.iter().zip(vals) {
-            doc.values.push((
-                name.clone(),
-                FieldValue::Dense(v.expect("every doc encoded")),
-            ));
+        for ((name, enc), v) in fields.names.iter().zip(&fields.encoders).zip(vals) {
+            let v = v.expect("every doc encoded");
+            let value = match enc.output() {
+                OutputKind::Dense => FieldValue::Dense(v),
+                OutputKind::Multi => FieldValue::Multi(v),
+            };
+            doc.values.push((name.clone(), value));
         }
     }
     Ok(Encoded {

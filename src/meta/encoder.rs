@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::schema::FieldKind;
 
 /// How token states become one vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,6 +250,28 @@ impl EncoderOptions {
     }
 }
 
+/// What an encoder outputs per input: one vector, or one vector per token (ColBERT-style late
+/// interaction). It must match the kind of the field the encoder is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputKind {
+    /// One `[dims]` vector per input, for a dense field.
+    #[default]
+    Dense,
+    /// A `[tokens, dims]` matrix per input, for a multi-vector field.
+    Multi,
+}
+
+impl OutputKind {
+    /// The field kind this output fills (`dense` or `multi`).
+    pub fn field_kind_name(self) -> &'static str {
+        match self {
+            OutputKind::Dense => "dense",
+            OutputKind::Multi => "multi",
+        }
+    }
+}
+
 /// An encoder's identity as the manifest stores it: the model (by fingerprint, and where it was
 /// loaded from) and the resolved options that shape its output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -275,6 +298,13 @@ pub struct EncoderRecord {
     /// Whether the model files are stored in the database (`.models/<fingerprint hex>/`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub embedded: bool,
+    /// The model architecture (`config.json`'s `model_type`: `bert`, `roberta`, `xlm-roberta`).
+    /// Absent in records written before vellum recorded it (read from the model then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
+    /// What the encoder outputs; `dense` in records written before vellum recorded it.
+    #[serde(default)]
+    pub output: OutputKind,
 }
 
 impl EncoderRecord {
@@ -319,6 +349,14 @@ impl EncoderRecord {
             format!("{:?}", self.dtype),
             format!("{:?}", other.dtype),
         );
+        cmp(
+            "output",
+            format!("{:?}", self.output),
+            format!("{:?}", other.output),
+        );
+        if let (Some(a), Some(b)) = (&self.architecture, &other.architecture) {
+            cmp("architecture", a.clone(), b.clone());
+        }
         d
     }
 
@@ -341,6 +379,30 @@ impl EncoderRecord {
         self.fingerprint
             .strip_prefix("xxh3-128:")
             .unwrap_or(&self.fingerprint)
+    }
+
+    /// Checks that this encoder's output fills a field of `kind`: a dense encoder a dense field of
+    /// its dimension, a multi-vector encoder a multi-vector field of its token dimension.
+    pub fn fits(&self, kind: &FieldKind) -> std::result::Result<(), String> {
+        let dim = match (self.output, kind) {
+            (OutputKind::Dense, FieldKind::Dense { dim, .. })
+            | (OutputKind::Multi, FieldKind::Multi { dim, .. }) => *dim as usize,
+            _ => {
+                return Err(format!(
+                    "the encoder ({}) outputs {} vectors but the field is a {} field",
+                    self.source,
+                    self.output.field_kind_name(),
+                    kind.kind_name()
+                ))
+            }
+        };
+        if self.dims != dim {
+            return Err(format!(
+                "the encoder ({}) outputs {} dimensions but the field has {dim}",
+                self.source, self.dims
+            ));
+        }
+        Ok(())
     }
 
     /// Checks what a reader must not trust blindly in a manifest.
@@ -392,7 +454,36 @@ mod tests {
             dims: 384,
             dtype: ComputeType::F32,
             embedded: false,
+            architecture: Some("bert".into()),
+            output: OutputKind::Dense,
         }
+    }
+
+    #[test]
+    fn records_fit_fields_of_their_output_kind_and_dimension() {
+        use crate::dtype::{DType, Metric};
+        let dense = FieldKind::Dense {
+            dim: 384,
+            dtype: DType::F32,
+            metric: Metric::Cosine,
+        };
+        let multi = FieldKind::Multi {
+            dim: 384,
+            dtype: DType::F16,
+            metric: Metric::Ip,
+        };
+        let mut r = record();
+        assert!(r.fits(&dense).is_ok());
+        assert!(r.fits(&multi).unwrap_err().contains("dense vectors"));
+        r.output = OutputKind::Multi;
+        assert!(r.fits(&multi).is_ok());
+        assert!(r.fits(&dense).is_err());
+        r.dims = 128;
+        assert!(r.fits(&multi).unwrap_err().contains("128 dimensions"));
+        // Records differing only in output kind do not encode alike.
+        let mut other = record();
+        other.output = OutputKind::Multi;
+        assert!(record().differences(&other)[0].starts_with("output"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::encoder::FieldEncoders;
 use super::index::HnswParams;
-use crate::schema::{validate_name, FieldKind, Schema};
+use crate::schema::{validate_name, Schema};
 
 /// The decoded manifest: what one commit made visible.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -90,28 +90,21 @@ impl Manifest {
                 .validate()
                 .map_err(|e| format!("collection {:?}: {e}", c.name))?;
             for (field, enc) in &c.encoders {
-                let dim = match c
+                let kind = c
                     .schema
                     .field_index(field)
-                    .map(|i| &c.schema.fields[i].kind)
-                {
-                    Some(FieldKind::Dense { dim, .. }) => *dim as usize,
-                    _ => {
-                        return Err(format!(
-                            "collection {:?}: encoders name {field:?}, which is not a dense field",
-                            c.name
-                        ))
-                    }
+                    .map(|i| &c.schema.fields[i].kind);
+                let Some(kind) = kind else {
+                    return Err(format!(
+                        "collection {:?}: encoders name {field:?}, which is not a field",
+                        c.name
+                    ));
                 };
                 for r in [&enc.passage, &enc.query] {
                     r.validate()
                         .map_err(|e| format!("collection {:?} field {field:?}: {e}", c.name))?;
-                    if r.dims != dim {
-                        return Err(format!(
-                            "collection {:?} field {field:?}: encoder outputs {} dimensions, the field has {dim}",
-                            c.name, r.dims
-                        ));
-                    }
+                    r.fits(kind)
+                        .map_err(|e| format!("collection {:?} field {field:?}: {e}", c.name))?;
                 }
             }
             for s in &c.segments {

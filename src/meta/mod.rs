@@ -9,6 +9,8 @@ pub mod encoder;
 pub mod index;
 pub mod manifest;
 
-pub use encoder::{ComputeType, DeviceSpec, EncoderOptions, EncoderRecord, FieldEncoders, Pooling};
+pub use encoder::{
+    ComputeType, DeviceSpec, EncoderOptions, EncoderRecord, FieldEncoders, OutputKind, Pooling,
+};
 pub use index::HnswParams;
 pub use manifest::{CollectionEntry, DeletesEntry, Manifest, SegmentEntry};

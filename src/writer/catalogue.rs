@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::Writer;
 use crate::error::{Error, Result};
-use crate::meta::{FieldEncoders, HnswParams};
+use crate::meta::{FieldEncoders, HnswParams, OutputKind};
 use crate::schema::{validate_name, FieldKind, Schema};
 
 impl Writer {
@@ -73,10 +73,13 @@ impl Writer {
         let schema = self.schema_of(collection)?;
         match schema.field_index(field).map(|i| &schema.fields[i].kind) {
             Some(FieldKind::Dense { .. }) => {}
-            Some(_) => {
-                return Err(Error::InvalidInput(format!(
-                    "field {field:?} of collection {collection:?} is not dense; HNSW indexes dense fields"
-                )))
+            Some(kind) => {
+                return Err(Error::wrong_kind(
+                    collection,
+                    field,
+                    kind.kind_name(),
+                    "HNSW indexes dense fields",
+                ))
             }
             None => {
                 return Err(Error::NoSuchField {
@@ -111,22 +114,31 @@ impl Writer {
         encoders: FieldEncoders,
     ) -> Result<()> {
         let schema = self.schema_of(collection)?;
-        let dim = match schema.field_index(field).map(|i| &schema.fields[i].kind) {
-            Some(FieldKind::Dense { dim, .. }) => *dim as usize,
-            Some(_) => {
-                return Err(Error::InvalidInput(format!(
-                    "field {field:?} of collection {collection:?} is not dense; encoders produce dense vectors"
-                )))
-            }
-            None => {
-                return Err(Error::NoSuchField {
-                    collection: collection.into(),
-                    field: field.into(),
-                    available: schema.field_names(),
-                })
-            }
+        let Some(kind) = schema.field_index(field).map(|i| &schema.fields[i].kind) else {
+            return Err(Error::NoSuchField {
+                collection: collection.into(),
+                field: field.into(),
+                available: schema.field_names(),
+            });
         };
         for (role, r) in [("passage", &encoders.passage), ("query", &encoders.query)] {
+            let dim = match (r.output, kind) {
+                (OutputKind::Dense, FieldKind::Dense { dim, .. })
+                | (OutputKind::Multi, FieldKind::Multi { dim, .. }) => *dim as usize,
+                _ => {
+                    return Err(Error::wrong_kind(
+                        collection,
+                        field,
+                        kind.kind_name(),
+                        format!(
+                            "the {role} encoder ({}) outputs {} vectors, which fill {} fields",
+                            r.source,
+                            r.output.field_kind_name(),
+                            r.output.field_kind_name()
+                        ),
+                    ))
+                }
+            };
             if r.dims != dim {
                 return Err(Error::Encoder {
                     collection: collection.into(),
@@ -137,7 +149,7 @@ impl Writer {
                     ),
                 });
             }
-            r.validate().map_err(Error::InvalidInput)?;
+            r.validate().map_err(|e| Error::parameter("encoder", e))?;
         }
         self.encoder_changes
             .insert((collection.to_string(), field.to_string()), encoders);

@@ -230,12 +230,32 @@ fn golden_v1_hnsw_graph_section_with_navigation_codes() {
     assert_eq!(&golden[52..56], &0.125f32.to_le_bytes());
 }
 
-/// The manifest's `encoders` key (`format-spec/golden/v1/encoders/MANIFEST`): the committed file
-/// decodes to the expected records, and binding the same encoders writes it byte for byte.
+/// The manifest's `encoders` key as first released (`format-spec/golden/v1/encoders/MANIFEST`,
+/// written before records carried `architecture` and `output`): it still decodes, with the
+/// defaults for the keys it lacks.
 #[test]
 fn golden_v1_encoders_manifest() {
     let golden =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("format-spec/golden/v1/encoders/MANIFEST");
+    let bytes = std::fs::read(&golden).unwrap();
+    let m = vellum::format::manifest::Manifest::decode(&golden, &bytes).unwrap();
+    let enc = &m.collections[0].encoders["emb"];
+    assert!(!enc.tied());
+    assert_eq!(enc.passage.source, "tests/fixtures/encoders/tiny-a");
+    assert_eq!(enc.passage.pooling, vellum::encode::Pooling::Cls);
+    assert_eq!(enc.query.prefix, "query: ");
+    assert_eq!((enc.query.dims, enc.query.max_length), (32, 64));
+    assert_eq!(enc.passage.architecture, None);
+    assert_eq!(enc.passage.output, vellum::encode::OutputKind::Dense);
+}
+
+/// The manifest's `encoders` key with the records' `architecture` and `output` keys
+/// (`format-spec/golden/v1/encoder-kinds/MANIFEST`): binding the encoders writes it byte for
+/// byte, and it decodes to the expected records.
+#[test]
+fn golden_v1_encoder_kinds_manifest() {
+    let golden =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("format-spec/golden/v1/encoder-kinds/MANIFEST");
 
     #[cfg(feature = "encoders")]
     {
@@ -278,4 +298,6 @@ fn golden_v1_encoders_manifest() {
     assert_eq!(enc.passage.pooling, vellum::encode::Pooling::Cls);
     assert_eq!(enc.query.prefix, "query: ");
     assert_eq!((enc.query.dims, enc.query.max_length), (32, 64));
+    assert_eq!(enc.passage.architecture.as_deref(), Some("bert"));
+    assert_eq!(enc.passage.output, vellum::encode::OutputKind::Dense);
 }

@@ -6,6 +6,8 @@ mod corruption;
 mod crash;
 mod crash_points;
 #[cfg(feature = "encoders")]
+mod encoder_seam;
+#[cfg(feature = "encoders")]
 mod encoders;
 mod eval;
 mod golden;

@@ -24,16 +24,9 @@ pub fn run(a: SearchArgs, out: &mut dyn Write) -> Result<()> {
     let measures = eval::parse_measures(&a.metrics)?;
     let queries = if let Some(path) = &a.queries {
         let runtime = encoder_runtime(&a.encoder_options)?;
-        if !matches!(field.kind, vellum::FieldKind::Dense { .. }) {
-            bail!(
-                "--queries: field {:?} is a {} field; text queries are encoded for dense fields (give --query-vectors)",
-                a.field,
-                field.kind.kind_name()
-            );
-        }
         let first = shards.collections(&a.collection)?[0];
         let encoder = first.load_encoder(&a.field, Role::Query, &runtime)?;
-        shards.check_query_encoder(&a.collection, &a.field, &encoder)?;
+        shards.check_query_encoder(&a.collection, &a.field, &*encoder)?;
         QuerySet::texts(&field, path, encoder)?
     } else {
         let Some(vectors) = &a.query_vectors else {

@@ -1,4 +1,4 @@
-//! vellum's own CPU forward pass for BERT encoders. It replaces candle-transformers' BERT, which
+//! vellum's own CPU forward pass for the BERT family (BERT, RoBERTa, XLM-RoBERTa). It replaces candle-transformers' BERT, which
 //! ran at 0.44× sentence-transformers' speed here and returns NaN in f16 and bf16 (its attention
 //! mask constant `f32::MIN` overflows to −∞ and is multiplied by 0):
 //!
@@ -20,44 +20,10 @@ use rayon::prelude::*;
 use safetensors::{Dtype, SafeTensors};
 
 use super::vector_math;
+use crate::encode::models::bert::{Activation, BertShape};
 use crate::encode::source::ModelDir;
 use crate::error::Result;
 use crate::meta::encoder::ComputeType;
-
-/// Activation of the feed-forward block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activation {
-    /// `x·Φ(x)` with the exact (erf) normal CDF, BERT's `gelu`.
-    GeluErf,
-    /// The tanh approximation (`gelu_new`, `gelu_pytorch_tanh`).
-    GeluTanh,
-    /// `max(x, 0)`.
-    Relu,
-}
-
-/// The hyper-parameters the forward pass needs (from `config.json`).
-#[derive(Debug, Clone, Copy)]
-pub struct BertShape {
-    /// Hidden size.
-    pub hidden: usize,
-    /// Attention heads.
-    pub heads: usize,
-    /// Feed-forward size.
-    pub intermediate: usize,
-    /// Transformer layers.
-    pub layers: usize,
-    /// Vocabulary size.
-    pub vocab: usize,
-    /// Rows of the position-embedding table.
-    pub max_positions: usize,
-    /// Position of a text's first token in that table: 0 for BERT; `pad_token_id + 1` for
-    /// RoBERTa-style models, which number positions after the padding index.
-    pub position_offset: usize,
-    /// Layer-norm epsilon.
-    pub eps: f32,
-    /// Feed-forward activation.
-    pub activation: Activation,
-}
 
 struct Linear {
     /// `[out, in]` row-major, as PyTorch stores it.
