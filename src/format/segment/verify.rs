@@ -1,0 +1,130 @@
+//! The full check of a segment file ([`Segment::verify`]): every checksum, offset and value.
+
+use super::read::{FieldColumn, Segment};
+use super::{SectionEntry, ENTRY_LEN, HEADER_LEN, NO_FIELD};
+use crate::error::{Error, Result};
+use crate::format::checksum;
+
+impl Segment {
+    /// Full check: every section checksum, every offset, UTF-8 of ids and texts, metadata JSON,
+    /// id order (sorted, unique), at least one token per multi-vector row, finite vector values.
+    /// Returns the first problem found.
+    pub fn verify(&self) -> Result<()> {
+        let b = self.bytes();
+        let mut sorted: Vec<&SectionEntry> = self.sections.iter().collect();
+        sorted.sort_by_key(|s| s.offset);
+        let mut at = HEADER_LEN + self.sections.len() as u64 * ENTRY_LEN;
+        for s in &sorted {
+            if s.offset < at {
+                return Err(Error::corrupt(
+                    &self.path,
+                    s.kind.name(),
+                    s.offset,
+                    format!("section overlaps the previous one (which ends at {at})"),
+                ));
+            }
+            if let Some(i) = b[at as usize..s.offset as usize]
+                .iter()
+                .position(|&x| x != 0)
+            {
+                return Err(Error::corrupt(
+                    &self.path,
+                    "padding",
+                    at + i as u64,
+                    "non-zero padding byte between sections",
+                ));
+            }
+            at = s.offset + s.length;
+        }
+        if at != b.len() as u64 {
+            return Err(Error::corrupt(
+                &self.path,
+                "padding",
+                at,
+                "trailing bytes after the last section",
+            ));
+        }
+        for s in &self.sections {
+            let data = &b[s.offset as usize..(s.offset + s.length) as usize];
+            if checksum(data) != s.checksum {
+                return Err(Error::corrupt(
+                    &self.path,
+                    s.kind.name(),
+                    s.offset,
+                    format!(
+                        "checksum mismatch{}",
+                        if s.field == NO_FIELD {
+                            String::new()
+                        } else {
+                            format!(" (field {})", s.field)
+                        }
+                    ),
+                ));
+            }
+        }
+        for field in 0..self.graphs.len() {
+            if let Some(g) = self.graph(field) {
+                g?.verify()?;
+            }
+        }
+        for row in 0..self.rows {
+            self.doc_id(row)?;
+            self.text(row)?;
+            let meta = self.metadata(row)?;
+            if !matches!(
+                serde_json::from_str::<serde_json::Value>(meta),
+                Ok(serde_json::Value::Object(_))
+            ) {
+                return Err(Error::corrupt(
+                    &self.path,
+                    "metadata bytes",
+                    self.metas.bytes.start as u64,
+                    format!("row {row}: metadata is not a JSON object"),
+                ));
+            }
+        }
+        let mut seen = vec![false; self.rows as usize];
+        let mut prev: Option<&[u8]> = None;
+        for i in 0..self.rows {
+            let row = self.order_at(i)?;
+            let id = self.var_item(&self.ids, row)?;
+            if std::mem::replace(&mut seen[row as usize], true) || prev.is_some_and(|p| p >= id) {
+                return Err(Error::corrupt(
+                    &self.path,
+                    "id order",
+                    (self.order.start + i as usize * 4) as u64,
+                    format!("entry {i} (row {row}) breaks the sorted, unique id order"),
+                ));
+            }
+            prev = Some(id);
+        }
+        for (fi, col) in self.fields.iter().enumerate() {
+            let values = match col {
+                FieldColumn::Fixed { .. } => self.fixed_matrix(fi),
+                FieldColumn::Multi { .. } => {
+                    let mut prev_end = 0;
+                    for row in 0..self.rows {
+                        let r = self.multi_range(fi, row)?;
+                        if r.start != prev_end || r.is_empty() {
+                            return Err(Error::corrupt(&self.path, "multi-vector offsets", 0, format!("field {fi} row {row}: token range {r:?} is empty or not contiguous")));
+                        }
+                        prev_end = r.end;
+                    }
+                    self.multi_tokens(fi)
+                }
+            };
+            if let Some(pos) = values.first_non_finite() {
+                return Err(Error::corrupt(
+                    &self.path,
+                    "vector data",
+                    0,
+                    format!(
+                        "field {:?}: element {pos} is not finite",
+                        self.schema.fields[fi].name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
