@@ -131,7 +131,7 @@ fn topk(c: &mut Criterion) {
                     if *s >= t.threshold() {
                         t.push(Candidate {
                             score: *s,
-                            segment: 0,
+                            segment_ord: 0,
                             row: i as u32,
                         });
                     }

@@ -60,7 +60,7 @@ pub enum Error {
     },
 
     /// No database exists at the path.
-    #[error("no vellum database at {path} (missing MANIFEST); create one with `vellum create`")]
+    #[error("no vellum database at {path} (missing MANIFEST)")]
     NotADatabase {
         /// The directory that was opened.
         path: PathBuf,
@@ -193,6 +193,31 @@ pub enum Error {
     #[error("mismatched shards: {0}")]
     MismatchedShards(String),
 
+    /// A field has no encoder where one is needed (caller: give the field's values as vectors, or
+    /// bind an encoder to it).
+    #[error("field {field:?} of collection {collection:?}: no encoder is bound to this field (fields with encoders: {available}); give its values as vectors, or bind an encoder to it")]
+    NoEncoder {
+        /// The collection.
+        collection: String,
+        /// The field.
+        field: String,
+        /// The fields that have encoders, comma separated (`none` when none).
+        available: String,
+    },
+
+    /// An ingest gives no input for a field (caller).
+    #[error("field {field:?} ({spec}) of collection {collection:?} has no input: {needed}")]
+    MissingInput {
+        /// The collection.
+        collection: String,
+        /// The field.
+        field: String,
+        /// The field's specification.
+        spec: String,
+        /// What input the field needs.
+        needed: MissingInput,
+    },
+
     /// An error about one database of a shard set.
     #[error("database {database}: {source}")]
     Shard {
@@ -202,6 +227,33 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+}
+
+/// The input an ingest lacks for a field ([`Error::MissingInput`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MissingInput {
+    /// The field's vectors (a dense field could instead be encoded by a bound encoder).
+    Vectors {
+        /// Whether binding an encoder would also do (dense fields).
+        encodable: bool,
+    },
+    /// Per-document token counts of a multi-vector field.
+    Lengths,
+}
+
+impl std::fmt::Display for MissingInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MissingInput::Vectors { encodable: true } => f.write_str(
+                "give its vectors, or bind an encoder to it to encode the documents' text",
+            ),
+            MissingInput::Vectors { encodable: false } => f.write_str("give its vectors"),
+            MissingInput::Lengths => {
+                f.write_str("a multi-vector field needs per-document token counts")
+            }
+        }
+    }
 }
 
 impl Error {

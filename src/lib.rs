@@ -70,7 +70,7 @@ pub use collection::{
 pub use db::Database;
 pub use document::{Document, FieldValue};
 pub use dtype::{DType, Metric, VectorRef};
-pub use error::{Error, Result};
+pub use error::{Error, MissingInput, Result};
 pub use query_set::{QueryBatch, QuerySet, VectorQueryFiles};
 pub use schema::{FieldKind, FieldSpec, Schema};
 pub use search::{Hit, Queries, SearchRequest, Strategy};

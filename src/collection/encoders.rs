@@ -14,13 +14,10 @@ impl Collection {
     /// The record of `field`'s encoder in `role`, or an error naming the fields that have one.
     pub fn encoder_record(&self, field: &str, role: Role) -> Result<&EncoderRecord> {
         self.field_index(field)?;
-        let enc = self.encoders(field).ok_or_else(|| Error::Encoder {
+        let enc = self.encoders(field).ok_or_else(|| Error::NoEncoder {
             collection: self.name().to_string(),
             field: field.to_string(),
-            detail: format!(
-                "no encoder is bound to this field (fields with encoders: {}); give vectors, or create the collection with --encoder",
-                self.encoder_field_names()
-            ),
+            available: self.encoder_field_names(),
         })?;
         Ok(match role {
             Role::Passage => &enc.passage,
@@ -64,7 +61,7 @@ impl Collection {
         } else {
             ModelDir::resolve(&record.source).map_err(|e| {
                 wrap(format!(
-                    "the {} encoder's model {:?} is not available here ({e}); bring the model, or create the collection with --embed-model so databases carry their models",
+                    "the {} encoder's model {:?} is not available here ({e}); bring the model, or embed the model in the database when binding the encoders (EncoderChoice::embed) so that the database carries it",
                     role.name(),
                     record.source
                 ))

@@ -42,11 +42,13 @@ impl SegmentSlot {
     }
 }
 
-/// Where a document lives within a snapshot: the segment's position in the collection and the row.
+/// Where a document lives within a snapshot: the segment's position in the collection (its
+/// ordinal, `segment_ord`, as tantivy names it; not the segment's file id, which is
+/// [`SegmentSlot::entry`]`.id`) and the row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DocAddress {
-    /// Index of the segment in [`Collection::slots`].
-    pub segment: u32,
+    /// Position of the segment in [`Collection::slots`].
+    pub segment_ord: u32,
     /// Row within the segment.
     pub row: u32,
 }
@@ -185,7 +187,7 @@ impl Collection {
                         collection: self,
                         slot,
                         address: DocAddress {
-                            segment: si as u32,
+                            segment_ord: si as u32,
                             row,
                         },
                     }));
@@ -197,19 +199,26 @@ impl Collection {
 
     /// The document at `address` (deleted or not).
     pub fn doc(&self, address: DocAddress) -> Result<DocRef<'_>> {
-        let slot = self.slots.get(address.segment as usize).ok_or_else(|| {
-            Error::InvalidInput(format!(
-                "segment {} out of range ({} segments)",
-                address.segment,
-                self.slots.len()
-            ))
-        })?;
+        let slot = self
+            .slots
+            .get(address.segment_ord as usize)
+            .ok_or_else(|| Error::InvalidParameter {
+                name: "address".into(),
+                detail: format!(
+                    "segment {} out of range ({} segments)",
+                    address.segment_ord,
+                    self.slots.len()
+                ),
+            })?;
         if address.row >= slot.segment.rows() {
-            return Err(Error::InvalidInput(format!(
-                "row {} out of range ({} rows)",
-                address.row,
-                slot.segment.rows()
-            )));
+            return Err(Error::parameter(
+                "address",
+                format!(
+                    "row {} out of range ({} rows)",
+                    address.row,
+                    slot.segment.rows()
+                ),
+            ));
         }
         Ok(DocRef {
             collection: self,
@@ -227,7 +236,7 @@ impl Collection {
                         collection: self,
                         slot,
                         address: DocAddress {
-                            segment: si as u32,
+                            segment_ord: si as u32,
                             row,
                         },
                     })?;

@@ -31,12 +31,38 @@ impl Collection {
             .collect()
     }
 
+    /// Runs a request holding one query and returns its hits, best first.
+    ///
+    /// ```
+    /// # use vellum::*;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let db = Database::create(dir.path()).unwrap();
+    /// # let mut w = db.writer().unwrap();
+    /// # w.create_collection("c", Schema::new().with_field(FieldSpec::parse("e:dense:2:f32:ip").unwrap())).unwrap();
+    /// # w.add("c", Document::new("a").with_dense("e", vec![1.0, 0.0])).unwrap();
+    /// # w.commit().unwrap();
+    /// let snap = db.snapshot().unwrap();
+    /// let request = SearchRequest::dense("e", &[1.0, 0.0], 10).with_ef(32);
+    /// let hits = snap.collection("c").unwrap().search_one(&request).unwrap();
+    /// assert_eq!(hits[0].id, "a");
+    /// ```
+    pub fn search_one(&self, req: &SearchRequest<'_>) -> Result<Vec<Hit>> {
+        let mut all = self.search(req)?;
+        if all.len() != 1 {
+            return Err(crate::Error::InvalidQuery(format!(
+                "search_one takes one query; the request holds {}",
+                all.len()
+            )));
+        }
+        Ok(all.pop().expect("one list"))
+    }
+
     fn hits(&self, top: TopK) -> Result<Vec<Hit>> {
         top.into_sorted()
             .into_iter()
             .map(|c| {
                 let address = DocAddress {
-                    segment: c.segment,
+                    segment_ord: c.segment_ord,
                     row: c.row,
                 };
                 Ok(Hit {

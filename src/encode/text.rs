@@ -263,9 +263,10 @@ fn resolve(
 
 #[cfg(feature = "cuda")]
 fn cuda_unavailable(n: usize) -> Error {
-    Error::InvalidInput(format!(
-        "device cuda:{n}: CUDA encoders are not implemented in this version of vellum yet; use device=cpu"
-    ))
+    Error::parameter(
+        "device",
+        format!("cuda:{n}: CUDA encoders are not implemented in this version of vellum yet; use device=cpu"),
+    )
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -46,16 +46,17 @@ impl std::str::FromStr for MeasureSpec {
             Some((b, k)) => match k.parse::<usize>() {
                 Ok(k) if k > 0 => (b.to_string(), Some(k)),
                 _ => {
-                    return Err(Error::InvalidInput(format!(
-                        "metric {name:?}: cutoff {k:?} is not a positive integer"
-                    )))
+                    return Err(Error::parameter(
+                        "metric",
+                        format!("{name:?}: cutoff {k:?} is not a positive integer"),
+                    ))
                 }
             },
             None => (lower.clone(), None),
         };
         let need_cut = |m: fn(usize) -> Measure| {
             cut.map(m).ok_or_else(|| {
-                Error::InvalidInput(format!("metric {name:?} needs a cutoff, e.g. {base}@10"))
+                Error::parameter("metric", format!("{name:?} needs a cutoff, e.g. {base}@10"))
             })
         };
         let measure = match base.as_str() {
@@ -66,9 +67,10 @@ impl std::str::FromStr for MeasureSpec {
             "map" | "ap" => Measure::Map(cut),
             "success" => need_cut(Measure::Success)?,
             _ => {
-                return Err(Error::InvalidInput(format!(
-                    "unknown metric {name:?}; supported: {SUPPORTED}"
-                )))
+                return Err(Error::parameter(
+                    "metric",
+                    format!("unknown metric {name:?}; supported: {SUPPORTED}"),
+                ))
             }
         };
         Ok(MeasureSpec {
@@ -86,9 +88,10 @@ pub fn parse_measures(list: &str) -> Result<Vec<MeasureSpec>> {
         .map(str::parse)
         .collect::<Result<_>>()?;
     if specs.is_empty() {
-        return Err(Error::InvalidInput(format!(
-            "no metric given; supported: {SUPPORTED}"
-        )));
+        return Err(Error::parameter(
+            "metric",
+            format!("no metric given; supported: {SUPPORTED}"),
+        ));
     }
     Ok(specs)
 }

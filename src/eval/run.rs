@@ -212,7 +212,7 @@ impl Run {
             for (qid, entries) in &run.queries {
                 for e in entries {
                     if let Some(other) = origin.insert((qid, &e.docid), name) {
-                        return Err(Error::InvalidInput(format!(
+                        return Err(Error::MismatchedShards(format!(
                             "document {:?} of query {qid:?} is in both {other} and {name}: the shards overlap",
                             e.docid
                         )));

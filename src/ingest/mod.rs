@@ -24,7 +24,7 @@ pub mod text_input;
 use std::path::{Path, PathBuf};
 
 use crate::document::{Document, FieldValue};
-use crate::error::{Error, Result};
+use crate::error::{Error, MissingInput, Result};
 use crate::schema::FieldKind;
 use crate::writer::Writer;
 use array::Array;
@@ -206,19 +206,18 @@ pub fn ingest_shard(
     let n_docs = JsonlDocs::count(docs)? as usize;
     let mut sources = Vec::with_capacity(schema.fields.len());
     for f in &schema.fields {
-        let input = vectors.iter().find(|v| v.field == f.name).ok_or_else(|| {
-            let hint = match f.kind {
-                FieldKind::Dense { .. } => format!(
-                    ", or bind an encoder to it (vellum create ... --encoder {}=MODEL) to encode the documents' text",
-                    f.name
-                ),
-                _ => String::new(),
-            };
-            Error::InvalidInput(format!(
-                "field {:?} ({f}) has no input: pass --vectors {}=FILE{hint}",
-                f.name, f.name
-            ))
-        })?;
+        let input =
+            vectors
+                .iter()
+                .find(|v| v.field == f.name)
+                .ok_or_else(|| Error::MissingInput {
+                    collection: collection.into(),
+                    field: f.name.clone(),
+                    spec: f.to_string(),
+                    needed: MissingInput::Vectors {
+                        encodable: matches!(f.kind, FieldKind::Dense { .. }),
+                    },
+                })?;
         let array = Array::open(&input.path, input.tensor.as_deref())?;
         let shape = array.shape().to_vec();
         let mismatch = |expected: String| {
@@ -261,12 +260,13 @@ pub fn ingest_shard(
                 if shape.len() != 2 || shape[1] != *dim as usize {
                     return Err(mismatch(format!("a token matrix [T, {dim}]")));
                 }
-                let (lpath, ltensor) = input.lengths.clone().ok_or_else(|| {
-                    Error::InvalidInput(format!(
-                        "multi field {:?} needs per-document token counts: pass --lengths {}=FILE",
-                        f.name, f.name
-                    ))
-                })?;
+                let (lpath, ltensor) =
+                    input.lengths.clone().ok_or_else(|| Error::MissingInput {
+                        collection: collection.into(),
+                        field: f.name.clone(),
+                        spec: f.to_string(),
+                        needed: MissingInput::Lengths,
+                    })?;
                 let lengths_arr = Array::open(&lpath, ltensor.as_deref())?;
                 let lengths = lengths_arr.read_u64s()?;
                 if lengths.len() != n_docs {

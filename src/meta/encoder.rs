@@ -27,9 +27,10 @@ impl std::str::FromStr for Pooling {
             "cls" => Ok(Pooling::Cls),
             "mean" => Ok(Pooling::Mean),
             "last" | "lasttoken" | "eos" => Ok(Pooling::Last),
-            other => Err(Error::InvalidInput(format!(
-                "pooling {other:?}: expected cls, mean or last"
-            ))),
+            other => Err(Error::parameter(
+                "pooling",
+                format!("{other:?}: expected cls, mean or last"),
+            )),
         }
     }
 }
@@ -57,9 +58,10 @@ impl std::str::FromStr for ComputeType {
             "f32" | "float32" => Ok(ComputeType::F32),
             "f16" | "float16" => Ok(ComputeType::F16),
             "bf16" | "bfloat16" => Ok(ComputeType::Bf16),
-            other => Err(Error::InvalidInput(format!(
-                "dtype {other:?}: expected f32, f16 or bf16"
-            ))),
+            other => Err(Error::parameter(
+                "dtype",
+                format!("{other:?}: expected f32, f16 or bf16"),
+            )),
         }
     }
 }
@@ -87,9 +89,10 @@ impl std::str::FromStr for DeviceSpec {
         if let Some(n) = s.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
             return Ok(DeviceSpec::Cuda(n));
         }
-        Err(Error::InvalidInput(format!(
-            "device {s:?}: expected cpu or cuda:N"
-        )))
+        Err(Error::parameter(
+            "device",
+            format!("{s:?}: expected cpu or cuda:N"),
+        ))
     }
 }
 
@@ -165,9 +168,10 @@ impl EncoderOptions {
         let mut rest = list;
         while !rest.is_empty() {
             let (key, after) = rest.split_once('=').ok_or_else(|| {
-                Error::InvalidInput(format!(
-                    "encoder options {list:?}: expected key=value pairs separated by commas"
-                ))
+                Error::parameter(
+                    "encoder options",
+                    format!("{list:?}: expected key=value pairs separated by commas"),
+                )
             })?;
             let key = key.trim();
             let (value, next) = if key == "prefix" {
@@ -187,7 +191,10 @@ impl EncoderOptions {
     /// Sets one option from its text form.
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
         let bad = |what: &str| {
-            Error::InvalidInput(format!("encoder option {key}={value:?}: expected {what}"))
+            Error::parameter(
+                format!("encoder option {key}"),
+                format!("{value:?}: expected {what}"),
+            )
         };
         let v = value.trim();
         match key {
@@ -227,9 +234,10 @@ impl EncoderOptions {
                 )
             }
             other => {
-                return Err(Error::InvalidInput(format!(
-                    "unknown encoder option {other:?}: expected pooling, normalize, max_length, prefix, dims, dtype, device or batch_size"
-                )))
+                return Err(Error::parameter(
+                    "encoder options",
+                    format!("unknown option {other:?}: expected pooling, normalize, max_length, prefix, dims, dtype, device or batch_size"),
+                ))
             }
         }
         Ok(())

@@ -40,13 +40,14 @@ impl HnswParams {
     pub fn parse(spec: &str) -> Result<Self> {
         let mut p = HnswParams::default();
         for pair in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (key, value) = pair.split_once('=').ok_or_else(|| {
-                Error::InvalidInput(format!("hnsw parameter {pair:?}: expected KEY=VALUE"))
-            })?;
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| Error::parameter("hnsw", format!("{pair:?}: expected KEY=VALUE")))?;
             let bad = || {
-                Error::InvalidInput(format!(
-                    "hnsw parameter {key}: {value:?} is not a positive integer"
-                ))
+                Error::parameter(
+                    format!("hnsw {key}"),
+                    format!("{value:?} is not a positive integer"),
+                )
             };
             let v: u64 = value.trim().parse().map_err(|_| bad())?;
             if v == 0 {
@@ -59,9 +60,10 @@ impl HnswParams {
                 "min_rows" => p.min_rows = v,
                 "ef" | "ef_search" => p.ef = small(v)?,
                 other => {
-                    return Err(Error::InvalidInput(format!(
-                        "unknown hnsw parameter {other:?}; known: m, ef_construction, min_rows, ef"
-                    )))
+                    return Err(Error::parameter(
+                        "hnsw",
+                        format!("unknown key {other:?}; known: m, ef_construction, min_rows, ef"),
+                    ))
                 }
             }
         }
@@ -72,16 +74,19 @@ impl HnswParams {
     /// Checks ranges: `2 ≤ m ≤ 128` (`hnsw_rs` keeps at most 256 neighbours on layer 0), `ef_construction ≥ m`.
     pub fn validate(&self) -> Result<()> {
         if !(2..=128).contains(&self.m) {
-            return Err(Error::InvalidInput(format!(
-                "hnsw m = {} is out of range 2..=128",
-                self.m
-            )));
+            return Err(Error::parameter(
+                "hnsw",
+                format!("m = {} is out of range 2..=128", self.m),
+            ));
         }
         if self.ef_construction < self.m {
-            return Err(Error::InvalidInput(format!(
-                "hnsw ef_construction = {} must be at least m = {}",
-                self.ef_construction, self.m
-            )));
+            return Err(Error::parameter(
+                "hnsw",
+                format!(
+                    "ef_construction = {} must be at least m = {}",
+                    self.ef_construction, self.m
+                ),
+            ));
         }
         Ok(())
     }
@@ -110,7 +115,7 @@ mod tests {
             ("m=1", "out of range"),
             ("m=16,ef_construction=8", "at least m"),
             ("m=x", "not a positive integer"),
-            ("mm=3", "unknown hnsw parameter \"mm\""),
+            ("mm=3", "hnsw: unknown key \"mm\""),
             ("m", "expected KEY=VALUE"),
         ] {
             let e = HnswParams::parse(spec).unwrap_err().to_string();

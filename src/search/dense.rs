@@ -35,7 +35,7 @@ pub(super) fn offer(top: &mut TopK, slot: &SegmentSlot, si: usize, row: usize, s
     if score >= top.threshold() && !slot.is_deleted(row as u32) {
         top.push(Candidate {
             score,
-            segment: si as u32,
+            segment_ord: si as u32,
             row: row as u32,
         });
     }
@@ -93,7 +93,7 @@ fn scan(top: &mut TopK, slot: &SegmentSlot, si: usize, start: usize, scores: &[f
             if score >= threshold && !slot.is_deleted(row as u32) {
                 top.push(Candidate {
                     score,
-                    segment: si as u32,
+                    segment_ord: si as u32,
                     row: row as u32,
                 });
                 threshold = top.threshold();

@@ -174,13 +174,13 @@ impl<'a> DenseBatch<'a> {
 
 fn check_query(field: &str, metric: Metric, q: &[f32], what: &str) -> Result<()> {
     if let Some(i) = q.iter().position(|v| !v.is_finite()) {
-        return Err(Error::InvalidInput(format!(
+        return Err(Error::InvalidQuery(format!(
             "{what}: element {i} is {} (queries must be finite)",
             q[i]
         )));
     }
     if metric == Metric::Cosine && q.iter().all(|v| *v == 0.0) {
-        return Err(Error::InvalidInput(format!(
+        return Err(Error::InvalidQuery(format!(
             "{what}: zero vector cannot be compared by cosine on field {field:?}"
         )));
     }
@@ -196,7 +196,7 @@ pub(crate) fn execute(c: &Collection, req: &SearchRequest<'_>) -> Result<Vec<Top
         (FieldKind::Dense { dim, metric, .. }, Queries::Dense(q)) => {
             let dim = *dim as usize;
             if q.is_empty() || q.len() % dim != 0 {
-                return Err(Error::InvalidInput(format!(
+                return Err(Error::InvalidQuery(format!(
                     "field {:?} has dimension {dim}; the query data has {} values, not a positive multiple of {dim}",
                     req.field, q.len()
                 )));
@@ -240,7 +240,7 @@ pub(crate) fn execute(c: &Collection, req: &SearchRequest<'_>) -> Result<Vec<Top
             let dim = *dim as usize;
             for (i, q) in qs.iter().enumerate() {
                 if q.is_empty() || q.len() % dim != 0 {
-                    return Err(Error::InvalidInput(format!(
+                    return Err(Error::InvalidQuery(format!(
                         "query {i}: field {:?} takes {dim}-dimensional token vectors; the query has {} values, not a positive multiple of {dim}",
                         req.field, q.len()
                     )));
@@ -252,18 +252,20 @@ pub(crate) fn execute(c: &Collection, req: &SearchRequest<'_>) -> Result<Vec<Top
             multi::search_maxsim(c, fi, *metric, dim, qs, req.k)?
         }
         (FieldKind::Tensor { .. }, _) => {
-            return Err(Error::InvalidInput(format!(
-                "field {:?} is a tensor field; tensors are stored, not searched",
-                req.field
-            )))
+            return Err(Error::wrong_kind(
+                c.name(),
+                req.field,
+                "tensor",
+                "tensors are stored, not searched",
+            ))
         }
         (kind, _) => {
-            return Err(Error::InvalidInput(format!(
-                "field {:?} is a {} field; give {} queries",
+            return Err(Error::wrong_kind(
+                c.name(),
                 req.field,
                 kind.kind_name(),
-                kind.kind_name()
-            )))
+                format!("give {} queries", kind.kind_name()),
+            ))
         }
     };
     Ok(tops)

@@ -139,7 +139,7 @@ pub(super) fn search_maxsim(
                 if score >= top.threshold() && !slot.is_deleted(row) {
                     top.push(Candidate {
                         score,
-                        segment: si as u32,
+                        segment_ord: si as u32,
                         row,
                     });
                 }

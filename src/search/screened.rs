@@ -190,7 +190,7 @@ impl Screen {
     fn offer(&mut self, upper: f32, lower: f32, segment: u32, row: u32) {
         self.candidates.push(Candidate {
             score: upper,
-            segment,
+            segment_ord: segment,
             row,
         });
         self.lower.push(lower);
@@ -223,7 +223,7 @@ impl Screen {
             if c.score < top.threshold() {
                 break;
             }
-            let score = rescore(c.segment, c.row);
+            let score = rescore(c.segment_ord, c.row);
             if score >= top.threshold() {
                 top.push(Candidate { score, ..c });
             }
@@ -413,6 +413,6 @@ mod tests {
         assert_eq!(a.floor, 9.0);
         assert_eq!(a.candidates.len(), 1);
         let top = a.finish(1, |seg, _| if seg == 1 { 9.5 } else { 2.5 });
-        assert_eq!(top.into_sorted()[0].segment, 1);
+        assert_eq!(top.into_sorted()[0].segment_ord, 1);
     }
 }

@@ -26,7 +26,7 @@ pub fn merge_shard_hits(
         .collect();
     for (s, results) in shards.enumerate() {
         if results.len() != merged.len() {
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::MismatchedShards(format!(
                 "shard {} answered {} queries, the first shard {}",
                 names[s + 1].as_ref(),
                 results.len(),
@@ -36,7 +36,7 @@ pub fn merge_shard_hits(
         for (q, hits) in results.into_iter().enumerate() {
             for h in hits {
                 if let Some(other) = origin[q].insert(h.id.clone(), s + 1) {
-                    return Err(Error::InvalidInput(format!(
+                    return Err(Error::MismatchedShards(format!(
                         "document {:?} is in both {} and {}: the shards overlap",
                         h.id,
                         names[other].as_ref(),

@@ -9,8 +9,8 @@ use std::collections::BinaryHeap;
 pub struct Candidate {
     /// Similarity, higher is better.
     pub score: f32,
-    /// Segment position in the snapshot.
-    pub segment: u32,
+    /// Position of the segment in the snapshot's collection (`segment_ord`).
+    pub segment_ord: u32,
     /// Row in the segment.
     pub row: u32,
 }
@@ -22,7 +22,7 @@ impl Ord for Candidate {
         other
             .score
             .total_cmp(&self.score)
-            .then_with(|| (self.segment, self.row).cmp(&(other.segment, other.row)))
+            .then_with(|| (self.segment_ord, self.row).cmp(&(other.segment_ord, other.row)))
     }
 }
 
@@ -95,7 +95,7 @@ mod tests {
     fn c(score: f32, segment: u32, row: u32) -> Candidate {
         Candidate {
             score,
-            segment,
+            segment_ord: segment,
             row,
         }
     }

@@ -329,3 +329,86 @@ fn safetensors_input_names_missing_tensors() {
     f.assert_intact();
     assert!(Path::new(&path).exists());
 }
+
+/// Callers can branch on the kind of a mistake: each has its own error variant.
+#[test]
+fn errors_are_typed_by_kind_of_mistake() {
+    use vellum::hnsw::HnswParams;
+    use vellum::{Error, SearchRequest, ShardSet};
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::common::build_all_kinds(&dir.path().join("db"));
+    let snap = db.snapshot().unwrap();
+    let c = snap.collection("docs").unwrap();
+    let doc = c.get("doc-1").unwrap().unwrap();
+    assert!(matches!(
+        doc.multi("emb"),
+        Err(Error::WrongFieldKind { found: "dense", .. })
+    ));
+    assert!(matches!(
+        c.search(&SearchRequest::dense("img", &[0.0; 6], 1)),
+        Err(Error::WrongFieldKind {
+            found: "tensor",
+            ..
+        })
+    ));
+    assert!(matches!(
+        c.search(&SearchRequest::dense("emb", &[1.0; 5], 1)),
+        Err(Error::InvalidQuery(_))
+    ));
+    assert!(matches!(
+        c.search(&SearchRequest::dense("emb", &[f32::NAN; 8], 1)),
+        Err(Error::InvalidQuery(_))
+    ));
+    assert!(matches!(
+        HnswParams::parse("m=1"),
+        Err(Error::InvalidParameter { .. })
+    ));
+    assert!(matches!(
+        vellum::eval::parse_measures("ndcg@x"),
+        Err(Error::InvalidParameter { .. })
+    ));
+    let mut w = db.writer().unwrap();
+    assert!(matches!(
+        w.set_index("docs", "tok", Some(HnswParams::default())),
+        Err(Error::WrongFieldKind { found: "multi", .. })
+    ));
+    drop(w);
+    #[cfg(feature = "encoders")]
+    assert!(matches!(
+        c.load_encoder(
+            "emb",
+            vellum::encode::Role::Query,
+            &vellum::encode::EncoderOptions::default()
+        ),
+        Err(Error::NoEncoder { .. })
+    ));
+    // The same database twice is two overlapping shards.
+    let p = dir.path().join("db");
+    let shards = ShardSet::open(&[&p, &p]).unwrap();
+    let q = [0.5f32; 8];
+    assert!(matches!(
+        shards.search("docs", &SearchRequest::dense("emb", &q, 3)),
+        Err(Error::MismatchedShards(_))
+    ));
+    assert!(matches!(
+        shards.collections("nope"),
+        Err(Error::Shard { .. })
+    ));
+    // Ingest without an input for a field names the field and what it needs.
+    let mut w = db.writer().unwrap();
+    let docs = dir.path().join("d.jsonl");
+    std::fs::write(&docs, "{\"id\": \"x\"}\n").unwrap();
+    let err = vellum::ingest::ingest(
+        &mut w,
+        "docs",
+        &docs,
+        &[],
+        vellum::ingest::Mode::Add,
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::MissingInput { field, .. } if field == "emb"),
+        "{err}"
+    );
+}

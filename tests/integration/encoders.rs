@@ -400,7 +400,7 @@ mod bound {
         };
         let e = load_error();
         assert!(
-            e.contains("is not available here") && e.contains("--embed-model"),
+            e.contains("is not available here") && e.contains("embed the model"),
             "{e}"
         );
 

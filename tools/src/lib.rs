@@ -30,14 +30,46 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// The error and its causes on one line.
+/// The error and its causes on one line, with the command-line remedy where the library's error
+/// has one (the library names remedies in API terms; the flags are the CLI's).
 pub fn one_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
+    let mut hint = None;
     for c in e.chain() {
         let s = c.to_string();
         if !parts.iter().any(|p| p.contains(&s)) {
             parts.push(s);
         }
+        if let Some(v) = c.downcast_ref::<vellum::Error>() {
+            hint = hint.or_else(|| cli_hint(v));
+        }
     }
-    parts.join(": ").replace('\n', " ")
+    let mut line = parts.join(": ").replace('\n', " ");
+    if let Some(h) = hint {
+        line.push_str(&format!(" ({h})"));
+    }
+    line
+}
+
+/// The flags that fix a library error, if any.
+fn cli_hint(e: &vellum::Error) -> Option<String> {
+    use vellum::{Error, MissingInput};
+    match e {
+        Error::MissingInput { field, needed, .. } => Some(match needed {
+            MissingInput::Vectors { encodable: true } => format!(
+                "pass --vectors {field}=FILE, or bind an encoder to it (vellum create ... --encoder {field}=MODEL) to encode the documents' text"
+            ),
+            MissingInput::Lengths => format!("pass --lengths {field}=FILE"),
+            _ => format!("pass --vectors {field}=FILE"),
+        }),
+        Error::NoEncoder { field, .. } => Some(format!(
+            "pass vectors, or create the collection with --encoder {field}=MODEL"
+        )),
+        Error::Encoder { detail, .. } if detail.contains("is not available here") => Some(
+            "create the collection with --embed-model so that the database carries its models"
+                .into(),
+        ),
+        Error::NotADatabase { .. } => Some("create one with `vellum create`".into()),
+        _ => None,
+    }
 }

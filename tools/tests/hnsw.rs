@@ -129,7 +129,10 @@ fn index_search_info_verify() {
         d,
         &["index", "db", "-c", "docs", "-f", "e", "--hnsw", "m=1"],
     );
-    assert!(e.contains("hnsw m = 1 is out of range"), "{e}");
+    assert!(
+        e.contains("invalid parameter hnsw: m = 1 is out of range"),
+        "{e}"
+    );
     let e = fail(
         d,
         &["index", "db", "-c", "docs", "-f", "nope", "--hnsw", "m=8"],
