@@ -588,7 +588,7 @@ impl Segment {
         }
     }
 
-    /// The raw bytes of a field value for `row` (what [`SegmentSource::field`] expects).
+    /// The raw bytes of a field value for `row` (what [`super::SegmentSource::field`] expects).
     pub fn raw_field(&self, field: usize, row: u32) -> Result<&[u8]> {
         match &self.fields[field] {
             FieldColumn::Fixed { .. } => Ok(self.fixed_row(field, row).as_bytes()),
