@@ -19,6 +19,12 @@
 //! * **Evaluation** — [`eval`] computes trec_eval's measures (equal to `pytrec_eval`) and DPR
 //!   answer accuracy, and reads, writes, converts and merges run files.
 //! * **Integrity** — [`verify::verify_database`] checks every checksum and structure.
+//! * **Storage** — every durable file operation goes through a [`storage::Directory`]: the file
+//!   system, or [`storage::MemDirectory`] (in memory, with simulated power cuts).
+//!
+//! The modules are layered (see `ARCHITECTURE.md`): [`meta`] (what the manifest records),
+//! [`storage`] and [`format`] (bytes) at the bottom; [`linalg`], [`hnsw`] and [`encode`] above;
+//! the engine ([`Database`], [`Snapshot`], [`Collection`], [`Writer`]) and [`search`] on top.
 //!
 //! The on-disk format is specified in `format-spec/` (see [`mod@format`]).
 //!
