@@ -23,7 +23,7 @@
 //!   system, or [`storage::MemDirectory`] (in memory, with simulated power cuts).
 //!
 //! The modules are layered (see `ARCHITECTURE.md`): [`meta`] (what the manifest records),
-//! [`storage`] and [`format`] (bytes) at the bottom; [`linalg`], [`hnsw`] and [`encode`] above;
+//! [`storage`] and [`format`](mod@format) (bytes) at the bottom; [`linalg`], [`hnsw`] and [`encode`] above;
 //! the engine ([`Database`], [`Snapshot`], [`Collection`], [`Writer`]) and [`search`] on top.
 //!
 //! The on-disk format is specified in `format-spec/` (see [`mod@format`]).
