@@ -153,6 +153,30 @@ impl Document {
                     f.name, data[i]
                 )));
             }
+            let dtype = f.kind.dtype();
+            if let Some((i, v)) = dtype.first_overflow(data) {
+                return Err(bad(format!(
+                    "field {:?}: element {i} = {v:e} is out of the range of the field's element type {} (it would be stored as infinity)",
+                    f.name,
+                    dtype.name()
+                )));
+            }
+            if !matches!(f.kind, FieldKind::Tensor { .. }) {
+                for (t, vector) in data.chunks_exact(row).enumerate() {
+                    let norm = crate::dtype::norm_f64(vector);
+                    if norm > crate::dtype::MAX_VECTOR_NORM {
+                        let which = match f.kind {
+                            FieldKind::Multi { .. } => format!("token vector {t}"),
+                            _ => "the vector".into(),
+                        };
+                        return Err(bad(format!(
+                            "field {:?}: {which} has norm {norm:e}, above the limit {:e} within which every score is a finite f32",
+                            f.name,
+                            crate::dtype::MAX_VECTOR_NORM
+                        )));
+                    }
+                }
+            }
             let mut bytes = Vec::new();
             f.kind.dtype().encode_into(data, &mut bytes);
             out.push(bytes);

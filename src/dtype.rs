@@ -66,6 +66,17 @@ impl DType {
         }
     }
 
+    /// The first value (index and value) that this type cannot hold as a finite number (it would
+    /// round to ±infinity), if any: above 65504 in magnitude for f16, above ~3.3895e38 for bf16.
+    pub fn first_overflow(self, values: &[f32]) -> Option<(usize, f32)> {
+        let over = |v: f32| match self {
+            DType::F32 => !v.is_finite(),
+            DType::F16 => f16::from_f32(v).is_infinite(),
+            DType::Bf16 => bf16::from_f32(v).is_infinite(),
+        };
+        values.iter().position(|&v| over(v)).map(|i| (i, values[i]))
+    }
+
     /// Appends `values` encoded in this type (little-endian) to `out`.
     pub fn encode_into(self, values: &[f32], out: &mut Vec<u8>) {
         match self {
@@ -254,6 +265,20 @@ impl<'a> VectorRef<'a> {
             VectorRef::Bf16(v) => bytemuck::cast_slice(v),
         }
     }
+}
+
+/// The largest Euclidean norm a stored or query vector may have: `sqrt(f32::MAX / 8)`, about
+/// 6.5e18. Within it every score (inner product, cosine, squared L2 distance; MaxSim with the
+/// query's token norms summed) is a finite f32: `|q·x| ≤ ‖q‖‖x‖ ≤ f32::MAX / 8` and
+/// `‖q − x‖² ≤ (‖q‖ + ‖x‖)² ≤ f32::MAX / 2`.
+pub const MAX_VECTOR_NORM: f64 = 6.521_908_718e18;
+
+/// The Euclidean norm of `v`, computed in f64 (so that it does not overflow).
+pub fn norm_f64(v: &[f32]) -> f64 {
+    v.iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt()
 }
 
 /// Rounds an f32 to bfloat16 bits, to nearest even; values that would overflow to infinity are

@@ -34,7 +34,7 @@ use crate::snapshot::Snapshot;
 /// shards.field("c", "e").unwrap();
 /// let hits = shards.search("c", &SearchRequest::dense("e", &[1.0, 0.0], 2)).unwrap();
 /// let ids: Vec<&str> = hits[0].iter().map(|h| h.id.as_str()).collect();
-/// assert_eq!(ids, ["b", "d"]);
+/// assert_eq!(ids, ["d", "b"]); // equal scores: document id descending
 /// ```
 #[derive(Debug, Clone)]
 pub struct ShardSet {

@@ -27,7 +27,7 @@ impl Collection {
     pub fn search(&self, req: &SearchRequest<'_>) -> Result<Vec<Vec<Hit>>> {
         crate::search::execute(self, req)?
             .into_iter()
-            .map(|t| self.hits(t))
+            .map(|t| self.hits(t, req.k))
             .collect()
     }
 
@@ -57,8 +57,11 @@ impl Collection {
         Ok(all.pop().expect("one list"))
     }
 
-    fn hits(&self, top: TopK) -> Result<Vec<Hit>> {
-        top.into_sorted()
+    /// The hits of a selection, ranked as trec_eval ranks: score descending, equal scores by
+    /// document id descending (so ties, at the cut-off too, do not depend on storage layout).
+    fn hits(&self, top: TopK, k: usize) -> Result<Vec<Hit>> {
+        let mut hits = top
+            .into_candidates()
             .into_iter()
             .map(|c| {
                 let address = DocAddress {
@@ -71,6 +74,9 @@ impl Collection {
                     address,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        hits.sort_by(crate::search::rank_order);
+        hits.truncate(k);
+        Ok(hits)
     }
 }

@@ -56,7 +56,9 @@ pub(super) fn search_hnsw(b: &DenseBatch<'_>, ef: usize) -> Result<Vec<TopK>> {
                                     .map(|(_, row)| (score(row), row))
                                     .collect()
                             }
-                            _ => search_graph_prefetching(&graph, k, ef, score, live, |row| {
+                            // All `ef` candidates (not just `k`): ties at the cut-off are
+                            // decided by document id, not by the graph's row order.
+                            _ => search_graph_prefetching(&graph, ef, ef, score, live, |row| {
                                 prefetch(row_of(row).as_bytes())
                             })?,
                         };

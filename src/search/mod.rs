@@ -1,7 +1,7 @@
 //! Exact search: dense top-k (streaming SIMD for single queries, blocked matrix products for
-//! batches) and late-interaction MaxSim over multi-vector fields. Both run segments and row blocks
-//! in parallel on all cores, skip deleted rows, and break score ties by storage position (earlier
-//! segment, then earlier row, first).
+//! batches) and late-interaction MaxSim over multi-vector fields; HNSW for fields with graphs. All
+//! run segments and row blocks in parallel on all cores and skip deleted rows. Equal scores rank
+//! by document id, descending ([`rank_order`], trec_eval's rule), at the top-k cut-off too.
 
 mod approximate;
 mod dense;
@@ -139,6 +139,13 @@ pub struct Hit {
     pub address: DocAddress,
 }
 
+/// The one ranking rule of every search path and of shard merging: score descending, equal scores
+/// by document id descending — trec_eval's order, so a run file vellum writes ranks the same when
+/// trec_eval reads it, and equal scores never depend on storage layout, segment or shard order.
+pub fn rank_order(a: &Hit, b: &Hit) -> std::cmp::Ordering {
+    b.score.total_cmp(&a.score).then_with(|| b.id.cmp(&a.id))
+}
+
 /// A batch of dense queries against one field of a collection: what every batch routine
 /// (blocked, screened, HNSW) takes.
 #[derive(Clone, Copy)]
@@ -179,6 +186,13 @@ fn check_query(field: &str, metric: Metric, q: &[f32], what: &str) -> Result<()>
             q[i]
         )));
     }
+    let norm = crate::dtype::norm_f64(q);
+    if norm > crate::dtype::MAX_VECTOR_NORM {
+        return Err(Error::InvalidQuery(format!(
+            "{what}: norm {norm:e} is above the limit {:e} within which every score is a finite f32",
+            crate::dtype::MAX_VECTOR_NORM
+        )));
+    }
     if metric == Metric::Cosine && q.iter().all(|v| *v == 0.0) {
         return Err(Error::InvalidQuery(format!(
             "{what}: zero vector cannot be compared by cosine on field {field:?}"
@@ -213,13 +227,21 @@ pub(crate) fn execute(c: &Collection, req: &SearchRequest<'_>) -> Result<Vec<Top
                 queries: q,
                 k: req.k,
             };
+            if req.ef == Some(0) {
+                return Err(Error::parameter(
+                    "ef",
+                    "0: the HNSW candidate list holds at least one row",
+                ));
+            }
             let graphs = !req.exact && c.slots().iter().any(|s| s.segment.has_graph(fi));
             if graphs {
                 let ef = req
                     .ef
                     .or_else(|| c.index(req.field).map(|p| p.ef as usize))
                     .unwrap_or(crate::hnsw::HnswParams::default().ef as usize);
-                let tops = approximate::search_hnsw(&batch, ef)?;
+                // As hnswlib and FAISS: the candidate list is never shorter than k, so a search
+                // returns k hits (or every live row) whatever ef is.
+                let tops = approximate::search_hnsw(&batch, ef.max(req.k))?;
                 return Ok(tops);
             }
             let strategy = match req.strategy {
@@ -247,6 +269,14 @@ pub(crate) fn execute(c: &Collection, req: &SearchRequest<'_>) -> Result<Vec<Top
                 }
                 for (t, tok) in q.chunks_exact(dim).enumerate() {
                     check_query(req.field, *metric, tok, &format!("query {i} token {t}"))?;
+                }
+                // MaxSim adds one similarity per query token: bound the sum of their norms.
+                let total: f64 = q.chunks_exact(dim).map(crate::dtype::norm_f64).sum();
+                if total > crate::dtype::MAX_VECTOR_NORM {
+                    return Err(Error::InvalidQuery(format!(
+                        "query {i}: its token vectors' norms sum to {total:e}, above the limit {:e} within which every MaxSim score is a finite f32",
+                        crate::dtype::MAX_VECTOR_NORM
+                    )));
                 }
             }
             multi::search_maxsim(c, fi, *metric, dim, qs, req.k)?

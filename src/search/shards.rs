@@ -6,8 +6,8 @@ use super::Hit;
 use crate::error::{Error, Result};
 
 /// Merges per-shard results (`per_shard[s][q]` is shard `s`'s hit list for query `q`) into the
-/// best `k` hits per query, equal to what one database holding every shard returns (up to the
-/// order of equal scores: these keep shard order, then each shard's own order). `names` label the
+/// best `k` hits per query, equal to what one database holding every shard returns (equal scores
+/// rank by document id, [`super::rank_order`], in each shard and here). `names` label the
 /// shards in errors; a document id returned by two shards means they overlap and is an error.
 ///
 /// Hits keep the [`Hit::address`] of their own shard's snapshot.
@@ -48,7 +48,7 @@ pub fn merge_shard_hits(
         }
     }
     for hits in &mut merged {
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        hits.sort_by(super::rank_order);
         hits.truncate(k);
     }
     Ok(merged)

@@ -1,4 +1,7 @@
-//! Bounded top-k selection with deterministic tie-breaking.
+//! Bounded top-k selection. Equal scores at the cut-off are not decided by storage position: every
+//! candidate that ties with the k-th score is kept aside ([`TopK::into_candidates`]) so that the
+//! caller can break the tie by document id, as trec_eval ranks (score descending, then document id
+//! descending), whatever the segment layout, shard order or upsert history.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -32,11 +35,13 @@ impl PartialOrd for Candidate {
     }
 }
 
-/// Keeps the best `k` candidates seen.
+/// Keeps the best `k` candidates seen, and every candidate that ties with the k-th.
 #[derive(Debug, Clone)]
 pub struct TopK {
     k: usize,
     heap: BinaryHeap<Candidate>,
+    /// Candidates outside the heap whose score equals the heap's worst (the threshold).
+    ties: Vec<Candidate>,
 }
 
 impl TopK {
@@ -45,6 +50,7 @@ impl TopK {
         TopK {
             k,
             heap: BinaryHeap::with_capacity(k + 1),
+            ties: Vec::new(),
         }
     }
 
@@ -66,21 +72,45 @@ impl TopK {
         }
         if self.heap.len() < self.k {
             self.heap.push(c);
-        } else if let Some(mut worst) = self.heap.peek_mut() {
-            if c < *worst {
-                *worst = c;
+            return;
+        }
+        let Some(mut worst) = self.heap.peek_mut() else {
+            return;
+        };
+        match c.score.total_cmp(&worst.score) {
+            Ordering::Less => {}
+            Ordering::Equal => self.ties.push(c),
+            Ordering::Greater => {
+                let out = std::mem::replace(&mut *worst, c);
+                drop(worst);
+                let threshold = self.heap.peek().map_or(f32::INFINITY, |w| w.score);
+                if out.score.total_cmp(&threshold) == Ordering::Equal {
+                    self.ties.push(out);
+                } else {
+                    // The threshold rose: nothing kept aside ties with it any more.
+                    self.ties.clear();
+                }
             }
         }
     }
 
     /// Merges another selection into this one.
     pub fn merge(&mut self, other: TopK) {
-        for c in other.heap {
+        for c in other.heap.into_iter().chain(other.ties) {
             self.push(c);
         }
     }
 
-    /// The kept candidates, best first.
+    /// Every kept candidate, unordered: the best `k` by score and position, plus the candidates
+    /// that tie with the k-th score. Rank them by score, then by document id, and keep `k`.
+    pub fn into_candidates(self) -> Vec<Candidate> {
+        let mut v = self.heap.into_vec();
+        v.extend(self.ties);
+        v
+    }
+
+    /// The best `k` candidates, best first, equal scores by storage position (ties at the cut-off
+    /// decided by position too; [`TopK::into_candidates`] keeps them for a decision by id).
     pub fn into_sorted(self) -> Vec<Candidate> {
         let mut v = self.heap.into_vec();
         v.sort_unstable();
@@ -91,6 +121,34 @@ impl TopK {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_candidate_tied_with_the_kth_is_kept() {
+        let mut t = TopK::new(2);
+        for (i, s) in [1.0, 5.0, 3.0, 3.0, 3.0, 0.5].iter().enumerate() {
+            t.push(c(*s, 0, i as u32));
+        }
+        let mut all: Vec<u32> = t.clone().into_candidates().iter().map(|c| c.row).collect();
+        all.sort();
+        assert_eq!(all, [1, 2, 3, 4], "5.0 and the three 3.0s");
+        // A better candidate raises the threshold and drops the old ties.
+        t.push(c(4.0, 1, 0));
+        let mut all: Vec<(u32, u32)> = t
+            .into_candidates()
+            .iter()
+            .map(|c| (c.segment_ord, c.row))
+            .collect();
+        all.sort();
+        assert_eq!(all, [(0, 1), (1, 0)]);
+        // Merging keeps the other side's ties.
+        let mut a = TopK::new(1);
+        a.push(c(2.0, 0, 0));
+        let mut b = TopK::new(1);
+        b.push(c(2.0, 1, 0));
+        b.push(c(2.0, 1, 1));
+        a.merge(b);
+        assert_eq!(a.into_candidates().len(), 3);
+    }
 
     fn c(score: f32, segment: u32, row: u32) -> Candidate {
         Candidate {
@@ -124,7 +182,18 @@ mod tests {
             }
         }
         a.merge(b);
-        assert_eq!(a.into_sorted(), all.into_sorted());
+        // The kept set (the best k and everything tied with the k-th) does not depend on the
+        // order in which candidates arrive.
+        let set = |t: TopK| {
+            let mut v: Vec<(u32, u32)> = t
+                .into_candidates()
+                .iter()
+                .map(|c| (c.segment_ord, c.row))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(set(a), set(all));
     }
 
     #[test]

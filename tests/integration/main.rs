@@ -17,3 +17,4 @@ mod interop;
 mod lifecycle;
 mod operations;
 mod oracle;
+mod robustness;

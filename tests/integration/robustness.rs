@@ -1,0 +1,234 @@
+//! Faults found by replaying peers' bug reports (FAISS, hnswlib, trec_eval, ...): one test per
+//! kind of fault, with expected values from first principles or the reference tool's rule.
+
+use std::path::Path;
+
+use vellum::hnsw::HnswParams;
+use vellum::{
+    DType, Database, Document, Error, FieldSpec, Metric, Schema, SearchRequest, ShardSet,
+};
+
+fn db_with(path: &Path, schema: Schema, docs: Vec<Document>) -> Database {
+    let db = Database::create(path).unwrap();
+    let mut w = db.writer().unwrap();
+    w.create_collection("c", schema).unwrap();
+    for d in docs {
+        w.add("c", d).unwrap();
+    }
+    w.commit().unwrap();
+    db
+}
+
+fn ids(hits: &[vellum::Hit]) -> Vec<&str> {
+    hits.iter().map(|h| h.id.as_str()).collect()
+}
+
+/// hnswlib and FAISS search with max(ef, k): a search returns min(k, live rows) hits whatever ef
+/// is, and ef = 0 is refused rather than answered with nothing.
+#[test]
+fn hnsw_returns_k_hits_whatever_ef() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = Schema::new().with_field(FieldSpec::dense("e", 8, DType::F32, Metric::L2));
+    let docs = (0..10)
+        .map(|i| Document::new(format!("d{i}")).with_dense("e", vec![i as f32; 8]))
+        .collect();
+    let db = db_with(dir.path(), schema, docs);
+    let mut w = db.writer().unwrap();
+    let params = HnswParams::parse("m=16,min_rows=1,ef=4").unwrap();
+    w.set_index("c", "e", Some(params)).unwrap();
+    w.reindex("c").unwrap();
+    drop(w);
+    let snap = db.snapshot().unwrap();
+    let c = snap.collection("c").unwrap();
+    assert!(c.slots()[0].segment.has_graph(0));
+    let q = [3.2f32; 8];
+    for ef in [None, Some(1), Some(2), Some(4)] {
+        let mut req = SearchRequest::dense("e", &q, 10);
+        req.ef = ef;
+        let hits = c.search_one(&req).unwrap();
+        assert_eq!(hits.len(), 10, "ef {ef:?}");
+        assert_eq!(hits[0].id, "d3");
+    }
+    // k beyond the live rows: every live row.
+    let hits = c
+        .search_one(&SearchRequest::dense("e", &q, 50).with_ef(2))
+        .unwrap();
+    assert_eq!(hits.len(), 10);
+    let err = c
+        .search(&SearchRequest::dense("e", &q, 10).with_ef(0))
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidParameter { .. }), "{err}");
+}
+
+/// A finite input gives a finite score or a clear error at the door; nothing accepted can be
+/// stored as infinity (which `verify` would call corruption).
+#[test]
+fn values_that_would_overflow_are_refused_at_the_door() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = Schema::new()
+        .with_field(FieldSpec::dense("ip", 3, DType::F32, Metric::Ip))
+        .with_field(FieldSpec::dense("h", 2, DType::F16, Metric::L2))
+        .with_field(FieldSpec::multi("m", 2, DType::Bf16, Metric::Ip))
+        .with_field(FieldSpec::tensor("t", &[2], DType::F16));
+    let db = db_with(&dir.path().join("db"), schema, Vec::new());
+    let doc = |ip: Vec<f32>, h: Vec<f32>, m: Vec<f32>, t: Vec<f32>| {
+        Document::new("x")
+            .with_dense("ip", ip)
+            .with_dense("h", h)
+            .with_multi("m", m)
+            .with_tensor("t", t)
+    };
+    let ok = || {
+        doc(
+            vec![1.0, 0.0, 0.0],
+            vec![1.0, 2.0],
+            vec![1.0, 0.0],
+            vec![1.0, 2.0],
+        )
+    };
+    let mut w = db.writer().unwrap();
+    let cases = [
+        (
+            doc(
+                vec![3e38, 3e38, 0.0],
+                vec![1.0, 2.0],
+                vec![1.0, 0.0],
+                vec![1.0, 2.0],
+            ),
+            "has norm",
+        ),
+        (
+            doc(
+                vec![1.0, 0.0, 0.0],
+                vec![1e6, 0.0],
+                vec![1.0, 0.0],
+                vec![1.0, 2.0],
+            ),
+            "range of the field's element type f16",
+        ),
+        (
+            doc(
+                vec![1.0, 0.0, 0.0],
+                vec![1.0, 2.0],
+                vec![3.3999e38, 0.0],
+                vec![1.0, 2.0],
+            ),
+            "element type bf16",
+        ),
+        (
+            doc(
+                vec![1.0, 0.0, 0.0],
+                vec![1.0, 2.0],
+                vec![1.0, 0.0],
+                vec![0.0, 70000.0],
+            ),
+            "element type f16",
+        ),
+    ];
+    for (d, expected) in cases {
+        let err = w.add("c", d).unwrap_err();
+        assert!(matches!(err, Error::InvalidInput(_)), "{err}");
+        assert!(err.to_string().contains(expected), "{expected}: {err}");
+    }
+    w.add("c", ok()).unwrap();
+    w.commit().unwrap();
+    drop(w);
+    assert!(vellum::verify::verify_database(&dir.path().join("db"))
+        .unwrap()
+        .is_ok());
+    // Queries beyond the norm limit are refused; within it every score is finite.
+    let snap = db.snapshot().unwrap();
+    let c = snap.collection("c").unwrap();
+    let err = c
+        .search(&SearchRequest::dense("ip", &[3e38, 3e38, 0.0], 1))
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidQuery(_)), "{err}");
+    let big = (vellum::dtype::MAX_VECTOR_NORM * 0.99) as f32;
+    let hits = c
+        .search_one(&SearchRequest::dense("ip", &[big, 0.0, 0.0], 1))
+        .unwrap();
+    assert!(hits[0].score.is_finite());
+    let many_tokens = vec![big / 2.0; 2 * 4];
+    let err = c
+        .search(&SearchRequest::multi("m", &many_tokens, 1))
+        .unwrap_err();
+    assert!(err.to_string().contains("norms sum to"), "{err}");
+}
+
+/// Six identical vectors, k = 2: the top-2 set is the same for one database, for the corpus split
+/// into two shards searched in either order, after upserts that move documents between segments,
+/// through an HNSW index, and for MaxSim — trec_eval's rule: equal scores rank by document id,
+/// descending, so the top-2 are "f" and "e".
+#[test]
+fn ties_at_the_cut_off_do_not_depend_on_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = || {
+        Schema::new()
+            .with_field(FieldSpec::dense("e", 4, DType::F32, Metric::Ip))
+            .with_field(FieldSpec::multi("m", 4, DType::F32, Metric::Ip))
+    };
+    let doc = |id: &str| {
+        Document::new(id)
+            .with_dense("e", vec![0.5, 0.5, 0.5, 0.5])
+            .with_multi("m", vec![0.5, 0.5, 0.5, 0.5, 0.1, 0.0, 0.0, 0.0])
+    };
+    let names = ["c", "a", "f", "b", "e", "d"];
+    let one = db_with(
+        &dir.path().join("one"),
+        schema(),
+        names.iter().map(|n| doc(n)).collect(),
+    );
+    let s0 = dir.path().join("s0");
+    let s1 = dir.path().join("s1");
+    db_with(&s0, schema(), names[..3].iter().map(|n| doc(n)).collect());
+    db_with(&s1, schema(), names[3..].iter().map(|n| doc(n)).collect());
+    let q = [1.0f32, 0.0, 0.0, 0.0];
+    let want = ["f", "e"];
+
+    let snap = one.snapshot().unwrap();
+    let c = snap.collection("c").unwrap();
+    for strategy in [
+        vellum::Strategy::Streaming,
+        vellum::Strategy::Blocked,
+        vellum::Strategy::Screened,
+    ] {
+        let hits = c
+            .search_one(&SearchRequest::dense("e", &q, 2).with_strategy(strategy))
+            .unwrap();
+        assert_eq!(ids(&hits), want, "{strategy:?}");
+        // A batch too (the blocked and screened paths take batches).
+        let batch = [q, q].concat();
+        let all = c
+            .search(&SearchRequest::dense_batch("e", &batch, 2).with_strategy(strategy))
+            .unwrap();
+        assert!(all.iter().all(|h| ids(h) == want), "{strategy:?} batch");
+    }
+    let maxsim = c.search_one(&SearchRequest::multi("m", &q, 2)).unwrap();
+    assert_eq!(ids(&maxsim), want, "MaxSim");
+    for order in [[&s0, &s1], [&s1, &s0]] {
+        let shards = ShardSet::open(&order).unwrap();
+        let hits = shards
+            .search("c", &SearchRequest::dense("e", &q, 2))
+            .unwrap();
+        assert_eq!(ids(&hits[0]), want, "shards {order:?}");
+    }
+    // Upserts move "a" and "f" to a new segment: still "f", "e".
+    let mut w = one.writer().unwrap();
+    w.upsert("c", doc("f")).unwrap();
+    w.upsert("c", doc("a")).unwrap();
+    w.commit().unwrap();
+    let snap = one.snapshot().unwrap();
+    let c = snap.collection("c").unwrap();
+    assert_eq!(c.slots().len(), 2);
+    let hits = c.search_one(&SearchRequest::dense("e", &q, 2)).unwrap();
+    assert_eq!(ids(&hits), want, "after upserts");
+    // Through an HNSW graph.
+    w.set_index("c", "e", Some(HnswParams::parse("min_rows=1").unwrap()))
+        .unwrap();
+    w.reindex("c").unwrap();
+    let snap = one.snapshot().unwrap();
+    let c = snap.collection("c").unwrap();
+    assert!(c.slots()[0].segment.has_graph(0));
+    let hits = c.search_one(&SearchRequest::dense("e", &q, 2)).unwrap();
+    assert_eq!(ids(&hits), want, "HNSW");
+}
