@@ -42,7 +42,11 @@ pub fn fixed4(v: f64) -> String {
 
 /// Reads a whole text file, naming it in errors.
 pub(crate) fn read_text(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let mut bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    // A UTF-8 byte-order mark (Windows editors) is not part of the first line.
+    if bytes.starts_with(b"\xEF\xBB\xBF") {
+        bytes.drain(..3);
+    }
     String::from_utf8(bytes).map_err(|e| Error::BadInputFile {
         path: path.to_path_buf(),
         location: format!("byte {}", e.utf8_error().valid_up_to()),

@@ -247,6 +247,30 @@ mod tests {
     }
 
     #[test]
+    fn trec_lines_split_on_any_whitespace_as_trec_eval_does() {
+        // Tabs and spaces mixed (pyserini and hand-made runs), several spaces, trailing blanks.
+        for text in [
+            "q1\tQ0\td1\t1\t2.0 tag\nq1 Q0 d2 2 1.0\ttag\n",
+            "q1  Q0 d1\t 1 2.0   tag \nq1 Q0\td2 2 1.0 tag\n",
+        ] {
+            let run = Run::parse(text, "r").unwrap();
+            let e = &run.queries["q1"];
+            assert_eq!((e[0].docid.as_str(), e[0].score), ("d1", 2.0), "{text:?}");
+            assert_eq!((e[1].docid.as_str(), e[1].score), ("d2", 1.0), "{text:?}");
+        }
+        // A three-field TSV line stays Tevatron's layout, spaces around fields ignored.
+        let run = Run::parse("q1\t d1 \t0.5\n", "r").unwrap();
+        assert_eq!(run.queries["q1"][0].docid, "d1");
+        // Every run vellum writes is readable by vellum (JSON is written only).
+        let mut out = Vec::new();
+        run.write(&mut out, RunFormat::Trec, "t", None).unwrap();
+        assert_eq!(
+            Run::parse(std::str::from_utf8(&out).unwrap(), "w").unwrap(),
+            run
+        );
+    }
+
+    #[test]
     fn write_then_parse_round_trips_both_formats() {
         let run = Run::parse("q1\td1\t0.25\nq1\td2\t1e-3\nq2\td9\t-4\n", "r").unwrap();
         for format in [RunFormat::Trec, RunFormat::Tsv] {

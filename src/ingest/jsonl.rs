@@ -47,7 +47,12 @@ impl JsonlDocs {
             {
                 return Ok(n);
             }
-            if !line.iter().all(u8::is_ascii_whitespace) {
+            let content = if n == 0 {
+                line.strip_prefix(BOM).unwrap_or(&line)
+            } else {
+                &line
+            };
+            if !content.iter().all(u8::is_ascii_whitespace) {
                 n += 1;
             }
         }
@@ -127,6 +132,10 @@ impl Iterator for JsonlDocs {
                 Err(e) => return Some(Err(Error::io(&self.path, e))),
             }
             self.line_no += 1;
+            if self.line_no == 1 && self.buf.starts_with(BOM) {
+                // A UTF-8 byte-order mark (Windows editors) is not part of the first document.
+                self.buf.drain(..BOM.len());
+            }
             if self.buf.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
@@ -138,10 +147,14 @@ impl Iterator for JsonlDocs {
     }
 }
 
+/// The UTF-8 byte-order mark, skipped at the start of every text input.
+pub(crate) const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// Reads one id per line (blank lines skipped), e.g. query ids or ids to delete.
 pub fn read_id_list(path: &Path) -> Result<Vec<String>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let text = std::str::from_utf8(&bytes).map_err(|e| {
+    let bytes = bytes.strip_prefix(BOM).unwrap_or(&bytes);
+    let text = std::str::from_utf8(bytes).map_err(|e| {
         Error::bad_input(
             path,
             "content",

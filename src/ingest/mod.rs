@@ -194,7 +194,13 @@ pub fn ingest_shard(
         .committed()
         .collection(collection)
         .map(|c| c.schema().clone())?;
-    for v in vectors {
+    for (i, v) in vectors.iter().enumerate() {
+        if vectors[..i].iter().any(|o| o.field == v.field) {
+            return Err(Error::parameter(
+                "vectors",
+                format!("field {:?} is given vectors twice", v.field),
+            ));
+        }
         if schema.field_index(&v.field).is_none() {
             return Err(Error::NoSuchField {
                 collection: collection.into(),

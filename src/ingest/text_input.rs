@@ -81,6 +81,8 @@ impl Iterator for TsvDocs {
             }
             self.line_no += 1;
             let line = self.buf.trim_end_matches(['\n', '\r']);
+            // A UTF-8 byte-order mark is not part of the first line.
+            let line = line.strip_prefix('\u{feff}').unwrap_or(line);
             if line.trim().is_empty() || (self.line_no == 1 && line.starts_with("id\t")) {
                 continue;
             }
@@ -125,6 +127,13 @@ impl DocReader {
         let mut n = 0;
         for (i, line) in BufReader::new(f).split(b'\n').enumerate() {
             let line = line.map_err(|e| Error::io(path, e))?;
+            let line = if i == 0 {
+                line.strip_prefix(crate::ingest::jsonl::BOM)
+                    .unwrap_or(&line)
+                    .to_vec()
+            } else {
+                line
+            };
             let blank = line.iter().all(u8::is_ascii_whitespace);
             let header = i == 0 && line.starts_with(b"id\t");
             if !blank && !header {
@@ -169,6 +178,7 @@ pub struct TextQuery {
 /// that name both lines.
 pub fn read_queries(path: &Path) -> Result<Vec<TextQuery>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut out = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
     let tsv = is_tsv(path);

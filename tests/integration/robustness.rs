@@ -232,3 +232,85 @@ fn ties_at_the_cut_off_do_not_depend_on_layout() {
     let hits = c.search_one(&SearchRequest::dense("e", &q, 2)).unwrap();
     assert_eq!(ids(&hits), want, "HNSW");
 }
+
+/// Text inputs that start with a UTF-8 byte-order mark (Windows editors) are read as if it were
+/// not there; a field given vectors twice is an error, not "the first one wins".
+#[test]
+fn byte_order_marks_and_repeated_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let schema = Schema::new().with_field(FieldSpec::dense("e", 2, DType::F32, Metric::Ip));
+    let db = db_with(&d.join("db"), schema, Vec::new());
+    std::fs::write(
+        d.join("docs.jsonl"),
+        b"\xEF\xBB\xBF{\"id\": \"a\", \"text\": \"x\"}\n{\"id\": \"b\"}\n",
+    )
+    .unwrap();
+    let npy = |path: &Path, rows: &[[f32; 2]]| {
+        // A minimal .npy v1.0 file: '<f4', C order, shape (n, 2).
+        let header = format!(
+            "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, 2), }}",
+            rows.len()
+        );
+        let pad = 64 - (10 + header.len() + 1) % 64;
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&((header.len() + pad + 1) as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend(std::iter::repeat_n(b' ', pad));
+        bytes.push(b'\n');
+        for r in rows {
+            for v in r {
+                bytes.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        std::fs::write(path, bytes).unwrap();
+    };
+    npy(&d.join("e.npy"), &[[1.0, 0.0], [0.0, 1.0]]);
+    let input =
+        vellum::ingest::VectorInput::parse(&format!("e={}", d.join("e.npy").display())).unwrap();
+    let mut w = db.writer().unwrap();
+    let twice = [input.clone(), input.clone()];
+    let err = vellum::ingest::ingest(
+        &mut w,
+        "c",
+        &d.join("docs.jsonl"),
+        &twice,
+        vellum::ingest::Mode::Add,
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidParameter { .. }) && err.to_string().contains("twice"),
+        "{err}"
+    );
+    let stats = vellum::ingest::ingest(
+        &mut w,
+        "c",
+        &d.join("docs.jsonl"),
+        &[input],
+        vellum::ingest::Mode::Add,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(stats.documents, 2);
+    w.commit().unwrap();
+    let snap = db.snapshot().unwrap();
+    assert_eq!(
+        snap.collection("c")
+            .unwrap()
+            .get("a")
+            .unwrap()
+            .unwrap()
+            .text()
+            .unwrap(),
+        "x"
+    );
+    // Runs and qrels with a byte-order mark.
+    std::fs::write(d.join("run.trec"), "\u{feff}q1 Q0 a 1 2.0 t\n").unwrap();
+    std::fs::write(d.join("qrels.txt"), "\u{feff}q1 0 a 1\n").unwrap();
+    let run = vellum::eval::Run::read(&d.join("run.trec")).unwrap();
+    let qrels = vellum::eval::Qrels::read(&d.join("qrels.txt")).unwrap();
+    let measures = vellum::eval::parse_measures("mrr@10").unwrap();
+    let e = vellum::eval::evaluate(&qrels, &run, &measures);
+    assert_eq!(e.mean, vec![1.0]);
+}

@@ -442,6 +442,58 @@ fn search_eval_convert_and_export() {
         err.contains("mrr@10\tall\t1.0000") && err.contains("success@1\tall\t1.0000"),
         "{err}"
     );
+    // `search --eval` prints exactly what `vellum eval` prints for the run it writes, also when
+    // a judged query gets no relevant hit (measures of 0 print as 0.0000, never -0.0000).
+    let mut qrels2 = std::fs::read_to_string(d.join("qrels.txt")).unwrap();
+    qrels2.push_str("0 0 no-such-doc 1\n");
+    std::fs::write(d.join("qrels2.txt"), &qrels2).unwrap();
+    let search_eval = |metrics: &str| {
+        let out = vellum(
+            d,
+            &[
+                "search",
+                "db",
+                "-c",
+                "docs",
+                "-f",
+                "e",
+                "--query-vectors",
+                "q.npy",
+                "-k",
+                "5",
+                "--eval",
+                "qrels2.txt",
+                "--metrics",
+                metrics,
+            ],
+        );
+        assert!(out.status.success());
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        let table: String = stderr
+            .lines()
+            .filter(|l| !l.starts_with("note:"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        (table, String::from_utf8(out.stdout).unwrap())
+    };
+    for metrics in ["mrr@10,success@1,ndcg@5,map,recall@5,p@1", "ndcg@3"] {
+        let (table, run) = search_eval(metrics);
+        std::fs::write(d.join("run2.trec"), run).unwrap();
+        let eval = ok(
+            d,
+            &[
+                "eval",
+                "--qrels",
+                "qrels2.txt",
+                "--run",
+                "run2.trec",
+                "--metrics",
+                metrics,
+            ],
+        );
+        assert_eq!(table, eval, "{metrics}");
+        assert!(!table.contains("-0.0000"), "{table}");
+    }
     // convert-run round trip.
     let tsv = ok(d, &["convert-run", "run.trec", "--to", "tsv"]);
     std::fs::write(d.join("run.tsv"), &tsv).unwrap();
