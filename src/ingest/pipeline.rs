@@ -45,7 +45,8 @@ pub struct TextIngest<'a> {
     pub commit_every: usize,
     /// Also commit when this much time has passed since the last commit.
     pub commit_interval: Duration,
-    /// Documents sorted by length together (larger: less padding, more memory).
+    /// Documents sorted by length together (larger: less padding, more memory); capped at
+    /// `commit_every`, so that commits come at the requested interval.
     pub window: usize,
     /// Device and batch size for the encoders (other options come from the manifest).
     pub runtime: EncoderOptions,
@@ -208,7 +209,9 @@ pub fn ingest_text(
         .filter(|&i| job.shard.contains(i as usize))
         .count() as u64;
     let interrupted = || job.interrupted();
-    let window = job.window.max(1);
+    // A window is encoded as a whole before any of its documents is written, so a window never
+    // spans more than one commit interval: a crash loses at most `commit_every` documents.
+    let window = job.window.min(job.commit_every).max(1);
     let mut stats = TextIngestStats::default();
     let mut state = TextIngestProgress {
         total,

@@ -279,6 +279,27 @@ mod bound {
         );
     }
 
+    /// `commit_every` is honoured whatever the window: with the default window (1,024 documents)
+    /// and a commit every 10, the first documents are committed before the rest of the corpus is
+    /// encoded (a crash loses at most one interval of encoding work), and there is one commit per
+    /// 10 documents.
+    #[test]
+    fn commits_come_at_the_requested_interval_while_encoding() {
+        let t = tempfile::tempdir().unwrap();
+        let db = untied_db(t.path(), false, &tiny("tiny-a"));
+        let docs = corpus(t.path(), "docs.jsonl", 0, 45);
+        let mut job = TextIngest::new("docs", &docs);
+        assert!(job.window > 45, "the default window is larger than the corpus");
+        job.commit_every = 10;
+        let mut w = db.writer().unwrap();
+        let mut reports = Vec::new();
+        let stats = ingest_text(&mut w, &job, &mut |p| reports.push((p.written, p.committed)))
+            .unwrap();
+        assert_eq!((stats.documents, stats.commits), (45, 5));
+        let first = reports.iter().find(|(written, _)| *written > 0).unwrap();
+        assert_eq!(*first, (10, 10), "encoded before the first commit: {reports:?}");
+    }
+
     #[test]
     fn interrupted_ingest_commits_what_it_encoded_and_resumes() {
         let t = tempfile::tempdir().unwrap();
