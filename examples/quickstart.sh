@@ -10,7 +10,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DB="${1:-quickstart-db}"
 EX="$ROOT/examples/debian"
 
-echo "== building vellum (release; the first build compiles candle: several minutes)" >&2
+echo "== building vellum (release; the first build takes a few minutes)" >&2
 cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" -p vellum-cli
 vellum() { "$ROOT/target/release/vellum" "$@"; }
 bash "$ROOT/tools/fetch-minilm.sh"

@@ -289,15 +289,24 @@ mod bound {
         let db = untied_db(t.path(), false, &tiny("tiny-a"));
         let docs = corpus(t.path(), "docs.jsonl", 0, 45);
         let mut job = TextIngest::new("docs", &docs);
-        assert!(job.window > 45, "the default window is larger than the corpus");
+        assert!(
+            job.window > 45,
+            "the default window is larger than the corpus"
+        );
         job.commit_every = 10;
         let mut w = db.writer().unwrap();
         let mut reports = Vec::new();
-        let stats = ingest_text(&mut w, &job, &mut |p| reports.push((p.written, p.committed)))
-            .unwrap();
+        let stats = ingest_text(&mut w, &job, &mut |p| {
+            reports.push((p.written, p.committed))
+        })
+        .unwrap();
         assert_eq!((stats.documents, stats.commits), (45, 5));
         let first = reports.iter().find(|(written, _)| *written > 0).unwrap();
-        assert_eq!(*first, (10, 10), "encoded before the first commit: {reports:?}");
+        assert_eq!(
+            *first,
+            (10, 10),
+            "encoded before the first commit: {reports:?}"
+        );
     }
 
     #[test]

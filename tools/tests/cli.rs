@@ -345,3 +345,86 @@ fn verify_fails_on_a_damaged_database() {
         "{stdout}"
     );
 }
+
+/// When stderr is not a terminal (CI logs, nohup, cron), long commands print a plain progress
+/// line every `VELLUM_PROGRESS_SECS` seconds instead of drawing a bar.
+#[test]
+fn progress_is_logged_when_stderr_is_not_a_terminal() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    setup(d);
+    ok(
+        d,
+        &[
+            "create",
+            "DB",
+            "--collection",
+            "docs",
+            "--field",
+            "emb:dense:4:f32:cosine",
+        ],
+    );
+    ok(
+        d,
+        &[
+            "ingest",
+            "DB",
+            "--collection",
+            "docs",
+            "--docs",
+            "corpus.jsonl",
+            "--vectors",
+            "emb=corpus.npy",
+        ],
+    );
+    // 2,000 queries, one per batch: enough steps for several progress lines.
+    let q: Vec<f32> = (0..2000 * 4)
+        .map(|j| ((j * 13 % 17) as f32) / 17.0 + 0.1)
+        .collect();
+    write_npy_f32(&d.join("many.npy"), &[2000, 4], &q).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vellum"))
+        .current_dir(d)
+        .env("VELLUM_PROGRESS_SECS", "0.000001")
+        .args([
+            "search",
+            "DB",
+            "--collection",
+            "docs",
+            "--field",
+            "emb",
+            "--query-vectors",
+            "many.npy",
+            "-k",
+            "3",
+            "--batch",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("vellum: ")).collect();
+    assert!(lines.len() >= 2, "{err}");
+    assert!(lines.iter().all(|l| l.contains("/2000 queries")), "{err}");
+    // Without the override the interval is seconds: a short command prints no progress line.
+    let out = vellum(
+        d,
+        &[
+            "search",
+            "DB",
+            "--collection",
+            "docs",
+            "--field",
+            "emb",
+            "--query-vectors",
+            "queries.npy",
+            "-k",
+            "3",
+        ],
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

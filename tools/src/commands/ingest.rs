@@ -3,8 +3,8 @@
 
 use std::io::Write;
 
+use super::progress::Progress;
 use anyhow::{Context, Result};
-use indicatif::ProgressBar;
 use vellum::ingest::{self, split_tensor, Mode, VectorInput};
 use vellum::Database;
 
@@ -91,7 +91,7 @@ fn encode_text(a: &IngestArgs, w: &mut vellum::Writer, out: &mut dyn Write) -> R
     job.runtime = encoder_runtime(&a.encoder_options)?;
     job.interrupt = Some(interrupt);
     let spinner = spinner("loading encoders");
-    let mut pb: Option<ProgressBar> = None;
+    let mut pb: Option<Progress> = None;
     let started = std::time::Instant::now();
     let stats = ingest_text(w, &job, &mut |p| {
         let bar = pb.get_or_insert_with(|| {
