@@ -25,8 +25,11 @@ pub struct VerifyReport {
     /// Problems found; empty means the database is intact.
     pub problems: Vec<String>,
     /// Files not referenced by the manifest (left by an interrupted writer; harmless, removed by
-    /// the next writer).
+    /// the next writer), embedded model copies included.
     pub unreferenced_files: Vec<String>,
+    /// A file of the checked commit disappeared during the check (a concurrent commit collected
+    /// it); [`verify_directory`] then checks the newer commit.
+    vanished: bool,
 }
 
 impl VerifyReport {
@@ -43,7 +46,28 @@ pub fn verify_database(dir: &Path) -> Result<VerifyReport> {
 }
 
 /// [`verify_database`] for a database in any [`Directory`].
+///
+/// The check reads one commit: when a file of it disappears while being checked because a writer
+/// published a newer commit and collected the file (not damage), the check starts again on the
+/// newer commit, as snapshots do.
 pub fn verify_directory(store: &dyn Directory) -> Result<VerifyReport> {
+    let mut report = verify_once(store)?;
+    for _ in 0..16 {
+        if !report.vanished {
+            break;
+        }
+        let now = crate::snapshot::read_manifest(store)
+            .map(|m| m.generation)
+            .unwrap_or(report.generation);
+        if now == report.generation {
+            break;
+        }
+        report = verify_once(store)?;
+    }
+    Ok(report)
+}
+
+fn verify_once(store: &dyn Directory) -> Result<VerifyReport> {
     let dir = store.path_of(Path::new(""));
     let dir = dir.as_path();
     let mut report = VerifyReport::default();
@@ -83,6 +107,7 @@ pub fn verify_directory(store: &dyn Directory) -> Result<VerifyReport> {
             {
                 Ok(seg) => seg,
                 Err(e) => {
+                    report.vanished |= is_not_found(&e);
                     report.problems.push(e.to_string());
                     continue;
                 }
@@ -132,6 +157,7 @@ pub fn verify_directory(store: &dyn Directory) -> Result<VerifyReport> {
                             continue;
                         }
                         Err(e) => {
+                            report.vanished |= is_not_found(&e);
                             report.problems.push(e.to_string());
                             continue;
                         }
@@ -152,7 +178,7 @@ pub fn verify_directory(store: &dyn Directory) -> Result<VerifyReport> {
         for (field, enc) in &c.encoders {
             for (role, r) in [("passage", &enc.passage), ("query", &enc.query)] {
                 if r.embedded {
-                    verify_embedded_model(dir, &c.name, field, role, r, &mut report);
+                    verify_embedded_model(store, &c.name, field, role, r, &mut report);
                 }
             }
         }
@@ -164,24 +190,53 @@ pub fn verify_directory(store: &dyn Directory) -> Result<VerifyReport> {
             }
         }
     }
+    let models = Path::new(crate::encode::EMBEDDED_MODELS_DIR);
+    if let Ok(Some(names)) = store.list(models) {
+        let keep = m.embedded_models();
+        for name in names {
+            if !keep.contains(&name) {
+                report
+                    .unreferenced_files
+                    .push(format!("{}/{name}", models.display()));
+            }
+        }
+    }
     Ok(report)
+}
+
+fn is_not_found(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
 }
 
 /// An embedded model copy must exist and still have the fingerprint the manifest records.
 fn verify_embedded_model(
-    dir: &Path,
+    store: &dyn Directory,
     collection: &str,
     field: &str,
     role: &str,
     record: &crate::encode::EncoderRecord,
     report: &mut VerifyReport,
 ) {
-    let mdir = dir
-        .join(crate::encode::EMBEDDED_MODELS_DIR)
-        .join(record.fingerprint_hex());
+    let mrel = Path::new(crate::encode::EMBEDDED_MODELS_DIR).join(record.fingerprint_hex());
+    let mdir = store.path_of(&mrel);
     let what = format!("collection {collection:?} field {field:?}: embedded {role} encoder");
-    let found =
-        crate::encode::ModelDir::at(mdir.clone(), &record.source).and_then(|m| m.fingerprint());
+    for required in ["config.json", "tokenizer.json", "model.safetensors"] {
+        if !store.exists(&mrel.join(required)).unwrap_or(false) {
+            report
+                .problems
+                .push(format!("{what} at {}: missing {required}", mdir.display()));
+            return;
+        }
+    }
+    let found = crate::encode::fingerprint_files(|name| {
+        let rel = mrel.join(name);
+        if !store.exists(&rel)? {
+            return Ok(None);
+        }
+        Ok(Some(
+            Box::new(std::io::Cursor::new(store.read(&rel)?)) as Box<dyn std::io::Read>
+        ))
+    });
     match found {
         Ok(f) if f == record.fingerprint => {}
         Ok(f) => report.problems.push(format!(

@@ -9,6 +9,7 @@ use super::text::TextEncoder;
 use super::EMBEDDED_MODELS_DIR;
 use crate::error::Result;
 use crate::meta::encoder::{EncoderOptions, EncoderRecord, FieldEncoders};
+use crate::storage::Directory;
 
 /// Which of a field's two encoders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,8 +49,14 @@ pub struct EncoderChoice {
 /// Loads the models a [`EncoderChoice`] names, checks them, copies them into the database at
 /// `database_dir` when `embed` is set, and returns the records for
 /// [`crate::Writer::set_encoders`]. The copies are made before the commit that references them;
-/// a crash in between leaves an unreferenced copy, never a manifest naming a missing one.
+/// a crash in between leaves an unreferenced copy, never a manifest naming a missing one. Open the
+/// writer first: a writer collects, when it opens, copies that no commit references.
 pub fn prepare_encoders(database_dir: &Path, choice: &EncoderChoice) -> Result<FieldEncoders> {
+    prepare_encoders_in(&crate::storage::FsDirectory::new(database_dir), choice)
+}
+
+/// [`prepare_encoders`] for a database in any [`Directory`] (`database.directory()`).
+pub fn prepare_encoders_in(dir: &dyn Directory, choice: &EncoderChoice) -> Result<FieldEncoders> {
     let passage_dir = ModelDir::resolve(&choice.passage)?;
     let passage = TextEncoder::from_dir(&passage_dir, &choice.passage_options)?;
     let (query_dir, query) = match &choice.query {
@@ -71,11 +78,14 @@ pub fn prepare_encoders(database_dir: &Path, choice: &EncoderChoice) -> Result<F
         query,
     };
     if choice.embed {
-        for (dir, record) in [
+        for (model, record) in [
             (&passage_dir, &mut records.passage),
             (&query_dir, &mut records.query),
         ] {
-            dir.copy_to(&embedded_dir(database_dir, record))?;
+            model.copy_into(
+                dir,
+                &Path::new(EMBEDDED_MODELS_DIR).join(record.fingerprint_hex()),
+            )?;
             record.embedded = true;
         }
     }

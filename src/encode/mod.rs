@@ -38,8 +38,8 @@ pub use crate::meta::encoder::{
 #[cfg(feature = "encoders")]
 pub use backend::vector_math;
 #[cfg(feature = "encoders")]
-pub use bind::{embedded_dir, prepare_encoders, EncoderChoice, Role};
-pub use source::{ModelDefaults, ModelDir};
+pub use bind::{embedded_dir, prepare_encoders, prepare_encoders_in, EncoderChoice, Role};
+pub use source::{fingerprint_files, ModelDefaults, ModelDir, MODEL_FILES};
 #[cfg(feature = "encoders")]
 pub use text::{TextEncoder, DEFAULT_BATCH_SIZE, SUPPORTED_MODEL_TYPES};
 

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use std::io::Read;
+
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -152,58 +154,78 @@ impl ModelDir {
     /// The model's fingerprint: `xxh3-128:<hex>` over the name, length and bytes of each of
     /// [`MODEL_FILES`] present in the folder.
     pub fn fingerprint(&self) -> Result<String> {
-        use std::io::Read;
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
-        let mut buf = vec![0u8; 1 << 20];
-        for name in MODEL_FILES {
+        fingerprint_files(|name| {
             let path = self.dir.join(name);
-            let mut f = match std::fs::File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io(&path, e)),
-            };
-            let len = f.metadata().map_err(|e| Error::io(&path, e))?.len();
-            h.update(name.as_bytes());
-            h.update(&len.to_le_bytes());
-            loop {
-                let n = f.read(&mut buf).map_err(|e| Error::io(&path, e))?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
+            match std::fs::File::open(&path) {
+                Ok(f) => Ok(Some(Box::new(f) as Box<dyn std::io::Read>)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(Error::io(&path, e)),
             }
-        }
-        Ok(format!("xxh3-128:{:032x}", h.digest128()))
+        })
     }
 
-    /// Copies the model's files into `dest` (created), through a temporary folder renamed into
-    /// place, so `dest` either holds a complete copy or does not exist.
-    pub fn copy_to(&self, dest: &Path) -> Result<()> {
-        if dest.is_dir() {
+    /// Copies the model's files into folder `rel` of `dir` (a database's `.models/<hex>`), through
+    /// a temporary folder renamed into place, so that `rel` either holds a complete copy or does
+    /// not exist. Every file and every folder that gains an entry is fsynced (sub-folders such as
+    /// `1_Pooling/` included), so a committed manifest never names a copy a power cut can lose.
+    pub fn copy_into(&self, dir: &dyn crate::storage::Directory, rel: &Path) -> Result<()> {
+        if dir.exists(rel)? {
             return Ok(());
         }
-        let tmp = dest.with_extension("tmp");
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        }
+        let tmp = crate::storage::tmp_name(rel);
+        dir.remove_dir_all(&tmp)?;
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        let new_parent = !dir.exists(parent)?;
+        dir.create_dir_all(&tmp)?;
+        let mut dirs = std::collections::BTreeSet::new();
         for name in MODEL_FILES {
             let from = self.dir.join(name);
             if !from.is_file() {
                 continue;
             }
             let to = tmp.join(name);
-            let parent = to.parent().expect("file in folder");
-            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-            std::fs::copy(&from, &to).map_err(|e| Error::io(&from, e))?;
-            crate::storage::sync_file(&to)?;
+            let sub = to.parent().expect("file in folder").to_path_buf();
+            dir.create_dir_all(&sub)?;
+            let mut src = std::fs::File::open(&from).map_err(|e| Error::io(&from, e))?;
+            let mut dst = dir.create_new(&to)?;
+            std::io::copy(&mut src, &mut dst).map_err(|e| Error::io(dir.path_of(&to), e))?;
+            dst.sync().map_err(|e| Error::io(dir.path_of(&to), e))?;
+            dirs.insert(sub);
         }
-        crate::storage::sync_dir(&tmp)?;
-        std::fs::rename(&tmp, dest).map_err(|e| Error::io(dest, e))?;
-        if let Some(parent) = dest.parent() {
-            crate::storage::sync_dir(parent)?;
+        // Deepest first: a sub-folder's content is durable before its entry in its parent.
+        for d in dirs.iter().rev() {
+            dir.sync_dir(d)?;
+        }
+        if !dirs.contains(&tmp) {
+            dir.sync_dir(&tmp)?;
+        }
+        dir.rename(&tmp, rel)?;
+        dir.sync_dir(parent)?;
+        if new_parent {
+            dir.sync_dir(parent.parent().unwrap_or(Path::new("")))?;
         }
         Ok(())
     }
+}
+
+/// The fingerprint of a model's files: XXH3-128 over, for each of [`MODEL_FILES`] that `open`
+/// finds (in that order), the file name's UTF-8 bytes, its length as u64 LE, and its bytes.
+pub fn fingerprint_files(
+    mut open: impl FnMut(&str) -> Result<Option<Box<dyn std::io::Read>>>,
+) -> Result<String> {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for name in MODEL_FILES {
+        let Some(mut f) = open(name)? else {
+            continue;
+        };
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes)
+            .map_err(|e| Error::io(Path::new(name), e))?;
+        h.update(name.as_bytes());
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+    }
+    Ok(format!("xxh3-128:{:032x}", h.digest128()))
 }
 
 /// What a model folder says about how sentence-transformers would run it.
@@ -408,7 +430,12 @@ mod tests {
         let a = m.fingerprint().unwrap();
         assert!(a.starts_with("xxh3-128:") && a.len() == 9 + 32, "{a}");
         let dest = t.path().join("copy");
-        m.copy_to(&dest).unwrap();
+        m.copy_into(
+            &crate::storage::FsDirectory::new(t.path()),
+            Path::new("copy"),
+        )
+        .unwrap();
+        assert!(!t.path().join("copy.tmp").exists());
         assert_eq!(
             ModelDir::at(dest.clone(), "x")
                 .unwrap()

@@ -133,6 +133,22 @@ impl Manifest {
         Ok(())
     }
 
+    /// The fingerprint hex digits (folder names under `.models/`) of every embedded encoder the
+    /// manifest references.
+    pub fn embedded_models(&self) -> std::collections::BTreeSet<String> {
+        let mut keep = std::collections::BTreeSet::new();
+        for c in &self.collections {
+            for e in c.encoders.values() {
+                for r in [&e.passage, &e.query] {
+                    if r.embedded {
+                        keep.insert(r.fingerprint_hex().to_string());
+                    }
+                }
+            }
+        }
+        keep
+    }
+
     /// Looks a collection up by name.
     pub fn collection(&self, name: &str) -> Option<&CollectionEntry> {
         self.collections.iter().find(|c| c.name == name)

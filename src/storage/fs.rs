@@ -113,6 +113,15 @@ impl Directory for FsDirectory {
         remove_if_exists(&self.path_of(rel))
     }
 
+    fn remove_dir_all(&self, rel: &Path) -> Result<()> {
+        let p = self.path_of(rel);
+        match fs::remove_dir_all(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(&p, e)),
+        }
+    }
+
     fn exists(&self, rel: &Path) -> Result<bool> {
         let p = self.path_of(rel);
         p.try_exists().map_err(|e| Error::io(&p, e))

@@ -383,7 +383,10 @@ impl Directory for MemDirectory {
         let path = self.path_of(to);
         let mut s = self.state.lock();
         s.check_power(&path)?;
-        let inode = s.file(&self.root, from)?;
+        let entry = *s
+            .entries
+            .get(from)
+            .ok_or_else(|| not_found(&self.root, from))?;
         if !s.parent_exists(to) {
             return Err(not_found(&self.root, parent(to)));
         }
@@ -394,8 +397,42 @@ impl Directory for MemDirectory {
                 to: to.to_path_buf(),
             },
         )?;
-        s.entries.remove(from);
-        s.entries.insert(to.to_path_buf(), Entry::File(inode));
+        // A directory moves with everything under it (its entries keep their own durability:
+        // only the renamed name itself needs the parent's sync).
+        let moved: Vec<(PathBuf, Entry)> = s
+            .entries
+            .iter()
+            .filter(|(p, _)| p.starts_with(from))
+            .map(|(p, e)| (p.clone(), *e))
+            .collect();
+        for (p, _) in &moved {
+            s.entries.remove(p);
+        }
+        for (p, e) in moved {
+            let rest = p.strip_prefix(from).expect("under from");
+            let new = if rest.as_os_str().is_empty() {
+                to.to_path_buf()
+            } else {
+                to.join(rest)
+            };
+            s.entries.insert(new, e);
+        }
+        debug_assert!(s.entries.get(to) == Some(&entry));
+        // What is durable below a renamed directory belongs to the directory itself, so it is
+        // durable under whichever of the two names a crash leaves: keep it under both (the name
+        // that is not durable makes its copy unreachable in the crash image).
+        if entry == Entry::Dir {
+            let below: Vec<(PathBuf, Entry)> = s
+                .durable
+                .iter()
+                .filter(|(p, _)| p.starts_with(from) && p.as_path() != from)
+                .map(|(p, e)| (p.clone(), *e))
+                .collect();
+            for (p, e) in below {
+                let rest = p.strip_prefix(from).expect("under from");
+                s.durable.insert(to.join(rest), e);
+            }
+        }
         Ok(())
     }
 
@@ -434,6 +471,14 @@ impl Directory for MemDirectory {
         if let Some(Entry::File(_)) = s.entries.get(rel) {
             s.entries.remove(rel);
         }
+        Ok(())
+    }
+
+    fn remove_dir_all(&self, rel: &Path) -> Result<()> {
+        let mut s = self.state.lock();
+        s.check_power(&self.path_of(rel))?;
+        s.entries
+            .retain(|p, _| !p.starts_with(rel) || rel.as_os_str().is_empty());
         Ok(())
     }
 
@@ -497,6 +542,25 @@ mod tests {
                 assert!(got == b"old" || got == b"new", "cut {cut}: {got:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_renamed_directory_keeps_its_durable_content() {
+        let d = MemDirectory::new();
+        d.create_dir_all(Path::new("m/x.tmp/sub")).unwrap();
+        write_new(&d, Path::new("m/x.tmp/sub/f"), b"1").unwrap();
+        d.sync_dir(Path::new("m/x.tmp/sub")).unwrap();
+        d.sync_dir(Path::new("m/x.tmp")).unwrap();
+        d.sync_dir(Path::new("m")).unwrap();
+        d.sync_dir(Path::new("")).unwrap();
+        d.rename(Path::new("m/x.tmp"), Path::new("m/x")).unwrap();
+        assert_eq!(d.read(Path::new("m/x/sub/f")).unwrap(), b"1");
+        // Before the parent's sync the old name survives a crash, after it the new one.
+        assert!(d.crash_image().exists(Path::new("m/x.tmp/sub/f")).unwrap());
+        d.sync_dir(Path::new("m")).unwrap();
+        let img = d.crash_image();
+        assert_eq!(img.read(Path::new("m/x/sub/f")).unwrap(), b"1");
+        assert!(!img.exists(Path::new("m/x.tmp")).unwrap());
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub trait Directory: Send + Sync + std::fmt::Debug {
     fn list(&self, rel: &Path) -> Result<Option<Vec<String>>>;
     /// Removes file `rel`; a file already gone is not an error.
     fn remove(&self, rel: &Path) -> Result<()>;
+    /// Removes directory `rel` and everything in it; a directory already gone is not an error.
+    fn remove_dir_all(&self, rel: &Path) -> Result<()>;
     /// Whether `rel` exists.
     fn exists(&self, rel: &Path) -> Result<bool>;
     /// Takes the database's exclusive writer lock, or fails with [`Error::Locked`].

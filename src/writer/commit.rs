@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::pending::{BatchSource, Loc, Pending, PendingDoc};
 use super::{CommitInfo, Writer};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::manifest::{self, CollectionEntry, DeletesEntry, Manifest, SegmentEntry};
 use crate::format::segment::{write_segment_with, Segment};
 use crate::hnsw::graph_sections;
@@ -84,6 +84,24 @@ impl Writer {
                 generation: self.base.generation(),
                 ..Default::default()
             });
+        }
+        // A record naming an embedded copy is published only with its copy in place (a writer
+        // opened after `prepare_encoders` collects copies that no commit references yet).
+        for ((collection, field), e) in &self.encoder_changes {
+            for r in [&e.passage, &e.query] {
+                let rel = Path::new(crate::encode::EMBEDDED_MODELS_DIR).join(r.fingerprint_hex());
+                if r.embedded && !self.dir.exists(&rel)? {
+                    return Err(Error::Encoder {
+                        collection: collection.clone(),
+                        field: field.clone(),
+                        detail: format!(
+                            "the embedded copy of {} at {} is gone; prepare the encoders again with this writer open",
+                            r.source,
+                            self.dir.path_of(&rel).display()
+                        ),
+                    });
+                }
+            }
         }
         // Collections in name order, so that file ids (and the order of the writes) do not depend
         // on hash order.

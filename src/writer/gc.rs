@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::Writer;
+use crate::encode::EMBEDDED_MODELS_DIR;
 use crate::error::Result;
 use crate::format::manifest;
 use crate::storage::tmp_name;
@@ -42,6 +43,29 @@ impl Writer {
                 if ours && !keep.contains(&name) {
                     self.dir.remove(&cdir.join(&name))?;
                 }
+            }
+        }
+        self.collect_models()
+    }
+
+    /// Removes embedded model copies no record references (complete copies whose commit never
+    /// came, and interrupted copies `*.tmp`), keeping those bound in this writer's batch.
+    fn collect_models(&self) -> Result<()> {
+        let models = Path::new(EMBEDDED_MODELS_DIR);
+        let Some(names) = self.dir.list(models)? else {
+            return Ok(());
+        };
+        let mut keep = self.base.manifest().embedded_models();
+        for e in self.encoder_changes.values() {
+            for r in [&e.passage, &e.query] {
+                if r.embedded {
+                    keep.insert(r.fingerprint_hex().to_string());
+                }
+            }
+        }
+        for name in names {
+            if !keep.contains(&name) {
+                self.dir.remove_dir_all(&models.join(&name))?;
             }
         }
         Ok(())

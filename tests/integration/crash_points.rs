@@ -45,6 +45,10 @@ fn contents(db: &Database) -> Contents {
             .map(|s| (s.segment.rows(), s.segment.has_graph(0)))
             .collect();
         docs.insert("#segments".into(), format!("{segments:?}"));
+        docs.insert(
+            "#encoders".into(),
+            serde_json::to_string(c.all_encoders()).unwrap(),
+        );
         out.insert(c.name().to_string(), docs);
     }
     out
@@ -155,7 +159,7 @@ fn every_boundary(
         drop(w);
         let next = got.clone();
         let after_next = contents(&db);
-        let docs = |c: &Contents| c.get("docs").map_or(0, |d| d.len() - 1);
+        let docs = |c: &Contents| c.get("docs").map_or(0, |d| d.len() - 2);
         assert_eq!(docs(&after_next), docs(&next) + 1);
         assert!(verify_directory(&*image).unwrap().is_ok());
         assert!(
@@ -311,6 +315,74 @@ fn reindex_survives_a_crash_at_every_boundary() {
             // ... then the rewritten segment (with its graph) is published.
             "sync docs/seg-0000000000000003.vseg",
             "syncdir docs",
+            "sync MANIFEST.tmp",
+            "rename MANIFEST.tmp -> MANIFEST",
+            "syncdir .",
+        ],
+    );
+}
+
+/// Binding encoders with embedded model copies (`create --embed-model`): the copy's files, its
+/// sub-folder (`1_Pooling/`), the copy, `.models/` and the database directory are all durable
+/// before the manifest that names the copy, so text search never meets a missing model file.
+#[cfg(feature = "encoders")]
+#[test]
+fn embedding_a_model_survives_a_crash_at_every_boundary() {
+    use vellum::encode::{prepare_encoders_in, EncoderChoice, EncoderOptions};
+    // The tiny BERT in the sentence-transformers layout: modules.json and a 1_Pooling/ folder.
+    let folder = tempfile::tempdir().unwrap();
+    let model = folder.path().join("tiny-st");
+    std::fs::create_dir_all(model.join("1_Pooling")).unwrap();
+    for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::copy(
+            crate::common::fixture_path("encoders/tiny-a").join(f),
+            model.join(f),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        model.join("modules.json"),
+        r#"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]"#,
+    )
+    .unwrap();
+    std::fs::write(
+        model.join("1_Pooling/config.json"),
+        r#"{"word_embedding_dimension": 32, "pooling_mode_mean_tokens": true}"#,
+    )
+    .unwrap();
+    every_boundary(
+        "bind encoders with an embedded model copy",
+        true,
+        |db| {
+            let mut w = db.writer()?;
+            let choice = EncoderChoice {
+                passage: model.display().to_string(),
+                passage_options: EncoderOptions::parse("normalize=true,dims=8")?,
+                embed: true,
+                ..Default::default()
+            };
+            let records = prepare_encoders_in(&**db.directory(), &choice)?;
+            w.set_encoders("docs", "emb", records)?;
+            w.commit()?;
+            Ok(())
+        },
+        &[
+            // The copy, written under a temporary name: every file, then every folder, deepest
+            // first.
+            "sync .models/891d3afdd847f7632e52b3d491f9ba5f.tmp/config.json",
+            "sync .models/891d3afdd847f7632e52b3d491f9ba5f.tmp/tokenizer.json",
+            "sync .models/891d3afdd847f7632e52b3d491f9ba5f.tmp/model.safetensors",
+            "sync .models/891d3afdd847f7632e52b3d491f9ba5f.tmp/modules.json",
+            "sync .models/891d3afdd847f7632e52b3d491f9ba5f.tmp/1_Pooling/config.json",
+            "syncdir .models/891d3afdd847f7632e52b3d491f9ba5f.tmp/1_Pooling",
+            "syncdir .models/891d3afdd847f7632e52b3d491f9ba5f.tmp",
+            // Renamed into place; `.models/` and (new `.models/`) the database directory synced.
+            "rename .models/891d3afdd847f7632e52b3d491f9ba5f.tmp -> .models/891d3afdd847f7632e52b3d491f9ba5f",
+            "syncdir .models",
+            "syncdir .",
+            // The commit that names the copy.
+            "syncdir .",
             "sync MANIFEST.tmp",
             "rename MANIFEST.tmp -> MANIFEST",
             "syncdir .",

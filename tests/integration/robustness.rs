@@ -314,3 +314,91 @@ fn byte_order_marks_and_repeated_inputs() {
     let e = vellum::eval::evaluate(&qrels, &run, &measures);
     assert_eq!(e.mean, vec![1.0]);
 }
+
+/// Everything vellum may leave behind is collected: an interrupted model copy (`*.tmp`) and a
+/// complete copy no commit references; `verify` notes both until a writer removes them, and
+/// never touches a copy the manifest names.
+#[cfg(feature = "encoders")]
+#[test]
+fn leftover_model_copies_are_noted_and_collected() {
+    use vellum::encode::{prepare_encoders, EncoderChoice};
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("db");
+    let schema = Schema::new().with_field(FieldSpec::dense("e", 32, DType::F32, Metric::Ip));
+    let db = db_with(&p, schema, Vec::new());
+    let mut w = db.writer().unwrap();
+    let choice = EncoderChoice {
+        passage: crate::common::fixture_path("encoders/tiny-a")
+            .display()
+            .to_string(),
+        embed: true,
+        ..Default::default()
+    };
+    w.set_encoders("c", "e", prepare_encoders(&p, &choice).unwrap())
+        .unwrap();
+    w.commit().unwrap();
+    drop(w);
+    let models = p.join(".models");
+    std::fs::create_dir_all(models.join("0123.tmp")).unwrap();
+    std::fs::write(models.join("0123.tmp/config.json"), "{}").unwrap();
+    std::fs::create_dir_all(models.join("4567")).unwrap();
+    let report = vellum::verify::verify_database(&p).unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(
+        report.unreferenced_files,
+        [".models/0123.tmp", ".models/4567"]
+    );
+    drop(db.writer().unwrap());
+    let report = vellum::verify::verify_database(&p).unwrap();
+    assert!(
+        report.is_ok() && report.unreferenced_files.is_empty(),
+        "{report:?}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&models).unwrap().count(),
+        1,
+        "the bound copy stays"
+    );
+}
+
+/// `verify` checks one commit: files that a concurrent commit collects while it runs are not
+/// reported as damage.
+#[test]
+fn verify_during_commits_reports_no_false_alarm() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("db");
+    let schema = Schema::new().with_field(FieldSpec::dense("e", 4, DType::F32, Metric::Ip));
+    let db = db_with(&p, schema, Vec::new());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (db, stop) = (db.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut w = db.writer().unwrap();
+            let mut i = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let v = vec![i as f32, 1.0, 0.0, 0.0];
+                w.upsert("c", Document::new(format!("d{}", i % 7)).with_dense("e", v))
+                    .unwrap();
+                w.commit().unwrap();
+                if i.is_multiple_of(5) {
+                    w.compact("c").unwrap();
+                }
+                i += 1;
+            }
+            i
+        })
+    };
+    let started = std::time::Instant::now();
+    let mut checks = 0;
+    while started.elapsed() < std::time::Duration::from_secs(2) {
+        let report = vellum::verify::verify_database(&p).unwrap();
+        assert!(report.is_ok(), "check {checks}: {:?}", report.problems);
+        checks += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let commits = writer.join().unwrap();
+    assert!(
+        checks > 10 && commits > 10,
+        "{checks} checks, {commits} commits"
+    );
+}
