@@ -38,7 +38,7 @@ pub enum Error {
     },
 
     /// The file was written by a format version this build cannot read.
-    #[error("{path}: format version {found} is not supported (this build reads versions {min}..={max}); upgrade vellum")]
+    #[error("{path}: format version {found} is not supported (this build reads versions {min}..={max}); the file was written by a newer vellum: upgrade vellum")]
     UnsupportedVersion {
         /// The file.
         path: PathBuf,

@@ -17,7 +17,7 @@
 
 use std::path::Path;
 
-use super::{check_version, checksum, LeReader, FORMAT_VERSION};
+use super::{check_header_version, checksum, LeReader, FORMAT_VERSION};
 use crate::error::{Error, Result};
 
 /// Magic bytes of a tombstone file.
@@ -119,7 +119,7 @@ impl DeleteBitmap {
                 "bad magic: not a vellum tombstone file",
             ));
         }
-        check_version(path, r.u32(8)?)?;
+        check_header_version(path, "deletes header", bytes)?;
         let header_sum = r.u64(56)?;
         if checksum(&bytes[..56]) != header_sum {
             return Err(Error::corrupt(

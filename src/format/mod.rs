@@ -71,6 +71,32 @@ impl<'a> LeReader<'a> {
     }
 }
 
+/// Checks the version field (offset 8) of a file whose 64-byte header ends with the XXH3-64 of
+/// its first 56 bytes: an unreadable version in an intact header is a newer file
+/// ([`Error::UnsupportedVersion`]); in a header that fails its checksum it is damage
+/// ([`Error::Corrupt`]), not a reason to upgrade.
+pub(crate) fn check_header_version(path: &Path, what: &str, header: &[u8]) -> Result<()> {
+    let r = LeReader {
+        bytes: header,
+        path,
+        what,
+    };
+    let found = r.u32(8)?;
+    if (MIN_READ_VERSION..=FORMAT_VERSION).contains(&found) {
+        return Ok(());
+    }
+    let stored = r.u64(56)?;
+    if checksum(r.slice(0, 56)?) != stored {
+        return Err(Error::corrupt(
+            path,
+            what,
+            56,
+            format!("header checksum mismatch (the version field reads {found})"),
+        ));
+    }
+    check_version(path, found)
+}
+
 /// Checks a version field against what this build reads.
 pub(crate) fn check_version(path: &Path, found: u32) -> Result<()> {
     if (MIN_READ_VERSION..=FORMAT_VERSION).contains(&found) {

@@ -146,3 +146,28 @@ fn truncated_and_missing_files_are_errors_not_panics() {
     let err = Database::open(work.path()).unwrap().snapshot().unwrap_err();
     assert!(err.to_string().contains("No such file"), "{err}");
 }
+
+/// A damaged version byte is damage, not a newer file: only a version field in a header that
+/// passes its checksum asks for a newer vellum.
+#[test]
+fn a_flipped_version_byte_is_corruption_not_a_newer_format() {
+    let dir = tempfile::tempdir().unwrap();
+    build_all_kinds(dir.path());
+    let seg_path = segment_files(dir.path()).remove(0);
+    let good = std::fs::read(&seg_path).unwrap();
+    let mut flipped = good.clone();
+    flipped[8] ^= 0x02;
+    let err = Segment::from_bytes(&seg_path, 0, &flipped).unwrap_err();
+    assert!(matches!(err, vellum::Error::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("version field reads 3"), "{err}");
+    // The same version with a valid header checksum: written by a newer vellum.
+    let mut newer = good;
+    newer[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let sum = xxhash_rust::xxh3::xxh3_64(&newer[..56]);
+    newer[56..64].copy_from_slice(&sum.to_le_bytes());
+    let err = Segment::from_bytes(&seg_path, 0, &newer).unwrap_err();
+    assert!(
+        matches!(err, vellum::Error::UnsupportedVersion { found: 2, .. }),
+        "{err}"
+    );
+}

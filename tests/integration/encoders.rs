@@ -467,6 +467,28 @@ mod bound {
             "{:?}",
             report.problems
         );
+        // Loading it says the copy is damaged (not that the encoder does not match).
+        let e = snap
+            .collection("docs")
+            .unwrap()
+            .load_encoder("emb", Role::Passage, &EncoderOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("embedded copy of the passage encoder") && e.contains("is damaged"),
+            "{e}"
+        );
+        // A truncated weights file, too.
+        let weights =
+            vellum::encode::embedded_dir(embedded.path(), &record).join("model.safetensors");
+        std::fs::write(&weights, b"short").unwrap();
+        let e = snap
+            .collection("docs")
+            .unwrap()
+            .load_encoder("emb", Role::Passage, &EncoderOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is damaged"), "{e}");
     }
 
     #[test]

@@ -428,3 +428,75 @@ fn progress_is_logged_when_stderr_is_not_a_terminal() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Damage met during a search is reported as the database's (the damaged file first), not
+/// blamed on the query file.
+#[test]
+fn damage_found_while_searching_names_the_damaged_file() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    setup(d);
+    ok(
+        d,
+        &[
+            "create",
+            "DB",
+            "--collection",
+            "docs",
+            "--field",
+            "emb:dense:4:f32:ip",
+        ],
+    );
+    ok(
+        d,
+        &[
+            "ingest",
+            "DB",
+            "--collection",
+            "docs",
+            "--docs",
+            "corpus.jsonl",
+            "--vectors",
+            "emb=corpus.npy",
+        ],
+    );
+    let seg = std::fs::read_dir(d.join("DB/docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "vseg"))
+        .unwrap();
+    let s = vellum::format::segment::Segment::open(&seg, 0).unwrap();
+    let offsets = s
+        .sections()
+        .iter()
+        .find(|e| e.kind.name() == "id offsets")
+        .unwrap()
+        .offset as usize;
+    drop(s);
+    // Every id's end offset points far past the id bytes (found only when a hit's id is read).
+    let mut bytes = std::fs::read(&seg).unwrap();
+    for row in 1..=50 {
+        bytes[offsets + row * 8 + 6] = 0x7f;
+    }
+    std::fs::write(&seg, bytes).unwrap();
+    let e = fail(
+        d,
+        &[
+            "search",
+            "DB",
+            "--collection",
+            "docs",
+            "--field",
+            "emb",
+            "--query-vectors",
+            "queries.npy",
+            "-k",
+            "3",
+        ],
+    );
+    assert!(
+        e.starts_with("error: corrupt file ") && e.contains(".vseg"),
+        "{e}"
+    );
+    assert!(!e.contains("queries.npy"), "{e}");
+}

@@ -11,7 +11,7 @@ use super::{
 use crate::dtype::VectorRef;
 use crate::error::{Error, Result};
 use crate::format::graph::GraphView;
-use crate::format::{check_version, checksum, LeReader};
+use crate::format::{check_header_version, checksum, LeReader};
 use crate::schema::{FieldKind, Schema};
 use crate::storage::{self, MappedFile};
 
@@ -87,7 +87,7 @@ impl Segment {
                 "bad magic: not a vellum segment file".into(),
             ));
         }
-        check_version(path, r.u32(8)?)?;
+        check_header_version(path, "segment header", bytes)?;
         let header_sum = r.u64(56)?;
         if checksum(&bytes[..56]) != header_sum {
             return Err(corrupt(

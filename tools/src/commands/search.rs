@@ -54,9 +54,16 @@ pub fn run(a: SearchArgs, out: &mut dyn Write) -> Result<()> {
         let mut request = queries.request(&batch, a.k).with_strategy(strategy);
         request.ef = a.ef;
         request.exact = a.exact;
+        // A problem with the queries names the query file; one with the database (a damaged
+        // file, an I/O error) is the database's and is reported as it is.
         let results = shards
             .search(&a.collection, &request)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", queries.label()))?;
+            .map_err(|e| match e {
+                vellum::Error::InvalidQuery(_) | vellum::Error::WrongFieldKind { .. } => {
+                    anyhow::anyhow!("{}: {e}", queries.label())
+                }
+                other => other.into(),
+            })?;
         for (i, hits) in results.iter().enumerate() {
             let qid = queries.id(b0 + i);
             let ranked = hits.iter().map(|h| (h.id.as_str(), h.score));
