@@ -48,6 +48,7 @@
 
 #![deny(missing_docs)]
 
+pub mod backup;
 pub mod collection;
 pub mod db;
 pub mod document;
@@ -70,6 +71,7 @@ pub mod storage;
 pub mod verify;
 pub mod writer;
 
+pub use backup::BackupInfo;
 pub use collection::{
     Collection, CollectionStats, DatabaseStats, DocAddress, DocRef, MultiRef, TensorRef,
 };

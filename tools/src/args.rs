@@ -51,6 +51,18 @@ pub enum Command {
     /// Declare (or drop) an HNSW index on a dense field and build its graph (rewrites the
     /// collection as one segment, crash-safely, like compact).
     Index(IndexArgs),
+    /// Copy the last commit of a database (while writers may keep committing) into a new
+    /// directory, then verify the copy. A plain file copy is safe only while no writer runs.
+    Backup(BackupArgs),
+}
+
+/// `vellum backup`.
+#[derive(Debug, clap::Args)]
+pub struct BackupArgs {
+    /// Database directory.
+    pub db: PathBuf,
+    /// Destination: a new (or empty) directory.
+    pub dest: PathBuf,
 }
 
 /// `vellum index`.

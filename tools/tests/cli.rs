@@ -500,3 +500,60 @@ fn damage_found_while_searching_names_the_damaged_file() {
     );
     assert!(!e.contains("queries.npy"), "{e}");
 }
+
+#[test]
+fn backup_copies_a_verified_commit() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    setup(d);
+    ok(
+        d,
+        &[
+            "create",
+            "DB",
+            "--collection",
+            "docs",
+            "--field",
+            "emb:dense:4:f32:ip",
+        ],
+    );
+    ok(
+        d,
+        &[
+            "ingest",
+            "DB",
+            "--collection",
+            "docs",
+            "--docs",
+            "corpus.jsonl",
+            "--vectors",
+            "emb=corpus.npy",
+        ],
+    );
+    let out = ok(d, &["backup", "DB", "COPY"]);
+    assert!(
+        out.contains("backed up generation 2") && out.contains("(verified)"),
+        "{out}"
+    );
+    assert!(ok(d, &["verify", "COPY"]).contains("ok"));
+    let search = |db: &str| {
+        ok(
+            d,
+            &[
+                "search",
+                db,
+                "--collection",
+                "docs",
+                "--field",
+                "emb",
+                "--query-vectors",
+                "queries.npy",
+                "-k",
+                "5",
+            ],
+        )
+    };
+    assert_eq!(search("DB"), search("COPY"));
+    let e = fail(d, &["backup", "DB", "COPY"]);
+    assert!(e.contains("already exists"), "{e}");
+}

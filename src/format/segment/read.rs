@@ -421,6 +421,11 @@ impl Segment {
         &self.sections
     }
 
+    /// The whole file's bytes (what a backup copies).
+    pub fn file_bytes(&self) -> &[u8] {
+        self.bytes()
+    }
+
     pub(super) fn bytes(&self) -> &[u8] {
         self.map.bytes()
     }

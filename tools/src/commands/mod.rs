@@ -34,6 +34,7 @@ pub fn execute(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::ConvertRun(a) => eval::convert_run(a, out),
         Command::Export(a) => transfer::export(a, out),
         Command::ImportTevatron(a) => transfer::import_tevatron(a, out),
+        Command::Backup(a) => transfer::backup(a, out),
     }
 }
 

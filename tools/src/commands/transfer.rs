@@ -1,4 +1,4 @@
-//! `vellum export` and `import-tevatron`: vectors in and out of other tools' formats.
+//! `vellum export`, `import-tevatron` and `backup`: data in and out of a database.
 
 use std::io::Write;
 
@@ -7,7 +7,7 @@ use vellum::ingest::Mode;
 use vellum::Database;
 
 use super::progress::spinner;
-use crate::args::{ExportArgs, ImportTevatronArgs};
+use crate::args::{BackupArgs, ExportArgs, ImportTevatronArgs};
 
 pub fn export(a: ExportArgs, out: &mut dyn Write) -> Result<()> {
     let snap = Database::open(&a.db)?.snapshot()?;
@@ -48,6 +48,25 @@ pub fn import_tevatron(a: ImportTevatronArgs, out: &mut dyn Write) -> Result<()>
         a.pickles.len(),
         a.collection,
         c.generation
+    )?;
+    Ok(())
+}
+
+/// Copies the last commit into a new directory while writers may run, and verifies the copy.
+pub fn backup(a: BackupArgs, out: &mut dyn Write) -> Result<()> {
+    let db = Database::open(&a.db)?;
+    let spinner = spinner(&format!("backing up {}", a.db.display()));
+    let info = db.backup_to(&a.dest)?;
+    spinner.finish_and_clear();
+    writeln!(
+        out,
+        "backed up generation {} of {} to {}: {} files, {} bytes, {} embedded models (verified)",
+        info.generation,
+        a.db.display(),
+        a.dest.display(),
+        info.files,
+        info.bytes,
+        info.models
     )?;
     Ok(())
 }
