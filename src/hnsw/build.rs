@@ -74,28 +74,44 @@ pub fn build_graph(
     // L2 and cosine are built on the 8-bit navigation codes (cosine codes are of normalised rows,
     // whose squared distance orders like the cosine): a quarter of f32's bytes and VNNI kernels.
     // Inner product needs the affine terms, so it is built on bf16.
-    let (level, lists, codes) = if metric == Metric::Ip {
+    let (level, mut lists, codes, groups) = if metric == Metric::Ip {
         let bits: Vec<u16> = vectors
             .iter()
             .map(|&v| crate::dtype::to_bf16_bits(v))
             .collect();
-        let hnsw =
-            Hnsw::<u16, MetricDistance>::new(m, rows, 16, efc, MetricDistance { metric, offset });
-        let data: Vec<(&[u16], usize)> = bits.chunks_exact(dim).zip(0..rows).collect();
+        let groups = DuplicateGroups::of(&bits, dim);
+        let hnsw = Hnsw::<u16, MetricDistance>::new(
+            m,
+            groups.firsts.len(),
+            16,
+            efc,
+            MetricDistance { metric, offset },
+        );
+        let data: Vec<(&[u16], usize)> = groups
+            .firsts
+            .iter()
+            .map(|&r| (&bits[r * dim..(r + 1) * dim], r))
+            .collect();
         hnsw.parallel_insert_slice(&data);
         let (level, lists) = extract(&hnsw, rows);
-        (level, lists, None)
+        (level, lists, None, groups)
     } else {
         let nav = i8_codes(vectors, dim, metric);
         let Nav::I8 { codes, .. } = &nav else {
             unreachable!("i8_codes returns codes")
         };
-        let hnsw = Hnsw::<i8, CodeDistance>::new(m, rows, 16, efc, CodeDistance);
-        let data: Vec<(&[i8], usize)> = codes.chunks_exact(dim).zip(0..rows).collect();
+        let groups = DuplicateGroups::of(codes, dim);
+        let hnsw = Hnsw::<i8, CodeDistance>::new(m, groups.firsts.len(), 16, efc, CodeDistance);
+        let data: Vec<(&[i8], usize)> = groups
+            .firsts
+            .iter()
+            .map(|&r| (&codes[r * dim..(r + 1) * dim], r))
+            .collect();
         hnsw.parallel_insert_slice(&data);
         let (level, lists) = extract(&hnsw, rows);
-        (level, lists, Some(nav))
+        (level, lists, Some(nav), groups)
     };
+    groups.attach(&mut lists, 2 * m);
     let top = level.iter().copied().max().unwrap_or(0) as usize;
     let entry = level.iter().position(|&l| l as usize == top).unwrap_or(0) as u32;
     let mut layers = Vec::with_capacity(top + 1);
@@ -129,6 +145,65 @@ pub fn build_graph(
         layers,
         nav: codes.map(|c| (c, dim as u32)),
     })
+}
+
+/// Rows whose inserted vectors (8-bit codes, or bf16 bits for inner product) are bit-identical.
+///
+/// `hnsw_rs` links exact duplicates badly: its neighbour selection keeps one of a set of copies, so
+/// each copy gets one or two edges, nearly all to other copies, and points inserted later get no
+/// edge from them — with 800 copies inserted first, 200 distinct points were unreachable. So only
+/// the first row of each set of identical vectors goes into the graph; the other copies are
+/// attached afterwards, on layer 0, as a binary tree under the first (the first row's list starts
+/// with its children, each copy's list holds its children and then the first row's neighbours), so
+/// every copy is reachable from the first within log2(copies) hops of equal score, and every copy
+/// leads out of the set. The search explores such plateaus of equal scores (`search.rs`).
+struct DuplicateGroups {
+    /// The first row of every distinct vector, increasing.
+    firsts: Vec<usize>,
+    /// The other rows of each first row that has copies, increasing.
+    copies: Vec<(usize, Vec<usize>)>,
+}
+
+impl DuplicateGroups {
+    fn of<T: std::hash::Hash + Eq>(values: &[T], dim: usize) -> Self {
+        let mut first_of: std::collections::HashMap<&[T], usize> = Default::default();
+        let mut firsts = Vec::new();
+        let mut copies: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for (row, v) in values.chunks_exact(dim).enumerate() {
+            match first_of.entry(v) {
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(row);
+                    firsts.push(row);
+                }
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    copies.entry(*e.get()).or_default().push(row);
+                }
+            }
+        }
+        DuplicateGroups {
+            firsts,
+            copies: copies.into_iter().collect(),
+        }
+    }
+
+    /// Links the copies into `lists` (per row, per layer; copies have only layer 0).
+    fn attach(&self, lists: &mut [Vec<Vec<u32>>], m0: usize) {
+        for (first, others) in &self.copies {
+            let tree: Vec<usize> = std::iter::once(*first).chain(others.iter().copied()).collect();
+            let exits: Vec<u32> = lists[*first].first().cloned().unwrap_or_default();
+            for (i, &row) in tree.iter().enumerate() {
+                let children = [2 * i + 1, 2 * i + 2]
+                    .into_iter()
+                    .filter_map(|c| tree.get(c).map(|&r| r as u32));
+                let list: Vec<u32> = children.chain(exits.iter().copied()).take(m0).collect();
+                if lists[row].is_empty() {
+                    lists[row].push(list);
+                } else {
+                    lists[row][0] = list;
+                }
+            }
+        }
+    }
 }
 
 /// Squared L2 between 8-bit codes.

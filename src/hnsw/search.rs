@@ -102,7 +102,9 @@ pub fn search_graph_prefetching(
     }
     let mut fresh: Vec<u32> = Vec::with_capacity(graph.m0 as usize);
     while let Some(c) = candidates.pop() {
-        if results.len() >= ef && results.peek().is_some_and(|w| c < w.0) {
+        // As hnswlib: stop only at a candidate strictly worse than the worst result, so that a
+        // plateau of equal scores (duplicate vectors) is explored rather than cut by row order.
+        if results.len() >= ef && results.peek().is_some_and(|w| c.score < w.0.score) {
             break;
         }
         fresh.clear();
@@ -125,7 +127,7 @@ pub fn search_graph_prefetching(
                 score: score(nb),
                 row: nb,
             };
-            if results.len() < ef || results.peek().is_some_and(|w| s > w.0) {
+            if results.len() < ef || results.peek().is_some_and(|w| s.score > w.0.score) {
                 candidates.push(s);
                 if live(nb) {
                     results.push(std::cmp::Reverse(s));

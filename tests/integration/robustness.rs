@@ -468,3 +468,67 @@ fn online_backups_are_consistent_while_a_writer_runs() {
     let err = db.backup_to(dir.path().join("backup0")).unwrap_err();
     assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
 }
+
+/// 800 copies of one vector inserted first, then 200 distinct vectors: every live row is found
+/// by its own vector through the HNSW graph (hnswlib finds them all; duplicate passages are
+/// common in real corpora) — after the build, after deletes, and after compaction.
+#[test]
+fn hnsw_reaches_every_row_of_a_duplicate_heavy_collection() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = Schema::new().with_field(FieldSpec::dense("e", 8, DType::F32, Metric::L2));
+    let mut rng = crate::common::Rng(99);
+    let mut docs: Vec<Document> = (0..800)
+        .map(|i| Document::new(format!("dup{i:04}")).with_dense("e", vec![0.25; 8]))
+        .collect();
+    let distinct: Vec<Vec<f32>> = (0..200).map(|_| rng.vec(8)).collect();
+    for (i, v) in distinct.iter().enumerate() {
+        docs.push(Document::new(format!("x{i:03}")).with_dense("e", v.clone()));
+    }
+    let db = db_with(dir.path(), schema, docs);
+    let mut w = db.writer().unwrap();
+    w.set_index(
+        "c",
+        "e",
+        Some(HnswParams::parse("m=16,ef_construction=200,min_rows=1").unwrap()),
+    )
+    .unwrap();
+    w.reindex("c").unwrap();
+    let found = |db: &Database, ef: usize| {
+        let snap = db.snapshot().unwrap();
+        let c = snap.collection("c").unwrap();
+        assert!(c.slots().iter().all(|s| s.segment.has_graph(0)));
+        let mut n = 0;
+        for (i, v) in distinct.iter().enumerate() {
+            let id = format!("x{i:03}");
+            if c.get(&id).unwrap().is_none() {
+                continue;
+            }
+            let hits = c
+                .search_one(&SearchRequest::dense("e", v, 1).with_ef(ef))
+                .unwrap();
+            n += usize::from(hits[0].id == id);
+        }
+        n
+    };
+    assert_eq!(found(&db, 64), 200, "after the build");
+    for i in (0..200).step_by(3) {
+        w.delete("c", &format!("x{i:03}")).unwrap();
+    }
+    for i in (0..800).step_by(2) {
+        w.delete("c", &format!("dup{i:04}")).unwrap();
+    }
+    w.commit().unwrap();
+    assert_eq!(found(&db, 64), 200 - 67, "after deletes");
+    w.compact("c").unwrap();
+    assert_eq!(found(&db, 64), 200 - 67, "after compaction");
+    // The duplicates themselves: a query at their vector returns k of them.
+    let snap = db.snapshot().unwrap();
+    let hits = snap
+        .collection("c")
+        .unwrap()
+        .search_one(&SearchRequest::dense("e", &[0.25; 8], 10))
+        .unwrap();
+    assert!(hits.iter().all(|h| h.id.starts_with("dup") && h.score == 0.0));
+    assert_eq!(hits.len(), 10);
+}
+
