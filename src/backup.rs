@@ -116,8 +116,18 @@ impl Database {
                         std::io::Error::from(std::io::ErrorKind::NotFound),
                     ));
                 }
-                let model = crate::encode::ModelDir::at(from, hex)?;
+                let model = crate::encode::ModelDir::at(from.clone(), hex)?;
                 model.copy_into(&out, &rel)?;
+                // A copy collected while being read is incomplete: start again (as above).
+                let copied = crate::encode::ModelDir::at(dest.join(&rel), hex)
+                    .and_then(|m| m.fingerprint())
+                    .unwrap_or_default();
+                if copied != format!("xxh3-128:{hex}") {
+                    return Err(Error::io(
+                        from,
+                        std::io::Error::from(std::io::ErrorKind::NotFound),
+                    ));
+                }
                 info.models += 1;
             }
         }

@@ -268,9 +268,10 @@ impl<'a> VectorRef<'a> {
 }
 
 /// The largest Euclidean norm a stored or query vector may have: `sqrt(f32::MAX / 8)`, about
-/// 6.5e18. Within it every score (inner product, cosine, squared L2 distance; MaxSim with the
-/// query's token norms summed) is a finite f32: `|q·x| ≤ ‖q‖‖x‖ ≤ f32::MAX / 8` and
-/// `‖q − x‖² ≤ (‖q‖ + ‖x‖)² ≤ f32::MAX / 2`.
+/// 6.5e18. Within it every dense score (inner product, cosine, squared L2 distance) is a finite
+/// f32: `|q·x| ≤ ‖q‖‖x‖ ≤ f32::MAX / 8` and `‖q − x‖² ≤ (‖q‖ + ‖x‖)² ≤ f32::MAX / 2`; so is an
+/// inner-product or cosine MaxSim score when the query's token norms sum to at most this limit.
+/// An L2 MaxSim sum over many tokens can still leave f32: that search is refused with an error.
 pub const MAX_VECTOR_NORM: f64 = 6.521_908_718e18;
 
 /// The Euclidean norm of `v`, computed in f64 (so that it does not overflow).

@@ -218,6 +218,11 @@ pub enum Error {
         needed: MissingInput,
     },
 
+    /// A commit was published but the writer could not load it afterwards (operator: the commit
+    /// is durable; open a new writer).
+    #[error("the writer cannot continue: {0}; open a new writer")]
+    WriterFailed(String),
+
     /// An error about one database of a shard set.
     #[error("database {database}: {source}")]
     Shard {

@@ -130,9 +130,12 @@ impl ShardSet {
         Ok(spec)
     }
 
-    /// Runs `request` on `collection` of every shard and merges the results: per query, the best
-    /// `request.k` hits of all shards. Hits keep the address of their own shard's snapshot.
+    /// Runs `request` on `collection` of every shard (after checking the field as
+    /// [`ShardSet::field`] does) and merges the results: per query, the best `request.k` hits of
+    /// all shards. Hits keep the address of their own shard's snapshot.
     pub fn search(&self, collection: &str, request: &SearchRequest<'_>) -> Result<Vec<Vec<Hit>>> {
+        // Scores of fields with another metric or element type do not compare.
+        self.field(collection, request.field)?;
         let per_shard = self
             .collections(collection)?
             .iter()

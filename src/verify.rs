@@ -194,7 +194,7 @@ fn verify_once(store: &dyn Directory) -> Result<VerifyReport> {
     if let Ok(Some(names)) = store.list(models) {
         let keep = m.embedded_models();
         for name in names {
-            if !keep.contains(&name) {
+            if crate::encode::is_model_dir_name(&name) && !keep.contains(&name) {
                 report
                     .unreferenced_files
                     .push(format!("{}/{name}", models.display()));

@@ -3,8 +3,10 @@
 
 Each rule names a top-level module of `src/` and the crate modules it may NOT import. Every
 `crate::<module>` path in the module's files counts, in `use` lists (`use crate::{a, b::c}`) and
-in expressions, test code included; comments and string literals do not. Exits 1 and prints
-`file:line: <module> imports <forbidden>` for each violation.
+in expressions, test code included; so does every `super::…` path that climbs out of the
+module (resolved from the file's place in `src/`), and every crate-root re-export
+(`crate::Collection` counts as `collection`, read from `src/lib.rs`). Comments and string literals
+do not. Exits 1 and prints `file:line: <module> imports <forbidden>` for each violation.
 
 Run: python3 tools/check_layers.py [src-dir]
 """
@@ -38,6 +40,8 @@ RULES = {
 COMMENT = re.compile(r"//.*?$|/\*.*?\*/", re.S | re.M)
 STRING = re.compile(r'r#*"(?:.|\n)*?"#*|"(?:\\.|[^"\\])*"')
 PATH = re.compile(r"\bcrate::(\{|[A-Za-z_][A-Za-z0-9_]*)")
+SUPER = re.compile(r"\b((?:super::)+)(\{|[A-Za-z_][A-Za-z0-9_]*)")
+REEXPORT = re.compile(r"^pub use (\w+)::(?:[\w:]*::)?(\{[^}]*\}|\w+);", re.M)
 
 
 def strip(text: str) -> str:
@@ -79,26 +83,61 @@ def group_heads(text: str, start: int) -> list[str]:
     return out
 
 
-def imports(text: str):
+def root_reexports(lib_rs: str) -> dict:
+    """Names re-exported at the crate root (`pub use module::{A, B};`) → their module."""
+    out = {}
+    for m in REEXPORT.finditer(strip(lib_rs)):
+        module, names = m.group(1), m.group(2)
+        for name in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", names):
+            out[name] = module
+    return out
+
+
+def module_path(src: pathlib.Path, path: pathlib.Path) -> list:
+    """The module path of a file: src/a/b.rs → [a, b]; src/a/mod.rs → [a]; src/a.rs → [a]."""
+    parts = list(path.relative_to(src).with_suffix("").parts)
+    if parts[-1] == "mod":
+        parts.pop()
+    return parts
+
+
+def imports(text: str, module: list, reexports: dict):
     """Yields (line, module) for every crate-level module a file's code refers to."""
+    def resolve(head: str) -> str:
+        return reexports.get(head, head)
+
     for m in PATH.finditer(text):
         line = text.count("\n", 0, m.start()) + 1
         if m.group(1) == "{":
             for head in group_heads(text, m.start(1)):
-                yield line, head
+                yield line, resolve(head)
         else:
-            yield line, m.group(1)
+            yield line, resolve(m.group(1))
+    for m in SUPER.finditer(text):
+        ups = m.group(1).count("super::")
+        # `super` of a file's module; leaving the top-level module makes the next segment a
+        # crate-level module.
+        base = module[: len(module) - ups]
+        if base:
+            continue
+        line = text.count("\n", 0, m.start()) + 1
+        if m.group(2) == "{":
+            for head in group_heads(text, m.start(2)):
+                yield line, resolve(head)
+        else:
+            yield line, resolve(m.group(2))
 
 
 def main() -> int:
     src = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "src")
+    reexports = root_reexports((src / "lib.rs").read_text())
     violations = []
     for module, forbidden in sorted(RULES.items()):
         files = [src / f"{module}.rs"] + sorted((src / module).rglob("*.rs"))
         for path in files:
             if not path.exists():
                 continue
-            for line, target in imports(strip(path.read_text())):
+            for line, target in imports(strip(path.read_text()), module_path(src, path), reexports):
                 if target in forbidden:
                     violations.append(f"{path}:{line}: {module} imports {target}")
     for v in violations:

@@ -50,14 +50,33 @@ impl Collection {
             detail,
         };
         let dir = if record.embedded {
-            ModelDir::at(embedded_dir(self.database_dir(), record), &record.source).map_err(
-                |e| {
-                    wrap(format!(
-                        "the embedded copy of the {} encoder is damaged: {e}",
+            let path = embedded_dir(self.database_dir(), record);
+            if !path.exists() {
+                // Collected by a newer commit (the field was rebound) while this snapshot was
+                // held, or lost: say which.
+                let store = crate::storage::FsDirectory::new(self.database_dir());
+                let still = crate::snapshot::read_manifest(&store)
+                    .map(|m| m.embedded_models().contains(record.fingerprint_hex()))
+                    .unwrap_or(true);
+                return Err(wrap(if still {
+                    format!(
+                        "the embedded copy of the {} encoder is missing at {}; check the database with verify",
+                        role.name(),
+                        path.display()
+                    )
+                } else {
+                    format!(
+                        "the embedded copy of the {} encoder was collected by a newer commit that rebound the field; take a new snapshot",
                         role.name()
-                    ))
-                },
-            )?
+                    )
+                }));
+            }
+            ModelDir::at(path, &record.source).map_err(|e| {
+                wrap(format!(
+                    "the embedded copy of the {} encoder is damaged: {e}",
+                    role.name()
+                ))
+            })?
         } else {
             ModelDir::resolve(&record.source).map_err(|e| {
                 wrap(format!(

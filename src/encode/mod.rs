@@ -50,6 +50,17 @@ use crate::error::{Error, Result};
 /// fingerprint's hex digits).
 pub const EMBEDDED_MODELS_DIR: &str = ".models";
 
+/// Whether `name` is one vellum gives an entry of [`EMBEDDED_MODELS_DIR`]: a fingerprint's 32
+/// lowercase hex digits, or that plus `.tmp` for a copy in progress. Garbage collection and
+/// `verify` consider no other entry.
+pub fn is_model_dir_name(name: &str) -> bool {
+    let hex = name.strip_suffix(".tmp").unwrap_or(name);
+    hex.len() == 32
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// What an encoder takes as input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Modality {

@@ -156,7 +156,7 @@ pub fn build_graph(
 /// attached afterwards, on layer 0, as a binary tree under the first (the first row's list starts
 /// with its children, each copy's list holds its children and then the first row's neighbours), so
 /// every copy is reachable from the first within log2(copies) hops of equal score, and every copy
-/// leads out of the set. The search explores such plateaus of equal scores (`search.rs`).
+/// leads out of the set. The search does not stop at a candidate of equal score (`search.rs`).
 struct DuplicateGroups {
     /// The first row of every distinct vector, increasing.
     firsts: Vec<usize>,
@@ -189,7 +189,9 @@ impl DuplicateGroups {
     /// Links the copies into `lists` (per row, per layer; copies have only layer 0).
     fn attach(&self, lists: &mut [Vec<Vec<u32>>], m0: usize) {
         for (first, others) in &self.copies {
-            let tree: Vec<usize> = std::iter::once(*first).chain(others.iter().copied()).collect();
+            let tree: Vec<usize> = std::iter::once(*first)
+                .chain(others.iter().copied())
+                .collect();
             let exits: Vec<u32> = lists[*first].first().cloned().unwrap_or_default();
             for (i, &row) in tree.iter().enumerate() {
                 let children = [2 * i + 1, 2 * i + 2]

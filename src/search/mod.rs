@@ -179,7 +179,9 @@ impl<'a> DenseBatch<'a> {
     }
 }
 
-fn check_query(field: &str, metric: Metric, q: &[f32], what: &str) -> Result<()> {
+/// Checks one query vector (`token`: one token of a multi-vector query, which may be zero, as
+/// padding is).
+fn check_query(field: &str, metric: Metric, q: &[f32], what: &str, token: bool) -> Result<()> {
     if let Some(i) = q.iter().position(|v| !v.is_finite()) {
         return Err(Error::InvalidQuery(format!(
             "{what}: element {i} is {} (queries must be finite)",
@@ -193,9 +195,10 @@ fn check_query(field: &str, metric: Metric, q: &[f32], what: &str) -> Result<()>
             crate::dtype::MAX_VECTOR_NORM
         )));
     }
-    if metric == Metric::Cosine && q.iter().all(|v| *v == 0.0) {
+    if !token && metric != Metric::L2 && q.iter().all(|v| *v == 0.0) {
         return Err(Error::InvalidQuery(format!(
-            "{what}: zero vector cannot be compared by cosine on field {field:?}"
+            "{what}: a zero vector scores the same against every row by {} on field {field:?} (cosine is not even defined)",
+            metric.name()
         )));
     }
     Ok(())
@@ -216,7 +219,7 @@ pub(crate) fn execute(c: &Collection, req: &SearchRequest<'_>) -> Result<Vec<Top
                 )));
             }
             for (i, row) in q.chunks_exact(dim).enumerate() {
-                check_query(req.field, *metric, row, &format!("query {i}"))?;
+                check_query(req.field, *metric, row, &format!("query {i}"), false)?;
             }
             let nq = q.len() / dim;
             let batch = DenseBatch {
@@ -268,7 +271,13 @@ pub(crate) fn execute(c: &Collection, req: &SearchRequest<'_>) -> Result<Vec<Top
                     )));
                 }
                 for (t, tok) in q.chunks_exact(dim).enumerate() {
-                    check_query(req.field, *metric, tok, &format!("query {i} token {t}"))?;
+                    check_query(
+                        req.field,
+                        *metric,
+                        tok,
+                        &format!("query {i} token {t}"),
+                        true,
+                    )?;
                 }
                 // MaxSim adds one similarity per query token: bound the sum of their norms.
                 let total: f64 = q.chunks_exact(dim).map(crate::dtype::norm_f64).sum();

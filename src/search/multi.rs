@@ -136,6 +136,14 @@ pub(super) fn search_maxsim(
         for (qi, top) in tops.iter_mut().enumerate() {
             for (d, row) in (start..end).enumerate() {
                 let score = doc_scores[qi * (end - start) as usize + d];
+                if !score.is_finite() {
+                    // Each token's similarity is finite within the norm limit, but an L2 sum over
+                    // many tokens can leave f32: an error, never an infinite score in a run.
+                    return Err(Error::InvalidQuery(format!(
+                        "query {qi}: its MaxSim score against row {row} of {} is {score} (the token vectors are too far apart for f32 sums; scale the vectors down)",
+                        seg.path().display()
+                    )));
+                }
                 if score >= top.threshold() && !slot.is_deleted(row) {
                     top.push(Candidate {
                         score,

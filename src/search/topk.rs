@@ -35,7 +35,12 @@ impl PartialOrd for Candidate {
     }
 }
 
-/// Keeps the best `k` candidates seen, and every candidate that ties with the k-th.
+/// Most candidates kept aside for a tie with the k-th score. Beyond it (thousands of rows with
+/// exactly the k-th score: degenerate data) further ties are decided by storage position.
+pub const MAX_TIES: usize = 4096;
+
+/// Keeps the best `k` candidates seen, and the candidates that tie with the k-th (at most
+/// [`MAX_TIES`] of them).
 #[derive(Debug, Clone)]
 pub struct TopK {
     k: usize,
@@ -79,13 +84,19 @@ impl TopK {
         };
         match c.score.total_cmp(&worst.score) {
             Ordering::Less => {}
-            Ordering::Equal => self.ties.push(c),
+            Ordering::Equal => {
+                if self.ties.len() < MAX_TIES {
+                    self.ties.push(c);
+                }
+            }
             Ordering::Greater => {
                 let out = std::mem::replace(&mut *worst, c);
                 drop(worst);
                 let threshold = self.heap.peek().map_or(f32::INFINITY, |w| w.score);
                 if out.score.total_cmp(&threshold) == Ordering::Equal {
-                    self.ties.push(out);
+                    if self.ties.len() < MAX_TIES {
+                        self.ties.push(out);
+                    }
                 } else {
                     // The threshold rose: nothing kept aside ties with it any more.
                     self.ties.clear();

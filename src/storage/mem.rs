@@ -477,6 +477,12 @@ impl Directory for MemDirectory {
     fn remove_dir_all(&self, rel: &Path) -> Result<()> {
         let mut s = self.state.lock();
         s.check_power(&self.path_of(rel))?;
+        if let Some(Entry::File(_)) = s.entries.get(rel) {
+            return Err(Error::io(
+                self.path_of(rel),
+                std::io::Error::other("not a directory"),
+            ));
+        }
         s.entries
             .retain(|p, _| !p.starts_with(rel) || rel.as_os_str().is_empty());
         Ok(())

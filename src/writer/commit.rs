@@ -79,6 +79,7 @@ impl Writer {
     /// Makes every buffered change durable and visible, atomically. With nothing to commit, returns
     /// the current generation without writing anything.
     pub fn commit(&mut self) -> Result<CommitInfo> {
+        self.usable()?;
         if !self.has_changes() {
             return Ok(CommitInfo {
                 generation: self.base.generation(),
@@ -179,22 +180,45 @@ impl Writer {
         self.dir.sync_dir(Path::new(""))?;
         self.publish(manifest)?;
         info.generation = self.base.generation();
-        self.pending.clear();
-        self.new_collections.clear();
-        self.index_changes.clear();
-        self.encoder_changes.clear();
         Ok(info)
     }
 
     /// Replaces `MANIFEST` atomically with `manifest`, moves the writer's base to it and collects
     /// the files it no longer references.
+    ///
+    /// Once the manifest is replaced the commit is durable, whatever happens next: the batch is
+    /// cleared at once (a retried commit must not publish it twice); garbage collection is best
+    /// effort (what it leaves, the next writer collects); a failure to map the new commit makes
+    /// the writer unusable ([`crate::Error::WriterFailed`]) rather than leave it building on the
+    /// old one.
     pub(super) fn publish(&mut self, manifest: Manifest) -> Result<()> {
+        manifest.validate().map_err(|detail| {
+            Error::corrupt(
+                self.dir.path_of(Path::new(manifest::FILE_NAME)),
+                "manifest body (not written)",
+                0,
+                format!("the writer built an invalid manifest, a bug: {detail}"),
+            )
+        })?;
         storage::replace_atomically(
             &*self.dir,
             Path::new(manifest::FILE_NAME),
             &manifest.encode(),
         )?;
-        self.base = Snapshot::load_reusing(&*self.dir, manifest, Some(&self.base))?;
-        self.collect_garbage()
+        self.clear_batch();
+        match Snapshot::load_reusing(&*self.dir, manifest, Some(&self.base)) {
+            Ok(base) => self.base = base,
+            Err(e) => {
+                let detail = format!(
+                    "generation {} was committed, but: {e}",
+                    self.base.generation() + 1
+                );
+                self.failed = Some(detail.clone());
+                return Err(Error::WriterFailed(detail));
+            }
+        }
+        // Best effort: leftovers are collected by the next commit or writer.
+        let _ = self.collect_garbage();
+        Ok(())
     }
 }

@@ -64,7 +64,7 @@ impl Writer {
             }
         }
         for name in names {
-            if !keep.contains(&name) {
+            if crate::encode::is_model_dir_name(&name) && !keep.contains(&name) {
                 self.dir.remove_dir_all(&models.join(&name))?;
             }
         }

@@ -100,6 +100,9 @@ pub struct Writer {
     index_changes: HashMap<String, BTreeMap<String, HnswParams>>,
     encoder_changes: BTreeMap<(String, String), FieldEncoders>,
     options: WriterOptions,
+    /// Set when a commit was published but the writer could not map it: the writer refuses
+    /// further work (open a new one).
+    failed: Option<String>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -128,6 +131,7 @@ impl Writer {
             index_changes: HashMap::new(),
             encoder_changes: BTreeMap::new(),
             options,
+            failed: None,
         };
         // Files left by a writer that crashed before publishing are unreferenced: remove them.
         w.collect_garbage()?;
@@ -191,6 +195,7 @@ impl Writer {
     }
 
     fn insert(&mut self, collection: &str, doc: Document, replace: bool) -> Result<()> {
+        self.usable()?;
         let flush_bytes = self.options.flush_bytes;
         self.pending_for(collection)?;
         let base = self.base.collection(collection).ok().cloned();
@@ -265,6 +270,7 @@ impl Writer {
 
     /// Deletes the live document with this id. Returns false if there was none.
     pub fn delete(&mut self, collection: &str, id: &str) -> Result<bool> {
+        self.usable()?;
         self.pending_for(collection)?;
         let base = self.base.collection(collection).ok().cloned();
         let p = self.pending.get_mut(collection).expect("created above");
@@ -287,11 +293,24 @@ impl Writer {
 
     /// Discards every buffered change (as dropping the writer does).
     pub fn rollback(&mut self) -> Result<()> {
+        self.clear_batch();
+        self.collect_garbage()
+    }
+
+    /// Forgets every buffered change (files already spilled stay until garbage collection).
+    fn clear_batch(&mut self) {
         self.pending.clear();
         self.new_collections.clear();
         self.index_changes.clear();
         self.encoder_changes.clear();
-        self.collect_garbage()
+    }
+
+    /// Fails when an earlier commit left the writer unusable.
+    fn usable(&self) -> Result<()> {
+        match &self.failed {
+            Some(detail) => Err(Error::WriterFailed(detail.clone())),
+            None => Ok(()),
+        }
     }
 }
 

@@ -182,6 +182,7 @@ impl Writer {
     /// declared indexes' graphs) and commits (one manifest swap replaces every old segment).
     /// Readers holding older snapshots keep working on the old files.
     pub fn rewrite(&mut self, collection: &str, policy: &dyn RewritePolicy) -> Result<CompactInfo> {
+        self.usable()?;
         self.commit()?;
         let c = self.base.collection(collection)?.clone();
         let plan = Self::plan(&c);

@@ -83,7 +83,7 @@ fn unfiltered_search_agrees_with_brute_force() {
     let queries = clustered(200, 99);
     let mut found = 0;
     for q in &queries {
-        let hits = hnsw.search(q, 10, 64);
+        let hits = hnsw.search(q, 10, 128);
         assert_eq!(hits.len(), 10);
         for pair in hits.windows(2) {
             assert!(pair[0].distance <= pair[1].distance, "results not sorted");
@@ -102,5 +102,7 @@ fn unfiltered_search_agrees_with_brute_force() {
         found += hits.iter().filter(|h| truth.contains(&h.d_id)).count();
     }
     let recall = found as f64 / (10 * queries.len()) as f64;
-    assert!(recall >= 0.95, "recall@10 {recall:.4} at ef 64");
+    // The parallel build is not deterministic: at ef 64 recall ranged 0.948-0.975 over runs (a
+    // flaky 0.95 floor); at ef 128 it ranges 0.995-0.999, so 0.98 fails only on a broken search.
+    assert!(recall >= 0.98, "recall@10 {recall:.4} at ef 128");
 }

@@ -339,14 +339,15 @@ fn leftover_model_copies_are_noted_and_collected() {
     w.commit().unwrap();
     drop(w);
     let models = p.join(".models");
-    std::fs::create_dir_all(models.join("0123.tmp")).unwrap();
-    std::fs::write(models.join("0123.tmp/config.json"), "{}").unwrap();
-    std::fs::create_dir_all(models.join("4567")).unwrap();
+    let (tmp, stale) = (format!("{}.tmp", "01".repeat(16)), "45".repeat(16));
+    std::fs::create_dir_all(models.join(&tmp)).unwrap();
+    std::fs::write(models.join(&tmp).join("config.json"), "{}").unwrap();
+    std::fs::create_dir_all(models.join(&stale)).unwrap();
     let report = vellum::verify::verify_database(&p).unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
     assert_eq!(
         report.unreferenced_files,
-        [".models/0123.tmp", ".models/4567"]
+        [format!(".models/{tmp}"), format!(".models/{stale}")]
     );
     drop(db.writer().unwrap());
     let report = vellum::verify::verify_database(&p).unwrap();
@@ -528,7 +529,81 @@ fn hnsw_reaches_every_row_of_a_duplicate_heavy_collection() {
         .unwrap()
         .search_one(&SearchRequest::dense("e", &[0.25; 8], 10))
         .unwrap();
-    assert!(hits.iter().all(|h| h.id.starts_with("dup") && h.score == 0.0));
+    assert!(hits
+        .iter()
+        .all(|h| h.id.starts_with("dup") && h.score == 0.0));
     assert_eq!(hits.len(), 10);
 }
 
+/// Garbage collection touches only the names vellum gives: a user's folder or file under
+/// `.models/` survives, and a writer still opens.
+#[test]
+fn garbage_collection_leaves_foreign_files_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("db");
+    let schema = Schema::new().with_field(FieldSpec::dense("e", 2, DType::F32, Metric::Ip));
+    let db = db_with(&p, schema, Vec::new());
+    let models = p.join(".models");
+    std::fs::create_dir_all(models.join("my-notes")).unwrap();
+    std::fs::write(models.join("README"), "mine").unwrap();
+    std::fs::create_dir_all(models.join(format!("{}.tmp", "ab".repeat(16)))).unwrap();
+    let mut w = db.writer().unwrap();
+    w.add("c", Document::new("a").with_dense("e", vec![1.0, 0.0]))
+        .unwrap();
+    w.commit().unwrap();
+    drop(w);
+    let mut left: Vec<String> = std::fs::read_dir(&models)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["README", "my-notes"]);
+}
+
+/// An L2 MaxSim sum over many tokens that leaves f32 is an error, never an infinite score.
+#[test]
+fn l2_maxsim_overflow_is_an_error_not_infinity() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = Schema::new().with_field(FieldSpec::multi("m", 2, DType::F32, Metric::L2));
+    let far = (vellum::dtype::MAX_VECTOR_NORM * 0.6) as f32;
+    let db = db_with(
+        dir.path(),
+        schema,
+        vec![Document::new("a").with_multi("m", vec![far, 0.0])],
+    );
+    let snap = db.snapshot().unwrap();
+    let c = snap.collection("c").unwrap();
+    // 32 query tokens near the origin, each ~(0.6 N)² = 0.045 f32::MAX away: the sum overflows.
+    let q = vec![-1.0f32; 64];
+    let err = c.search(&SearchRequest::multi("m", &q, 1)).unwrap_err();
+    assert!(matches!(err, Error::InvalidQuery(_)), "{err}");
+    // One token is fine.
+    let hits = c
+        .search_one(&SearchRequest::multi("m", &q[..2], 1))
+        .unwrap();
+    assert!(hits[0].score.is_finite());
+}
+
+/// Shards whose field differs (metric, element type) are refused by search too, not merged.
+#[test]
+fn shard_search_refuses_incomparable_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    let doc = |id: &str| Document::new(id).with_dense("e", vec![1.0, 0.0]);
+    db_with(
+        &a,
+        Schema::new().with_field(FieldSpec::dense("e", 2, DType::F32, Metric::Ip)),
+        vec![doc("x")],
+    );
+    db_with(
+        &b,
+        Schema::new().with_field(FieldSpec::dense("e", 2, DType::F32, Metric::L2)),
+        vec![doc("y")],
+    );
+    let shards = ShardSet::open(&[&a, &b]).unwrap();
+    let err = shards
+        .search("c", &SearchRequest::dense("e", &[1.0, 0.0], 1))
+        .unwrap_err();
+    assert!(matches!(err, Error::MismatchedShards(_)), "{err}");
+}
