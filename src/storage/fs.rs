@@ -60,11 +60,7 @@ impl LockGuard for WriterLock {}
 
 impl Directory for FsDirectory {
     fn path_of(&self, rel: &Path) -> PathBuf {
-        if rel.as_os_str().is_empty() {
-            self.root.clone()
-        } else {
-            self.root.join(rel)
-        }
+        super::join_root(&self.root, rel)
     }
 
     fn create_dir_all(&self, rel: &Path) -> Result<()> {

@@ -304,11 +304,7 @@ impl Drop for MemLock {
 
 impl Directory for MemDirectory {
     fn path_of(&self, rel: &Path) -> PathBuf {
-        if rel.as_os_str().is_empty() {
-            self.root.clone()
-        } else {
-            self.root.join(rel)
-        }
+        super::join_root(&self.root, rel)
     }
 
     fn create_dir_all(&self, rel: &Path) -> Result<()> {

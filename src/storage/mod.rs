@@ -92,6 +92,16 @@ pub fn tmp_name(rel: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// `root` joined with `rel`, `root` itself for `""`: what [`Directory::path_of`] returns for the
+/// file system and for messages.
+pub fn join_root(root: &Path, rel: &Path) -> PathBuf {
+    if rel.as_os_str().is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(rel)
+    }
+}
+
 /// The directory holding `rel` (`""` for a name at the top).
 pub fn parent_of(rel: &Path) -> &Path {
     rel.parent().unwrap_or(Path::new(""))

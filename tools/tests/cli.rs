@@ -346,37 +346,23 @@ fn verify_fails_on_a_damaged_database() {
     );
 }
 
+/// The corpus of [`setup`] in database `DB`, collection `docs`, with field `spec` (`emb:…`).
+fn dense_db(d: &Path, spec: &str) {
+    setup(d);
+    common::ok_line(d, &format!("create DB --collection docs --field {spec}"));
+    common::ok_line(
+        d,
+        "ingest DB --collection docs --docs corpus.jsonl --vectors emb=corpus.npy",
+    );
+}
+
 /// When stderr is not a terminal (CI logs, nohup, cron), long commands print a plain progress
 /// line every `VELLUM_PROGRESS_SECS` seconds instead of drawing a bar.
 #[test]
 fn progress_is_logged_when_stderr_is_not_a_terminal() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    setup(d);
-    ok(
-        d,
-        &[
-            "create",
-            "DB",
-            "--collection",
-            "docs",
-            "--field",
-            "emb:dense:4:f32:cosine",
-        ],
-    );
-    ok(
-        d,
-        &[
-            "ingest",
-            "DB",
-            "--collection",
-            "docs",
-            "--docs",
-            "corpus.jsonl",
-            "--vectors",
-            "emb=corpus.npy",
-        ],
-    );
+    dense_db(d, "emb:dense:4:f32:cosine");
     // 2,000 queries, one per batch: enough steps for several progress lines.
     let q: Vec<f32> = (0..2000 * 4)
         .map(|j| ((j * 13 % 17) as f32) / 17.0 + 0.1)
@@ -435,31 +421,7 @@ fn progress_is_logged_when_stderr_is_not_a_terminal() {
 fn damage_found_while_searching_names_the_damaged_file() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    setup(d);
-    ok(
-        d,
-        &[
-            "create",
-            "DB",
-            "--collection",
-            "docs",
-            "--field",
-            "emb:dense:4:f32:ip",
-        ],
-    );
-    ok(
-        d,
-        &[
-            "ingest",
-            "DB",
-            "--collection",
-            "docs",
-            "--docs",
-            "corpus.jsonl",
-            "--vectors",
-            "emb=corpus.npy",
-        ],
-    );
+    dense_db(d, "emb:dense:4:f32:ip");
     let seg = std::fs::read_dir(d.join("DB/docs"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -505,31 +467,7 @@ fn damage_found_while_searching_names_the_damaged_file() {
 fn backup_copies_a_verified_commit() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    setup(d);
-    ok(
-        d,
-        &[
-            "create",
-            "DB",
-            "--collection",
-            "docs",
-            "--field",
-            "emb:dense:4:f32:ip",
-        ],
-    );
-    ok(
-        d,
-        &[
-            "ingest",
-            "DB",
-            "--collection",
-            "docs",
-            "--docs",
-            "corpus.jsonl",
-            "--vectors",
-            "emb=corpus.npy",
-        ],
-    );
+    dense_db(d, "emb:dense:4:f32:ip");
     let out = ok(d, &["backup", "DB", "COPY"]);
     assert!(
         out.contains("backed up generation 2") && out.contains("(verified)"),
