@@ -1,5 +1,5 @@
-//! Encoder benches: the element-wise passes of a transformer layer (AVX-512 where available)
-//! beside their scalar twins, and whole-model encoding with the tiny test BERT (a fixture, so
+//! Encoder benches: the element-wise passes of a transformer layer at every instruction-set level
+//! the CPU has (AVX-512, AVX2+FMA, scalar), and whole-model encoding with the tiny test BERT (a fixture, so
 //! the bench needs no download). `cargo bench --features encoders --bench encode`.
 //! Whole-model throughput against sentence-transformers: `benches/compare/compare_encode.py`.
 
@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use vellum::encode::vector_math::{self, scalar};
+use vellum::encode::vector_math;
 use vellum::encode::{EncoderOptions, TextEncoder};
 
 fn row(n: usize) -> Vec<f32> {
@@ -23,42 +23,28 @@ fn element_wise(c: &mut Criterion) {
     let x = row(n);
     let (gamma, beta) = (vec![1.1f32; n], vec![0.1f32; n]);
     let mut buf = x.clone();
-    g.bench_function("gelu_erf/dispatched", |b| {
-        b.iter(|| {
-            buf.copy_from_slice(&x);
-            vector_math::gelu_erf(black_box(&mut buf));
-        })
-    });
-    g.bench_function("gelu_erf/scalar", |b| {
-        b.iter(|| {
-            buf.copy_from_slice(&x);
-            scalar::gelu_erf(black_box(&mut buf));
-        })
-    });
-    g.bench_function("softmax/dispatched", |b| {
-        b.iter(|| {
-            buf.copy_from_slice(&x);
-            vector_math::softmax(black_box(&mut buf));
-        })
-    });
-    g.bench_function("softmax/scalar", |b| {
-        b.iter(|| {
-            buf.copy_from_slice(&x);
-            scalar::softmax(black_box(&mut buf));
-        })
-    });
-    g.bench_function("layer_norm/dispatched", |b| {
-        b.iter(|| {
-            buf.copy_from_slice(&x);
-            vector_math::layer_norm(black_box(&mut buf), &gamma, &beta, 1e-12);
-        })
-    });
-    g.bench_function("layer_norm/scalar", |b| {
-        b.iter(|| {
-            buf.copy_from_slice(&x);
-            scalar::layer_norm(black_box(&mut buf), &gamma, &beta, 1e-12);
-        })
-    });
+    // Every level this CPU has (AVX-512, AVX2+FMA, scalar), each against the same input.
+    for level in vector_math::available_levels() {
+        let name = format!("{level:?}").to_lowercase();
+        g.bench_function(format!("gelu_erf/{name}"), |b| {
+            b.iter(|| {
+                buf.copy_from_slice(&x);
+                vector_math::gelu_erf_at(level, black_box(&mut buf));
+            })
+        });
+        g.bench_function(format!("softmax/{name}"), |b| {
+            b.iter(|| {
+                buf.copy_from_slice(&x);
+                vector_math::softmax_at(level, black_box(&mut buf));
+            })
+        });
+        g.bench_function(format!("layer_norm/{name}"), |b| {
+            b.iter(|| {
+                buf.copy_from_slice(&x);
+                vector_math::layer_norm_at(level, black_box(&mut buf), &gamma, &beta, 1e-12);
+            })
+        });
+    }
     g.finish();
 }
 

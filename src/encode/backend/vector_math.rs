@@ -1,46 +1,127 @@
-//! The element-wise parts of a transformer layer — GELU, softmax, layer norm — with AVX-512
-//! versions (runtime-detected) and portable scalar twins that tests compare them with.
+//! The element-wise parts of a transformer layer — GELU, softmax, layer norm — with AVX-512 and
+//! AVX2+FMA versions (detected at run time, the widest available used) and portable scalar twins
+//! that tests compare every variant the CPU has with. On other architectures (aarch64) the scalar
+//! versions are written so that the compiler vectorises their loops.
 //!
 //! `exp` and `erf` are polynomial approximations accurate to ~2e-7 (relative for `exp`,
 //! absolute for `erf`), well inside the 1e-4 tolerance of parity with PyTorch.
 
+/// An instruction-set level of these kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// 16-lane AVX-512F.
+    Avx512,
+    /// 8-lane AVX2 with FMA.
+    Avx2,
+    /// Portable code.
+    Scalar,
+}
+
+/// The level the encoders use: the widest this CPU supports, or the one `VELLUM_SIMD` names
+/// (`avx512`, `avx2` or `scalar`; to measure a narrower CPU's path on a wider one) when the CPU
+/// has it. Detected once.
+pub fn level() -> Level {
+    static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let available = available_levels();
+        let wanted = match std::env::var("VELLUM_SIMD").ok().as_deref() {
+            Some("avx512") => Some(Level::Avx512),
+            Some("avx2") => Some(Level::Avx2),
+            Some("scalar") => Some(Level::Scalar),
+            _ => None,
+        };
+        wanted
+            .filter(|w| available.contains(w))
+            .unwrap_or(available[0])
+    })
+}
+
+/// Every level this CPU supports, widest first (the tests run them all).
+pub fn available_levels() -> Vec<Level> {
+    let mut out = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            out.push(Level::Avx512);
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            out.push(Level::Avx2);
+        }
+    }
+    out.push(Level::Scalar);
+    out
+}
+
 /// `x·Φ(x)` with the exact normal CDF (BERT's `gelu`), in place.
 pub fn gelu_erf(xs: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if avx512() {
-        // SAFETY: the CPU supports AVX-512F (checked just above).
-        unsafe { x86::gelu_erf(xs) };
-        return;
-    }
-    scalar::gelu_erf(xs);
+    gelu_erf_at(level(), xs)
 }
 
 /// Softmax of one row, in place.
 pub fn softmax(row: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if avx512() {
-        // SAFETY: the CPU supports AVX-512F (checked just above).
-        unsafe { x86::softmax(row) };
-        return;
-    }
-    scalar::softmax(row);
+    softmax_at(level(), row)
 }
 
 /// `(x − mean) / sqrt(var + eps) · gamma + beta` over one row, in place.
 pub fn layer_norm(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    layer_norm_at(level(), row, gamma, beta, eps)
+}
+
+/// [`gelu_erf`] at `level`, which must be one of [`available_levels`] (others fall back to the
+/// scalar code).
+pub fn gelu_erf_at(level: Level, xs: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    match level {
+        // SAFETY: these levels are only reported by `available_levels` when the CPU has the
+        // features; `supported` re-checks for callers that pass a level themselves.
+        Level::Avx512 if supported(level) => return unsafe { x86::gelu_erf(xs) },
+        Level::Avx2 if supported(level) => return unsafe { avx2::gelu_erf(xs) },
+        _ => {}
+    }
+    let _ = level;
+    scalar::gelu_erf(xs);
+}
+
+/// [`softmax`] at `level` (see [`gelu_erf_at`]).
+pub fn softmax_at(level: Level, row: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    match level {
+        // SAFETY: as in `gelu_erf_at`.
+        Level::Avx512 if supported(level) => return unsafe { x86::softmax(row) },
+        Level::Avx2 if supported(level) => return unsafe { avx2::softmax(row) },
+        _ => {}
+    }
+    let _ = level;
+    scalar::softmax(row);
+}
+
+/// [`layer_norm`] at `level` (see [`gelu_erf_at`]).
+pub fn layer_norm_at(level: Level, row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     assert!(gamma.len() == row.len() && beta.len() == row.len());
     #[cfg(target_arch = "x86_64")]
-    if avx512() {
-        // SAFETY: the CPU supports AVX-512F (checked just above); lengths are asserted equal.
-        unsafe { x86::layer_norm(row, gamma, beta, eps) };
-        return;
+    match level {
+        // SAFETY: as in `gelu_erf_at`; lengths are asserted equal.
+        Level::Avx512 if supported(level) => {
+            return unsafe { x86::layer_norm(row, gamma, beta, eps) }
+        }
+        Level::Avx2 if supported(level) => {
+            return unsafe { avx2::layer_norm(row, gamma, beta, eps) }
+        }
+        _ => {}
     }
+    let _ = level;
     scalar::layer_norm(row, gamma, beta, eps);
 }
 
 #[cfg(target_arch = "x86_64")]
-fn avx512() -> bool {
-    std::is_x86_feature_detected!("avx512f")
+fn supported(level: Level) -> bool {
+    match level {
+        Level::Avx512 => std::is_x86_feature_detected!("avx512f"),
+        Level::Avx2 => {
+            std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+        }
+        Level::Scalar => true,
+    }
 }
 
 /// Portable versions (also the reference for the SIMD ones).
@@ -306,6 +387,157 @@ mod x86 {
     }
 }
 
+/// AVX2 + FMA versions: 8 lanes, tails through the scalar twins.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::scalar::{self, ERFC_POLY, EXP_POLY, LN2_HI, LN2_LO};
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn exp8(x: __m256) -> __m256 {
+        let x = _mm256_min_ps(
+            _mm256_max_ps(x, _mm256_set1_ps(-87.0)),
+            _mm256_set1_ps(88.0),
+        );
+        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
+        );
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
+        let mut p = _mm256_set1_ps(EXP_POLY[6]);
+        for c in EXP_POLY[..6].iter().rev() {
+            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(*c));
+        }
+        // 2^n from its exponent bits (n is within [-126, 127] after the clamp).
+        let two_n = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(
+            _mm256_cvtps_epi32(n),
+            _mm256_set1_epi32(127),
+        )));
+        _mm256_mul_ps(p, two_n)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn gelu8(x: __m256) -> __m256 {
+        let sign = _mm256_set1_ps(-0.0);
+        let u = _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
+        let z = _mm256_andnot_ps(sign, u);
+        let one = _mm256_set1_ps(1.0);
+        let t = _mm256_div_ps(one, _mm256_fmadd_ps(z, _mm256_set1_ps(0.5), one));
+        let mut p = _mm256_set1_ps(ERFC_POLY[9]);
+        for c in ERFC_POLY[..9].iter().rev() {
+            p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(*c));
+        }
+        let e = exp8(_mm256_fnmadd_ps(z, z, p));
+        let erf_abs = _mm256_fnmadd_ps(t, e, one);
+        // erf(u) carries u's sign.
+        let erf = _mm256_or_ps(erf_abs, _mm256_and_ps(sign, u));
+        _mm256_mul_ps(
+            _mm256_mul_ps(_mm256_set1_ps(0.5), x),
+            _mm256_add_ps(one, erf),
+        )
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn sum8(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps::<1>(s, s));
+        _mm_cvtss_f32(s)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn max8(v: __m256) -> f32 {
+        let s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_max_ss(s, _mm_shuffle_ps::<1>(s, s));
+        _mm_cvtss_f32(s)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub fn gelu_erf(xs: &mut [f32]) {
+        let mut chunks = xs.chunks_exact_mut(8);
+        for c in &mut chunks {
+            // SAFETY: c has exactly 8 elements.
+            unsafe { _mm256_storeu_ps(c.as_mut_ptr(), gelu8(_mm256_loadu_ps(c.as_ptr()))) };
+        }
+        scalar::gelu_erf(chunks.into_remainder());
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub fn softmax(row: &mut [f32]) {
+        let n = row.len();
+        let full = n / 8 * 8;
+        let ptr = row.as_mut_ptr();
+        // SAFETY (all blocks below): vector lanes address i..i+8 ≤ full ≤ n.
+        let mut vmax = _mm256_set1_ps(f32::NEG_INFINITY);
+        for i in (0..full).step_by(8) {
+            vmax = _mm256_max_ps(vmax, unsafe { _mm256_loadu_ps(ptr.add(i)) });
+        }
+        let max = row[full..].iter().fold(max8(vmax), |m, &v| m.max(v));
+        let vm = _mm256_set1_ps(max);
+        let mut vsum = _mm256_setzero_ps();
+        for i in (0..full).step_by(8) {
+            let e = exp8(_mm256_sub_ps(unsafe { _mm256_loadu_ps(ptr.add(i)) }, vm));
+            unsafe { _mm256_storeu_ps(ptr.add(i), e) };
+            vsum = _mm256_add_ps(vsum, e);
+        }
+        let mut sum = sum8(vsum);
+        for v in &mut row[full..] {
+            *v = scalar::exp(*v - max);
+            sum += *v;
+        }
+        let inv = 1.0 / sum;
+        let vinv = _mm256_set1_ps(inv);
+        for i in (0..full).step_by(8) {
+            unsafe {
+                _mm256_storeu_ps(ptr.add(i), _mm256_mul_ps(_mm256_loadu_ps(ptr.add(i)), vinv))
+            };
+        }
+        for v in &mut row[full..] {
+            *v *= inv;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub fn layer_norm(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+        let n = row.len();
+        let full = n / 8 * 8;
+        let (p, g, b) = (row.as_mut_ptr(), gamma.as_ptr(), beta.as_ptr());
+        // SAFETY (all blocks below): gamma and beta have row's length (asserted by the caller);
+        // vector lanes stay below `full`.
+        let mut vsum = _mm256_setzero_ps();
+        for i in (0..full).step_by(8) {
+            vsum = _mm256_add_ps(vsum, unsafe { _mm256_loadu_ps(p.add(i)) });
+        }
+        let mean = (sum8(vsum) + row[full..].iter().sum::<f32>()) / n as f32;
+        let vmean = _mm256_set1_ps(mean);
+        let mut vvar = _mm256_setzero_ps();
+        for i in (0..full).step_by(8) {
+            let d = _mm256_sub_ps(unsafe { _mm256_loadu_ps(p.add(i)) }, vmean);
+            vvar = _mm256_fmadd_ps(d, d, vvar);
+        }
+        let tail_var: f32 = row[full..].iter().map(|v| (v - mean) * (v - mean)).sum();
+        let var = (sum8(vvar) + tail_var) / n as f32;
+        let inv = 1.0 / (var + eps).sqrt();
+        let vinv = _mm256_set1_ps(inv);
+        for i in (0..full).step_by(8) {
+            unsafe {
+                let x = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), vmean), vinv);
+                let y = _mm256_fmadd_ps(x, _mm256_loadu_ps(g.add(i)), _mm256_loadu_ps(b.add(i)));
+                _mm256_storeu_ps(p.add(i), y);
+            }
+        }
+        for i in full..n {
+            row[i] = (row[i] - mean) * inv * gamma[i] + beta[i];
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,13 +576,26 @@ mod tests {
         assert!(scalar::exp(-200.0) < 1e-37);
     }
 
-    /// The dispatched (SIMD where available) versions agree with the scalar ones on every
-    /// length from 1 to 70 (full blocks and masked tails).
+    /// Every variant this CPU has (AVX-512, AVX2+FMA, scalar) agrees with the scalar twins on
+    /// every length from 1 to 70 (full blocks and tails).
     #[test]
     fn simd_matches_scalar() {
-        for n in 1..70 {
+        let levels = available_levels();
+        eprintln!("vector_math levels on this CPU: {levels:?}");
+        for level in levels {
+            simd_matches_scalar_at(level);
+        }
+    }
+
+    fn simd_matches_scalar_at(level: Level) {
+        let gelu_erf = |xs: &mut [f32]| gelu_erf_at(level, xs);
+        let softmax = |xs: &mut [f32]| softmax_at(level, xs);
+        let layer_norm =
+            |xs: &mut [f32], g: &[f32], b: &[f32], e: f32| layer_norm_at(level, xs, g, b, e);
+        for (n, spread) in (1..70).map(|n| (n, 9.0)).chain([(67, 0.5), (300, 0.25)]) {
+            // spread 9: values in ±5.6; 0.5 and 0.25: ±100 and ±200 (erf saturated, exp clamped).
             let xs: Vec<f32> = (0..n)
-                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 9.0)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / spread)
                 .collect();
             let (mut a, mut b) = (xs.clone(), xs.clone());
             gelu_erf(&mut a);
@@ -358,14 +603,14 @@ mod tests {
             for (u, v) in a.iter().zip(&b) {
                 assert!(
                     (u - v).abs() <= 1e-6 * (1.0 + v.abs()),
-                    "gelu n={n}: {u} {v}"
+                    "{level:?} gelu n={n}: {u} {v}"
                 );
             }
             let (mut a, mut b) = (xs.clone(), xs.clone());
             softmax(&mut a);
             scalar::softmax(&mut b);
             for (u, v) in a.iter().zip(&b) {
-                assert!((u - v).abs() <= 1e-6, "softmax n={n}: {u} {v}");
+                assert!((u - v).abs() <= 1e-6, "{level:?} softmax n={n}: {u} {v}");
             }
             assert!((a.iter().sum::<f32>() - 1.0).abs() < 1e-5);
             let g: Vec<f32> = (0..n).map(|i| 1.0 + i as f32 / 100.0).collect();
@@ -376,7 +621,7 @@ mod tests {
             for (u, v) in a.iter().zip(&b) {
                 assert!(
                     (u - v).abs() <= 1e-5 * (1.0 + v.abs()),
-                    "layer_norm n={n}: {u} {v}"
+                    "{level:?} layer_norm n={n}: {u} {v}"
                 );
             }
         }
