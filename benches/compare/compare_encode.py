@@ -32,6 +32,11 @@ root = Path(__file__).resolve().parents[2]
 docs = Path(args.docs) if args.docs else root / "examples/debian/corpus.jsonl"
 model = root / "models/all-MiniLM-L6-v2"
 subprocess.run(["bash", str(root / "tools/fetch-minilm.sh"), str(model)], check=True)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cpu  # noqa: E402
+
+cpu.setup_peer_env()  # PyTorch's OpenMP: passive waits; OpenBLAS: this CPU's kernels
+print(cpu.describe())
 env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
 
 print("building vellum (release) ...", file=sys.stderr)

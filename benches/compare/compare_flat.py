@@ -13,9 +13,10 @@ builds a vellum database with the release CLI, then alternates vellum and FAISS 
 times a batch of all queries (median of --reps) and single queries one at a time. Reports medians
 over rounds and the vellum/FAISS throughput ratio, and checks that both return the same top-k.
 
-FAISS runs with OPENBLAS_CORETYPE=SkylakeX (see shared/MEASURED.md: without it the bundled OpenBLAS
-falls back to slow generic kernels and the comparison would flatter vellum) and with the same
-thread count as vellum (rayon: RAYON_NUM_THREADS).
+FAISS runs with the OpenBLAS kernels of this CPU (`cpu.py`: SkylakeX with AVX-512, Zen/Haswell with
+AVX2; without it the bundled OpenBLAS can fall back to slow generic kernels and the comparison would
+flatter vellum), passive OpenMP waits, and the same thread count as vellum (rayon:
+RAYON_NUM_THREADS). The output names the CPU and its SIMD flags.
 """
 import argparse, json, os, statistics, subprocess, sys, time
 from pathlib import Path
@@ -32,7 +33,10 @@ ap.add_argument("--threads", type=int, default=os.cpu_count())
 ap.add_argument("--dist", choices=["normal", "clustered"], default="normal")
 args = ap.parse_args()
 
-os.environ.setdefault("OPENBLAS_CORETYPE", "SkylakeX")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cpu  # noqa: E402
+
+cpu.setup_peer_env()
 os.environ["OMP_NUM_THREADS"] = str(args.threads)
 os.environ["RAYON_NUM_THREADS"] = str(args.threads)
 import numpy as np  # noqa: E402
@@ -113,6 +117,7 @@ def med(rounds, key):
 
 vb, fb = med(v_rounds, "batch_s"), med(f_rounds, "batch_s")
 vs, fs = med(v_rounds, "single_query_s"), med(f_rounds, "single_query_s")
+print(cpu.describe())
 print(f"corpus {args.n} x {args.dim} f32, {len(Q)} queries, k={args.k}, {args.threads} threads, "
       f"faiss {faiss.__version__}, OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']}")
 print(f"top-{args.k} agreement vellum vs faiss (first 100 queries): {agree:.4f}")

@@ -30,7 +30,11 @@ ap.add_argument("--data", choices=["fashion-mnist", "clustered"], default="fashi
                 help="clustered: 384-d unit vectors shaped like sentence embeddings (shared mean "
                      "direction, 256 topic clusters), searched by L2 (= cosine order on unit vectors)")
 args = ap.parse_args()
-os.environ.setdefault("OPENBLAS_CORETYPE", "SkylakeX")
+import sys  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cpu  # noqa: E402
+
+cpu.setup_peer_env()
 os.environ["OMP_NUM_THREADS"] = str(args.threads)
 os.environ["RAYON_NUM_THREADS"] = str(args.threads)
 import numpy as np  # noqa: E402
@@ -121,6 +125,7 @@ for ef in efs:
     f_rows[ef] = {"single_s": single, "batch_s": batch, "recall": recall(ids)}
 
 nq = len(Q)
+print(cpu.describe())
 print(f"{args.data} {args.n} x {DIM} (L2), {nq} queries, k=10, M={args.m}, ef_construction={args.ef_construction}, "
       f"{args.threads} threads; hnswlib {hnswlib.__version__ if hasattr(hnswlib, '__version__') else ''}, faiss {faiss.__version__}")
 print()

@@ -28,6 +28,11 @@ ap.add_argument("--faiss", action="store_true", help="also time FAISS IndexHNSWF
 args = ap.parse_args()
 os.environ["OMP_NUM_THREADS"] = str(args.threads)
 os.environ["RAYON_NUM_THREADS"] = str(args.threads)
+import sys  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cpu  # noqa: E402
+
+cpu.setup_peer_env()
 import numpy as np  # noqa: E402
 import hnswlib  # noqa: E402
 from hnsw_common import embedding_like, indexed_vellum_db, vellum_timings  # noqa: E402
@@ -75,6 +80,7 @@ if args.faiss:
     faiss.read_index(str(work / "faiss.bin"))
     f_load = time.perf_counter() - t
 
+print(cpu.describe())
 print(f"{args.data} {n} x {dim} (L2), M={args.m}, ef_construction={args.ef_construction}, {args.threads} threads")
 print()
 print("| | vellum | hnswlib | FAISS | vellum / hnswlib |")
