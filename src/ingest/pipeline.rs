@@ -210,8 +210,13 @@ pub fn ingest_text(
         .count() as u64;
     let interrupted = || job.interrupted();
     // A window is encoded as a whole before any of its documents is written, so a window never
-    // spans more than one commit interval: a crash loses at most `commit_every` documents.
+    // spans more than one commit interval: at most `commit_every` documents, and (sized from the
+    // measured encoding rate) about half of `commit_interval` of encoding; the first windows are
+    // small until the rate is known. A crash loses at most about one interval of work.
     let window = job.window.min(job.commit_every).max(1);
+    let target = Arc::new(std::sync::atomic::AtomicUsize::new(
+        window.min(FIRST_WINDOW),
+    ));
     let mut stats = TextIngestStats::default();
     let mut state = TextIngestProgress {
         total,
@@ -227,9 +232,10 @@ pub fn ingest_text(
         {
             let skipped = skipped.clone();
             let committed = committed.clone();
-            let fields = &fields;
-            scope
-                .spawn(move || read_windows(job, &committed, fields, window, &window_tx, &skipped));
+            let (fields, target) = (&fields, target.clone());
+            scope.spawn(move || {
+                read_windows(job, &committed, fields, &target, &window_tx, &skipped)
+            });
         }
         for _ in 0..job.tokenizer_threads.max(1) {
             let (rx, tx, fields) = (window_rx.clone(), tok_tx.clone(), &fields);
@@ -238,7 +244,8 @@ pub fn ingest_text(
         drop((window_rx, tok_tx));
         {
             let fields = &fields;
-            scope.spawn(move || encode_windows(job, fields, &tok_rx, &enc_tx));
+            let target = target.clone();
+            scope.spawn(move || encode_windows(job, fields, window, &target, &tok_rx, &enc_tx));
         }
 
         let mut since_commit = 0usize;
@@ -303,17 +310,20 @@ pub fn ingest_text(
     })
 }
 
+/// Documents in the first windows, before the encoding rate is known.
+const FIRST_WINDOW: usize = 64;
+
 fn read_windows(
     job: &TextIngest<'_>,
     committed: &Collection,
     fields: &EncodedFields,
-    window: usize,
+    target: &std::sync::atomic::AtomicUsize,
     tx: &Sender<Result<Window>>,
     skipped: &std::sync::atomic::AtomicU64,
 ) {
     let run = || -> Result<()> {
         let mut reader = DocReader::open(job.docs)?;
-        let mut docs = Vec::with_capacity(window);
+        let mut docs = Vec::with_capacity(target.load(Ordering::Relaxed));
         let mut index = 0u64;
         let mut row = 0usize;
         while let Some(doc) = reader.next() {
@@ -337,7 +347,8 @@ fn read_windows(
                 continue;
             }
             docs.push(doc);
-            if docs.len() == window {
+            let window = target.load(Ordering::Relaxed);
+            if docs.len() >= window {
                 let w = Window {
                     index,
                     docs: std::mem::replace(&mut docs, Vec::with_capacity(window)),
@@ -394,6 +405,8 @@ fn tokenize_windows(
 fn encode_windows(
     job: &TextIngest<'_>,
     fields: &EncodedFields,
+    max_window: usize,
+    target: &std::sync::atomic::AtomicUsize,
     rx: &Receiver<Result<Tokenized>>,
     tx: &Sender<Result<Encoded>>,
 ) {
@@ -412,6 +425,14 @@ fn encode_windows(
         while let Some(t) = waiting.remove(&next) {
             next += 1;
             let out = encode_window(job, fields, t);
+            if let Ok(e) = &out {
+                // Size later windows to about half a commit interval of encoding.
+                if e.seconds > 0.0 && !e.docs.is_empty() {
+                    let rate = e.docs.len() as f64 / e.seconds;
+                    let want = (rate * job.commit_interval.as_secs_f64() / 2.0) as usize;
+                    target.store(want.clamp(1, max_window), Ordering::Relaxed);
+                }
+            }
             let failed = out.is_err();
             if tx.send(out).is_err() || failed {
                 return;

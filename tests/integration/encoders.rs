@@ -309,6 +309,29 @@ mod bound {
         );
     }
 
+    /// The time interval is honoured too: with a document count never reached and a tiny
+    /// `commit_interval`, windows are sized from the measured rate and commits come window by
+    /// window (before: one window of the whole corpus, one commit at the end).
+    #[test]
+    fn commits_come_at_the_requested_time_interval_while_encoding() {
+        let t = tempfile::tempdir().unwrap();
+        let db = untied_db(t.path(), false, &tiny("tiny-a"));
+        let docs = corpus(t.path(), "docs.jsonl", 0, 300);
+        let mut job = TextIngest::new("docs", &docs);
+        job.commit_every = 1_000_000;
+        job.commit_interval = std::time::Duration::from_millis(1);
+        let mut w = db.writer().unwrap();
+        let mut reports = Vec::new();
+        let stats = ingest_text(&mut w, &job, &mut |p| {
+            reports.push((p.written, p.committed))
+        })
+        .unwrap();
+        assert_eq!(stats.documents, 300);
+        assert!(stats.commits >= 3, "{} commits: {reports:?}", stats.commits);
+        let first = reports.iter().find(|(written, _)| *written > 0).unwrap();
+        assert!(first.1 > 0 && first.0 <= 64, "first report {first:?}");
+    }
+
     #[test]
     fn interrupted_ingest_commits_what_it_encoded_and_resumes() {
         let t = tempfile::tempdir().unwrap();
