@@ -127,7 +127,7 @@ impl QuerySet {
         path: &Path,
         encoder: Box<dyn crate::encode::Encoder>,
     ) -> Result<Self> {
-        if encoder.output().field_kind_name() != field.kind.kind_name() {
+        if encoder.output().fills(&field.kind).is_none() {
             return Err(Error::InvalidQuery(format!(
                 "field {:?} is a {} field; its query encoder outputs {} vectors",
                 field.name,

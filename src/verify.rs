@@ -233,9 +233,7 @@ fn verify_embedded_model(
         if !store.exists(&rel)? {
             return Ok(None);
         }
-        Ok(Some(
-            Box::new(std::io::Cursor::new(store.read(&rel)?)) as Box<dyn std::io::Read>
-        ))
+        store.map(&rel).map(Some)
     });
     match found {
         Ok(f) if f == record.fingerprint => {}

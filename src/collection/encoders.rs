@@ -91,29 +91,30 @@ impl Collection {
             batch_size: runtime.batch_size,
             ..record.options()
         };
-        if record.embedded {
-            // The embedded copy is the database's own file: a copy that no longer hashes to the
-            // recorded fingerprint (or does not load) is damage, not a mismatched encoder.
-            let damaged = |detail: String| {
-                wrap(format!(
-                    "the embedded copy of the {} encoder at {} is damaged ({detail}); check the database with verify and restore the copy",
-                    role.name(),
-                    dir.dir.display()
-                ))
-            };
-            let found = dir.fingerprint().map_err(|e| damaged(e.to_string()))?;
-            if found != record.fingerprint {
-                return Err(damaged(format!(
-                    "its files hash to {found}, the manifest records {}",
-                    record.fingerprint
-                )));
+        // The embedded copy is the database's own file: a copy that does not load or no longer
+        // hashes to the recorded fingerprint is damage, not a mismatched encoder. (Loading
+        // hashes the files once: the loaded record's fingerprint.)
+        let damaged = |detail: String| {
+            wrap(format!(
+                "the embedded copy of the {} encoder at {} is damaged ({detail}); check the database with verify and restore the copy",
+                role.name(),
+                dir.dir.display()
+            ))
+        };
+        let encoder = crate::encode::load(&dir, &options).map_err(|e| {
+            if record.embedded {
+                damaged(e.to_string())
+            } else {
+                e
             }
-            let encoder =
-                crate::encode::load(&dir, &options).map_err(|e| damaged(e.to_string()))?;
-            self.check_encoder(field, role, &*encoder)?;
-            return Ok(encoder);
+        })?;
+        let found = &encoder.record().fingerprint;
+        if record.embedded && *found != record.fingerprint {
+            return Err(damaged(format!(
+                "its files hash to {found}, the manifest records {}",
+                record.fingerprint
+            )));
         }
-        let encoder = crate::encode::load(&dir, &options)?;
         self.check_encoder(field, role, &*encoder)?;
         Ok(encoder)
     }

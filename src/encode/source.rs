@@ -4,8 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use std::io::Read;
-
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -156,11 +154,10 @@ impl ModelDir {
     pub fn fingerprint(&self) -> Result<String> {
         fingerprint_files(|name| {
             let path = self.dir.join(name);
-            match std::fs::File::open(&path) {
-                Ok(f) => Ok(Some(Box::new(f) as Box<dyn std::io::Read>)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(Error::io(&path, e)),
+            if !path.is_file() {
+                return Ok(None);
             }
+            crate::storage::map_file(&path).map(Some)
         })
     }
 
@@ -209,21 +206,21 @@ impl ModelDir {
 }
 
 /// The fingerprint of a model's files: XXH3-128 over, for each of [`MODEL_FILES`] that `open`
-/// finds (in that order), the file name's UTF-8 bytes, its length as u64 LE, and its bytes.
+/// finds (in that order; `None` for an absent file), the file name's UTF-8 bytes, its length as
+/// u64 LE, and its bytes.
 pub fn fingerprint_files(
-    mut open: impl FnMut(&str) -> Result<Option<Box<dyn std::io::Read>>>,
+    mut open: impl FnMut(&str) -> Result<Option<crate::storage::MappedFile>>,
 ) -> Result<String> {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     for name in MODEL_FILES {
-        let Some(mut f) = open(name)? else {
+        let Some(file) = open(name)? else {
             continue;
         };
-        let mut bytes = Vec::new();
-        f.read_to_end(&mut bytes)
-            .map_err(|e| Error::io(Path::new(name), e))?;
+        // Mapped, not read: model weights are hundreds of megabytes.
+        let bytes = file.bytes();
         h.update(name.as_bytes());
         h.update(&(bytes.len() as u64).to_le_bytes());
-        h.update(&bytes);
+        h.update(bytes);
     }
     Ok(format!("xxh3-128:{:032x}", h.digest128()))
 }

@@ -163,7 +163,7 @@ fn encoded_fields(collection: &Collection, runtime: &EncoderOptions) -> Result<E
                 ),
             });
         }
-        if encoder.output().field_kind_name() != f.kind.kind_name() {
+        if encoder.output().fills(&f.kind).is_none() {
             return Err(Error::wrong_kind(
                 collection.name(),
                 &f.name,

@@ -271,6 +271,16 @@ pub enum OutputKind {
 }
 
 impl OutputKind {
+    /// The vector dimension of a field of `kind` when this output fills it (a dense output a
+    /// dense field, a multi-vector output a multi-vector field's tokens); `None` when it does not.
+    pub fn fills(self, kind: &FieldKind) -> Option<usize> {
+        match (self, kind) {
+            (OutputKind::Dense, FieldKind::Dense { dim, .. })
+            | (OutputKind::Multi, FieldKind::Multi { dim, .. }) => Some(*dim as usize),
+            _ => None,
+        }
+    }
+
     /// The field kind this output fills (`dense` or `multi`).
     pub fn field_kind_name(self) -> &'static str {
         match self {
@@ -392,17 +402,13 @@ impl EncoderRecord {
     /// Checks that this encoder's output fills a field of `kind`: a dense encoder a dense field of
     /// its dimension, a multi-vector encoder a multi-vector field of its token dimension.
     pub fn fits(&self, kind: &FieldKind) -> std::result::Result<(), String> {
-        let dim = match (self.output, kind) {
-            (OutputKind::Dense, FieldKind::Dense { dim, .. })
-            | (OutputKind::Multi, FieldKind::Multi { dim, .. }) => *dim as usize,
-            _ => {
-                return Err(format!(
-                    "the encoder ({}) outputs {} vectors but the field is a {} field",
-                    self.source,
-                    self.output.field_kind_name(),
-                    kind.kind_name()
-                ))
-            }
+        let Some(dim) = self.output.fills(kind) else {
+            return Err(format!(
+                "the encoder ({}) outputs {} vectors but the field is a {} field",
+                self.source,
+                self.output.field_kind_name(),
+                kind.kind_name()
+            ));
         };
         if self.dims != dim {
             return Err(format!(

@@ -185,35 +185,13 @@ impl MappedFile {
     }
 }
 
-/// Creates `path` (which must not exist), writes `bytes` and fsyncs it.
-pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = create_new(path)?;
-    file.write_all(bytes).map_err(|e| Error::io(path, e))?;
-    file.sync_all().map_err(|e| Error::io(path, e))
-}
-
 /// Creates `path` exclusively (fails if it exists).
-pub fn create_new(path: &Path) -> Result<File> {
+fn create_new(path: &Path) -> Result<File> {
     OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)
         .map_err(|e| Error::io(path, e))
-}
-
-/// Atomically replaces `dir/name` with `bytes`: write `name.tmp`, fsync, rename over, fsync `dir`.
-/// A crash at any instant leaves either the old or the new content under `name`.
-pub fn replace_file_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    match fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io(&tmp, e)),
-    }
-    write_new_file(&tmp, bytes)?;
-    let target = dir.join(name);
-    fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
-    sync_dir(dir)
 }
 
 /// Fsyncs a directory so that entries created or renamed in it are durable.
@@ -228,14 +206,8 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Fsyncs a file's data and metadata.
-pub fn sync_file(path: &Path) -> Result<()> {
-    let f = File::open(path).map_err(|e| Error::io(path, e))?;
-    f.sync_all().map_err(|e| Error::io(path, e))
-}
-
 /// Reads a whole (small) file.
-pub fn read_file(path: &Path) -> Result<Vec<u8>> {
+fn read_file(path: &Path) -> Result<Vec<u8>> {
     let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut buf = Vec::new();
     f.read_to_end(&mut buf).map_err(|e| Error::io(path, e))?;
@@ -243,7 +215,7 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Removes a file, treating "already gone" as success.
-pub fn remove_if_exists(path: &Path) -> Result<()> {
+fn remove_if_exists(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -406,8 +378,9 @@ mod tests {
     #[test]
     fn atomic_replace_overwrites_and_leaves_no_tmp() {
         let dir = tempfile::tempdir().unwrap();
-        replace_file_atomically(dir.path(), "F", b"one").unwrap();
-        replace_file_atomically(dir.path(), "F", b"two").unwrap();
+        let fs = FsDirectory::new(dir.path());
+        super::super::replace_atomically(&fs, Path::new("F"), b"one").unwrap();
+        super::super::replace_atomically(&fs, Path::new("F"), b"two").unwrap();
         assert_eq!(read_file(&dir.path().join("F")).unwrap(), b"two");
         assert!(!dir.path().join("F.tmp").exists());
     }
@@ -416,7 +389,7 @@ mod tests {
     fn empty_files_map_to_empty_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("e");
-        write_new_file(&p, b"").unwrap();
+        std::fs::write(&p, b"").unwrap();
         assert!(map_file(&p).unwrap().bytes().is_empty());
     }
 }

@@ -17,10 +17,7 @@ mod mem;
 use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 
-pub use fs::{
-    create_new, map_file, read_file, remove_if_exists, replace_file_atomically, sync_dir,
-    sync_file, write_new_file, FsDirectory, MappedFile, WriterLock, FORKED_COPY_WAIT,
-};
+pub use fs::{map_file, sync_dir, FsDirectory, MappedFile, WriterLock, FORKED_COPY_WAIT};
 pub use mem::{Durability, MemDirectory};
 
 use crate::error::{Error, Result};

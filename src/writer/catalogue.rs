@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::Writer;
 use crate::error::{Error, Result};
-use crate::meta::{FieldEncoders, HnswParams, OutputKind};
+use crate::meta::{FieldEncoders, HnswParams};
 use crate::schema::{validate_name, FieldKind, Schema};
 
 impl Writer {
@@ -122,22 +122,18 @@ impl Writer {
             });
         };
         for (role, r) in [("passage", &encoders.passage), ("query", &encoders.query)] {
-            let dim = match (r.output, kind) {
-                (OutputKind::Dense, FieldKind::Dense { dim, .. })
-                | (OutputKind::Multi, FieldKind::Multi { dim, .. }) => *dim as usize,
-                _ => {
-                    return Err(Error::wrong_kind(
-                        collection,
-                        field,
-                        kind.kind_name(),
-                        format!(
-                            "the {role} encoder ({}) outputs {} vectors, which fill {} fields",
-                            r.source,
-                            r.output.field_kind_name(),
-                            r.output.field_kind_name()
-                        ),
-                    ))
-                }
+            let Some(dim) = r.output.fills(kind) else {
+                return Err(Error::wrong_kind(
+                    collection,
+                    field,
+                    kind.kind_name(),
+                    format!(
+                        "the {role} encoder ({}) outputs {} vectors, which fill {} fields",
+                        r.source,
+                        r.output.field_kind_name(),
+                        r.output.field_kind_name()
+                    ),
+                ));
             };
             if r.dims != dim {
                 return Err(Error::Encoder {

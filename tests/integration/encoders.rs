@@ -279,6 +279,18 @@ mod bound {
         );
     }
 
+    /// Runs `job` and returns its stats and every progress report as (written, committed).
+    fn ingest_reporting(
+        db: &vellum::Database,
+        job: &TextIngest<'_>,
+    ) -> (vellum::ingest::pipeline::TextIngestStats, Vec<(u64, u64)>) {
+        let mut w = db.writer().unwrap();
+        let mut reports = Vec::new();
+        let stats =
+            ingest_text(&mut w, job, &mut |p| reports.push((p.written, p.committed))).unwrap();
+        (stats, reports)
+    }
+
     /// `commit_every` is honoured whatever the window: with the default window (1,024 documents)
     /// and a commit every 10, the first documents are committed before the rest of the corpus is
     /// encoded (a crash loses at most one interval of encoding work), and there is one commit per
@@ -294,12 +306,7 @@ mod bound {
             "the default window is larger than the corpus"
         );
         job.commit_every = 10;
-        let mut w = db.writer().unwrap();
-        let mut reports = Vec::new();
-        let stats = ingest_text(&mut w, &job, &mut |p| {
-            reports.push((p.written, p.committed))
-        })
-        .unwrap();
+        let (stats, reports) = ingest_reporting(&db, &job);
         assert_eq!((stats.documents, stats.commits), (45, 5));
         let first = reports.iter().find(|(written, _)| *written > 0).unwrap();
         assert_eq!(
@@ -320,12 +327,7 @@ mod bound {
         let mut job = TextIngest::new("docs", &docs);
         job.commit_every = 1_000_000;
         job.commit_interval = std::time::Duration::from_millis(1);
-        let mut w = db.writer().unwrap();
-        let mut reports = Vec::new();
-        let stats = ingest_text(&mut w, &job, &mut |p| {
-            reports.push((p.written, p.committed))
-        })
-        .unwrap();
+        let (stats, reports) = ingest_reporting(&db, &job);
         assert_eq!(stats.documents, 300);
         assert!(stats.commits >= 3, "{} commits: {reports:?}", stats.commits);
         let first = reports.iter().find(|(written, _)| *written > 0).unwrap();

@@ -237,16 +237,23 @@ fn golden_v1_hnsw_graph_section_with_navigation_codes() {
 fn golden_v1_encoders_manifest() {
     let golden =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("format-spec/golden/v1/encoders/MANIFEST");
-    let bytes = std::fs::read(&golden).unwrap();
-    let m = vellum::format::manifest::Manifest::decode(&golden, &bytes).unwrap();
-    let enc = &m.collections[0].encoders["emb"];
+    let enc = decode_tiny_encoders(&golden);
+    assert_eq!(enc.passage.architecture, None);
+    assert_eq!(enc.passage.output, vellum::encode::OutputKind::Dense);
+}
+
+/// The encoder records of an `encoders` golden manifest (tiny-a for passages, tiny-b with a
+/// prefix for queries), with the checks both goldens share.
+fn decode_tiny_encoders(golden: &Path) -> vellum::encode::FieldEncoders {
+    let bytes = std::fs::read(golden).unwrap();
+    let m = vellum::format::manifest::Manifest::decode(golden, &bytes).unwrap();
+    let enc = m.collections[0].encoders["emb"].clone();
     assert!(!enc.tied());
     assert_eq!(enc.passage.source, "tests/fixtures/encoders/tiny-a");
     assert_eq!(enc.passage.pooling, vellum::encode::Pooling::Cls);
     assert_eq!(enc.query.prefix, "query: ");
     assert_eq!((enc.query.dims, enc.query.max_length), (32, 64));
-    assert_eq!(enc.passage.architecture, None);
-    assert_eq!(enc.passage.output, vellum::encode::OutputKind::Dense);
+    enc
 }
 
 /// The manifest's `encoders` key with the records' `architecture` and `output` keys
@@ -290,14 +297,7 @@ fn golden_v1_encoder_kinds_manifest() {
             "the writer no longer produces the golden manifest"
         );
     }
-    let bytes = std::fs::read(&golden).unwrap();
-    let m = vellum::format::manifest::Manifest::decode(&golden, &bytes).unwrap();
-    let enc = &m.collections[0].encoders["emb"];
-    assert!(!enc.tied());
-    assert_eq!(enc.passage.source, "tests/fixtures/encoders/tiny-a");
-    assert_eq!(enc.passage.pooling, vellum::encode::Pooling::Cls);
-    assert_eq!(enc.query.prefix, "query: ");
-    assert_eq!((enc.query.dims, enc.query.max_length), (32, 64));
+    let enc = decode_tiny_encoders(&golden);
     assert_eq!(enc.passage.architecture.as_deref(), Some("bert"));
     assert_eq!(enc.passage.output, vellum::encode::OutputKind::Dense);
 }

@@ -444,12 +444,27 @@ fn online_backups_are_consistent_while_a_writer_runs() {
             }
         })
     };
+    let mut backups = Vec::new();
     for b in 0..15 {
+        // Let the writer move on between backups (bounded: the test must not hang).
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while history.lock().len() <= b && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         let dest = dir.path().join(format!("backup{b}"));
         let info = db.backup_to(&dest).unwrap();
-        let report = vellum::verify::verify_database(&dest).unwrap();
+        backups.push((dest, info));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    // With the writer stopped, the history has every generation a backup can hold (generation 1,
+    // the empty collection, comes from `db_with`).
+    let history = history.lock();
+    let mut generations = std::collections::BTreeSet::new();
+    for (dest, info) in &backups {
+        let report = vellum::verify::verify_database(dest).unwrap();
         assert!(report.is_ok(), "{:?}", report.problems);
-        let copy = Database::open(&dest).unwrap().snapshot().unwrap();
+        let copy = Database::open(dest).unwrap().snapshot().unwrap();
         assert_eq!(copy.generation(), info.generation);
         let mut ids = std::collections::BTreeSet::new();
         copy.collection("c")
@@ -459,12 +474,17 @@ fn online_backups_are_consistent_while_a_writer_runs() {
                 Ok(())
             })
             .unwrap();
-        if let Some(want) = history.lock().get(&info.generation) {
-            assert_eq!(&ids, want, "generation {}", info.generation);
-        }
+        let want = history.get(&info.generation).cloned().unwrap_or_else(|| {
+            assert_eq!(info.generation, 1, "a generation the writer never reported");
+            Default::default()
+        });
+        assert_eq!(ids, want, "generation {}", info.generation);
+        generations.insert(info.generation);
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    writer.join().unwrap();
+    assert!(
+        generations.len() > 1,
+        "backups of one generation only: {generations:?}"
+    );
     // A non-empty destination is refused.
     let err = db.backup_to(dir.path().join("backup0")).unwrap_err();
     assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");

@@ -346,6 +346,20 @@ fn verify_fails_on_a_damaged_database() {
     );
 }
 
+/// Searches `DB` with the two queries of [`setup`].
+const SEARCH_QUERIES: [&str; 10] = [
+    "search",
+    "DB",
+    "--collection",
+    "docs",
+    "--field",
+    "emb",
+    "--query-vectors",
+    "queries.npy",
+    "-k",
+    "3",
+];
+
 /// The corpus of [`setup`] in database `DB`, collection `docs`, with field `spec` (`emb:…`).
 fn dense_db(d: &Path, spec: &str) {
     setup(d);
@@ -393,21 +407,7 @@ fn progress_is_logged_when_stderr_is_not_a_terminal() {
     assert!(lines.len() >= 2, "{err}");
     assert!(lines.iter().all(|l| l.contains("/2000 queries")), "{err}");
     // Without the override the interval is seconds: a short command prints no progress line.
-    let out = vellum(
-        d,
-        &[
-            "search",
-            "DB",
-            "--collection",
-            "docs",
-            "--field",
-            "emb",
-            "--query-vectors",
-            "queries.npy",
-            "-k",
-            "3",
-        ],
-    );
+    let out = vellum(d, &SEARCH_QUERIES);
     assert!(
         out.stderr.is_empty(),
         "{}",
@@ -441,21 +441,7 @@ fn damage_found_while_searching_names_the_damaged_file() {
         bytes[offsets + row * 8 + 6] = 0x7f;
     }
     std::fs::write(&seg, bytes).unwrap();
-    let e = fail(
-        d,
-        &[
-            "search",
-            "DB",
-            "--collection",
-            "docs",
-            "--field",
-            "emb",
-            "--query-vectors",
-            "queries.npy",
-            "-k",
-            "3",
-        ],
-    );
+    let e = fail(d, &SEARCH_QUERIES);
     assert!(
         e.starts_with("error: corrupt file ") && e.contains(".vseg"),
         "{e}"
