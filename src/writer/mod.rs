@@ -194,13 +194,74 @@ impl Writer {
         self.insert(collection, doc, true)
     }
 
-    fn insert(&mut self, collection: &str, doc: Document, replace: bool) -> Result<()> {
+    /// Adds documents all or nothing: every document is validated and every id checked (against
+    /// the collection, this batch and the other documents given) before any is buffered, so an
+    /// error leaves the uncommitted batch as it was.
+    pub fn add_all(&mut self, collection: &str, docs: Vec<Document>) -> Result<()> {
+        self.insert_all(collection, docs, false)
+    }
+
+    /// Upserts documents all or nothing: every document is validated before any is buffered. An
+    /// id given twice keeps its last document, as consecutive upserts do.
+    pub fn upsert_all(&mut self, collection: &str, docs: Vec<Document>) -> Result<()> {
+        self.insert_all(collection, docs, true)
+    }
+
+    fn insert_all(&mut self, collection: &str, docs: Vec<Document>, replace: bool) -> Result<()> {
         self.usable()?;
-        let flush_bytes = self.options.flush_bytes;
         self.pending_for(collection)?;
         let base = self.base.collection(collection).ok().cloned();
-        let p = self.pending.get_mut(collection).expect("created above");
-        let fields = doc.encode_fields(collection, &p.schema)?;
+        let p = &self.pending[collection];
+        let mut given = std::collections::HashSet::with_capacity(docs.len());
+        let mut encoded = Vec::with_capacity(docs.len());
+        for doc in &docs {
+            encoded.push(doc.encode_fields(collection, &p.schema)?);
+            if replace {
+                continue;
+            }
+            let detail = if !given.insert(doc.id.as_str()) {
+                "it is given twice in this call"
+            } else {
+                match Self::find_live(base.as_deref(), p, &doc.id)? {
+                    None => continue,
+                    Some(Found::Pending(_)) => "it was already added in this uncommitted batch",
+                    Some(Found::Committed { .. }) => {
+                        "it is already committed; use upsert to replace it"
+                    }
+                }
+            };
+            return Err(Error::DuplicateId {
+                collection: collection.to_string(),
+                id: doc.id.clone(),
+                detail: detail.into(),
+            });
+        }
+        for (doc, fields) in docs.into_iter().zip(encoded) {
+            self.insert_encoded(collection, doc, fields, replace)?;
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, collection: &str, doc: Document, replace: bool) -> Result<()> {
+        self.usable()?;
+        self.pending_for(collection)?;
+        let fields = doc.encode_fields(collection, &self.pending[collection].schema)?;
+        self.insert_encoded(collection, doc, fields, replace)
+    }
+
+    fn insert_encoded(
+        &mut self,
+        collection: &str,
+        doc: Document,
+        fields: Vec<Vec<u8>>,
+        replace: bool,
+    ) -> Result<()> {
+        let flush_bytes = self.options.flush_bytes;
+        let base = self.base.collection(collection).ok().cloned();
+        let p = self
+            .pending
+            .get_mut(collection)
+            .expect("created by the caller");
         if let Some(found) = Self::find_live(base.as_deref(), p, &doc.id)? {
             if !replace {
                 let detail = match found {

@@ -1,0 +1,914 @@
+//! `_vellum.NativeDatabase`: one database, its single writer (opened on the first write) and a
+//! snapshot of the last commit for reads (retaken when the manifest changes).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
+use vellum::encode::{Encoder, EncoderChoice, EncoderOptions, OutputKind, Role};
+use vellum::{Collection, Database, Document, FieldKind, Hit, Schema, SearchRequest, Snapshot};
+
+use crate::arrays::{f32_array, F32Input};
+use crate::errors::{invalid, to_py, IntoPy};
+
+/// Identity of the MANIFEST file: a commit replaces it by rename, so the inode changes.
+type Stamp = (u64, i128, u64);
+
+fn stamp(dir: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(dir.join(vellum::format::manifest::FILE_NAME)).ok()?;
+    Some((
+        m.ino(),
+        m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+        m.len(),
+    ))
+}
+
+type EncoderKey = (String, String, String);
+
+/// The native database handle (wrapped by `vellum.Database`).
+#[pyclass(module = "vellum._vellum", frozen)]
+pub struct NativeDatabase {
+    db: Database,
+    read_only: bool,
+    writer: Mutex<Option<vellum::Writer>>,
+    snapshot: Mutex<Option<(Option<Stamp>, Snapshot)>>,
+    /// Passage encoders by (collection, field, fingerprint), loaded on the first encoding add.
+    passage_encoders: Mutex<HashMap<EncoderKey, Arc<dyn Encoder>>>,
+}
+
+/// The field-kind name, shape and values of one document's field, read as f32.
+fn field_values(
+    doc: &vellum::DocRef<'_>,
+    name: &str,
+    kind: &FieldKind,
+) -> vellum::Result<(Vec<usize>, Vec<f32>)> {
+    Ok(match kind {
+        FieldKind::Dense { dim, .. } => (vec![*dim as usize], doc.dense(name)?.to_f32_vec()),
+        FieldKind::Multi { dim, .. } => {
+            let m = doc.multi(name)?;
+            (vec![m.n_tokens(), *dim as usize], m.tokens.to_f32_vec())
+        }
+        FieldKind::Tensor { shape, .. } => (
+            shape.iter().map(|&s| s as usize).collect(),
+            doc.tensor(name)?.data.to_f32_vec(),
+        ),
+    })
+}
+
+/// Queries read from Python for one field.
+enum QueryInput<'py> {
+    Dense(F32Input<'py>),
+    Multi(Vec<(F32Input<'py>, usize, usize)>),
+}
+
+impl NativeDatabase {
+    fn new(db: Database, read_only: bool) -> Self {
+        NativeDatabase {
+            db,
+            read_only,
+            writer: Mutex::new(None),
+            snapshot: Mutex::new(None),
+            passage_encoders: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The last commit (the cached snapshot unless the manifest changed since it was taken).
+    fn snapshot(&self) -> PyResult<Snapshot> {
+        let now = stamp(self.db.path());
+        let mut cache = self.snapshot.lock();
+        if let Some((s, snap)) = &*cache {
+            if *s == now && now.is_some() {
+                return Ok(snap.clone());
+            }
+        }
+        let snap = self.db.snapshot().py()?;
+        *cache = Some((now, snap.clone()));
+        Ok(snap)
+    }
+
+    fn collection(&self, name: &str) -> PyResult<Arc<Collection>> {
+        Ok(self.snapshot()?.collection(name).py()?.clone())
+    }
+
+    /// Runs `f` with the writer, opening it on first use.
+    fn with_writer<T>(
+        &self,
+        f: impl FnOnce(&mut vellum::Writer) -> vellum::Result<T>,
+    ) -> PyResult<T> {
+        if self.read_only {
+            return Err(invalid(format!(
+                "database {} was opened read-only; open it with read_only=False to write",
+                self.db.path().display()
+            )));
+        }
+        let mut guard = self.writer.lock();
+        if guard.is_none() {
+            *guard = Some(self.db.writer().py()?);
+        }
+        f(guard.as_mut().expect("opened above")).py()
+    }
+
+    /// The passage encoder of a field (cached; reloaded if the field's record changed).
+    fn passage_encoder(&self, c: &Collection, field: &str) -> vellum::Result<Arc<dyn Encoder>> {
+        let record = c.encoder_record(field, Role::Passage)?;
+        let key = (
+            c.name().to_string(),
+            field.to_string(),
+            serde_json::to_string(record).expect("records serialize"),
+        );
+        if let Some(e) = self.passage_encoders.lock().get(&key) {
+            return Ok(e.clone());
+        }
+        let e: Arc<dyn Encoder> = c
+            .load_encoder(field, Role::Passage, &EncoderOptions::default())?
+            .into();
+        self.passage_encoders.lock().insert(key, e.clone());
+        Ok(e)
+    }
+
+    fn read_queries<'py>(
+        &self,
+        c: &Collection,
+        field: &str,
+        queries: &Bound<'py, PyAny>,
+    ) -> PyResult<QueryInput<'py>> {
+        let fi = c.field_index(field).py()?;
+        let spec = &c.schema().fields[fi];
+        match &spec.kind {
+            FieldKind::Dense { dim, .. } => {
+                let q = F32Input::new(queries)?;
+                let ok = match q.shape() {
+                    [d] => *d == *dim as usize,
+                    [_, d] => *d == *dim as usize,
+                    _ => false,
+                };
+                if !ok {
+                    return Err(invalid(format!(
+                        "queries for dense field {field:?} ({spec}) must have shape [{dim}] or [n, {dim}]; got {:?}",
+                        q.shape()
+                    )));
+                }
+                Ok(QueryInput::Dense(q))
+            }
+            FieldKind::Multi { dim, .. } => {
+                let dim = *dim as usize;
+                let shape_error = |s: &[usize]| {
+                    invalid(format!(
+                        "queries for multi-vector field {field:?} ({spec}) are one [tokens, {dim}] array, a [n, tokens, {dim}] array or a list of [tokens_i, {dim}] arrays; got shape {s:?}"
+                    ))
+                };
+                if queries.is_instance_of::<PyList>() || queries.is_instance_of::<PyTuple>() {
+                    let mut out = Vec::new();
+                    for item in queries.try_iter()? {
+                        let a = F32Input::new(&item?)?;
+                        match *a.shape() {
+                            [t, d] if d == dim && t > 0 => out.push((a, 0, t * d)),
+                            _ => return Err(shape_error(a.shape())),
+                        }
+                    }
+                    return Ok(QueryInput::Multi(out));
+                }
+                let a = F32Input::new(queries)?;
+                match *a.shape() {
+                    [t, d] if d == dim && t > 0 => Ok(QueryInput::Multi(vec![(a, 0, t * d)])),
+                    [n, t, d] if d == dim && t > 0 => {
+                        let shared: Vec<_> = (0..n).map(|i| (i * t * d, (i + 1) * t * d)).collect();
+                        // One borrowed array, n views into it.
+                        let obj = queries.clone();
+                        let mut out = Vec::with_capacity(n);
+                        for (s, e) in shared {
+                            out.push((F32Input::new(&obj)?, s, e));
+                        }
+                        Ok(QueryInput::Multi(out))
+                    }
+                    _ => Err(shape_error(a.shape())),
+                }
+            }
+            FieldKind::Tensor { .. } => Err(to_py(vellum::Error::wrong_kind(
+                c.name(),
+                field,
+                "tensor",
+                "search needs a dense or multi field",
+            ))),
+        }
+    }
+
+    /// Converts hits: ragged ids, padded scores `[n, k]` (`-inf` where a query has fewer than `k`
+    /// hits), and, when asked, each hit's text and metadata JSON.
+    fn hits_to_py<'py>(
+        py: Python<'py>,
+        c: &Collection,
+        hits: Vec<Vec<Hit>>,
+        k: usize,
+        with_docs: bool,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let mut scores = vec![f32::NEG_INFINITY; hits.len() * k];
+        for (q, row) in hits.iter().enumerate() {
+            for (j, h) in row.iter().take(k).enumerate() {
+                scores[q * k + j] = h.score;
+            }
+        }
+        let ids = PyList::empty(py);
+        for row in &hits {
+            let r: Vec<&str> = row.iter().map(|h| h.id.as_str()).collect();
+            ids.append(PyList::new(py, r)?)?;
+        }
+        let docs = if with_docs {
+            let all = PyList::empty(py);
+            for row in &hits {
+                let r = PyList::empty(py);
+                for h in row {
+                    let d = c.doc(h.address).py()?;
+                    r.append((d.text().py()?, d.metadata().py()?))?;
+                }
+                all.append(r)?;
+            }
+            all.into_any()
+        } else {
+            py.None().into_bound(py)
+        };
+        let scores = f32_array(py, scores, &[hits.len(), k])?;
+        PyTuple::new(py, [ids.into_any(), scores.into_any(), docs])
+    }
+
+    /// Builds documents from Python columns and, for fields with a passage encoder and no given
+    /// vectors, encodes their text.
+    fn build_documents(
+        &self,
+        py: Python<'_>,
+        c: &Collection,
+        ids: Vec<String>,
+        vectors: &Bound<'_, PyDict>,
+        texts: Option<Vec<String>>,
+        metadata: Option<Vec<String>>,
+    ) -> PyResult<Vec<Document>> {
+        let n = ids.len();
+        let column_len = |what: &str, len: usize| {
+            if len != n {
+                Err(invalid(format!("{what} has {len} entries for {n} ids")))
+            } else {
+                Ok(())
+            }
+        };
+        let mut docs: Vec<Document> = ids.into_iter().map(Document::new).collect();
+        if let Some(texts) = texts {
+            column_len("texts", texts.len())?;
+            for (d, t) in docs.iter_mut().zip(texts) {
+                d.text = t;
+            }
+        }
+        if let Some(meta) = metadata {
+            column_len("metadata", meta.len())?;
+            for (i, (d, m)) in docs.iter_mut().zip(meta).enumerate() {
+                let v: serde_json::Value = serde_json::from_str(&m)
+                    .map_err(|e| invalid(format!("metadata of document {i}: {e}")))?;
+                *d = std::mem::replace(d, Document::new("")).with_metadata(v);
+            }
+        }
+        for (key, value) in vectors.iter() {
+            let field: String = key.extract()?;
+            let fi = c.field_index(&field).py()?;
+            let spec = &c.schema().fields[fi];
+            match &spec.kind {
+                FieldKind::Dense { dim, .. } => {
+                    let a = F32Input::new(&value)?;
+                    let dim = *dim as usize;
+                    if a.shape() != [n, dim] {
+                        return Err(invalid(format!(
+                            "vectors[{field:?}] ({spec}) must have shape [{n}, {dim}] (one row per id); got {:?}",
+                            a.shape()
+                        )));
+                    }
+                    for (d, row) in docs.iter_mut().zip(a.values().chunks_exact(dim.max(1))) {
+                        d.values
+                            .push((field.clone(), vellum::FieldValue::Dense(row.to_vec())));
+                    }
+                }
+                FieldKind::Tensor { shape, .. } => {
+                    let a = F32Input::new(&value)?;
+                    let per: usize = shape.iter().map(|&s| s as usize).product();
+                    let want: Vec<usize> = std::iter::once(n)
+                        .chain(shape.iter().map(|&s| s as usize))
+                        .collect();
+                    if a.shape() != want.as_slice() && a.shape() != [n, per] {
+                        return Err(invalid(format!(
+                            "vectors[{field:?}] ({spec}) must have shape {want:?}; got {:?}",
+                            a.shape()
+                        )));
+                    }
+                    for (d, row) in docs.iter_mut().zip(a.values().chunks_exact(per.max(1))) {
+                        d.values
+                            .push((field.clone(), vellum::FieldValue::Tensor(row.to_vec())));
+                    }
+                }
+                FieldKind::Multi { dim, .. } => {
+                    let dim = *dim as usize;
+                    let rows = multi_rows(&value, n, dim, &field, &spec.to_string())?;
+                    for (d, row) in docs.iter_mut().zip(rows) {
+                        d.values
+                            .push((field.clone(), vellum::FieldValue::Multi(row)));
+                    }
+                }
+            }
+        }
+        // Fields with a passage encoder and no vectors given: encode the documents' text.
+        let to_encode: Vec<String> = c
+            .all_encoders()
+            .keys()
+            .filter(|f| {
+                !docs
+                    .first()
+                    .is_some_and(|d| d.values.iter().any(|(n, _)| n == *f))
+            })
+            .cloned()
+            .collect();
+        if !to_encode.is_empty() && !docs.is_empty() {
+            let encoders = to_encode
+                .iter()
+                .map(|f| self.passage_encoder(c, f).map(|e| (f.clone(), e)))
+                .collect::<vellum::Result<Vec<_>>>()
+                .py()?;
+            docs = py
+                .detach(move || -> vellum::Result<Vec<Document>> {
+                    let texts: Vec<String> = docs
+                        .iter()
+                        .map(|d| vellum::ingest::text_input::text_to_encode(d).into_owned())
+                        .collect();
+                    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                    for (field, e) in &encoders {
+                        let out = e.encode_texts(&refs)?;
+                        for ((d, v), _) in docs.iter_mut().zip(out.per_input()).zip(&out.rows) {
+                            let value = match e.output() {
+                                OutputKind::Dense => vellum::FieldValue::Dense(v.to_vec()),
+                                _ => vellum::FieldValue::Multi(v.to_vec()),
+                            };
+                            d.values.push((field.clone(), value));
+                        }
+                    }
+                    Ok(docs)
+                })
+                .py()?;
+        }
+        Ok(docs)
+    }
+}
+
+/// Multi-vector values: a list of `[t_i, dim]` arrays, or `(tokens [T, dim], lengths [n])`.
+fn multi_rows(
+    value: &Bound<'_, PyAny>,
+    n: usize,
+    dim: usize,
+    field: &str,
+    spec: &str,
+) -> PyResult<Vec<Vec<f32>>> {
+    let usage = || {
+        format!("vectors[{field:?}] ({spec}) is a list of {n} [tokens_i, {dim}] arrays, or a tuple (tokens [total, {dim}], lengths [{n}])")
+    };
+    if let Ok(t) = value.cast::<PyTuple>() {
+        if t.len() != 2 {
+            return Err(invalid(usage()));
+        }
+        let tokens = F32Input::new(&t.get_item(0)?)?;
+        let lengths: Vec<i64> = t
+            .get_item(1)?
+            .call_method0("tolist")
+            .or_else(|_| t.get_item(1).map(|x| x.into_any()))?
+            .extract()
+            .map_err(|_| invalid(usage()))?;
+        let total: i64 = lengths.iter().sum();
+        if lengths.len() != n
+            || lengths.iter().any(|&l| l < 1)
+            || tokens.shape() != [total.max(0) as usize, dim]
+        {
+            return Err(invalid(format!(
+                "{}; got tokens {:?} and {} lengths summing to {total} (each must be >= 1)",
+                usage(),
+                tokens.shape(),
+                lengths.len()
+            )));
+        }
+        let mut out = Vec::with_capacity(n);
+        let mut at = 0usize;
+        for l in lengths {
+            let e = at + l as usize * dim;
+            out.push(tokens.values()[at..e].to_vec());
+            at = e;
+        }
+        return Ok(out);
+    }
+    let items: Vec<Bound<'_, PyAny>> = value
+        .try_iter()
+        .map_err(|_| invalid(usage()))?
+        .collect::<PyResult<_>>()?;
+    if items.len() != n {
+        return Err(invalid(format!("{}; got {} arrays", usage(), items.len())));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let a = F32Input::new(item)?;
+            match *a.shape() {
+                [t, d] if d == dim && t > 0 => Ok(a.values().to_vec()),
+                _ => Err(invalid(format!(
+                    "{}; array {i} has shape {:?}",
+                    usage(),
+                    a.shape()
+                ))),
+            }
+        })
+        .collect()
+}
+
+#[pymethods]
+impl NativeDatabase {
+    /// Creates a new database at `path`.
+    #[staticmethod]
+    fn create(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let db = py.detach(|| Database::create(&path)).py()?;
+        Ok(Self::new(db, false))
+    }
+
+    /// Opens an existing database.
+    #[staticmethod]
+    #[pyo3(signature = (path, read_only = false))]
+    fn open(py: Python<'_>, path: PathBuf, read_only: bool) -> PyResult<Self> {
+        let db = py.detach(|| Database::open(&path)).py()?;
+        Ok(Self::new(db, read_only))
+    }
+
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.db.path().to_path_buf()
+    }
+
+    #[getter]
+    fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Closes the writer (uncommitted changes are discarded) and releases the writer lock.
+    fn close(&self) {
+        self.writer.lock().take();
+    }
+
+    /// Whether this handle holds the writer.
+    fn holds_writer(&self) -> bool {
+        self.writer.lock().is_some()
+    }
+
+    fn collections(&self) -> PyResult<Vec<String>> {
+        Ok(self
+            .snapshot()?
+            .collections()
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect())
+    }
+
+    /// `[(name, spec, kind)]` of a collection's fields.
+    fn schema(&self, collection: &str) -> PyResult<Vec<(String, String, String)>> {
+        let c = self.collection(collection)?;
+        Ok(c.schema()
+            .fields
+            .iter()
+            .map(|f| {
+                (
+                    f.name.clone(),
+                    f.to_string(),
+                    f.kind.kind_name().to_string(),
+                )
+            })
+            .collect())
+    }
+
+    /// `{field: {"passage": record, "query": record}}` as JSON.
+    fn encoders_json(&self, collection: &str) -> PyResult<String> {
+        let c = self.collection(collection)?;
+        let all: serde_json::Map<String, serde_json::Value> = c
+            .all_encoders()
+            .iter()
+            .map(|(f, e)| {
+                (
+                    f.clone(),
+                    serde_json::json!({"passage": e.passage, "query": e.query}),
+                )
+            })
+            .collect();
+        Ok(serde_json::Value::Object(all).to_string())
+    }
+
+    /// Creates a collection (and commits it); returns the generation.
+    #[pyo3(signature = (name, fields, hnsw, encoders, query_encoders, encoder_options, query_encoder_options, embed_model))]
+    #[allow(clippy::too_many_arguments)]
+    fn create_collection(
+        &self,
+        py: Python<'_>,
+        name: String,
+        fields: Vec<String>,
+        hnsw: HashMap<String, String>,
+        encoders: HashMap<String, String>,
+        query_encoders: HashMap<String, String>,
+        encoder_options: HashMap<String, HashMap<String, String>>,
+        query_encoder_options: HashMap<String, HashMap<String, String>>,
+        embed_model: bool,
+    ) -> PyResult<u64> {
+        let mut schema = Schema::new();
+        for f in &fields {
+            schema = schema.with_field(vellum::FieldSpec::parse(f).py()?);
+        }
+        schema.validate().py()?;
+        let named: [(&str, Vec<&String>); 3] = [
+            ("query_encoders", query_encoders.keys().collect()),
+            ("encoder_options", encoder_options.keys().collect()),
+            (
+                "query_encoder_options",
+                query_encoder_options.keys().collect(),
+            ),
+        ];
+        for (what, map) in named {
+            for f in map {
+                if !encoders.contains_key(f) {
+                    return Err(invalid(format!(
+                        "{what}[{f:?}] is given but encoders[{f:?}] is not"
+                    )));
+                }
+            }
+        }
+        let options = |m: Option<&HashMap<String, String>>| -> vellum::Result<EncoderOptions> {
+            let mut o = EncoderOptions::default();
+            for (k, v) in m.into_iter().flatten() {
+                o.set(k, v)?;
+            }
+            Ok(o)
+        };
+        let mut choices = Vec::new();
+        for (field, model) in &encoders {
+            choices.push((
+                field.clone(),
+                EncoderChoice {
+                    passage: model.clone(),
+                    passage_options: options(encoder_options.get(field)).py()?,
+                    query: query_encoders.get(field).cloned(),
+                    query_options: options(query_encoder_options.get(field)).py()?,
+                    embed: embed_model,
+                },
+            ));
+        }
+        let dir = self.db.path().to_path_buf();
+        let generation = py.detach(|| {
+            self.with_writer(|w| {
+                w.create_collection(&name, schema)?;
+                for (field, params) in &hnsw {
+                    w.set_index(&name, field, Some(vellum::hnsw::HnswParams::parse(params)?))?;
+                }
+                for (field, choice) in &choices {
+                    let records = vellum::encode::prepare_encoders(&dir, choice)?;
+                    w.set_encoders(&name, field, records)?;
+                }
+                match w.commit() {
+                    Ok(c) => Ok(c.generation),
+                    Err(e) => {
+                        let _ = w.rollback();
+                        Err(e)
+                    }
+                }
+            })
+        });
+        if generation.is_err() {
+            let _ = self.with_writer(|w| w.rollback());
+        }
+        generation
+    }
+
+    /// Adds (or upserts) documents, all or nothing; returns how many were buffered.
+    #[pyo3(signature = (collection, ids, vectors, texts, metadata, upsert))]
+    fn add(
+        &self,
+        py: Python<'_>,
+        collection: &str,
+        ids: Vec<String>,
+        vectors: &Bound<'_, PyDict>,
+        texts: Option<Vec<String>>,
+        metadata: Option<Vec<String>>,
+        upsert: bool,
+    ) -> PyResult<usize> {
+        if self.read_only {
+            return self.with_writer(|_| Ok(0));
+        }
+        let c = self.collection(collection)?;
+        let docs = self.build_documents(py, &c, ids, vectors, texts, metadata)?;
+        let n = docs.len();
+        py.detach(|| {
+            self.with_writer(|w| {
+                if upsert {
+                    w.upsert_all(collection, docs)
+                } else {
+                    w.add_all(collection, docs)
+                }
+            })
+        })?;
+        Ok(n)
+    }
+
+    /// Deletes documents by id; returns how many existed.
+    fn delete(&self, collection: &str, ids: Vec<String>) -> PyResult<usize> {
+        self.with_writer(|w| {
+            let mut n = 0;
+            for id in &ids {
+                n += usize::from(w.delete(collection, id)?);
+            }
+            Ok(n)
+        })
+    }
+
+    /// Whether a live document (committed, or buffered by this handle) has this id.
+    fn contains(&self, collection: &str, id: &str) -> PyResult<bool> {
+        if let Some(w) = self.writer.lock().as_mut() {
+            return w.contains(collection, id).py();
+        }
+        Ok(self.collection(collection)?.get(id).py()?.is_some())
+    }
+
+    /// Commits; returns `(generation, added, deleted)`.
+    fn commit(&self, py: Python<'_>) -> PyResult<(u64, u64, u64)> {
+        py.detach(|| {
+            self.with_writer(|w| {
+                let c = w.commit()?;
+                Ok((c.generation, c.added, c.deleted))
+            })
+        })
+    }
+
+    /// Discards the uncommitted changes.
+    fn rollback(&self) -> PyResult<()> {
+        if let Some(w) = self.writer.lock().as_mut() {
+            w.rollback().py()?;
+        }
+        Ok(())
+    }
+
+    /// Whether there are uncommitted changes.
+    fn has_changes(&self) -> bool {
+        self.writer.lock().as_ref().is_some_and(|w| w.has_changes())
+    }
+
+    /// Live documents of a collection (last commit).
+    fn count(&self, collection: &str) -> PyResult<u64> {
+        Ok(self.collection(collection)?.len())
+    }
+
+    /// Searches with vectors: `(ids, scores [n, k], docs | None)`.
+    #[pyo3(signature = (collection, field, queries, k, ef, exact, with_docs))]
+    #[allow(clippy::too_many_arguments)]
+    fn search<'py>(
+        &self,
+        py: Python<'py>,
+        collection: &str,
+        field: &str,
+        queries: &Bound<'py, PyAny>,
+        k: usize,
+        ef: Option<usize>,
+        exact: bool,
+        with_docs: bool,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let c = self.collection(collection)?;
+        let input = self.read_queries(&c, field, queries)?;
+        let hits = {
+            let mut req = match &input {
+                QueryInput::Dense(q) => SearchRequest::dense_batch(field, q.values(), k),
+                QueryInput::Multi(qs) => SearchRequest::multi_batch(
+                    field,
+                    qs.iter().map(|(a, s, e)| &a.values()[*s..*e]).collect(),
+                    k,
+                ),
+            };
+            if let Some(ef) = ef {
+                req = req.with_ef(ef);
+            }
+            if exact {
+                req = req.exact();
+            }
+            let coll = &*c;
+            py.detach(move || coll.search(&req)).py()?
+        };
+        Self::hits_to_py(py, &c, hits, k, with_docs)
+    }
+
+    /// Searches with texts encoded by the field's query encoder.
+    #[pyo3(signature = (collection, field, texts, k, ef, exact, with_docs))]
+    #[allow(clippy::too_many_arguments)]
+    fn search_text<'py>(
+        &self,
+        py: Python<'py>,
+        collection: &str,
+        field: &str,
+        texts: Vec<String>,
+        k: usize,
+        ef: Option<usize>,
+        exact: bool,
+        with_docs: bool,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let c = self.collection(collection)?;
+        let mut req = SearchRequest::text(field, k);
+        if let Some(ef) = ef {
+            req = req.with_ef(ef);
+        }
+        if exact {
+            req = req.exact();
+        }
+        let coll = &*c;
+        let hits = py
+            .detach(move || {
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                coll.search_texts(&refs, req)
+            })
+            .py()?;
+        Self::hits_to_py(py, &c, hits, k, with_docs)
+    }
+
+    /// A document by id: `{"id", "text", "metadata" (JSON text), "vectors": {field: array}}`.
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        collection: &str,
+        id: &str,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let c = self.collection(collection)?;
+        let Some(doc) = c.get(id).py()? else {
+            return Ok(None);
+        };
+        let out = PyDict::new(py);
+        out.set_item("id", doc.id().py()?)?;
+        out.set_item("text", doc.text().py()?)?;
+        out.set_item("metadata", doc.metadata().py()?)?;
+        let vectors = PyDict::new(py);
+        for f in &c.schema().fields {
+            let (shape, values) = field_values(&doc, &f.name, &f.kind).py()?;
+            vectors.set_item(&f.name, f32_array(py, values, &shape)?)?;
+        }
+        out.set_item("vectors", vectors)?;
+        Ok(Some(out))
+    }
+
+    /// Statistics of the last commit, as JSON.
+    fn stats(&self) -> PyResult<String> {
+        let s = self.snapshot()?.stats().py()?;
+        Ok(serde_json::to_string(&s).expect("stats serialize"))
+    }
+
+    /// Merges a collection's segments; returns `(generation, segments_before, segments_after,
+    /// rows_dropped)`.
+    fn compact(&self, py: Python<'_>, collection: &str) -> PyResult<(u64, usize, usize, u64)> {
+        py.detach(|| {
+            self.with_writer(|w| {
+                let c = w.compact(collection)?;
+                Ok((
+                    c.generation,
+                    c.segments_before,
+                    c.segments_after,
+                    c.rows_dropped,
+                ))
+            })
+        })
+    }
+
+    /// Sets (or with `None` drops) a field's HNSW index and rebuilds; returns the generation.
+    #[pyo3(signature = (collection, field, params))]
+    fn index(
+        &self,
+        py: Python<'_>,
+        collection: &str,
+        field: &str,
+        params: Option<String>,
+    ) -> PyResult<u64> {
+        let params = params
+            .map(|p| vellum::hnsw::HnswParams::parse(&p))
+            .transpose()
+            .py()?;
+        py.detach(|| {
+            self.with_writer(|w| {
+                w.set_index(collection, field, params)?;
+                Ok(w.reindex(collection)?.generation)
+            })
+        })
+    }
+
+    /// Ingests a JSONL/TSV file: text encoded by the fields' encoders (resumable), or with
+    /// precomputed vectors (`vectors = {field: "file.npy" | "file.safetensors:tensor"}`).
+    /// Returns the stats as JSON.
+    #[pyo3(signature = (collection, docs, vectors, lengths, upsert, shard, commit_every))]
+    #[allow(clippy::too_many_arguments)]
+    fn ingest(
+        &self,
+        py: Python<'_>,
+        collection: &str,
+        docs: PathBuf,
+        vectors: HashMap<String, String>,
+        lengths: HashMap<String, String>,
+        upsert: bool,
+        shard: Option<(usize, usize)>,
+        commit_every: usize,
+    ) -> PyResult<String> {
+        use vellum::ingest::{self, Mode, VectorInput};
+        let mode = if upsert { Mode::Upsert } else { Mode::Add };
+        let shard = match shard {
+            Some((index, count)) => format!("{index}/{count}").parse::<ingest::Shard>().py()?,
+            None => ingest::Shard::ALL,
+        };
+        let mut inputs = Vec::new();
+        for (field, spec) in &vectors {
+            let mut v = VectorInput::parse(&format!("{field}={spec}")).py()?;
+            if let Some(l) = lengths.get(field) {
+                v.lengths = Some(ingest::split_tensor(l, &format!("{field}_lengths")));
+            }
+            inputs.push(v);
+        }
+        if let Some(f) = lengths.keys().find(|f| !vectors.contains_key(*f)) {
+            return Err(invalid(format!(
+                "lengths[{f:?}] is given but vectors[{f:?}] is not"
+            )));
+        }
+        py.detach(|| {
+            self.with_writer(|w| {
+                if inputs.is_empty() {
+                    let mut job = ingest::pipeline::TextIngest::new(collection, &docs);
+                    job.mode = mode;
+                    job.shard = shard;
+                    job.commit_every = commit_every.max(1);
+                    let s = ingest::pipeline::ingest_text(w, &job, &mut |_| {})?;
+                    Ok(serde_json::json!({
+                        "documents": s.documents, "skipped": s.skipped, "commits": s.commits,
+                        "tokens": s.tokens, "encode_seconds": s.encode_seconds,
+                        "generation": w.committed().generation(),
+                    })
+                    .to_string())
+                } else {
+                    let s = ingest::ingest_shard(
+                        w,
+                        collection,
+                        &docs,
+                        &inputs,
+                        mode,
+                        shard,
+                        &mut |_| {},
+                    )?;
+                    let c = w.commit()?;
+                    Ok(serde_json::json!({
+                        "documents": s.documents, "skipped": 0, "commits": 1,
+                        "generation": c.generation,
+                    })
+                    .to_string())
+                }
+            })
+        })
+    }
+
+    /// Copies the last commit into a new database at `dest`; returns the JSON info.
+    fn backup(&self, py: Python<'_>, dest: PathBuf) -> PyResult<String> {
+        let b = py.detach(|| self.db.backup_to(&dest)).py()?;
+        Ok(serde_json::json!({
+            "generation": b.generation, "files": b.files, "bytes": b.bytes, "models": b.models,
+        })
+        .to_string())
+    }
+
+    /// The query encoder's fingerprint of a field (for shard-set checks), or None.
+    fn encoder_fingerprints(
+        &self,
+        collection: &str,
+        field: &str,
+    ) -> PyResult<Option<(String, String)>> {
+        let c = self.collection(collection)?;
+        Ok(c.encoders(field)
+            .map(|e| (e.passage.fingerprint.clone(), e.query.fingerprint.clone())))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Database({:?}{})",
+            self.db.path(),
+            if self.read_only {
+                ", read_only=True"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+/// Verifies every checksum and structure of the database at `path`; returns the JSON report.
+#[pyfunction]
+pub fn verify(py: Python<'_>, path: PathBuf) -> PyResult<String> {
+    let r = py.detach(|| vellum::verify::verify_database(&path)).py()?;
+    Ok(serde_json::json!({
+        "ok": r.is_ok(), "generation": r.generation, "collections": r.collections,
+        "segments": r.segments, "live_documents": r.live_documents, "bytes": r.bytes,
+        "problems": r.problems, "unreferenced_files": r.unreferenced_files,
+    })
+    .to_string())
+}

@@ -1,0 +1,492 @@
+"""vellum: an embedded search-index database for neural retrieval.
+
+A database is a directory of named collections. Each document has an id, text, JSON metadata and
+a value for each of the collection's vector fields: ``dense`` (one vector), ``multi`` (ColBERT-style
+token vectors) or ``tensor`` (a fixed-shape array). Fields may have built-in encoders, so documents
+and queries can be given as text.
+
+>>> import numpy as np, vellum
+>>> db = vellum.create("my-db")                                          # doctest: +SKIP
+>>> docs = db.create_collection("docs", ["emb:dense:384:f32:cosine"])    # doctest: +SKIP
+>>> docs.add(["a", "b"], vectors={"emb": np.random.rand(2, 384)}, texts=["x", "y"])  # doctest: +SKIP
+>>> db.commit()                                                          # doctest: +SKIP
+>>> ids, scores = docs.search(np.random.rand(5, 384), k=10)              # doctest: +SKIP
+
+Shapes and dtypes: dense vectors and queries are ``[n, dim]`` (or ``[dim]`` for one query) of any
+real dtype, read in place when they are C-contiguous float32 and converted once otherwise.
+Search returns ``ids`` (object array ``[n, k]`` of ``str``, ``None`` past the last hit) and
+``scores`` (float32 ``[n, k]``, higher is better, ``-inf`` past the last hit; for L2 fields the
+negated squared distance). Every long call releases the GIL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import errors
+from ._vellum import NativeDatabase, NativeEncoder, __version__
+from ._vellum import verify as _verify
+from .errors import InvalidInputError
+
+__all__ = [
+    "Database",
+    "Collection",
+    "Encoder",
+    "create",
+    "open",
+    "verify",
+    "errors",
+    "__version__",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def create(path: PathLike) -> "Database":
+    """Creates a new, empty database at ``path`` (the directory is created if missing; it must
+    not already hold a database: :class:`~vellum.errors.AlreadyExistsError`)."""
+    return Database(NativeDatabase.create(os.fspath(path)))
+
+
+def open(path: PathLike, read_only: bool = False) -> "Database":  # noqa: A001 (shadows open)
+    """Opens an existing database. With ``read_only=True`` the handle never takes the writer
+    lock, so any number of processes can search while one writes."""
+    return Database(NativeDatabase.open(os.fspath(path), read_only))
+
+
+def verify(path: PathLike) -> Dict[str, Any]:
+    """Checks every checksum and structure of the database at ``path``. Returns
+    ``{"ok", "generation", "collections", "segments", "live_documents", "bytes", "problems",
+    "unreferenced_files"}``."""
+    return json.loads(_verify(os.fspath(path)))
+
+
+def _as_ids(ids: Iterable[Any], what: str = "ids") -> List[str]:
+    if isinstance(ids, str):
+        raise InvalidInputError(f"{what} must be a sequence of str, not one str ({ids!r})")
+    out = list(ids)
+    for i, x in enumerate(out):
+        if not isinstance(x, str):
+            raise InvalidInputError(
+                f"{what}[{i}] is {type(x).__name__} {x!r}: document ids are str")
+    return out
+
+
+def _pad(ids: List[List[str]], k: int) -> np.ndarray:
+    out = np.full((len(ids), k), None, dtype=object)
+    for q, row in enumerate(ids):
+        out[q, : len(row)] = row
+    return out
+
+
+class Database:
+    """An open database: collections, the single writer (opened on the first write, held until
+    :meth:`close`) and reads of the last commit.
+
+    Use it as a context manager to commit on success and discard on error::
+
+        with vellum.open("db") as db:
+            db["docs"].add(...)
+    """
+
+    def __init__(self, native: NativeDatabase):
+        self._db = native
+
+    @property
+    def path(self) -> str:
+        """The database directory."""
+        return os.fspath(self._db.path)
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the handle was opened read-only."""
+        return self._db.read_only
+
+    def create_collection(
+        self,
+        name: str,
+        fields: Sequence[str],
+        *,
+        hnsw: Optional[Mapping[str, str]] = None,
+        encoders: Optional[Mapping[str, PathLike]] = None,
+        query_encoders: Optional[Mapping[str, PathLike]] = None,
+        encoder_options: Optional[Mapping[str, Mapping[str, Any]]] = None,
+        query_encoder_options: Optional[Mapping[str, Mapping[str, Any]]] = None,
+        embed_model: bool = False,
+    ) -> "Collection":
+        """Creates a collection and commits it.
+
+        ``fields`` are vellum field specs, as the CLI takes them: ``"emb:dense:384:f32:cosine"``,
+        ``"tok:multi:128:f16:ip"``, ``"img:tensor:50x768:f16"``. ``hnsw`` maps a dense field to
+        its HNSW parameters (``"m=16,ef_construction=200"``; ``""`` for defaults). ``encoders``
+        maps a field to a model folder (or Hugging Face cache id): documents given as text are
+        then encoded at :meth:`Collection.add` / :meth:`Collection.ingest`, and queries by
+        :meth:`Collection.search_text`; ``query_encoders`` gives an untied query model,
+        ``*_options`` the encoder options (``pooling``, ``normalize``, ``prefix``,
+        ``max_length``, ``dims``, ...); ``embed_model`` copies the models into the database.
+        """
+
+        def opts(m: Optional[Mapping[str, Mapping[str, Any]]]) -> Dict[str, Dict[str, str]]:
+            return {f: {k: str(v) for k, v in o.items()} for f, o in (m or {}).items()}
+
+        self._db.create_collection(
+            name,
+            list(fields),
+            dict(hnsw or {}),
+            {f: os.fspath(p) for f, p in (encoders or {}).items()},
+            {f: os.fspath(p) for f, p in (query_encoders or {}).items()},
+            opts(encoder_options),
+            opts(query_encoder_options),
+            embed_model,
+        )
+        return Collection(self, name)
+
+    def collection(self, name: str) -> "Collection":
+        """The collection ``name`` (:class:`~vellum.errors.NotFoundError` if absent)."""
+        self._db.schema(name)
+        return Collection(self, name)
+
+    __getitem__ = collection
+
+    def collections(self) -> List[str]:
+        """Names of the committed collections."""
+        return self._db.collections()
+
+    def commit(self) -> Dict[str, int]:
+        """Publishes every buffered change atomically and durably. Returns ``{"generation",
+        "added", "deleted"}``."""
+        generation, added, deleted = self._db.commit()
+        return {"generation": generation, "added": added, "deleted": deleted}
+
+    def rollback(self) -> None:
+        """Discards the uncommitted changes."""
+        self._db.rollback()
+
+    @property
+    def has_changes(self) -> bool:
+        """Whether there are uncommitted changes."""
+        return self._db.has_changes()
+
+    def info(self) -> Dict[str, Any]:
+        """Statistics of the last commit (what ``vellum info --json`` prints)."""
+        return json.loads(self._db.stats())
+
+    def verify(self) -> Dict[str, Any]:
+        """Checks every checksum and structure (see :func:`vellum.verify`)."""
+        return verify(self.path)
+
+    def backup(self, dest: PathLike) -> Dict[str, int]:
+        """Copies the last commit into a new database at ``dest`` and verifies the copy; safe
+        while a writer runs. Returns ``{"generation", "files", "bytes", "models"}``."""
+        return json.loads(self._db.backup(os.fspath(dest)))
+
+    def close(self) -> None:
+        """Releases the writer lock; uncommitted changes are discarded."""
+        self._db.close()
+
+    def __enter__(self) -> "Database":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None and self._db.has_changes():
+                self._db.commit()
+        finally:
+            self._db.close()
+
+    def __repr__(self) -> str:
+        return repr(self._db)
+
+
+class Collection:
+    """A collection of a :class:`Database`. Writes are buffered until :meth:`commit` (or
+    :meth:`Database.commit`); reads see the last commit."""
+
+    def __init__(self, db: Database, name: str):
+        self.db = db
+        self.name = name
+
+    # --- schema -----------------------------------------------------------------------------
+
+    @property
+    def fields(self) -> Dict[str, str]:
+        """``{field: spec}`` in schema order, e.g. ``{"emb": "emb:dense:384:f32:cosine"}``."""
+        return {n: spec for n, spec, _ in self.db._db.schema(self.name)}
+
+    @property
+    def encoders(self) -> Dict[str, Dict[str, Any]]:
+        """``{field: {"passage": record, "query": record}}`` for fields with encoders."""
+        return json.loads(self.db._db.encoders_json(self.name))
+
+    def _field(self, field: Optional[str], *, text: bool = False) -> str:
+        if field is not None:
+            return field
+        if text:
+            candidates = list(self.encoders)
+            what = "fields with an encoder"
+        else:
+            candidates = [n for n, _, kind in self.db._db.schema(self.name) if kind != "tensor"]
+            what = "dense or multi fields"
+        if len(candidates) == 1:
+            return candidates[0]
+        raise InvalidInputError(
+            f"collection {self.name!r} has {len(candidates)} {what} ({', '.join(candidates) or 'none'}); "
+            "say which with field=...")
+
+    # --- writes -----------------------------------------------------------------------------
+
+    def add(
+        self,
+        ids: Sequence[str],
+        vectors: Optional[Mapping[str, Any]] = None,
+        texts: Optional[Sequence[str]] = None,
+        metadata: Optional[Sequence[Mapping[str, Any]]] = None,
+    ) -> int:
+        """Buffers new documents (all or nothing: an error adds none). Returns how many.
+
+        ``vectors`` maps a field to its values for all documents: dense ``[n, dim]``; tensor
+        ``[n, *shape]``; multi a list of ``n`` arrays ``[tokens_i, dim]`` or a tuple ``(tokens
+        [total, dim], lengths [n])``. A field with an encoder that is not in ``vectors`` is
+        encoded from ``texts`` (with the metadata's ``title`` prepended, as Tevatron does).
+        ``metadata`` is one JSON-serialisable dict per document. An id that is already live is
+        an error (:class:`~vellum.errors.InvalidInputError`, kind ``DuplicateId``): use
+        :meth:`upsert`.
+        """
+        return self._insert(ids, vectors, texts, metadata, upsert=False)
+
+    def upsert(
+        self,
+        ids: Sequence[str],
+        vectors: Optional[Mapping[str, Any]] = None,
+        texts: Optional[Sequence[str]] = None,
+        metadata: Optional[Sequence[Mapping[str, Any]]] = None,
+    ) -> int:
+        """Like :meth:`add`, replacing live documents with the same ids."""
+        return self._insert(ids, vectors, texts, metadata, upsert=True)
+
+    def _insert(self, ids, vectors, texts, metadata, *, upsert: bool) -> int:
+        ids = _as_ids(ids)
+        if texts is not None:
+            texts = [t for t in texts]
+            for i, t in enumerate(texts):
+                if not isinstance(t, str):
+                    raise InvalidInputError(f"texts[{i}] is {type(t).__name__}: texts are str")
+        meta = None
+        if metadata is not None:
+            meta = []
+            for i, m in enumerate(metadata):
+                if not isinstance(m, Mapping):
+                    raise InvalidInputError(
+                        f"metadata[{i}] is {type(m).__name__}: metadata is one dict per document")
+                try:
+                    meta.append(json.dumps(m, allow_nan=False))
+                except (TypeError, ValueError) as e:
+                    raise InvalidInputError(f"metadata[{i}] is not JSON-serialisable: {e}") from e
+        return self.db._db.add(self.name, ids, dict(vectors or {}), texts, meta, upsert)
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Buffers deletions; returns how many of the ids were live."""
+        return self.db._db.delete(self.name, _as_ids(ids))
+
+    def commit(self) -> Dict[str, int]:
+        """Commits the database's buffered changes (see :meth:`Database.commit`)."""
+        return self.db.commit()
+
+    def ingest(
+        self,
+        docs: PathLike,
+        *,
+        vectors: Optional[Mapping[str, PathLike]] = None,
+        lengths: Optional[Mapping[str, PathLike]] = None,
+        upsert: bool = False,
+        shard: Optional[Tuple[int, int]] = None,
+        commit_every: int = 10_000,
+    ) -> Dict[str, Any]:
+        """Ingests a file as ``vellum ingest`` does. Without ``vectors``, the documents (JSONL
+        ``id``/``text``/``metadata`` or Tevatron's ``docid``/``title``/``text``, or TSV) are
+        encoded by the fields' encoders in a pipeline that commits every ``commit_every``
+        documents and resumes after a crash (ids already committed are skipped). With
+        ``vectors = {field: "file.npy" | "file.safetensors:tensor"}`` (and ``lengths`` for multi
+        fields) precomputed rows are read in document order. ``shard=(i, n)`` takes documents
+        ``i, i+n, ...``. Returns the stats (``documents``, ``skipped``, ``commits``,
+        ``generation``, ...)."""
+        return json.loads(self.db._db.ingest(
+            self.name,
+            os.fspath(docs),
+            {f: os.fspath(p) for f, p in (vectors or {}).items()},
+            {f: os.fspath(p) for f, p in (lengths or {}).items()},
+            upsert,
+            tuple(shard) if shard is not None else None,
+            commit_every,
+        ))
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self.db._db.count(self.name)
+
+    def __contains__(self, doc_id: str) -> bool:
+        return self.db._db.contains(self.name, doc_id)
+
+    def get(self, doc_id: str) -> Optional[Dict[str, Any]]:
+        """The committed document ``doc_id``: ``{"id", "text", "metadata" (dict), "vectors":
+        {field: float32 array}}`` (dense ``[dim]``, multi ``[tokens, dim]``, tensor its shape),
+        or ``None``."""
+        d = self.db._db.get(self.name, doc_id)
+        if d is None:
+            return None
+        d["metadata"] = json.loads(d["metadata"])
+        return d
+
+    def search(
+        self,
+        queries: Any,
+        k: int = 10,
+        *,
+        field: Optional[str] = None,
+        ef: Optional[int] = None,
+        exact: bool = False,
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` documents per query vector. Returns ``(ids, scores)``, each ``[n, k]``.
+
+        Dense fields take ``[dim]`` or ``[n, dim]``; multi-vector fields (MaxSim) take one
+        ``[tokens, dim]`` array, an ``[n, tokens, dim]`` array or a list of ``[tokens_i, dim]``
+        arrays. Fields with an HNSW index are searched approximately (``ef`` candidates, default
+        ``max(k, the index's ef_search)``) unless ``exact``. Equal scores rank by id descending
+        (trec_eval's order), on every path and across shards."""
+        ids, scores, _ = self.db._db.search(
+            self.name, self._field(field), queries, k, ef, exact, False)
+        return _pad(ids, k), scores
+
+    def search_text(
+        self,
+        texts: Union[str, Sequence[str]],
+        k: int = 10,
+        *,
+        field: Optional[str] = None,
+        ef: Optional[int] = None,
+        exact: bool = False,
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`search`, with queries encoded by the field's own query encoder."""
+        ids, scores, _ = self.db._db.search_text(
+            self.name, self._field(field, text=True), _texts(texts), k, ef, exact, False)
+        return _pad(ids, k), scores
+
+    def query(
+        self,
+        queries: Any = None,
+        *,
+        texts: Union[None, str, Sequence[str]] = None,
+        k: int = 10,
+        field: Optional[str] = None,
+        ef: Optional[int] = None,
+        exact: bool = False,
+    ) -> List[List[Dict[str, Any]]]:
+        """Search for applications: per query, a list of ``{"id", "score", "text",
+        "metadata"}`` dicts, best first. Give ``queries`` (vectors, as :meth:`search`) or
+        ``texts``."""
+        if (queries is None) == (texts is None):
+            raise InvalidInputError("give either queries (vectors) or texts")
+        if texts is not None:
+            ids, scores, docs = self.db._db.search_text(
+                self.name, self._field(field, text=True), _texts(texts), k, ef, exact, True)
+        else:
+            ids, scores, docs = self.db._db.search(
+                self.name, self._field(field), queries, k, ef, exact, True)
+        return [
+            [
+                {"id": i, "score": float(scores[q, j]), "text": t, "metadata": json.loads(m)}
+                for j, (i, (t, m)) in enumerate(zip(row, drow))
+            ]
+            for q, (row, drow) in enumerate(zip(ids, docs))
+        ]
+
+    def query_arrow(self, queries: Any = None, **kwargs: Any) -> "Any":
+        """:meth:`query` as a ``pyarrow.Table`` with columns ``query`` (int32, the query's
+        position), ``rank`` (int32, from 1), ``id``, ``score`` (float32), ``text`` and
+        ``metadata`` (JSON text). Needs ``pyarrow``."""
+        import pyarrow as pa
+
+        rows = self.query(queries, **kwargs)
+        cols: Dict[str, list] = {"query": [], "rank": [], "id": [], "score": [], "text": [], "metadata": []}
+        for q, hits in enumerate(rows):
+            for r, h in enumerate(hits):
+                cols["query"].append(q)
+                cols["rank"].append(r + 1)
+                cols["id"].append(h["id"])
+                cols["score"].append(h["score"])
+                cols["text"].append(h["text"])
+                cols["metadata"].append(json.dumps(h["metadata"]))
+        schema = pa.schema([
+            ("query", pa.int32()), ("rank", pa.int32()), ("id", pa.string()),
+            ("score", pa.float32()), ("text", pa.string()), ("metadata", pa.string()),
+        ])
+        return pa.table(cols, schema=schema)
+
+    # --- maintenance ------------------------------------------------------------------------
+
+    def info(self) -> Dict[str, Any]:
+        """This collection's statistics (documents, segments, bytes per field, indexes)."""
+        for c in self.db.info()["collections"]:
+            if c["name"] == self.name:
+                return c
+        raise errors.NotFoundError(f"no collection named {self.name!r}")
+
+    def compact(self) -> Dict[str, int]:
+        """Merges the segments into one and drops deleted rows (crash-safe). Returns
+        ``{"generation", "segments_before", "segments_after", "rows_dropped"}``."""
+        g, before, after, dropped = self.db._db.compact(self.name)
+        return {"generation": g, "segments_before": before, "segments_after": after,
+                "rows_dropped": dropped}
+
+    def index(self, field: str, params: Optional[str] = "") -> int:
+        """Sets the HNSW index of a dense field (``"m=16,ef_construction=200,ef_search=64"``;
+        ``""`` for defaults; ``None`` drops it) and builds it; returns the generation."""
+        return self.db._db.index(self.name, field, params)
+
+    def __repr__(self) -> str:
+        return f"Collection({self.name!r}, fields={list(self.fields.values())})"
+
+
+def _texts(texts: Union[str, Sequence[str]]) -> List[str]:
+    if isinstance(texts, str):
+        return [texts]
+    out = list(texts)
+    for i, t in enumerate(out):
+        if not isinstance(t, str):
+            raise InvalidInputError(f"texts[{i}] is {type(t).__name__}: query texts are str")
+    return out
+
+
+class Encoder:
+    """A built-in encoder on its own: ``Encoder("models/all-MiniLM-L6-v2").encode(texts)``.
+
+    ``options`` are encoder options (``pooling``, ``normalize``, ``prefix``, ``max_length``,
+    ``dims``, ``batch_size``, ...), applied over the model folder's own defaults."""
+
+    def __init__(self, source: PathLike, **options: Any):
+        self._e = NativeEncoder(os.fspath(source), {k: str(v) for k, v in options.items()})
+
+    def encode(self, texts: Union[str, Sequence[str]]) -> Union[np.ndarray, List[np.ndarray]]:
+        """float32 ``[n, dims]`` for a dense encoder; a list of ``[tokens_i, dims]`` for a
+        multi-vector one. Equal to what ingest stores for the same texts."""
+        return self._e.encode(_texts(texts))
+
+    @property
+    def dims(self) -> int:
+        """Values per output vector."""
+        return self._e.dims
+
+    @property
+    def output(self) -> str:
+        """``"dense"`` or ``"multi"``: the field kind the encoder fills."""
+        return self._e.output
+
+    @property
+    def record(self) -> Dict[str, Any]:
+        """What a field records for this encoder (source, fingerprint, resolved options)."""
+        return json.loads(self._e.record_json())
