@@ -48,8 +48,13 @@ impl Database {
     /// [`MemDirectory`](crate::storage::MemDirectory)).
     pub fn create_in(store: Arc<dyn Directory>) -> Result<Self> {
         let dir = store.path_of(Path::new(""));
-        let _lock = store.lock()?;
         let rel = Path::new(manifest::FILE_NAME);
+        // Checked before taking the lock too, so that creating over an open database says that a
+        // database exists rather than that it is locked.
+        if store.exists(rel)? {
+            return Err(Error::AlreadyExists { path: dir });
+        }
+        let _lock = store.lock()?;
         if store.exists(rel)? {
             return Err(Error::AlreadyExists { path: dir });
         }

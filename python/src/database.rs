@@ -731,6 +731,26 @@ impl NativeDatabase {
         Self::hits_to_py(py, &c, hits, k, with_docs)
     }
 
+    /// Encodes query texts with the field's own query encoder: `[n, dims]` (dense) or a list of
+    /// `[tokens_i, dims]` arrays (multi).
+    fn encode_queries<'py>(
+        &self,
+        py: Python<'py>,
+        collection: &str,
+        field: &str,
+        texts: Vec<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let c = self.collection(collection)?;
+        let e = c.query_encoder(field).py()?;
+        let out = py
+            .detach(|| {
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                e.encode_texts(&refs)
+            })
+            .py()?;
+        crate::encoder::encoded_to_py(py, e.output(), out)
+    }
+
     /// A document by id: `{"id", "text", "metadata" (JSON text), "vectors": {field: array}}`.
     fn get<'py>(
         &self,

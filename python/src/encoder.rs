@@ -44,20 +44,7 @@ impl NativeEncoder {
                 e.encode_texts(&refs)
             })
             .py()?;
-        let dims = out.dims;
-        match self.encoder.output() {
-            OutputKind::Dense => {
-                let n = out.rows.len();
-                Ok(f32_array(py, out.values, &[n, dims])?.into_any())
-            }
-            _ => {
-                let list = PyList::empty(py);
-                for (v, &r) in out.per_input().zip(&out.rows) {
-                    list.append(f32_array(py, v.to_vec(), &[r, dims])?)?;
-                }
-                Ok(list.into_any())
-            }
-        }
+        encoded_to_py(py, self.encoder.output(), out)
     }
 
     /// Values per output vector.
@@ -75,5 +62,28 @@ impl NativeEncoder {
     /// The record a field would keep for this encoder (source, fingerprint, options), as JSON.
     fn record_json(&self) -> String {
         serde_json::to_string(self.encoder.record()).expect("records serialize")
+    }
+}
+
+/// An encoder's output as NumPy: `[n, dims]` for dense output, a list of `[tokens_i, dims]`
+/// arrays for multi-vector output.
+pub fn encoded_to_py(
+    py: Python<'_>,
+    output: OutputKind,
+    out: vellum::encode::Encoded,
+) -> PyResult<Bound<'_, PyAny>> {
+    let dims = out.dims;
+    match output {
+        OutputKind::Dense => {
+            let n = out.rows.len();
+            Ok(f32_array(py, out.values, &[n, dims])?.into_any())
+        }
+        _ => {
+            let list = PyList::empty(py);
+            for (v, &r) in out.per_input().zip(&out.rows) {
+                list.append(f32_array(py, v.to_vec(), &[r, dims])?)?;
+            }
+            Ok(list.into_any())
+        }
     }
 }

@@ -25,9 +25,8 @@ fn run_from(obj: &Bound<'_, PyAny>) -> PyResult<Run> {
     if let Ok(path) = obj.extract::<PathBuf>() {
         return Run::read(&path).py();
     }
-    let queries: Vec<(String, HashMap<String, f64>)> = obj
-        .call_method0("items")
-        .and_then(|items| items.extract())
+    let queries: BTreeMap<String, HashMap<String, f64>> = obj
+        .extract()
         .map_err(|_| invalid("run must be a file path or a dict {query_id: {doc_id: score}}"))?;
     let mut run = Run::default();
     for (qid, docs) in queries {
@@ -40,7 +39,7 @@ fn run_from(obj: &Bound<'_, PyAny>) -> PyResult<Run> {
     Ok(run)
 }
 
-/// Evaluates `run` against `qrels` with trec_eval measures (`"mrr_cut.10,recall.100"`); returns
+/// Evaluates `run` against `qrels` with trec_eval's measures (`"mrr@10,recall@100"`); returns
 /// `(means JSON, notes)`.
 #[pyfunction]
 #[pyo3(signature = (qrels, run, measures, per_query))]

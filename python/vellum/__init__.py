@@ -27,7 +27,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import errors
+from . import errors, eval  # noqa: A004 (vellum.eval, as the CLI's `vellum eval`)
 from ._vellum import NativeDatabase, NativeEncoder, __version__
 from ._vellum import verify as _verify
 from .errors import InvalidInputError
@@ -40,6 +40,7 @@ __all__ = [
     "open",
     "verify",
     "errors",
+    "eval",
     "__version__",
 ]
 
@@ -225,10 +226,10 @@ class Collection:
     def _field(self, field: Optional[str], *, text: bool = False) -> str:
         if field is not None:
             return field
-        if text:
-            candidates = list(self.encoders)
-            what = "fields with an encoder"
-        else:
+        candidates = list(self.encoders) if text else []
+        what = "fields with an encoder"
+        if not candidates:
+            # No encoder anywhere: pick the vector field, and let the search name the problem.
             candidates = [n for n, _, kind in self.db._db.schema(self.name) if kind != "tensor"]
             what = "dense or multi fields"
         if len(candidates) == 1:
@@ -375,6 +376,14 @@ class Collection:
         ids, scores, _ = self.db._db.search_text(
             self.name, self._field(field, text=True), _texts(texts), k, ef, exact, False)
         return _pad(ids, k), scores
+
+    def encode_queries(
+        self, texts: Union[str, Sequence[str]], *, field: Optional[str] = None
+    ) -> Union[np.ndarray, List[np.ndarray]]:
+        """Encodes query texts with the field's own query encoder (what :meth:`search_text`
+        searches with): float32 ``[n, dims]``, or a list of ``[tokens_i, dims]`` arrays for a
+        multi-vector field."""
+        return self.db._db.encode_queries(self.name, self._field(field, text=True), _texts(texts))
 
     def query(
         self,

@@ -1,8 +1,8 @@
 """Evaluation with trec_eval's measures (equal to ``pytrec_eval``) and run files.
 
 >>> from vellum.eval import evaluate
->>> evaluate({"q1": {"d1": 1}}, {"q1": {"d1": 0.9, "d2": 0.8}}, ["mrr_cut.10", "recall.100"])
-{'mrr_cut.10': 1.0, 'recall.100': 1.0}
+>>> evaluate({"q1": {"d1": 1}}, {"q1": {"d1": 0.9, "d2": 0.8}}, ["mrr@10", "recall@100"])
+{'mrr@10': 1.0, 'recall@100': 1.0}
 """
 
 from __future__ import annotations
@@ -26,15 +26,16 @@ RunLike = Union[str, "os.PathLike[str]", Mapping[str, Mapping[str, float]]]
 def evaluate(
     qrels: Qrels,
     run: RunLike,
-    measures: Union[str, Sequence[str]] = ("mrr_cut.10", "recall.100"),
+    measures: Union[str, Sequence[str]] = ("mrr@10", "recall@100"),
     per_query: bool = False,
 ) -> Dict[str, Any]:
     """Evaluates ``run`` against ``qrels`` on the queries present in both, as ``trec_eval`` /
     ``pytrec_eval`` do (documents ranked by score descending, equal scores by id descending).
 
     ``qrels``: a path (TREC ``qid iter docid rel`` or BEIR TSV) or ``{qid: {docid: grade}}``.
-    ``run``: a path (TREC or Tevatron TSV) or ``{qid: {docid: score}}``. ``measures``: trec_eval
-    names (``mrr_cut.10``, ``recall.100``, ``P.5``, ``ndcg_cut.10``, ``map``, ``success.1``, ...).
+    ``run``: a path (TREC or Tevatron TSV) or ``{qid: {docid: score}}``. ``measures``: ``mrr[@k]``,
+    ``recall@k``, ``p@k``, ``ndcg[@k]``, ``map[@k]``, ``success@k`` (trec_eval's ``recip_rank``,
+    ``recall_k``, ``P_k``, ``ndcg_cut_k``, ``map_cut_k``, ``success_k``; as ``vellum eval``).
     Returns ``{measure: mean}`` and, with ``per_query``, ``"per_query": {qid: {measure: value}}``.
     Queries that could not be evaluated are reported with a ``UserWarning``."""
     if not isinstance(measures, str):

@@ -1,0 +1,107 @@
+"""Built-in encoders from Python (parity with sentence-transformers), text ingest and search,
+evaluation."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+import vellum
+from vellum.errors import EncoderError, InvalidInputError
+
+from conftest import REPO, SENTENCES, TINY_A, TINY_B
+
+
+def sentences():
+    return [json.loads(line)["text"] for line in SENTENCES.read_text().splitlines()]
+
+
+def test_minilm_matches_sentence_transformers(minilm):
+    ref = np.load(REPO / "tests" / "fixtures" / "encoders" / "minilm_reference.npy")
+    e = vellum.Encoder(minilm)
+    got = e.encode(sentences())
+    assert got.shape == ref.shape == (110, 384) and e.dims == 384 and e.output == "dense"
+    cos = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
+    assert cos.min() >= 0.99999
+
+
+def test_text_add_encodes_like_the_encoder_and_search_text(db):
+    texts = sentences()[:40]
+    c = db.create_collection("c", ["emb:dense:32:f32:cosine"], encoders={"emb": TINY_A},
+                             embed_model=True)
+    c.add([f"s{i}" for i in range(40)], texts=texts,
+          metadata=[{"title": "Title"} if i == 3 else {} for i in range(40)])
+    db.commit()
+    e = vellum.Encoder(TINY_A)
+    want = e.encode(texts)
+    want[3] = e.encode(["Title " + texts[3]])[0]  # the title is prepended, as Tevatron does
+    for i in (0, 3, 39):
+        np.testing.assert_allclose(c.get(f"s{i}")["vectors"]["emb"], want[i], rtol=1e-5, atol=1e-6)
+    ids, scores = c.search_text(texts[:5], k=1)
+    # Each text finds its own document (s3's vectors include its title, so it is left out).
+    assert ids[[0, 1, 2, 4], 0].tolist() == ["s0", "s1", "s2", "s4"]
+    assert scores[0, 0] == pytest.approx(1.0, abs=1e-5)
+    q = c.encode_queries(texts[:5])
+    ids2, scores2 = c.search(q, k=1)
+    assert (ids2 == ids).all() and (scores2 == scores).all()
+    rows = c.query(texts=["Real-time strategy game"], k=2)
+    assert rows[0][0]["text"] and "score" in rows[0][0]
+    assert c.encoders["emb"]["passage"]["fingerprint"] == e.record["fingerprint"]
+
+
+def test_text_ingest_file_resumes(db, tmp_path):
+    texts = sentences()
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"id": f"s{i}", "text": t}) + "\n"
+                            for i, t in enumerate(texts[:60])))
+    c = db.create_collection("c", ["emb:dense:32:f32:cosine"], encoders={"emb": TINY_A})
+    s = c.ingest(docs, commit_every=25)
+    assert s["documents"] == 60 and s["commits"] >= 3 and s["skipped"] == 0
+    again = c.ingest(docs)
+    assert again["documents"] == 0 and again["skipped"] == 60 and len(c) == 60
+
+
+def test_encoder_errors(db, tmp_path):
+    with pytest.raises(EncoderError, match="config.json"):
+        vellum.Encoder(tmp_path)
+    c = db.create_collection("c", ["emb:dense:32:f32:cosine"])
+    with pytest.raises(EncoderError, match="no encoder is bound"):
+        c.search_text("hello")
+    with pytest.raises(EncoderError, match="outputs 32 dimensions but the field has 16"):
+        db.create_collection("d", ["emb:dense:16:f32:cosine"], encoders={"emb": TINY_A})
+    assert "d" not in db.collections()
+    # A field needs its vectors or an encoder: documents without them are refused.
+    with pytest.raises(InvalidInputError, match="emb"):
+        c.add(["a"], texts=["no vectors and no encoder"])
+    # Untied query encoder of another model: recorded, and used for queries.
+    u = db.create_collection("u", ["emb:dense:32:f32:cosine"], encoders={"emb": TINY_A},
+                             query_encoders={"emb": TINY_B})
+    assert u.encoders["emb"]["query"]["fingerprint"] != u.encoders["emb"]["passage"]["fingerprint"]
+
+
+def test_evaluate_matches_known_values(tmp_path):
+    qrels = {"q1": {"d1": 1, "d3": 2}, "q2": {"d9": 1}}
+    run = {"q1": {"d2": 0.9, "d1": 0.8, "d3": 0.1}, "q2": {"d4": 1.0, "d5": 0.5}}
+    got = vellum.eval.evaluate(qrels, run, ["mrr@10", "recall@2", "p@1"], per_query=True)
+    assert got["mrr@10"] == pytest.approx(0.25)
+    assert got["recall@2"] == pytest.approx(0.25)
+    assert got["p@1"] == 0.0
+    assert got["per_query"]["q1"]["mrr@10"] == pytest.approx(0.5)
+    # Files work too; queries without judgements are reported, not silently dropped.
+    (tmp_path / "qrels.txt").write_text("q1 0 d1 1\n")
+    (tmp_path / "run.tsv").write_text("q1\td1\t0.5\nq7\td2\t0.4\n")
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        got = vellum.eval.evaluate(tmp_path / "qrels.txt", tmp_path / "run.tsv", "mrr@10")
+    assert got == {"mrr@10": 1.0} and "no judgements" in str(w[0].message)
+    with pytest.raises(InvalidInputError, match="metric"):
+        vellum.eval.evaluate(qrels, run, ["bogus.3"])
+
+
+def test_run_from_results_and_write_run(tmp_path):
+    ids = np.array([["a", "b", None]], dtype=object)
+    scores = np.array([[2.0, 1.5, -np.inf]], dtype=np.float32)
+    assert vellum.eval.run_from_results(["q"], ids, scores) == {"q": {"a": 2.0, "b": 1.5}}
+    vellum.eval.write_run(tmp_path / "r.trec", ["q"], ids, scores)
+    assert (tmp_path / "r.trec").read_text() == "q Q0 a 1 2 vellum\nq Q0 b 2 1.5 vellum\n"
