@@ -44,29 +44,9 @@ import faiss  # noqa: E402
 
 faiss.omp_set_num_threads(args.threads)
 root = Path(__file__).resolve().parents[2]
-suffix = "" if args.dist == "normal" else f"_{args.dist}"
-data = root / "benches/compare/data" / f"flat_{args.n}x{args.dim}{suffix}"
-data.mkdir(parents=True, exist_ok=True)
-corpus, queries = data / "corpus.npy", data / "queries.npy"
-if not corpus.exists():
-    rng = np.random.default_rng(0)
-    if args.dist == "normal":
-        np.save(corpus, rng.standard_normal((args.n, args.dim), dtype=np.float32))
-        np.save(queries, rng.standard_normal((args.queries, args.dim), dtype=np.float32))
-    else:
-        def unit(v):
-            return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
-        mean = unit(rng.standard_normal((1, args.dim)))
-        centers = unit(rng.standard_normal((256, args.dim)))
-        def draw(m, noise):
-            c = centers[rng.integers(0, len(centers), m)]
-            return unit(0.7 * mean + 0.6 * c + noise * rng.standard_normal((m, args.dim)) / np.sqrt(args.dim))
-        np.save(corpus, draw(args.n, 0.8))
-        np.save(queries, draw(args.queries, 0.8))
-    with open(data / "corpus.jsonl", "w") as f:
-        for i in range(args.n):
-            f.write(json.dumps({"id": str(i)}) + "\n")
+import flat_data  # noqa: E402
 
+data, corpus, queries = flat_data.make(args.n, args.dim, args.queries, args.dist)
 subprocess.run(["cargo", "build", "--release", "-q", "-p", "vellum-cli"], cwd=root, check=True)
 vellum = root / "target/release/vellum"
 db = data / "db"

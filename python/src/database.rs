@@ -587,6 +587,7 @@ impl NativeDatabase {
 
     /// Adds (or upserts) documents, all or nothing; returns how many were buffered.
     #[pyo3(signature = (collection, ids, vectors, texts, metadata, upsert))]
+    #[allow(clippy::too_many_arguments)]
     fn add(
         &self,
         py: Python<'_>,

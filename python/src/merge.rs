@@ -6,6 +6,12 @@ use vellum::{DocAddress, Hit};
 use crate::arrays::f32_array;
 use crate::errors::IntoPy;
 
+/// One shard's answer: ids per query (ragged, `None` past the last hit) and their scores.
+type ShardResult = (Vec<Vec<Option<String>>>, Vec<Vec<f32>>);
+
+/// The merged answer: ids per query and scores `[n, k]`.
+type Merged<'py> = (Vec<Vec<String>>, Bound<'py, numpy::PyArrayDyn<f32>>);
+
 /// Merges per-shard `(ids, scores)` results of the same queries into the best `k` per query:
 /// score descending, equal scores by id descending (`vellum::search::rank_order`), so `n`
 /// shards give what one database holding them all gives. An id in two shards is an error.
@@ -14,10 +20,10 @@ use crate::errors::IntoPy;
 #[pyo3(signature = (results, k, names))]
 pub fn merge_shard_results<'py>(
     py: Python<'py>,
-    results: Vec<(Vec<Vec<Option<String>>>, Vec<Vec<f32>>)>,
+    results: Vec<ShardResult>,
     k: usize,
     names: Vec<String>,
-) -> PyResult<(Vec<Vec<String>>, Bound<'py, numpy::PyArrayDyn<f32>>)> {
+) -> PyResult<Merged<'py>> {
     let none = DocAddress {
         segment_ord: 0,
         row: 0,

@@ -180,9 +180,16 @@ class IngestJob:
     def wait(self) -> Dict[str, Any]:
         """Waits for every shard, checks that they agree (field specs, encoder fingerprints),
         writes ``ROOT/vellum-shards.json`` and returns it."""
-        reports = ray.get(self.refs)
-        for a in self.actors:
-            ray.kill(a)
+        # Each actor is stopped as soon as its shard is done, freeing its resources for shards
+        # still waiting to be scheduled (num_shards may exceed the cluster's CPUs).
+        reports: List[Any] = [None] * len(self.refs)
+        index = {ref: i for i, ref in enumerate(self.refs)}
+        pending = list(self.refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            i = index[done[0]]
+            reports[i] = ray.get(done[0])
+            ray.kill(self.actors[i])
         self.manifest = _write_manifest(self.root, self.collection, reports)
         return self.manifest
 
@@ -324,9 +331,12 @@ def ingest(source: Any, root: Union[str, "os.PathLike[str]"], **kwargs: Any) -> 
 
 class ShardedSearcher:
     """Searches a shard set written by :func:`ingest`: one read-only actor per shard, placed on
-    the shard's node; per-shard top-``k`` merged exactly as vellum merges shards."""
+    the shard's node; per-shard top-``k`` merged exactly as vellum merges shards.
 
-    def __init__(self, root: Union[str, "os.PathLike[str]"], *, num_cpus: float = 1):
+    ``num_cpus`` is the CPUs each shard actor reserves (default 0: actors only run while they
+    answer, and any number of shards fit on a node; give 1 or more to dedicate cores)."""
+
+    def __init__(self, root: Union[str, "os.PathLike[str]"], *, num_cpus: float = 0):
         self.manifest = read_manifest(root)
         self.collection = self.manifest["collection"]
         self.names = [s["path"] for s in self.manifest["shards"]]

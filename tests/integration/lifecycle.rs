@@ -313,3 +313,49 @@ fn readers_see_consistent_snapshots_while_a_writer_commits_and_compacts() {
     });
     assert!(vellum::verify::verify_database(dir.path()).unwrap().is_ok());
 }
+
+#[test]
+fn batch_adds_are_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::create(dir.path()).unwrap();
+    let mut w = db.writer().unwrap();
+    let schema = Schema::new().with_field(FieldSpec::parse("e:dense:2:f32:ip").unwrap());
+    w.create_collection("c", schema).unwrap();
+    let doc = |id: &str, v: [f32; 2]| Document::new(id).with_dense("e", v.to_vec());
+    w.add("c", doc("a", [1.0, 0.0])).unwrap();
+    w.commit().unwrap();
+
+    // A bad document, an id already committed, or an id given twice: nothing of the call is kept.
+    let bad = w.add_all("c", vec![doc("x", [1.0, 1.0]), doc("y", [f32::NAN, 0.0])]);
+    assert!(matches!(bad, Err(Error::InvalidInput(_))), "{bad:?}");
+    let dup = w.add_all("c", vec![doc("x", [1.0, 1.0]), doc("a", [0.0, 1.0])]);
+    assert!(
+        matches!(&dup, Err(Error::DuplicateId { id, .. }) if id == "a"),
+        "{dup:?}"
+    );
+    let twice = w.add_all("c", vec![doc("x", [1.0, 1.0]), doc("x", [0.0, 1.0])]);
+    assert!(
+        matches!(&twice, Err(Error::DuplicateId { detail, .. }) if detail.contains("twice")),
+        "{twice:?}"
+    );
+    assert!(!w.has_changes());
+
+    // Upserts replace, and an id given twice keeps its last document.
+    w.upsert_all(
+        "c",
+        vec![
+            doc("a", [0.0, 2.0]),
+            doc("b", [3.0, 0.0]),
+            doc("b", [4.0, 0.0]),
+        ],
+    )
+    .unwrap();
+    w.add_all("c", vec![doc("z", [5.0, 5.0])]).unwrap();
+    let info = w.commit().unwrap();
+    assert_eq!((info.added, info.deleted), (4, 2));
+    let snap = db.snapshot().unwrap();
+    let c = snap.collection("c").unwrap();
+    assert_eq!(c.len(), 3);
+    let b = c.get("b").unwrap().unwrap();
+    assert_eq!(b.dense("e").unwrap().to_f32_vec(), vec![4.0, 0.0]);
+}
