@@ -29,6 +29,9 @@ fn stamp(dir: &Path) -> Option<Stamp> {
 
 type EncoderKey = (String, String, String);
 
+/// Wraps one document's row of a fixed-size field (dense or tensor) as its field value.
+type MakeValue = fn(Vec<f32>) -> vellum::FieldValue;
+
 /// The native database handle (wrapped by `vellum.Database`).
 #[pyclass(module = "vellum._vellum", frozen)]
 pub struct NativeDatabase {
@@ -274,35 +277,30 @@ impl NativeDatabase {
             let fi = c.field_index(&field).py()?;
             let spec = &c.schema().fields[fi];
             match &spec.kind {
-                FieldKind::Dense { dim, .. } => {
+                FieldKind::Dense { .. } | FieldKind::Tensor { .. } => {
+                    // One fixed-size row per document: [n, dim], or [n, *shape] (or flattened
+                    // [n, elements]) for a tensor.
                     let a = F32Input::new(&value)?;
-                    let dim = *dim as usize;
-                    if a.shape() != [n, dim] {
-                        return Err(invalid(format!(
-                            "vectors[{field:?}] ({spec}) must have shape [{n}, {dim}] (one row per id); got {:?}",
-                            a.shape()
-                        )));
-                    }
-                    for (d, row) in docs.iter_mut().zip(a.values().chunks_exact(dim.max(1))) {
-                        d.values
-                            .push((field.clone(), vellum::FieldValue::Dense(row.to_vec())));
-                    }
-                }
-                FieldKind::Tensor { shape, .. } => {
-                    let a = F32Input::new(&value)?;
-                    let per: usize = shape.iter().map(|&s| s as usize).product();
-                    let want: Vec<usize> = std::iter::once(n)
-                        .chain(shape.iter().map(|&s| s as usize))
-                        .collect();
+                    let (row_shape, make): (Vec<usize>, MakeValue) = match &spec.kind {
+                        FieldKind::Dense { dim, .. } => {
+                            (vec![*dim as usize], vellum::FieldValue::Dense)
+                        }
+                        FieldKind::Tensor { shape, .. } => (
+                            shape.iter().map(|&s| s as usize).collect(),
+                            vellum::FieldValue::Tensor,
+                        ),
+                        FieldKind::Multi { .. } => unreachable!("matched above"),
+                    };
+                    let per: usize = row_shape.iter().product();
+                    let want: Vec<usize> = std::iter::once(n).chain(row_shape).collect();
                     if a.shape() != want.as_slice() && a.shape() != [n, per] {
                         return Err(invalid(format!(
-                            "vectors[{field:?}] ({spec}) must have shape {want:?}; got {:?}",
+                            "vectors[{field:?}] ({spec}) must have shape {want:?} (one row per id); got {:?}",
                             a.shape()
                         )));
                     }
                     for (d, row) in docs.iter_mut().zip(a.values().chunks_exact(per.max(1))) {
-                        d.values
-                            .push((field.clone(), vellum::FieldValue::Tensor(row.to_vec())));
+                        d.values.push((field.clone(), make(row.to_vec())));
                     }
                 }
                 FieldKind::Multi { dim, .. } => {
