@@ -1,6 +1,7 @@
 //! NumPy inputs read in place when they can be, and outputs built without per-element calls.
 
 use numpy::{PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 /// An `f32` array given by Python: borrowed in place when it is a C-contiguous float32 array,
@@ -12,24 +13,34 @@ pub struct F32Input<'py> {
 }
 
 impl<'py> F32Input<'py> {
-    /// Reads `obj` (any array-like of numbers).
+    /// Reads `obj` (any array-like of numbers). A C-contiguous, aligned float32 array is
+    /// borrowed; anything else goes through `numpy.require(obj, float32, ["C", "A"])` once.
     pub fn new(obj: &Bound<'py, PyAny>) -> PyResult<Self> {
         if let Ok(a) = obj.cast::<PyArrayDyn<f32>>() {
             if a.is_c_contiguous() {
-                return Ok(F32Input {
-                    array: a.readonly(),
-                    copied: false,
-                });
+                let array = a.readonly();
+                // `as_slice` also refuses misaligned data (a view at an odd byte offset).
+                if array.as_slice().is_ok() {
+                    return Ok(F32Input {
+                        array,
+                        copied: false,
+                    });
+                }
             }
         }
-        let np = obj.py().import("numpy")?;
+        let py = obj.py();
+        let np = py.import("numpy")?;
         let converted = np
-            .getattr("ascontiguousarray")?
-            .call1((obj, np.getattr("float32")?))
+            .getattr("require")?
+            .call1((obj, np.getattr("float32")?, vec!["C", "A"]))
             .map_err(|e| {
-                crate::errors::invalid(format!(
-                    "expected an array of numbers (convertible to float32): {e}"
-                ))
+                if e.is_instance_of::<PyTypeError>(py) || e.is_instance_of::<PyValueError>(py) {
+                    crate::errors::invalid(format!(
+                        "expected an array of numbers (convertible to float32): {e}"
+                    ))
+                } else {
+                    e
+                }
             })?;
         let a = converted.cast_into::<PyArrayDyn<f32>>()?;
         Ok(F32Input {

@@ -39,8 +39,8 @@ pub struct NativeDatabase {
     read_only: bool,
     writer: Mutex<Option<vellum::Writer>>,
     snapshot: Mutex<Option<(Option<Stamp>, Snapshot)>>,
-    /// Passage encoders by (collection, field, fingerprint), loaded on the first encoding add.
-    passage_encoders: Mutex<HashMap<EncoderKey, Arc<dyn Encoder>>>,
+    /// Encoders by (collection, field/role, record), loaded on first use.
+    encoders: Mutex<HashMap<EncoderKey, Arc<dyn Encoder>>>,
 }
 
 /// The field-kind name, shape and values of one document's field, read as f32.
@@ -65,7 +65,8 @@ fn field_values(
 /// Queries read from Python for one field.
 enum QueryInput<'py> {
     Dense(F32Input<'py>),
-    Multi(Vec<(F32Input<'py>, usize, usize)>),
+    /// The arrays read, and each query as (array, start, end) of its values.
+    Multi(Vec<F32Input<'py>>, Vec<(usize, usize, usize)>),
 }
 
 impl NativeDatabase {
@@ -75,7 +76,7 @@ impl NativeDatabase {
             read_only,
             writer: Mutex::new(None),
             snapshot: Mutex::new(None),
-            passage_encoders: Mutex::new(HashMap::new()),
+            encoders: Mutex::new(HashMap::new()),
         }
     }
 
@@ -97,7 +98,9 @@ impl NativeDatabase {
         Ok(self.snapshot()?.collection(name).py()?.clone())
     }
 
-    /// Runs `f` with the writer, opening it on first use.
+    /// Runs `f` with the writer, opening it on first use. Call it with the GIL released: the
+    /// writer lock may be held by a long call (compaction, ingest) of another thread. Errors are
+    /// converted to Python exceptions only after the lock is released.
     fn with_writer<T>(
         &self,
         f: impl FnOnce(&mut vellum::Writer) -> vellum::Result<T>,
@@ -108,28 +111,46 @@ impl NativeDatabase {
                 self.db.path().display()
             )));
         }
-        let mut guard = self.writer.lock();
-        if guard.is_none() {
-            *guard = Some(self.db.writer().py()?);
-        }
-        f(guard.as_mut().expect("opened above")).py()
+        let result = {
+            let mut guard = self.writer.lock();
+            match guard.as_mut() {
+                Some(w) => f(w),
+                None => match self.db.writer() {
+                    Ok(w) => f(guard.insert(w)),
+                    Err(e) => Err(e),
+                },
+            }
+        };
+        result.py()
     }
 
-    /// The passage encoder of a field (cached; reloaded if the field's record changed).
-    fn passage_encoder(&self, c: &Collection, field: &str) -> vellum::Result<Arc<dyn Encoder>> {
-        let record = c.encoder_record(field, Role::Passage)?;
+    /// Deletes ids (GIL released by the caller); returns how many were live.
+    fn delete_ids(&self, collection: &str, ids: &[String]) -> PyResult<usize> {
+        self.with_writer(|w| {
+            let mut n = 0;
+            for id in ids {
+                n += usize::from(w.delete(collection, id)?);
+            }
+            Ok(n)
+        })
+    }
+
+    /// The passage or query encoder of a field, cached across snapshots by its record (loaded
+    /// again only when the field's encoder changes). Call it with the GIL released.
+    fn encoder(&self, c: &Collection, field: &str, role: Role) -> vellum::Result<Arc<dyn Encoder>> {
+        let record = c.encoder_record(field, role)?;
         let key = (
             c.name().to_string(),
-            field.to_string(),
+            format!("{field}/{}", role.name()),
             serde_json::to_string(record).expect("records serialize"),
         );
-        if let Some(e) = self.passage_encoders.lock().get(&key) {
+        if let Some(e) = self.encoders.lock().get(&key) {
             return Ok(e.clone());
         }
         let e: Arc<dyn Encoder> = c
-            .load_encoder(field, Role::Passage, &EncoderOptions::default())?
+            .load_encoder(field, role, &EncoderOptions::default())?
             .into();
-        self.passage_encoders.lock().insert(key, e.clone());
+        self.encoders.lock().insert(key, e.clone());
         Ok(e)
     }
 
@@ -165,28 +186,28 @@ impl NativeDatabase {
                     ))
                 };
                 if queries.is_instance_of::<PyList>() || queries.is_instance_of::<PyTuple>() {
-                    let mut out = Vec::new();
+                    let (mut arrays, mut ranges) = (Vec::new(), Vec::new());
                     for item in queries.try_iter()? {
                         let a = F32Input::new(&item?)?;
                         match *a.shape() {
-                            [t, d] if d == dim && t > 0 => out.push((a, 0, t * d)),
+                            [t, d] if d == dim && t > 0 => {
+                                ranges.push((arrays.len(), 0, t * d));
+                                arrays.push(a);
+                            }
                             _ => return Err(shape_error(a.shape())),
                         }
                     }
-                    return Ok(QueryInput::Multi(out));
+                    return Ok(QueryInput::Multi(arrays, ranges));
                 }
                 let a = F32Input::new(queries)?;
                 match *a.shape() {
-                    [t, d] if d == dim && t > 0 => Ok(QueryInput::Multi(vec![(a, 0, t * d)])),
+                    [t, d] if d == dim && t > 0 => {
+                        Ok(QueryInput::Multi(vec![a], vec![(0, 0, t * d)]))
+                    }
                     [n, t, d] if d == dim && t > 0 => {
-                        let shared: Vec<_> = (0..n).map(|i| (i * t * d, (i + 1) * t * d)).collect();
-                        // One borrowed array, n views into it.
-                        let obj = queries.clone();
-                        let mut out = Vec::with_capacity(n);
-                        for (s, e) in shared {
-                            out.push((F32Input::new(&obj)?, s, e));
-                        }
-                        Ok(QueryInput::Multi(out))
+                        // One array read once, n views into it.
+                        let ranges = (0..n).map(|i| (0, i * t * d, (i + 1) * t * d)).collect();
+                        Ok(QueryInput::Multi(vec![a], ranges))
                     }
                     _ => Err(shape_error(a.shape())),
                 }
@@ -258,6 +279,7 @@ impl NativeDatabase {
             }
         };
         let mut docs: Vec<Document> = ids.into_iter().map(Document::new).collect();
+        let has_texts = texts.is_some();
         if let Some(texts) = texts {
             column_len("texts", texts.len())?;
             for (d, t) in docs.iter_mut().zip(texts) {
@@ -325,13 +347,18 @@ impl NativeDatabase {
             .cloned()
             .collect();
         if !to_encode.is_empty() && !docs.is_empty() {
-            let encoders = to_encode
-                .iter()
-                .map(|f| self.passage_encoder(c, f).map(|e| (f.clone(), e)))
-                .collect::<vellum::Result<Vec<_>>>()
-                .py()?;
+            if !has_texts {
+                return Err(invalid(format!(
+                    "field {:?} has a passage encoder and no vectors were given: give texts=[...] to encode, or vectors={{{:?}: ...}}",
+                    to_encode[0], to_encode[0]
+                )));
+            }
             docs = py
                 .detach(move || -> vellum::Result<Vec<Document>> {
+                    let encoders = to_encode
+                        .iter()
+                        .map(|f| self.encoder(c, f, Role::Passage).map(|e| (f.clone(), e)))
+                        .collect::<vellum::Result<Vec<_>>>()?;
                     let texts: Vec<String> = docs
                         .iter()
                         .map(|d| vellum::ingest::text_input::text_to_encode(d).into_owned())
@@ -353,6 +380,21 @@ impl NativeDatabase {
         }
         Ok(docs)
     }
+}
+
+/// `k` must be at least 1, and the `[n, k]` result arrays must fit in memory.
+fn check_k(k: usize, n: usize) -> PyResult<()> {
+    const MAX_RESULTS: usize = 1 << 31;
+    if k == 0 {
+        return Err(to_py(vellum::Error::parameter("k", "k = 0: at least 1")));
+    }
+    if n.saturating_mul(k) > MAX_RESULTS {
+        return Err(to_py(vellum::Error::parameter(
+            "k",
+            format!("{n} queries x k = {k} results exceed {MAX_RESULTS}: search in smaller batches or with a smaller k"),
+        )));
+    }
+    Ok(())
 }
 
 /// Multi-vector values: a list of `[t_i, dim]` arrays, or `(tokens [T, dim], lengths [n])`.
@@ -450,13 +492,15 @@ impl NativeDatabase {
     }
 
     /// Closes the writer (uncommitted changes are discarded) and releases the writer lock.
-    fn close(&self) {
-        self.writer.lock().take();
+    fn close(&self, py: Python<'_>) {
+        // Dropped with the GIL released: the lock may be held by another thread's long call.
+        let w = py.detach(|| self.writer.lock().take());
+        drop(w);
     }
 
     /// Whether this handle holds the writer.
-    fn holds_writer(&self) -> bool {
-        self.writer.lock().is_some()
+    fn holds_writer(&self, py: Python<'_>) -> bool {
+        py.detach(|| self.writer.lock().is_some())
     }
 
     fn collections(&self) -> PyResult<Vec<String>> {
@@ -560,26 +604,29 @@ impl NativeDatabase {
         let dir = self.db.path().to_path_buf();
         let generation = py.detach(|| {
             self.with_writer(|w| {
-                w.create_collection(&name, schema)?;
-                for (field, params) in &hnsw {
-                    w.set_index(&name, field, Some(vellum::hnsw::HnswParams::parse(params)?))?;
+                if w.has_changes() {
+                    return Err(vellum::Error::InvalidInput(format!(
+                        "create_collection({name:?}) commits, and this database has uncommitted changes: commit or roll them back first"
+                    )));
                 }
-                for (field, choice) in &choices {
-                    let records = vellum::encode::prepare_encoders(&dir, choice)?;
-                    w.set_encoders(&name, field, records)?;
-                }
-                match w.commit() {
-                    Ok(c) => Ok(c.generation),
-                    Err(e) => {
-                        let _ = w.rollback();
-                        Err(e)
+                let made = (|| -> vellum::Result<u64> {
+                    w.create_collection(&name, schema)?;
+                    for (field, params) in &hnsw {
+                        w.set_index(&name, field, Some(vellum::hnsw::HnswParams::parse(params)?))?;
                     }
+                    for (field, choice) in &choices {
+                        let records = vellum::encode::prepare_encoders(&dir, choice)?;
+                        w.set_encoders(&name, field, records)?;
+                    }
+                    Ok(w.commit()?.generation)
+                })();
+                if made.is_err() {
+                    // Only the new collection is buffered (checked above): nothing else is lost.
+                    let _ = w.rollback();
                 }
+                made
             })
         });
-        if generation.is_err() {
-            let _ = self.with_writer(|w| w.rollback());
-        }
         generation
     }
 
@@ -615,22 +662,20 @@ impl NativeDatabase {
     }
 
     /// Deletes documents by id; returns how many existed.
-    fn delete(&self, collection: &str, ids: Vec<String>) -> PyResult<usize> {
-        self.with_writer(|w| {
-            let mut n = 0;
-            for id in &ids {
-                n += usize::from(w.delete(collection, id)?);
-            }
-            Ok(n)
-        })
+    fn delete(&self, py: Python<'_>, collection: &str, ids: Vec<String>) -> PyResult<usize> {
+        py.detach(|| self.delete_ids(collection, &ids))
     }
 
     /// Whether a live document (committed, or buffered by this handle) has this id.
-    fn contains(&self, collection: &str, id: &str) -> PyResult<bool> {
-        if let Some(w) = self.writer.lock().as_mut() {
-            return w.contains(collection, id).py();
+    fn contains(&self, py: Python<'_>, collection: &str, id: &str) -> PyResult<bool> {
+        let buffered = py.detach(|| {
+            let mut guard = self.writer.lock();
+            guard.as_mut().map(|w| w.contains(collection, id))
+        });
+        match buffered {
+            Some(r) => r.py(),
+            None => Ok(self.collection(collection)?.get(id).py()?.is_some()),
         }
-        Ok(self.collection(collection)?.get(id).py()?.is_some())
     }
 
     /// Commits; returns `(generation, added, deleted)`.
@@ -644,16 +689,17 @@ impl NativeDatabase {
     }
 
     /// Discards the uncommitted changes.
-    fn rollback(&self) -> PyResult<()> {
-        if let Some(w) = self.writer.lock().as_mut() {
-            w.rollback().py()?;
-        }
-        Ok(())
+    fn rollback(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| match self.writer.lock().as_mut() {
+            Some(w) => w.rollback(),
+            None => Ok(()),
+        })
+        .py()
     }
 
     /// Whether there are uncommitted changes.
-    fn has_changes(&self) -> bool {
-        self.writer.lock().as_ref().is_some_and(|w| w.has_changes())
+    fn has_changes(&self, py: Python<'_>) -> bool {
+        py.detach(|| self.writer.lock().as_ref().is_some_and(|w| w.has_changes()))
     }
 
     /// Live documents of a collection (last commit).
@@ -677,12 +723,26 @@ impl NativeDatabase {
     ) -> PyResult<Bound<'py, PyTuple>> {
         let c = self.collection(collection)?;
         let input = self.read_queries(&c, field, queries)?;
+        let n = match &input {
+            QueryInput::Dense(q) => match q.shape() {
+                [_] => 1,
+                s => s[0],
+            },
+            QueryInput::Multi(_, ranges) => ranges.len(),
+        };
+        check_k(k, n)?;
+        if n == 0 {
+            return Self::hits_to_py(py, &c, Vec::new(), k, with_docs);
+        }
         let hits = {
             let mut req = match &input {
                 QueryInput::Dense(q) => SearchRequest::dense_batch(field, q.values(), k),
-                QueryInput::Multi(qs) => SearchRequest::multi_batch(
+                QueryInput::Multi(arrays, ranges) => SearchRequest::multi_batch(
                     field,
-                    qs.iter().map(|(a, s, e)| &a.values()[*s..*e]).collect(),
+                    ranges
+                        .iter()
+                        .map(|&(i, s, e)| &arrays[i].values()[s..e])
+                        .collect(),
                     k,
                 ),
             };
@@ -713,6 +773,7 @@ impl NativeDatabase {
         with_docs: bool,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let c = self.collection(collection)?;
+        check_k(k, texts.len())?;
         let mut req = SearchRequest::text(field, k);
         if let Some(ef) = ef {
             req = req.with_ef(ef);
@@ -723,8 +784,9 @@ impl NativeDatabase {
         let coll = &*c;
         let hits = py
             .detach(move || {
+                let e = self.encoder(coll, field, Role::Query)?;
                 let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                coll.search_texts(&refs, req)
+                coll.search_text(&*e, &refs, req)
             })
             .py()?;
         Self::hits_to_py(py, &c, hits, k, with_docs)
@@ -740,11 +802,12 @@ impl NativeDatabase {
         texts: Vec<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let c = self.collection(collection)?;
-        let e = c.query_encoder(field).py()?;
-        let out = py
-            .detach(|| {
+        let (e, out) = py
+            .detach(|| -> vellum::Result<_> {
+                let e = self.encoder(&c, field, Role::Query)?;
                 let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                e.encode_texts(&refs)
+                let out = e.encode_texts(&refs)?;
+                Ok((e, out))
             })
             .py()?;
         crate::encoder::encoded_to_py(py, e.output(), out)
@@ -930,4 +993,20 @@ pub fn verify(py: Python<'_>, path: PathBuf) -> PyResult<String> {
         "problems": r.problems, "unreferenced_files": r.unreferenced_files,
     })
     .to_string())
+}
+
+/// Parses field specs (`"emb:dense:384:f32:cosine"`); returns `[(name, canonical spec, kind)]`.
+#[pyfunction]
+pub fn field_specs(specs: Vec<String>) -> PyResult<Vec<(String, String, String)>> {
+    specs
+        .iter()
+        .map(|s| {
+            let f = vellum::FieldSpec::parse(s).py()?;
+            Ok((
+                f.name.clone(),
+                f.to_string(),
+                f.kind.kind_name().to_string(),
+            ))
+        })
+        .collect()
 }

@@ -24,6 +24,7 @@ fn _vellum(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(merge::merge_shard_results, m)?)?;
     m.add_function(wrap_pyfunction!(arrays::matrix_source, m)?)?;
     m.add_function(wrap_pyfunction!(database::verify, m)?)?;
+    m.add_function(wrap_pyfunction!(database::field_specs, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -24,6 +24,13 @@ pub fn merge_shard_results<'py>(
     k: usize,
     names: Vec<String>,
 ) -> PyResult<Merged<'py>> {
+    if names.len() != results.len() {
+        return Err(crate::errors::invalid(format!(
+            "{} shard results but {} shard names",
+            results.len(),
+            names.len()
+        )));
+    }
     let none = DocAddress {
         segment_ord: 0,
         row: 0,

@@ -74,6 +74,10 @@ def test_encoder_errors(db, tmp_path):
     # A field needs its vectors or an encoder: documents without them are refused.
     with pytest.raises(InvalidInputError, match="emb"):
         c.add(["a"], texts=["no vectors and no encoder"])
+    # A field with an encoder needs texts (or vectors): no silent encoding of empty text.
+    e = db.create_collection("e", ["emb:dense:32:f32:cosine"], encoders={"emb": TINY_A})
+    with pytest.raises(InvalidInputError, match="give texts"):
+        e.add(["a"])
     # Untied query encoder of another model: recorded, and used for queries.
     u = db.create_collection("u", ["emb:dense:32:f32:cosine"], encoders={"emb": TINY_A},
                              query_encoders={"emb": TINY_B})

@@ -17,7 +17,9 @@ import vellum  # noqa: E402
 import vellum.ray as vr  # noqa: E402
 from vellum.errors import ShardError  # noqa: E402
 
-from conftest import SENTENCES, TINY_A, TINY_B  # noqa: E402
+from conftest import REPO, SENTENCES, TINY_A, TINY_B  # noqa: E402
+
+DEBIAN = REPO / "examples" / "debian" / "corpus.jsonl"
 
 RAY_ARGS = dict(include_dashboard=False, log_to_driver=False)
 
@@ -85,7 +87,9 @@ def test_dataset_ingest_equals_one_database(local_ray, tmp_path):
     docs = corpus(300)
     f = write_jsonl(tmp_path / "docs.jsonl", docs)
     _, one = single(tmp_path, f)
-    rows = [{"id": d["id"], "text": d["text"], "i": d["metadata"]["i"]} for d in docs]
+    rows = [{"id": d["id"], "text": d["text"], "i": d["metadata"]["i"],
+             "tags": np.array([d["metadata"]["i"] % 3, 7]),
+             "score": float("nan") if d["metadata"]["i"] % 5 == 0 else 0.5} for d in docs]
     ds = ray.data.from_items(rows)
     m = vr.ingest(ds, tmp_path / "shards", collection="docs", fields=["emb:dense:32:f32:cosine"],
                   encoders={"emb": str(TINY_A)}, num_shards=2, batch_size=64, commit_every=100)
@@ -93,7 +97,11 @@ def test_dataset_ingest_equals_one_database(local_ray, tmp_path):
     shards = [vellum.open(s["path"], read_only=True)["docs"] for s in vr.read_manifest(tmp_path / "shards")["shards"]]
     for d in docs[::11]:
         got = [x for x in (s.get(d["id"]) for s in shards) if x is not None]
-        assert len(got) == 1 and got[0]["metadata"] == {"i": d["metadata"]["i"]}
+        i = d["metadata"]["i"]
+        meta = {"i": i, "tags": [i % 3, 7]}
+        if i % 5:
+            meta["score"] = 0.5  # NaN (a missing float) is left out
+        assert len(got) == 1 and got[0]["metadata"] == meta
         assert got[0]["text"] == d["text"]
         np.testing.assert_allclose(got[0]["vectors"]["emb"], one.get(d["id"])["vectors"]["emb"],
                                    rtol=1e-6, atol=1e-7)
@@ -108,30 +116,31 @@ def test_dataset_ingest_equals_one_database(local_ray, tmp_path):
     assert ids[:, 0].tolist() == [f"v{i}" for i in range(5)]
 
 
-def test_killed_shard_actor_resumes_from_its_last_commit(local_ray, tmp_path):
-    docs = corpus(20000)
-    f = write_jsonl(tmp_path / "docs.jsonl", docs)
+def test_killed_shard_actor_resumes_from_its_last_commit(local_ray, tmp_path, minilm):
+    # all-MiniLM-L6-v2 over 400 real passages: each shard takes seconds, so the kill lands
+    # after the first commit and well before the shard is done.
+    lines = DEBIAN.read_text().splitlines()[:400]
+    f = tmp_path / "docs.jsonl"
+    f.write_text("\n".join(lines) + "\n")
     job = vr.start_ingest(f, tmp_path / "shards", collection="docs",
-                          fields=["emb:dense:32:f32:cosine"], encoders={"emb": str(TINY_A)},
-                          num_shards=2, commit_every=500)
+                          fields=["emb:dense:384:f32:cosine"], encoders={"emb": str(minilm)},
+                          num_shards=2, commit_every=25)
     victim = job.paths[0]
-    deadline = time.time() + 120
-    # Wait for the first commit with documents in shard 0, then kill its actor.
-    while time.time() < deadline:
+    deadline = time.time() + 300
+    committed = 0
+    while time.time() < deadline and committed == 0:
         try:
-            if len(vellum.open(victim, read_only=True)["docs"]) > 0:
-                break
+            committed = len(vellum.open(victim, read_only=True)["docs"])
         except vellum.errors.VellumError:
-            pass
+            pass  # not created yet
         time.sleep(0.02)
-    committed = len(vellum.open(victim, read_only=True)["docs"])
-    assert 0 < committed < 10000, "kill mid-ingest"
+    assert 0 < committed < 200, "the kill must land mid-ingest"
     ray.kill(job.actors[0], no_restart=False)
     m = job.wait()
-    assert m["documents"] == 20000
+    assert m["documents"] == 400
     assert m["skipped"][0] >= committed, "the restarted actor skipped what was committed"
     shard = vellum.open(victim, read_only=True)
-    assert len(shard["docs"]) == 10000 and shard.verify()["ok"]
+    assert len(shard["docs"]) == 200 and shard.verify()["ok"]
 
 
 def test_mismatched_encoders_are_refused(local_ray, tmp_path):

@@ -29,6 +29,7 @@ import numpy as np
 
 from . import errors, eval  # noqa: A004 (vellum.eval, as the CLI's `vellum eval`)
 from ._vellum import NativeDatabase, NativeEncoder, __version__
+from ._vellum import field_specs as _canonical_specs
 from ._vellum import verify as _verify
 from .errors import InvalidInputError
 
@@ -222,6 +223,11 @@ class Collection:
     def encoders(self) -> Dict[str, Dict[str, Any]]:
         """``{field: {"passage": record, "query": record}}`` for fields with encoders."""
         return json.loads(self.db._db.encoders_json(self.name))
+
+    @staticmethod
+    def _spec_strings(fields: Sequence[str]) -> List[str]:
+        """Field specs in vellum's canonical spelling (as :attr:`fields` gives them)."""
+        return [s for _, s, _ in _canonical_specs(list(fields))]
 
     def _field(self, field: Optional[str], *, text: bool = False) -> str:
         if field is not None:

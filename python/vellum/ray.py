@@ -57,29 +57,69 @@ def _node_id() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
+def _jsonable(v: Any) -> Any:
+    """A Dataset cell as JSON metadata: arrays become lists, NaN (a missing float) None."""
+    if isinstance(v, np.ndarray):
+        return [_jsonable(x) for x in v.tolist()]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and v != v:
+        return None
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def _differences(path: str, col: "vellum.Collection", spec: Dict[str, Any]) -> Optional[str]:
+    """What an existing shard's collection holds that the ingest's spec does not declare."""
+    have = sorted(col.fields.values())
+    want = sorted(vellum.Collection._spec_strings(spec["fields"]))
+    if have != want:
+        return f"{path}: collection {col.name!r} has fields {have}, the ingest declares {want}"
+    stored = col.encoders
+    if sorted(stored) != sorted(spec["encoders"]):
+        return (f"{path}: fields with encoders are {sorted(stored)}, the ingest declares "
+                f"{sorted(spec['encoders'])}")
+    for field, model in spec["encoders"].items():
+        query_model = spec["query_encoders"].get(field, model)
+        for role, source in (("passage", model), ("query", query_model)):
+            fingerprint = vellum.Encoder(source).record["fingerprint"]
+            if stored[field][role]["fingerprint"] != fingerprint:
+                return (f"{path}: field {field!r} was encoded by other encoders than the ingest "
+                        f"declares: its {role} model has fingerprint "
+                        f"{stored[field][role]['fingerprint']}, {source} has {fingerprint}")
+    return None
+
+
 class _ShardWriter:
     """Owns one shard database: creates it (and the collection) if missing, else reopens it."""
 
     def __init__(self, path: str, collection: str, spec: Dict[str, Any]):
         manifest = os.path.join(path, "MANIFEST")
         self.path = path
+        self.problem: Optional[str] = None
         self.db = vellum.open(path) if os.path.exists(manifest) else vellum.create(path)
         if collection not in self.db.collections():
             self.col = self.db.create_collection(collection, **spec)
         else:
+            # Reopened (a restart, a resumed run): it must hold what this ingest declares.
             self.col = self.db[collection]
-            want = [f.split(":")[0] for f in spec["fields"]]
-            have = list(self.col.fields)
-            if sorted(want) != sorted(have):
-                raise ShardError(f"{path}: collection {collection!r} has fields {have}, the ingest "
-                                 f"declares {want}")
+            self.problem = _differences(path, self.col, spec)
+
+    def _check(self) -> None:
+        if self.problem is not None:
+            raise ShardError(self.problem)
 
     def ingest_file(self, docs: str, index: int, count: int, commit_every: int) -> Dict[str, Any]:
+        self._check()
         stats = self.col.ingest(docs, shard=(index, count), commit_every=commit_every)
         return self._report(stats.get("skipped", 0), stats.get("commits", 0))
 
     def ingest_dataset(self, shard: Any, columns: Dict[str, Any], batch_size: int,
                        commit_every: int) -> Dict[str, Any]:
+        self._check()
         id_col, text_col = columns["id"], columns["text"]
         vector_cols: Dict[str, str] = columns["vectors"]
         meta_cols: Optional[List[str]] = columns["metadata"]
@@ -103,7 +143,7 @@ class _ShardWriter:
                 for i in keep:
                     m: Dict[str, Any] = {}
                     for c in names:
-                        v = lists[c][i]
+                        v = _jsonable(lists[c][i])
                         if c == "metadata" and isinstance(v, dict):
                             m.update(v)
                         elif v is not None:
@@ -185,11 +225,17 @@ class IngestJob:
         reports: List[Any] = [None] * len(self.refs)
         index = {ref: i for i, ref in enumerate(self.refs)}
         pending = list(self.refs)
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            i = index[done[0]]
-            reports[i] = ray.get(done[0])
-            ray.kill(self.actors[i])
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                i = index[done[0]]
+                reports[i] = ray.get(done[0])
+                ray.kill(self.actors[i])
+        except BaseException:
+            # Stop every shard (releasing the writer locks) so that a re-run can start at once.
+            for a in self.actors:
+                ray.kill(a)
+            raise
         self.manifest = _write_manifest(self.root, self.collection, reports)
         return self.manifest
 
@@ -223,12 +269,17 @@ def _write_manifest(root: str, collection: str, reports: List[Dict[str, Any]]) -
         "documents": sum(r["documents"] for r in reports),
         "skipped": [r["skipped"] for r in reports],
     }
-    tmp = os.path.join(root, MANIFEST + ".tmp")
+    tmp = os.path.join(root, f"{MANIFEST}.{os.getpid()}.tmp")
     with open(tmp, "w") as f:
         json.dump(manifest, f, indent=2)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, os.path.join(root, MANIFEST))
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # the rename itself is durable
+    finally:
+        os.close(fd)
     return manifest
 
 
@@ -324,8 +375,15 @@ def ingest(source: Any, root: Union[str, "os.PathLike[str]"], **kwargs: Any) -> 
     ``embed_model=True`` copies them into each shard so the shards are self-contained) and
     ``hnsw``. Each actor commits every ``commit_every`` documents; one that dies is restarted up to
     ``max_restarts`` times and resumes from its last commit. ``num_cpus`` / ``num_gpus`` are each
-    actor's Ray resources. Running it again over the same root resumes or tops up the shards
-    (ids already present are skipped)."""
+    actor's Ray resources (vellum's encoders run on CPU today; ``num_gpus`` reserves GPUs for
+    when they run there).
+
+    Running it again with the same source, root and ``num_shards`` resumes an interrupted ingest:
+    documents go to the same shards (by position), and ids already committed there are skipped.
+    A shard whose fields or encoders differ from the ones declared is refused
+    (:class:`~vellum.errors.ShardError`). Documents are assigned to shards by position, not by id:
+    adding to a shard set with a *different* input can place an id that one shard already holds
+    into another; add such documents through the shard that holds them (``vellum.open(path)``)."""
     return start_ingest(source, root, **kwargs).wait()
 
 
@@ -368,6 +426,13 @@ class ShardedSearcher:
         """As :meth:`vellum.Collection.search_text`, over every shard: the first shard's actor
         encodes the queries once with the field's query encoder (the same in every shard: the
         manifest checked the fingerprints), every shard searches the vectors."""
+        if field is None:
+            with_encoders = list(self.manifest["encoders"])
+            if len(with_encoders) != 1:
+                raise InvalidInputError(
+                    f"the shards have {len(with_encoders)} fields with an encoder "
+                    f"({', '.join(with_encoders) or 'none'}); say which with field=...")
+            field = with_encoders[0]
         vectors = ray.get(self.actors[0].encode_queries.remote(vellum._texts(texts), field))
         return self.search(vectors, k, field=field, ef=ef, exact=exact)
 

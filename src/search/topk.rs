@@ -54,7 +54,8 @@ impl TopK {
     pub fn new(k: usize) -> Self {
         TopK {
             k,
-            heap: BinaryHeap::with_capacity(k + 1),
+            // Grows past this as needed: a huge `k` over few rows must not reserve `k` slots.
+            heap: BinaryHeap::with_capacity(k.saturating_add(1).min(1 << 16)),
             ties: Vec::new(),
         }
     }
