@@ -915,14 +915,24 @@ impl NativeDatabase {
                 "lengths[{f:?}] is given but vectors[{f:?}] is not"
             )));
         }
-        py.detach(|| {
+        let interrupt = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let signal: Mutex<Option<PyErr>> = Mutex::new(None);
+        let result = py.detach(|| {
             self.with_writer(|w| {
                 if inputs.is_empty() {
                     let mut job = ingest::pipeline::TextIngest::new(collection, &docs);
                     job.mode = mode;
                     job.shard = shard;
                     job.commit_every = commit_every.max(1);
-                    let s = ingest::pipeline::ingest_text(w, &job, &mut |_| {})?;
+                    job.interrupt = Some(interrupt.clone());
+                    // Ctrl-C (or any pending signal) while the GIL is released: checked after
+                    // every window; the pipeline then commits what it encoded and stops.
+                    let s = ingest::pipeline::ingest_text(w, &job, &mut |_| {
+                        if let Err(e) = Python::attach(|py| py.check_signals()) {
+                            *signal.lock() = Some(e);
+                            interrupt.store(true, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    })?;
                     Ok(serde_json::json!({
                         "documents": s.documents, "skipped": s.skipped, "commits": s.commits,
                         "tokens": s.tokens, "encode_seconds": s.encode_seconds,
@@ -947,7 +957,13 @@ impl NativeDatabase {
                     .to_string())
                 }
             })
-        })
+        });
+        // Interrupted by a signal: what was encoded is committed; raise the signal's exception
+        // (KeyboardInterrupt for Ctrl-C) rather than vellum's Interrupted.
+        match (result, signal.into_inner()) {
+            (Err(_), Some(e)) => Err(e),
+            (result, _) => result,
+        }
     }
 
     /// Copies the last commit into a new database at `dest`; returns the JSON info.

@@ -1,7 +1,10 @@
 """Built-in encoders from Python (parity with sentence-transformers), text ingest and search,
 evaluation."""
 
+import _thread
 import json
+import threading
+import time
 import warnings
 
 import numpy as np
@@ -60,6 +63,29 @@ def test_text_ingest_file_resumes(db, tmp_path):
     assert s["documents"] == 60 and s["commits"] >= 3 and s["skipped"] == 0
     again = c.ingest(docs)
     assert again["documents"] == 0 and again["skipped"] == 60 and len(c) == 60
+
+
+def test_ctrl_c_during_ingest_commits_and_resumes(db, tmp_path, minilm):
+    lines = (REPO / "examples" / "debian" / "corpus.jsonl").read_text().splitlines()[:300]
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("\n".join(lines) + "\n")
+    c = db.create_collection("c", ["emb:dense:384:f32:cosine"], encoders={"emb": minilm})
+
+    def press_ctrl_c_after_the_first_commit():
+        reader = vellum.open(db.path, read_only=True)
+        while len(reader["c"]) == 0:
+            time.sleep(0.01)
+        _thread.interrupt_main()  # what Ctrl-C does: SIGINT handling on the main thread
+
+    t = threading.Thread(target=press_ctrl_c_after_the_first_commit)
+    t.start()
+    with pytest.raises(KeyboardInterrupt):
+        c.ingest(docs, commit_every=25)
+    t.join()
+    done = len(c)
+    assert 0 < done < 300 and not db.has_changes
+    s = c.ingest(docs)
+    assert s["skipped"] == done and len(c) == 300
 
 
 def test_encoder_errors(db, tmp_path):

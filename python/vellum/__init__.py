@@ -320,7 +320,8 @@ class Collection:
         ``vectors = {field: "file.npy" | "file.safetensors:tensor"}`` (and ``lengths`` for multi
         fields) precomputed rows are read in document order. ``shard=(i, n)`` takes documents
         ``i, i+n, ...``. Returns the stats (``documents``, ``skipped``, ``commits``,
-        ``generation``, ...)."""
+        ``generation``, ...). Ctrl-C during an encoding ingest commits what was encoded, then
+        raises ``KeyboardInterrupt``; running it again resumes."""
         return json.loads(self.db._db.ingest(
             self.name,
             os.fspath(docs),
