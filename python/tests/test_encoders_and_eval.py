@@ -53,6 +53,47 @@ def test_text_add_encodes_like_the_encoder_and_search_text(db):
     assert c.encoders["emb"]["passage"]["fingerprint"] == e.record["fingerprint"]
 
 
+def test_text_search_equals_cli_run(db, tmp_path, cli):
+    import subprocess
+
+    texts = sentences()
+    c = db.create_collection("c", ["emb:dense:32:f32:cosine"], encoders={"emb": TINY_A},
+                             embed_model=True)
+    c.add([f"s{i}" for i in range(len(texts))], texts=texts)
+    db.commit()
+    queries = [t.split(" ")[0] + " " + t.split(" ")[-1] for t in texts[:25]]
+    (tmp_path / "q.tsv").write_text("".join(f"q{i}\t{q}\n" for i, q in enumerate(queries)))
+    ids, scores = c.search_text(queries, k=7)
+    vellum.eval.write_run(tmp_path / "py.trec", [f"q{i}" for i in range(25)], ids, scores)
+    out = subprocess.run([cli, "search", db.path, "--collection", "c", "--field", "emb",
+                          "--queries", str(tmp_path / "q.tsv"), "-k", "7"],
+                         check=True, capture_output=True, text=True).stdout
+    assert (tmp_path / "py.trec").read_text() == out
+
+
+def test_encoding_releases_the_gil(minilm):
+    e = vellum.Encoder(minilm)
+    texts = sentences() * 4
+    ticks = []
+    stop = threading.Event()
+
+    def count():
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+            time.sleep(0)
+
+    t = threading.Thread(target=count)
+    t.start()
+    time.sleep(0.05)
+    start = time.perf_counter()
+    e.encode(texts)
+    end = time.perf_counter()
+    stop.set()
+    t.join()
+    during = [x for x in ticks if start < x < end]
+    assert end - start > 0.05 and len(during) > 100, f"{len(during)} ticks in {end - start:.3f} s"
+
+
 def test_text_ingest_file_resumes(db, tmp_path):
     texts = sentences()
     docs = tmp_path / "docs.jsonl"

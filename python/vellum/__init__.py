@@ -335,9 +335,13 @@ class Collection:
     # --- reads ------------------------------------------------------------------------------
 
     def __len__(self) -> int:
+        """Live documents of the last commit."""
         return self.db._db.count(self.name)
 
     def __contains__(self, doc_id: str) -> bool:
+        """Whether ``doc_id`` is live for this handle's writer: committed, or added by this
+        handle and not yet committed (what :meth:`add` checks against). Reads (``len``,
+        :meth:`get`, searches) see the last commit only."""
         return self.db._db.contains(self.name, doc_id)
 
     def get(self, doc_id: str) -> Optional[Dict[str, Any]]:
