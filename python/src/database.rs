@@ -63,10 +63,51 @@ fn field_values(
 }
 
 /// Queries read from Python for one field.
-enum QueryInput<'py> {
+pub(crate) enum QueryInput<'py> {
     Dense(F32Input<'py>),
     /// The arrays read, and each query as (array, start, end) of its values.
     Multi(Vec<F32Input<'py>>, Vec<(usize, usize, usize)>),
+}
+
+impl<'py> QueryInput<'py> {
+    /// Number of queries.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            QueryInput::Dense(q) => match q.shape() {
+                [_] => 1,
+                s => s[0],
+            },
+            QueryInput::Multi(_, ranges) => ranges.len(),
+        }
+    }
+
+    /// The search request over these queries (borrowing the arrays in place).
+    pub(crate) fn request<'a>(
+        &'a self,
+        field: &'a str,
+        k: usize,
+        ef: Option<usize>,
+        exact: bool,
+    ) -> SearchRequest<'a> {
+        let mut req = match self {
+            QueryInput::Dense(q) => SearchRequest::dense_batch(field, q.values(), k),
+            QueryInput::Multi(arrays, ranges) => SearchRequest::multi_batch(
+                field,
+                ranges
+                    .iter()
+                    .map(|&(i, s, e)| &arrays[i].values()[s..e])
+                    .collect(),
+                k,
+            ),
+        };
+        if let Some(ef) = ef {
+            req = req.with_ef(ef);
+        }
+        if exact {
+            req = req.exact();
+        }
+        req
+    }
 }
 
 impl NativeDatabase {
@@ -154,8 +195,7 @@ impl NativeDatabase {
         Ok(e)
     }
 
-    fn read_queries<'py>(
-        &self,
+    pub(crate) fn read_queries<'py>(
         c: &Collection,
         field: &str,
         queries: &Bound<'py, PyAny>,
@@ -223,7 +263,7 @@ impl NativeDatabase {
 
     /// Converts hits: ragged ids, padded scores `[n, k]` (`-inf` where a query has fewer than `k`
     /// hits), and, when asked, each hit's text and metadata JSON.
-    fn hits_to_py<'py>(
+    pub(crate) fn hits_to_py<'py>(
         py: Python<'py>,
         c: &Collection,
         hits: Vec<Vec<Hit>>,
@@ -383,7 +423,7 @@ impl NativeDatabase {
 }
 
 /// `k` must be at least 1, and the `[n, k]` result arrays must fit in memory.
-fn check_k(k: usize, n: usize) -> PyResult<()> {
+pub(crate) fn check_k(k: usize, n: usize) -> PyResult<()> {
     const MAX_RESULTS: usize = 1 << 31;
     if k == 0 {
         return Err(to_py(vellum::Error::parameter("k", "k = 0: at least 1")));
@@ -722,39 +762,15 @@ impl NativeDatabase {
         with_docs: bool,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let c = self.collection(collection)?;
-        let input = self.read_queries(&c, field, queries)?;
-        let n = match &input {
-            QueryInput::Dense(q) => match q.shape() {
-                [_] => 1,
-                s => s[0],
-            },
-            QueryInput::Multi(_, ranges) => ranges.len(),
-        };
+        let input = Self::read_queries(&c, field, queries)?;
+        let n = input.len();
         check_k(k, n)?;
         if n == 0 {
             return Self::hits_to_py(py, &c, Vec::new(), k, with_docs);
         }
-        let hits = {
-            let mut req = match &input {
-                QueryInput::Dense(q) => SearchRequest::dense_batch(field, q.values(), k),
-                QueryInput::Multi(arrays, ranges) => SearchRequest::multi_batch(
-                    field,
-                    ranges
-                        .iter()
-                        .map(|&(i, s, e)| &arrays[i].values()[s..e])
-                        .collect(),
-                    k,
-                ),
-            };
-            if let Some(ef) = ef {
-                req = req.with_ef(ef);
-            }
-            if exact {
-                req = req.exact();
-            }
-            let coll = &*c;
-            py.detach(move || coll.search(&req)).py()?
-        };
+        let req = input.request(field, k, ef, exact);
+        let coll = &*c;
+        let hits = py.detach(move || coll.search(&req)).py()?;
         Self::hits_to_py(py, &c, hits, k, with_docs)
     }
 

@@ -11,6 +11,7 @@ mod encoder;
 mod errors;
 mod eval;
 mod merge;
+mod shards;
 
 use pyo3::prelude::*;
 
@@ -19,6 +20,7 @@ use pyo3::prelude::*;
 fn _vellum(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<database::NativeDatabase>()?;
     m.add_class::<encoder::NativeEncoder>()?;
+    m.add_class::<shards::NativeShardSet>()?;
     m.add_function(wrap_pyfunction!(eval::evaluate, m)?)?;
     m.add_function(wrap_pyfunction!(eval::write_run, m)?)?;
     m.add_function(wrap_pyfunction!(merge::merge_shard_results, m)?)?;

@@ -71,6 +71,42 @@ def test_text_search_equals_cli_run(db, tmp_path, cli):
     assert (tmp_path / "py.trec").read_text() == out
 
 
+def test_shard_set_equals_one_database(tmp_path):
+    texts = sentences()
+    ids = [f"s{i:03d}" for i in range(len(texts))]
+    rng = np.random.default_rng(3)
+    x = rng.integers(-2, 3, size=(len(texts), 8)).astype(np.float32)  # many ties
+
+    def make(path, rows):
+        db = vellum.create(path)
+        c = db.create_collection("c", ["emb:dense:32:f32:cosine", "v:dense:8:f32:ip"],
+                                 encoders={"emb": TINY_A})
+        c.add([ids[i] for i in rows], texts=[texts[i] for i in rows], vectors={"v": x[rows]})
+        db.commit()
+        db.close()
+        return c
+
+    one = make(tmp_path / "one", list(range(len(texts))))
+    make(tmp_path / "a", list(range(0, len(texts), 3)))
+    make(tmp_path / "b", [i for i in range(len(texts)) if i % 3])
+    shards = vellum.ShardSet([tmp_path / "a", tmp_path / "b"])
+    q = rng.integers(-2, 3, size=(20, 8)).astype(np.float32)
+    got, got_s = shards.search("c", q, k=12, field="v")
+    want, want_s = one.search(q, k=12, field="v")
+    assert (got == want).all() and (got_s == want_s).all()
+    got, got_s = shards.search_text("c", texts[:15], k=5, field="emb")
+    want, want_s = one.search_text(texts[:15], k=5, field="emb")
+    assert (got == want).all() and (got_s == want_s).all()
+    # A shard encoded by another model is refused.
+    other = vellum.create(tmp_path / "other")
+    oc = other.create_collection("c", ["emb:dense:32:f32:cosine", "v:dense:8:f32:ip"],
+                                 encoders={"emb": TINY_B})
+    oc.add(["zz"], texts=["x"], vectors={"v": x[:1]})
+    other.commit()
+    with pytest.raises(vellum.errors.ShardError):
+        vellum.ShardSet([tmp_path / "a", tmp_path / "other"]).search_text("c", "x", field="emb")
+
+
 def test_encoding_releases_the_gil(minilm):
     e = vellum.Encoder(minilm)
     texts = sentences() * 4

@@ -28,7 +28,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from . import errors, eval  # noqa: A004 (vellum.eval, as the CLI's `vellum eval`)
-from ._vellum import NativeDatabase, NativeEncoder, __version__
+from ._vellum import NativeDatabase, NativeEncoder, NativeShardSet, __version__
 from ._vellum import field_specs as _canonical_specs
 from ._vellum import verify as _verify
 from .errors import InvalidInputError
@@ -37,6 +37,7 @@ __all__ = [
     "Database",
     "Collection",
     "Encoder",
+    "ShardSet",
     "create",
     "open",
     "verify",
@@ -510,3 +511,34 @@ class Encoder:
     def record(self) -> Dict[str, Any]:
         """What a field records for this encoder (source, fingerprint, resolved options)."""
         return json.loads(self._e.record_json())
+
+
+class ShardSet:
+    """Databases that hold disjoint shards of one collection, searched in this process as one
+    (the CLI's ``vellum search --db A --db B``): every shard is searched and the per-shard top-``k``
+    merged, equal scores by id descending, so the answer equals one database holding every
+    document. Fields must have the same spec (and encoders) in every shard
+    (:class:`~vellum.errors.ShardError` otherwise). For shards on other machines use
+    :class:`vellum.ray.ShardedSearcher`."""
+
+    def __init__(self, paths: Sequence[PathLike]):
+        self._s = NativeShardSet([os.fspath(p) for p in paths])
+
+    @property
+    def paths(self) -> List[str]:
+        """The databases, in the order given."""
+        return [os.fspath(p) for p in self._s.paths()]
+
+    def search(self, collection: str, queries: Any, k: int = 10, *, field: str,
+               ef: Optional[int] = None, exact: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+        """As :meth:`Collection.search`, over every shard."""
+        ids, scores, _ = self._s.search(collection, field, queries, k, ef, exact)
+        return _pad(ids, k), scores
+
+    def search_text(self, collection: str, texts: Union[str, Sequence[str]], k: int = 10, *,
+                    field: str, ef: Optional[int] = None,
+                    exact: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+        """As :meth:`Collection.search_text`: the queries are encoded once, by the field's query
+        encoder (which every shard must accept)."""
+        ids, scores, _ = self._s.search_text(collection, field, _texts(texts), k, ef, exact)
+        return _pad(ids, k), scores
