@@ -424,7 +424,7 @@ impl NativeDatabase {
 
 /// `k` must be at least 1, and the `[n, k]` result arrays must fit in memory.
 pub(crate) fn check_k(k: usize, n: usize) -> PyResult<()> {
-    const MAX_RESULTS: usize = 1 << 31;
+    const MAX_RESULTS: usize = 1 << 26;
     if k == 0 {
         return Err(to_py(vellum::Error::parameter("k", "k = 0: at least 1")));
     }
@@ -533,9 +533,9 @@ impl NativeDatabase {
 
     /// Closes the writer (uncommitted changes are discarded) and releases the writer lock.
     fn close(&self, py: Python<'_>) {
-        // Dropped with the GIL released: the lock may be held by another thread's long call.
-        let w = py.detach(|| self.writer.lock().take());
-        drop(w);
+        // Dropped with the GIL released: the lock may be held by another thread's long call,
+        // and dropping the writer removes its spilled files.
+        py.detach(|| drop(self.writer.lock().take()));
     }
 
     /// Whether this handle holds the writer.
@@ -991,17 +991,6 @@ impl NativeDatabase {
         .to_string())
     }
 
-    /// The query encoder's fingerprint of a field (for shard-set checks), or None.
-    fn encoder_fingerprints(
-        &self,
-        collection: &str,
-        field: &str,
-    ) -> PyResult<Option<(String, String)>> {
-        let c = self.collection(collection)?;
-        Ok(c.encoders(field)
-            .map(|e| (e.passage.fingerprint.clone(), e.query.fingerprint.clone())))
-    }
-
     fn __repr__(&self) -> String {
         format!(
             "Database({:?}{})",
@@ -1041,4 +1030,15 @@ pub fn field_specs(specs: Vec<String>) -> PyResult<Vec<(String, String, String)>
             ))
         })
         .collect()
+}
+
+/// What makes encoder record `b` encode differently from record `a` (both JSON), as
+/// `what: expected X, found Y` items; empty when they encode identically.
+#[pyfunction]
+pub fn encoder_differences(a: &str, b: &str) -> PyResult<Vec<String>> {
+    let parse = |s: &str| {
+        serde_json::from_str::<vellum::encode::EncoderRecord>(s)
+            .map_err(|e| invalid(format!("not an encoder record: {e}")))
+    };
+    Ok(parse(a)?.differences(&parse(b)?))
 }

@@ -27,6 +27,7 @@ fn _vellum(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(arrays::matrix_source, m)?)?;
     m.add_function(wrap_pyfunction!(database::verify, m)?)?;
     m.add_function(wrap_pyfunction!(database::field_specs, m)?)?;
+    m.add_function(wrap_pyfunction!(database::encoder_differences, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -145,12 +145,25 @@ def test_killed_shard_actor_resumes_from_its_last_commit(local_ray, tmp_path, mi
 
 def test_mismatched_encoders_are_refused(local_ray, tmp_path):
     f = write_jsonl(tmp_path / "docs.jsonl", corpus(60))
-    root = tmp_path / "shards"
-    # Shard 1 already exists, written with another model.
-    other = vellum.create(root / "shard-0001-of-0002")
-    other.create_collection("docs", ["emb:dense:32:f32:cosine"], encoders={"emb": TINY_B})
-    other.close()
-    with pytest.raises(ShardError, match="other encoders"):
+
+    def existing(root, i, **encoder):
+        db = vellum.create(root / f"shard-{i:04d}-of-0002")
+        db.create_collection("docs", ["emb:dense:32:f32:cosine"], **encoder)
+        db.close()
+
+    # Both shards exist, written with another model: they agree with each other, not with
+    # what the ingest declares.
+    root = tmp_path / "model"
+    for i in range(2):
+        existing(root, i, encoders={"emb": TINY_B})
+    with pytest.raises(ShardError, match="than the ingest declares.*model"):
+        vr.ingest(f, root, collection="docs", fields=["emb:dense:32:f32:cosine"],
+                  encoders={"emb": str(TINY_A)}, num_shards=2)
+    assert not (root / vr.MANIFEST).exists()
+    # Same model, other options (vectors would differ): refused too.
+    root = tmp_path / "options"
+    existing(root, 1, encoders={"emb": TINY_A}, encoder_options={"emb": {"max_length": 16}})
+    with pytest.raises(ShardError, match="max_length"):
         vr.ingest(f, root, collection="docs", fields=["emb:dense:32:f32:cosine"],
                   encoders={"emb": str(TINY_A)}, num_shards=2)
     assert not (root / vr.MANIFEST).exists()

@@ -30,6 +30,7 @@ from its last commit (ids already committed are skipped, never encoded twice).
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field as dc_field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -37,7 +38,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 import vellum
-from vellum._vellum import merge_shard_results
+from vellum._vellum import encoder_differences, merge_shard_results
 from vellum.errors import InvalidInputError, ShardError
 
 try:
@@ -58,18 +59,23 @@ def _node_id() -> str:
 
 
 def _jsonable(v: Any) -> Any:
-    """A Dataset cell as JSON metadata: arrays become lists, NaN (a missing float) None."""
+    """A Dataset cell as JSON metadata: arrays become lists, a non-finite float (a missing
+    value) None, dates and times ISO 8601 text, bytes and other objects their ``str``."""
     if isinstance(v, np.ndarray):
         return [_jsonable(x) for x in v.tolist()]
     if isinstance(v, np.generic):
         v = v.item()
-    if isinstance(v, float) and v != v:
-        return None
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
     if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
+        return {str(k): _jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
         return [_jsonable(x) for x in v]
-    return v
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    return str(v)
 
 
 def _differences(path: str, col: "vellum.Collection", spec: Dict[str, Any]) -> Optional[str]:
@@ -83,13 +89,18 @@ def _differences(path: str, col: "vellum.Collection", spec: Dict[str, Any]) -> O
         return (f"{path}: fields with encoders are {sorted(stored)}, the ingest declares "
                 f"{sorted(spec['encoders'])}")
     for field, model in spec["encoders"].items():
-        query_model = spec["query_encoders"].get(field, model)
-        for role, source in (("passage", model), ("query", query_model)):
-            fingerprint = vellum.Encoder(source).record["fingerprint"]
-            if stored[field][role]["fingerprint"] != fingerprint:
-                return (f"{path}: field {field!r} was encoded by other encoders than the ingest "
-                        f"declares: its {role} model has fingerprint "
-                        f"{stored[field][role]['fingerprint']}, {source} has {fingerprint}")
+        passage_opts = dict(spec["encoder_options"].get(field, {}))
+        query_opts = dict(spec["query_encoder_options"].get(field, {}))
+        if field in spec["query_encoders"]:
+            query = (spec["query_encoders"][field], query_opts)
+        else:  # tied: the query options apply over the passage options
+            query = (model, {**passage_opts, **query_opts})
+        for role, (source, opts) in (("passage", (model, passage_opts)), ("query", query)):
+            expected = vellum.Encoder(source, **opts).record
+            diff = encoder_differences(json.dumps(expected), json.dumps(stored[field][role]))
+            if diff:
+                return (f"{path}: field {field!r} was encoded by another {role} encoder than the "
+                        f"ingest declares ({source}): {'; '.join(diff)}")
     return None
 
 
@@ -168,10 +179,9 @@ class _ShardWriter:
 
     def _report(self, skipped: int, commits: int) -> Dict[str, Any]:
         fingerprints = {}
-        for f in self.col.fields:
-            fp = self.db._db.encoder_fingerprints(self.col.name, f)
-            if fp is not None:
-                fingerprints[f] = {"passage": fp[0], "query": fp[1]}
+        for f, records in self.col.encoders.items():
+            fingerprints[f] = {"passage": records["passage"]["fingerprint"],
+                               "query": records["query"]["fingerprint"]}
         return {
             "path": self.path,
             "documents": len(self.col),
@@ -180,6 +190,7 @@ class _ShardWriter:
             "node_id": _node_id(),
             "fields": self.col.fields,
             "encoders": fingerprints,
+            "records": self.col.encoders,
         }
 
 
@@ -246,9 +257,17 @@ def _check_agree(reports: Sequence[Dict[str, Any]]) -> None:
         if r["fields"] != first["fields"]:
             raise ShardError(f"shard {r['path']} has fields {r['fields']}, shard {first['path']} "
                              f"{first['fields']}")
-        if r["encoders"] != first["encoders"]:
-            raise ShardError(f"shard {r['path']} was encoded by other encoders than shard "
-                             f"{first['path']}: {r['encoders']} vs {first['encoders']}")
+        if sorted(r["records"]) != sorted(first["records"]):
+            raise ShardError(f"shard {r['path']} has encoders on fields {sorted(r['records'])}, "
+                             f"shard {first['path']} on {sorted(first['records'])}")
+        for field, records in first["records"].items():
+            for role in ("passage", "query"):
+                diff = encoder_differences(json.dumps(records[role]),
+                                           json.dumps(r["records"][field][role]))
+                if diff:
+                    raise ShardError(
+                        f"shard {r['path']} was encoded by other encoders than shard "
+                        f"{first['path']} (field {field!r}, {role}): {'; '.join(diff)}")
 
 
 def _write_manifest(root: str, collection: str, reports: List[Dict[str, Any]]) -> Dict[str, Any]:

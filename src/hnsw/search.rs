@@ -96,7 +96,9 @@ pub fn search_graph_prefetching(
     visit(cur.row);
     // Candidates: best first. Results: worst first (a min-heap via Reverse), live rows only.
     let mut candidates = BinaryHeap::from([cur]);
-    let mut results: BinaryHeap<std::cmp::Reverse<Scored>> = BinaryHeap::with_capacity(ef + 1);
+    // Grows as needed: a huge `ef` over a small graph must not reserve `ef` slots.
+    let mut results: BinaryHeap<std::cmp::Reverse<Scored>> =
+        BinaryHeap::with_capacity(ef.saturating_add(1).min(1 << 16));
     if live(cur.row) {
         results.push(std::cmp::Reverse(cur));
     }

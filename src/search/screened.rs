@@ -137,7 +137,8 @@ impl LargestK {
     fn new(k: usize) -> Self {
         LargestK {
             k,
-            heap: BinaryHeap::with_capacity(k + 1),
+            // Grows as needed: a huge `k` over few rows must not reserve `k` slots.
+            heap: BinaryHeap::with_capacity(k.saturating_add(1).min(1 << 16)),
         }
     }
 
