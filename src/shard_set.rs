@@ -144,6 +144,26 @@ impl ShardSet {
         merge_shard_hits(per_shard, request.k, &self.names)
     }
 
+    /// Text search over every shard: `texts` encoded once by `encoder` (which every shard's
+    /// field must accept as its query encoder), then searched as [`ShardSet::search`] does.
+    /// `request` gives the field, `k` and options (its queries are replaced).
+    #[cfg(feature = "encoders")]
+    pub fn search_text(
+        &self,
+        collection: &str,
+        encoder: &dyn crate::encode::Encoder,
+        texts: &[&str],
+        request: SearchRequest<'_>,
+    ) -> Result<Vec<Vec<Hit>>> {
+        self.check_query_encoder(collection, request.field, encoder)?;
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encoded = encoder.encode_texts(texts)?;
+        let queries = crate::search::Queries::from_encoded(&encoded, encoder.output());
+        self.search(collection, &SearchRequest { queries, ..request })
+    }
+
     /// Checks that every shard's `field` would accept `encoder` as its query encoder.
     #[cfg(feature = "encoders")]
     pub fn check_query_encoder(

@@ -43,25 +43,6 @@ pub struct NativeDatabase {
     encoders: Mutex<HashMap<EncoderKey, Arc<dyn Encoder>>>,
 }
 
-/// The field-kind name, shape and values of one document's field, read as f32.
-fn field_values(
-    doc: &vellum::DocRef<'_>,
-    name: &str,
-    kind: &FieldKind,
-) -> vellum::Result<(Vec<usize>, Vec<f32>)> {
-    Ok(match kind {
-        FieldKind::Dense { dim, .. } => (vec![*dim as usize], doc.dense(name)?.to_f32_vec()),
-        FieldKind::Multi { dim, .. } => {
-            let m = doc.multi(name)?;
-            (vec![m.n_tokens(), *dim as usize], m.tokens.to_f32_vec())
-        }
-        FieldKind::Tensor { shape, .. } => (
-            shape.iter().map(|&s| s as usize).collect(),
-            doc.tensor(name)?.data.to_f32_vec(),
-        ),
-    })
-}
-
 /// Queries read from Python for one field.
 pub(crate) enum QueryInput<'py> {
     Dense(F32Input<'py>),
@@ -89,7 +70,7 @@ impl<'py> QueryInput<'py> {
         ef: Option<usize>,
         exact: bool,
     ) -> SearchRequest<'a> {
-        let mut req = match self {
+        let req = match self {
             QueryInput::Dense(q) => SearchRequest::dense_batch(field, q.values(), k),
             QueryInput::Multi(arrays, ranges) => SearchRequest::multi_batch(
                 field,
@@ -100,12 +81,23 @@ impl<'py> QueryInput<'py> {
                 k,
             ),
         };
-        if let Some(ef) = ef {
-            req = req.with_ef(ef);
-        }
-        if exact {
-            req = req.exact();
-        }
+        with_options(req, ef, exact)
+    }
+}
+
+/// A request with the Python call's `ef` and `exact` options.
+pub(crate) fn with_options(
+    req: SearchRequest<'_>,
+    ef: Option<usize>,
+    exact: bool,
+) -> SearchRequest<'_> {
+    let req = match ef {
+        Some(ef) => req.with_ef(ef),
+        None => req,
+    };
+    if exact {
+        req.exact()
+    } else {
         req
     }
 }
@@ -139,6 +131,17 @@ impl NativeDatabase {
         Ok(self.snapshot()?.collection(name).py()?.clone())
     }
 
+    /// A handle opened read-only refuses every write.
+    fn check_writable(&self) -> PyResult<()> {
+        if self.read_only {
+            return Err(invalid(format!(
+                "database {} was opened read-only; open it with read_only=False to write",
+                self.db.path().display()
+            )));
+        }
+        Ok(())
+    }
+
     /// Runs `f` with the writer, opening it on first use. Call it with the GIL released: the
     /// writer lock may be held by a long call (compaction, ingest) of another thread. Errors are
     /// converted to Python exceptions only after the lock is released.
@@ -146,12 +149,7 @@ impl NativeDatabase {
         &self,
         f: impl FnOnce(&mut vellum::Writer) -> vellum::Result<T>,
     ) -> PyResult<T> {
-        if self.read_only {
-            return Err(invalid(format!(
-                "database {} was opened read-only; open it with read_only=False to write",
-                self.db.path().display()
-            )));
-        }
+        self.check_writable()?;
         let result = {
             let mut guard = self.writer.lock();
             match guard.as_mut() {
@@ -683,9 +681,7 @@ impl NativeDatabase {
         metadata: Option<Vec<String>>,
         upsert: bool,
     ) -> PyResult<usize> {
-        if self.read_only {
-            return self.with_writer(|_| Ok(0));
-        }
+        self.check_writable()?; // before any encoding
         let c = self.collection(collection)?;
         let docs = self.build_documents(py, &c, ids, vectors, texts, metadata)?;
         let n = docs.len();
@@ -790,13 +786,7 @@ impl NativeDatabase {
     ) -> PyResult<Bound<'py, PyTuple>> {
         let c = self.collection(collection)?;
         check_k(k, texts.len())?;
-        let mut req = SearchRequest::text(field, k);
-        if let Some(ef) = ef {
-            req = req.with_ef(ef);
-        }
-        if exact {
-            req = req.exact();
-        }
+        let req = with_options(SearchRequest::text(field, k), ef, exact);
         let coll = &*c;
         let hits = py
             .detach(move || {
@@ -846,8 +836,8 @@ impl NativeDatabase {
         out.set_item("metadata", doc.metadata().py()?)?;
         let vectors = PyDict::new(py);
         for f in &c.schema().fields {
-            let (shape, values) = field_values(&doc, &f.name, &f.kind).py()?;
-            vectors.set_item(&f.name, f32_array(py, values, &shape)?)?;
+            let (shape, values) = doc.field_value(f).py()?;
+            vectors.set_item(&f.name, f32_array(py, values.to_f32_vec(), &shape)?)?;
         }
         out.set_item("vectors", vectors)?;
         Ok(Some(out))

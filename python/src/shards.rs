@@ -3,18 +3,45 @@
 
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
-use vellum::encode::{EncoderOptions, Role};
-use vellum::{SearchRequest, ShardSet};
+use vellum::encode::{Encoder, EncoderOptions, Role};
+use vellum::{Collection, SearchRequest, ShardSet};
 
-use crate::database::{check_k, NativeDatabase};
+use crate::database::{check_k, with_options, NativeDatabase};
 use crate::errors::IntoPy;
 
 /// A shard set (wrapped by `vellum.ShardSet`).
 #[pyclass(module = "vellum._vellum", frozen)]
 pub struct NativeShardSet {
     shards: ShardSet,
+    /// The last query encoder loaded, by (collection, field): loaded from the first shard.
+    query_encoder: Mutex<Option<CachedEncoder>>,
+}
+
+/// A loaded query encoder and the (collection, field) it belongs to.
+type CachedEncoder = ((String, String), Arc<dyn Encoder>);
+
+impl NativeShardSet {
+    /// The query encoder of `field` in `first` (the first shard's collection), kept for the next
+    /// call on the same field. Call it with the GIL released.
+    fn query_encoder(&self, first: &Collection, field: &str) -> vellum::Result<Arc<dyn Encoder>> {
+        let key = (first.name().to_string(), field.to_string());
+        let mut cached = self.query_encoder.lock();
+        if let Some((k, e)) = &*cached {
+            if *k == key {
+                return Ok(e.clone());
+            }
+        }
+        let e: Arc<dyn Encoder> = first
+            .load_encoder(field, Role::Query, &EncoderOptions::default())?
+            .into();
+        *cached = Some((key, e.clone()));
+        Ok(e)
+    }
 }
 
 #[pymethods]
@@ -23,7 +50,10 @@ impl NativeShardSet {
     #[new]
     fn new(py: Python<'_>, paths: Vec<PathBuf>) -> PyResult<Self> {
         let shards = py.detach(|| ShardSet::open(&paths)).py()?;
-        Ok(NativeShardSet { shards })
+        Ok(NativeShardSet {
+            shards,
+            query_encoder: Mutex::new(None),
+        })
     }
 
     /// Searches every shard with vectors and merges: `(ids, scores [n, k], None)`.
@@ -68,28 +98,12 @@ impl NativeShardSet {
     ) -> PyResult<Bound<'py, PyTuple>> {
         check_k(k, texts.len())?;
         let first = self.shards.collections(collection).py()?[0].clone();
+        let req = with_options(SearchRequest::text(field, k), ef, exact);
         let hits = py
             .detach(|| -> vellum::Result<_> {
-                let e = first.load_encoder(field, Role::Query, &EncoderOptions::default())?;
-                self.shards.check_query_encoder(collection, field, &*e)?;
-                if texts.is_empty() {
-                    return Ok(Vec::new());
-                }
+                let e = self.query_encoder(&first, field)?;
                 let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                let encoded = e.encode_texts(&refs)?;
-                let queries = match e.output() {
-                    vellum::encode::OutputKind::Dense => vellum::Queries::Dense(&encoded.values),
-                    _ => vellum::Queries::Multi(encoded.per_input().collect()),
-                };
-                let mut req = SearchRequest::text(field, k);
-                req.queries = queries;
-                if let Some(ef) = ef {
-                    req = req.with_ef(ef);
-                }
-                if exact {
-                    req = req.exact();
-                }
-                self.shards.search(collection, &req)
+                self.shards.search_text(collection, &*e, &refs, req)
             })
             .py()?;
         NativeDatabase::hits_to_py(py, &first, hits, k, false)

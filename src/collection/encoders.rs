@@ -2,9 +2,7 @@
 //! check (the embedded copy when the database carries one), and text search with the field's own
 //! query encoder.
 
-use crate::encode::{
-    embedded_dir, Encoder, EncoderOptions, EncoderRecord, ModelDir, OutputKind, Role,
-};
+use crate::encode::{embedded_dir, Encoder, EncoderOptions, EncoderRecord, ModelDir, Role};
 use crate::error::{Error, Result};
 use crate::search::{Hit, Queries, SearchRequest};
 
@@ -188,10 +186,7 @@ impl Collection {
             return Ok(Vec::new());
         }
         let encoded = encoder.encode_texts(texts)?;
-        let queries = match encoder.output() {
-            OutputKind::Dense => Queries::Dense(&encoded.values),
-            OutputKind::Multi => Queries::Multi(encoded.per_input().collect()),
-        };
+        let queries = Queries::from_encoded(&encoded, encoder.output());
         self.search(&SearchRequest { queries, ..request })
     }
 

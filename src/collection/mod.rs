@@ -348,22 +348,31 @@ impl<'a> DocRef<'a> {
         })
     }
 
+    /// The value of one of the collection's fields with its shape: dense `[dim]`, multi
+    /// `[tokens, dim]`, tensor its declared shape; values in the field's storage type.
+    pub fn field_value(
+        &self,
+        field: &crate::schema::FieldSpec,
+    ) -> Result<(Vec<usize>, VectorRef<'a>)> {
+        Ok(match &field.kind {
+            FieldKind::Dense { dim, .. } => (vec![*dim as usize], self.dense(&field.name)?),
+            FieldKind::Multi { dim, .. } => {
+                let m = self.multi(&field.name)?;
+                (vec![m.n_tokens(), *dim as usize], m.tokens)
+            }
+            FieldKind::Tensor { shape, .. } => (
+                shape.iter().map(|&s| s as usize).collect(),
+                self.tensor(&field.name)?.data,
+            ),
+        })
+    }
+
     /// The document as JSON: `{"id", "text", "metadata", "fields": {name: {"shape", "dtype",
     /// "values"?}}}`; vector values are included (as f32) when `with_values` is set.
     pub fn to_json(&self, with_values: bool) -> Result<serde_json::Value> {
         let mut fields = serde_json::Map::new();
         for f in &self.collection.schema.fields {
-            let (shape, values) = match &f.kind {
-                FieldKind::Dense { dim, .. } => (vec![*dim as usize], self.dense(&f.name)?),
-                FieldKind::Multi { dim, .. } => {
-                    let m = self.multi(&f.name)?;
-                    (vec![m.n_tokens(), *dim as usize], m.tokens)
-                }
-                FieldKind::Tensor { shape, .. } => (
-                    shape.iter().map(|&s| s as usize).collect(),
-                    self.tensor(&f.name)?.data,
-                ),
-            };
+            let (shape, values) = self.field_value(f)?;
             let mut v = serde_json::json!({"shape": shape, "dtype": f.kind.dtype().name()});
             if with_values {
                 v["values"] = serde_json::json!(values.to_f32_vec());

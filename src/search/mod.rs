@@ -27,6 +27,21 @@ pub enum Queries<'a> {
     Multi(Vec<&'a [f32]>),
 }
 
+#[cfg(feature = "encoders")]
+impl<'a> Queries<'a> {
+    /// An encoder's outputs as queries: its rows for a dense encoder, one token matrix per input
+    /// for a multi-vector one.
+    pub fn from_encoded(
+        encoded: &'a crate::encode::Encoded,
+        output: crate::encode::OutputKind,
+    ) -> Self {
+        match output {
+            crate::encode::OutputKind::Dense => Queries::Dense(&encoded.values),
+            crate::encode::OutputKind::Multi => Queries::Multi(encoded.per_input().collect()),
+        }
+    }
+}
+
 /// Which dense search routine to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Strategy {
