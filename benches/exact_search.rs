@@ -33,6 +33,7 @@ fn database() -> Database {
     let mut w = db
         .writer_with(WriterOptions {
             flush_bytes: 64 << 20,
+            ..Default::default()
         })
         .unwrap();
     let mut seed = 42u64;

@@ -54,6 +54,8 @@ impl Bytes<'_> {
 fn open_writer(db: &Database, spill: bool) -> Writer {
     let options = WriterOptions {
         flush_bytes: if spill { 200 } else { 256 << 20 },
+        // Every segment gets screening codes, so the model also checks searches over them.
+        screen_min_rows: 1,
     };
     db.writer_with(options).expect("writer opens")
 }

@@ -9,6 +9,7 @@
 pub mod deletes;
 pub mod graph;
 pub mod manifest;
+pub mod screen;
 pub mod segment;
 
 use std::path::Path;

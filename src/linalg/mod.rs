@@ -1,10 +1,14 @@
 //! CPU kernels with scalar twins: similarity of one query against stored vectors of every element
 //! type ([`similarity`], simsimd with runtime dispatch), blocked `Q·Xᵀ` products ([`gemm`], the
-//! `gemm` crate), and the bf16 screening tile ([`tile`], AVX-512 BF16 with runtime detection).
+//! `gemm` crate), the bf16 screening tile ([`tile`], AVX-512 BF16), and i16 × i8 products over
+//! screening codes ([`codes`], AVX-512 / AVX2). [`simd`] picks the instruction-set level at run
+//! time.
 //!
 //! Every SIMD kernel keeps a scalar twin that the tests compare against. This layer knows nothing
 //! of collections, segments or files.
 
+pub mod codes;
 pub mod gemm;
+pub mod simd;
 pub mod similarity;
 pub mod tile;

@@ -4,6 +4,8 @@
 //! by document id, descending ([`rank_order`], trec_eval's rule), at the top-k cut-off too.
 
 mod approximate;
+mod bounds;
+mod coded;
 mod dense;
 mod multi;
 mod screened;
@@ -45,7 +47,7 @@ impl<'a> Queries<'a> {
 /// Which dense search routine to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Strategy {
-    /// Streaming for a single query, screened for batches.
+    /// Coded for a single query, screened for batches.
     #[default]
     Auto,
     /// One SIMD similarity call per stored vector.
@@ -56,6 +58,11 @@ pub enum Strategy {
     /// bound reaches the query's top-k; same results as streaming. Needs AVX-512 BF16 (x86-64);
     /// falls back to [`Strategy::Blocked`] on other CPUs.
     Screened,
+    /// Per query: scan the segments' stored 8-bit screening codes (a quarter of f32's bytes) with
+    /// a rigorous bound per row, and rescore exactly the rows that can reach the top-k; same
+    /// results as streaming (`format-spec/screen.md`). Segments without codes (fewer rows than
+    /// [`crate::WriterOptions::screen_min_rows`], or written before codes existed) are streamed.
+    Coded,
 }
 
 /// A search over one field of a collection.
@@ -264,12 +271,19 @@ pub(crate) fn execute(c: &Collection, req: &SearchRequest<'_>) -> Result<Vec<Top
             }
             let strategy = match req.strategy {
                 Strategy::Auto if nq > 1 => Strategy::Screened,
-                Strategy::Auto => Strategy::Streaming,
+                Strategy::Auto => Strategy::Coded,
                 other => other,
             };
             match strategy {
                 Strategy::Blocked => dense::search_gemm(&batch),
                 Strategy::Screened => screened::search_batch(&batch),
+                Strategy::Coded => q
+                    .chunks_exact(dim)
+                    .map(|row| {
+                        coded::search_one(c, fi, *metric, row, req.k)
+                            .unwrap_or_else(|| dense::search_streaming(c, fi, *metric, row, req.k))
+                    })
+                    .collect(),
                 _ => q
                     .chunks_exact(dim)
                     .map(|row| dense::search_streaming(c, fi, *metric, row, req.k))

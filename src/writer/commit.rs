@@ -9,10 +9,24 @@ use super::pending::{BatchSource, Loc, Pending, PendingDoc};
 use super::{CommitInfo, Writer};
 use crate::error::{Error, Result};
 use crate::format::manifest::{self, CollectionEntry, DeletesEntry, Manifest, SegmentEntry};
-use crate::format::segment::{write_segment_with, Segment};
+use crate::format::screen::screen_sections;
+use crate::format::segment::{write_segment_with, ExtraSection, Segment, SegmentSource};
 use crate::hnsw::graph_sections;
+use crate::meta::HnswParams;
 use crate::snapshot::Snapshot;
 use crate::storage::{self, Directory};
+
+/// The optional sections a new segment gets: HNSW graphs of indexed fields (`hnsw.md`) and
+/// screening codes of dense fields (`screen.md`) when it has at least `screen_min_rows` rows.
+pub(super) fn index_sections(
+    source: &dyn SegmentSource,
+    indexes: &BTreeMap<String, HnswParams>,
+    screen_min_rows: u64,
+) -> Result<Vec<ExtraSection>> {
+    let mut extra = graph_sections(source, indexes)?;
+    extra.extend(screen_sections(source, screen_min_rows)?);
+    Ok(extra)
+}
 
 impl Writer {
     /// A collection's directory, relative to the database.
@@ -26,6 +40,7 @@ impl Writer {
         collection: &str,
         p: &mut Pending,
         file_id: u64,
+        screen_min_rows: u64,
     ) -> Result<()> {
         let docs: Vec<&PendingDoc> = p.batch.iter().flatten().collect();
         if docs.is_empty() {
@@ -40,8 +55,8 @@ impl Writer {
             schema: &p.schema,
             docs,
         };
-        let graphs = graph_sections(&source, &p.indexes)?;
-        let bytes = write_segment_with(dir, &rel, &source, &graphs)?;
+        let extra = index_sections(&source, &p.indexes, screen_min_rows)?;
+        let bytes = write_segment_with(dir, &rel, &source, &extra)?;
         let segment = Arc::new(Segment::from_map(
             &dir.path_of(&rel),
             file_id,
@@ -116,7 +131,7 @@ impl Writer {
         for name in &names {
             let id = self.take_file_id();
             let p = self.pending.get_mut(name).expect("listed");
-            Self::flush(&*self.dir, name, p, id)?;
+            Self::flush(&*self.dir, name, p, id, self.options.screen_min_rows)?;
         }
         let mut manifest = self.base.manifest().clone();
         manifest.generation += 1;

@@ -38,12 +38,18 @@ pub struct WriterOptions {
     /// Buffered document bytes per collection after which a segment file is written (still
     /// invisible until commit). Default 256 MiB.
     pub flush_bytes: usize,
+    /// Segments with at least this many rows get screening codes for every dense field
+    /// (`format-spec/screen.md`: an 8-bit copy, a quarter of f32's bytes, that exact single-query
+    /// search scans before rescoring the few rows that can reach the top-k). Smaller segments are
+    /// scanned at full precision. Default 1024.
+    pub screen_min_rows: u64,
 }
 
 impl Default for WriterOptions {
     fn default() -> Self {
         WriterOptions {
             flush_bytes: 256 << 20,
+            screen_min_rows: 1024,
         }
     }
 }
@@ -291,7 +297,7 @@ impl Writer {
             let id = self.next_file_id;
             self.next_file_id += 1;
             let p = self.pending.get_mut(collection).expect("present");
-            Self::flush(&*self.dir, collection, p, id)?;
+            Self::flush(&*self.dir, collection, p, id, self.options.screen_min_rows)?;
         }
         Ok(())
     }

@@ -15,7 +15,6 @@ use crate::collection::Collection;
 use crate::error::{Error, Result};
 use crate::format::manifest::{self, CollectionEntry, SegmentEntry};
 use crate::format::segment::{write_segment_with, Segment, SegmentSource};
-use crate::hnsw::graph_sections;
 use crate::schema::Schema;
 
 /// A replacement column for one field of a rewritten collection: one value per live row, in
@@ -273,8 +272,8 @@ impl Writer {
             columns,
         };
         let indexes = self.indexes_of(c.name());
-        let graphs = graph_sections(&source, &indexes)?;
-        let bytes = write_segment_with(&*self.dir, &rel, &source, &graphs)?;
+        let extra = super::commit::index_sections(&source, &indexes, self.options.screen_min_rows)?;
+        let bytes = write_segment_with(&*self.dir, &rel, &source, &extra)?;
         self.dir.sync_dir(cdir)?;
         Ok(Some(SegmentEntry {
             id,

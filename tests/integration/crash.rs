@@ -60,7 +60,12 @@ fn child(dir: &Path) {
     } else {
         Database::create(dir).unwrap()
     };
-    let mut w = db.writer_with(WriterOptions { flush_bytes: 2048 }).unwrap();
+    let mut w = db
+        .writer_with(WriterOptions {
+            flush_bytes: 2048,
+            screen_min_rows: 1,
+        })
+        .unwrap();
     if w.committed().collection("c").is_err() {
         w.create_collection(
             "c",

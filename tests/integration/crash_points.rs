@@ -246,7 +246,10 @@ fn commit_with_spilled_segments_survives_a_crash_at_every_boundary() {
         "commit of a batch spilled to segment files before the commit",
         true,
         |db| {
-            let mut w = db.writer_with(WriterOptions { flush_bytes: 1 })?;
+            let mut w = db.writer_with(WriterOptions {
+                flush_bytes: 1,
+                screen_min_rows: 1,
+            })?;
             let mut rng = Rng(9);
             for i in 20..23 {
                 w.add("docs", all_kinds_doc(i, &mut rng))?;

@@ -301,3 +301,47 @@ fn golden_v1_encoder_kinds_manifest() {
     assert_eq!(enc.passage.architecture.as_deref(), Some("bert"));
     assert_eq!(enc.passage.output, vellum::encode::OutputKind::Dense);
 }
+
+/// The screening-codes section of `format-spec/screen.md` (kind 21): 3 rows × 2 dimensions, `ip`.
+#[test]
+fn golden_v1_screening_codes_section() {
+    use vellum::format::screen::{ScreenCodes, ScreenView};
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("format-spec/golden/v1/screen/section.bin");
+    let rows = [[1.0f32, 0.0], [0.0, 0.5], [-1.0, 1.0]];
+    let codes =
+        ScreenCodes::build(vellum::Metric::Ip, 2, &|r| Ok(rows[r].to_vec()), rows.len()).unwrap();
+    let encoded = codes.encode();
+    if std::env::var_os("VELLUM_REGEN_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &encoded).unwrap();
+    }
+    let golden = std::fs::read(&path).unwrap();
+    assert_eq!(encoded, golden, "the v1 screening-codes layout changed");
+    assert_eq!(golden.len(), 198);
+    assert_eq!(&golden[0..4], &2u32.to_le_bytes());
+    assert_eq!(&golden[4..8], &1u32.to_le_bytes());
+    assert_eq!(&golden[8..16], &3u64.to_le_bytes());
+    assert_eq!(&golden[16..20], &1u32.to_le_bytes());
+    let mut buf = vec![0u64; golden.len().div_ceil(8)];
+    bytemuck::cast_slice_mut::<u64, u8>(&mut buf)[..golden.len()].copy_from_slice(&golden);
+    let bytes = &bytemuck::cast_slice::<u64, u8>(&buf)[..golden.len()];
+    let view = ScreenView::open(bytes, &path, 0, 3, 2, vellum::Metric::Ip).unwrap();
+    assert_eq!(view.mid, &[0.0, 0.5]);
+    assert_eq!(view.scale, &[1.0 / 127.0, 1.0 / 254.0]);
+    assert_eq!(view.codes, &[127, -127, 0, 0, -127, 127]);
+    assert_eq!(view.value_norm, &[1.0, 0.5, 2f32.sqrt()]);
+    assert_eq!(&golden[192..198], &[127, 129, 0, 0, 129, 127]);
+    view.verify(&path, 0, &|r| Ok(rows[r].to_vec())).unwrap();
+    // A residual bound below the real residual is damage that verify reports.
+    let mut damaged = buf.clone();
+    let b = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut damaged)[..golden.len()];
+    b[128 + 12..128 + 16].copy_from_slice(&0f32.to_le_bytes()); // residual_norm[0] = 0
+    b[128 + 16..128 + 20].copy_from_slice(&0f32.to_le_bytes()); // residual_norm[1] = 0
+    b[128 + 20..128 + 24].copy_from_slice(&0f32.to_le_bytes()); // residual_norm[2] = 0
+    let view = ScreenView::open(b, &path, 0, 3, 2, vellum::Metric::Ip).unwrap();
+    let err = view
+        .verify(&path, 0, &|r| Ok(rows[r].to_vec()))
+        .unwrap_err();
+    assert!(err.to_string().contains("residual norm"), "{err}");
+}

@@ -88,7 +88,12 @@ fn nothing_is_visible_before_commit_and_snapshots_are_stable() {
 fn upsert_delete_and_duplicate_ids() {
     let dir = tempfile::tempdir().unwrap();
     let db = Database::create(dir.path()).unwrap();
-    let mut w = db.writer_with(WriterOptions { flush_bytes: 200 }).unwrap();
+    let mut w = db
+        .writer_with(WriterOptions {
+            flush_bytes: 200,
+            ..Default::default()
+        })
+        .unwrap();
     w.create_collection(
         "c",
         Schema::new().with_field(FieldSpec::dense("e", 2, DType::F16, Metric::L2)),
@@ -150,7 +155,12 @@ fn dropped_writer_discards_and_cleans_up() {
     let db = build_all_kinds(dir.path());
     let before = db.snapshot().unwrap().collection("docs").unwrap().len();
     {
-        let mut w = db.writer_with(WriterOptions { flush_bytes: 1 }).unwrap();
+        let mut w = db
+            .writer_with(WriterOptions {
+                flush_bytes: 1,
+                ..Default::default()
+            })
+            .unwrap();
         let mut rng = Rng(3);
         for i in 100..110 {
             w.add("docs", crate::common::all_kinds_doc(i, &mut rng))
@@ -245,7 +255,12 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 fn readers_see_consistent_snapshots_while_a_writer_commits_and_compacts() {
     let dir = tempfile::tempdir().unwrap();
     let db = Database::create(dir.path()).unwrap();
-    let mut w = db.writer_with(WriterOptions { flush_bytes: 4096 }).unwrap();
+    let mut w = db
+        .writer_with(WriterOptions {
+            flush_bytes: 4096,
+            ..Default::default()
+        })
+        .unwrap();
     w.create_collection(
         "c",
         Schema::new().with_field(FieldSpec::dense("e", 4, DType::F32, Metric::Ip)),

@@ -3,7 +3,9 @@
 
 use proptest::prelude::*;
 use vellum::linalg::similarity::scalar;
-use vellum::{DType, Database, Document, FieldSpec, Metric, Schema, SearchRequest, Strategy};
+use vellum::{
+    DType, Database, Document, FieldSpec, Metric, Schema, SearchRequest, Strategy, WriterOptions,
+};
 
 use crate::common::Rng;
 
@@ -42,7 +44,13 @@ fn build(
 ) -> Case {
     let dir = tempfile::tempdir().unwrap();
     let db = Database::create(dir.path()).unwrap();
-    let mut w = db.writer().unwrap();
+    // Segments of two rows or more get screening codes; single rows are scanned exactly.
+    let mut w = db
+        .writer_with(WriterOptions {
+            screen_min_rows: 2,
+            ..WriterOptions::default()
+        })
+        .unwrap();
     let field = if dense {
         FieldSpec::dense("f", dim as u32, dtype, metric)
     } else {
@@ -157,7 +165,7 @@ proptest! {
         let c = snap.collection("c").unwrap();
         let mut rng = Rng(seed.rotate_left(7) | 1);
         let queries = rng.vec(nq * dim);
-        for strategy in [Strategy::Streaming, Strategy::Blocked, Strategy::Screened] {
+        for strategy in [Strategy::Streaming, Strategy::Blocked, Strategy::Screened, Strategy::Coded] {
             let got = c.search(&SearchRequest::dense_batch("f", &queries, k).with_strategy(strategy)).unwrap();
             prop_assert_eq!(got.len(), nq);
             for (qi, q) in queries.chunks_exact(dim).enumerate() {
@@ -191,6 +199,33 @@ proptest! {
         let run = |strategy| c.search(&SearchRequest::dense_batch("f", &queries, k).with_strategy(strategy)).unwrap();
         let (screened, streamed) = (run(Strategy::Screened), run(Strategy::Streaming));
         for (a, b) in screened.iter().zip(&streamed) {
+            let key = |h: &[vellum::Hit]| h.iter().map(|h| (h.id.clone(), h.score.to_bits())).collect::<Vec<_>>();
+            prop_assert_eq!(key(a), key(b));
+        }
+    }
+
+    #[test]
+    fn coded_single_queries_equal_streaming_exactly(
+        dim in 1usize..70, dt in 0u8..3, mt in 0u8..3,
+        segments in prop::collection::vec(0usize..300, 1..4),
+        delete_every in 0usize..5, k in 1usize..20, nq in 1usize..6, seed in any::<u64>(),
+        magnitude in -3i32..4, spread in 0u8..3,
+    ) {
+        // The codes only decide which rows are scored exactly: ids, order and score bits must
+        // equal the streaming path's, whatever the magnitude of the queries, including queries
+        // close to many rows (spread 0: rows and queries near one point, most rows tie closely).
+        let (dtype, metric) = (dtype_of(dt), metric_of(mt));
+        let case = build(true, dim, dtype, metric, &segments, delete_every, seed);
+        let snap = case.db.snapshot().unwrap();
+        let c = snap.collection("c").unwrap();
+        let mut rng = Rng(seed.rotate_left(17) | 1);
+        let queries: Vec<f32> = rng.vec(nq * dim).iter().map(|v| {
+            let v = if spread == 0 { 0.5 + v * 1e-3 } else { *v };
+            v * 10f32.powi(magnitude)
+        }).collect();
+        let run = |strategy| c.search(&SearchRequest::dense_batch("f", &queries, k).with_strategy(strategy)).unwrap();
+        let (coded, streamed) = (run(Strategy::Coded), run(Strategy::Streaming));
+        for (a, b) in coded.iter().zip(&streamed) {
             let key = |h: &[vellum::Hit]| h.iter().map(|h| (h.id.clone(), h.score.to_bits())).collect::<Vec<_>>();
             prop_assert_eq!(key(a), key(b));
         }
@@ -250,7 +285,12 @@ fn ties_break_by_document_id_and_paths_agree() {
     w.commit().unwrap();
     let snap = db.snapshot().unwrap();
     let c = snap.collection("c").unwrap();
-    for strategy in [Strategy::Streaming, Strategy::Blocked, Strategy::Screened] {
+    for strategy in [
+        Strategy::Streaming,
+        Strategy::Blocked,
+        Strategy::Screened,
+        Strategy::Coded,
+    ] {
         let q = [1.0, 0.0, 1.0, 0.0];
         let hits = c
             .search(&SearchRequest::dense_batch("f", &q, 6).with_strategy(strategy))

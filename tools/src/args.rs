@@ -364,7 +364,7 @@ pub struct ImportTevatronArgs {
 /// `--strategy` values.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum StrategyArg {
-    /// Pick by batch size.
+    /// Pick by batch size (coded for one query, screened for batches).
     Auto,
     /// One SIMD call per vector.
     Streaming,
@@ -372,6 +372,8 @@ pub enum StrategyArg {
     Blocked,
     /// bf16 screening with exact rescoring (AVX-512 BF16; else blocked).
     Screened,
+    /// Per query: the stored 8-bit screening codes with exact rescoring.
+    Coded,
 }
 
 /// `vellum info`.

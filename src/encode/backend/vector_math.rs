@@ -6,51 +6,7 @@
 //! `exp` and `erf` are polynomial approximations accurate to ~2e-7 (relative for `exp`,
 //! absolute for `erf`), well inside the 1e-4 tolerance of parity with PyTorch.
 
-/// An instruction-set level of these kernels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    /// 16-lane AVX-512F.
-    Avx512,
-    /// 8-lane AVX2 with FMA.
-    Avx2,
-    /// Portable code.
-    Scalar,
-}
-
-/// The level the encoders use: the widest this CPU supports, or the one `VELLUM_SIMD` names
-/// (`avx512`, `avx2` or `scalar`; to measure a narrower CPU's path on a wider one) when the CPU
-/// has it. Detected once.
-pub fn level() -> Level {
-    static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
-    *LEVEL.get_or_init(|| {
-        let available = available_levels();
-        let wanted = match std::env::var("VELLUM_SIMD").ok().as_deref() {
-            Some("avx512") => Some(Level::Avx512),
-            Some("avx2") => Some(Level::Avx2),
-            Some("scalar") => Some(Level::Scalar),
-            _ => None,
-        };
-        wanted
-            .filter(|w| available.contains(w))
-            .unwrap_or(available[0])
-    })
-}
-
-/// Every level this CPU supports, widest first (the tests run them all).
-pub fn available_levels() -> Vec<Level> {
-    let mut out = Vec::new();
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            out.push(Level::Avx512);
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            out.push(Level::Avx2);
-        }
-    }
-    out.push(Level::Scalar);
-    out
-}
+pub use crate::linalg::simd::{available_levels, level, Level};
 
 /// `x·Φ(x)` with the exact normal CDF (BERT's `gelu`), in place.
 pub fn gelu_erf(xs: &mut [f32]) {
@@ -115,13 +71,7 @@ pub fn layer_norm_at(level: Level, row: &mut [f32], gamma: &[f32], beta: &[f32],
 
 #[cfg(target_arch = "x86_64")]
 fn supported(level: Level) -> bool {
-    match level {
-        Level::Avx512 => std::is_x86_feature_detected!("avx512f"),
-        Level::Avx2 => {
-            std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-        }
-        Level::Scalar => true,
-    }
+    level.supported()
 }
 
 /// Portable versions (also the reference for the SIMD ones).

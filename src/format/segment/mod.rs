@@ -26,8 +26,9 @@ pub const HEADER_LEN: u64 = 64;
 pub const ENTRY_LEN: u64 = 48;
 /// `field` value of sections that do not belong to a vector field.
 pub const NO_FIELD: u32 = u32::MAX;
-/// Upper bound on the section count (8 document sections + 2 per field, 256 fields).
-pub const MAX_SECTIONS: u32 = 8 + 2 * 256;
+/// Upper bound on the section count (8 document sections + 3 per field, 256 fields: a dense
+/// field's vectors, graph and screening codes).
+pub const MAX_SECTIONS: u32 = 8 + 3 * 256;
 
 /// The kinds of section a segment holds. Codes are part of the format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -59,6 +60,8 @@ pub enum SectionKind {
     Tensor = 19,
     /// Dense field, optional: an HNSW graph over the field's rows (`format-spec/hnsw.md`).
     HnswGraph = 20,
+    /// Dense field, optional: 8-bit screening codes with error bounds (`format-spec/screen.md`).
+    ScreenCodes = 21,
 }
 
 impl SectionKind {
@@ -79,6 +82,7 @@ impl SectionKind {
             18 => MultiTokens,
             19 => Tensor,
             20 => HnswGraph,
+            21 => ScreenCodes,
             _ => return None,
         })
     }
@@ -100,6 +104,7 @@ impl SectionKind {
             MultiTokens => "multi-vector tokens",
             Tensor => "tensor data",
             HnswGraph => "hnsw graph",
+            ScreenCodes => "screening codes",
         }
     }
 }

@@ -11,6 +11,7 @@ use super::{
 use crate::dtype::VectorRef;
 use crate::error::{Error, Result};
 use crate::format::graph::GraphView;
+use crate::format::screen::ScreenView;
 use crate::format::{check_header_version, checksum, LeReader};
 use crate::schema::{FieldKind, Schema};
 use crate::storage::{self, MappedFile};
@@ -54,6 +55,8 @@ pub struct Segment {
     pub(super) fields: Vec<FieldColumn>,
     /// Per field: the byte range of its HNSW graph section, if any (validated at open).
     pub(super) graphs: Vec<Option<Range<usize>>>,
+    /// Per field: the byte range of its screening-codes section, if any (validated at open).
+    pub(super) screens: Vec<Option<Range<usize>>>,
 }
 
 impl Segment {
@@ -354,6 +357,26 @@ impl Segment {
             }
             graphs[e.field as usize] = Some(range(e));
         }
+        let mut screens = vec![None; schema.fields.len()];
+        for e in sections
+            .iter()
+            .filter(|e| e.kind == SectionKind::ScreenCodes)
+        {
+            let Some(FieldKind::Dense { metric, dim, .. }) =
+                schema.fields.get(e.field as usize).map(|f| &f.kind)
+            else {
+                return Err(corrupt(
+                    e.kind.name(),
+                    e.offset,
+                    format!(
+                        "screening codes for field {}, which is not a dense field",
+                        e.field
+                    ),
+                ));
+            };
+            ScreenView::open(&bytes[range(e)], path, e.offset, n, *dim as usize, *metric)?;
+            screens[e.field as usize] = Some(range(e));
+        }
         Ok(Segment {
             path: path.to_path_buf(),
             map,
@@ -367,7 +390,26 @@ impl Segment {
             order,
             fields,
             graphs,
+            screens,
         })
+    }
+
+    /// The screening codes of dense field `field`, if the segment has them (validated at open;
+    /// this re-reads the header and the field's map, `O(dim)`).
+    pub fn screen(&self, field: usize) -> Option<Result<ScreenView<'_>>> {
+        let r = self.screens.get(field)?.as_ref()?;
+        let (metric, dim) = match &self.schema.fields[field].kind {
+            FieldKind::Dense { metric, dim, .. } => (*metric, *dim as usize),
+            _ => return None,
+        };
+        Some(ScreenView::open(
+            &self.bytes()[r.clone()],
+            &self.path,
+            r.start as u64,
+            u64::from(self.rows),
+            dim,
+            metric,
+        ))
     }
 
     /// Whether dense field `field` has an HNSW graph section (validated at open).

@@ -67,6 +67,14 @@ impl Segment {
                 g?.verify()?;
             }
         }
+        for field in 0..self.screens.len() {
+            if let Some(view) = self.screen(field) {
+                let base = self.screens[field].as_ref().map_or(0, |r| r.start as u64);
+                view?.verify(&self.path, base, &|r| {
+                    Ok(self.fixed_row(field, r as u32).to_f32_vec())
+                })?;
+            }
+        }
         for row in 0..self.rows {
             self.doc_id(row)?;
             self.text(row)?;

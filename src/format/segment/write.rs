@@ -185,8 +185,11 @@ pub fn write_segment_with(
         let field = e.field as usize;
         match e.kind {
             _ if plan.blob.is_some() => sink.put(plan.blob.expect("checked"))?,
-            SectionKind::HnswGraph => {
-                return Err(Error::InvalidInput("graph section without bytes".into()))
+            SectionKind::HnswGraph | SectionKind::ScreenCodes => {
+                return Err(Error::InvalidInput(format!(
+                    "{} section without bytes",
+                    e.kind.name()
+                )))
             }
             SectionKind::Schema => sink.put(&schema_json)?,
             SectionKind::IdOffsets => {

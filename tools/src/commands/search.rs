@@ -44,6 +44,7 @@ pub fn run(a: SearchArgs, out: &mut dyn Write) -> Result<()> {
         StrategyArg::Streaming => Strategy::Streaming,
         StrategyArg::Blocked => Strategy::Blocked,
         StrategyArg::Screened => Strategy::Screened,
+        StrategyArg::Coded => Strategy::Coded,
     };
     let nq = queries.len();
     let pb = counter(nq as u64, "queries");

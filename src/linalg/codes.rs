@@ -1,0 +1,241 @@
+//! Exact integer dot products of one i16 query with rows of i8 codes: the inner loop of exact
+//! single-query search over a dense field's screening codes (`format-spec/screen.md`).
+//!
+//! Integer arithmetic makes every variant return the same numbers: the AVX-512 (`vpmovsxbw` +
+//! `vpmaddwd`, 32 dimensions a step), AVX2 (the same on 16 dimensions) and scalar versions agree
+//! bit for bit, so a search's candidates never depend on the CPU. The caller keeps the sums inside
+//! `i32`: with codes in `[-128, 127]`, query values bounded by [`max_query_value`] cannot overflow.
+//! Written by hand rather than through simsimd because simsimd has no i16 × i8 product, and i8 × i8
+//! would quantise the query to 8 bits, which loosens the error bound the search relies on.
+
+use super::simd::Level;
+
+/// Rows scored together by the SIMD variants (they share each query load).
+const ROWS: usize = 4;
+
+/// The largest query magnitude for which a `dim`-dimensional product with i8 codes stays within
+/// `i32` in every partial sum: `min(32767, (2³¹ − 1) / (128 · dim))`.
+pub fn max_query_value(dim: usize) -> i32 {
+    let cap = (i32::MAX as i64 / (128 * dim.max(1) as i64)).min(i16::MAX as i64);
+    cap as i32
+}
+
+/// `out[r] = Σ_d q[d] · codes[r·dim + d]` for the `out.len()` rows of `codes` (row-major,
+/// `dim = q.len()`), at the widest level this CPU has.
+pub fn dot_rows(q: &[i16], codes: &[i8], out: &mut [i32]) {
+    dot_rows_at(super::simd::level(), q, codes, out)
+}
+
+/// [`dot_rows`] at `level` (a level the CPU lacks runs the scalar code).
+///
+/// # Panics
+/// If `codes.len() != out.len() · q.len()`.
+pub fn dot_rows_at(level: Level, q: &[i16], codes: &[i8], out: &mut [i32]) {
+    assert_eq!(
+        codes.len(),
+        out.len() * q.len(),
+        "codes hold out.len() rows of q.len() values"
+    );
+    #[cfg(target_arch = "x86_64")]
+    match level {
+        // SAFETY: the level's CPU features were checked by `supported`; lengths are asserted
+        // above, and the kernels read `codes` and `q` only inside those lengths.
+        Level::Avx512 if level.supported() => {
+            return unsafe { x86::dot_rows_avx512(q, codes, out) }
+        }
+        Level::Avx2 if level.supported() => return unsafe { x86::dot_rows_avx2(q, codes, out) },
+        _ => {}
+    }
+    let _ = level;
+    scalar::dot_rows(q, codes, out)
+}
+
+/// The portable version and test oracle.
+pub mod scalar {
+    /// See [`super::dot_rows`]. Sums wrap like the SIMD lanes (the caller's bound rules it out).
+    pub fn dot_rows(q: &[i16], codes: &[i8], out: &mut [i32]) {
+        let dim = q.len();
+        if dim == 0 {
+            out.fill(0);
+            return;
+        }
+        for (o, row) in out.iter_mut().zip(codes.chunks_exact(dim)) {
+            *o = q
+                .iter()
+                .zip(row)
+                .fold(0i32, |acc, (&a, &b)| acc.wrapping_add(a as i32 * b as i32));
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::ROWS;
+    use std::arch::x86_64::*;
+
+    /// Scalar tail of one row from dimension `from`.
+    #[inline(always)]
+    fn tail(q: &[i16], row: &[i8], from: usize) -> i32 {
+        q[from..]
+            .iter()
+            .zip(&row[from..])
+            .fold(0i32, |acc, (&a, &b)| acc.wrapping_add(a as i32 * b as i32))
+    }
+
+    /// # Safety
+    /// The CPU must have AVX2; `codes.len() == out.len() * q.len()`.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn dot_rows_avx2(q: &[i16], codes: &[i8], out: &mut [i32]) {
+        let dim = q.len();
+        let whole = dim / 16 * 16;
+        #[inline(always)]
+        unsafe fn hsum(v: __m256i) -> i32 {
+            let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+            _mm_cvtsi128_si32(s)
+        }
+        let mut r = 0;
+        while r + ROWS <= out.len() {
+            let base = codes.as_ptr().add(r * dim);
+            let mut acc = [_mm256_setzero_si256(); ROWS];
+            let mut d = 0;
+            while d < whole {
+                let qv = _mm256_loadu_si256(q.as_ptr().add(d).cast());
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let x = _mm_loadu_si128(base.add(i * dim + d).cast());
+                    *a = _mm256_add_epi32(*a, _mm256_madd_epi16(qv, _mm256_cvtepi8_epi16(x)));
+                }
+                d += 16;
+            }
+            for (i, a) in acc.iter().enumerate() {
+                let row = &codes[(r + i) * dim..(r + i + 1) * dim];
+                out[r + i] = hsum(*a).wrapping_add(tail(q, row, whole));
+            }
+            r += ROWS;
+        }
+        while r < out.len() {
+            let base = codes.as_ptr().add(r * dim);
+            let mut acc = _mm256_setzero_si256();
+            let mut d = 0;
+            while d < whole {
+                let qv = _mm256_loadu_si256(q.as_ptr().add(d).cast());
+                let x = _mm_loadu_si128(base.add(d).cast());
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(qv, _mm256_cvtepi8_epi16(x)));
+                d += 16;
+            }
+            let row = &codes[r * dim..(r + 1) * dim];
+            out[r] = hsum(acc).wrapping_add(tail(q, row, whole));
+            r += 1;
+        }
+    }
+
+    /// # Safety
+    /// The CPU must have AVX-512 F, BW and VL; `codes.len() == out.len() * q.len()`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub unsafe fn dot_rows_avx512(q: &[i16], codes: &[i8], out: &mut [i32]) {
+        let dim = q.len();
+        let whole = dim / 32 * 32;
+        let rest = dim - whole;
+        // Lanes of the last, partial step (masked loads read nothing beyond the row).
+        let mask: __mmask32 = if rest == 0 { 0 } else { (1u32 << rest) - 1 };
+        let q_tail = _mm512_maskz_loadu_epi16(mask, q.as_ptr().add(whole).cast());
+        let mut r = 0;
+        while r + ROWS <= out.len() {
+            let base = codes.as_ptr().add(r * dim);
+            let mut acc = [_mm512_setzero_si512(); ROWS];
+            let mut d = 0;
+            while d < whole {
+                let qv = _mm512_loadu_si512(q.as_ptr().add(d).cast());
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let x = _mm256_loadu_si256(base.add(i * dim + d).cast());
+                    *a = _mm512_add_epi32(*a, _mm512_madd_epi16(qv, _mm512_cvtepi8_epi16(x)));
+                }
+                d += 32;
+            }
+            if rest != 0 {
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let x = _mm256_maskz_loadu_epi8(mask, base.add(i * dim + whole).cast());
+                    *a = _mm512_add_epi32(*a, _mm512_madd_epi16(q_tail, _mm512_cvtepi8_epi16(x)));
+                }
+            }
+            for (i, a) in acc.iter().enumerate() {
+                out[r + i] = _mm512_reduce_add_epi32(*a);
+            }
+            r += ROWS;
+        }
+        while r < out.len() {
+            let base = codes.as_ptr().add(r * dim);
+            let mut acc = _mm512_setzero_si512();
+            let mut d = 0;
+            while d < whole {
+                let qv = _mm512_loadu_si512(q.as_ptr().add(d).cast());
+                let x = _mm256_loadu_si256(base.add(d).cast());
+                acc = _mm512_add_epi32(acc, _mm512_madd_epi16(qv, _mm512_cvtepi8_epi16(x)));
+                d += 32;
+            }
+            if rest != 0 {
+                let x = _mm256_maskz_loadu_epi8(mask, base.add(whole).cast());
+                acc = _mm512_add_epi32(acc, _mm512_madd_epi16(q_tail, _mm512_cvtepi8_epi16(x)));
+            }
+            out[r] = _mm512_reduce_add_epi32(acc);
+            r += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::linalg::simd::available_levels;
+    use proptest::prelude::*;
+
+    fn check(q: &[i16], codes: &[i8], rows: usize) {
+        let mut want = vec![0; rows];
+        scalar::dot_rows(q, codes, &mut want);
+        for level in available_levels() {
+            let mut got = vec![7; rows];
+            dot_rows_at(level, q, codes, &mut got);
+            assert_eq!(got, want, "{level:?}, dim {}, rows {rows}", q.len());
+        }
+    }
+
+    #[test]
+    fn extreme_values_at_the_overflow_bound() {
+        for dim in [1, 15, 16, 17, 31, 32, 33, 384, 385, 1000] {
+            let m = max_query_value(dim) as i16;
+            let q: Vec<i16> = (0..dim).map(|i| if i % 3 == 0 { -m } else { m }).collect();
+            let codes: Vec<i8> = (0..dim * 6)
+                .map(|i| if i % 3 == 0 { -128 } else { 127 })
+                .collect();
+            check(&q, &codes, 6);
+            let mut out = [0];
+            scalar::dot_rows(&q, &codes[..dim], &mut out);
+            let exact: i64 = q
+                .iter()
+                .zip(&codes)
+                .map(|(a, b)| *a as i64 * *b as i64)
+                .sum();
+            assert_eq!(out[0] as i64, exact, "no overflow at dim {dim}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn every_level_equals_the_scalar_twin(
+            dim in 1usize..80,
+            rows in 0usize..11,
+            seed in any::<u64>(),
+        ) {
+            let mut s = seed;
+            let mut next = || {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (s >> 33) as u32
+            };
+            let m = max_query_value(dim);
+            let q: Vec<i16> = (0..dim).map(|_| ((next() % (2 * m as u32 + 1)) as i32 - m) as i16).collect();
+            let codes: Vec<i8> = (0..dim * rows).map(|_| next() as u8 as i8).collect();
+            check(&q, &codes, rows);
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! The state of a screened search for one query: the `k` best lower bounds among live rows seen
+//! (the floor: `k` rows are known to score at least this) and the candidates whose upper bound
+//! reached the floor when seen. A row whose upper bound is below the floor is beaten by `k` other
+//! live rows and cannot be in the top-k. [`Screen::finish`] rescores the candidates exactly, best
+//! upper bound first, until no remaining one can enter the top-k. Shared by the bf16 batch screen
+//! (`screened.rs`) and the single-query search over stored screening codes (`coded.rs`).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use super::topk::{Candidate, TopK};
+
+/// An f32 ordered by `total_cmp`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Total(f32);
+
+impl Eq for Total {}
+
+impl Ord for Total {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+impl PartialOrd for Total {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// The `k` largest values pushed (a min-heap).
+#[derive(Debug, Clone)]
+struct LargestK {
+    k: usize,
+    heap: BinaryHeap<Reverse<Total>>,
+}
+
+impl LargestK {
+    fn new(k: usize) -> Self {
+        LargestK {
+            k,
+            // Grows as needed: a huge `k` over few rows must not reserve `k` slots.
+            heap: BinaryHeap::with_capacity(k.saturating_add(1).min(1 << 16)),
+        }
+    }
+
+    /// The k-th largest value, -inf while fewer than `k` were pushed (+inf when `k` is 0).
+    fn kth(&self) -> f32 {
+        match self.heap.peek() {
+            _ if self.k == 0 => f32::INFINITY,
+            Some(Reverse(Total(v))) if self.heap.len() == self.k => *v,
+            _ => f32::NEG_INFINITY,
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, v: f32) {
+        if self.heap.len() < self.k {
+            self.heap.push(Reverse(Total(v)));
+        } else if let Some(mut min) = self.heap.peek_mut() {
+            if v > min.0 .0 {
+                *min = Reverse(Total(v));
+            }
+        }
+    }
+}
+
+/// The screening state of one query.
+#[derive(Clone)]
+pub(super) struct Screen {
+    /// The `k` best lower bounds among live rows seen.
+    lower: LargestK,
+    /// `lower`'s threshold: the score `k` live rows are known to reach.
+    pub(super) floor: f32,
+    /// Rows whose upper bound (the candidate's score) reached the floor when seen.
+    candidates: Vec<Candidate>,
+    /// Length at which `candidates` is next pruned against the floor.
+    prune_at: usize,
+}
+
+impl Screen {
+    pub(super) fn new(k: usize) -> Self {
+        let lower = LargestK::new(k);
+        Screen {
+            floor: lower.kth(),
+            lower,
+            candidates: Vec::new(),
+            prune_at: 4 * k + 64,
+        }
+    }
+
+    #[inline]
+    pub(super) fn offer(&mut self, upper: f32, lower: f32, segment: u32, row: u32) {
+        self.candidates.push(Candidate {
+            score: upper,
+            segment_ord: segment,
+            row,
+        });
+        self.lower.push(lower);
+        self.floor = self.lower.kth();
+        if self.candidates.len() >= self.prune_at {
+            self.prune();
+        }
+    }
+
+    fn prune(&mut self) {
+        let floor = self.floor;
+        self.candidates.retain(|c| c.score >= floor);
+        self.prune_at = self.prune_at.max(2 * self.candidates.len());
+    }
+
+    pub(super) fn merge(&mut self, other: Screen) {
+        for Reverse(Total(v)) in other.lower.heap {
+            self.lower.push(v);
+        }
+        self.floor = self.lower.kth();
+        self.candidates.extend(other.candidates);
+        self.prune();
+    }
+
+    /// Rescores candidates, best upper bound first, until no remaining one can enter the top-k.
+    pub(super) fn finish(mut self, k: usize, rescore: impl Fn(u32, u32) -> f32) -> TopK {
+        self.candidates.sort_unstable();
+        let mut top = TopK::new(k);
+        for c in self.candidates {
+            if c.score < top.threshold() {
+                break;
+            }
+            let score = rescore(c.segment_ord, c.row);
+            if score >= top.threshold() {
+                top.push(Candidate { score, ..c });
+            }
+        }
+        top
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn screen_keeps_every_row_that_can_reach_the_top_k() {
+        // Rows 0..6 with exact scores 6,5,..,1 and intervals ±0.5; k = 2.
+        let mut s = Screen::new(2);
+        for r in 0..6u32 {
+            let exact = 6.0 - r as f32;
+            if exact + 0.5 >= s.floor {
+                s.offer(exact + 0.5, exact - 0.5, 0, r);
+            }
+        }
+        // Floor is the second-best lower bound (4.5): rows 0, 1 and 2 (upper 4.5) stay.
+        assert_eq!(s.floor, 4.5);
+        s.prune();
+        let rows: Vec<u32> = s.candidates.iter().map(|c| c.row).collect();
+        assert_eq!(rows, vec![0, 1, 2]);
+        let rescored = std::cell::Cell::new(0);
+        let top = s.finish(2, |_, row| {
+            rescored.set(rescored.get() + 1);
+            6.0 - row as f32
+        });
+        let got: Vec<u32> = top.into_sorted().iter().map(|c| c.row).collect();
+        assert_eq!(got, vec![0, 1]);
+        // Row 2's upper bound (4.5) is below the exact second score (5): not rescored.
+        assert_eq!(rescored.get(), 2);
+    }
+
+    #[test]
+    fn merged_screens_keep_the_union_of_candidates() {
+        let (mut a, mut b) = (Screen::new(1), Screen::new(1));
+        a.offer(3.0, 2.0, 0, 0);
+        b.offer(10.0, 9.0, 1, 0);
+        a.merge(b);
+        assert_eq!(a.floor, 9.0);
+        assert_eq!(a.candidates.len(), 1);
+        let top = a.finish(1, |seg, _| if seg == 1 { 9.5 } else { 2.5 });
+        assert_eq!(top.into_sorted()[0].segment_ord, 1);
+    }
+}
