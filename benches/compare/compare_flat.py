@@ -97,6 +97,7 @@ def med(rounds, key):
 
 vb, fb = med(v_rounds, "batch_s"), med(f_rounds, "batch_s")
 vs, fs = med(v_rounds, "single_query_s"), med(f_rounds, "single_query_s")
+vss = med(v_rounds, "single_streaming_s")
 print(cpu.describe())
 print(f"corpus {args.n} x {args.dim} f32, {len(Q)} queries, k={args.k}, {args.threads} threads, "
       f"faiss {faiss.__version__}, OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']}")
@@ -105,6 +106,8 @@ print("| measure | vellum | FAISS IndexFlatIP | vellum / FAISS throughput |")
 print("|---|---|---|---|")
 print(f"| batch of {len(Q)} queries | {vb*1e3:.1f} ms ({len(Q)/vb:,.0f} q/s) | {fb*1e3:.1f} ms ({len(Q)/fb:,.0f} q/s) | {fb/vb:.2f}x |")
 print(f"| single query | {vs*1e3:.3f} ms ({1/vs:,.0f} q/s) | {fs*1e3:.3f} ms ({1/fs:,.0f} q/s) | {fs/vs:.2f}x |")
+print(f"| single query, full f32 scan (Strategy::Streaming) | {vss*1e3:.3f} ms ({1/vss:,.0f} q/s) | | {fs/vss:.2f}x |")
+print(f"vellum kernels: {v_rounds[0]['simd']} (VELLUM_SIMD={os.environ.get('VELLUM_SIMD', 'unset')})")
 print(f"| open / load | {med(v_rounds, 'open_s')*1e3:.2f} ms (open) | {med(f_rounds, 'open_s')*1e3:.1f} ms (add to index) | |")
 if agree < 0.99:
     sys.exit(f"results disagree: {agree}")

@@ -40,13 +40,21 @@ fn main() {
         batch_s.push(t.elapsed().as_secs_f64());
     }
     let single = single.min(nq);
-    let mut single_s = Vec::new();
+    // Single queries: the default (coded, where segments have screening codes) and the full
+    // streaming scan, interleaved.
+    let (mut single_s, mut streaming_s) = (Vec::new(), Vec::new());
     for _ in 0..reps {
-        let t = Instant::now();
-        for row in queries.chunks_exact(dim).take(single) {
-            std::hint::black_box(coll.search(&SearchRequest::dense(&field, row, k)).unwrap());
+        for (strategy, out) in [
+            (Strategy::Auto, &mut single_s),
+            (Strategy::Streaming, &mut streaming_s),
+        ] {
+            let t = Instant::now();
+            for row in queries.chunks_exact(dim).take(single) {
+                let req = SearchRequest::dense(&field, row, k).with_strategy(strategy);
+                std::hint::black_box(coll.search(&req).unwrap());
+            }
+            out.push(t.elapsed().as_secs_f64() / single as f64);
         }
-        single_s.push(t.elapsed().as_secs_f64() / single as f64);
     }
     let top: Vec<Vec<&str>> = warm
         .iter()
@@ -55,6 +63,6 @@ fn main() {
         .collect();
     println!(
         "{}",
-        serde_json::json!({"open_s": open_s, "batch_s": batch_s, "single_query_s": single_s, "queries": nq, "top": top})
+        serde_json::json!({"open_s": open_s, "batch_s": batch_s, "single_query_s": single_s, "single_streaming_s": streaming_s, "simd": vellum::linalg::simd::level().name(), "queries": nq, "top": top})
     );
 }

@@ -134,11 +134,14 @@ pub fn tile_scalar(
     masks
 }
 
-/// Whether [`tile`] can run on this CPU (AVX-512F and AVX-512 BF16).
+/// Whether [`tile`] can run on this CPU (AVX-512F and AVX-512 BF16) and is wanted (`VELLUM_SIMD`
+/// does not name a narrower level; see [`super::simd::level`]).
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bf16")
+        std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bf16")
+            && super::simd::level() == super::simd::Level::Avx512
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
