@@ -143,5 +143,41 @@ fn topk(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, similarity_kernels, matmul, topk);
+/// The screening-code kernels at every level this CPU has: one i16 query against 4096 rows
+/// (single-query search) and 64 u8 queries against 256 rows (batches), 384 dimensions.
+fn code_kernels(c: &mut Criterion) {
+    use vellum::linalg::codes::{dot_block_at, dot_rows_at, max_query_value, MAX_U8_QUERY};
+    use vellum::linalg::simd::available_levels;
+    let dim = 384;
+    let bytes = |n: usize, seed: u32| -> Vec<i8> {
+        data(n, seed).iter().map(|v| (v * 127.0) as i8).collect()
+    };
+    let mut g = c.benchmark_group("codes");
+    let (rows, codes) = (4096, bytes(4096 * dim, 3));
+    let m = max_query_value(dim) as f32;
+    let q: Vec<i16> = data(dim, 5).iter().map(|v| (v * m) as i16).collect();
+    let mut out = vec![0i32; rows];
+    g.throughput(Throughput::Elements((rows * dim) as u64));
+    for level in available_levels() {
+        g.bench_function(format!("dot_rows/{}", level.name()), |b| {
+            b.iter(|| dot_rows_at(level, black_box(&q), &codes, &mut out))
+        });
+    }
+    let (nq, n) = (64, 256);
+    let qs: Vec<u8> = data(nq * dim, 7)
+        .iter()
+        .map(|v| ((v + 1.0) / 2.0 * MAX_U8_QUERY as f32) as u8)
+        .collect();
+    let block = bytes(n * dim, 9);
+    let mut out = vec![0i32; nq * n];
+    g.throughput(Throughput::Elements((nq * n * dim) as u64));
+    for level in available_levels() {
+        g.bench_function(format!("dot_block/{}", level.name()), |b| {
+            b.iter(|| dot_block_at(level, black_box(&qs), &block, dim, &mut out))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, similarity_kernels, matmul, topk, code_kernels);
 criterion_main!(benches);

@@ -107,6 +107,9 @@ print("|---|---|---|---|")
 print(f"| batch of {len(Q)} queries | {vb*1e3:.1f} ms ({len(Q)/vb:,.0f} q/s) | {fb*1e3:.1f} ms ({len(Q)/fb:,.0f} q/s) | {fb/vb:.2f}x |")
 print(f"| single query | {vs*1e3:.3f} ms ({1/vs:,.0f} q/s) | {fs*1e3:.3f} ms ({1/fs:,.0f} q/s) | {fs/vs:.2f}x |")
 print(f"| single query, full f32 scan (Strategy::Streaming) | {vss*1e3:.3f} ms ({1/vss:,.0f} q/s) | | {fs/vss:.2f}x |")
+for name in ("coded", "screened", "blocked"):
+    t = statistics.median(statistics.median(r["paths"][f"batch_{name}_s"]) for r in v_rounds)
+    print(f"| batch, Strategy::{name.capitalize()} | {t*1e3:.1f} ms ({len(Q)/t:,.0f} q/s) | | {fb/t:.2f}x |")
 print(f"vellum kernels: {v_rounds[0]['simd']} (VELLUM_SIMD={os.environ.get('VELLUM_SIMD', 'unset')})")
 print(f"| open / load | {med(v_rounds, 'open_s')*1e3:.2f} ms (open) | {med(f_rounds, 'open_s')*1e3:.1f} ms (add to index) | |")
 if agree < 0.99:

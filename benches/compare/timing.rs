@@ -33,11 +33,27 @@ fn main() {
     let coll = snap.collection(&collection).unwrap();
     let batch = SearchRequest::dense_batch(&field, &queries, k).with_strategy(Strategy::Auto);
     let warm = coll.search(&batch).unwrap(); // warm-up: page in the mapped file
-    let mut batch_s = Vec::new();
+                                             // Batches: the default, and each exact batch path (interleaved).
+    let (mut batch_s, mut paths) = (Vec::new(), serde_json::Map::new());
+    let strategies = [
+        ("coded", Strategy::Coded),
+        ("screened", Strategy::Screened),
+        ("blocked", Strategy::Blocked),
+    ];
+    let mut path_s = vec![Vec::new(); strategies.len()];
     for _ in 0..reps {
         let t = Instant::now();
         std::hint::black_box(coll.search(&batch).unwrap());
         batch_s.push(t.elapsed().as_secs_f64());
+        for ((_, strategy), out) in strategies.iter().zip(&mut path_s) {
+            let req = SearchRequest::dense_batch(&field, &queries, k).with_strategy(*strategy);
+            let t = Instant::now();
+            std::hint::black_box(coll.search(&req).unwrap());
+            out.push(t.elapsed().as_secs_f64());
+        }
+    }
+    for ((name, _), times) in strategies.iter().zip(path_s) {
+        paths.insert(format!("batch_{name}_s"), times.into());
     }
     let single = single.min(nq);
     // Single queries: the default (coded, where segments have screening codes) and the full
@@ -63,6 +79,6 @@ fn main() {
         .collect();
     println!(
         "{}",
-        serde_json::json!({"open_s": open_s, "batch_s": batch_s, "single_query_s": single_s, "single_streaming_s": streaming_s, "simd": vellum::linalg::simd::level().name(), "queries": nq, "top": top})
+        serde_json::json!({"open_s": open_s, "batch_s": batch_s, "single_query_s": single_s, "single_streaming_s": streaming_s, "simd": vellum::linalg::simd::level().name(), "queries": nq, "top": top, "paths": paths})
     );
 }

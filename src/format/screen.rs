@@ -324,17 +324,18 @@ impl<'a> ScreenView<'a> {
         if bytes[20..HEADER_LEN].iter().any(|b| *b != 0) {
             return Err(err(20, "reserved header bytes are not zero".into()));
         }
-        let (stats, codes, len) = layout(rows, d).filter(|l| l.2 == bytes.len()).ok_or_else(
-            || {
-                err(
-                    0,
-                    format!(
+        let (stats, codes, len) =
+            layout(rows, d)
+                .filter(|l| l.2 == bytes.len())
+                .ok_or_else(|| {
+                    err(
+                        0,
+                        format!(
                         "section of {} bytes; {rows} rows × {d} dimensions need a different length",
                         bytes.len()
                     ),
-                )
-            },
-        )?;
+                    )
+                })?;
         let f32s = |at: usize, len: usize| -> Result<&'a [f32]> {
             bytemuck::try_cast_slice(&bytes[at..at + len])
                 .map_err(|_| err(at, "section is not 4-byte aligned in memory".into()))

@@ -1,5 +1,7 @@
-//! Exact integer dot products of one i16 query with rows of i8 codes: the inner loop of exact
-//! single-query search over a dense field's screening codes (`format-spec/screen.md`).
+//! Exact integer dot products with rows of i8 codes: one i16 query at a time ([`dot_rows`], the
+//! inner loop of exact single-query search over a dense field's screening codes,
+//! `format-spec/screen.md`), or a block of u8 queries against a block of rows ([`dot_block`],
+//! batches: `vpmaddubsw`, 32 products an instruction on AVX2, 64 on AVX-512).
 //!
 //! Integer arithmetic makes every variant return the same numbers: the AVX-512 (`vpmovsxbw` +
 //! `vpmaddwd`, 32 dimensions a step), AVX2 (the same on 16 dimensions) and scalar versions agree
@@ -50,8 +52,71 @@ pub fn dot_rows_at(level: Level, q: &[i16], codes: &[i8], out: &mut [i32]) {
     scalar::dot_rows(q, codes, out)
 }
 
+/// Largest u8 query value of [`dot_block`]: with codes in `[-128, 127]`, `vpmaddubsw`'s pairs of
+/// products stay within i16 (2 · 128 · 128 = 32768 would not; 2 · 128 · 127 does).
+pub const MAX_U8_QUERY: u8 = 128;
+
+/// `out[i·n + r] = Σ_d queries[i·dim + d] · codes[r·dim + d]` for `m = queries.len() / dim` u8
+/// queries (each value at most [`MAX_U8_QUERY`]) and `n = out.len() / m` rows of i8 codes, at the
+/// widest level this CPU has. Sums must fit in i32 (`dim · 128 · 128 < 2³¹`).
+///
+/// # Panics
+/// If the lengths disagree or a query value exceeds [`MAX_U8_QUERY`] (checked in debug builds).
+pub fn dot_block(queries: &[u8], codes: &[i8], dim: usize, out: &mut [i32]) {
+    dot_block_at(super::simd::level(), queries, codes, dim, out)
+}
+
+/// [`dot_block`] at `level` (a level the CPU lacks runs the scalar code).
+pub fn dot_block_at(level: Level, queries: &[u8], codes: &[i8], dim: usize, out: &mut [i32]) {
+    assert!(dim > 0 && queries.len() % dim == 0 && codes.len() % dim == 0);
+    let (m, n) = (queries.len() / dim, codes.len() / dim);
+    assert_eq!(out.len(), m * n, "out holds m × n products");
+    debug_assert!(queries.iter().all(|&v| v <= MAX_U8_QUERY));
+    #[cfg(target_arch = "x86_64")]
+    match level {
+        // SAFETY: the level's CPU features were checked by `supported`; lengths are asserted
+        // above, and the kernels read inside them.
+        Level::Avx512 if level.supported() && vnni() => {
+            return unsafe { x86::dot_block_avx512_vnni(queries, codes, dim, out) }
+        }
+        Level::Avx512 if level.supported() => {
+            return unsafe { x86::dot_block_avx512(queries, codes, dim, out) }
+        }
+        Level::Avx2 if level.supported() => {
+            return unsafe { x86::dot_block_avx2(queries, codes, dim, out) }
+        }
+        _ => {}
+    }
+    let _ = level;
+    scalar::dot_block(queries, codes, dim, out)
+}
+
+/// Whether the CPU has AVX-512 VNNI (`vpdpbusd`: 64 u8 × i8 products and their sums in one
+/// instruction), used within [`Level::Avx512`] unless `VELLUM_SIMD=avx512-novnni`.
+#[cfg(target_arch = "x86_64")]
+fn vnni() -> bool {
+    static VNNI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *VNNI.get_or_init(|| {
+        std::is_x86_feature_detected!("avx512vnni")
+            && std::env::var("VELLUM_SIMD").ok().as_deref() != Some("avx512-novnni")
+    })
+}
+
 /// The portable version and test oracle.
 pub mod scalar {
+    /// See [`super::dot_block`].
+    pub fn dot_block(queries: &[u8], codes: &[i8], dim: usize, out: &mut [i32]) {
+        let n = codes.len() / dim;
+        for (i, q) in queries.chunks_exact(dim).enumerate() {
+            for (r, row) in codes.chunks_exact(dim).enumerate() {
+                out[i * n + r] = q
+                    .iter()
+                    .zip(row)
+                    .fold(0i32, |acc, (&a, &b)| acc.wrapping_add(a as i32 * b as i32));
+            }
+        }
+    }
+
     /// See [`super::dot_rows`]. Sums wrap like the SIMD lanes (the caller's bound rules it out).
     pub fn dot_rows(q: &[i16], codes: &[i8], out: &mut [i32]) {
         let dim = q.len();
@@ -73,7 +138,120 @@ mod x86 {
     use super::ROWS;
     use std::arch::x86_64::*;
 
-    /// Scalar tail of one row from dimension `from`.
+    /// The block kernel: full `MR × NR` tiles with the accumulators in registers (constant loop
+    /// bounds), edge tiles and the dimensions past the last whole vector in scalar code. `$dot`
+    /// adds the products of one vector of u8 queries and one of i8 codes to an i32 accumulator.
+    macro_rules! block_kernel {
+        ($name:ident, $feat:literal, $mr:expr, $nr:expr, $vec:ty, $w:expr, $zero:expr, $load:expr,
+         $dot:expr, $hsum:expr) => {
+            /// # Safety
+            /// The CPU must have the target features; lengths as asserted by `dot_block_at`.
+            #[target_feature(enable = $feat)]
+            pub unsafe fn $name(queries: &[u8], codes: &[i8], dim: usize, out: &mut [i32]) {
+                const MR: usize = $mr;
+                const NR: usize = $nr;
+                let (m, n) = (queries.len() / dim, codes.len() / dim);
+                let whole = dim / $w * $w;
+                let scalar = |i: usize, r: usize, from: usize| -> i32 {
+                    queries[i * dim + from..(i + 1) * dim]
+                        .iter()
+                        .zip(&codes[r * dim + from..(r + 1) * dim])
+                        .fold(0i32, |a, (&x, &y)| a.wrapping_add(x as i32 * y as i32))
+                };
+                let (m_full, n_full) = (m / MR * MR, n / NR * NR);
+                for i in (0..m_full).step_by(MR) {
+                    for r in (0..n_full).step_by(NR) {
+                        let mut acc: [[$vec; NR]; MR] = [[$zero; NR]; MR];
+                        let q = queries.as_ptr().add(i * dim);
+                        let x = codes.as_ptr().add(r * dim);
+                        let mut d = 0;
+                        while d < whole {
+                            let xs: [$vec; NR] =
+                                std::array::from_fn(|j| $load(x.add(j * dim + d).cast()));
+                            for a in 0..MR {
+                                let qv: $vec = $load(q.add(a * dim + d).cast());
+                                for j in 0..NR {
+                                    acc[a][j] = $dot(acc[a][j], qv, xs[j]);
+                                }
+                            }
+                            d += $w;
+                        }
+                        for a in 0..MR {
+                            for j in 0..NR {
+                                let v: i32 = $hsum(acc[a][j]);
+                                out[(i + a) * n + r + j] =
+                                    v.wrapping_add(scalar(i + a, r + j, whole));
+                            }
+                        }
+                    }
+                    for r in n_full..n {
+                        for a in 0..MR {
+                            out[(i + a) * n + r] = scalar(i + a, r, 0);
+                        }
+                    }
+                }
+                for i in m_full..m {
+                    for r in 0..n {
+                        out[i * n + r] = scalar(i, r, 0);
+                    }
+                }
+            }
+        };
+    }
+
+    #[inline(always)]
+    unsafe fn hsum256(v: __m256i) -> i32 {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+        _mm_cvtsi128_si32(s)
+    }
+
+    block_kernel!(
+        dot_block_avx2,
+        "avx2",
+        4,
+        2,
+        __m256i,
+        32,
+        _mm256_setzero_si256(),
+        |p: *const __m256i| _mm256_loadu_si256(p),
+        |acc, q, x| _mm256_add_epi32(
+            acc,
+            _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), _mm256_set1_epi16(1))
+        ),
+        |v| hsum256(v)
+    );
+
+    block_kernel!(
+        dot_block_avx512,
+        "avx512f,avx512bw,avx512vl",
+        4,
+        2,
+        __m512i,
+        64,
+        _mm512_setzero_si512(),
+        |p: *const __m512i| _mm512_loadu_si512(p),
+        |acc, q, x| _mm512_add_epi32(
+            acc,
+            _mm512_madd_epi16(_mm512_maddubs_epi16(q, x), _mm512_set1_epi16(1))
+        ),
+        |v| _mm512_reduce_add_epi32(v)
+    );
+
+    block_kernel!(
+        dot_block_avx512_vnni,
+        "avx512f,avx512bw,avx512vl,avx512vnni",
+        4,
+        2,
+        __m512i,
+        64,
+        _mm512_setzero_si512(),
+        |p: *const __m512i| _mm512_loadu_si512(p),
+        |acc, q, x| _mm512_dpbusd_epi32(acc, q, x),
+        |v| _mm512_reduce_add_epi32(v)
+    );
+
     #[inline(always)]
     fn tail(q: &[i16], row: &[i8], from: usize) -> i32 {
         q[from..]
@@ -220,7 +398,55 @@ mod tests {
         }
     }
 
+    fn check_block(queries: &[u8], codes: &[i8], dim: usize) {
+        let (m, n) = (queries.len() / dim, codes.len() / dim);
+        let mut want = vec![0; m * n];
+        scalar::dot_block(queries, codes, dim, &mut want);
+        for level in available_levels() {
+            let mut got = vec![7; m * n];
+            dot_block_at(level, queries, codes, dim, &mut got);
+            assert_eq!(got, want, "{level:?}, dim {dim}, {m} × {n}");
+        }
+        // The AVX-512 kernel without VNNI, which `dot_block_at` skips on a VNNI CPU.
+        #[cfg(target_arch = "x86_64")]
+        if Level::Avx512.supported() {
+            let mut got = vec![7; m * n];
+            // SAFETY: the CPU has AVX-512 F/BW/VL (checked); lengths are consistent.
+            unsafe { x86::dot_block_avx512(queries, codes, dim, &mut got) };
+            assert_eq!(got, want, "avx512 without vnni, dim {dim}, {m} × {n}");
+        }
+    }
+
+    #[test]
+    fn block_extremes_do_not_saturate() {
+        for dim in [1, 31, 32, 33, 64, 65, 384, 1000] {
+            let q = vec![MAX_U8_QUERY; dim * 5];
+            let codes: Vec<i8> = (0..dim * 3)
+                .map(|i| if i % 2 == 0 { 127 } else { -128 })
+                .collect();
+            check_block(&q, &codes, dim);
+            let mut out = vec![0; 15];
+            dot_block(&q, &codes, dim, &mut out);
+            let want: i64 = codes[..dim].iter().map(|&c| 128 * c as i64).sum();
+            assert_eq!(out[0] as i64, want);
+        }
+    }
+
     proptest! {
+        #[test]
+        fn block_levels_equal_the_scalar_twin(
+            dim in 1usize..140, m in 1usize..10, n in 1usize..7, seed in any::<u64>(),
+        ) {
+            let mut s = seed;
+            let mut next = || {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (s >> 33) as u32
+            };
+            let q: Vec<u8> = (0..dim * m).map(|_| (next() % (MAX_U8_QUERY as u32 + 1)) as u8).collect();
+            let codes: Vec<i8> = (0..dim * n).map(|_| next() as u8 as i8).collect();
+            check_block(&q, &codes, dim);
+        }
+
         #[test]
         fn every_level_equals_the_scalar_twin(
             dim in 1usize..80,

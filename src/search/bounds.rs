@@ -28,6 +28,53 @@ impl PartialOrd for Total {
     }
 }
 
+/// A floor shared by the parallel tasks of one query: each task's floor is valid for all (its `k`
+/// rows are live rows of the collection), so every task may prune with the highest one published.
+#[derive(Debug, Default)]
+pub(super) struct SharedFloor(std::sync::atomic::AtomicU32);
+
+impl SharedFloor {
+    /// An f32 as a u32 key ordered like the floats (`total_cmp`).
+    fn key(v: f32) -> u32 {
+        let b = v.to_bits();
+        if b >> 31 == 1 {
+            !b
+        } else {
+            b | 0x8000_0000
+        }
+    }
+
+    fn value(key: u32) -> f32 {
+        f32::from_bits(if key >> 31 == 1 {
+            key & 0x7fff_ffff
+        } else {
+            !key
+        })
+    }
+
+    /// A floor of -inf.
+    pub(super) fn new() -> Self {
+        SharedFloor(std::sync::atomic::AtomicU32::new(Self::key(
+            f32::NEG_INFINITY,
+        )))
+    }
+
+    /// The highest floor published.
+    #[inline]
+    pub(super) fn get(&self) -> f32 {
+        Self::value(self.0.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Publishes `floor` (keeps the higher one).
+    #[inline]
+    pub(super) fn publish(&self, floor: f32) {
+        if !floor.is_nan() {
+            self.0
+                .fetch_max(Self::key(floor), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
 /// The `k` largest values pushed (a min-heap).
 #[derive(Debug, Clone)]
 struct LargestK {
@@ -163,6 +210,20 @@ mod tests {
         assert_eq!(got, vec![0, 1]);
         // Row 2's upper bound (4.5) is below the exact second score (5): not rescored.
         assert_eq!(rescored.get(), 2);
+    }
+
+    #[test]
+    fn shared_floor_keeps_the_highest_value_in_float_order() {
+        let f = SharedFloor::new();
+        assert_eq!(f.get(), f32::NEG_INFINITY);
+        for v in [-3.5, -0.0, -7.0, 2.25, 1.0, f32::NAN] {
+            f.publish(v);
+        }
+        assert_eq!(f.get(), 2.25);
+        let g = SharedFloor::new();
+        g.publish(-2.0);
+        g.publish(-5.0);
+        assert_eq!(g.get(), -2.0);
     }
 
     #[test]

@@ -19,13 +19,13 @@
 
 use rayon::prelude::*;
 
-use super::bounds::Screen;
+use super::bounds::{Screen, SharedFloor};
 use super::dense::tasks;
 use super::topk::TopK;
-use crate::collection::{Collection, SegmentSlot};
+use crate::collection::Collection;
 use crate::dtype::{DType, Metric};
 use crate::format::screen::ScreenView;
-use crate::linalg::codes::{dot_rows, max_query_value};
+use crate::linalg::codes::{dot_block, dot_rows, max_query_value, MAX_U8_QUERY};
 use crate::linalg::similarity::{similarity, PreparedQuery};
 
 /// Rows per parallel task (4096 × 384 codes: 1.5 MiB).
@@ -134,9 +134,9 @@ impl Query {
     }
 }
 
-/// The query through one segment's map: `score ≈ base + step·(u·c)`.
+/// The query through one segment's map: `score ≈ base + step·(u·c)` for integer `u`.
+#[derive(Debug, Clone, Copy, Default)]
 struct Mapped {
-    u: Vec<i16>,
     base: f64,
     step: f64,
     /// `‖f‖`, the rounding of `w` to `step·u`.
@@ -146,29 +146,33 @@ struct Mapped {
 }
 
 impl Mapped {
-    fn new(q: &Query, view: &ScreenView<'_>) -> Self {
+    /// Maps `q` through the segment's map and rounds it to integers in `-limit..=limit`, pushed
+    /// onto `u` as `u + offset` (the batch kernel takes u8).
+    fn new<T: TryFrom<i32>>(
+        q: &Query,
+        view: &ScreenView<'_>,
+        limit: i32,
+        offset: i32,
+        u: &mut Vec<T>,
+    ) -> Self {
         let dim = view.dim;
         let w: Vec<f64> = (0..dim).map(|j| q.v[j] * view.scale[j] as f64).collect();
         let base: f64 = (0..dim).map(|j| q.v[j] * view.mid[j] as f64).sum();
         let max = w.iter().fold(0f64, |m, x| m.max(x.abs()));
-        let limit = max_query_value(dim) as f64;
+        let limit = limit as f64;
         let step = if max > 0.0 { max / limit } else { 1.0 };
         let mut rounding = 0f64;
-        let u = w
-            .iter()
-            .map(|&x| {
-                let u = (x / step).round().clamp(-limit, limit);
-                rounding += (x - step * u).powi(2);
-                u as i16
-            })
-            .collect();
+        u.extend(w.iter().map(|&x| {
+            let v = (x / step).round().clamp(-limit, limit);
+            rounding += (x - step * v).powi(2);
+            T::try_from(v as i32 + offset).unwrap_or_else(|_| unreachable!("clamped"))
+        }));
         // Largest magnitude a coded value can have under this map, for the f64 rounding margin.
         let span: f64 = (0..dim)
             .map(|j| (view.mid[j].abs() as f64 + 127.0 * view.scale[j] as f64).powi(2))
             .sum::<f64>()
             .sqrt();
         Mapped {
-            u,
             base,
             step,
             rounding: rounding.sqrt() * (1.0 + 1e-12),
@@ -204,14 +208,19 @@ pub(super) fn search_one(
     let dim = q.len();
     // The map of each segment with codes (a damaged section is scanned exactly instead; verify
     // reports it).
-    let mapped: Vec<Option<Mapped>> = c
+    let mapped: Vec<Option<(Mapped, Vec<i16>)>> = c
         .slots()
         .iter()
         .map(|s| match s.segment.screen(field) {
-            Some(Ok(view)) => Some(Mapped::new(&query, &view)),
+            Some(Ok(view)) => {
+                let mut u = Vec::with_capacity(dim);
+                let m = Mapped::new(&query, &view, max_query_value(dim), 0, &mut u);
+                Some((m, u))
+            }
             _ => None,
         })
         .collect();
+    let shared = SharedFloor::new();
     let screen = tasks(c, BLOCK)
         .into_par_iter()
         .fold(
@@ -219,17 +228,23 @@ pub(super) fn search_one(
             |(mut screen, mut dots), (si, start, end)| {
                 let slot = &c.slots()[si];
                 match (&mapped[si], slot.segment.screen(field)) {
-                    (Some(m), Some(Ok(view))) => scan_codes(
-                        &mut screen,
-                        &mut dots,
-                        &query,
-                        m,
-                        &view,
-                        slot,
-                        si,
-                        start,
-                        end,
-                    ),
+                    (Some((m, u)), Some(Ok(view))) => {
+                        let codes = &view.codes[start * dim..end * dim];
+                        dots.resize(end - start, 0);
+                        dot_rows(u, codes, &mut dots);
+                        let mut floor = screen.floor.max(shared.get());
+                        for (i, &dot) in dots.iter().enumerate() {
+                            let row = start + i;
+                            let b = bounds(&query, m, &view, row, dot as i64, floor);
+                            if let Some((lo, hi)) = b {
+                                if !slot.is_deleted(row as u32) {
+                                    screen.offer(hi, lo, si as u32, row as u32);
+                                    floor = floor.max(screen.floor);
+                                }
+                            }
+                        }
+                        shared.publish(screen.floor);
+                    }
                     _ => {
                         let matrix = slot.segment.fixed_matrix(field);
                         for row in start..end {
@@ -258,55 +273,250 @@ pub(super) fn search_one(
     }))
 }
 
-/// Screens rows `start..end` of one segment by its codes.
-#[allow(clippy::too_many_arguments)]
-fn scan_codes(
-    screen: &mut Screen,
-    dots: &mut Vec<i32>,
+/// The f32 interval around row `row`'s score whose integer product with the mapped query is
+/// `dot`, or `None` when its upper bound is below `floor`. Unbounded rows (residual +∞; NaN for a
+/// zero L2 query) get an infinite interval.
+#[inline]
+fn bounds(
     q: &Query,
     m: &Mapped,
     view: &ScreenView<'_>,
-    slot: &SegmentSlot,
-    si: usize,
-    start: usize,
-    end: usize,
-) {
-    let dim = view.dim;
-    dots.resize(end - start, 0);
-    dot_rows(&m.u, &view.codes[start * dim..end * dim], dots);
+    row: usize,
+    dot: i64,
+    floor: f32,
+) -> Option<(f32, f32)> {
+    let approx = m.base + m.step * dot as f64;
+    let (cn, rn, vn) = (
+        view.code_norm[row] as f64,
+        view.residual_norm[row] as f64,
+        view.value_norm[row] as f64,
+    );
     let (a, b, cc) = q.slop;
-    let q_sq = q.norm * q.norm;
-    for (i, &dot) in dots.iter().enumerate() {
-        let row = start + i;
-        let approx = m.base + m.step * dot as f64;
-        let (cn, rn, vn) = (
-            view.code_norm[row] as f64,
-            view.residual_norm[row] as f64,
-            view.value_norm[row] as f64,
-        );
-        let coding = m.rounding * cn + q.norm * rn;
-        let (center, half) = match q.metric {
-            Metric::Ip => (approx, coding + a + b * vn),
-            Metric::Cosine => (approx, coding + a),
-            Metric::L2 => (
-                2.0 * approx - q_sq - vn * vn,
-                2.0 * coding + a + b * vn + cc * vn * vn,
-            ),
-        };
-        let half = half * (1.0 + 2f64.powi(-20)) + m.margin;
-        // An unbounded row (residual +∞; NaN for a zero L2 query) is always a candidate.
-        let upper = center + half;
-        if upper < screen.floor as f64 && upper.is_finite() {
-            continue;
+    let coding = m.rounding * cn + q.norm * rn;
+    let (center, half) = match q.metric {
+        Metric::Ip => (approx, coding + a + b * vn),
+        Metric::Cosine => (approx, coding + a),
+        Metric::L2 => (
+            2.0 * approx - q.norm * q.norm - vn * vn,
+            2.0 * coding + a + b * vn + cc * vn * vn,
+        ),
+    };
+    let half = half * (1.0 + 2f64.powi(-20)) + m.margin;
+    let upper = center + half;
+    if upper < floor as f64 && upper.is_finite() {
+        return None;
+    }
+    Some(if half.is_finite() {
+        outward(center - half, upper)
+    } else {
+        (f32::NEG_INFINITY, f32::INFINITY)
+    })
+}
+
+/// Rows per parallel task of the batch path (256 × 384 codes: 96 KiB, in L2 while every query
+/// group passes over them).
+const BATCH_ROWS: usize = 256;
+/// Queries per call of the block kernel (the products of a group and a task: 64 KiB of i32).
+const QUERY_GROUP: usize = 64;
+/// Magnitude of the batch path's integer queries (`u + 64` fits [`MAX_U8_QUERY`]).
+const U8_LIMIT: i32 = 64;
+
+/// Whether the batch path should read the codes: segments with codes hold at least 90 % of the
+/// rows (the others are scored exactly, pair by pair).
+pub(super) fn covers(c: &Collection, field: usize) -> bool {
+    let (mut coded, mut all) = (0u64, 0u64);
+    for s in c.slots() {
+        let rows = u64::from(s.segment.rows());
+        all += rows;
+        if s.segment.screen(field).is_some() {
+            coded += rows;
         }
-        if slot.is_deleted(row as u32) {
-            continue;
+    }
+    coded > 0 && coded * 10 >= all * 9
+}
+
+/// A batch of queries by the codes: per block of rows and group of queries, all u8 × i8 products
+/// at once ([`dot_block`]), each query's integer threshold from its floor and the block's largest
+/// error terms, then the exact per-row bound for the products that pass. `None` when the codes
+/// cannot be used for this field or these queries.
+pub(super) fn search_batch(b: &super::DenseBatch<'_>) -> Option<Vec<TopK>> {
+    let (c, field, metric, dim, k) = (b.collection, b.field, b.metric, b.dim, b.k);
+    let dtype = c.schema().fields[field].kind.dtype();
+    if !usable(dtype) || !covers(c, field) {
+        return None;
+    }
+    let prepared: Vec<PreparedQuery> = b
+        .queries
+        .chunks_exact(dim)
+        .map(|q| PreparedQuery::new(q, dtype))
+        .collect();
+    let queries: Vec<Query> = b
+        .queries
+        .chunks_exact(dim)
+        .zip(&prepared)
+        .map(|(q, p)| Query::new(metric, q, p))
+        .collect::<Option<_>>()?;
+    let nq = queries.len();
+    // Per segment with codes: every query mapped (u8 codes, nq × dim) and its parameters.
+    let mapped: Vec<Option<(Vec<Mapped>, Vec<u8>)>> = c
+        .slots()
+        .iter()
+        .map(|s| match s.segment.screen(field) {
+            Some(Ok(view)) => {
+                let mut u = Vec::with_capacity(nq * dim);
+                let maps = queries
+                    .iter()
+                    .map(|q| Mapped::new(q, &view, U8_LIMIT, U8_LIMIT, &mut u))
+                    .collect();
+                Some((maps, u))
+            }
+            _ => None,
+        })
+        .collect();
+    debug_assert!(U8_LIMIT * 2 <= MAX_U8_QUERY as i32);
+    let shared: Vec<SharedFloor> = (0..nq).map(|_| SharedFloor::new()).collect();
+    let empty = || vec![Screen::new(k); nq];
+    let screens = tasks(c, BATCH_ROWS)
+        .into_par_iter()
+        .fold(
+            || (empty(), Vec::new(), Vec::new()),
+            |(mut screens, mut dots, mut sums), (si, start, end)| {
+                let slot = &c.slots()[si];
+                match (&mapped[si], slot.segment.screen(field)) {
+                    (Some((maps, u)), Some(Ok(view))) => screen_block(
+                        (&mut screens, &shared),
+                        (&mut dots, &mut sums),
+                        (&queries, maps, u),
+                        &view,
+                        (slot, si, start, end),
+                    ),
+                    _ => {
+                        let matrix = slot.segment.fixed_matrix(field);
+                        for row in start..end {
+                            if slot.is_deleted(row as u32) {
+                                continue;
+                            }
+                            let x = matrix.slice(row * dim..(row + 1) * dim);
+                            for (screen, p) in screens.iter_mut().zip(&prepared) {
+                                let s = similarity(metric, p, x);
+                                if s >= screen.floor {
+                                    screen.offer(s, s, si as u32, row as u32);
+                                }
+                            }
+                        }
+                    }
+                }
+                (screens, dots, sums)
+            },
+        )
+        .map(|(screens, _, _)| screens)
+        .reduce(empty, |mut a, b| {
+            for (x, y) in a.iter_mut().zip(b) {
+                x.merge(y);
+            }
+            a
+        });
+    Some(
+        screens
+            .into_par_iter()
+            .zip(prepared)
+            .map(|(screen, p)| {
+                screen.finish(k, |si, row| {
+                    let x = c.slots()[si as usize].segment.fixed_row(field, row);
+                    similarity(metric, &p, x)
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Screens one block of rows of a segment with codes for every query.
+fn screen_block(
+    (screens, shared): (&mut [Screen], &[SharedFloor]),
+    (dots, sums): (&mut Vec<i32>, &mut Vec<i32>),
+    (queries, maps, u): (&[Query], &[Mapped], &[u8]),
+    view: &ScreenView<'_>,
+    (slot, si, start, end): (&crate::collection::SegmentSlot, usize, usize, usize),
+) {
+    let (dim, n, nq) = (view.dim, end - start, queries.len());
+    let codes = &view.codes[start * dim..end * dim];
+    // u8 queries are `u + 64`: subtract 64·Σc per row (in i32, as every product: |u·c| ≤
+    // 64·128·dim < 2³¹ for the dimensions a field may have).
+    sums.clear();
+    sums.extend(
+        codes
+            .chunks_exact(dim)
+            .map(|r| U8_LIMIT * r.iter().map(|&c| c as i32).sum::<i32>()),
+    );
+    // The block's largest error terms, for one integer threshold per query.
+    let fold = |v: &[f32]| v[start..end].iter().fold(0f64, |m, &x| m.max(x as f64));
+    let (max_cn, max_rn, max_vn) = (
+        fold(view.code_norm),
+        fold(view.residual_norm),
+        fold(view.value_norm),
+    );
+    let min_vn = view.value_norm[start..end]
+        .iter()
+        .fold(f64::INFINITY, |m, &x| m.min(x as f64));
+    for g in (0..nq).step_by(QUERY_GROUP) {
+        let m = QUERY_GROUP.min(nq - g);
+        dots.resize(m * n, 0);
+        dot_block(&u[g * dim..(g + m) * dim], codes, dim, dots);
+        for i in 0..m {
+            let (qi, q, map) = (g + i, &queries[g + i], &maps[g + i]);
+            let screen = &mut screens[qi];
+            // Rows whose product is below `threshold` have an upper bound below the floor.
+            let (a, b, cc) = q.slop;
+            let coding = map.rounding * max_cn + q.norm * max_rn;
+            let mut floor32 = screen.floor.max(shared[qi].get());
+            let floor = floor32 as f64;
+            let need = match q.metric {
+                Metric::Ip | Metric::Cosine => {
+                    let half = coding + a + b * max_vn;
+                    (floor - map.base - (half * (1.0 + 2f64.powi(-20)) + map.margin)) / map.step
+                }
+                Metric::L2 => {
+                    let half = 2.0 * coding + a + b * max_vn + cc * max_vn * max_vn;
+                    let half = half * (1.0 + 2f64.powi(-20)) + map.margin;
+                    (floor + q.norm * q.norm + min_vn * min_vn - half) / (2.0 * map.step)
+                        - map.base / map.step
+                }
+            };
+            // One integer below, for the f64 rounding of `need` itself.
+            let threshold = if need.is_finite() {
+                need.floor() as i64 - 1
+            } else if need > 0.0 {
+                continue;
+            } else {
+                i64::MIN
+            };
+            // Chunks whose largest product is below the threshold are skipped in one
+            // vectorised pass (the common case once the floor has risen).
+            let row_dots = &mut dots[i * n..(i + 1) * n];
+            row_dots
+                .iter_mut()
+                .zip(sums.iter())
+                .for_each(|(d, s)| *d = d.wrapping_sub(*s));
+            const CHUNK: usize = 32;
+            for (ci, chunk) in row_dots.chunks(CHUNK).enumerate() {
+                let max = chunk.iter().fold(i32::MIN, |m, &v| m.max(v));
+                if (max as i64) < threshold {
+                    continue;
+                }
+                for (j, &dot) in chunk.iter().enumerate() {
+                    if (dot as i64) < threshold {
+                        continue;
+                    }
+                    let row = start + ci * CHUNK + j;
+                    if let Some((lo, hi)) = bounds(q, map, view, row, dot as i64, floor32) {
+                        if !slot.is_deleted(row as u32) {
+                            screen.offer(hi, lo, si as u32, row as u32);
+                            floor32 = floor32.max(screen.floor);
+                        }
+                    }
+                }
+            }
+            shared[qi].publish(screen.floor);
         }
-        let (lo, hi) = if half.is_finite() {
-            outward(center - half, upper)
-        } else {
-            (f32::NEG_INFINITY, f32::INFINITY)
-        };
-        screen.offer(hi, lo, si as u32, row as u32);
     }
 }

@@ -47,7 +47,8 @@ impl<'a> Queries<'a> {
 /// Which dense search routine to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Strategy {
-    /// Coded for a single query, screened for batches.
+    /// Coded for a single query; for batches, screened where the CPU has AVX-512 BF16, else
+    /// coded when segments with codes hold ≥ 90 % of the rows, else blocked.
     #[default]
     Auto,
     /// One SIMD similarity call per stored vector.
@@ -62,6 +63,9 @@ pub enum Strategy {
     /// a rigorous bound per row, and rescore exactly the rows that can reach the top-k; same
     /// results as streaming (`format-spec/screen.md`). Segments without codes (fewer rows than
     /// [`crate::WriterOptions::screen_min_rows`], or written before codes existed) are streamed.
+    /// Batches multiply blocks of queries (rounded to 7 bits) with blocks of codes (AVX2
+    /// `vpmaddubsw`, AVX-512 VNNI `vpdpbusd`); if codes cover less than 90 % of the rows, a batch
+    /// runs as [`Strategy::Screened`].
     Coded,
 }
 
@@ -270,6 +274,13 @@ pub(crate) fn execute(c: &Collection, req: &SearchRequest<'_>) -> Result<Vec<Top
                 return Ok(tops);
             }
             let strategy = match req.strategy {
+                // The bf16 tile where the CPU has AVX-512 BF16, else the stored codes (integer
+                // products) when they cover the field; `screened` falls back to f32 products.
+                Strategy::Auto
+                    if nq > 1 && !crate::linalg::tile::available() && coded::covers(c, fi) =>
+                {
+                    Strategy::Coded
+                }
                 Strategy::Auto if nq > 1 => Strategy::Screened,
                 Strategy::Auto => Strategy::Coded,
                 other => other,
@@ -277,13 +288,11 @@ pub(crate) fn execute(c: &Collection, req: &SearchRequest<'_>) -> Result<Vec<Top
             match strategy {
                 Strategy::Blocked => dense::search_gemm(&batch),
                 Strategy::Screened => screened::search_batch(&batch),
-                Strategy::Coded => q
-                    .chunks_exact(dim)
-                    .map(|row| {
-                        coded::search_one(c, fi, *metric, row, req.k)
-                            .unwrap_or_else(|| dense::search_streaming(c, fi, *metric, row, req.k))
-                    })
-                    .collect(),
+                Strategy::Coded if nq > 1 => {
+                    coded::search_batch(&batch).unwrap_or_else(|| screened::search_batch(&batch))
+                }
+                Strategy::Coded => vec![coded::search_one(c, fi, *metric, q, req.k)
+                    .unwrap_or_else(|| dense::search_streaming(c, fi, *metric, q, req.k))],
                 _ => q
                     .chunks_exact(dim)
                     .map(|row| dense::search_streaming(c, fi, *metric, row, req.k))

@@ -10,7 +10,13 @@ use vellum::{
 
 fn db_with(path: &Path, schema: Schema, docs: Vec<Document>) -> Database {
     let db = Database::create(path).unwrap();
-    let mut w = db.writer().unwrap();
+    // Every segment gets screening codes, so the coded paths are checked too.
+    let mut w = db
+        .writer_with(vellum::WriterOptions {
+            screen_min_rows: 1,
+            ..Default::default()
+        })
+        .unwrap();
     w.create_collection("c", schema).unwrap();
     for d in docs {
         w.add("c", d).unwrap();
@@ -191,6 +197,7 @@ fn ties_at_the_cut_off_do_not_depend_on_layout() {
         vellum::Strategy::Streaming,
         vellum::Strategy::Blocked,
         vellum::Strategy::Screened,
+        vellum::Strategy::Coded,
     ] {
         let hits = c
             .search_one(&SearchRequest::dense("e", &q, 2).with_strategy(strategy))
