@@ -68,7 +68,7 @@ pub fn dot_block(queries: &[u8], codes: &[i8], dim: usize, out: &mut [i32]) {
 
 /// [`dot_block`] at `level` (a level the CPU lacks runs the scalar code).
 pub fn dot_block_at(level: Level, queries: &[u8], codes: &[i8], dim: usize, out: &mut [i32]) {
-    assert!(dim > 0 && queries.len() % dim == 0 && codes.len() % dim == 0);
+    assert!(dim > 0 && queries.len().is_multiple_of(dim) && codes.len().is_multiple_of(dim));
     let (m, n) = (queries.len() / dim, codes.len() / dim);
     assert_eq!(out.len(), m * n, "out holds m × n products");
     debug_assert!(queries.iter().all(|&v| v <= MAX_U8_QUERY));
