@@ -53,6 +53,8 @@ pub struct SegmentStats {
     pub deleted: u64,
     /// HNSW graphs by field name.
     pub hnsw: BTreeMap<String, GraphStats>,
+    /// Bytes of the screening-codes section (`format-spec/screen.md`) by dense field name.
+    pub screening_codes: BTreeMap<String, u64>,
 }
 
 /// One HNSW graph section's statistics.
@@ -77,7 +79,14 @@ impl Collection {
         let mut segments = Vec::with_capacity(self.slots().len());
         for s in self.slots() {
             let mut hnsw = BTreeMap::new();
+            let mut screening_codes = BTreeMap::new();
             for (fi, f) in self.schema().fields.iter().enumerate() {
+                if let Some(e) = s.segment.sections().iter().find(|e| {
+                    e.field == fi as u32
+                        && e.kind == crate::format::segment::SectionKind::ScreenCodes
+                }) {
+                    screening_codes.insert(f.name.clone(), e.length);
+                }
                 if let Some(g) = s.segment.graph(fi) {
                     let g = g?;
                     let bytes = s
@@ -107,6 +116,7 @@ impl Collection {
                 bytes: s.entry.bytes,
                 deleted: s.entry.deletes.map_or(0, |d| d.count),
                 hnsw,
+                screening_codes,
             });
         }
         Ok(CollectionStats {

@@ -48,7 +48,13 @@ pub fn all_kinds_doc(i: usize, rng: &mut Rng) -> Document {
 /// Builds a database with two segments of every field kind and a tombstone file.
 pub fn build_all_kinds(dir: &std::path::Path) -> Database {
     let db = Database::create(dir).unwrap();
-    let mut w = db.writer().unwrap();
+    // Every segment gets screening codes (the optional section kind 21) as well.
+    let mut w = db
+        .writer_with(vellum::WriterOptions {
+            screen_min_rows: 1,
+            ..Default::default()
+        })
+        .unwrap();
     w.create_collection("docs", all_kinds_schema()).unwrap();
     let mut rng = Rng(7);
     for i in 0..20 {

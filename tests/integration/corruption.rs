@@ -86,7 +86,7 @@ fn every_section_kind_is_protected() {
     }
     assert_eq!(
         kinds_seen.len(),
-        12,
+        13,
         "every section kind covered: {kinds_seen:?}"
     );
     // Tombstone file and manifest, every byte.

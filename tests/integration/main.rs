@@ -18,3 +18,4 @@ mod lifecycle;
 mod operations;
 mod oracle;
 mod robustness;
+mod screening;

@@ -59,6 +59,13 @@ pub fn info(a: InfoArgs, out: &mut dyn Write) -> Result<()> {
                         f.name, g.m, g.ef_construction, g.layers, g.edges, g.bytes
                     )?;
                 }
+                if let Some(bytes) = s.screening_codes.get(&f.name) {
+                    writeln!(
+                        out,
+                        "    screening codes on {}: 8-bit, {bytes} bytes",
+                        f.name
+                    )?;
+                }
             }
         }
     }
