@@ -36,8 +36,9 @@ impl std::str::FromStr for Pooling {
 }
 
 /// The precision of the model's weights: `f16` / `bf16` round every weight to that type (the
-/// model then behaves as one stored in half precision; arithmetic stays f32 on CPU). Output
-/// vectors are always `f32`.
+/// model then behaves as one stored in half precision; arithmetic stays f32 on CPU); `int8`
+/// quantizes the linear layers dynamically, as ONNX Runtime's quantized BERT models do (weights
+/// per output channel, activations per token, integer products). Output vectors are always `f32`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ComputeType {
@@ -48,6 +49,11 @@ pub enum ComputeType {
     F16,
     /// bfloat16.
     Bf16,
+    /// Linear layers in 8-bit integers: each weight row (output channel) scaled to ±127, each
+    /// token's activations scaled to ±64 at run time, products summed exactly in i32 (AVX2
+    /// `vpmaddubsw`, AVX-512 VNNI `vpdpbusd`) and scaled back; embeddings, layer norms, attention
+    /// and activation functions stay f32.
+    Int8,
 }
 
 impl std::str::FromStr for ComputeType {
@@ -58,9 +64,10 @@ impl std::str::FromStr for ComputeType {
             "f32" | "float32" => Ok(ComputeType::F32),
             "f16" | "float16" => Ok(ComputeType::F16),
             "bf16" | "bfloat16" => Ok(ComputeType::Bf16),
+            "int8" | "qint8" => Ok(ComputeType::Int8),
             other => Err(Error::parameter(
                 "dtype",
-                format!("{other:?}: expected f32, f16 or bf16"),
+                format!("{other:?}: expected f32, f16, bf16 or int8"),
             )),
         }
     }

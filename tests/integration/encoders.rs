@@ -126,14 +126,14 @@ fn tiny_berts_and_roberta_match_transformers_for_each_option() {
     }
 }
 
-/// f16 and bf16 (weights rounded to the type) stay close to the f32 reference, within
-/// half-precision error, and differ from f32 (the option is not ignored).
+/// f16 and bf16 (weights rounded to the type) and int8 (quantized linear layers) stay close to the
+/// f32 reference, and differ from f32 (the option is not ignored).
 #[test]
 fn half_precision_compute_types_stay_close_to_the_reference() {
     let (texts, cases) = tiny_reference();
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     let case = &cases[0];
-    for dtype in ["f16", "bf16"] {
+    for dtype in ["f16", "bf16", "int8"] {
         let options = EncoderOptions::parse(&format!("{},dtype={dtype}", case.options)).unwrap();
         let model = fixture_path(&format!("encoders/{}", case.model));
         let encoder = TextEncoder::load(model.to_str().unwrap(), &options).unwrap();

@@ -31,6 +31,44 @@ struct Linear {
     bias: Vec<f32>,
     out: usize,
     inp: usize,
+    /// The weights in 8 bits (`dtype` int8), used instead of `weight`.
+    quant: Option<QuantWeight>,
+}
+
+/// A linear layer's weights quantized per output channel: `weight[o][i] ≈ scale[o] · codes[o][i]`,
+/// `codes` in −127..=127.
+struct QuantWeight {
+    codes: Vec<i8>,
+    scale: Vec<f32>,
+    /// `ACT_OFFSET · Σ_i codes[o][i]`: what the offset of the u8 activations adds to each product.
+    offset_sum: Vec<i32>,
+}
+
+/// Activations are quantized per token to `−ACT_LIMIT..=ACT_LIMIT` and passed to the kernel as
+/// `u + ACT_LIMIT` (u8, at most [`crate::linalg::codes::MAX_U8_QUERY`]).
+const ACT_LIMIT: i32 = 64;
+
+impl QuantWeight {
+    fn new(weight: &[f32], out: usize, inp: usize) -> Self {
+        let mut q = QuantWeight {
+            codes: Vec::with_capacity(out * inp),
+            scale: Vec::with_capacity(out),
+            offset_sum: Vec::with_capacity(out),
+        };
+        for row in weight.chunks_exact(inp) {
+            let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+            let mut sum = 0i32;
+            q.codes.extend(row.iter().map(|v| {
+                let c = (v / scale).round().clamp(-127.0, 127.0) as i8;
+                sum += c as i32;
+                c
+            }));
+            q.scale.push(scale);
+            q.offset_sum.push(ACT_LIMIT * sum);
+        }
+        q
+    }
 }
 
 struct Norm {
@@ -101,7 +139,8 @@ impl Tensors<'_> {
         let mut out = Vec::with_capacity(shape.iter().product());
         element.decode_into(view.data(), &mut out);
         match self.dtype {
-            ComputeType::F32 => {}
+            // int8 quantizes the linear layers' weights when the model is assembled.
+            ComputeType::F32 | ComputeType::Int8 => {}
             ComputeType::F16 => out
                 .iter_mut()
                 .for_each(|v| *v = half::f16::from_f32(*v).to_f32()),
@@ -129,6 +168,7 @@ impl Tensors<'_> {
             bias: self.get(&format!("{name}.bias"), &[out])?,
             out,
             inp,
+            quant: None,
         })
     }
 
@@ -202,15 +242,28 @@ impl NativeBert {
                 bias: [q.bias, k.bias, v.bias].concat(),
                 out: 3 * h,
                 inp: h,
+                quant: None,
             };
-            layers.push(Layer {
+            let mut layer = Layer {
                 qkv,
                 attn_out: t.linear(&format!("{p}.attention.output.dense"), h, h)?,
                 norm1: t.norm(&format!("{p}.attention.output.LayerNorm"), h)?,
                 up: t.linear(&format!("{p}.intermediate.dense"), shape.intermediate, h)?,
                 down: t.linear(&format!("{p}.output.dense"), h, shape.intermediate)?,
                 norm2: t.norm(&format!("{p}.output.LayerNorm"), h)?,
-            });
+            };
+            if dtype == ComputeType::Int8 {
+                for l in [
+                    &mut layer.qkv,
+                    &mut layer.attn_out,
+                    &mut layer.up,
+                    &mut layer.down,
+                ] {
+                    l.quant = Some(QuantWeight::new(&l.weight, l.out, l.inp));
+                    l.weight = Vec::new();
+                }
+            }
+            layers.push(layer);
         }
         Ok(NativeBert {
             shape,
@@ -433,8 +486,59 @@ fn fill_rows(dst: &mut [f32], row: &[f32]) {
         .for_each(|r| r.copy_from_slice(row));
 }
 
+/// Tokens per parallel task of the int8 product.
+const QUANT_ROWS: usize = 32;
+
+/// `dst (rows × out) += src (rows × in) · Wᵀ` with int8 weights: each row of `src` is quantized
+/// to `±ACT_LIMIT` with its own scale, multiplied exactly in integers
+/// ([`crate::linalg::codes::dot_block`]) and scaled back. On all cores.
+fn linear_acc_int8(src: &[f32], rows: usize, l: &Linear, q: &QuantWeight, dst: &mut [f32]) {
+    let (inp, out) = (l.inp, l.out);
+    dst[..rows * out]
+        .par_chunks_mut(QUANT_ROWS * out)
+        .zip(src[..rows * inp].par_chunks(QUANT_ROWS * inp))
+        .for_each_init(
+            || (Vec::new(), Vec::new(), Vec::new()),
+            |(act, scales, dots): &mut (Vec<u8>, Vec<f32>, Vec<i32>), (dst, src)| {
+                let n = src.len() / inp;
+                act.clear();
+                scales.clear();
+                for row in src.chunks_exact(inp) {
+                    let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    let scale = if max > 0.0 {
+                        max / ACT_LIMIT as f32
+                    } else {
+                        1.0
+                    };
+                    let inv = 1.0 / scale;
+                    act.extend(row.iter().map(|v| {
+                        ((v * inv).round().clamp(-ACT_LIMIT as f32, ACT_LIMIT as f32) as i32
+                            + ACT_LIMIT) as u8
+                    }));
+                    scales.push(scale);
+                }
+                dots.resize(n * out, 0);
+                crate::linalg::codes::dot_block(act, &q.codes, inp, dots);
+                for ((d, p), s) in dst
+                    .chunks_exact_mut(out)
+                    .zip(dots.chunks_exact(out))
+                    .zip(scales.iter())
+                {
+                    for (((d, &p), &ws), &off) in
+                        d.iter_mut().zip(p).zip(&q.scale).zip(&q.offset_sum)
+                    {
+                        *d += s * ws * (p - off) as f32;
+                    }
+                }
+            },
+        );
+}
+
 /// `dst (rows × out) += src (rows × in) · Wᵀ`, on all cores.
 fn linear_acc(src: &[f32], rows: usize, l: &Linear, dst: &mut [f32]) {
+    if let Some(q) = &l.quant {
+        return linear_acc_int8(src, rows, l, q, dst);
+    }
     assert!(src.len() >= rows * l.inp && dst.len() >= rows * l.out);
     // SAFETY: the assert bounds every index: src is read at r*inp + c (r < rows, c < inp), the
     // weight at o*inp + c (o < out, c < inp; its length is out*inp by construction), dst is
@@ -545,6 +649,52 @@ fn activate(xs: &mut [f32], act: Activation) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The int8 product is within its rigorous quantization bound of the f32 one: per output,
+    /// `Σ_i |a_i − â_i|·|w_i| + |â_i|·|w_i − ŵ_i|` with steps of `s_a / 2` and `s_w / 2`.
+    #[test]
+    fn int8_linear_is_within_its_quantization_bound() {
+        let (rows, inp, out) = (70, 45, 13);
+        let val = |i: usize, m: usize| (((i * 2654435761) >> 7) % m) as f32 / m as f32 - 0.5;
+        let weight: Vec<f32> = (0..out * inp).map(|i| val(i, 1000) * 0.2).collect();
+        let src: Vec<f32> = (0..rows * inp).map(|i| val(i + 17, 997) * 3.0).collect();
+        let bias: Vec<f32> = (0..out).map(|i| i as f32 * 0.01).collect();
+        let mut l = Linear {
+            weight: weight.clone(),
+            bias,
+            out,
+            inp,
+            quant: None,
+        };
+        let mut want = vec![0.25f32; rows * out];
+        linear_acc(&src, rows, &l, &mut want);
+        l.quant = Some(QuantWeight::new(&l.weight, out, inp));
+        l.weight = Vec::new();
+        let mut got = vec![0.25f32; rows * out];
+        linear_acc(&src, rows, &l, &mut got);
+        let q = l.quant.as_ref().unwrap();
+        for r in 0..rows {
+            let a = &src[r * inp..(r + 1) * inp];
+            let sa = a.iter().fold(0f32, |m, v| m.max(v.abs())) / ACT_LIMIT as f32;
+            for o in 0..out {
+                let w = &weight[o * inp..(o + 1) * inp];
+                let sw = q.scale[o];
+                let bound: f32 = a
+                    .iter()
+                    .zip(w)
+                    .map(|(x, y)| sa / 2.0 * y.abs() + (x.abs() + sa / 2.0) * sw / 2.0)
+                    .sum::<f32>()
+                    * 1.001
+                    + 1e-5;
+                let (g, e) = (got[r * out + o], want[r * out + o]);
+                assert!(
+                    (g - e).abs() <= bound,
+                    "row {r} out {o}: {g} vs {e}, bound {bound}"
+                );
+            }
+        }
+        assert!(got != want, "the int8 path ran");
+    }
 
     #[test]
     fn strided_gemm_matches_naive() {
