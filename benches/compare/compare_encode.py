@@ -27,6 +27,8 @@ ap.add_argument("--rounds", type=int, default=3)
 ap.add_argument("--threads", type=int, default=os.cpu_count())
 ap.add_argument("--batch", type=int, default=32)
 ap.add_argument("--docs", default=None)
+ap.add_argument("--dtypes", default="int8",
+                help="reduced-precision encoder dtypes timed beside f32 (comma-separated; '' for none)")
 args = ap.parse_args()
 root = Path(__file__).resolve().parents[2]
 docs = Path(args.docs) if args.docs else root / "examples/debian/corpus.jsonl"
@@ -71,9 +73,9 @@ def run_st(out_npy):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def run_encoder():
-    r = subprocess.run([str(bench_bin), "--model", str(model), "--docs", str(docs), "--batch", str(args.batch)],
-                       env=env, capture_output=True, text=True, check=True)
+def run_encoder(dtype="f32"):
+    r = subprocess.run([str(bench_bin), "--model", str(model), "--docs", str(docs), "--batch", str(args.batch),
+                        "--dtype", dtype], env=env, capture_output=True, text=True, check=True)
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
@@ -92,12 +94,15 @@ def run_ingest(tmp):
 
 import numpy as np  # noqa: E402
 
+extra = [d for d in args.dtypes.split(",") if d]
 results = {"sentence-transformers": [], "vellum encoder": [], "vellum ingest": []}
+results.update({f"vellum encoder {d}": [] for d in extra})
 with tempfile.TemporaryDirectory() as tmp:
     st_npy = str(Path(tmp) / "st.npy")
     for r in range(args.rounds):
         order = [("sentence-transformers", lambda: run_st(st_npy)), ("vellum encoder", run_encoder),
                  ("vellum ingest", lambda: run_ingest(tmp))]
+        order += [(f"vellum encoder {d}", lambda d=d: run_encoder(d)) for d in extra]
         if r % 2:
             order.reverse()
         for name, fn in order:

@@ -20,7 +20,7 @@ root = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cpu  # noqa: E402
 
-print(cpu.describe())
+print(cpu.describe(), "VELLUM_SIMD=" + os.environ.get("VELLUM_SIMD", "unset"))
 ex = root / "examples/debian"
 model = root / "models/all-MiniLM-L6-v2"
 subprocess.run(["bash", str(root / "tools/fetch-minilm.sh"), str(model)], check=True)
@@ -50,7 +50,8 @@ with tempfile.TemporaryDirectory() as tmp:
                        check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         ingest_s = time.perf_counter() - t
         out = subprocess.run([vellum, "search", db, "--collection", "docs", "--field", "emb", "--queries",
-                              ex / "queries.tsv", "-k", "100", "--format", "trec", "--eval", ex / "qrels.txt"],
+                              ex / "queries.tsv", "-k", "100", "--format", "trec", "--eval", ex / "qrels.txt",
+                              "--metrics", "mrr@10,recall@10"],
                              check=True, env=env, capture_output=True, text=True)
         measures = {}
         for line in out.stderr.splitlines():

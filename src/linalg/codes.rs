@@ -91,6 +91,116 @@ pub fn dot_block_at(level: Level, queries: &[u8], codes: &[i8], dim: usize, out:
     scalar::dot_block(queries, codes, dim, out)
 }
 
+/// Rounds to the nearest integer, ties to even, for `|x| ≤ 2²²`: adding and subtracting 1.5·2²³
+/// leaves the integer part (one add and one subtract, which vectorise on every x86-64 level, where
+/// `f32::round` is a libm call without SSE4.1).
+#[inline(always)]
+fn round_small(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (x + MAGIC) - MAGIC
+}
+
+/// Quantizes each `dim`-value row of `src` to `u8` values `round(x / scale) + limit` with its own
+/// `scale = max|x| / limit` (1 for a zero row), appending the codes to `out` and the scales to
+/// `scales`. `limit` ≤ 64 keeps the codes within [`MAX_U8_QUERY`]. Non-finite values are the
+/// caller's to exclude.
+pub fn quantize_rows_u8(
+    src: &[f32],
+    dim: usize,
+    limit: i32,
+    out: &mut Vec<u8>,
+    scales: &mut Vec<f32>,
+) {
+    assert!(limit > 0 && 2 * limit <= MAX_U8_QUERY as i32);
+    let start = out.len();
+    out.resize(start + src.len(), 0);
+    let level = super::simd::level();
+    for (row, codes) in src
+        .chunks_exact(dim)
+        .zip(out[start..].chunks_exact_mut(dim))
+    {
+        scales.push(quantize_row(level, row, limit as f32, codes));
+    }
+}
+
+#[inline(always)]
+fn quantize_row_body(row: &[f32], limit: f32, codes: &mut [u8]) -> f32 {
+    // A select-based maximum (NaN-blind, unlike `f32::max`) vectorises as a reduction.
+    let max = row.iter().fold(0f32, |m, v| if v.abs() > m { v.abs() } else { m });
+    let scale = if max > 0.0 { max / limit } else { 1.0 };
+    let inv = 1.0 / scale;
+    for (c, &v) in codes.iter_mut().zip(row) {
+        *c = (round_small((v * inv).clamp(-limit, limit)) + limit) as u8;
+    }
+    scale
+}
+
+fn quantize_row(level: Level, row: &[f32], limit: f32, codes: &mut [u8]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    match level {
+        // SAFETY: the level's features were checked by `supported`; the body is safe code.
+        Level::Avx512 if level.supported() => {
+            return unsafe { x86::quantize_row_avx512(row, limit, codes) }
+        }
+        Level::Avx2 if level.supported() => {
+            return unsafe { x86::quantize_row_avx2(row, limit, codes) }
+        }
+        _ => {}
+    }
+    let _ = level;
+    quantize_row_body(row, limit, codes)
+}
+
+/// `dst[r][o] += row_scale[r] · col_scale[o] · (dots[r][o] − col_offset[o])` for the
+/// `dots.len() / col_scale.len()` rows: scales integer products back to f32 and accumulates them.
+pub fn accumulate_scaled(
+    dst: &mut [f32],
+    dots: &[i32],
+    row_scale: &[f32],
+    col_scale: &[f32],
+    col_offset: &[i32],
+) {
+    let n = col_scale.len();
+    assert!(col_offset.len() == n && dots.len() == row_scale.len() * n && dst.len() >= dots.len());
+    let level = super::simd::level();
+    for ((d, p), &s) in dst
+        .chunks_exact_mut(n)
+        .zip(dots.chunks_exact(n))
+        .zip(row_scale)
+    {
+        accumulate_row(level, d, p, s, col_scale, col_offset);
+    }
+}
+
+#[inline(always)]
+fn accumulate_row_body(d: &mut [f32], p: &[i32], s: f32, col_scale: &[f32], col_offset: &[i32]) {
+    let n = d
+        .len()
+        .min(p.len())
+        .min(col_scale.len())
+        .min(col_offset.len());
+    let (d, p, cs, co) = (&mut d[..n], &p[..n], &col_scale[..n], &col_offset[..n]);
+    for o in 0..n {
+        d[o] += s * cs[o] * (p[o] - co[o]) as f32;
+    }
+}
+
+fn accumulate_row(level: Level, d: &mut [f32], p: &[i32], s: f32, cs: &[f32], co: &[i32]) {
+    #[cfg(target_arch = "x86_64")]
+    match level {
+        // SAFETY: the level's features were checked by `supported`; the body is safe code.
+        Level::Avx512 if level.supported() => {
+            return unsafe { x86::accumulate_row_avx512(d, p, s, cs, co) }
+        }
+        Level::Avx2 if level.supported() => {
+            return unsafe { x86::accumulate_row_avx2(d, p, s, cs, co) }
+        }
+        _ => {}
+    }
+    let _ = level;
+    accumulate_row_body(d, p, s, cs, co)
+}
+
 /// Whether the CPU has AVX-512 VNNI (`vpdpbusd`: 64 u8 × i8 products and their sums in one
 /// instruction), used within [`Level::Avx512`] unless `VELLUM_SIMD=avx512-novnni`.
 #[cfg(target_arch = "x86_64")]
@@ -198,6 +308,31 @@ mod x86 {
             }
         };
     }
+
+    /// The portable bodies compiled for wider vectors (the compiler vectorises them).
+    macro_rules! multiversion {
+        ($feat:literal, $q:ident, $a:ident) => {
+            /// # Safety
+            /// The CPU must have the target features.
+            #[target_feature(enable = $feat)]
+            pub unsafe fn $q(row: &[f32], limit: f32, codes: &mut [u8]) -> f32 {
+                super::quantize_row_body(row, limit, codes)
+            }
+
+            /// # Safety
+            /// The CPU must have the target features.
+            #[target_feature(enable = $feat)]
+            pub unsafe fn $a(d: &mut [f32], p: &[i32], s: f32, cs: &[f32], co: &[i32]) {
+                super::accumulate_row_body(d, p, s, cs, co)
+            }
+        };
+    }
+    multiversion!("avx2,fma", quantize_row_avx2, accumulate_row_avx2);
+    multiversion!(
+        "avx512f,avx512bw,avx512vl",
+        quantize_row_avx512,
+        accumulate_row_avx512
+    );
 
     #[inline(always)]
     unsafe fn hsum256(v: __m256i) -> i32 {
@@ -414,6 +549,37 @@ mod tests {
             // SAFETY: the CPU has AVX-512 F/BW/VL (checked); lengths are consistent.
             unsafe { x86::dot_block_avx512(queries, codes, dim, &mut got) };
             assert_eq!(got, want, "avx512 without vnni, dim {dim}, {m} × {n}");
+        }
+    }
+
+    #[test]
+    fn quantization_and_scaling_agree_on_every_level() {
+        let src: Vec<f32> = (0..7 * 45)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+            .collect();
+        let (mut codes, mut scales) = (Vec::new(), Vec::new());
+        quantize_rows_u8(&src, 45, 64, &mut codes, &mut scales);
+        for (r, row) in src.chunks_exact(45).enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                let want = (v / scales[r]).round_ties_even().clamp(-64.0, 64.0) + 64.0;
+                assert_eq!(codes[r * 45 + j] as f32, want);
+            }
+        }
+        for level in available_levels() {
+            let mut c = vec![0u8; 45];
+            let s = quantize_row(level, &src[..45], 64.0, &mut c);
+            assert_eq!((s, &c[..]), (scales[0], &codes[..45]), "{level:?}");
+            let (dots, cs, co) = ([5, -7, 100], [0.5f32, 2.0, 0.25], [1, 2, 3]);
+            let mut d = [1.0f32; 3];
+            accumulate_row(level, &mut d, &dots, 2.0, &cs, &co);
+            assert_eq!(
+                d,
+                [
+                    1.0 + 2.0 * 0.5 * 4.0,
+                    1.0 - 2.0 * 2.0 * 9.0,
+                    1.0 + 2.0 * 0.25 * 97.0
+                ]
+            );
         }
     }
 

@@ -23,6 +23,7 @@ use super::vector_math;
 use crate::encode::models::bert::{Activation, BertShape};
 use crate::encode::source::ModelDir;
 use crate::error::Result;
+use crate::linalg::codes;
 use crate::meta::encoder::ComputeType;
 
 struct Linear {
@@ -503,33 +504,10 @@ fn linear_acc_int8(src: &[f32], rows: usize, l: &Linear, q: &QuantWeight, dst: &
                 let n = src.len() / inp;
                 act.clear();
                 scales.clear();
-                for row in src.chunks_exact(inp) {
-                    let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-                    let scale = if max > 0.0 {
-                        max / ACT_LIMIT as f32
-                    } else {
-                        1.0
-                    };
-                    let inv = 1.0 / scale;
-                    act.extend(row.iter().map(|v| {
-                        ((v * inv).round().clamp(-ACT_LIMIT as f32, ACT_LIMIT as f32) as i32
-                            + ACT_LIMIT) as u8
-                    }));
-                    scales.push(scale);
-                }
+                codes::quantize_rows_u8(src, inp, ACT_LIMIT, act, scales);
                 dots.resize(n * out, 0);
-                crate::linalg::codes::dot_block(act, &q.codes, inp, dots);
-                for ((d, p), s) in dst
-                    .chunks_exact_mut(out)
-                    .zip(dots.chunks_exact(out))
-                    .zip(scales.iter())
-                {
-                    for (((d, &p), &ws), &off) in
-                        d.iter_mut().zip(p).zip(&q.scale).zip(&q.offset_sum)
-                    {
-                        *d += s * ws * (p - off) as f32;
-                    }
-                }
+                codes::dot_block(act, &q.codes, inp, dots);
+                codes::accumulate_scaled(dst, dots, scales, &q.scale, &q.offset_sum);
             },
         );
 }
