@@ -29,6 +29,14 @@ def test_minilm_matches_sentence_transformers(minilm):
     assert cos.min() >= 0.99999
 
 
+def test_int8_encoder_stays_close_to_the_reference(minilm):
+    # dtype=int8 quantizes the linear layers: faster, close to (not equal to) the f32 vectors.
+    ref = np.load(REPO / "tests" / "fixtures" / "encoders" / "minilm_reference.npy")
+    got = vellum.Encoder(minilm, dtype="int8").encode(sentences())
+    cos = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
+    assert 0.94 <= cos.min() and cos.mean() >= 0.99 and cos.max() < 1.0 - 1e-7
+
+
 def test_text_add_encodes_like_the_encoder_and_search_text(db):
     texts = sentences()[:40]
     c = db.create_collection("c", ["emb:dense:32:f32:cosine"], encoders={"emb": TINY_A},
