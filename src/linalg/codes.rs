@@ -126,7 +126,9 @@ pub fn quantize_rows_u8(
 #[inline(always)]
 fn quantize_row_body(row: &[f32], limit: f32, codes: &mut [u8]) -> f32 {
     // A select-based maximum (NaN-blind, unlike `f32::max`) vectorises as a reduction.
-    let max = row.iter().fold(0f32, |m, v| if v.abs() > m { v.abs() } else { m });
+    let max = row
+        .iter()
+        .fold(0f32, |m, v| if v.abs() > m { v.abs() } else { m });
     let scale = if max > 0.0 { max / limit } else { 1.0 };
     let inv = 1.0 / scale;
     for (c, &v) in codes.iter_mut().zip(row) {
