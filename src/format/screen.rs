@@ -84,7 +84,8 @@ fn coded_value(metric: Metric, x: &[f32], out: &mut Vec<f64>) -> Option<()> {
 }
 
 /// `(code_norm, residual_norm)` bounds of a row's codes against its coded value; the residual is
-/// computed in f64 from the f32 map, plus a margin of 2⁻⁴⁰‖v‖ for the f64 rounding of `v` itself.
+/// computed in f64 from the f32 map, plus margins for the f64 rounding of the sums and of `v`
+/// itself (`max(1e-12, d·2⁻⁵¹)` relative, `max(2⁻⁴⁰, d·2⁻⁵⁰)·‖v‖` absolute).
 fn row_norms(value: &[f64], codes: &[i8], mid: &[f32], scale: &[f32]) -> (f32, f32) {
     let mut c2 = 0i64;
     let (mut e2, mut v2) = (0f64, 0f64);
@@ -95,7 +96,10 @@ fn row_norms(value: &[f64], codes: &[i8], mid: &[f32], scale: &[f32]) -> (f32, f
         e2 += e * e;
         v2 += value[j] * value[j];
     }
-    let residual = e2.sqrt() * (1.0 + 1e-12) + v2.sqrt() * 2f64.powi(-40);
+    // f64 sums of d terms: relative error up to d·2⁻⁵³ (covered at any dimension up to 2¹⁶).
+    let d = value.len() as f64;
+    let residual = e2.sqrt() * (1.0 + f64::max(1e-12, d * 2f64.powi(-51)))
+        + v2.sqrt() * f64::max(2f64.powi(-40), d * 2f64.powi(-50));
     (up((c2 as f64).sqrt()), up(residual))
 }
 

@@ -132,7 +132,7 @@ impl Screen {
             floor: lower.kth(),
             lower,
             candidates: Vec::new(),
-            prune_at: 4 * k + 64,
+            prune_at: k.saturating_mul(4).saturating_add(64),
         }
     }
 

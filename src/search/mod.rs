@@ -48,7 +48,8 @@ impl<'a> Queries<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Strategy {
     /// Coded for a single query; for batches, screened where the CPU has AVX-512 BF16, else
-    /// coded when segments with codes hold ≥ 90 % of the rows, else blocked.
+    /// coded when segments with codes hold ≥ 90 % of the rows (and the field is not f16/bf16
+    /// with L2), else blocked.
     #[default]
     Auto,
     /// One SIMD similarity call per stored vector.
@@ -64,8 +65,9 @@ pub enum Strategy {
     /// results as streaming (`format-spec/screen.md`). Segments without codes (fewer rows than
     /// [`crate::WriterOptions::screen_min_rows`], or written before codes existed) are streamed.
     /// Batches multiply blocks of queries (rounded to 7 bits) with blocks of codes (AVX2
-    /// `vpmaddubsw`, AVX-512 VNNI `vpdpbusd`); if codes cover less than 90 % of the rows, a batch
-    /// runs as [`Strategy::Screened`].
+    /// `vpmaddubsw`, AVX-512 VNNI `vpdpbusd`); if codes cover less than 90 % of the rows, or the
+    /// field is an f16/bf16 L2 field (whose intervals are too wide to pay), a batch runs as
+    /// [`Strategy::Screened`].
     Coded,
 }
 

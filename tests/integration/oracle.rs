@@ -42,6 +42,22 @@ fn build(
     delete_every: usize,
     seed: u64,
 ) -> Case {
+    build_scaled(dense, dim, dtype, metric, segments, delete_every, seed, 0)
+}
+
+/// [`build`] with row `i` multiplied by `10^((i % 5 − 2) · spread / 2)`: norms spread over
+/// `2·spread` decades when `spread > 0`.
+#[allow(clippy::too_many_arguments)]
+fn build_scaled(
+    dense: bool,
+    dim: usize,
+    dtype: DType,
+    metric: Metric,
+    segments: &[usize],
+    delete_every: usize,
+    seed: u64,
+    spread: i32,
+) -> Case {
     let dir = tempfile::tempdir().unwrap();
     let db = Database::create(dir.path()).unwrap();
     // Segments of two rows or more get screening codes; single rows are scanned exactly.
@@ -67,6 +83,10 @@ fn build(
             if rng.below(10) == 0 && n > 0 {
                 // Exact duplicates of an earlier vector make ties.
                 v = vec![0.5; dim * tokens];
+            }
+            if spread > 0 {
+                let s = 10f32.powf((n % 5) as f32 - 2.0).powf(spread as f32 / 2.0);
+                v.iter_mut().for_each(|x| *x *= s);
             }
             let doc = Document::new(format!("d{n}"));
             let doc = if dense {
@@ -209,20 +229,26 @@ proptest! {
         dim in 1usize..70, dt in 0u8..3, mt in 0u8..3,
         segments in prop::collection::vec(0usize..300, 1..4),
         delete_every in 0usize..5, k in 1usize..20, nq in 1usize..6, seed in any::<u64>(),
-        magnitude in -3i32..4, spread in 0u8..3,
+        magnitude in -3i32..4, spread in 0u8..3, norms in 0i32..3, zero_query in any::<bool>(),
     ) {
         // The codes only decide which rows are scored exactly: ids, order and score bits must
         // equal the streaming path's, whatever the magnitude of the queries, including queries
         // close to many rows (spread 0: rows and queries near one point, most rows tie closely).
         let (dtype, metric) = (dtype_of(dt), metric_of(mt));
-        let case = build(true, dim, dtype, metric, &segments, delete_every, seed);
+        // Stored norms spread over up to 4 decades (not for f16, whose range is too narrow).
+        let norms = if dtype == DType::F16 { 0 } else { norms };
+        let case = build_scaled(true, dim, dtype, metric, &segments, delete_every, seed, norms);
         let snap = case.db.snapshot().unwrap();
         let c = snap.collection("c").unwrap();
         let mut rng = Rng(seed.rotate_left(17) | 1);
-        let queries: Vec<f32> = rng.vec(nq * dim).iter().map(|v| {
+        let mut queries: Vec<f32> = rng.vec(nq * dim).iter().map(|v| {
             let v = if spread == 0 { 0.5 + v * 1e-3 } else { *v };
             v * 10f32.powi(magnitude)
         }).collect();
+        if zero_query && metric == Metric::L2 {
+            // The zero query is valid under L2 (the nearest rows are the smallest).
+            queries[..dim].iter_mut().for_each(|v| *v = 0.0);
+        }
         let run = |strategy| c.search(&SearchRequest::dense_batch("f", &queries, k).with_strategy(strategy)).unwrap();
         let (coded, streamed) = (run(Strategy::Coded), run(Strategy::Streaming));
         for (a, b) in coded.iter().zip(&streamed) {

@@ -79,3 +79,133 @@ fn segments_at_the_threshold_get_codes_and_compaction_adds_them() {
     assert_eq!(coded_fields(&db), vec![both]);
     check(&db);
 }
+
+/// Builds one collection `c` with field `f` from `rows` (one segment per slice, codes on every
+/// segment) and checks that coded single and batch searches equal streaming bit for bit.
+fn coded_equals_streaming(
+    metric: Metric,
+    dtype: DType,
+    segments: &[Vec<Vec<f32>>],
+    queries: &[Vec<f32>],
+    k: usize,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::create(dir.path()).unwrap();
+    let mut w = db
+        .writer_with(WriterOptions {
+            screen_min_rows: 1,
+            ..WriterOptions::default()
+        })
+        .unwrap();
+    let dim = queries[0].len();
+    w.create_collection(
+        "c",
+        Schema::new().with_field(FieldSpec::dense("f", dim as u32, dtype, metric)),
+    )
+    .unwrap();
+    let mut n = 0;
+    for rows in segments {
+        for v in rows {
+            w.add(
+                "c",
+                Document::new(format!("d{n}")).with_dense("f", v.clone()),
+            )
+            .unwrap();
+            n += 1;
+        }
+        w.commit().unwrap();
+    }
+    drop(w);
+    let snap = db.snapshot().unwrap();
+    let c = snap.collection("c").unwrap();
+    let flat: Vec<f32> = queries.concat();
+    let key = |h: &[vellum::Hit]| {
+        h.iter()
+            .map(|h| (h.id.clone(), h.score.to_bits()))
+            .collect::<Vec<_>>()
+    };
+    // One thread: blocks in order, so a floor set by one block prunes the next deterministically.
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap()
+        .install(|| {
+            let run = |s| {
+                c.search(&SearchRequest::dense_batch("f", &flat, k).with_strategy(s))
+                    .unwrap()
+            };
+            let (coded, streamed) = (run(Strategy::Coded), run(Strategy::Streaming));
+            for (i, (a, b)) in coded.iter().zip(&streamed).enumerate() {
+                assert_eq!(key(a), key(b), "{metric:?} {dtype:?} query {i}");
+            }
+            for (i, q) in queries.iter().enumerate() {
+                let one = |s| {
+                    c.search_one(&SearchRequest::dense("f", q, k).with_strategy(s))
+                        .unwrap()
+                };
+                assert_eq!(
+                    key(&one(Strategy::Coded)),
+                    key(&one(Strategy::Streaming)),
+                    "single {i}"
+                );
+            }
+        });
+}
+
+/// Review finding: a zero L2 query over rows of very different norms made the batch threshold
+/// overflow i64 and skip whole blocks.
+#[test]
+fn zero_l2_query_over_rows_of_very_different_norms() {
+    let dim = 8;
+    let mut rng = Rng(5);
+    let big: Vec<Vec<f32>> = (0..300)
+        .map(|_| rng.vec(dim).iter().map(|v| v * 1e10).collect())
+        .collect();
+    let small: Vec<Vec<f32>> = (0..300)
+        .map(|_| rng.vec(dim).iter().map(|v| v * 4e9).collect())
+        .collect();
+    let mixed: Vec<Vec<f32>> = big.iter().chain(&small).cloned().collect();
+    let queries = vec![vec![0.0; dim], rng.vec(dim), vec![0.0; dim]];
+    for k in [1, 3] {
+        coded_equals_streaming(Metric::L2, DType::F32, &[mixed.clone()], &queries, k);
+        coded_equals_streaming(
+            Metric::L2,
+            DType::F32,
+            &[big.clone(), small.clone()],
+            &queries,
+            k,
+        );
+    }
+}
+
+/// Degenerate maps: parallel rows under cosine (every coded value equal: scale falls back to 1),
+/// a constant dimension of large magnitude, and rows of tiny and huge norm, in every dtype.
+#[test]
+fn degenerate_segments_equal_streaming() {
+    let dim = 6;
+    let mut rng = Rng(11);
+    let direction = rng.vec(dim);
+    let parallel: Vec<Vec<f32>> = (1..400)
+        .map(|i| direction.iter().map(|v| v * i as f32 * 0.01).collect())
+        .collect();
+    let constant: Vec<Vec<f32>> = (0..400)
+        .map(|_| {
+            let mut v = rng.vec(dim);
+            v[2] = 3.0e4;
+            v
+        })
+        .collect();
+    let spread: Vec<Vec<f32>> = (0..400)
+        .map(|i| {
+            let s = 10f32.powi((i % 9) as i32 - 4);
+            rng.vec(dim).iter().map(|v| v * s).collect()
+        })
+        .collect();
+    let queries: Vec<Vec<f32>> = (0..4).map(|_| rng.vec(dim)).collect();
+    for dtype in [DType::F32, DType::F16, DType::Bf16] {
+        for metric in [Metric::Ip, Metric::Cosine, Metric::L2] {
+            let segs = [parallel.clone(), constant.clone(), spread.clone()];
+            coded_equals_streaming(metric, dtype, &segs, &queries, 5);
+        }
+    }
+}

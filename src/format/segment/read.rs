@@ -374,6 +374,16 @@ impl Segment {
                     ),
                 ));
             };
+            if e.count != n || e.dtype != 0 {
+                return Err(corrupt(
+                    e.kind.name(),
+                    e.offset,
+                    format!(
+                        "section table: count {} and dtype {} (expected {n} and 0)",
+                        e.count, e.dtype
+                    ),
+                ));
+            }
             ScreenView::open(&bytes[range(e)], path, e.offset, n, *dim as usize, *metric)?;
             screens[e.field as usize] = Some(range(e));
         }
