@@ -167,7 +167,13 @@ fn zero_l2_query_over_rows_of_very_different_norms() {
     let mixed: Vec<Vec<f32>> = big.iter().chain(&small).cloned().collect();
     let queries = vec![vec![0.0; dim], rng.vec(dim), vec![0.0; dim]];
     for k in [1, 3] {
-        coded_equals_streaming(Metric::L2, DType::F32, &[mixed.clone()], &queries, k);
+        coded_equals_streaming(
+            Metric::L2,
+            DType::F32,
+            std::slice::from_ref(&mixed),
+            &queries,
+            k,
+        );
         coded_equals_streaming(
             Metric::L2,
             DType::F32,
@@ -197,7 +203,7 @@ fn degenerate_segments_equal_streaming() {
         .collect();
     let spread: Vec<Vec<f32>> = (0..400)
         .map(|i| {
-            let s = 10f32.powi((i % 9) as i32 - 4);
+            let s = 10f32.powi(i % 9 - 4);
             rng.vec(dim).iter().map(|v| v * s).collect()
         })
         .collect();
