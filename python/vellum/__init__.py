@@ -487,7 +487,9 @@ class Encoder:
     """A built-in encoder on its own: ``Encoder("models/all-MiniLM-L6-v2").encode(texts)``.
 
     ``options`` are encoder options (``pooling``, ``normalize``, ``prefix``, ``max_length``,
-    ``dims``, ``batch_size``, ...), applied over the model folder's own defaults."""
+    ``dims``, ``batch_size``, ``dtype``: ``f32`` (default), ``f16`` / ``bf16`` (weights rounded)
+    or ``int8`` (quantized linear layers: faster, vectors close to but not equal to f32's), ...),
+    applied over the model folder's own defaults."""
 
     def __init__(self, source: PathLike, **options: Any):
         self._e = NativeEncoder(os.fspath(source), {k: str(v) for k, v in options.items()})
