@@ -46,8 +46,24 @@ struct Query {
     v: Vec<f64>,
     /// `‖v‖`.
     norm: f64,
-    /// Half-width terms independent of the codes: `a + b·‖x‖ + c·‖x‖²`.
+    /// Half-width terms independent of the codes: `a + b·‖x‖ + c·‖x‖²` (for L2 a bound over
+    /// every row, used for block thresholds; rows use [`L2Slop`]).
     slop: (f64, f64, f64),
+    /// L2 only: the terms of the per-row bound.
+    l2: L2Slop,
+}
+
+/// For L2, the difference between the real score `−‖q − x‖²` and the streaming kernel's f32
+/// score `−fl(‖q′ − x‖²)` is at most `dq·(2D + dq) + eps·(D + dq)²` for any `D ≥ ‖q − x‖`; each
+/// row takes `D` from its own interval, far tighter than `‖q‖ + ‖x‖` near the query.
+#[derive(Debug, Clone, Copy, Default)]
+struct L2Slop {
+    /// `‖q′ − q‖`: the query rounded to the field's element type.
+    dq: f64,
+    /// Relative rounding of the kernel's squared distance.
+    eps: f64,
+    /// Absolute underflow allowance.
+    tiny: f64,
 }
 
 impl Query {
@@ -132,6 +148,7 @@ impl Query {
             v,
             norm,
             slop,
+            l2: L2Slop { dq, eps, tiny },
         })
     }
 }
@@ -292,15 +309,29 @@ fn bounds(
         view.residual_norm[row] as f64,
         view.value_norm[row] as f64,
     );
-    let (a, b, cc) = q.slop;
+    let (a, b) = (q.slop.0, q.slop.1);
     let coding = m.rounding * cn + q.norm * rn;
     let (center, half) = match q.metric {
         Metric::Ip => (approx, coding + a + b * vn),
         Metric::Cosine => (approx, coding + a),
-        Metric::L2 => (
-            2.0 * approx - q.norm * q.norm - vn * vn,
-            2.0 * coding + a + b * vn + cc * vn * vn,
-        ),
+        Metric::L2 => {
+            let center = 2.0 * approx - q.norm * q.norm - vn * vn;
+            // First the bound over all rows (D ≤ ‖q‖ + ‖x‖): most rows stop here.
+            let loose = 2.0 * coding + a + b * vn + q.slop.2 * vn * vn;
+            if center + loose * (1.0 + 2f64.powi(-20)) + m.margin < floor as f64
+                && loose.is_finite()
+            {
+                return None;
+            }
+            // The real score is within `known` of `center`, so D = √(known − center) ≥ ‖q − x‖.
+            let known = 2.0 * coding + 2f64.powi(-21) * vn * vn + q.l2.tiny;
+            let d = (known - center).max(0.0).sqrt() * (1.0 + 1e-12);
+            let L2Slop { dq, eps, tiny } = q.l2;
+            let kernel = dq * (2.0 * d + dq) + eps * (d + dq) * (d + dq) + tiny;
+            // Both are valid half-widths (NaN, from an unbounded row, stays NaN).
+            let tight = known + kernel;
+            (center, if tight < loose { tight } else { loose })
+        }
     };
     let half = half * (1.0 + 2f64.powi(-20)) + m.margin;
     let upper = center + half;
@@ -323,16 +354,8 @@ const QUERY_GROUP: usize = 64;
 const U8_LIMIT: i32 = 64;
 
 /// Whether the batch path should read the codes: segments with codes hold at least 90 % of the
-/// rows (the others are scored exactly, pair by pair), and the field is not a 16-bit L2 field.
+/// rows (the others are scored exactly, pair by pair).
 pub(super) fn covers(c: &Collection, field: usize) -> bool {
-    // 16-bit L2 fields: simsimd's kernels may round each difference to the element type, which
-    // widens every interval (±2⁻⁶ of ‖q − x‖² for bf16) so much that the batch path lost to f32
-    // products (bf16, 50k × 384: 305 vs 219 ms); single queries still gain (0.65 vs 0.85 ms).
-    if let crate::schema::FieldKind::Dense { dtype, metric, .. } = c.schema().fields[field].kind {
-        if dtype != DType::F32 && metric == Metric::L2 {
-            return false;
-        }
-    }
     let (mut coded, mut all) = (0u64, 0u64);
     for s in c.slots() {
         let rows = u64::from(s.segment.rows());

@@ -47,9 +47,8 @@ impl<'a> Queries<'a> {
 /// Which dense search routine to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Strategy {
-    /// Coded for a single query; for batches, screened where the CPU has AVX-512 BF16, else
-    /// coded when segments with codes hold ≥ 90 % of the rows (and the field is not f16/bf16
-    /// with L2), else blocked.
+    /// Coded for a single query; for batches, coded when segments with codes hold ≥ 90 % of the
+    /// rows, else screened (which is blocked on CPUs without AVX-512 BF16).
     #[default]
     Auto,
     /// One SIMD similarity call per stored vector.
@@ -65,9 +64,8 @@ pub enum Strategy {
     /// results as streaming (`format-spec/screen.md`). Segments without codes (fewer rows than
     /// [`crate::WriterOptions::screen_min_rows`], or written before codes existed) are streamed.
     /// Batches multiply blocks of queries (rounded to 7 bits) with blocks of codes (AVX2
-    /// `vpmaddubsw`, AVX-512 VNNI `vpdpbusd`); if codes cover less than 90 % of the rows, or the
-    /// field is an f16/bf16 L2 field (whose intervals are too wide to pay), a batch runs as
-    /// [`Strategy::Screened`].
+    /// `vpmaddubsw`, AVX-512 VNNI `vpdpbusd`); if codes cover less than 90 % of the rows, a batch
+    /// runs as [`Strategy::Screened`].
     Coded,
 }
 
@@ -276,13 +274,9 @@ pub(crate) fn execute(c: &Collection, req: &SearchRequest<'_>) -> Result<Vec<Top
                 return Ok(tops);
             }
             let strategy = match req.strategy {
-                // The bf16 tile where the CPU has AVX-512 BF16, else the stored codes (integer
-                // products) when they cover the field; `screened` falls back to f32 products.
-                Strategy::Auto
-                    if nq > 1 && !crate::linalg::tile::available() && coded::covers(c, fi) =>
-                {
-                    Strategy::Coded
-                }
+                // The stored codes (integer products) when they cover the field, else the bf16
+                // tile (AVX-512 BF16) or f32 products (benches/RESULTS.md, stop 12).
+                Strategy::Auto if nq > 1 && coded::covers(c, fi) => Strategy::Coded,
                 Strategy::Auto if nq > 1 => Strategy::Screened,
                 Strategy::Auto => Strategy::Coded,
                 other => other,
