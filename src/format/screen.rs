@@ -22,7 +22,7 @@
 
 use std::path::Path;
 
-use crate::dtype::{DType, Metric};
+use crate::dtype::Metric;
 use crate::error::{Error, Result};
 use crate::format::graph::metric_code;
 use crate::format::segment::{ExtraSection, SectionKind, SegmentSource};
@@ -230,7 +230,7 @@ pub fn screen_sections(source: &dyn SegmentSource, min_rows: u64) -> Result<Vec<
         };
         let row = |r: usize| -> Result<Vec<f32>> {
             let mut v = Vec::with_capacity(dim as usize);
-            decode(dtype, source.field(fi, r)?, &mut v);
+            dtype.decode_into(source.field(fi, r)?, &mut v);
             Ok(v)
         };
         let codes = ScreenCodes::build(metric, dim as usize, &row, n)?;
@@ -242,10 +242,6 @@ pub fn screen_sections(source: &dyn SegmentSource, min_rows: u64) -> Result<Vec<
         });
     }
     Ok(out)
-}
-
-fn decode(dtype: DType, bytes: &[u8], out: &mut Vec<f32>) {
-    dtype.decode_into(bytes, out)
 }
 
 /// A validated, mapped screening-codes section.

@@ -226,14 +226,14 @@ pub(super) fn search_one(
     let query = Query::new(metric, q, &prepared)?;
     let dim = q.len();
     // The map of each segment with codes (validated when the segment was opened).
-    let mapped: Vec<Option<(Mapped, Vec<i16>)>> = c
+    let mapped: Vec<Option<(Mapped, Vec<i16>, ScreenView<'_>)>> = c
         .slots()
         .iter()
         .map(|s| match s.segment.screen(field) {
             Some(Ok(view)) => {
                 let mut u = Vec::with_capacity(dim);
                 let m = Mapped::new(&query, &view, max_query_value(dim), 0, &mut u);
-                Some((m, u))
+                Some((m, u, view))
             }
             _ => None,
         })
@@ -245,15 +245,15 @@ pub(super) fn search_one(
             || (Screen::new(k), Vec::new()),
             |(mut screen, mut dots), (si, start, end)| {
                 let slot = &c.slots()[si];
-                match (&mapped[si], slot.segment.screen(field)) {
-                    (Some((m, u)), Some(Ok(view))) => {
+                match &mapped[si] {
+                    Some((m, u, view)) => {
                         let codes = &view.codes[start * dim..end * dim];
                         dots.resize(end - start, 0);
                         dot_rows(u, codes, &mut dots);
                         let mut floor = screen.floor.max(shared.get());
                         for (i, &dot) in dots.iter().enumerate() {
                             let row = start + i;
-                            let b = bounds(&query, m, &view, row, dot as i64, floor);
+                            let b = bounds(&query, m, view, row, dot as i64, floor);
                             if let Some((lo, hi)) = b {
                                 if !slot.is_deleted(row as u32) {
                                     screen.offer(hi, lo, si as u32, row as u32);
@@ -390,7 +390,7 @@ pub(super) fn search_batch(b: &super::DenseBatch<'_>) -> Option<Vec<TopK>> {
         .collect::<Option<_>>()?;
     let nq = queries.len();
     // Per segment with codes: every query mapped (u8 codes, nq × dim) and its parameters.
-    let mapped: Vec<Option<(Vec<Mapped>, Vec<u8>)>> = c
+    let mapped: Vec<Option<MappedBatch<'_>>> = c
         .slots()
         .iter()
         .map(|s| match s.segment.screen(field) {
@@ -400,7 +400,7 @@ pub(super) fn search_batch(b: &super::DenseBatch<'_>) -> Option<Vec<TopK>> {
                     .iter()
                     .map(|q| Mapped::new(q, &view, U8_LIMIT, U8_LIMIT, &mut u))
                     .collect();
-                Some((maps, u))
+                Some((maps, u, view))
             }
             _ => None,
         })
@@ -414,12 +414,12 @@ pub(super) fn search_batch(b: &super::DenseBatch<'_>) -> Option<Vec<TopK>> {
             || (empty(), Vec::new(), Vec::new()),
             |(mut screens, mut dots, mut sums), (si, start, end)| {
                 let slot = &c.slots()[si];
-                match (&mapped[si], slot.segment.screen(field)) {
-                    (Some((maps, u)), Some(Ok(view))) => screen_block(
+                match &mapped[si] {
+                    Some((maps, u, view)) => screen_block(
                         (&mut screens, &shared),
                         (&mut dots, &mut sums),
                         (&queries, maps, u),
-                        &view,
+                        view,
                         (slot, si, start, end),
                     ),
                     _ => {
@@ -461,6 +461,10 @@ pub(super) fn search_batch(b: &super::DenseBatch<'_>) -> Option<Vec<TopK>> {
             .collect(),
     )
 }
+
+/// Every query of a batch through one segment's map (parameters, u8 codes `nq × dim`), and the
+/// segment's codes.
+type MappedBatch<'a> = (Vec<Mapped>, Vec<u8>, ScreenView<'a>);
 
 /// Screens one block of rows of a segment with codes for every query.
 fn screen_block(

@@ -364,7 +364,7 @@ pub struct ImportTevatronArgs {
 /// `--strategy` values.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum StrategyArg {
-    /// Pick by batch size (coded for one query, screened for batches).
+    /// Coded where segments have screening codes, else streaming (one query) or screened (batches).
     Auto,
     /// One SIMD call per vector.
     Streaming,
