@@ -34,7 +34,8 @@ impl Collection {
 
     /// Loads `field`'s encoder in `role` — the embedded copy when the database has one, else the
     /// recorded source — and checks that it is the model and options the field was built with.
-    /// `runtime` may set the device and batch size; other options come from the record.
+    /// `runtime` may set the device, the batch size and `truncate` (late-interaction queries);
+    /// other options come from the record.
     pub fn load_encoder(
         &self,
         field: &str,
@@ -87,6 +88,7 @@ impl Collection {
         let options = EncoderOptions {
             device: runtime.device,
             batch_size: runtime.batch_size,
+            truncate: runtime.truncate,
             ..record.options()
         };
         // The embedded copy is the database's own file: a copy that does not load or no longer

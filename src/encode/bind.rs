@@ -5,30 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use super::source::ModelDir;
-use super::text::TextEncoder;
 use super::EMBEDDED_MODELS_DIR;
 use crate::error::Result;
-use crate::meta::encoder::{EncoderOptions, EncoderRecord, FieldEncoders};
+use crate::meta::encoder::{EncoderOptions, EncoderRecord, FieldEncoders, Role};
 use crate::storage::Directory;
-
-/// Which of a field's two encoders.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Encodes documents at ingest.
-    Passage,
-    /// Encodes queries.
-    Query,
-}
-
-impl Role {
-    /// "passage" or "query", for messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Passage => "passage",
-            Role::Query => "query",
-        }
-    }
-}
 
 /// What a user asks for when binding encoders to a field.
 #[derive(Debug, Clone, Default)]
@@ -58,18 +38,31 @@ pub fn prepare_encoders(database_dir: &Path, choice: &EncoderChoice) -> Result<F
 /// [`prepare_encoders`] for a database in any [`Directory`] (`database.directory()`).
 pub fn prepare_encoders_in(dir: &dyn Directory, choice: &EncoderChoice) -> Result<FieldEncoders> {
     let passage_dir = ModelDir::resolve(&choice.passage)?;
-    let passage = TextEncoder::from_dir(&passage_dir, &choice.passage_options)?;
+    // A late-interaction checkpoint encodes queries and documents differently: each side's
+    // record says which it is (dense encoders ignore the role).
+    let passage_options = EncoderOptions {
+        role: Some(Role::Passage),
+        ..choice.passage_options.clone()
+    };
+    let passage = super::load(&passage_dir, &passage_options)?;
     let (query_dir, query) = match &choice.query {
         // Tied: same files, so the passage encoder's load already checked weights and tokenizer.
         None => {
-            let options = choice.passage_options.overridden_by(&choice.query_options);
+            let options = EncoderOptions {
+                role: Some(Role::Query),
+                ..choice.passage_options.overridden_by(&choice.query_options)
+            };
             let fingerprint = &passage.record().fingerprint;
-            let record = TextEncoder::record_for(&passage_dir, &options, fingerprint)?;
+            let record = super::record_for(&passage_dir, &options, fingerprint)?;
             (passage_dir.clone(), record)
         }
         Some(source) => {
             let dir = ModelDir::resolve(source)?;
-            let enc = TextEncoder::from_dir(&dir, &choice.query_options)?;
+            let options = EncoderOptions {
+                role: Some(Role::Query),
+                ..choice.query_options.clone()
+            };
+            let enc = super::load(&dir, &options)?;
             (dir, enc.record().clone())
         }
     };

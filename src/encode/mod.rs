@@ -23,6 +23,8 @@ pub mod backend;
 #[cfg(feature = "encoders")]
 mod bind;
 #[cfg(feature = "encoders")]
+pub mod colbert;
+#[cfg(feature = "encoders")]
 pub mod models;
 #[cfg(feature = "encoders")]
 pub mod pooling;
@@ -33,13 +35,16 @@ mod text;
 pub mod tokenize;
 
 pub use crate::meta::encoder::{
-    ComputeType, DeviceSpec, EncoderOptions, EncoderRecord, FieldEncoders, OutputKind, Pooling,
+    ComputeType, DeviceSpec, EncoderOptions, EncoderRecord, FieldEncoders, LateInteraction,
+    OutputKind, Pooling, QueryExpansion, Role,
 };
 #[cfg(feature = "encoders")]
 pub use backend::vector_math;
 #[cfg(feature = "encoders")]
-pub use bind::{embedded_dir, prepare_encoders, prepare_encoders_in, EncoderChoice, Role};
-pub use source::{fingerprint_files, ModelDefaults, ModelDir, MODEL_FILES};
+pub use bind::{embedded_dir, prepare_encoders, prepare_encoders_in, EncoderChoice};
+#[cfg(feature = "encoders")]
+pub use colbert::ColbertEncoder;
+pub use source::{fingerprint_files, ModelDefaults, ModelDir, MODEL_FILES, SETTINGS_FILES};
 #[cfg(feature = "encoders")]
 pub use text::{TextEncoder, DEFAULT_BATCH_SIZE, SUPPORTED_MODEL_TYPES};
 
@@ -83,13 +88,26 @@ pub enum EncoderInput<'a> {
 pub enum Prepared {
     /// Token ids, special tokens included.
     Tokens(Vec<u32>),
+    /// Token ids of which only the first `attended` are attention keys: the later ones (ColBERT's
+    /// query expansion tokens) are computed but no token attends to them.
+    Expanded {
+        /// Token ids, special and expansion tokens included.
+        tokens: Vec<u32>,
+        /// How many leading tokens are attention keys (`1..=tokens.len()`).
+        attended: usize,
+    },
 }
 
 impl Prepared {
     /// The input's size for batching (tokens): inputs of similar cost are batched together.
     pub fn cost(&self) -> usize {
+        self.tokens().len()
+    }
+
+    /// The token ids.
+    pub fn tokens(&self) -> &[u32] {
         match self {
-            Prepared::Tokens(t) => t.len(),
+            Prepared::Tokens(t) | Prepared::Expanded { tokens: t, .. } => t,
         }
     }
 }
@@ -227,9 +245,14 @@ impl<E: Encoder + ?Sized> Encoder for Box<E> {
 }
 
 /// Loads the encoder for the model folder `dir` with `options` over the folder's defaults,
-/// choosing the implementation from its `config.json` (the BERT family today).
+/// choosing the implementation from its files: a late-interaction checkpoint (Stanford ColBERT,
+/// PyLate, sentence-transformers' multi-vector layout) gets a [`ColbertEncoder`] for
+/// `options.role` (documents when unset), any other BERT-family model a [`TextEncoder`].
 #[cfg(feature = "encoders")]
 pub fn load(dir: &ModelDir, options: &EncoderOptions) -> Result<Box<dyn Encoder>> {
+    if let Some(format) = colbert::layout::detect(dir)? {
+        return Ok(Box::new(ColbertEncoder::from_dir(dir, format, options)?));
+    }
     Ok(Box::new(TextEncoder::from_dir(dir, options)?))
 }
 
@@ -241,5 +264,8 @@ pub fn record_for(
     options: &EncoderOptions,
     fingerprint: &str,
 ) -> Result<EncoderRecord> {
+    if let Some(format) = colbert::layout::detect(dir)? {
+        return ColbertEncoder::record_for(dir, format, options, fingerprint);
+    }
     TextEncoder::record_for(dir, options, fingerprint)
 }

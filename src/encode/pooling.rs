@@ -11,7 +11,8 @@ pub fn pool(states: &[f32], len: usize, hidden: usize, pooling: Pooling, out: &m
     let dims = out.len();
     let row = |t: usize| &states[t * hidden..(t + 1) * hidden];
     match pooling {
-        Pooling::Cls => out.copy_from_slice(&row(0)[..dims]),
+        // A dense encoder's record never pools `Tokens` (its loader refuses it).
+        Pooling::Cls | Pooling::Tokens => out.copy_from_slice(&row(0)[..dims]),
         Pooling::Last => out.copy_from_slice(&row(len - 1)[..dims]),
         Pooling::Mean => {
             let mut acc = vec![0f32; hidden];

@@ -9,17 +9,31 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::meta::encoder::Pooling;
 
-/// The files of a model folder that define its behaviour, relative to the folder. Everything
-/// vellum reads from a model is in this list, so it is what the fingerprint covers and what
-/// `--embed-model` copies.
-pub const MODEL_FILES: [&str; 6] = [
+/// The files of a model folder that define its behaviour, relative to the folder: what the
+/// fingerprint covers and what `--embed-model` copies. The last six exist only in late-interaction
+/// (ColBERT) checkpoints (Stanford's metadata, PyLate's and sentence-transformers' head and mask
+/// modules), so adding them changed no dense model's fingerprint.
+pub const MODEL_FILES: [&str; 12] = [
     "config.json",
     "tokenizer.json",
     "model.safetensors",
     "modules.json",
     "sentence_bert_config.json",
     "1_Pooling/config.json",
+    "artifact.metadata",
+    "1_Dense/config.json",
+    "1_Dense/model.safetensors",
+    "2_Dense/config.json",
+    "2_Dense/model.safetensors",
+    "2_MultiVectorMask/config.json",
 ];
+
+/// Files vellum also reads and `--embed-model` copies, outside the fingerprint: everything they
+/// contribute (PyLate's markers, lengths and skiplist, the prompts, the mask token) is stored in
+/// the encoder record itself and compared with it. (Fingerprinting them would have changed the
+/// fingerprints of dense models that ship them, such as all-MiniLM-L6-v2.)
+pub const SETTINGS_FILES: [&str; 2] =
+    ["config_sentence_transformers.json", "tokenizer_config.json"];
 
 /// A model folder that has the files an encoder needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,7 +189,7 @@ impl ModelDir {
         let new_parent = !dir.exists(parent)?;
         dir.create_dir_all(&tmp)?;
         let mut dirs = std::collections::BTreeSet::new();
-        for name in MODEL_FILES {
+        for name in MODEL_FILES.iter().chain(&SETTINGS_FILES) {
             let from = self.dir.join(name);
             if !from.is_file() {
                 continue;

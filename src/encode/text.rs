@@ -185,9 +185,13 @@ impl Encoder for TextEncoder {
         let tokens: Vec<&[u32]> = batch
             .iter()
             .map(|p| match p {
-                Prepared::Tokens(t) => t.as_slice(),
+                Prepared::Tokens(t) => Ok(t.as_slice()),
+                Prepared::Expanded { .. } => Err(Error::InvalidInput(
+                    "a dense encoder was given a query prepared with ColBERT's query expansion"
+                        .into(),
+                )),
             })
-            .collect();
+            .collect::<Result<_>>()?;
         Ok(Encoded {
             values: self.encode_tokens(&tokens)?,
             rows: vec![1; batch.len()],
@@ -235,13 +239,19 @@ fn resolve(
         )));
     }
     let dtype = options.dtype.unwrap_or_default();
+    let pooling = options.pooling.or(defaults.pooling).unwrap_or(Pooling::Cls);
+    if pooling == Pooling::Tokens {
+        return Err(dir.error(
+            "pooling tokens is the late-interaction (ColBERT) encoders' output; this folder holds a dense model (no ColBERT head, artifact.metadata or multi-vector modules)",
+        ));
+    }
     let record = EncoderRecord {
         source: dir.source.clone(),
         fingerprint: match fingerprint {
             Some(f) => f.to_string(),
             None => dir.fingerprint()?,
         },
-        pooling: options.pooling.or(defaults.pooling).unwrap_or(Pooling::Cls),
+        pooling,
         normalize: options.normalize.unwrap_or(defaults.normalize),
         max_length,
         prefix: options.prefix.clone().unwrap_or_default(),
@@ -250,6 +260,7 @@ fn resolve(
         embedded: false,
         architecture: Some(config.model_type.clone()),
         output: OutputKind::Dense,
+        late_interaction: None,
     };
     let pad_id = config.pad_id();
 
@@ -262,7 +273,7 @@ fn resolve(
 }
 
 #[cfg(feature = "cuda")]
-fn cuda_unavailable(n: usize) -> Error {
+pub(super) fn cuda_unavailable(n: usize) -> Error {
     Error::parameter(
         "device",
         format!("cuda:{n}: CUDA encoders are not implemented in this version of vellum yet; use device=cpu"),
@@ -270,7 +281,7 @@ fn cuda_unavailable(n: usize) -> Error {
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda_unavailable(n: usize) -> Error {
+pub(super) fn cuda_unavailable(n: usize) -> Error {
     Error::FeatureDisabled {
         what: format!("device cuda:{n}"),
         feature: "cuda",

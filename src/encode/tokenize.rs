@@ -54,6 +54,11 @@ impl TextTokenizer {
 
     /// Token ids of one text (prefix applied, special tokens added, truncated).
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self.tokenize_checked(text)?.0)
+    }
+
+    /// [`TextTokenizer::tokenize`], also saying whether the text was truncated.
+    pub fn tokenize_checked(&self, text: &str) -> Result<(Vec<u32>, bool)> {
         let mut input = String::with_capacity(self.prefix.len() + text.len());
         input.push_str(&self.prefix);
         input.push_str(text);
@@ -64,6 +69,11 @@ impl TextTokenizer {
             .tokenizer
             .encode_fast(input.as_str(), true)
             .map_err(|e| Error::InvalidInput(format!("tokenizer failed: {e}")))?;
-        Ok(enc.get_ids().to_vec())
+        Ok((enc.get_ids().to_vec(), !enc.get_overflowing().is_empty()))
+    }
+
+    /// The id of a vocabulary token (added tokens included), `None` when it is not one.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.tokenizer.token_to_id(token)
     }
 }

@@ -17,6 +17,9 @@ pub enum Pooling {
     Mean,
     /// The last non-padding token (the EOS token), as Tevatron's DSE / decoder encoders.
     Last,
+    /// No pooling: one vector per token (late-interaction encoders filling multi-vector fields).
+    /// Set by those encoders; not an option of dense ones.
+    Tokens,
 }
 
 impl std::str::FromStr for Pooling {
@@ -27,6 +30,10 @@ impl std::str::FromStr for Pooling {
             "cls" => Ok(Pooling::Cls),
             "mean" => Ok(Pooling::Mean),
             "last" | "lasttoken" | "eos" => Ok(Pooling::Last),
+            "tokens" => Err(Error::parameter(
+                "pooling",
+                "tokens: late-interaction (ColBERT) checkpoints pool nothing by themselves; a dense encoder takes cls, mean or last",
+            )),
             other => Err(Error::parameter(
                 "pooling",
                 format!("{other:?}: expected cls, mean or last"),
@@ -68,6 +75,42 @@ impl std::str::FromStr for ComputeType {
             other => Err(Error::parameter(
                 "dtype",
                 format!("{other:?}: expected f32, f16, bf16 or int8"),
+            )),
+        }
+    }
+}
+
+/// Which of a field's two encoders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Encodes documents at ingest.
+    #[serde(alias = "document")]
+    Passage,
+    /// Encodes queries.
+    Query,
+}
+
+impl Role {
+    /// "passage" or "query", for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Passage => "passage",
+            Role::Query => "query",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "passage" | "document" | "doc" => Ok(Role::Passage),
+            "query" => Ok(Role::Query),
+            other => Err(Error::parameter(
+                "role",
+                format!("{other:?}: expected query or passage (document)"),
             )),
         }
     }
@@ -127,6 +170,8 @@ impl std::fmt::Display for DeviceSpec {
 /// | `dtype` | `f32`, `f16`, `bf16` | `f32` |
 /// | `device` | `cpu`, `cuda:N` | `cpu` |
 /// | `batch_size` | texts per forward pass | 32 |
+/// | `role` | `query`, `passage` (`document`): which side a late-interaction (ColBERT) encoder encodes; dense encoders ignore it | set by the field binding |
+/// | `truncate` | `true`: a late-interaction query longer than the query length is truncated (as PyLate does) instead of refused | `false` |
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EncoderOptions {
     /// Pooling of token states.
@@ -145,6 +190,12 @@ pub struct EncoderOptions {
     pub device: Option<DeviceSpec>,
     /// Texts per forward pass.
     pub batch_size: Option<usize>,
+    /// The side a late-interaction encoder encodes (queries or documents); dense encoders encode
+    /// both alike and ignore it.
+    pub role: Option<Role>,
+    /// Truncate late-interaction queries longer than the query length instead of refusing them.
+    /// Changes where it runs, not the vectors of queries that fit: not part of the identity.
+    pub truncate: Option<bool>,
 }
 
 impl EncoderOptions {
@@ -157,6 +208,7 @@ impl EncoderOptions {
             || self.prefix.is_some()
             || self.dims.is_some()
             || self.dtype.is_some()
+            || self.role.is_some()
     }
 
     /// Parses `key=value,key=value`. A `prefix` value runs to the end of the list when it is
@@ -232,6 +284,14 @@ impl EncoderOptions {
             }
             "dtype" => self.dtype = Some(v.parse()?),
             "device" => self.device = Some(v.parse()?),
+            "role" => self.role = Some(v.parse()?),
+            "truncate" => {
+                self.truncate = Some(match v {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
+                    _ => return Err(bad("true or false")),
+                })
+            }
             "batch_size" | "batch" => {
                 self.batch_size = Some(
                     v.parse()
@@ -243,7 +303,7 @@ impl EncoderOptions {
             other => {
                 return Err(Error::parameter(
                     "encoder options",
-                    format!("unknown option {other:?}: expected pooling, normalize, max_length, prefix, dims, dtype, device or batch_size"),
+                    format!("unknown option {other:?}: expected pooling, normalize, max_length, prefix, dims, dtype, device, batch_size, role or truncate"),
                 ))
             }
         }
@@ -261,6 +321,8 @@ impl EncoderOptions {
             dtype: over.dtype.or(self.dtype),
             device: over.device.or(self.device),
             batch_size: over.batch_size.or(self.batch_size),
+            role: over.role.or(self.role),
+            truncate: over.truncate.or(self.truncate),
         }
     }
 }
@@ -330,8 +392,58 @@ pub struct EncoderRecord {
     /// What the encoder outputs; `dense` in records written before vellum recorded it.
     #[serde(default)]
     pub output: OutputKind,
+    /// How a late-interaction (ColBERT) encoder prepares its side's inputs and which token
+    /// vectors it keeps; absent for dense encoders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_interaction: Option<LateInteraction>,
 }
 
+/// What a late-interaction encoder does around the transformer, for one side (queries or
+/// documents): everything besides the model files that changes its vectors. The conventions of
+/// Stanford ColBERT (`modeling/tokenization/`), PyLate (`models/colbert.py`) and
+/// sentence-transformers' `MultiVectorEncoder` all map onto it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LateInteraction {
+    /// The side this encoder encodes.
+    pub role: Role,
+    /// The checkpoint layout it was read from: `stanford`, `pylate` or `sentence-transformers`
+    /// (informational).
+    pub format: String,
+    /// Marker token id inserted right after the first token (`[CLS]`): Stanford's `[unused0]` /
+    /// `[unused1]`, PyLate's `[Q] ` / `[D] `; `None` when the checkpoint marks inputs with a text
+    /// prefix (the record's `prefix`) or not at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marker: Option<u32>,
+    /// Query expansion (queries only): inputs shorter than `length` tokens are padded with
+    /// `token` (`[MASK]`) up to it; their vectors are kept and scored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expansion: Option<QueryExpansion>,
+    /// Token ids whose vectors are dropped (a punctuation skiplist, on the document side).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skiplist: Vec<u32>,
+    /// When set, only the vectors of these token ids are kept (sentence-transformers'
+    /// `keep_only_token_ids`, documents only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_only: Option<Vec<u32>>,
+}
+
+/// ColBERT's query expansion ("query augmentation" in the ColBERT paper, §3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryExpansion {
+    /// Queries are padded to this many tokens, marker and special tokens included.
+    pub length: usize,
+    /// The padding token id (`[MASK]`).
+    pub token: u32,
+    /// Whether the other tokens attend to the expansion tokens (`attend_to_mask_tokens` /
+    /// `attend_to_expansion_tokens`; false in ColBERTv2, which computes them but masks them as
+    /// attention keys).
+    pub attend: bool,
+    /// `true`: queries are also cut to `length` (ColBERT, PyLate, sentence-transformers'
+    /// `fixed`); `false`: `length` is only the floor (`min`), `max_length` the ceiling.
+    pub fixed: bool,
+}
 impl EncoderRecord {
     /// The differences that make `other` produce different vectors than `self`, as
     /// `what: expected X, found Y` items (empty when the two encode identically).
@@ -382,6 +494,47 @@ impl EncoderRecord {
         if let (Some(a), Some(b)) = (&self.architecture, &other.architecture) {
             cmp("architecture", a.clone(), b.clone());
         }
+        match (&self.late_interaction, &other.late_interaction) {
+            (None, None) => {}
+            (Some(a), Some(b)) => {
+                cmp("role", a.role.name().into(), b.role.name().into());
+                cmp(
+                    "marker token",
+                    format!("{:?}", a.marker),
+                    format!("{:?}", b.marker),
+                );
+                cmp(
+                    "query expansion",
+                    format!("{:?}", a.expansion),
+                    format!("{:?}", b.expansion),
+                );
+                cmp(
+                    "skiplist",
+                    format!("{:?}", a.skiplist),
+                    format!("{:?}", b.skiplist),
+                );
+                cmp(
+                    "keep_only",
+                    format!("{:?}", a.keep_only),
+                    format!("{:?}", b.keep_only),
+                );
+            }
+            (a, b) => cmp(
+                "late interaction",
+                if a.is_some() {
+                    "ColBERT settings"
+                } else {
+                    "none"
+                }
+                .into(),
+                if b.is_some() {
+                    "ColBERT settings"
+                } else {
+                    "none"
+                }
+                .into(),
+            ),
+        }
         d
     }
 
@@ -396,6 +549,8 @@ impl EncoderRecord {
             dtype: Some(self.dtype),
             device: None,
             batch_size: None,
+            role: self.late_interaction.as_ref().map(|l| l.role),
+            truncate: None,
         }
     }
 
@@ -477,6 +632,7 @@ mod tests {
             embedded: false,
             architecture: Some("bert".into()),
             output: OutputKind::Dense,
+            late_interaction: None,
         }
     }
 

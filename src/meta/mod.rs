@@ -10,7 +10,8 @@ pub mod index;
 pub mod manifest;
 
 pub use encoder::{
-    ComputeType, DeviceSpec, EncoderOptions, EncoderRecord, FieldEncoders, OutputKind, Pooling,
+    ComputeType, DeviceSpec, EncoderOptions, EncoderRecord, FieldEncoders, LateInteraction,
+    OutputKind, Pooling, QueryExpansion, Role,
 };
 pub use index::HnswParams;
 pub use manifest::{CollectionEntry, DeletesEntry, Manifest, SegmentEntry};

@@ -1,6 +1,8 @@
 //! vellum's integration tests, as one test binary.
 
 mod bad_input;
+#[cfg(feature = "encoders")]
+mod colbert;
 mod common;
 mod corruption;
 mod crash;

@@ -297,6 +297,28 @@ impl NativeBert {
     /// and returns the last hidden states of all tokens, packed: text `i`'s tokens are rows
     /// `starts[i] .. starts[i] + seqs[i].len()` of a `Σ len × hidden` row-major matrix.
     pub fn forward(&self, seqs: &[&[u32]]) -> (Vec<f32>, Vec<usize>) {
+        self.forward_with_keys(seqs, None)
+    }
+
+    /// [`NativeBert::forward`] where text `i`'s tokens attend only to its first `keys[i]` tokens
+    /// (`1 ≤ keys[i] ≤ len`): the later tokens are computed (they attend to those keys) but no
+    /// token attends to them. This is a padded model's attention mask with zeros at the end,
+    /// which ColBERT's query expansion uses (`attend_to_mask_tokens = false`).
+    pub fn forward_with_keys(
+        &self,
+        seqs: &[&[u32]],
+        keys: Option<&[usize]>,
+    ) -> (Vec<f32>, Vec<usize>) {
+        let keys: Vec<usize> = match keys {
+            Some(k) => {
+                assert_eq!(k.len(), seqs.len(), "one key count per sequence");
+                for (&m, s) in k.iter().zip(seqs) {
+                    assert!(m >= 1 && m <= s.len(), "key count out of range");
+                }
+                k.to_vec()
+            }
+            None => seqs.iter().map(|s| s.len()).collect(),
+        };
         let h = self.shape.hidden;
         let mut starts = Vec::with_capacity(seqs.len());
         let mut total = 0;
@@ -321,7 +343,7 @@ impl NativeBert {
 
         self.embed(seqs, &mut sc.x);
         for layer in &self.layers {
-            self.layer(layer, seqs, &starts, &mut sc);
+            self.layer(layer, seqs, &starts, &keys, &mut sc);
         }
         let out = sc.x[..total * h].to_vec();
         self.scratch.lock().push(sc);
@@ -348,7 +370,14 @@ impl NativeBert {
             });
     }
 
-    fn layer(&self, l: &Layer, seqs: &[&[u32]], starts: &[usize], sc: &mut Scratch) {
+    fn layer(
+        &self,
+        l: &Layer,
+        seqs: &[&[u32]],
+        starts: &[usize],
+        keys: &[usize],
+        sc: &mut Scratch,
+    ) {
         let h = self.shape.hidden;
         let t = seqs.iter().map(|s| s.len()).sum::<usize>();
         let x = &mut sc.x[..t * h];
@@ -361,7 +390,7 @@ impl NativeBert {
         fill_rows(qkv, &l.qkv.bias);
         linear_acc(x, t, &l.qkv, qkv);
         // ctx = attention per text and head
-        self.attention(qkv, seqs, starts, ctx);
+        self.attention(qkv, seqs, starts, keys, ctx);
         // y = LN(ctx·Woᵀ + b + x)
         y.par_chunks_mut(h).zip(x.par_chunks(h)).for_each(|(o, r)| {
             for ((o, r), b) in o.iter_mut().zip(r).zip(&l.attn_out.bias) {
@@ -388,7 +417,14 @@ impl NativeBert {
             .for_each(|row| layer_norm(row, &l.norm2, eps));
     }
 
-    fn attention(&self, qkv: &[f32], seqs: &[&[u32]], starts: &[usize], ctx: &mut [f32]) {
+    fn attention(
+        &self,
+        qkv: &[f32],
+        seqs: &[&[u32]],
+        starts: &[usize],
+        keys: &[usize],
+        ctx: &mut [f32],
+    ) {
         let h = self.shape.hidden;
         let heads = self.shape.heads;
         let d = h / heads;
@@ -403,29 +439,29 @@ impl NativeBert {
         }
         chunks
             .into_par_iter()
-            .zip(starts.par_iter().zip(seqs.par_iter()))
-            .for_each(|(out, (&s0, s))| {
+            .zip(starts.par_iter().zip(seqs.par_iter().zip(keys.par_iter())))
+            .for_each(|(out, (&s0, (s, &m)))| {
                 let n = s.len();
                 let rows = &qkv[s0 * 3 * h..(s0 + n) * 3 * h];
-                // The n × n score matrix lives in a per-thread buffer: allocating it per text
+                // The n × m score matrix lives in a per-thread buffer: allocating it per text
                 // and layer (up to 256 KiB, above malloc's mmap threshold) costs page faults.
                 ATTENTION_SCORES.with_borrow_mut(|buf| {
-                    if buf.len() < n * n {
-                        buf.resize(n * n, 0.0);
+                    if buf.len() < n * m {
+                        buf.resize(n * m, 0.0);
                     }
-                    let scores = &mut buf[..n * n];
+                    let scores = &mut buf[..n * m];
                     for head in 0..heads {
                         let q = &rows[head * d..];
                         let k = &rows[h + head * d..];
                         let v = &rows[2 * h + head * d..];
-                        // scores = scale · Q·Kᵀ  (n × n)
+                        // scores = scale · Q·Kᵀ  (n × m: every token, the first m keys)
                         strided_gemm(
                             n,
-                            n,
+                            m,
                             d,
                             Out {
                                 data: scores,
-                                rs: n,
+                                rs: m,
                             },
                             In {
                                 data: q,
@@ -440,21 +476,21 @@ impl NativeBert {
                             false,
                             scale,
                         );
-                        for row in scores.chunks_exact_mut(n) {
+                        for row in scores.chunks_exact_mut(m) {
                             vector_math::softmax(row);
                         }
-                        // out[:, head] = scores · V  (n × d)
+                        // out[:, head] = scores · V[..m]  (n × d)
                         strided_gemm(
                             n,
                             d,
-                            n,
+                            m,
                             Out {
                                 data: &mut out[head * d..],
                                 rs: h,
                             },
                             In {
                                 data: scores,
-                                rs: n,
+                                rs: m,
                                 cs: 1,
                             },
                             In {

@@ -62,11 +62,12 @@ fn write_encoders(
     Ok(())
 }
 
-/// Device and batch size for loading a bound encoder (`--encoder-options device=cpu,batch_size=64`).
+/// Device, batch size and `truncate` (ColBERT queries) for loading a bound encoder
+/// (`--encoder-options device=cpu,batch_size=64`).
 fn encoder_runtime(list: &str) -> Result<EncoderOptions> {
     let o = EncoderOptions::parse(list)?;
     if o.shapes_output() {
-        bail!("--encoder-options here takes only device and batch_size: the other options are fixed by the collection's encoder");
+        bail!("--encoder-options here takes only device, batch_size and truncate: the other options are fixed by the collection's encoder");
     }
     Ok(o)
 }
