@@ -230,3 +230,40 @@ def test_run_from_results_and_write_run(tmp_path):
     assert vellum.eval.run_from_results(["q"], ids, scores) == {"q": {"a": 2.0, "b": 1.5}}
     vellum.eval.write_run(tmp_path / "r.trec", ["q"], ids, scores)
     assert (tmp_path / "r.trec").read_text() == "q Q0 a 1 2 vellum\nq Q0 b 2 1.5 vellum\n"
+
+
+COLBERT = REPO / "tests" / "fixtures" / "colbert"
+
+
+def test_colbert_checkpoints_match_their_reference_implementations():
+    ref = json.loads((COLBERT / "reference.json").read_text())
+    for name in ("stanford", "pylate", "st6"):
+        for side, role in (("queries", "query"), ("documents", "passage")):
+            e = vellum.Encoder(COLBERT / name, role=role, truncate=True)
+            assert e.output == "multi" and e.record["late_interaction"]["role"] == role
+            got = e.encode(ref[side])
+            for g, want in zip(got, ref["models"][name][side]):
+                w = np.array(want["vectors"], dtype=np.float32)
+                assert g.shape == w.shape
+                cos = (g * w).sum(1) / np.linalg.norm(g, axis=1) / np.linalg.norm(w, axis=1)
+                assert cos.min() >= 0.99999
+
+
+def test_colbert_field_ingests_text_and_searches_by_maxsim(db):
+    texts = sentences()[:30]
+    c = db.create_collection("c", ["tok:multi:16:f32:ip"], encoders={"tok": COLBERT / "pylate"})
+    c.add([f"s{i}" for i in range(30)], texts=texts)
+    db.commit()
+    docs = vellum.Encoder(COLBERT / "pylate").encode(texts)
+    np.testing.assert_array_equal(c.get("s7")["vectors"]["tok"], docs[7])
+    queries = ["strategy game", "XML parser library"]
+    ids, scores = c.search_text(queries, k=3)
+    q = vellum.Encoder(COLBERT / "pylate", role="query").encode(queries)
+    for i, qv in enumerate(q):
+        assert qv.shape == (20, 16)  # expanded to the query length
+        maxsim = np.array([(qv @ d.T).max(1).sum() for d in docs])
+        order = np.argsort(-maxsim, kind="stable")[:3]
+        assert ids[i].tolist() == [f"s{j}" for j in order]
+        np.testing.assert_allclose(scores[i], maxsim[order], rtol=1e-5)
+    with pytest.raises(InvalidInputError, match="query length"):
+        c.search_text(["a very long query about many things " * 10], k=1)

@@ -134,7 +134,7 @@ class Database:
         """
 
         def opts(m: Optional[Mapping[str, Mapping[str, Any]]]) -> Dict[str, Dict[str, str]]:
-            return {f: {k: str(v) for k, v in o.items()} for f, o in (m or {}).items()}
+            return {f: {k: _option(v) for k, v in o.items()} for f, o in (m or {}).items()}
 
         self._db.create_collection(
             name,
@@ -483,16 +483,27 @@ def _texts(texts: Union[str, Sequence[str]]) -> List[str]:
     return out
 
 
+def _option(value: Any) -> str:
+    """An encoder option's text form (Python booleans as ``true`` / ``false``)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 class Encoder:
     """A built-in encoder on its own: ``Encoder("models/all-MiniLM-L6-v2").encode(texts)``.
 
     ``options`` are encoder options (``pooling``, ``normalize``, ``prefix``, ``max_length``,
     ``dims``, ``batch_size``, ``dtype``: ``f32`` (default), ``f16`` / ``bf16`` (weights rounded)
     or ``int8`` (quantized linear layers: faster, vectors close to but not equal to f32's), ...),
-    applied over the model folder's own defaults."""
+    applied over the model folder's own defaults.
+
+    A late-interaction (ColBERT) checkpoint — Stanford ``HF_ColBERT``, PyLate, or a
+    sentence-transformers multi-vector model — gives one vector per token: ``role="query"``
+    encodes queries (marker, ``[MASK]`` expansion to the query length), the default
+    ``role="passage"`` documents (marker, punctuation skiplist); ``truncate=True`` cuts queries
+    longer than the query length instead of raising."""
 
     def __init__(self, source: PathLike, **options: Any):
-        self._e = NativeEncoder(os.fspath(source), {k: str(v) for k, v in options.items()})
+        self._e = NativeEncoder(os.fspath(source), {k: _option(v) for k, v in options.items()})
 
     def encode(self, texts: Union[str, Sequence[str]]) -> Union[np.ndarray, List[np.ndarray]]:
         """float32 ``[n, dims]`` for a dense encoder; a list of ``[tokens_i, dims]`` for a

@@ -188,7 +188,7 @@ fn encoded_fields(collection: &Collection, runtime: &EncoderOptions) -> Result<E
 
 /// Runs the pipeline: reads `job.docs`, encodes every document with each dense field's passage
 /// encoder, and adds the documents through `writer`, committing periodically and at the end.
-/// Every field of the collection must be a dense field with an encoder.
+/// Every field of the collection must have an encoder (dense or late-interaction).
 ///
 /// On bad input the error names the file and line; documents committed before it stay
 /// committed, documents since the last commit are discarded.

@@ -138,3 +138,244 @@ fn pylate_checkpoint_matches_pylate() {
 fn sentence_transformers_multi_vector_checkpoint_matches_sentence_transformers() {
     check_parity("st6");
 }
+
+mod database {
+    use std::path::{Path, PathBuf};
+
+    use vellum::encode::{prepare_encoders, EncoderChoice, EncoderOptions, Role};
+    use vellum::ingest::pipeline::{ingest_text, TextIngest};
+    use vellum::{Database, Error, FieldSpec, Schema, SearchRequest};
+
+    use crate::common::fixture_path;
+
+    fn model(name: &str) -> String {
+        fixture_path(&format!("colbert/{name}"))
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn corpus(dir: &Path, n: usize) -> PathBuf {
+        let all = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/debian/corpus.jsonl"),
+        )
+        .unwrap();
+        let lines: Vec<&str> = all.lines().take(n).collect();
+        let p = dir.join("corpus.jsonl");
+        std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+        p
+    }
+
+    fn db_with(dir: &Path, field: &str, checkpoint: &str) -> vellum::Result<Database> {
+        let db = Database::create(dir.join("db"))?;
+        let mut w = db.writer()?;
+        w.create_collection(
+            "docs",
+            Schema::new().with_field(FieldSpec::parse(field).unwrap()),
+        )?;
+        let choice = EncoderChoice {
+            passage: model(checkpoint),
+            embed: true,
+            ..Default::default()
+        };
+        let name = field.split(':').next().unwrap();
+        w.set_encoders("docs", name, prepare_encoders(db.path(), &choice)?)?;
+        w.commit()?;
+        Ok(db)
+    }
+
+    /// MaxSim of `q` (`dims`-wide rows) against `d`.
+    fn maxsim(q: &[f32], d: &[f32], dims: usize) -> f32 {
+        q.chunks(dims)
+            .map(|qt| {
+                d.chunks(dims)
+                    .map(|dt| qt.iter().zip(dt).map(|(a, b)| a * b).sum::<f32>())
+                    .fold(f32::NEG_INFINITY, f32::max)
+            })
+            .sum()
+    }
+
+    #[test]
+    fn text_in_token_vectors_stored_text_queries_scored_by_maxsim() {
+        let t = tempfile::tempdir().unwrap();
+        let db = db_with(t.path(), "tok:multi:16:f32:ip", "pylate").unwrap();
+        let docs = corpus(t.path(), 60);
+        let mut w = db.writer().unwrap();
+        let mut job = TextIngest::new("docs", &docs);
+        job.commit_every = 25;
+        let stats = ingest_text(&mut w, &job, &mut |_| {}).unwrap();
+        assert_eq!(stats.documents, 60);
+        drop(w);
+
+        let snap = db.snapshot().unwrap();
+        let c = snap.collection("docs").unwrap();
+        let records = c.encoders("tok").unwrap();
+        assert!(records.passage.embedded && records.tied());
+        let (p, q) = (
+            records.passage.late_interaction.as_ref().unwrap(),
+            records.query.late_interaction.as_ref().unwrap(),
+        );
+        assert_eq!((p.role, q.role), (Role::Passage, Role::Query));
+        assert!(q.expansion.is_some() && p.expansion.is_none() && !p.skiplist.is_empty());
+        assert_eq!(
+            (records.query.max_length, records.passage.max_length),
+            (20, 40)
+        );
+
+        // The stored token matrices are the passage encoder's output for the documents' text.
+        let passage = c
+            .load_encoder("tok", Role::Passage, &EncoderOptions::default())
+            .unwrap();
+        let texts: Vec<(String, String)> = std::fs::read_to_string(&docs)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["id"].as_str().unwrap().to_string(),
+                    v["text"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(|(_, t)| t.as_str()).collect();
+        let encoded = passage.encode_texts(&refs).unwrap();
+        let stored: Vec<Vec<f32>> = texts
+            .iter()
+            .map(|(id, _)| {
+                c.get(id)
+                    .unwrap()
+                    .unwrap()
+                    .multi("tok")
+                    .unwrap()
+                    .tokens
+                    .to_f32_vec()
+            })
+            .collect();
+        for (s, e) in stored.iter().zip(encoded.per_input()) {
+            assert_eq!(s.as_slice(), e);
+        }
+
+        // Text search encodes with the query encoder and ranks by exact MaxSim.
+        let queries = ["terminal emulator", "a library for parsing XML documents"];
+        let hits = c
+            .search_texts(&queries, SearchRequest::text("tok", 5))
+            .unwrap();
+        let query_encoder = c.query_encoder("tok").unwrap();
+        let encoded_queries = query_encoder.encode_texts(&queries).unwrap();
+        assert!(
+            encoded_queries.rows.iter().all(|&r| r == 20),
+            "expanded to 20 tokens"
+        );
+        for (h, qv) in hits.iter().zip(encoded_queries.per_input()) {
+            let mut want: Vec<(f32, &str)> = texts
+                .iter()
+                .zip(&stored)
+                .map(|((id, _), d)| (maxsim(qv, d, 16), id.as_str()))
+                .collect();
+            want.sort_by(|a, b| b.0.total_cmp(&a.0));
+            assert_eq!(h.len(), 5);
+            for (got, (score, id)) in h.iter().zip(&want) {
+                assert_eq!(got.id, *id);
+                assert!((got.score - score).abs() < 1e-4, "{} vs {score}", got.score);
+            }
+        }
+    }
+
+    #[test]
+    fn mismatched_fields_checkpoints_and_queries_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        // A ColBERT checkpoint on a dense field, and a head of another size than the field.
+        let e = db_with(&t.path().join("a"), "emb:dense:16:f32:cosine", "pylate").unwrap_err();
+        assert!(
+            matches!(&e, Error::WrongFieldKind { .. }) && e.to_string().contains("multi"),
+            "{e}"
+        );
+        let e = db_with(&t.path().join("b"), "tok:multi:128:f16:ip", "stanford").unwrap_err();
+        assert!(e.to_string().contains("16 dimensions"), "{e}");
+        // A dense encoder on a multi-vector field.
+        let db = Database::create(t.path().join("c")).unwrap();
+        let mut w = db.writer().unwrap();
+        w.create_collection(
+            "docs",
+            Schema::new().with_field(FieldSpec::parse("tok:multi:32:f32:ip").unwrap()),
+        )
+        .unwrap();
+        let dense = EncoderChoice {
+            passage: fixture_path("encoders/tiny-a").display().to_string(),
+            ..Default::default()
+        };
+        let e = w
+            .set_encoders("docs", "tok", prepare_encoders(db.path(), &dense).unwrap())
+            .unwrap_err();
+        assert!(e.to_string().contains("dense"), "{e}");
+
+        // Checkpoints missing their metadata or head.
+        let broken = t.path().join("broken");
+        copy_dir(&fixture_path("colbert/stanford"), &broken);
+        std::fs::remove_file(broken.join("artifact.metadata")).unwrap();
+        let e = load_err(&broken);
+        assert!(e.contains("artifact.metadata"), "{e}");
+        let broken = t.path().join("headless");
+        copy_dir(&fixture_path("colbert/pylate"), &broken);
+        std::fs::remove_dir_all(broken.join("1_Dense")).unwrap();
+        let e = load_err(&broken);
+        assert!(e.contains("1_Dense/config.json"), "{e}");
+        let broken = t.path().join("stanford-headless");
+        copy_dir(&fixture_path("colbert/base"), &broken);
+        let mut config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(broken.join("config.json")).unwrap())
+                .unwrap();
+        config["architectures"] = serde_json::json!(["HF_ColBERT"]);
+        std::fs::write(broken.join("config.json"), config.to_string()).unwrap();
+        std::fs::copy(
+            fixture_path("colbert/stanford/artifact.metadata"),
+            broken.join("artifact.metadata"),
+        )
+        .unwrap();
+        let e = load_err(&broken);
+        assert!(e.contains("linear.weight"), "{e}");
+
+        // A query longer than the query length is refused, unless truncation is asked for.
+        let db = db_with(&t.path().join("d"), "tok:multi:16:f32:ip", "stanford").unwrap();
+        let c = db.snapshot().unwrap().collection("docs").unwrap().clone();
+        let long = "a very long query about terminal emulators ".repeat(8);
+        let e = c
+            .search_texts(&[long.as_str()], SearchRequest::text("tok", 3))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("query length of 24 tokens") && e.contains("truncate=true"),
+            "{e}"
+        );
+        let truncating = c
+            .load_encoder(
+                "tok",
+                Role::Query,
+                &EncoderOptions::parse("truncate=true").unwrap(),
+            )
+            .unwrap();
+        assert_eq!(
+            truncating.encode_texts(&[long.as_str()]).unwrap().rows,
+            [24]
+        );
+    }
+
+    fn load_err(dir: &Path) -> String {
+        let m = vellum::encode::ModelDir::resolve(dir.to_str().unwrap()).unwrap();
+        vellum::encode::load(&m, &EncoderOptions::default())
+            .unwrap_err()
+            .to_string()
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                copy_dir(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+}

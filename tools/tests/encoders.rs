@@ -358,3 +358,74 @@ fn model_ids_resolve_from_the_hugging_face_cache() {
         "{err}"
     );
 }
+
+#[test]
+fn colbert_create_ingest_search_through_the_cli() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    sample(d, 80);
+    let model = root().join("tests/fixtures/colbert/stanford");
+    let m = model.display();
+    let out = ok_line(
+        d,
+        &format!("create DB --collection docs --field tok:multi:16:f16:ip --encoder tok={m}"),
+    );
+    assert!(
+        out.contains("late interaction (stanford checkpoint)"),
+        "{out}"
+    );
+    let out = ok_line(d, "ingest DB --collection docs --docs corpus.jsonl");
+    assert!(out.contains("encoded and ingested 80 documents"), "{out}");
+    let info = ok_line(d, "info DB");
+    assert!(info.contains("expansion=24 tokens"), "{info}");
+    let run = ok_line(
+        d,
+        "search DB --collection docs --field tok --queries queries.tsv -k 5 --format trec --encoder-options truncate=true",
+    );
+    let queries = std::fs::read_to_string(d.join("queries.tsv")).unwrap();
+    assert_eq!(run.lines().count(), 5 * queries.lines().count());
+    // A document's own text, encoded as a query, finds the document first.
+    let own: Vec<String> = std::fs::read_to_string(d.join("corpus.jsonl"))
+        .unwrap()
+        .lines()
+        .take(10)
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let short: String = v["text"]
+                .as_str()
+                .unwrap()
+                .split_whitespace()
+                .take(8)
+                .collect::<Vec<_>>()
+                .join(" ");
+            format!("{}\t{short}", v["id"].as_str().unwrap())
+        })
+        .collect();
+    std::fs::write(d.join("own.tsv"), own.join("\n") + "\n").unwrap();
+    let run = ok_line(
+        d,
+        "search DB --collection docs --field tok --queries own.tsv -k 1 --format trec --encoder-options truncate=true",
+    );
+    let found = run
+        .lines()
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f[0] == f[2]
+        })
+        .count();
+    assert!(found >= 8, "{found} of 10 found themselves:\n{run}");
+    // A query longer than the query length is a clear error.
+    std::fs::write(
+        d.join("long.tsv"),
+        format!("q1\t{}\n", "terminal emulator ".repeat(30)),
+    )
+    .unwrap();
+    let e = fail_line(
+        d,
+        "search DB --collection docs --field tok --queries long.tsv -k 1",
+    );
+    assert!(
+        e.contains("query length of 24 tokens") && e.contains("truncate=true"),
+        "{e}"
+    );
+}

@@ -104,7 +104,7 @@ impl ColbertEncoder {
         let (mut ids, truncated) = self.tokenizer.tokenize_checked(text)?;
         if truncated && li.role == Role::Query && !self.truncate {
             return Err(Error::InvalidInput(format!(
-                "the query {:?} is longer than this encoder's query length of {} tokens ({}); shorten it, or load the query encoder with truncate=true to cut it as PyLate does",
+                "the query {:?} is longer than this encoder's query length of {} tokens ({}); shorten it, or set the encoder option truncate=true (CLI: --encoder-options truncate=true) to cut it as PyLate and Stanford ColBERT do",
                 abbreviate(text),
                 self.record.max_length,
                 self.record.source

@@ -58,6 +58,28 @@ fn write_encoders(
             if r.prefix.is_empty() { String::new() } else { format!(" prefix={:?}", r.prefix) },
             if r.embedded { " (embedded)" } else { "" },
         )?;
+        if let Some(li) = &r.late_interaction {
+            writeln!(
+                out,
+                "    late interaction ({} checkpoint): marker={} expansion={} skiplist={} tokens{}",
+                li.format,
+                li.marker.map_or("none".into(), |m| format!("token {m}")),
+                li.expansion.map_or("none".into(), |e| format!(
+                    "{} tokens of {}{}",
+                    e.length,
+                    e.token,
+                    if e.attend {
+                        ", attended"
+                    } else {
+                        ", not attended"
+                    }
+                )),
+                li.skiplist.len(),
+                li.keep_only
+                    .as_ref()
+                    .map_or(String::new(), |k| format!(" keep_only={} tokens", k.len())),
+            )?;
+        }
     }
     Ok(())
 }
