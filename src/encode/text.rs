@@ -3,8 +3,8 @@
 //! producing one `f32` vector per text exactly as sentence-transformers (or Tevatron, for `cls` /
 //! `last` pooling) would.
 
-use super::backend::native_bert::NativeBert;
-use super::models::bert::{BertConfig, BertShape, MODEL_TYPES};
+use super::backend::Backbone;
+use super::models::{Architecture, MODEL_TYPES};
 use super::pooling::{normalize, pool};
 use super::source::ModelDir;
 use super::tokenize::TextTokenizer;
@@ -16,13 +16,13 @@ use crate::meta::encoder::{DeviceSpec, EncoderOptions, EncoderRecord, OutputKind
 pub const DEFAULT_BATCH_SIZE: usize = 32;
 
 /// Architectures (config.json `model_type`) this build can run.
-pub const SUPPORTED_MODEL_TYPES: [&str; 3] = MODEL_TYPES;
+pub const SUPPORTED_MODEL_TYPES: [&str; 4] = MODEL_TYPES;
 
 /// A text encoder ready to run.
 pub struct TextEncoder {
     record: EncoderRecord,
     tokenizer: TextTokenizer,
-    model: NativeBert,
+    model: Backbone,
     pad_id: u32,
     batch_size: usize,
 }
@@ -48,13 +48,11 @@ impl TextEncoder {
         let tokenizer = TextTokenizer::load(
             dir,
             r.record.max_length,
-            r.shape.vocab,
+            r.architecture.vocab(),
             &r.record.prefix,
             r.lower_case,
         )?;
-        let weights_path = dir.dir.join("model.safetensors");
-        let weights = std::fs::read(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
-        let model = NativeBert::load(dir, &weights, r.shape, r.record.dtype)?;
+        let model = Backbone::load(dir, &r.architecture, r.record.dtype)?;
         Ok(TextEncoder {
             record: r.record,
             tokenizer,
@@ -124,7 +122,7 @@ impl TextEncoder {
             .iter()
             .map(|t| if t.is_empty() { &pad[..] } else { *t })
             .collect();
-        let (states, starts) = self.model.forward(&batch);
+        let (states, starts) = self.model.forward_with_keys(&batch, None);
         let hidden = self.model.hidden();
         let dims = self.record.dims;
         let mut out = vec![0f32; n * dims];
@@ -207,7 +205,7 @@ impl Encoder for TextEncoder {
 /// A model folder read with options, before its weights and tokenizer are loaded.
 struct Resolved {
     record: EncoderRecord,
-    shape: BertShape,
+    architecture: Architecture,
     pad_id: u32,
     lower_case: bool,
 }
@@ -222,20 +220,21 @@ fn resolve(
     if let DeviceSpec::Cuda(n) = options.device.unwrap_or_default() {
         return Err(cuda_unavailable(n));
     }
-    let config = BertConfig::from_dir(dir)?;
-    let shape = config.shape(dir)?;
+    let architecture = Architecture::from_dir(dir)?;
+    let hidden = architecture.hidden();
+    let model_max = architecture.max_tokens();
     let defaults = dir.defaults()?;
 
     let max_length = options
         .max_length
         .or(defaults.max_length)
-        .unwrap_or(shape.max_positions - shape.position_offset)
-        .min(shape.max_positions - shape.position_offset);
-    let dims = options.dims.unwrap_or(shape.hidden);
-    if dims > shape.hidden {
+        .unwrap_or(model_max)
+        .min(model_max);
+    let dims = options.dims.unwrap_or(hidden);
+    if dims > hidden {
         return Err(dir.error(format!(
             "dims={dims} is larger than the model's hidden size {}",
-            shape.hidden
+            hidden
         )));
     }
     let dtype = options.dtype.unwrap_or_default();
@@ -258,15 +257,15 @@ fn resolve(
         dims,
         dtype,
         embedded: false,
-        architecture: Some(config.model_type.clone()),
+        architecture: Some(architecture.model_type().to_string()),
         output: OutputKind::Dense,
         late_interaction: None,
     };
-    let pad_id = config.pad_id();
+    let pad_id = architecture.pad_id();
 
     Ok(Resolved {
         record,
-        shape,
+        architecture,
         pad_id,
         lower_case: defaults.do_lower_case,
     })

@@ -593,6 +593,25 @@ impl EncoderRecord {
         if self.dims == 0 || self.max_length < 2 {
             return Err("encoder dims must be >= 1 and max_length >= 2".into());
         }
+        match (&self.late_interaction, self.output) {
+            (None, OutputKind::Dense) if self.pooling != Pooling::Tokens => {}
+            (None, OutputKind::Multi) => {}
+            (Some(li), OutputKind::Multi) => {
+                if li.expansion.is_some() && li.role != Role::Query {
+                    return Err("late_interaction: only a query encoder expands its inputs".into());
+                }
+                if li.expansion.is_some_and(|e| e.length < 2) {
+                    return Err("late_interaction: expansion length must be >= 2".into());
+                }
+                if !li.skiplist.windows(2).all(|w| w[0] < w[1]) {
+                    return Err("late_interaction: skiplist must be sorted and unique".into());
+                }
+            }
+            _ => return Err(
+                "late_interaction settings and pooling tokens belong to multi-vector encoders only"
+                    .into(),
+            ),
+        }
         Ok(())
     }
 }

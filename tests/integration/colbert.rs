@@ -134,6 +134,13 @@ fn pylate_checkpoint_matches_pylate() {
     check_parity("pylate");
 }
 
+/// PyLate over a ModernBERT backbone (rotary positions, GeGLU, local and global layers): checks
+/// vellum's ModernBERT pass against transformers' through PyLate and sentence-transformers.
+#[test]
+fn pylate_modernbert_checkpoint_matches_pylate() {
+    check_parity("pylate-modernbert");
+}
+
 #[test]
 fn sentence_transformers_multi_vector_checkpoint_matches_sentence_transformers() {
     check_parity("st6");

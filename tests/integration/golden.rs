@@ -302,6 +302,64 @@ fn golden_v1_encoder_kinds_manifest() {
     assert_eq!(enc.passage.output, vellum::encode::OutputKind::Dense);
 }
 
+/// A late-interaction (ColBERT) binding (`format-spec/golden/v1/encoder-colbert/MANIFEST`): the
+/// Stanford test checkpoint tied on a multi-vector field; each side's record carries its
+/// `late_interaction` settings. Binding writes it byte for byte; it decodes to those settings.
+#[test]
+fn golden_v1_colbert_encoders_manifest() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("format-spec/golden/v1/encoder-colbert/MANIFEST");
+
+    #[cfg(feature = "encoders")]
+    {
+        use vellum::encode::{prepare_encoders, EncoderChoice};
+        let t = tempfile::tempdir().unwrap();
+        let db = Database::create(t.path()).unwrap();
+        let mut w = db.writer().unwrap();
+        w.create_collection(
+            "docs",
+            Schema::new().with_field(FieldSpec::multi("tok", 16, DType::F16, Metric::Ip)),
+        )
+        .unwrap();
+        let choice = EncoderChoice {
+            passage: "tests/fixtures/colbert/stanford".into(),
+            ..Default::default()
+        };
+        w.set_encoders("docs", "tok", prepare_encoders(db.path(), &choice).unwrap())
+            .unwrap();
+        w.commit().unwrap();
+        let written = std::fs::read(t.path().join("MANIFEST")).unwrap();
+        if std::env::var_os("VELLUM_REGEN_GOLDEN").is_some() {
+            std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+            std::fs::write(&golden, &written).unwrap();
+        }
+        assert_eq!(
+            written,
+            std::fs::read(&golden).unwrap(),
+            "the writer no longer produces the golden manifest"
+        );
+    }
+    let bytes = std::fs::read(&golden).unwrap();
+    let m = vellum::format::manifest::Manifest::decode(&golden, &bytes).unwrap();
+    let enc = &m.collections[0].encoders["tok"];
+    assert!(enc.tied());
+    assert_eq!(enc.passage.pooling, vellum::encode::Pooling::Tokens);
+    assert_eq!(enc.passage.output, vellum::encode::OutputKind::Multi);
+    let (p, q) = (
+        enc.passage.late_interaction.as_ref().unwrap(),
+        enc.query.late_interaction.as_ref().unwrap(),
+    );
+    assert_eq!(
+        (p.role, q.role),
+        (vellum::encode::Role::Passage, vellum::encode::Role::Query)
+    );
+    assert_eq!((p.marker, q.marker), (Some(2), Some(1))); // [unused1], [unused0]
+    assert_eq!(p.skiplist.len(), 32);
+    let e = q.expansion.unwrap();
+    assert_eq!((e.length, e.token, e.attend, e.fixed), (24, 6, false, true));
+    assert_eq!((enc.query.max_length, enc.passage.max_length), (24, 48));
+}
+
 /// The screening-codes section of `format-spec/screen.md` (kind 21): 3 rows × 2 dimensions, `ip`.
 #[test]
 fn golden_v1_screening_codes_section() {

@@ -26,19 +26,20 @@ use crate::error::Result;
 use crate::linalg::codes;
 use crate::meta::encoder::ComputeType;
 
-struct Linear {
+pub(super) struct Linear {
     /// `[out, in]` row-major, as PyTorch stores it.
-    weight: Vec<f32>,
-    bias: Vec<f32>,
-    out: usize,
-    inp: usize,
+    pub(super) weight: Vec<f32>,
+    /// `[out]`; empty for a layer without bias.
+    pub(super) bias: Vec<f32>,
+    pub(super) out: usize,
+    pub(super) inp: usize,
     /// The weights in 8 bits (`dtype` int8), used instead of `weight`.
-    quant: Option<QuantWeight>,
+    pub(super) quant: Option<QuantWeight>,
 }
 
 /// A linear layer's weights quantized per output channel: `weight[o][i] ≈ scale[o] · codes[o][i]`,
 /// `codes` in −127..=127.
-struct QuantWeight {
+pub(super) struct QuantWeight {
     codes: Vec<i8>,
     scale: Vec<f32>,
     /// `ACT_OFFSET · Σ_i codes[o][i]`: what the offset of the u8 activations adds to each product.
@@ -50,7 +51,7 @@ struct QuantWeight {
 const ACT_LIMIT: i32 = 64;
 
 impl QuantWeight {
-    fn new(weight: &[f32], out: usize, inp: usize) -> Self {
+    pub(super) fn new(weight: &[f32], out: usize, inp: usize) -> Self {
         let mut q = QuantWeight {
             codes: Vec::with_capacity(out * inp),
             scale: Vec::with_capacity(out),
@@ -72,9 +73,9 @@ impl QuantWeight {
     }
 }
 
-struct Norm {
-    gamma: Vec<f32>,
-    beta: Vec<f32>,
+pub(super) struct Norm {
+    pub(super) gamma: Vec<f32>,
+    pub(super) beta: Vec<f32>,
 }
 
 struct Layer {
@@ -106,19 +107,19 @@ struct Scratch {
     ff: Vec<f32>,
 }
 
-struct Tensors<'a> {
-    st: SafeTensors<'a>,
-    prefix: String,
-    dir: &'a ModelDir,
-    dtype: ComputeType,
+pub(super) struct Tensors<'a> {
+    pub(super) st: SafeTensors<'a>,
+    pub(super) prefix: String,
+    pub(super) dir: &'a ModelDir,
+    pub(super) dtype: ComputeType,
 }
 
 impl Tensors<'_> {
-    fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+    pub(super) fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let full = format!("{}{name}", self.prefix);
         let view = self.st.tensor(&full).map_err(|_| {
             self.dir.error(format!(
-                "model.safetensors has no tensor {full:?} (expected a BERT checkpoint)"
+                "model.safetensors has no tensor {full:?} (the weights do not match config.json's model_type)"
             ))
         })?;
         if view.shape() != shape {
@@ -154,7 +155,7 @@ impl Tensors<'_> {
 
     /// The first of `names` that exists (checkpoints name layer-norm parameters gamma/beta or
     /// weight/bias).
-    fn get_any(&self, names: &[&str], shape: &[usize]) -> Result<Vec<f32>> {
+    pub(super) fn get_any(&self, names: &[&str], shape: &[usize]) -> Result<Vec<f32>> {
         for n in &names[..names.len() - 1] {
             if self.st.tensor(&format!("{}{n}", self.prefix)).is_ok() {
                 return self.get(n, shape);
@@ -163,7 +164,7 @@ impl Tensors<'_> {
         self.get(names[names.len() - 1], shape)
     }
 
-    fn linear(&self, name: &str, out: usize, inp: usize) -> Result<Linear> {
+    pub(super) fn linear(&self, name: &str, out: usize, inp: usize) -> Result<Linear> {
         Ok(Linear {
             weight: self.get(&format!("{name}.weight"), &[out, inp])?,
             bias: self.get(&format!("{name}.bias"), &[out])?,
@@ -173,7 +174,7 @@ impl Tensors<'_> {
         })
     }
 
-    fn norm(&self, name: &str, h: usize) -> Result<Norm> {
+    pub(super) fn norm(&self, name: &str, h: usize) -> Result<Norm> {
         Ok(Norm {
             gamma: self.get_any(&[&format!("{name}.gamma"), &format!("{name}.weight")], &[h])?,
             beta: self.get_any(&[&format!("{name}.beta"), &format!("{name}.bias")], &[h])?,
@@ -509,16 +510,16 @@ impl NativeBert {
 
 thread_local! {
     /// Attention scores of one text and head (see [`NativeBert::forward`]).
-    static ATTENTION_SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    pub(super) static ATTENTION_SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-fn resize(v: &mut Vec<f32>, n: usize) {
+pub(super) fn resize(v: &mut Vec<f32>, n: usize) {
     if v.len() < n {
         v.resize(n, 0.0);
     }
 }
 
-fn fill_rows(dst: &mut [f32], row: &[f32]) {
+pub(super) fn fill_rows(dst: &mut [f32], row: &[f32]) {
     dst.par_chunks_mut(row.len())
         .for_each(|r| r.copy_from_slice(row));
 }
@@ -549,7 +550,7 @@ fn linear_acc_int8(src: &[f32], rows: usize, l: &Linear, q: &QuantWeight, dst: &
 }
 
 /// `dst (rows × out) += src (rows × in) · Wᵀ`, on all cores.
-fn linear_acc(src: &[f32], rows: usize, l: &Linear, dst: &mut [f32]) {
+pub(super) fn linear_acc(src: &[f32], rows: usize, l: &Linear, dst: &mut [f32]) {
     if let Some(q) = &l.quant {
         return linear_acc_int8(src, rows, l, q, dst);
     }
@@ -583,21 +584,21 @@ fn linear_acc(src: &[f32], rows: usize, l: &Linear, dst: &mut [f32]) {
 }
 
 /// A matrix operand: element `(r, c)` is `data[r * rs + c * cs]`.
-struct In<'a> {
-    data: &'a [f32],
-    rs: usize,
-    cs: usize,
+pub(super) struct In<'a> {
+    pub(super) data: &'a [f32],
+    pub(super) rs: usize,
+    pub(super) cs: usize,
 }
 
 /// A row-major destination with row stride `rs` (column stride 1).
-struct Out<'a> {
-    data: &'a mut [f32],
-    rs: usize,
+pub(super) struct Out<'a> {
+    pub(super) data: &'a mut [f32],
+    pub(super) rs: usize,
 }
 
 /// `out (m × n) = [out +] beta · a (m × k) · b (k × n)`, single-threaded, with strides.
 #[allow(clippy::too_many_arguments)]
-fn strided_gemm(
+pub(super) fn strided_gemm(
     m: usize,
     n: usize,
     k: usize,
@@ -639,11 +640,11 @@ fn strided_gemm(
     }
 }
 
-fn layer_norm(row: &mut [f32], n: &Norm, eps: f32) {
+pub(super) fn layer_norm(row: &mut [f32], n: &Norm, eps: f32) {
     vector_math::layer_norm(row, &n.gamma, &n.beta, eps);
 }
 
-fn activate(xs: &mut [f32], act: Activation) {
+pub(super) fn activate(xs: &mut [f32], act: Activation) {
     match act {
         Activation::GeluErf => vector_math::gelu_erf(xs),
         Activation::GeluTanh => {

@@ -8,7 +8,7 @@
 //!   the text), the input truncated to the side's length;
 //! * **queries** are padded with `[MASK]` to the query length (query expansion); unless the
 //!   checkpoint attends to them, the expansion tokens are computed but masked as attention keys
-//!   ([`NativeBert::forward_with_keys`]) — and kept as query vectors;
+//!   ([`Backbone::forward_with_keys`]) — and kept as query vectors;
 //! * **documents** drop the vectors of skiplist tokens (punctuation);
 //! * every kept token state goes through the linear head (no bias) and is L2-normalised.
 //!
@@ -20,8 +20,8 @@ pub mod layout;
 use rayon::prelude::*;
 
 use self::layout::{Format, HeadLayer, Layout, Side};
-use super::backend::native_bert::NativeBert;
-use super::models::bert::BertConfig;
+use super::backend::Backbone;
+use super::models::Architecture;
 use super::pooling::normalize;
 use super::source::ModelDir;
 use super::tokenize::TextTokenizer;
@@ -36,7 +36,7 @@ use crate::meta::encoder::{
 pub struct ColbertEncoder {
     record: EncoderRecord,
     tokenizer: TextTokenizer,
-    model: NativeBert,
+    model: Backbone,
     head: Vec<HeadLayer>,
     truncate: bool,
     batch_size: usize,
@@ -54,7 +54,7 @@ impl std::fmt::Debug for ColbertEncoder {
 struct Resolved {
     record: EncoderRecord,
     tokenizer: TextTokenizer,
-    config: BertConfig,
+    architecture: Architecture,
     layout: Layout,
 }
 
@@ -63,10 +63,7 @@ impl ColbertEncoder {
     /// whose layout [`layout::detect`] found to be `format`.
     pub fn from_dir(dir: &ModelDir, format: Format, options: &EncoderOptions) -> Result<Self> {
         let r = resolve(dir, format, options, None)?;
-        let shape = r.config.shape(dir)?;
-        let weights_path = dir.dir.join("model.safetensors");
-        let weights = std::fs::read(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
-        let model = NativeBert::load(dir, &weights, shape, r.record.dtype)?;
+        let model = Backbone::load(dir, &r.architecture, r.record.dtype)?;
         let mut head = r.layout.head;
         round_head(&mut head, r.record.dtype);
         Ok(ColbertEncoder {
@@ -307,15 +304,15 @@ fn resolve(
             format!("{p:?}: a ColBERT checkpoint outputs one vector per token; pooling does not apply (bind it to a multi-vector field)"),
         ));
     }
-    let config = BertConfig::from_dir(dir)?;
-    let shape = config.shape(dir)?;
-    let layout = layout::read(dir, format, shape.hidden)?;
+    let architecture = Architecture::from_dir(dir)?;
+    let hidden = architecture.hidden();
+    let layout = layout::read(dir, format, hidden)?;
     let role = options.role.unwrap_or(Role::Passage);
     let side: &Side = match role {
         Role::Query => &layout.query,
         Role::Passage => &layout.document,
     };
-    let model_max = shape.max_positions - shape.position_offset;
+    let model_max = architecture.max_tokens();
     // The side's length: an explicit max_length, else a fixed expansion's length, else the
     // checkpoint's, else the model's.
     let mut length = options
@@ -347,7 +344,7 @@ fn resolve(
     // Tokenizer with the truncation the side needs (the marker is inserted afterwards).
     let lower_case = layout.lower_case;
     let limit = length - marker_len;
-    let tokenizer = TextTokenizer::load(dir, limit, shape.vocab, &prefix, lower_case)?;
+    let tokenizer = TextTokenizer::load(dir, limit, architecture.vocab(), &prefix, lower_case)?;
     let token = |t: &str, what: &str| {
         tokenizer.token_id(t).ok_or_else(|| {
             dir.error(format!(
@@ -390,7 +387,7 @@ fn resolve(
         .collect();
     skiplist.sort_unstable();
     skiplist.dedup();
-    let head_out = layout.head.last().map_or(shape.hidden, |h| h.out);
+    let head_out = layout.head.last().map_or(hidden, |h| h.out);
     let dims = options.dims.unwrap_or(head_out);
     if dims != head_out {
         return Err(dir.error(format!(
@@ -410,7 +407,7 @@ fn resolve(
         dims,
         dtype: options.dtype.unwrap_or_default(),
         embedded: false,
-        architecture: Some(config.model_type.clone()),
+        architecture: Some(architecture.model_type().to_string()),
         output: OutputKind::Multi,
         late_interaction: Some(LateInteraction {
             role,
@@ -424,7 +421,7 @@ fn resolve(
     Ok(Resolved {
         record,
         tokenizer,
-        config,
+        architecture,
         layout,
     })
 }

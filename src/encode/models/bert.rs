@@ -103,7 +103,7 @@ impl BertConfig {
         if !MODEL_TYPES.contains(&model_type) {
             return Err(dir.error(format!(
                 "config.json: model_type {model_type:?} is not supported (this build encodes with: {})",
-                MODEL_TYPES.join(", ")
+                super::MODEL_TYPES.join(", ")
             )));
         }
         serde_json::from_value(json).map_err(|e| dir.error(format!("config.json: {e}")))
