@@ -62,6 +62,7 @@ pub mod ingest;
 pub mod interop;
 pub mod linalg;
 pub mod meta;
+pub mod plaid;
 pub mod query_set;
 pub mod schema;
 pub mod search;

@@ -16,7 +16,7 @@ import re
 import sys
 
 # The layers: plain data and bytes at the bottom, algorithms above them, the engine on top.
-BELOW_ALGORITHMS = {"hnsw", "search", "encode", "ingest", "collection", "writer", "db",
+BELOW_ALGORITHMS = {"hnsw", "plaid", "search", "encode", "ingest", "collection", "writer", "db",
                     "snapshot", "verify", "interop", "eval"}
 RULES = {
     # What the manifest records: plain serde data.
@@ -29,9 +29,11 @@ RULES = {
     "linalg": BELOW_ALGORITHMS | {"format", "meta", "storage", "schema", "document"},
     # HNSW build and walk: below search and the engine.
     "hnsw": BELOW_ALGORITHMS - {"hnsw"},
+    # PLAID build and candidate stages: below search and the engine.
+    "plaid": BELOW_ALGORITHMS - {"plaid"},
     # Encoders: models, tokenization, pooling; never the engine or search.
-    "encode": {"collection", "search", "writer", "db", "snapshot", "ingest", "hnsw", "verify",
-               "interop"},
+    "encode": {"collection", "search", "writer", "db", "snapshot", "ingest", "hnsw", "plaid",
+               "verify", "interop"},
     # Evaluation depends on nothing else of vellum.
     "eval": BELOW_ALGORITHMS - {"eval"} | {"format", "meta", "storage", "linalg", "schema",
                                           "document", "dtype"},

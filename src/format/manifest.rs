@@ -128,6 +128,7 @@ mod tests {
                     }),
                 }],
                 indexes: Default::default(),
+                plaid: Default::default(),
                 encoders: Default::default(),
             }],
         }

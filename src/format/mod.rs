@@ -9,6 +9,7 @@
 pub mod deletes;
 pub mod graph;
 pub mod manifest;
+pub mod plaid;
 pub mod screen;
 pub mod segment;
 

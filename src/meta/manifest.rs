@@ -36,6 +36,10 @@ pub struct CollectionEntry {
     /// is declared, with at least its `min_rows` rows, carry the field's graph section.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub indexes: BTreeMap<String, HnswParams>,
+    /// PLAID indexes by multi-vector field name (absent when none). Segments written while one
+    /// is declared, with at least its `min_rows` rows, carry the field's PLAID section.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub plaid: BTreeMap<String, crate::meta::plaid::PlaidParams>,
     /// Encoders by dense field name (absent when none): the passage encoder that ingest uses
     /// for documents given as text, and the query encoder that text search uses.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

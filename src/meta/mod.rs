@@ -8,6 +8,7 @@
 pub mod encoder;
 pub mod index;
 pub mod manifest;
+pub mod plaid;
 
 pub use encoder::{
     ComputeType, DeviceSpec, EncoderOptions, EncoderRecord, FieldEncoders, LateInteraction,
@@ -15,3 +16,4 @@ pub use encoder::{
 };
 pub use index::HnswParams;
 pub use manifest::{CollectionEntry, DeletesEntry, Manifest, SegmentEntry};
+pub use plaid::PlaidParams;

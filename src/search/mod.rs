@@ -8,6 +8,7 @@ mod bounds;
 mod coded;
 mod dense;
 mod multi;
+mod multi_plaid;
 mod screened;
 mod shards;
 pub mod topk;
@@ -83,8 +84,12 @@ pub struct SearchRequest<'a> {
     pub strategy: Strategy,
     /// Dense fields with HNSW graphs: candidate list size (`None`: the index's default `ef`).
     pub ef: Option<usize>,
-    /// Dense fields: search exactly even where segments have HNSW graphs.
+    /// Search exactly even where segments have HNSW graphs (dense fields) or PLAID sections
+    /// (multi-vector fields).
     pub exact: bool,
+    /// Multi-vector fields with PLAID sections: the stage parameters (`None`: the PLAID paper's
+    /// defaults for `k`, [`crate::plaid::PlaidSearch::for_k`]).
+    pub plaid: Option<crate::plaid::PlaidSearch>,
 }
 
 impl<'a> SearchRequest<'a> {
@@ -97,6 +102,7 @@ impl<'a> SearchRequest<'a> {
             strategy: Strategy::Auto,
             ef: None,
             exact: false,
+            plaid: None,
         }
     }
 
@@ -120,6 +126,7 @@ impl<'a> SearchRequest<'a> {
             strategy: Strategy::Auto,
             ef: None,
             exact: false,
+            plaid: None,
         }
     }
 
@@ -132,6 +139,7 @@ impl<'a> SearchRequest<'a> {
             strategy: Strategy::Auto,
             ef: None,
             exact: false,
+            plaid: None,
         }
     }
 
@@ -144,6 +152,12 @@ impl<'a> SearchRequest<'a> {
     /// Searches exactly even where HNSW graphs exist.
     pub fn exact(mut self) -> Self {
         self.exact = true;
+        self
+    }
+
+    /// Sets the PLAID stage parameters (multi-vector fields with PLAID sections).
+    pub fn with_plaid(mut self, plaid: crate::plaid::PlaidSearch) -> Self {
+        self.plaid = Some(plaid);
         self
     }
 
@@ -322,7 +336,15 @@ pub(crate) fn execute(c: &Collection, req: &SearchRequest<'_>) -> Result<Vec<Top
                     )));
                 }
             }
-            multi::search_maxsim(c, fi, *metric, dim, qs, req.k)?
+            if !req.exact && c.slots().iter().any(|s| s.segment.has_plaid(fi)) {
+                let p = req
+                    .plaid
+                    .unwrap_or_else(|| crate::plaid::PlaidSearch::for_k(req.k));
+                p.validate()?;
+                multi_plaid::search(c, fi, *metric, dim, qs, req.k, &p)?
+            } else {
+                multi::search_maxsim(c, fi, *metric, dim, qs, req.k)?
+            }
         }
         (FieldKind::Tensor { .. }, _) => {
             return Err(Error::wrong_kind(

@@ -104,6 +104,61 @@ impl Writer {
         Ok(())
     }
 
+    /// The PLAID indexes declared for `collection` (including changes of this batch).
+    pub fn plaid_of(&self, collection: &str) -> BTreeMap<String, crate::meta::PlaidParams> {
+        if let Some(m) = self.plaid_changes.get(collection) {
+            return m.clone();
+        }
+        self.base
+            .manifest()
+            .collection(collection)
+            .map(|c| c.plaid.clone())
+            .unwrap_or_default()
+    }
+
+    /// Declares (`Some`) or drops (`None`) a PLAID index on multi-vector field `field` (inner
+    /// product or cosine, dimension a multiple of 8), from this commit on: segments written
+    /// afterwards with at least `params.min_rows` rows carry the field's PLAID section, encoded
+    /// with the collection's current codec (the first such segment trains it). Use
+    /// [`Writer::reindex`] (or `vellum index --plaid`) to index existing segments and train the
+    /// codec on all documents.
+    pub fn set_plaid(
+        &mut self,
+        collection: &str,
+        field: &str,
+        params: Option<crate::meta::PlaidParams>,
+    ) -> Result<()> {
+        let schema = self.schema_of(collection)?;
+        let Some(fi) = schema.field_index(field) else {
+            return Err(Error::NoSuchField {
+                collection: collection.into(),
+                field: field.into(),
+                available: schema.field_names(),
+            });
+        };
+        if let Err(detail) = crate::plaid::build::check_field(&schema.fields[fi].kind) {
+            return Err(Error::wrong_kind(
+                collection,
+                field,
+                schema.fields[fi].kind.kind_name(),
+                detail,
+            ));
+        }
+        if let Some(p) = &params {
+            p.validate()?;
+        }
+        let mut plaid = self.plaid_of(collection);
+        match params {
+            Some(p) => plaid.insert(field.to_string(), p),
+            None => plaid.remove(field),
+        };
+        if let Some(p) = self.pending.get_mut(collection) {
+            p.plaid = plaid.clone();
+        }
+        self.plaid_changes.insert(collection.to_string(), plaid);
+        Ok(())
+    }
+
     /// Binds encoders to dense field `field` from this commit on (replacing earlier ones). The
     /// records come from [`crate::encode::TextEncoder::record`]; their output dimensions must
     /// equal the field's. Documents already stored are not re-encoded.

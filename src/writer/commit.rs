@@ -12,20 +12,47 @@ use crate::format::manifest::{self, CollectionEntry, DeletesEntry, Manifest, Seg
 use crate::format::screen::screen_sections;
 use crate::format::segment::{write_segment_with, ExtraSection, Segment, SegmentSource};
 use crate::hnsw::graph_sections;
-use crate::meta::HnswParams;
+use crate::meta::{HnswParams, PlaidParams};
+use crate::plaid::build::{plaid_sections, Codecs, PlaidBuild};
 use crate::snapshot::Snapshot;
 use crate::storage::{self, Directory};
 
-/// The optional sections a new segment gets: HNSW graphs of indexed fields (`hnsw.md`) and
-/// screening codes of dense fields (`screen.md`) when it has at least `screen_min_rows` rows.
+/// The optional sections a new segment gets: HNSW graphs of indexed fields (`hnsw.md`),
+/// screening codes of dense fields (`screen.md`) when it has at least `screen_min_rows` rows, and
+/// PLAID sections of multi-vector fields with a declared PLAID index (`plaid.md`). Also returns
+/// the PLAID codecs trained for it (fields that had none to reuse).
 pub(super) fn index_sections(
     source: &dyn SegmentSource,
     indexes: &BTreeMap<String, HnswParams>,
     screen_min_rows: u64,
-) -> Result<Vec<ExtraSection>> {
+    plaid: &PlaidBuild<'_>,
+) -> Result<(Vec<ExtraSection>, Codecs)> {
     let mut extra = graph_sections(source, indexes)?;
     extra.extend(screen_sections(source, screen_min_rows)?);
-    Ok(extra)
+    let (sections, trained) = plaid_sections(source, plaid)?;
+    extra.extend(sections);
+    Ok((extra, trained))
+}
+
+/// The PLAID codec each declared field's newest section uses in `collection` (what new segments
+/// are encoded with until a compaction re-clusters).
+pub(super) fn current_codecs(
+    collection: Option<&crate::collection::Collection>,
+    plaid: &BTreeMap<String, PlaidParams>,
+) -> Result<Codecs> {
+    let mut out = BTreeMap::new();
+    let Some(c) = collection else {
+        return Ok(out);
+    };
+    for name in plaid.keys() {
+        let Some(fi) = c.schema().field_index(name) else {
+            continue;
+        };
+        if let Some(view) = c.slots().iter().rev().find_map(|s| s.segment.plaid(fi)) {
+            out.insert(name.clone(), Arc::new(view?.codec()));
+        }
+    }
+    Ok(out)
 }
 
 impl Writer {
@@ -55,7 +82,13 @@ impl Writer {
             schema: &p.schema,
             docs,
         };
-        let extra = index_sections(&source, &p.indexes, screen_min_rows)?;
+        let build = PlaidBuild {
+            params: &p.plaid,
+            codecs: &p.codecs,
+            collection_rows: p.collection_rows + source.docs.len() as u64,
+        };
+        let (extra, trained) = index_sections(&source, &p.indexes, screen_min_rows, &build)?;
+        p.codecs.extend(trained);
         let bytes = write_segment_with(dir, &rel, &source, &extra)?;
         let segment = Arc::new(Segment::from_map(
             &dir.path_of(&rel),
@@ -143,12 +176,18 @@ impl Writer {
                 schema: schema.clone(),
                 segments: Vec::new(),
                 indexes: BTreeMap::new(),
+                plaid: BTreeMap::new(),
                 encoders: BTreeMap::new(),
             });
         }
         for (name, indexes) in &self.index_changes {
             if let Some(entry) = manifest.collections.iter_mut().find(|c| &c.name == name) {
                 entry.indexes = indexes.clone();
+            }
+        }
+        for (name, plaid) in &self.plaid_changes {
+            if let Some(entry) = manifest.collections.iter_mut().find(|c| &c.name == name) {
+                entry.plaid = plaid.clone();
             }
         }
         for ((name, field), encoders) in &self.encoder_changes {

@@ -104,6 +104,8 @@ pub struct Writer {
     pending: HashMap<String, Pending>,
     /// New index declarations by collection (the whole map), published at commit.
     index_changes: HashMap<String, BTreeMap<String, HnswParams>>,
+    /// PLAID declarations changed in this batch, by collection.
+    plaid_changes: HashMap<String, BTreeMap<String, crate::meta::PlaidParams>>,
     encoder_changes: BTreeMap<(String, String), FieldEncoders>,
     options: WriterOptions,
     /// Set when a commit was published but the writer could not map it: the writer refuses
@@ -135,6 +137,7 @@ impl Writer {
             new_collections: Vec::new(),
             pending: HashMap::new(),
             index_changes: HashMap::new(),
+            plaid_changes: HashMap::new(),
             encoder_changes: BTreeMap::new(),
             options,
             failed: None,
@@ -154,6 +157,10 @@ impl Writer {
             let schema = self.schema_of(collection)?;
             let mut p = Pending::new(schema);
             p.indexes = self.indexes_of(collection);
+            p.plaid = self.plaid_of(collection);
+            let base = self.base.collection(collection).ok().map(|c| &**c);
+            p.codecs = commit::current_codecs(base, &p.plaid)?;
+            p.collection_rows = base.map_or(0, |c| c.len());
             self.pending.insert(collection.to_string(), p);
         }
         Ok(self.pending.get_mut(collection).expect("inserted"))
@@ -354,6 +361,7 @@ impl Writer {
     pub fn has_changes(&self) -> bool {
         !self.new_collections.is_empty()
             || !self.index_changes.is_empty()
+            || !self.plaid_changes.is_empty()
             || !self.encoder_changes.is_empty()
             || self.pending.values().any(Pending::is_dirty)
     }
@@ -369,6 +377,7 @@ impl Writer {
         self.pending.clear();
         self.new_collections.clear();
         self.index_changes.clear();
+        self.plaid_changes.clear();
         self.encoder_changes.clear();
     }
 

@@ -15,6 +15,7 @@ use crate::collection::Collection;
 use crate::error::{Error, Result};
 use crate::format::manifest::{self, CollectionEntry, SegmentEntry};
 use crate::format::segment::{write_segment_with, Segment, SegmentSource};
+use crate::plaid::build::PlaidBuild;
 use crate::schema::Schema;
 
 /// A replacement column for one field of a rewritten collection: one value per live row, in
@@ -87,6 +88,12 @@ pub trait RewritePolicy {
         let _ = entry;
         Ok(())
     }
+
+    /// Whether PLAID codecs are trained anew on the rewritten rows even when the collection has
+    /// not outgrown them (a transformed field always gets a new codec).
+    fn recluster(&self) -> bool {
+        false
+    }
 }
 
 /// Compaction: merge all segments into one and drop deleted rows; nothing to do for a collection
@@ -101,12 +108,16 @@ impl RewritePolicy for Compact {
 }
 
 /// Reindexing: rewrite even a single clean segment, so that the graphs of the collection's
-/// declared indexes are built for all its rows.
+/// declared indexes are built for all its rows, and PLAID codecs trained on all of them.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Reindex;
 
 impl RewritePolicy for Reindex {
     fn needed(&self, _: &RewritePlan<'_>) -> bool {
+        true
+    }
+
+    fn recluster(&self) -> bool {
         true
     }
 }
@@ -272,7 +283,28 @@ impl Writer {
             columns,
         };
         let indexes = self.indexes_of(c.name());
-        let extra = super::commit::index_sections(&source, &indexes, self.options.screen_min_rows)?;
+        let plaid = self.plaid_of(c.name());
+        // Keep the current codecs unless asked to re-cluster, the field's values change, or the
+        // collection has grown past `recluster_percent` of the rows they were trained on.
+        let mut codecs = super::commit::current_codecs(Some(c), &plaid)?;
+        let live = plan.rows.len() as u64;
+        codecs.retain(|name, codec| {
+            let params = &plaid[name];
+            let transformed = c
+                .schema()
+                .field_index(name)
+                .is_some_and(|fi| source.columns[fi].is_some());
+            let grown = live as f64
+                > codec.trained_rows as f64 * (1.0 + params.recluster_percent as f64 / 100.0);
+            !(policy.recluster() || transformed || grown)
+        });
+        let build = PlaidBuild {
+            params: &plaid,
+            codecs: &codecs,
+            collection_rows: live,
+        };
+        let (extra, _) =
+            super::commit::index_sections(&source, &indexes, self.options.screen_min_rows, &build)?;
         let bytes = write_segment_with(&*self.dir, &rel, &source, &extra)?;
         self.dir.sync_dir(cdir)?;
         Ok(Some(SegmentEntry {

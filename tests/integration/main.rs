@@ -19,5 +19,6 @@ mod interop;
 mod lifecycle;
 mod operations;
 mod oracle;
+mod plaid;
 mod robustness;
 mod screening;

@@ -62,6 +62,9 @@ pub enum SectionKind {
     HnswGraph = 20,
     /// Dense field, optional: 8-bit screening codes with error bounds (`format-spec/screen.md`).
     ScreenCodes = 21,
+    /// Multi-vector field, optional: a PLAID index — residual codec, token codes, inverted
+    /// lists (`format-spec/plaid.md`).
+    Plaid = 22,
 }
 
 impl SectionKind {
@@ -83,6 +86,7 @@ impl SectionKind {
             19 => Tensor,
             20 => HnswGraph,
             21 => ScreenCodes,
+            22 => Plaid,
             _ => return None,
         })
     }
@@ -105,6 +109,7 @@ impl SectionKind {
             Tensor => "tensor data",
             HnswGraph => "hnsw graph",
             ScreenCodes => "screening codes",
+            Plaid => "plaid index",
         }
     }
 }

@@ -11,6 +11,7 @@ use super::{
 use crate::dtype::VectorRef;
 use crate::error::{Error, Result};
 use crate::format::graph::GraphView;
+use crate::format::plaid::PlaidView;
 use crate::format::screen::ScreenView;
 use crate::format::{check_header_version, checksum, LeReader};
 use crate::schema::{FieldKind, Schema};
@@ -57,6 +58,8 @@ pub struct Segment {
     pub(super) graphs: Vec<Option<Range<usize>>>,
     /// Per field: the byte range of its screening-codes section, if any (validated at open).
     pub(super) screens: Vec<Option<Range<usize>>>,
+    /// Per field: the byte range of its PLAID section, if any (validated at open).
+    pub(super) plaids: Vec<Option<Range<usize>>>,
 }
 
 impl Segment {
@@ -387,6 +390,41 @@ impl Segment {
             ScreenView::open(&bytes[range(e)], path, e.offset, n, *dim as usize, *metric)?;
             screens[e.field as usize] = Some(range(e));
         }
+        let mut plaids = vec![None; schema.fields.len()];
+        for e in sections.iter().filter(|e| e.kind == SectionKind::Plaid) {
+            let f = e.field as usize;
+            let (Some(FieldKind::Multi { dim, .. }), Some(FieldColumn::Multi { token_count, .. })) =
+                (schema.fields.get(f).map(|f| &f.kind), fields.get(f))
+            else {
+                return Err(corrupt(
+                    e.kind.name(),
+                    e.offset,
+                    format!(
+                        "plaid index for field {}, which is not a multi-vector field",
+                        e.field
+                    ),
+                ));
+            };
+            if e.count != n || e.dtype != 0 {
+                return Err(corrupt(
+                    e.kind.name(),
+                    e.offset,
+                    format!(
+                        "section table: count {} and dtype {} (expected {n} and 0)",
+                        e.count, e.dtype
+                    ),
+                ));
+            }
+            PlaidView::open(
+                &bytes[range(e)],
+                path,
+                e.offset,
+                n,
+                *token_count,
+                *dim as usize,
+            )?;
+            plaids[f] = Some(range(e));
+        }
         Ok(Segment {
             path: path.to_path_buf(),
             map,
@@ -401,6 +439,7 @@ impl Segment {
             fields,
             graphs,
             screens,
+            plaids,
         })
     }
 
@@ -440,6 +479,31 @@ impl Segment {
             r.start as u64,
             u64::from(self.rows),
             metric,
+        ))
+    }
+
+    /// Whether multi-vector field `field` has a PLAID section here.
+    pub fn has_plaid(&self, field: usize) -> bool {
+        self.plaids.get(field).is_some_and(Option::is_some)
+    }
+
+    /// The PLAID section of multi-vector field `field`, if the segment has one (validated at
+    /// open; this re-reads its header and codec, `O(K·d)`).
+    pub fn plaid(&self, field: usize) -> Option<Result<PlaidView<'_>>> {
+        let r = self.plaids.get(field)?.as_ref()?;
+        let (dim, tokens) = match (&self.schema.fields[field].kind, &self.fields[field]) {
+            (FieldKind::Multi { dim, .. }, FieldColumn::Multi { token_count, .. }) => {
+                (*dim as usize, *token_count)
+            }
+            _ => return None,
+        };
+        Some(PlaidView::open(
+            &self.bytes()[r.clone()],
+            &self.path,
+            r.start as u64,
+            u64::from(self.rows),
+            tokens,
+            dim,
         ))
     }
 

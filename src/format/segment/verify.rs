@@ -75,6 +75,14 @@ impl Segment {
                 })?;
             }
         }
+        for field in 0..self.plaids.len() {
+            if let Some(view) = self.plaid(field) {
+                let base = self.plaids[field].as_ref().map_or(0, |r| r.start as u64);
+                view?.verify(&self.path, base, self.rows as usize, &|r| {
+                    self.multi_range(field, r as u32)
+                })?;
+            }
+        }
         for row in 0..self.rows {
             self.doc_id(row)?;
             self.text(row)?;

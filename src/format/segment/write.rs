@@ -185,7 +185,7 @@ pub fn write_segment_with(
         let field = e.field as usize;
         match e.kind {
             _ if plan.blob.is_some() => sink.put(plan.blob.expect("checked"))?,
-            SectionKind::HnswGraph | SectionKind::ScreenCodes => {
+            SectionKind::HnswGraph | SectionKind::ScreenCodes | SectionKind::Plaid => {
                 return Err(Error::InvalidInput(format!(
                     "{} section without bytes",
                     e.kind.name()

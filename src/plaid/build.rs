@@ -1,0 +1,201 @@
+//! The PLAID section a new segment gets for each multi-vector field with a declared PLAID index:
+//! every token's centroid and packed residual, and the inverted lists centroid → rows. A segment
+//! is encoded with the collection's current codec when it has one (new documents are not
+//! re-clustered); otherwise a codec is trained on this segment's tokens.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::codec::{pack_residual, train};
+use super::kmeans::assign;
+use super::{PlaidCodec, PlaidParams, SplitMix64};
+use crate::dtype::Metric;
+use crate::error::{Error, Result};
+use crate::format::plaid::PlaidSection;
+use crate::format::segment::{ExtraSection, SectionKind, SegmentSource};
+use crate::schema::FieldKind;
+
+/// Codecs by field name.
+pub type Codecs = BTreeMap<String, Arc<PlaidCodec>>;
+
+/// What [`plaid_sections`] needs besides the rows.
+#[derive(Debug, Clone, Copy)]
+pub struct PlaidBuild<'a> {
+    /// Declared PLAID indexes by field name.
+    pub params: &'a BTreeMap<String, PlaidParams>,
+    /// Codecs to encode with, by field name; a field without one gets a codec trained on the
+    /// segment's tokens.
+    pub codecs: &'a Codecs,
+    /// Documents in the collection, recorded with a newly trained codec.
+    pub collection_rows: u64,
+}
+
+/// Whether a field of `kind` can carry a PLAID index (multi-vector, inner product or cosine).
+pub fn check_field(kind: &FieldKind) -> std::result::Result<(), String> {
+    match kind {
+        FieldKind::Multi {
+            metric: Metric::Ip | Metric::Cosine,
+            dim,
+            ..
+        } if (*dim as usize).is_multiple_of(8) => Ok(()),
+        FieldKind::Multi { dim, .. } if !(*dim as usize).is_multiple_of(8) => Err(format!(
+            "PLAID packs residuals by bytes: the dimension ({dim}) must be a multiple of 8"
+        )),
+        FieldKind::Multi { metric, .. } => Err(format!(
+            "PLAID scores by inner product: a {metric:?} field cannot carry it (use ip or cosine)"
+        )),
+        other => Err(format!(
+            "PLAID indexes multi-vector fields, not {} fields",
+            other.kind_name()
+        )),
+    }
+}
+
+/// The field's tokens of every row as f32 (unit norm for cosine), and each row's token range.
+fn tokens_of(
+    source: &dyn SegmentSource,
+    field: usize,
+    dim: usize,
+    dtype: crate::DType,
+    metric: Metric,
+) -> Result<(Vec<f32>, Vec<std::ops::Range<usize>>)> {
+    let mut tokens = Vec::new();
+    let mut ranges = Vec::with_capacity(source.row_count());
+    for r in 0..source.row_count() {
+        let start = tokens.len() / dim;
+        dtype.decode_into(source.field(field, r)?, &mut tokens);
+        ranges.push(start..tokens.len() / dim);
+    }
+    if metric == Metric::Cosine {
+        for t in tokens.chunks_exact_mut(dim) {
+            let n = t.iter().map(|x| x * x).sum::<f32>().sqrt();
+            if n > 0.0 {
+                t.iter_mut().for_each(|x| *x /= n);
+            }
+        }
+    }
+    Ok((tokens, ranges))
+}
+
+/// Trains a codec on `tokens` of `ranges` (rows): ColBERT's sample of `1 + 16·√(120·rows)`
+/// documents (all when fewer), `K` centroids by [`PlaidParams::centroids_for`] of all tokens.
+pub fn train_codec(
+    tokens: &[f32],
+    ranges: &[std::ops::Range<usize>],
+    dim: usize,
+    params: &PlaidParams,
+    collection_rows: u64,
+) -> PlaidCodec {
+    let rows = ranges.len();
+    let want = ((1.0 + 16.0 * (120.0 * rows as f64).sqrt()) as usize).min(rows);
+    let mut order: Vec<usize> = (0..rows).collect();
+    let mut rng = SplitMix64::new(params.seed);
+    for i in 0..want {
+        let j = i + rng.below(rows - i);
+        order.swap(i, j);
+    }
+    let mut chosen = order[..want].to_vec();
+    chosen.sort_unstable();
+    let mut sample = Vec::new();
+    for r in chosen {
+        sample.extend_from_slice(&tokens[ranges[r].start * dim..ranges[r].end * dim]);
+    }
+    let total = tokens.len() / dim;
+    let k = params.centroids_for(total).min(sample.len() / dim).max(1);
+    train(&sample, dim, k, params, collection_rows)
+}
+
+/// Encodes every token of a segment with `codec`: codes, packed residuals, inverted lists.
+pub fn encode_segment(
+    codec: &PlaidCodec,
+    tokens: &[f32],
+    ranges: &[std::ops::Range<usize>],
+) -> PlaidSection {
+    let dim = codec.dim;
+    let codes = assign(tokens, &codec.centroids, dim);
+    let rb = codec.residual_bytes();
+    let mut residuals = vec![0u8; codes.len() * rb];
+    for ((t, &c), out) in tokens
+        .chunks_exact(dim)
+        .zip(&codes)
+        .zip(residuals.chunks_exact_mut(rb.max(1)))
+    {
+        pack_residual(codec, t, &codec.centroids[c as usize * dim..][..dim], out);
+    }
+    let k = codec.k();
+    let mut lists: Vec<Vec<u32>> = vec![Vec::new(); k];
+    let mut cs = Vec::new();
+    for (r, range) in ranges.iter().enumerate() {
+        cs.clear();
+        cs.extend_from_slice(&codes[range.clone()]);
+        cs.sort_unstable();
+        cs.dedup();
+        for &c in &cs {
+            lists[c as usize].push(r as u32);
+        }
+    }
+    let mut list_offsets = Vec::with_capacity(k + 1);
+    list_offsets.push(0u64);
+    let mut list_rows = Vec::new();
+    for l in lists {
+        list_rows.extend_from_slice(&l);
+        list_offsets.push(list_rows.len() as u64);
+    }
+    PlaidSection {
+        codec: codec.clone(),
+        rows: ranges.len() as u64,
+        codes,
+        list_offsets,
+        list_rows,
+        residuals,
+    }
+}
+
+/// The PLAID sections of a new segment (one per field with a declared index, when the segment
+/// has at least its `min_rows` rows), and the codecs trained for them (fields that had none).
+pub fn plaid_sections(
+    source: &dyn SegmentSource,
+    build: &PlaidBuild<'_>,
+) -> Result<(Vec<ExtraSection>, Codecs)> {
+    let rows = source.row_count();
+    let schema = source.schema();
+    let mut out = Vec::new();
+    let mut trained = BTreeMap::new();
+    for (name, params) in build.params {
+        if rows == 0 || (rows as u64) < params.min_rows {
+            continue;
+        }
+        let Some(fi) = schema.field_index(name) else {
+            continue;
+        };
+        let kind = &schema.fields[fi].kind;
+        check_field(kind).map_err(|e| Error::parameter("plaid", e))?;
+        let FieldKind::Multi { dim, dtype, metric } = *kind else {
+            continue;
+        };
+        let dim = dim as usize;
+        let (tokens, ranges) = tokens_of(source, fi, dim, dtype, metric)?;
+        let codec = match build.codecs.get(name) {
+            Some(c) if c.dim == dim && c.nbits == params.nbits => c.clone(),
+            _ => {
+                let c = Arc::new(train_codec(
+                    &tokens,
+                    &ranges,
+                    dim,
+                    params,
+                    build.collection_rows.max(rows as u64),
+                ));
+                trained.insert(name.clone(), c.clone());
+                c
+            }
+        };
+        let section = encode_segment(&codec, &tokens, &ranges);
+        out.push(ExtraSection {
+            kind: SectionKind::Plaid,
+            field: fi as u32,
+            count: rows as u64,
+            bytes: section.encode(),
+        });
+    }
+    Ok((out, trained))
+}

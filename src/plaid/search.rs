@@ -1,0 +1,157 @@
+//! PLAID's candidate stages on one segment (PLAID paper §4, ColBERT `search/`): from the query
+//! tokens' centroid scores `S = Q·Cᵀ`,
+//!
+//! 1. **candidate generation** — the rows in the inverted lists of each query token's `ncells`
+//!    best centroids;
+//! 2. **centroid pruning** — an approximate MaxSim `Σ_q max_{t ∈ d} S[q, code(t)]` over only the
+//!    tokens whose centroid scores at least `centroid_threshold` for some query token; the best
+//!    `ndocs` rows go on;
+//! 3. **centroid interaction** — the same sum over every token; the best `max(ndocs / 4, k)` go
+//!    on to exact MaxSim (the caller's stage 4, with stored or decompressed vectors).
+
+use super::PlaidView;
+use crate::error::{Error, Result};
+use crate::linalg::gemm::matmul_nt;
+
+/// The search-time parameters of PLAID.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlaidSearch {
+    /// Centroids probed per query token.
+    pub ncells: usize,
+    /// Centroids scoring below this for every query token are left out of stage 2.
+    pub centroid_threshold: f32,
+    /// Rows kept after stage 2 (a quarter of them after stage 3).
+    pub ndocs: usize,
+    /// Stage 4 scores decompressed vectors instead of the stored full-precision ones.
+    pub decompress: bool,
+}
+
+impl PlaidSearch {
+    /// The PLAID paper's defaults for `k` hits: `k ≤ 10`: (1, 0.5, 256); `k ≤ 100`:
+    /// (2, 0.45, 1024); larger: (4, 0.4, max(4k, 4096)).
+    pub fn for_k(k: usize) -> Self {
+        let (ncells, centroid_threshold, ndocs) = if k <= 10 {
+            (1, 0.5, 256)
+        } else if k <= 100 {
+            (2, 0.45, 1024)
+        } else {
+            (4, 0.4, (4 * k).max(4096))
+        };
+        PlaidSearch {
+            ncells,
+            centroid_threshold,
+            ndocs,
+            decompress: false,
+        }
+    }
+
+    /// Checks the parameters.
+    pub fn validate(&self) -> Result<()> {
+        if self.ncells == 0 || self.ndocs == 0 {
+            return Err(Error::parameter(
+                "plaid",
+                format!(
+                    "ncells = {} and ndocs = {}: both must be at least 1",
+                    self.ncells, self.ndocs
+                ),
+            ));
+        }
+        if self.centroid_threshold.is_nan() {
+            return Err(Error::parameter("plaid centroid_threshold", "NaN"));
+        }
+        Ok(())
+    }
+}
+
+/// The best `n` of `(score, row)` pairs (higher score first; equal scores: higher row first, as
+/// every vellum ranking), in that order.
+fn best(mut scored: Vec<(f32, u32)>, n: usize) -> Vec<(f32, u32)> {
+    let cmp = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1));
+    if scored.len() > n {
+        scored.select_nth_unstable_by(n, cmp);
+        scored.truncate(n);
+    }
+    scored.sort_unstable_by(cmp);
+    scored
+}
+
+/// Stages 1–3 for one query (`nq × dim` tokens, as the field scores them) on one segment's
+/// section: the rows that go on to exact MaxSim. `tokens_of(row)` gives a row's token range;
+/// `live(row)` says whether it is not deleted.
+pub fn candidates(
+    view: &PlaidView<'_>,
+    query: &[f32],
+    p: &PlaidSearch,
+    k: usize,
+    tokens_of: &dyn Fn(u32) -> Result<std::ops::Range<usize>>,
+    live: &dyn Fn(u32) -> bool,
+) -> Result<Vec<u32>> {
+    let dim = view.dim;
+    let nq = query.len() / dim;
+    let kc = view.k();
+    // St[c][q] = centroid c · query token q.
+    let mut st = vec![0f32; kc * nq];
+    matmul_nt(view.centroids, kc, query, nq, dim, &mut st);
+
+    // Stage 1: the inverted lists of each query token's ncells best centroids.
+    let ncells = p.ncells.min(kc);
+    let mut cells = Vec::with_capacity(nq * ncells);
+    for q in 0..nq {
+        let col: Vec<(f32, u32)> = (0..kc).map(|c| (st[c * nq + q], c as u32)).collect();
+        cells.extend(best(col, ncells).into_iter().map(|(_, c)| c));
+    }
+    cells.sort_unstable();
+    cells.dedup();
+    let mut rows: Vec<u32> = cells
+        .iter()
+        .flat_map(|&c| view.list(c as usize).iter().copied())
+        .collect();
+    rows.sort_unstable();
+    rows.dedup();
+    rows.retain(|&r| live(r));
+
+    // Stages 2 and 3: centroid interaction, with and without pruning.
+    let alive: Vec<bool> = (0..kc)
+        .map(|c| {
+            st[c * nq..(c + 1) * nq]
+                .iter()
+                .any(|&s| s >= p.centroid_threshold)
+        })
+        .collect();
+    let mut maxes = vec![f32::NEG_INFINITY; nq];
+    let mut interaction = |row: u32, pruned: bool| -> Result<f32> {
+        let range = tokens_of(row)?;
+        let codes = view.codes.get(range.clone()).ok_or_else(|| {
+            Error::InvalidQuery(format!(
+                "plaid index: row {row}'s tokens {range:?} lie outside the index's codes"
+            ))
+        })?;
+        maxes.fill(f32::NEG_INFINITY);
+        for &c in codes {
+            let c = c as usize;
+            if c >= kc {
+                return Err(Error::InvalidQuery(format!(
+                    "plaid index: a token of row {row} names centroid {c} of {kc}"
+                )));
+            }
+            if pruned && !alive[c] {
+                continue;
+            }
+            for (m, s) in maxes.iter_mut().zip(&st[c * nq..(c + 1) * nq]) {
+                *m = m.max(*s);
+            }
+        }
+        Ok(maxes.iter().filter(|m| m.is_finite()).sum())
+    };
+    let mut scored = Vec::with_capacity(rows.len());
+    for &r in &rows {
+        scored.push((interaction(r, true)?, r));
+    }
+    let stage2 = best(scored, p.ndocs);
+    let mut scored = Vec::with_capacity(stage2.len());
+    for &(_, r) in &stage2 {
+        scored.push((interaction(r, false)?, r));
+    }
+    let keep = (p.ndocs / 4).max(k);
+    Ok(best(scored, keep).into_iter().map(|(_, r)| r).collect())
+}

@@ -1,0 +1,136 @@
+//! Late-interaction search through PLAID sections: per query and segment, the PLAID stages
+//! ([`crate::plaid::search::candidates`]) choose the rows to score, then stage 4 scores them by
+//! exact MaxSim over the stored token vectors (or, with `decompress`, over the vectors the
+//! residual codec restores). Segments without a section (fewer rows than the index's
+//! `min_rows`) are scored exactly. Deleted rows are filtered in every stage.
+
+use rayon::prelude::*;
+
+use super::topk::{Candidate, TopK};
+use crate::collection::Collection;
+use crate::dtype::Metric;
+use crate::error::{Error, Result};
+use crate::plaid::codec::{decompress, lookup_table};
+use crate::plaid::PlaidSearch;
+
+fn normalize(v: &mut [f32]) {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+}
+
+/// `Σ_q max_t q·t` over `doc` (`tokens × dim`), query tokens `q` already prepared.
+fn maxsim(q: &[f32], doc: &[f32], dim: usize) -> f32 {
+    q.chunks_exact(dim)
+        .map(|qt| {
+            doc.chunks_exact(dim)
+                .map(|dt| qt.iter().zip(dt).map(|(a, b)| a * b).sum::<f32>())
+                .fold(f32::NEG_INFINITY, f32::max)
+        })
+        .sum()
+}
+
+/// Top `k` rows of each query (`queries[i]`: `tokens × dim`).
+pub(super) fn search(
+    c: &Collection,
+    field: usize,
+    metric: Metric,
+    dim: usize,
+    queries: &[&[f32]],
+    k: usize,
+    p: &PlaidSearch,
+) -> Result<Vec<TopK>> {
+    queries
+        .par_iter()
+        .enumerate()
+        .map(|(qi, q)| one(c, field, metric, dim, qi, q, k, p))
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn one(
+    c: &Collection,
+    field: usize,
+    metric: Metric,
+    dim: usize,
+    qi: usize,
+    query: &[f32],
+    k: usize,
+    p: &PlaidSearch,
+) -> Result<TopK> {
+    let mut q = query.to_vec();
+    if metric == Metric::Cosine {
+        q.chunks_exact_mut(dim).for_each(normalize);
+    }
+    let mut top = TopK::new(k);
+    let mut doc = Vec::new();
+    for (si, slot) in c.slots().iter().enumerate() {
+        let seg = &slot.segment;
+        let view = seg.plaid(field).transpose()?;
+        let rows: Vec<u32> = match &view {
+            Some(v) => crate::plaid::search::candidates(
+                v,
+                &q,
+                p,
+                k,
+                &|r| seg.multi_range(field, r),
+                &|r| !slot.is_deleted(r),
+            )?,
+            None => (0..seg.rows()).filter(|&r| !slot.is_deleted(r)).collect(),
+        };
+        let table = match (&view, p.decompress) {
+            (Some(v), true) => Some(lookup_table(v.weights, v.nbits)),
+            _ => None,
+        };
+        for row in rows {
+            doc.clear();
+            match (&view, &table) {
+                (Some(v), Some(table)) => {
+                    let range = seg.multi_range(field, row)?;
+                    let rb = v.residual_bytes();
+                    doc.resize(range.len() * dim, 0.0);
+                    for (i, t) in range.enumerate() {
+                        let code = v.codes[t] as usize;
+                        let packed = v.residuals.get(t * rb..(t + 1) * rb).ok_or_else(|| {
+                            Error::corrupt(
+                                seg.path(),
+                                "plaid index",
+                                0,
+                                format!("token {t}: residual outside the section"),
+                            )
+                        })?;
+                        decompress(
+                            table,
+                            v.nbits,
+                            &v.centroids[code * dim..(code + 1) * dim],
+                            packed,
+                            &mut doc[i * dim..(i + 1) * dim],
+                        );
+                    }
+                }
+                _ => {
+                    doc.extend(seg.multi_row(field, row)?.to_f32_vec());
+                    if metric == Metric::Cosine {
+                        doc.chunks_exact_mut(dim).for_each(normalize);
+                    }
+                }
+            }
+            let score = maxsim(&q, &doc, dim);
+            if !score.is_finite() {
+                return Err(Error::InvalidQuery(format!(
+                    "query {qi}: its MaxSim score against row {row} of {} is {score} (scale the vectors down)",
+                    seg.path().display()
+                )));
+            }
+            if score >= top.threshold() {
+                top.push(Candidate {
+                    score,
+                    segment_ord: si as u32,
+                    row,
+                });
+            }
+        }
+    }
+    Ok(top)
+}

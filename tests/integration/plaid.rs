@@ -1,0 +1,265 @@
+//! PLAID indexes on multi-vector fields against exact MaxSim (the oracle): agreement at the
+//! paper's defaults, equality when no stage prunes, deletes, adds encoded with the existing codec,
+//! re-clustering at compaction, `verify`.
+
+use vellum::meta::PlaidParams;
+use vellum::plaid::{PlaidSearch, SplitMix64};
+use vellum::{Database, Document, FieldSpec, Schema, SearchRequest};
+
+const DIM: usize = 32;
+
+fn unit(rng: &mut SplitMix64) -> Vec<f32> {
+    let mut v: Vec<f32> = (0..DIM)
+        .map(|_| rng.below(2001) as f32 / 1000.0 - 1.0)
+        .collect();
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter_mut().for_each(|x| *x /= n);
+    v
+}
+
+/// `base + noise·(a random unit vector)`, normalised: a word in context.
+fn near(base: &[f32], noise: f32, rng: &mut SplitMix64) -> Vec<f32> {
+    let r = unit(rng);
+    let mut v: Vec<f32> = base.iter().zip(&r).map(|(a, b)| a + noise * b).collect();
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter_mut().for_each(|x| *x /= n);
+    v
+}
+
+/// A vocabulary of 3,000 words in 48 topics, as unit vectors: ColBERT's token vectors cluster
+/// by word and meaning.
+fn words() -> Vec<Vec<f32>> {
+    let mut rng = SplitMix64::new(99);
+    let topics: Vec<Vec<f32>> = (0..48).map(|_| unit(&mut rng)).collect();
+    (0..3000)
+        .map(|w| near(&topics[w % 48], 0.8, &mut rng))
+        .collect()
+}
+
+/// Documents of 8–24 tokens, each a word of one of the document's three topics in context;
+/// returns the token vectors and the words.
+fn corpus(n: usize, seed: u64) -> Vec<Vec<f32>> {
+    let vocab = words();
+    let mut rng = SplitMix64::new(seed);
+    (0..n)
+        .map(|_| {
+            let own: Vec<usize> = (0..3).map(|_| rng.below(48)).collect();
+            let len = 8 + rng.below(17);
+            let mut doc = Vec::with_capacity(len * DIM);
+            for _ in 0..len {
+                let w = own[rng.below(3)] + 48 * rng.below(3000 / 48);
+                doc.extend(near(&vocab[w], 0.3, &mut rng));
+            }
+            doc
+        })
+        .collect()
+}
+
+/// Queries: 6 of a document's tokens with fresh context noise.
+fn queries(docs: &[Vec<f32>], n: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = SplitMix64::new(seed);
+    (0..n)
+        .map(|_| {
+            let d = &docs[rng.below(docs.len())];
+            let tokens = d.len() / DIM;
+            let mut q = Vec::new();
+            for _ in 0..6 {
+                let t = rng.below(tokens);
+                q.extend(near(&d[t * DIM..(t + 1) * DIM], 0.3, &mut rng));
+            }
+            q
+        })
+        .collect()
+}
+
+fn db_with(dir: &std::path::Path, docs: &[Vec<f32>], params: PlaidParams) -> Database {
+    let db = Database::create(dir).unwrap();
+    let mut w = db.writer().unwrap();
+    w.create_collection(
+        "c",
+        Schema::new().with_field(FieldSpec::parse(&format!("tok:multi:{DIM}:f16:ip")).unwrap()),
+    )
+    .unwrap();
+    for (i, d) in docs.iter().enumerate() {
+        w.add(
+            "c",
+            Document::new(format!("d{i:05}")).with_multi("tok", d.clone()),
+        )
+        .unwrap();
+    }
+    w.commit().unwrap();
+    w.set_plaid("c", "tok", Some(params)).unwrap();
+    w.reindex("c").unwrap();
+    db
+}
+
+fn ids(db: &Database, q: &[f32], k: usize, exact: bool, p: Option<PlaidSearch>) -> Vec<String> {
+    let snap = db.snapshot().unwrap();
+    let c = snap.collection("c").unwrap();
+    let mut req = SearchRequest::multi("tok", q, k);
+    if exact {
+        req = req.exact();
+    }
+    if let Some(p) = p {
+        req = req.with_plaid(p);
+    }
+    c.search(&req).unwrap()[0]
+        .iter()
+        .map(|h| h.id.clone())
+        .collect()
+}
+
+fn agreement(db: &Database, qs: &[Vec<f32>], k: usize, p: Option<PlaidSearch>) -> f64 {
+    let mut same = 0;
+    for q in qs {
+        let want = ids(db, q, k, true, None);
+        let got = ids(db, q, k, false, p);
+        same += got.iter().filter(|i| want.contains(i)).count();
+    }
+    same as f64 / (qs.len() * k) as f64
+}
+
+#[test]
+fn plaid_agrees_with_exact_maxsim_and_equals_it_without_pruning() {
+    let t = tempfile::tempdir().unwrap();
+    let docs = corpus(1500, 1);
+    let db = db_with(t.path(), &docs, PlaidParams::default());
+    let snap = db.snapshot().unwrap();
+    let c = snap.collection("c").unwrap();
+    assert_eq!(c.slots().len(), 1);
+    let view = c.slots()[0].segment.plaid(0).unwrap().unwrap();
+    // ColBERT's rule on ~24k tokens: 2^floor(log2(16·155)) = 2048 centroids.
+    let tokens = view.codes.len();
+    assert_eq!(
+        view.k(),
+        vellum::meta::PlaidParams::default().centroids_for(tokens)
+    );
+    drop(snap);
+    let qs = queries(&docs, 60, 2);
+    // On this small collection ColBERT's rule gives ~12 tokens per centroid, so one cell per
+    // query token (the k ≤ 10 default) misses some neighbours; probing more cells closes the
+    // gap (agreement grows with ncells).
+    let a = agreement(&db, &qs, 10, None);
+    assert!(
+        a >= 0.7,
+        "top-10 agreement with exact MaxSim at the defaults: {a}"
+    );
+    let four = PlaidSearch {
+        ncells: 4,
+        ..PlaidSearch::for_k(10)
+    };
+    let a4 = agreement(&db, &qs, 10, Some(four));
+    assert!(a4 >= 0.95 && a4 > a, "ncells 4: {a4} (1: {a})");
+    // Nothing pruned: every row is a candidate and all reach stage 4 → exactly the oracle.
+    let all = PlaidSearch {
+        ncells: 1 << 20,
+        centroid_threshold: f32::NEG_INFINITY,
+        ndocs: 1 << 20,
+        decompress: false,
+    };
+    assert_eq!(agreement(&db, &qs[..15], 10, Some(all)), 1.0);
+    // Stage 4 on decompressed vectors (2-bit residuals) stays close.
+    let dec = PlaidSearch {
+        decompress: true,
+        ..four
+    };
+    let a = agreement(&db, &qs[..30], 10, Some(dec));
+    assert!(a >= 0.8, "agreement with decompressed rerank: {a}");
+    let report = vellum::verify::verify_database(t.path()).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+}
+
+#[test]
+fn deletes_adds_and_reclustering() {
+    let t = tempfile::tempdir().unwrap();
+    let docs = corpus(1200, 3);
+    let params = PlaidParams {
+        min_rows: 10,
+        ..Default::default()
+    };
+    let db = db_with(t.path(), &docs, params);
+    let qs = queries(&docs, 20, 4);
+    let codec_ids = |db: &Database| -> Vec<u64> {
+        let snap = db.snapshot().unwrap();
+        let c = snap.collection("c").unwrap();
+        c.slots()
+            .iter()
+            .map(|s| s.segment.plaid(0).unwrap().unwrap().codec_id)
+            .collect()
+    };
+    let first = codec_ids(&db);
+    // Deleted rows are never returned.
+    let top = ids(&db, &qs[0], 5, false, None);
+    let mut w = db.writer().unwrap();
+    for id in &top[..3] {
+        w.delete("c", id).unwrap();
+    }
+    w.commit().unwrap();
+    let after = ids(&db, &qs[0], 5, false, None);
+    assert!(top[..3].iter().all(|id| !after.contains(id)), "{after:?}");
+    // 1 % more documents: a new segment encoded with the existing codec (no re-clustering).
+    let more = corpus(12, 5);
+    for (i, d) in more.iter().enumerate() {
+        w.add(
+            "c",
+            Document::new(format!("new{i}")).with_multi("tok", d.clone()),
+        )
+        .unwrap();
+    }
+    w.commit().unwrap();
+    let ids_now = codec_ids(&db);
+    assert_eq!(ids_now.len(), 2);
+    assert!(ids_now.iter().all(|&i| i == first[0]), "{ids_now:?}");
+    let four = PlaidSearch {
+        ncells: 4,
+        ..PlaidSearch::for_k(10)
+    };
+    let a = agreement(&db, &qs, 10, Some(four));
+    assert!(a >= 0.95, "after adds: {a}");
+    // A new document is found through the old codec.
+    let own = ids(&db, &more[3][..6 * DIM], 1, false, None);
+    assert_eq!(own, ["new3"]);
+    // Compaction keeps the codec within 5 % growth...
+    w.compact("c").unwrap();
+    assert_eq!(codec_ids(&db), [first[0]]);
+    // ... and re-clusters beyond it.
+    for (i, d) in corpus(100, 6).iter().enumerate() {
+        w.add(
+            "c",
+            Document::new(format!("more{i}")).with_multi("tok", d.clone()),
+        )
+        .unwrap();
+    }
+    w.commit().unwrap();
+    w.compact("c").unwrap();
+    let last = codec_ids(&db);
+    assert_eq!(last.len(), 1);
+    assert_ne!(last[0], first[0]);
+    assert!(agreement(&db, &qs, 10, Some(four)) >= 0.95);
+    let report = vellum::verify::verify_database(t.path()).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+}
+
+#[test]
+fn plaid_is_declared_only_on_fields_it_can_index() {
+    let t = tempfile::tempdir().unwrap();
+    let db = Database::create(t.path()).unwrap();
+    let mut w = db.writer().unwrap();
+    let schema = Schema::new()
+        .with_field(FieldSpec::parse("emb:dense:8:f32:ip").unwrap())
+        .with_field(FieldSpec::parse("l2:multi:8:f32:l2").unwrap())
+        .with_field(FieldSpec::parse("odd:multi:12:f32:ip").unwrap());
+    w.create_collection("c", schema).unwrap();
+    for (field, msg) in [
+        ("emb", "multi-vector fields"),
+        ("l2", "inner product"),
+        ("odd", "multiple of 8"),
+        ("nope", "no field"),
+    ] {
+        let e = w
+            .set_plaid("c", field, Some(PlaidParams::default()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(msg), "{field}: {e}");
+    }
+}
