@@ -127,7 +127,7 @@ impl Snapshot {
             }
             collections.push(Arc::new(
                 Collection::new(entry.name.clone(), entry.schema.clone(), slots)
-                    .with_indexes(entry.indexes.clone())
+                    .with_indexes(entry.indexes.clone(), entry.plaid.clone())
                     .with_encoders(entry.encoders.clone(), &dir.path_of(Path::new(""))),
             ));
         }

@@ -60,6 +60,7 @@ pub struct Collection {
     schema: Schema,
     slots: Vec<SegmentSlot>,
     indexes: std::collections::BTreeMap<String, crate::hnsw::HnswParams>,
+    plaid: std::collections::BTreeMap<String, crate::meta::PlaidParams>,
     encoders: std::collections::BTreeMap<String, crate::encode::FieldEncoders>,
     dir: std::path::PathBuf,
     /// Query encoders loaded by text search, by field.
@@ -76,6 +77,7 @@ impl Collection {
             schema,
             slots,
             indexes: Default::default(),
+            plaid: Default::default(),
             encoders: Default::default(),
             dir: std::path::PathBuf::new(),
             #[cfg(feature = "encoders")]
@@ -113,9 +115,16 @@ impl Collection {
     pub(crate) fn with_indexes(
         mut self,
         indexes: std::collections::BTreeMap<String, crate::hnsw::HnswParams>,
+        plaid: std::collections::BTreeMap<String, crate::meta::PlaidParams>,
     ) -> Self {
         self.indexes = indexes;
+        self.plaid = plaid;
         self
+    }
+
+    /// Every declared PLAID index, by multi-vector field name.
+    pub fn plaid_params(&self) -> &std::collections::BTreeMap<String, crate::meta::PlaidParams> {
+        &self.plaid
     }
 
     /// The HNSW index declared on `field`, if any.

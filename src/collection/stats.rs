@@ -32,6 +32,8 @@ pub struct CollectionStats {
     pub deleted_rows: u64,
     /// Declared HNSW indexes by field.
     pub indexes: BTreeMap<String, HnswParams>,
+    /// Declared PLAID indexes by field.
+    pub plaid: BTreeMap<String, crate::meta::PlaidParams>,
     /// Bound encoders by field.
     pub encoders: BTreeMap<String, FieldEncoders>,
     /// The segments, oldest first.
@@ -55,6 +57,25 @@ pub struct SegmentStats {
     pub hnsw: BTreeMap<String, GraphStats>,
     /// Bytes of the screening-codes section (`format-spec/screen.md`) by dense field name.
     pub screening_codes: BTreeMap<String, u64>,
+    /// PLAID sections (`format-spec/plaid.md`) by multi-vector field name.
+    pub plaid: BTreeMap<String, PlaidStats>,
+}
+
+/// One PLAID section's statistics.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlaidStats {
+    /// Centroids of the codec.
+    pub centroids: usize,
+    /// Residual bits per dimension.
+    pub nbits: u32,
+    /// Tokens coded.
+    pub tokens: u64,
+    /// Documents the codec was trained on.
+    pub trained_rows: u64,
+    /// The codec's id (equal in segments sharing a codec).
+    pub codec_id: u64,
+    /// Bytes of the section.
+    pub bytes: u64,
 }
 
 /// One HNSW graph section's statistics.
@@ -80,7 +101,31 @@ impl Collection {
         for s in self.slots() {
             let mut hnsw = BTreeMap::new();
             let mut screening_codes = BTreeMap::new();
+            let mut plaid = BTreeMap::new();
             for (fi, f) in self.schema().fields.iter().enumerate() {
+                if let Some(v) = s.segment.plaid(fi) {
+                    let v = v?;
+                    let bytes = s
+                        .segment
+                        .sections()
+                        .iter()
+                        .find(|e| {
+                            e.field == fi as u32
+                                && e.kind == crate::format::segment::SectionKind::Plaid
+                        })
+                        .map_or(0, |e| e.length);
+                    plaid.insert(
+                        f.name.clone(),
+                        PlaidStats {
+                            centroids: v.k(),
+                            nbits: v.nbits,
+                            tokens: v.codes.len() as u64,
+                            trained_rows: v.trained_rows,
+                            codec_id: v.codec_id,
+                            bytes,
+                        },
+                    );
+                }
                 if let Some(e) = s.segment.sections().iter().find(|e| {
                     e.field == fi as u32
                         && e.kind == crate::format::segment::SectionKind::ScreenCodes
@@ -117,6 +162,7 @@ impl Collection {
                 deleted: s.entry.deletes.map_or(0, |d| d.count),
                 hnsw,
                 screening_codes,
+                plaid,
             });
         }
         Ok(CollectionStats {
@@ -125,6 +171,7 @@ impl Collection {
             documents: self.len(),
             deleted_rows: segments.iter().map(|s| s.deleted).sum(),
             indexes: self.indexes().clone(),
+            plaid: self.plaid_params().clone(),
             encoders: self.all_encoders().clone(),
             bytes: segments.iter().map(|s| s.bytes).sum(),
             segments,

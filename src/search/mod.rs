@@ -336,11 +336,13 @@ pub(crate) fn execute(c: &Collection, req: &SearchRequest<'_>) -> Result<Vec<Top
                     )));
                 }
             }
+            if let Some(p) = &req.plaid {
+                p.validate()?;
+            }
             if !req.exact && c.slots().iter().any(|s| s.segment.has_plaid(fi)) {
                 let p = req
                     .plaid
                     .unwrap_or_else(|| crate::plaid::PlaidSearch::for_k(req.k));
-                p.validate()?;
                 multi_plaid::search(c, fi, *metric, dim, qs, req.k, &p)?
             } else {
                 multi::search_maxsim(c, fi, *metric, dim, qs, req.k)?

@@ -360,6 +360,59 @@ fn golden_v1_colbert_encoders_manifest() {
     assert_eq!((enc.query.max_length, enc.passage.max_length), (24, 48));
 }
 
+/// The PLAID section of `format-spec/plaid.md` (kind 22): dimension 8, 2-bit residuals, two
+/// centroids, 3 rows of 2, 1 and 2 tokens.
+#[test]
+fn golden_v1_plaid_section() {
+    use vellum::format::plaid::{PlaidCodec, PlaidView};
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("format-spec/golden/v1/plaid/section.bin");
+    let e = |i: usize| -> Vec<f32> { (0..8).map(|j| if j == i { 1.0 } else { 0.0 }).collect() };
+    let codec = PlaidCodec {
+        dim: 8,
+        nbits: 2,
+        centroids: [e(0), e(1)].concat(),
+        cutoffs: vec![-0.1, 0.0, 0.1],
+        weights: vec![-0.15, -0.05, 0.05, 0.15],
+        trained_rows: 3,
+    };
+    let tok = |i: usize, x: f32| {
+        let mut v = e(i);
+        v[7] = x;
+        v
+    };
+    let tokens = [
+        tok(0, 0.2),
+        tok(1, -0.2),
+        tok(1, 0.05),
+        tok(0, -0.05),
+        tok(0, 0.0),
+    ]
+    .concat();
+    let ranges = [0..2, 2..3, 3..5];
+    let section = vellum::plaid::build::encode_segment(&codec, &tokens, &ranges);
+    let encoded = section.encode();
+    if std::env::var_os("VELLUM_REGEN_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &encoded).unwrap();
+    }
+    let golden = std::fs::read(&path).unwrap();
+    assert_eq!(encoded, golden, "the v1 PLAID section layout changed");
+    // Decodes to the codec and lists; header bytes as plaid.md specifies them.
+    let mut buf = vec![0u64; golden.len().div_ceil(8)];
+    bytemuck::cast_slice_mut::<u64, u8>(&mut buf)[..golden.len()].copy_from_slice(&golden);
+    let bytes = &bytemuck::cast_slice::<u64, u8>(&buf)[..golden.len()];
+    let view = PlaidView::open(bytes, &path, 0, 3, 5, 8).unwrap();
+    assert_eq!(view.codec(), codec);
+    assert_eq!(view.codes, [0, 1, 1, 0, 0]);
+    assert_eq!((view.list(0), view.list(1)), (&[0, 2][..], &[0, 1][..]));
+    assert_eq!(view.residual_bytes(), 2);
+    assert_eq!(&golden[0..12], &[8, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0]);
+    assert_eq!(&golden[48..56], &4u64.to_le_bytes());
+    view.verify(&path, 0, 3, &|r| Ok(ranges[r].clone()))
+        .unwrap();
+}
+
 /// The screening-codes section of `format-spec/screen.md` (kind 21): 3 rows × 2 dimensions, `ip`.
 #[test]
 fn golden_v1_screening_codes_section() {

@@ -73,15 +73,21 @@ pub struct IndexArgs {
     /// Collection name.
     #[arg(long, short = 'c')]
     pub collection: String,
-    /// Dense field to index.
+    /// Field to index: a dense field (HNSW) or a multi-vector field (`--plaid`).
     #[arg(long, short = 'f')]
     pub field: String,
     /// HNSW parameters, KEY=VALUE,...: m (16), ef_construction (200), min_rows (4096: smaller
     /// segments are searched exactly), ef (64: default search candidate list).
     #[arg(long, default_value = "")]
     pub hnsw: String,
-    /// Remove the index (and the graphs) instead.
+    /// Build a PLAID index on a multi-vector field instead, KEY=VALUE,...: nbits (2: residual
+    /// bits per dimension, 1, 2 or 4), centroids / k (2^floor(log2(16·sqrt(tokens)))),
+    /// kmeans_iters (8), min_rows (256), recluster_percent (5), seed. An empty value takes the
+    /// defaults (`--plaid ""`).
     #[arg(long, conflicts_with = "hnsw")]
+    pub plaid: Option<String>,
+    /// Remove the index (and the graphs or PLAID sections) instead.
+    #[arg(long, conflicts_with_all = ["hnsw", "plaid"])]
     pub drop: bool,
 }
 
@@ -239,9 +245,21 @@ pub struct SearchArgs {
     /// HNSW candidate list size (default: the index's ef). Larger is slower and more exact.
     #[arg(long)]
     pub ef: Option<usize>,
-    /// Search exactly even where HNSW graphs exist.
+    /// Search exactly even where HNSW graphs or PLAID sections exist.
     #[arg(long)]
     pub exact: bool,
+    /// PLAID: centroids probed per query token (default by k: 1, 2 or 4).
+    #[arg(long)]
+    pub ncells: Option<usize>,
+    /// PLAID: rows kept after centroid pruning (default by k: 256, 1024 or max(4k, 4096)).
+    #[arg(long)]
+    pub ndocs: Option<usize>,
+    /// PLAID: centroid score threshold of the pruning stage (default by k: 0.5, 0.45 or 0.4).
+    #[arg(long, allow_negative_numbers = true)]
+    pub centroid_threshold: Option<f32>,
+    /// PLAID: score the final candidates with decompressed vectors instead of the stored ones.
+    #[arg(long)]
+    pub decompress: bool,
     /// Qrels (TREC or BEIR TSV): print --metrics of the run on stderr after searching.
     #[arg(long, value_name = "QRELS")]
     pub eval: Option<PathBuf>,

@@ -139,3 +139,136 @@ fn index_search_info_verify() {
     );
     assert!(e.contains("no field \"nope\""), "{e}");
 }
+
+#[test]
+fn plaid_index_search_info_verify() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let n = 400;
+    let lengths: Vec<i64> = (0..n).map(|i| 3 + (i % 5) as i64).collect();
+    let tokens: usize = lengths.iter().sum::<i64>() as usize;
+    let docs: String = (0..n).map(|i| format!("{{\"id\":\"d{i}\"}}\n")).collect();
+    std::fs::write(d.join("docs.jsonl"), docs).unwrap();
+    write_npy_f32(&d.join("t.npy"), &[tokens, 16], &noise(3, tokens * 16)).unwrap();
+    vellum::ingest::array::write_npy(
+        &d.join("len.npy"),
+        "<i8",
+        &[n],
+        bytemuck::cast_slice(&lengths),
+    )
+    .unwrap();
+    write_npy_f32(&d.join("q.npy"), &[40, 16], &noise(4, 40 * 16)).unwrap();
+    let qlen: Vec<i64> = vec![4; 10];
+    vellum::ingest::array::write_npy(
+        &d.join("qlen.npy"),
+        "<i8",
+        &[10],
+        bytemuck::cast_slice(&qlen),
+    )
+    .unwrap();
+    ok(
+        d,
+        &["create", "db", "-c", "docs", "-f", "tok:multi:16:f16:ip"],
+    );
+    ok(
+        d,
+        &[
+            "ingest",
+            "db",
+            "-c",
+            "docs",
+            "--docs",
+            "docs.jsonl",
+            "--vectors",
+            "tok=t.npy",
+            "--lengths",
+            "tok=len.npy",
+        ],
+    );
+    let out = ok(
+        d,
+        &[
+            "index",
+            "db",
+            "-c",
+            "docs",
+            "-f",
+            "tok",
+            "--plaid",
+            "nbits=2,k=32,min_rows=10",
+        ],
+    );
+    assert!(
+        out.contains("1 of 1 segments have a PLAID section, 32 centroids"),
+        "{out}"
+    );
+    let info = ok(d, &["info", "db"]);
+    assert!(
+        info.contains("index tok: plaid nbits=2,centroids=32")
+            && info.contains("plaid index on tok: 32 centroids, 2-bit residuals"),
+        "{info}"
+    );
+    let search = |extra: &[&str]| {
+        let mut args = vec![
+            "search",
+            "db",
+            "-c",
+            "docs",
+            "-f",
+            "tok",
+            "--query-vectors",
+            "q.npy",
+            "--query-lengths",
+            "qlen.npy",
+            "-k",
+            "5",
+            "--format",
+            "tsv",
+        ];
+        args.extend_from_slice(extra);
+        ids(&ok(d, &args))
+    };
+    let exact = search(&["--exact"]);
+    assert_eq!(exact.len(), 10);
+    let _ = search(&[]);
+    // Without pruning PLAID scores every row exactly.
+    let wide = search(&[
+        "--ncells",
+        "32",
+        "--ndocs",
+        "100000",
+        "--centroid-threshold",
+        "-100",
+    ]);
+    assert_eq!(wide, exact);
+    let _ = search(&["--ncells", "4", "--decompress"]);
+    assert!(ok(d, &["verify", "db"]).contains("ok"));
+    let out = ok(d, &["index", "db", "-c", "docs", "-f", "tok", "--drop"]);
+    assert!(out.contains("dropped the PLAID index of docs.tok"), "{out}");
+    assert!(!ok(d, &["info", "db"]).contains("plaid index"));
+    let e = fail(
+        d,
+        &[
+            "index", "db", "-c", "docs", "-f", "tok", "--plaid", "nbits=3",
+        ],
+    );
+    assert!(e.contains("1, 2 or 4"), "{e}");
+    let e = fail(
+        d,
+        &[
+            "search",
+            "db",
+            "-c",
+            "docs",
+            "-f",
+            "tok",
+            "--query-vectors",
+            "q.npy",
+            "--query-lengths",
+            "qlen.npy",
+            "--ncells",
+            "0",
+        ],
+    );
+    assert!(e.contains("ncells"), "{e}");
+}

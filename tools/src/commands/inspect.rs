@@ -42,6 +42,9 @@ pub fn info(a: InfoArgs, out: &mut dyn Write) -> Result<()> {
         for (field, p) in &c.indexes {
             writeln!(out, "  index {field}: {p}")?;
         }
+        for (field, p) in &c.plaid {
+            writeln!(out, "  index {field}: {p}")?;
+        }
         for (field, e) in &c.encoders {
             write_encoders(out, field, e)?;
         }
@@ -57,6 +60,20 @@ pub fn info(a: InfoArgs, out: &mut dyn Write) -> Result<()> {
                         out,
                         "    hnsw graph on {}: m={} ef_construction={}, {} layers, {} edges, {} bytes",
                         f.name, g.m, g.ef_construction, g.layers, g.edges, g.bytes
+                    )?;
+                }
+                if let Some(p) = s.plaid.get(&f.name) {
+                    writeln!(
+                        out,
+                        "    plaid index on {}: {} centroids, {}-bit residuals, {} tokens, {:.1} bytes per token, codec {:016x} (trained on {} documents), {} bytes",
+                        f.name,
+                        p.centroids,
+                        p.nbits,
+                        p.tokens,
+                        p.bytes as f64 / p.tokens.max(1) as f64,
+                        p.codec_id,
+                        p.trained_rows,
+                        p.bytes
                     )?;
                 }
                 if let Some(bytes) = s.screening_codes.get(&f.name) {

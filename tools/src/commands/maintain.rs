@@ -46,6 +46,18 @@ pub fn compact(a: CollectionArgs, out: &mut dyn Write) -> Result<()> {
 pub fn index(a: IndexArgs, out: &mut dyn Write) -> Result<()> {
     let db = Database::open(&a.db)?;
     let mut w = db.writer()?;
+    let is_multi = {
+        let snap = db.snapshot()?;
+        let coll = snap.collection(&a.collection)?;
+        let fi = coll.field_index(&a.field)?;
+        matches!(
+            coll.schema().fields[fi].kind,
+            vellum::FieldKind::Multi { .. }
+        )
+    };
+    if a.plaid.is_some() || (a.drop && is_multi) {
+        return plaid_index(a, &db, w, out);
+    }
     let params = if a.drop {
         None
     } else {
@@ -78,5 +90,57 @@ pub fn index(a: IndexArgs, out: &mut dyn Write) -> Result<()> {
             c.generation
         )?,
     }
+    Ok(())
+}
+
+/// `vellum index --plaid`: declares (or drops) a PLAID index and rewrites the collection so that
+/// every segment has its section and the codec is trained on all documents.
+fn plaid_index(
+    a: IndexArgs,
+    db: &Database,
+    mut w: vellum::Writer,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let params = if a.drop {
+        None
+    } else {
+        Some(vellum::meta::PlaidParams::parse(
+            a.plaid.as_deref().unwrap_or(""),
+        )?)
+    };
+    w.set_plaid(&a.collection, &a.field, params)?;
+    let spinner = spinner(&format!("building {}.{}", a.collection, a.field));
+    let started = std::time::Instant::now();
+    let c = w.reindex(&a.collection)?;
+    spinner.finish_and_clear();
+    let Some(p) = params else {
+        writeln!(
+            out,
+            "dropped the PLAID index of {}.{}",
+            a.collection, a.field
+        )?;
+        return Ok(());
+    };
+    let snap = db.snapshot()?;
+    let coll = snap.collection(&a.collection)?;
+    let fi = coll.field_index(&a.field)?;
+    let views = coll
+        .slots()
+        .iter()
+        .filter_map(|s| s.segment.plaid(fi))
+        .collect::<vellum::Result<Vec<_>>>()?;
+    let tokens: usize = views.iter().map(|v| v.codes.len()).sum();
+    writeln!(
+        out,
+        "indexed {}.{} ({p}): {} of {} segments have a PLAID section, {} centroids, {} tokens, in {:.1} s (generation {})",
+        a.collection,
+        a.field,
+        views.len(),
+        c.segments_after,
+        views.first().map_or(0, |v| v.k()),
+        tokens,
+        started.elapsed().as_secs_f64(),
+        c.generation
+    )?;
     Ok(())
 }

@@ -55,6 +55,16 @@ pub fn run(a: SearchArgs, out: &mut dyn Write) -> Result<()> {
         let mut request = queries.request(&batch, a.k).with_strategy(strategy);
         request.ef = a.ef;
         request.exact = a.exact;
+        if a.ncells.is_some() || a.ndocs.is_some() || a.centroid_threshold.is_some() || a.decompress
+        {
+            let d = vellum::plaid::PlaidSearch::for_k(a.k);
+            request.plaid = Some(vellum::plaid::PlaidSearch {
+                ncells: a.ncells.unwrap_or(d.ncells),
+                ndocs: a.ndocs.unwrap_or(d.ndocs),
+                centroid_threshold: a.centroid_threshold.unwrap_or(d.centroid_threshold),
+                decompress: a.decompress,
+            });
+        }
         // A problem with the queries names the query file; one with the database (a damaged
         // file, an I/O error) is the database's and is reported as it is.
         let results = shards
