@@ -101,6 +101,16 @@ impl Collection {
                 dir.dir.display()
             ))
         };
+        if record
+            .late_interaction
+            .as_ref()
+            .is_some_and(|li| li.role != role)
+        {
+            return Err(wrap(format!(
+                "the {} encoder's record encodes the other side",
+                role.name()
+            )));
+        }
         let encoder = crate::encode::load(&dir, &options).map_err(|e| {
             if record.embedded {
                 damaged(e.to_string())

@@ -37,6 +37,17 @@ pub fn prepare_encoders(database_dir: &Path, choice: &EncoderChoice) -> Result<F
 
 /// [`prepare_encoders`] for a database in any [`Directory`] (`database.directory()`).
 pub fn prepare_encoders_in(dir: &dyn Directory, choice: &EncoderChoice) -> Result<FieldEncoders> {
+    for (options, side) in [
+        (&choice.passage_options, "passage"),
+        (&choice.query_options, "query"),
+    ] {
+        if options.truncate.is_some() {
+            return Err(crate::error::Error::parameter(
+                format!("{side} encoder option truncate"),
+                "truncate is a search-time option (search's --encoder-options, or the runtime options of load_encoder); a field does not record it",
+            ));
+        }
+    }
     let passage_dir = ModelDir::resolve(&choice.passage)?;
     // A late-interaction checkpoint encodes queries and documents differently: each side's
     // record says which it is (dense encoders ignore the role).
@@ -45,12 +56,24 @@ pub fn prepare_encoders_in(dir: &dyn Directory, choice: &EncoderChoice) -> Resul
         ..choice.passage_options.clone()
     };
     let passage = super::load(&passage_dir, &passage_options)?;
+    let late = passage.record().late_interaction.is_some();
     let (query_dir, query) = match &choice.query {
         // Tied: same files, so the passage encoder's load already checked weights and tokenizer.
         None => {
+            // A ColBERT checkpoint's sides have their own lengths and prompts: the passage
+            // side's max_length and prefix do not carry over to queries.
+            let base = if late {
+                EncoderOptions {
+                    max_length: None,
+                    prefix: None,
+                    ..choice.passage_options.clone()
+                }
+            } else {
+                choice.passage_options.clone()
+            };
             let options = EncoderOptions {
                 role: Some(Role::Query),
-                ..choice.passage_options.overridden_by(&choice.query_options)
+                ..base.overridden_by(&choice.query_options)
             };
             let fingerprint = &passage.record().fingerprint;
             let record = super::record_for(&passage_dir, &options, fingerprint)?;

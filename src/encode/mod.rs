@@ -44,7 +44,9 @@ pub use backend::vector_math;
 pub use bind::{embedded_dir, prepare_encoders, prepare_encoders_in, EncoderChoice};
 #[cfg(feature = "encoders")]
 pub use colbert::ColbertEncoder;
-pub use source::{fingerprint_files, ModelDefaults, ModelDir, MODEL_FILES, SETTINGS_FILES};
+pub use source::{
+    fingerprint_files, ModelDefaults, ModelDir, LATE_INTERACTION_FILES, MODEL_FILES, SETTINGS_FILES,
+};
 #[cfg(feature = "encoders")]
 pub use text::{TextEncoder, DEFAULT_BATCH_SIZE, SUPPORTED_MODEL_TYPES};
 

@@ -28,12 +28,23 @@ pub const MODEL_FILES: [&str; 12] = [
     "2_MultiVectorMask/config.json",
 ];
 
-/// Files vellum also reads and `--embed-model` copies, outside the fingerprint: everything they
-/// contribute (PyLate's markers, lengths and skiplist, the prompts, the mask token) is stored in
-/// the encoder record itself and compared with it. (Fingerprinting them would have changed the
-/// fingerprints of dense models that ship them, such as all-MiniLM-L6-v2.)
+/// Files vellum also reads and `--embed-model` copies: PyLate's markers, lengths and skiplist,
+/// the prompts, the mask token. A late-interaction checkpoint's fingerprint covers them (see
+/// [`fingerprint_files`]); a dense model's does not (that would have changed the fingerprints of
+/// dense models that ship them, such as all-MiniLM-L6-v2, and dense encoders read nothing that
+/// matters from them).
 pub const SETTINGS_FILES: [&str; 2] =
     ["config_sentence_transformers.json", "tokenizer_config.json"];
+
+/// Files of [`MODEL_FILES`] that only late-interaction (ColBERT) checkpoints have.
+pub const LATE_INTERACTION_FILES: [&str; 6] = [
+    "artifact.metadata",
+    "1_Dense/config.json",
+    "1_Dense/model.safetensors",
+    "2_Dense/config.json",
+    "2_Dense/model.safetensors",
+    "2_MultiVectorMask/config.json",
+];
 
 /// A model folder that has the files an encoder needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,20 +232,34 @@ impl ModelDir {
 
 /// The fingerprint of a model's files: XXH3-128 over, for each of [`MODEL_FILES`] that `open`
 /// finds (in that order; `None` for an absent file), the file name's UTF-8 bytes, its length as
-/// u64 LE, and its bytes.
+/// u64 LE, and its bytes — followed, for a late-interaction checkpoint (one with any of the
+/// [`LATE_INTERACTION_FILES`]), by the same for each of [`SETTINGS_FILES`].
 pub fn fingerprint_files(
     mut open: impl FnMut(&str) -> Result<Option<crate::storage::MappedFile>>,
 ) -> Result<String> {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut late = false;
     for name in MODEL_FILES {
         let Some(file) = open(name)? else {
             continue;
         };
+        late |= LATE_INTERACTION_FILES.contains(&name);
         // Mapped, not read: model weights are hundreds of megabytes.
         let bytes = file.bytes();
         h.update(name.as_bytes());
         h.update(&(bytes.len() as u64).to_le_bytes());
         h.update(bytes);
+    }
+    if late {
+        for name in SETTINGS_FILES {
+            let Some(file) = open(name)? else {
+                continue;
+            };
+            let bytes = file.bytes();
+            h.update(name.as_bytes());
+            h.update(&(bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        }
     }
     Ok(format!("xxh3-128:{:032x}", h.digest128()))
 }

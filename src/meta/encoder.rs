@@ -597,6 +597,17 @@ impl EncoderRecord {
             (None, OutputKind::Dense) if self.pooling != Pooling::Tokens => {}
             (None, OutputKind::Multi) => {}
             (Some(li), OutputKind::Multi) => {
+                if self.pooling != Pooling::Tokens {
+                    return Err("late_interaction: a late-interaction encoder pools nothing (pooling tokens)".into());
+                }
+                if li
+                    .expansion
+                    .is_some_and(|e| e.fixed && e.length != self.max_length)
+                {
+                    return Err(
+                        "late_interaction: a fixed expansion's length must equal max_length".into(),
+                    );
+                }
                 if li.expansion.is_some() && li.role != Role::Query {
                     return Err("late_interaction: only a query encoder expands its inputs".into());
                 }
@@ -631,6 +642,24 @@ impl FieldEncoders {
     /// Whether query and passage use the same model (their options, e.g. prefixes, may differ).
     pub fn tied(&self) -> bool {
         self.passage.fingerprint == self.query.fingerprint
+    }
+
+    /// Checks both records ([`EncoderRecord::validate`]) and that late-interaction records sit
+    /// in the slot of their role.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        for (record, role) in [(&self.passage, Role::Passage), (&self.query, Role::Query)] {
+            record.validate()?;
+            if let Some(li) = &record.late_interaction {
+                if li.role != role {
+                    return Err(format!(
+                        "the {} encoder's record encodes the {} side",
+                        role.name(),
+                        li.role.name()
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 

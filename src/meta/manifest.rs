@@ -104,9 +104,9 @@ impl Manifest {
                         c.name
                     ));
                 };
+                enc.validate()
+                    .map_err(|e| format!("collection {:?} field {field:?}: {e}", c.name))?;
                 for r in [&enc.passage, &enc.query] {
-                    r.validate()
-                        .map_err(|e| format!("collection {:?} field {field:?}: {e}", c.name))?;
                     r.fits(kind)
                         .map_err(|e| format!("collection {:?} field {field:?}: {e}", c.name))?;
                 }

@@ -200,8 +200,10 @@ impl Writer {
                     ),
                 });
             }
-            r.validate().map_err(|e| Error::parameter("encoder", e))?;
         }
+        encoders
+            .validate()
+            .map_err(|e| Error::parameter("encoder", e))?;
         self.encoder_changes
             .insert((collection.to_string(), field.to_string()), encoders);
         Ok(())

@@ -386,3 +386,123 @@ mod database {
         }
     }
 }
+
+mod options_and_identity {
+    use vellum::encode::{load, prepare_encoders, EncoderChoice, EncoderOptions, ModelDir, Role};
+    use vellum::{Database, FieldSpec, Schema};
+
+    use crate::common::fixture_path;
+
+    fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                copy_dir(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+
+    fn edit_json(path: &std::path::Path, edit: impl FnOnce(&mut serde_json::Value)) {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        edit(&mut v);
+        std::fs::write(path, v.to_string()).unwrap();
+    }
+
+    #[test]
+    fn a_tied_binding_keeps_each_sides_length_and_refuses_search_time_options() {
+        let t = tempfile::tempdir().unwrap();
+        let db = Database::create(t.path()).unwrap();
+        let choice = EncoderChoice {
+            passage: fixture_path("colbert/stanford").display().to_string(),
+            passage_options: EncoderOptions::parse("max_length=40").unwrap(),
+            ..Default::default()
+        };
+        let r = prepare_encoders(db.path(), &choice).unwrap();
+        assert_eq!((r.passage.max_length, r.query.max_length), (40, 24));
+        assert_eq!(
+            r.query.late_interaction.unwrap().expansion.unwrap().length,
+            24
+        );
+        let bad = EncoderChoice {
+            query_options: EncoderOptions::parse("truncate=true").unwrap(),
+            ..choice
+        };
+        let e = prepare_encoders(db.path(), &bad).unwrap_err().to_string();
+        assert!(e.contains("search-time option"), "{e}");
+        // Lengths too short for any text are refused, not a panic.
+        let m = ModelDir::resolve(fixture_path("colbert/stanford").to_str().unwrap()).unwrap();
+        let e = load(&m, &EncoderOptions::parse("max_length=3").unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no room for text"), "{e}");
+    }
+
+    #[test]
+    fn checkpoints_differing_in_settings_files_have_different_fingerprints() {
+        let t = tempfile::tempdir().unwrap();
+        let other = t.path().join("pylate-noskip");
+        copy_dir(&fixture_path("colbert/pylate"), &other);
+        edit_json(&other.join("config_sentence_transformers.json"), |v| {
+            v["skiplist_words"] = serde_json::json!([]);
+        });
+        let fp = |dir: &std::path::Path| {
+            ModelDir::resolve(dir.to_str().unwrap())
+                .unwrap()
+                .fingerprint()
+                .unwrap()
+        };
+        assert_ne!(fp(&fixture_path("colbert/pylate")), fp(&other));
+        // Both embedded in one database: two copies, each loads with its own settings.
+        let db = Database::create(t.path().join("db")).unwrap();
+        let mut w = db.writer().unwrap();
+        w.create_collection(
+            "c",
+            Schema::new()
+                .with_field(FieldSpec::parse("a:multi:16:f32:ip").unwrap())
+                .with_field(FieldSpec::parse("b:multi:16:f32:ip").unwrap()),
+        )
+        .unwrap();
+        for (field, dir) in [("a", fixture_path("colbert/pylate")), ("b", other.clone())] {
+            let choice = EncoderChoice {
+                passage: dir.display().to_string(),
+                embed: true,
+                ..Default::default()
+            };
+            w.set_encoders("c", field, prepare_encoders(db.path(), &choice).unwrap())
+                .unwrap();
+        }
+        w.commit().unwrap();
+        let c = db.snapshot().unwrap().collection("c").unwrap().clone();
+        for field in ["a", "b"] {
+            c.load_encoder(field, Role::Passage, &EncoderOptions::default())
+                .unwrap();
+        }
+        assert!(vellum::verify::verify_database(db.path()).unwrap().is_ok());
+    }
+
+    #[test]
+    fn keep_only_lists_follow_sentence_transformers() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("st6");
+        copy_dir(&fixture_path("colbert/st6"), &dir);
+        let mask = dir.join("2_MultiVectorMask/config.json");
+        let encode = |text: &str| {
+            let m = ModelDir::resolve(dir.to_str().unwrap()).unwrap();
+            load(&m, &EncoderOptions::default())
+                .unwrap()
+                .encode_texts(&[text])
+        };
+        // An empty allowlist is no allowlist.
+        let all = encode("a terminal emulator").unwrap().rows[0];
+        edit_json(&mask, |v| v["keep_only_token_ids"] = serde_json::json!([]));
+        assert_eq!(encode("a terminal emulator").unwrap().rows[0], all);
+        // An allowlist that keeps nothing of a document is a clear error.
+        edit_json(&mask, |v| v["keep_only_token_ids"] = serde_json::json!([1]));
+        let e = encode("a terminal emulator").unwrap_err().to_string();
+        assert!(e.contains("every token was dropped"), "{e}");
+    }
+}

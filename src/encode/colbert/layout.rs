@@ -113,14 +113,27 @@ pub struct Layout {
 }
 
 /// Which layout `dir` has, `None` for a dense (single-vector) model.
+///
+/// Like PyLate and sentence-transformers, a folder whose `modules.json` lists a Dense head is
+/// read in the sentence-transformers layout even when `config.json` also names `HF_ColBERT`
+/// (repositories that ship both layouts).
 pub fn detect(dir: &ModelDir) -> Result<Option<Format>> {
-    if let Some(config) = dir.json("config.json")? {
-        let stanford = config
-            .get("architectures")
-            .and_then(Value::as_array)
-            .is_some_and(|a| a.iter().any(|v| v.as_str() == Some("HF_ColBERT")));
-        if stanford {
-            return Ok(Some(Format::Stanford));
+    let modules = match dir.json("modules.json")? {
+        Some(m) => module_list(dir, &m)?,
+        None => Vec::new(),
+    };
+    let st_layout = modules
+        .iter()
+        .any(|(kind, _)| kind == "Dense" || kind == "MultiVectorMask");
+    if !st_layout {
+        if let Some(config) = dir.json("config.json")? {
+            let stanford = config
+                .get("architectures")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(|v| v.as_str() == Some("HF_ColBERT")));
+            if stanford {
+                return Ok(Some(Format::Stanford));
+            }
         }
     }
     if let Some(st) = dir.json("config_sentence_transformers.json")? {
@@ -133,11 +146,8 @@ pub fn detect(dir: &ModelDir) -> Result<Option<Format>> {
             return Ok(Some(Format::PyLate));
         }
     }
-    if let Some(modules) = dir.json("modules.json")? {
-        let kinds = module_list(dir, &modules)?;
-        if kinds.iter().any(|(kind, _)| kind == "MultiVectorMask") {
-            return Ok(Some(Format::SentenceTransformers));
-        }
+    if modules.iter().any(|(kind, _)| kind == "MultiVectorMask") {
+        return Ok(Some(Format::SentenceTransformers));
     }
     Ok(None)
 }
@@ -310,7 +320,7 @@ fn head_from_view(
     out: Option<usize>,
 ) -> Result<HeadLayer> {
     let shape = view.shape();
-    if shape.len() != 2 || shape[1] != inp || out.is_some_and(|o| o != shape[0]) {
+    if shape.len() != 2 || shape[0] == 0 || shape[1] != inp || out.is_some_and(|o| o != shape[0]) {
         return Err(dir.error(format!(
             "{file}: tensor {name:?} has shape {shape:?}; expected [{}, {inp}]",
             out.map_or("out".to_string(), |o| o.to_string())
@@ -375,8 +385,10 @@ fn dense_heads(
                 in_features.unwrap_or(0)
             )));
         }
-        let activation = str_key(dir, &cfg_name, &cfg, "activation_function")?.unwrap_or_default();
-        if !activation.is_empty() && !activation.ends_with("Identity") {
+        // sentence-transformers' Dense defaults: bias true, activation Tanh.
+        let activation = str_key(dir, &cfg_name, &cfg, "activation_function")?
+            .unwrap_or("torch.nn.modules.activation.Tanh".into());
+        if !activation.ends_with("Identity") {
             return Err(dir.error(format!(
                 "{cfg_name}: activation_function {activation:?} is not supported (ColBERT heads are linear: torch.nn.modules.linear.Identity)"
             )));
@@ -405,7 +417,7 @@ fn dense_heads(
             inp,
             out_features,
         )?;
-        if bool_key(dir, &cfg_name, &cfg, "bias")?.unwrap_or(false) {
+        if bool_key(dir, &cfg_name, &cfg, "bias")?.unwrap_or(true) {
             let b = st.tensor("linear.bias").map_err(|_| {
                 dir.error(format!(
                     "{weights_name} has no tensor \"linear.bias\" but {cfg_name} says bias: true"
@@ -441,9 +453,15 @@ fn pylate(dir: &ModelDir, hidden: usize) -> Result<Layout> {
     let modules = module_list(dir, &modules)?;
     check_modules(dir, &modules, &["Transformer", "Dense"])?;
     let head = dense_heads(dir, &modules, hidden)?;
+    // PyLate's encode puts a prompt before the text only when asked by name or through
+    // `default_prompt_name` (for both sides alike).
     let prompts = cfg.get("prompts").cloned().unwrap_or(Value::Null);
-    let prompt = |key: &str| -> Result<String> {
-        Ok(str_key(dir, FILE, &prompts, key)?.unwrap_or_default())
+    let default_prompt = str_key(dir, FILE, &cfg, "default_prompt_name")?;
+    let prompt = |_side: &str| -> Result<String> {
+        match &default_prompt {
+            Some(name) => Ok(str_key(dir, FILE, &prompts, name)?.unwrap_or_default()),
+            None => Ok(String::new()),
+        }
     };
     let marker = |key: &str, default: &str| -> Result<Option<String>> {
         let m = str_key(dir, FILE, &cfg, key)?.unwrap_or(default.to_string());
@@ -561,7 +579,9 @@ fn sentence_transformers(dir: &ModelDir, hidden: usize) -> Result<Layout> {
                 _ => words_key(dir, &name, &cfg, "skiplist_tasks")?.unwrap_or(tasks),
             };
             keep_only = match cfg.get("keep_only_token_ids") {
+                // sentence-transformers: an empty list is no allowlist.
                 None | Some(Value::Null) => None,
+                Some(Value::Array(a)) if a.is_empty() => None,
                 Some(Value::Array(a)) => Some(
                     a.iter()
                         .map(|v| {

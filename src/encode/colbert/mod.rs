@@ -249,6 +249,11 @@ impl Encoder for ColbertEncoder {
                 (self.project(&kept, rows), rows)
             })
             .collect();
+        if let Some(i) = outputs.iter().position(|o| o.1 == 0) {
+            return Err(Error::InvalidInput(format!(
+                "input {i}: every token was dropped by the encoder's skiplist / keep_only tokens, leaving no vector to store"
+            )));
+        }
         let mut out = Encoded {
             values: Vec::with_capacity(outputs.iter().map(|o| o.0.len()).sum()),
             rows: Vec::with_capacity(outputs.len()),
@@ -344,6 +349,15 @@ fn resolve(
     // Tokenizer with the truncation the side needs (the marker is inserted afterwards).
     let lower_case = layout.lower_case;
     let limit = length - marker_len;
+    // [CLS], one text token and [SEP] at least (below that the tokenizer cannot truncate).
+    if limit < 3 {
+        return Err(dir.error(format!(
+            "the {} length of {length} tokens leaves no room for text after the special tokens{} (at least {} is needed)",
+            role.name(),
+            if marker_len > 0 { " and the marker" } else { "" },
+            3 + marker_len
+        )));
+    }
     let tokenizer = TextTokenizer::load(dir, limit, architecture.vocab(), &prefix, lower_case)?;
     let token = |t: &str, what: &str| {
         tokenizer.token_id(t).ok_or_else(|| {

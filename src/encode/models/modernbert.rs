@@ -70,6 +70,10 @@ pub struct ModernBertConfig {
     /// The padding token.
     #[serde(default)]
     pub pad_token_id: Option<u64>,
+    /// Legacy RoPE scaling (transformers merges it into `rope_parameters`); only absent or null
+    /// is supported.
+    #[serde(default)]
+    pub rope_scaling: Option<Value>,
 }
 
 fn default_max_positions() -> usize {
@@ -160,6 +164,11 @@ impl ModernBertConfig {
         }
         if !(self.hidden_size / self.num_attention_heads).is_multiple_of(2) {
             return Err(dir.error("config.json: rotary positions need an even head size"));
+        }
+        if self.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
+            return Err(dir.error(
+                "config.json: rope_scaling is not supported (ModernBERT with default rotary positions only)",
+            ));
         }
         if let Some(p) = &self.rope_parameters {
             for kind in ["full_attention", "sliding_attention"] {
