@@ -85,6 +85,46 @@ impl<'py> QueryInput<'py> {
     }
 }
 
+/// PLAID stage parameters from a Python dict (`ncells`, `ndocs`, `centroid_threshold`,
+/// `decompress`), over the defaults for `k`.
+pub(crate) fn plaid_search(
+    options: Option<HashMap<String, f64>>,
+    k: usize,
+) -> vellum::Result<Option<vellum::plaid::PlaidSearch>> {
+    let Some(options) = options else {
+        return Ok(None);
+    };
+    let mut p = vellum::plaid::PlaidSearch::for_k(k);
+    for (key, v) in options {
+        let count = || -> vellum::Result<usize> {
+            if v >= 0.0 && v.fract() == 0.0 {
+                Ok(v as usize)
+            } else {
+                Err(vellum::Error::parameter(
+                    format!("plaid {key}"),
+                    format!("{v}: expected a non-negative integer"),
+                ))
+            }
+        };
+        match key.as_str() {
+            "ncells" => p.ncells = count()?,
+            "ndocs" => p.ndocs = count()?,
+            "centroid_threshold" => p.centroid_threshold = v as f32,
+            "decompress" => p.decompress = v != 0.0,
+            other => {
+                return Err(vellum::Error::parameter(
+                    "plaid",
+                    format!(
+                    "unknown key {other:?}; known: ncells, ndocs, centroid_threshold, decompress"
+                ),
+                ))
+            }
+        }
+    }
+    p.validate()?;
+    Ok(Some(p))
+}
+
 /// A request with the Python call's `ef` and `exact` options.
 pub(crate) fn with_options(
     req: SearchRequest<'_>,
@@ -744,7 +784,7 @@ impl NativeDatabase {
     }
 
     /// Searches with vectors: `(ids, scores [n, k], docs | None)`.
-    #[pyo3(signature = (collection, field, queries, k, ef, exact, with_docs))]
+    #[pyo3(signature = (collection, field, queries, k, ef, exact, with_docs, plaid=None))]
     #[allow(clippy::too_many_arguments)]
     fn search<'py>(
         &self,
@@ -756,7 +796,9 @@ impl NativeDatabase {
         ef: Option<usize>,
         exact: bool,
         with_docs: bool,
+        plaid: Option<HashMap<String, f64>>,
     ) -> PyResult<Bound<'py, PyTuple>> {
+        let plaid = plaid_search(plaid, k).py()?;
         let c = self.collection(collection)?;
         let input = Self::read_queries(&c, field, queries)?;
         let n = input.len();
@@ -764,14 +806,15 @@ impl NativeDatabase {
         if n == 0 {
             return Self::hits_to_py(py, &c, Vec::new(), k, with_docs);
         }
-        let req = input.request(field, k, ef, exact);
+        let mut req = input.request(field, k, ef, exact);
+        req.plaid = plaid;
         let coll = &*c;
         let hits = py.detach(move || coll.search(&req)).py()?;
         Self::hits_to_py(py, &c, hits, k, with_docs)
     }
 
     /// Searches with texts encoded by the field's query encoder.
-    #[pyo3(signature = (collection, field, texts, k, ef, exact, with_docs))]
+    #[pyo3(signature = (collection, field, texts, k, ef, exact, with_docs, plaid=None))]
     #[allow(clippy::too_many_arguments)]
     fn search_text<'py>(
         &self,
@@ -783,10 +826,12 @@ impl NativeDatabase {
         ef: Option<usize>,
         exact: bool,
         with_docs: bool,
+        plaid: Option<HashMap<String, f64>>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let c = self.collection(collection)?;
         check_k(k, texts.len())?;
-        let req = with_options(SearchRequest::text(field, k), ef, exact);
+        let mut req = with_options(SearchRequest::text(field, k), ef, exact);
+        req.plaid = plaid_search(plaid, k).py()?;
         let coll = &*c;
         let hits = py
             .detach(move || {
@@ -881,6 +926,28 @@ impl NativeDatabase {
         py.detach(|| {
             self.with_writer(|w| {
                 w.set_index(collection, field, params)?;
+                Ok(w.reindex(collection)?.generation)
+            })
+        })
+    }
+
+    /// Sets (`params`: `"nbits=2,centroids=..."`) or drops (`None`) the PLAID index of a
+    /// multi-vector field and rewrites the collection so every segment has it; returns the
+    /// generation.
+    fn plaid_index(
+        &self,
+        py: Python<'_>,
+        collection: &str,
+        field: &str,
+        params: Option<String>,
+    ) -> PyResult<u64> {
+        let params = params
+            .map(|p| vellum::meta::PlaidParams::parse(&p))
+            .transpose()
+            .py()?;
+        py.detach(|| {
+            self.with_writer(|w| {
+                w.set_plaid(collection, field, params)?;
                 Ok(w.reindex(collection)?.generation)
             })
         })

@@ -267,3 +267,24 @@ def test_colbert_field_ingests_text_and_searches_by_maxsim(db):
         np.testing.assert_allclose(scores[i], maxsim[order], rtol=1e-5)
     with pytest.raises(InvalidInputError, match="query length"):
         c.search_text(["a very long query about many things " * 10], k=1)
+
+
+def test_plaid_index_from_python(db):
+    rng = np.random.default_rng(0)
+    c = db.create_collection("c", ["tok:multi:16:f32:ip"])
+    docs = [rng.standard_normal((int(rng.integers(3, 9)), 16)).astype(np.float32) for _ in range(300)]
+    c.add([f"d{i}" for i in range(300)], vectors={"tok": docs})
+    db.commit()
+    c.plaid_index("tok", "nbits=2,centroids=32,min_rows=10")
+    q = [d[:3] for d in docs[:5]]
+    exact_ids, exact_scores = c.search(q, k=5, exact=True)
+    wide_ids, wide_scores = c.search(q, k=5, plaid={"ncells": 32, "ndocs": 10000,
+                                                    "centroid_threshold": -100})
+    assert (wide_ids == exact_ids).all()
+    np.testing.assert_allclose(wide_scores, exact_scores, rtol=1e-5)
+    ids, _ = c.search(q, k=5)  # the paper's defaults
+    assert ids.shape == (5, 5)
+    with pytest.raises(vellum.errors.InvalidInputError, match="ncells"):
+        c.search(q, k=5, plaid={"ncells": 0})
+    c.plaid_index("tok", None)
+    assert (c.search(q, k=5)[0] == exact_ids).all()

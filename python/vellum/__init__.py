@@ -363,16 +363,19 @@ class Collection:
         field: Optional[str] = None,
         ef: Optional[int] = None,
         exact: bool = False,
+        plaid: Optional[Mapping[str, Any]] = None,
     ) -> Tuple[np.ndarray, np.ndarray]:
         """Top-``k`` documents per query vector. Returns ``(ids, scores)``, each ``[n, k]``.
 
         Dense fields take ``[dim]`` or ``[n, dim]``; multi-vector fields (MaxSim) take one
         ``[tokens, dim]`` array, an ``[n, tokens, dim]`` array or a list of ``[tokens_i, dim]``
         arrays. Fields with an HNSW index are searched approximately (``ef`` candidates, default
-        ``max(k, the index's ef_search)``) unless ``exact``. Equal scores rank by id descending
-        (trec_eval's order), on every path and across shards."""
+        ``max(k, the index's ef_search)``) unless ``exact``; multi-vector fields with a PLAID
+        index through PLAID's stages (``plaid={"ncells": .., "ndocs": .., "centroid_threshold":
+        .., "decompress": ..}`` over the paper's defaults for ``k``) unless ``exact``. Equal
+        scores rank by id descending (trec_eval's order), on every path and across shards."""
         ids, scores, _ = self.db._db.search(
-            self.name, self._field(field), queries, k, ef, exact, False)
+            self.name, self._field(field), queries, k, ef, exact, False, _plaid(plaid))
         return _pad(ids, k), scores
 
     def search_text(
@@ -383,10 +386,12 @@ class Collection:
         field: Optional[str] = None,
         ef: Optional[int] = None,
         exact: bool = False,
+        plaid: Optional[Mapping[str, Any]] = None,
     ) -> Tuple[np.ndarray, np.ndarray]:
         """Like :meth:`search`, with queries encoded by the field's own query encoder."""
         ids, scores, _ = self.db._db.search_text(
-            self.name, self._field(field, text=True), _texts(texts), k, ef, exact, False)
+            self.name, self._field(field, text=True), _texts(texts), k, ef, exact, False,
+            _plaid(plaid))
         return _pad(ids, k), scores
 
     def encode_queries(
@@ -464,6 +469,13 @@ class Collection:
         return {"generation": g, "segments_before": before, "segments_after": after,
                 "rows_dropped": dropped}
 
+    def plaid_index(self, field: str, params: Optional[str] = "") -> int:
+        """Sets the PLAID index of a multi-vector field (``"nbits=2,centroids=4096"``; ``""`` for
+        defaults; ``None`` drops it), rewrites the collection so every segment has it (the codec
+        trained on all documents) and returns the generation. Later adds reuse the codec;
+        compaction re-clusters past ``recluster_percent`` growth."""
+        return self.db._db.plaid_index(self.name, field, params)
+
     def index(self, field: str, params: Optional[str] = "") -> int:
         """Sets the HNSW index of a dense field (``"m=16,ef_construction=200,ef_search=64"``;
         ``""`` for defaults; ``None`` drops it) and builds it; returns the generation."""
@@ -481,6 +493,10 @@ def _texts(texts: Union[str, Sequence[str]]) -> List[str]:
         if not isinstance(t, str):
             raise InvalidInputError(f"texts[{i}] is {type(t).__name__}: query texts are str")
     return out
+
+
+def _plaid(options: Optional[Mapping[str, Any]]) -> Optional[Dict[str, float]]:
+    return None if options is None else {k: float(v) for k, v in options.items()}
 
 
 def _option(value: Any) -> str:
