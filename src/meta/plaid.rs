@@ -16,7 +16,7 @@ pub struct PlaidParams {
     /// on (ColBERT's rule).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub centroids: Option<u32>,
-    /// k-means iterations (ColBERT: 4 through FAISS; vellum's default 8).
+    /// k-means iterations (default 4, as ColBERT through FAISS).
     pub kmeans_iters: u32,
     /// Segments with fewer documents are searched exactly (no PLAID section).
     pub min_rows: u64,
@@ -32,7 +32,7 @@ impl Default for PlaidParams {
         PlaidParams {
             nbits: 2,
             centroids: None,
-            kmeans_iters: 8,
+            kmeans_iters: 4,
             min_rows: 256,
             recluster_percent: 5,
             seed: 0x5eed,

@@ -29,22 +29,25 @@ pub fn train(
     trained_rows: u64,
 ) -> PlaidCodec {
     let centroids = kmeans(sample, dim, k, params.kmeans_iters, params.seed);
-    let labels = assign(sample, &centroids, dim);
-    // Residual values of (up to MAX_HELDOUT_VALUES / dim) sampled tokens.
+    // Residual values of (up to MAX_HELDOUT_VALUES / dim) sampled tokens: only those are
+    // assigned here (assigning the whole sample would cost another k-means iteration).
     let n = sample.len() / dim;
     let take = (MAX_HELDOUT_VALUES / dim).min(n);
     let mut rng = SplitMix64::new(params.seed ^ 0xa5a5);
+    let mut heldout = Vec::with_capacity(take * dim);
+    for i in 0..take {
+        let t = if take == n { i } else { rng.below(n) };
+        heldout.extend_from_slice(&sample[t * dim..(t + 1) * dim]);
+    }
+    let labels = assign(&heldout, &centroids, dim);
     let mut values = Vec::with_capacity(take * dim);
-    for _ in 0..take {
-        let t = if take == n {
-            values.len() / dim
-        } else {
-            rng.below(n)
-        };
-        let c = labels[t] as usize;
-        for j in 0..dim {
-            values.push(sample[t * dim + j] - centroids[c * dim + j]);
-        }
+    for (v, &c) in heldout.chunks_exact(dim).zip(&labels) {
+        let c = c as usize;
+        values.extend(
+            v.iter()
+                .zip(&centroids[c * dim..(c + 1) * dim])
+                .map(|(x, y)| x - y),
+        );
     }
     values.sort_unstable_by(f32::total_cmp);
     let nb = 1usize << params.nbits;

@@ -73,10 +73,16 @@ pub(super) fn search_maxsim(
             ));
         }
         let n = t1 - t0;
-        let x = seg
-            .multi_tokens(field)
-            .slice(t0 * dim..t1 * dim)
-            .to_f32_vec();
+        // f32 fields are read in place; f16 / bf16 ones converted once per block.
+        let stored = seg.multi_tokens(field).slice(t0 * dim..t1 * dim);
+        let converted;
+        let x: &[f32] = match stored {
+            crate::dtype::VectorRef::F32(v) => v,
+            other => {
+                converted = other.to_f32_vec();
+                &converted
+            }
+        };
         let norms: Vec<f32> = match metric {
             Metric::Ip => Vec::new(),
             _ => x
@@ -103,32 +109,51 @@ pub(super) fn search_maxsim(
                 "row {}: token range {r:?} lies outside its block {t0}..{t1} (offsets not monotonic)", start as usize + d
             )));
         }
+        // scores = X·Qᵀ (n × m, a row per document token): the long dimension goes to the
+        // product's rows, and each document's maxima are a running max over its rows.
         let mut scores = vec![0.0f32; QUERY_TOKEN_BLOCK.min(total) * n];
         let mut doc_scores = vec![0.0f32; nq * (end - start) as usize];
+        let mut maxes = vec![0.0f32; QUERY_TOKEN_BLOCK.min(total)];
+        let nd = (end - start) as usize;
         for q0 in (0..total).step_by(QUERY_TOKEN_BLOCK) {
             let m = QUERY_TOKEN_BLOCK.min(total - q0);
             matmul_nt(
+                x,
+                n,
                 &q[q0 * dim..(q0 + m) * dim],
                 m,
-                &x,
-                n,
                 dim,
-                &mut scores[..m * n],
+                &mut scores[..n * m],
             );
-            for (qi, qr) in ranges.iter().enumerate() {
-                for t in qr.start.max(q0)..qr.end.min(q0 + m) {
-                    let row_scores = &scores[(t - q0) * n..(t - q0 + 1) * n];
-                    for (d, dr) in doc_ranges.iter().enumerate() {
-                        let mut best = f32::NEG_INFINITY;
-                        for j in dr.start - t0..dr.end - t0 {
-                            let s = match metric {
-                                Metric::Ip => row_scores[j],
-                                Metric::Cosine => row_scores[j] * norms[j],
-                                Metric::L2 => 2.0 * row_scores[j] - q_sq[t] - norms[j],
-                            };
-                            best = best.max(s);
+            let qsq = &q_sq[q0..q0 + m];
+            for (d, dr) in doc_ranges.iter().enumerate() {
+                let maxes = &mut maxes[..m];
+                maxes.fill(f32::NEG_INFINITY);
+                for j in dr.start - t0..dr.end - t0 {
+                    let row = &scores[j * m..(j + 1) * m];
+                    // One loop per metric, so that the max runs vectorise.
+                    match metric {
+                        Metric::Ip => maxes.iter_mut().zip(row).for_each(|(b, &s)| *b = b.max(s)),
+                        Metric::Cosine => {
+                            let nj = norms[j];
+                            maxes
+                                .iter_mut()
+                                .zip(row)
+                                .for_each(|(b, &s)| *b = b.max(s * nj))
                         }
-                        doc_scores[qi * (end - start) as usize + d] += best;
+                        Metric::L2 => {
+                            let nj = norms[j];
+                            maxes
+                                .iter_mut()
+                                .zip(row)
+                                .zip(qsq)
+                                .for_each(|((b, &s), &qq)| *b = b.max(2.0 * s - qq - nj))
+                        }
+                    }
+                }
+                for (qi, qr) in ranges.iter().enumerate() {
+                    for t in qr.start.max(q0)..qr.end.min(q0 + m) {
+                        doc_scores[qi * nd + d] += maxes[t - q0];
                     }
                 }
             }

@@ -82,7 +82,7 @@ pub struct IndexArgs {
     pub hnsw: String,
     /// Build a PLAID index on a multi-vector field instead, KEY=VALUE,...: nbits (2: residual
     /// bits per dimension, 1, 2 or 4), centroids / k (2^floor(log2(16·sqrt(tokens)))),
-    /// kmeans_iters (8), min_rows (256), recluster_percent (5), seed. An empty value takes the
+    /// kmeans_iters (4), min_rows (256), recluster_percent (5), seed. An empty value takes the
     /// defaults (`--plaid ""`).
     #[arg(long, conflicts_with = "hnsw")]
     pub plaid: Option<String>,
