@@ -426,86 +426,123 @@ impl NativeBert {
         keys: &[usize],
         ctx: &mut [f32],
     ) {
-        let h = self.shape.hidden;
-        let heads = self.shape.heads;
-        let d = h / heads;
-        let scale = 1.0 / (d as f32).sqrt();
-        // Split ctx into one chunk per text so texts run in parallel without sharing.
-        let mut chunks = Vec::with_capacity(seqs.len());
-        let mut rest = ctx;
-        for s in seqs {
-            let (a, b) = rest.split_at_mut(s.len() * h);
-            chunks.push(a);
-            rest = b;
-        }
-        chunks
-            .into_par_iter()
-            .zip(starts.par_iter().zip(seqs.par_iter().zip(keys.par_iter())))
-            .for_each(|(out, (&s0, (s, &m)))| {
-                let n = s.len();
-                let rows = &qkv[s0 * 3 * h..(s0 + n) * 3 * h];
-                // The n × m score matrix lives in a per-thread buffer: allocating it per text
-                // and layer (up to 256 KiB, above malloc's mmap threshold) costs page faults.
-                ATTENTION_SCORES.with_borrow_mut(|buf| {
-                    if buf.len() < n * m {
-                        buf.resize(n * m, 0.0);
-                    }
-                    let scores = &mut buf[..n * m];
-                    for head in 0..heads {
-                        let q = &rows[head * d..];
-                        let k = &rows[h + head * d..];
-                        let v = &rows[2 * h + head * d..];
-                        // scores = scale · Q·Kᵀ  (n × m: every token, the first m keys)
-                        strided_gemm(
-                            n,
-                            m,
-                            d,
-                            Out {
-                                data: scores,
-                                rs: m,
-                            },
-                            In {
-                                data: q,
-                                rs: 3 * h,
-                                cs: 1,
-                            },
-                            In {
-                                data: k,
-                                rs: 1,
-                                cs: 3 * h,
-                            },
-                            false,
-                            scale,
-                        );
-                        for row in scores.chunks_exact_mut(m) {
-                            vector_math::softmax(row);
-                        }
-                        // out[:, head] = scores · V[..m]  (n × d)
-                        strided_gemm(
-                            n,
-                            d,
-                            m,
-                            Out {
-                                data: &mut out[head * d..],
-                                rs: h,
-                            },
-                            In {
-                                data: scores,
-                                rs: m,
-                                cs: 1,
-                            },
-                            In {
-                                data: v,
-                                rs: 3 * h,
-                                cs: 1,
-                            },
-                            false,
-                            1.0,
-                        );
-                    }
-                });
-            });
+        attention(
+            qkv,
+            self.shape.hidden,
+            self.shape.heads,
+            seqs,
+            starts,
+            keys,
+            None,
+            ctx,
+        );
     }
+}
+
+/// Multi-head attention of packed texts (the BERT and ModernBERT passes): `qkv` holds each
+/// token's `[q | k | v]` (`3·hidden`), `ctx` receives each token's attended values. Text `i`
+/// (tokens `starts[i]..+len`) attends to its first `keys[i]` tokens, and with `window = Some(w)`
+/// only to those at most `w` positions away (ModernBERT's local layers). Texts run in parallel.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn attention(
+    qkv: &[f32],
+    h: usize,
+    heads: usize,
+    seqs: &[&[u32]],
+    starts: &[usize],
+    keys: &[usize],
+    window: Option<usize>,
+    ctx: &mut [f32],
+) {
+    let d = h / heads;
+    let scale = 1.0 / (d as f32).sqrt();
+    // Split ctx into one chunk per text so texts run in parallel without sharing.
+    let mut chunks = Vec::with_capacity(seqs.len());
+    let mut rest = ctx;
+    for s in seqs {
+        let (a, b) = rest.split_at_mut(s.len() * h);
+        chunks.push(a);
+        rest = b;
+    }
+    chunks
+        .into_par_iter()
+        .zip(starts.par_iter().zip(seqs.par_iter().zip(keys.par_iter())))
+        .for_each(|(out, (&s0, (s, &m)))| {
+            let n = s.len();
+            let rows = &qkv[s0 * 3 * h..(s0 + n) * 3 * h];
+            // The n × m score matrix lives in a per-thread buffer: allocating it per text
+            // and layer (up to 256 KiB, above malloc's mmap threshold) costs page faults.
+            ATTENTION_SCORES.with_borrow_mut(|buf| {
+                if buf.len() < n * m {
+                    buf.resize(n * m, 0.0);
+                }
+                let scores = &mut buf[..n * m];
+                for head in 0..heads {
+                    let q = &rows[head * d..];
+                    let k = &rows[h + head * d..];
+                    let v = &rows[2 * h + head * d..];
+                    // scores = scale · Q·Kᵀ  (n × m: every token, the first m keys)
+                    strided_gemm(
+                        n,
+                        m,
+                        d,
+                        Out {
+                            data: scores,
+                            rs: m,
+                        },
+                        In {
+                            data: q,
+                            rs: 3 * h,
+                            cs: 1,
+                        },
+                        In {
+                            data: k,
+                            rs: 1,
+                            cs: 3 * h,
+                        },
+                        false,
+                        scale,
+                    );
+                    for (r, row) in scores.chunks_exact_mut(m).enumerate() {
+                        // A local layer: keys at most `w` positions away (transformers'
+                        // bidirectional sliding window, |i − j| ≤ w).
+                        let (lo, hi) = match window {
+                            Some(w) => (r.saturating_sub(w), (r + w + 1).min(m)),
+                            None => (0, m),
+                        };
+                        if lo >= hi {
+                            row.fill(0.0);
+                            continue;
+                        }
+                        row[..lo].fill(0.0);
+                        row[hi..].fill(0.0);
+                        vector_math::softmax(&mut row[lo..hi]);
+                    }
+                    // out[:, head] = scores · V[..m]  (n × d)
+                    strided_gemm(
+                        n,
+                        d,
+                        m,
+                        Out {
+                            data: &mut out[head * d..],
+                            rs: h,
+                        },
+                        In {
+                            data: scores,
+                            rs: m,
+                            cs: 1,
+                        },
+                        In {
+                            data: v,
+                            rs: 3 * h,
+                            cs: 1,
+                        },
+                        false,
+                        1.0,
+                    );
+                }
+            });
+        });
 }
 
 thread_local! {

@@ -17,10 +17,9 @@ use rayon::prelude::*;
 use safetensors::SafeTensors;
 
 use super::native_bert::{
-    activate, fill_rows, layer_norm, linear_acc, resize, strided_gemm, In, Linear, Norm, Out,
-    QuantWeight, Tensors, ATTENTION_SCORES,
+    activate, attention, fill_rows, layer_norm, linear_acc, resize, Linear, Norm, QuantWeight,
+    Tensors,
 };
-use super::vector_math;
 use crate::encode::models::modernbert::ModernBertShape;
 use crate::encode::source::ModelDir;
 use crate::error::Result;
@@ -322,6 +321,7 @@ impl NativeModernBert {
             });
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
         qkv: &[f32],
@@ -331,92 +331,16 @@ impl NativeModernBert {
         window: Option<usize>,
         ctx: &mut [f32],
     ) {
-        let h = self.shape.hidden;
-        let heads = self.shape.heads;
-        let d = h / heads;
-        let scale = 1.0 / (d as f32).sqrt();
-        let mut chunks = Vec::with_capacity(seqs.len());
-        let mut rest = ctx;
-        for s in seqs {
-            let (a, b) = rest.split_at_mut(s.len() * h);
-            chunks.push(a);
-            rest = b;
-        }
-        chunks
-            .into_par_iter()
-            .zip(starts.par_iter().zip(seqs.par_iter().zip(keys.par_iter())))
-            .for_each(|(out, (&s0, (s, &m)))| {
-                let n = s.len();
-                let rows = &qkv[s0 * 3 * h..(s0 + n) * 3 * h];
-                ATTENTION_SCORES.with_borrow_mut(|buf| {
-                    if buf.len() < n * m {
-                        buf.resize(n * m, 0.0);
-                    }
-                    let scores = &mut buf[..n * m];
-                    for head in 0..heads {
-                        let q = &rows[head * d..];
-                        let k = &rows[h + head * d..];
-                        let v = &rows[2 * h + head * d..];
-                        strided_gemm(
-                            n,
-                            m,
-                            d,
-                            Out {
-                                data: scores,
-                                rs: m,
-                            },
-                            In {
-                                data: q,
-                                rs: 3 * h,
-                                cs: 1,
-                            },
-                            In {
-                                data: k,
-                                rs: 1,
-                                cs: 3 * h,
-                            },
-                            false,
-                            scale,
-                        );
-                        for (r, row) in scores.chunks_exact_mut(m).enumerate() {
-                            // Local layers: keys at most `w` positions away (transformers'
-                            // bidirectional sliding window, |i − j| ≤ w).
-                            let (lo, hi) = match window {
-                                Some(w) => (r.saturating_sub(w), (r + w + 1).min(m)),
-                                None => (0, m),
-                            };
-                            if lo >= hi {
-                                row.fill(0.0);
-                                continue;
-                            }
-                            row[..lo].fill(0.0);
-                            row[hi..].fill(0.0);
-                            vector_math::softmax(&mut row[lo..hi]);
-                        }
-                        strided_gemm(
-                            n,
-                            d,
-                            m,
-                            Out {
-                                data: &mut out[head * d..],
-                                rs: h,
-                            },
-                            In {
-                                data: scores,
-                                rs: m,
-                                cs: 1,
-                            },
-                            In {
-                                data: v,
-                                rs: 3 * h,
-                                cs: 1,
-                            },
-                            false,
-                            1.0,
-                        );
-                    }
-                });
-            });
+        attention(
+            qkv,
+            self.shape.hidden,
+            self.shape.heads,
+            seqs,
+            starts,
+            keys,
+            window,
+            ctx,
+        );
     }
 }
 
