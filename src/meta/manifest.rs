@@ -111,6 +111,29 @@ impl Manifest {
                         .map_err(|e| format!("collection {:?} field {field:?}: {e}", c.name))?;
                 }
             }
+            for (field, params) in &c.plaid {
+                let kind = c
+                    .schema
+                    .field_index(field)
+                    .map(|i| &c.schema.fields[i].kind);
+                let ok = matches!(
+                    kind,
+                    Some(crate::schema::FieldKind::Multi {
+                        dim,
+                        metric: crate::dtype::Metric::Ip | crate::dtype::Metric::Cosine,
+                        ..
+                    }) if dim % 8 == 0
+                );
+                if !ok {
+                    return Err(format!(
+                        "collection {:?}: a PLAID index on {field:?}, which is not a multi-vector field of metric ip or cosine with a dimension that is a multiple of 8",
+                        c.name
+                    ));
+                }
+                params
+                    .validate()
+                    .map_err(|e| format!("collection {:?} field {field:?}: {e}", c.name))?;
+            }
             for s in &c.segments {
                 if s.id >= self.next_file_id || !ids.insert(s.id) {
                     return Err(format!(

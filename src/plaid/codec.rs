@@ -95,8 +95,17 @@ pub fn lookup_table(weights: &[f32], nbits: u32) -> Vec<f32> {
     t
 }
 
-/// Decompresses one token: centroid + looked-up residual, L2-normalised, into `out` (`dim`).
-pub fn decompress(table: &[f32], nbits: u32, centroid: &[f32], packed: &[u8], out: &mut [f32]) {
+/// Decompresses one token: centroid + looked-up residual into `out` (`dim`), L2-normalised when
+/// `normalize` (cosine fields, whose tokens were normalised before coding; ColBERT's tokens are
+/// unit vectors either way).
+pub fn decompress(
+    table: &[f32],
+    nbits: u32,
+    centroid: &[f32],
+    packed: &[u8],
+    normalize: bool,
+    out: &mut [f32],
+) {
     let per = 8 / nbits as usize;
     for (i, &byte) in packed.iter().enumerate() {
         let vals = &table[byte as usize * per..(byte as usize + 1) * per];
@@ -104,6 +113,9 @@ pub fn decompress(table: &[f32], nbits: u32, centroid: &[f32], packed: &[u8], ou
             let j = i * per + k;
             out[j] = centroid[j] + v;
         }
+    }
+    if !normalize {
+        return;
     }
     let n = out.iter().map(|x| x * x).sum::<f32>().sqrt();
     if n > 0.0 {
@@ -152,7 +164,7 @@ mod tests {
                     assert!(q == 0 || codec.cutoffs[q - 1] < r);
                     assert!(q == codec.cutoffs.len() || r <= codec.cutoffs[q]);
                 }
-                decompress(&table, nbits, c, &packed, &mut out);
+                decompress(&table, nbits, c, &packed, true, &mut out);
                 cos_sum += out.iter().zip(v).map(|(a, b)| a * b).sum::<f32>();
             }
             let mean = cos_sum / 2000.0;

@@ -56,20 +56,33 @@ impl PlaidSearch {
                 ),
             ));
         }
-        if self.centroid_threshold.is_nan() {
-            return Err(Error::parameter("plaid centroid_threshold", "NaN"));
+        if self.centroid_threshold.is_nan() || self.centroid_threshold == f32::INFINITY {
+            return Err(Error::parameter(
+                "plaid centroid_threshold",
+                format!(
+                    "{}: expected a number (−∞ prunes nothing)",
+                    self.centroid_threshold
+                ),
+            ));
         }
         Ok(())
     }
 }
 
-/// The best `n` of `(score, row)` pairs (higher score first; equal scores: higher row first, as
-/// every vellum ranking), in that order.
+/// The best `n` of `(score, row)` pairs, higher score first — and every pair tied with the
+/// `n`-th, so that the final top-k (which breaks ties by document id, not row) sees all of them.
 fn best(mut scored: Vec<(f32, u32)>, n: usize) -> Vec<(f32, u32)> {
-    let cmp = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1));
+    let cmp = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    if n == 0 {
+        return Vec::new();
+    }
     if scored.len() > n {
-        scored.select_nth_unstable_by(n, cmp);
-        scored.truncate(n);
+        scored.select_nth_unstable_by(n - 1, cmp);
+        let cut = scored[n - 1].0;
+        let (head, tail) = scored.split_at_mut(n);
+        let mut keep = head.to_vec();
+        keep.extend(tail.iter().filter(|x| x.0.total_cmp(&cut).is_eq()));
+        scored = keep;
     }
     scored.sort_unstable_by(cmp);
     scored
@@ -147,7 +160,7 @@ pub fn candidates(
     for &r in &rows {
         scored.push((interaction(r, true)?, r));
     }
-    let stage2 = best(scored, p.ndocs);
+    let stage2 = best(scored, p.ndocs.max(k));
     let mut scored = Vec::with_capacity(stage2.len());
     for &(_, r) in &stage2 {
         scored.push((interaction(r, false)?, r));

@@ -339,7 +339,9 @@ pub(crate) fn execute(c: &Collection, req: &SearchRequest<'_>) -> Result<Vec<Top
             if let Some(p) = &req.plaid {
                 p.validate()?;
             }
-            if !req.exact && c.slots().iter().any(|s| s.segment.has_plaid(fi)) {
+            // Only a declared index is used (a dropped one's sections stay until a rewrite).
+            let declared = c.plaid_params().contains_key(req.field);
+            if !req.exact && declared && c.slots().iter().any(|s| s.segment.has_plaid(fi)) {
                 let p = req
                     .plaid
                     .unwrap_or_else(|| crate::plaid::PlaidSearch::for_k(req.k));

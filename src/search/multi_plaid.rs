@@ -105,6 +105,7 @@ fn one(
                             v.nbits,
                             &v.centroids[code * dim..(code + 1) * dim],
                             packed,
+                            metric == Metric::Cosine,
                             &mut doc[i * dim..(i + 1) * dim],
                         );
                     }

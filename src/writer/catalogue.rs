@@ -154,6 +154,8 @@ impl Writer {
         };
         if let Some(p) = self.pending.get_mut(collection) {
             p.plaid = plaid.clone();
+            // New parameters, new codec (trained by the next segment written).
+            p.codecs.remove(field);
         }
         self.plaid_changes.insert(collection.to_string(), plaid);
         Ok(())

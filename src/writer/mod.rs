@@ -160,6 +160,10 @@ impl Writer {
             p.plaid = self.plaid_of(collection);
             let base = self.base.collection(collection).ok().map(|c| &**c);
             p.codecs = commit::current_codecs(base, &p.plaid)?;
+            // A declaration changed in this batch gets a codec of its own parameters.
+            let committed = base.map(|c| c.plaid_params().clone()).unwrap_or_default();
+            p.codecs
+                .retain(|name, _| committed.get(name) == p.plaid.get(name));
             p.collection_rows = base.map_or(0, |c| c.len());
             self.pending.insert(collection.to_string(), p);
         }

@@ -263,3 +263,39 @@ fn plaid_is_declared_only_on_fields_it_can_index() {
         assert!(e.contains(msg), "{field}: {e}");
     }
 }
+
+#[test]
+fn ties_and_dropped_indexes_match_exact_search() {
+    let t = tempfile::tempdir().unwrap();
+    // 40 identical documents: every score ties; exact search ranks them by id, descending, and
+    // PLAID's stage cuts keep every row tied at the cut.
+    let doc = corpus(1, 8).remove(0);
+    let docs = vec![doc.clone(); 40];
+    let params = PlaidParams {
+        min_rows: 10,
+        centroids: Some(4),
+        ..Default::default()
+    };
+    let db = db_with(t.path(), &docs, params);
+    let q = &doc[..3 * DIM];
+    let exact = ids(&db, q, 3, true, None);
+    let tight = PlaidSearch {
+        ncells: 4,
+        centroid_threshold: f32::NEG_INFINITY,
+        ndocs: 1,
+        decompress: false,
+    };
+    assert_eq!(ids(&db, q, 3, false, Some(tight)), exact);
+    assert_eq!(exact, ["d00039", "d00038", "d00037"]);
+    // A dropped index is not used, even before a rewrite removes its sections.
+    let mut w = db.writer().unwrap();
+    w.set_plaid("c", "tok", None).unwrap();
+    w.commit().unwrap();
+    let bad = PlaidSearch {
+        ncells: 1,
+        centroid_threshold: 10.0,
+        ndocs: 1,
+        decompress: false,
+    };
+    assert_eq!(ids(&db, q, 3, false, Some(bad)), exact);
+}

@@ -393,14 +393,20 @@ impl Segment {
         let mut plaids = vec![None; schema.fields.len()];
         for e in sections.iter().filter(|e| e.kind == SectionKind::Plaid) {
             let f = e.field as usize;
-            let (Some(FieldKind::Multi { dim, .. }), Some(FieldColumn::Multi { token_count, .. })) =
-                (schema.fields.get(f).map(|f| &f.kind), fields.get(f))
+            let (
+                Some(FieldKind::Multi {
+                    dim,
+                    metric: crate::dtype::Metric::Ip | crate::dtype::Metric::Cosine,
+                    ..
+                }),
+                Some(FieldColumn::Multi { token_count, .. }),
+            ) = (schema.fields.get(f).map(|f| &f.kind), fields.get(f))
             else {
                 return Err(corrupt(
                     e.kind.name(),
                     e.offset,
                     format!(
-                        "plaid index for field {}, which is not a multi-vector field",
+                        "plaid index for field {}, which is not a multi-vector field of metric ip or cosine",
                         e.field
                     ),
                 ));
