@@ -67,12 +67,9 @@ fn tokens_of(
         ranges.push(start..tokens.len() / dim);
     }
     if metric == Metric::Cosine {
-        for t in tokens.chunks_exact_mut(dim) {
-            let n = t.iter().map(|x| x * x).sum::<f32>().sqrt();
-            if n > 0.0 {
-                t.iter_mut().for_each(|x| *x /= n);
-            }
-        }
+        tokens
+            .chunks_exact_mut(dim)
+            .for_each(crate::linalg::normalize);
     }
     Ok((tokens, ranges))
 }

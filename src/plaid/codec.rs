@@ -114,12 +114,8 @@ pub fn decompress(
             out[j] = centroid[j] + v;
         }
     }
-    if !normalize {
-        return;
-    }
-    let n = out.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if n > 0.0 {
-        out.iter_mut().for_each(|x| *x /= n);
+    if normalize {
+        crate::linalg::normalize(out);
     }
 }
 

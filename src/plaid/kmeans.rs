@@ -7,6 +7,7 @@ use rayon::prelude::*;
 
 use super::SplitMix64;
 use crate::linalg::gemm::matmul_nt;
+use crate::linalg::normalize;
 
 /// Points assigned per parallel task.
 const BLOCK: usize = 1024;
@@ -38,13 +39,6 @@ pub fn assign(points: &[f32], centroids: &[f32], dim: usize) -> Vec<u32> {
             }
         });
     out
-}
-
-fn normalize(v: &mut [f32]) {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if n > 0.0 {
-        v.iter_mut().for_each(|x| *x /= n);
-    }
 }
 
 /// `k` unit-norm centroids of `points` (`n × dim`, `n ≥ k ≥ 1`) after `iters` iterations from

@@ -10,15 +10,9 @@ use super::topk::{Candidate, TopK};
 use crate::collection::Collection;
 use crate::dtype::Metric;
 use crate::error::{Error, Result};
+use crate::linalg::normalize;
 use crate::plaid::codec::{decompress, lookup_table};
 use crate::plaid::PlaidSearch;
-
-fn normalize(v: &mut [f32]) {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if n > 0.0 {
-        v.iter_mut().for_each(|x| *x /= n);
-    }
-}
 
 /// `Σ_q max_t q·t` over `doc` (`tokens × dim`), query tokens `q` already prepared.
 fn maxsim(q: &[f32], doc: &[f32], dim: usize) -> f32 {

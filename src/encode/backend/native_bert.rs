@@ -310,31 +310,8 @@ impl NativeBert {
         seqs: &[&[u32]],
         keys: Option<&[usize]>,
     ) -> (Vec<f32>, Vec<usize>) {
-        let keys: Vec<usize> = match keys {
-            Some(k) => {
-                assert_eq!(k.len(), seqs.len(), "one key count per sequence");
-                for (&m, s) in k.iter().zip(seqs) {
-                    assert!(m >= 1 && m <= s.len(), "key count out of range");
-                }
-                k.to_vec()
-            }
-            None => seqs.iter().map(|s| s.len()).collect(),
-        };
+        let (keys, starts, total) = pack(seqs, keys, self.max_tokens(), self.shape.vocab);
         let h = self.shape.hidden;
-        let mut starts = Vec::with_capacity(seqs.len());
-        let mut total = 0;
-        for s in seqs {
-            assert!(
-                !s.is_empty() && s.len() <= self.max_tokens(),
-                "sequence length out of range"
-            );
-            assert!(
-                s.iter().all(|&t| (t as usize) < self.shape.vocab),
-                "token id out of range"
-            );
-            starts.push(total);
-            total += s.len();
-        }
         let mut sc = self.scratch.lock().pop().unwrap_or_default();
         resize(&mut sc.x, total * h);
         resize(&mut sc.qkv, total * 3 * h);
@@ -543,6 +520,42 @@ pub(super) fn attention(
                 }
             });
         });
+}
+
+/// Checks packed `seqs` (each 1..=`max_tokens` ids below `vocab`) and their key counts
+/// (`1..=len`, all of them when `None`); returns the key counts, each text's first row and the
+/// total row count.
+pub(super) fn pack(
+    seqs: &[&[u32]],
+    keys: Option<&[usize]>,
+    max_tokens: usize,
+    vocab: usize,
+) -> (Vec<usize>, Vec<usize>, usize) {
+    let keys: Vec<usize> = match keys {
+        Some(k) => {
+            assert_eq!(k.len(), seqs.len(), "one key count per sequence");
+            for (&m, s) in k.iter().zip(seqs) {
+                assert!(m >= 1 && m <= s.len(), "key count out of range");
+            }
+            k.to_vec()
+        }
+        None => seqs.iter().map(|s| s.len()).collect(),
+    };
+    let mut starts = Vec::with_capacity(seqs.len());
+    let mut total = 0;
+    for s in seqs {
+        assert!(
+            !s.is_empty() && s.len() <= max_tokens,
+            "sequence length out of range"
+        );
+        assert!(
+            s.iter().all(|&t| (t as usize) < vocab),
+            "token id out of range"
+        );
+        starts.push(total);
+        total += s.len();
+    }
+    (keys, starts, total)
 }
 
 thread_local! {

@@ -17,8 +17,8 @@ use rayon::prelude::*;
 use safetensors::SafeTensors;
 
 use super::native_bert::{
-    activate, attention, fill_rows, layer_norm, linear_acc, resize, Linear, Norm, QuantWeight,
-    Tensors,
+    activate, attention, fill_rows, layer_norm, linear_acc, pack, resize, Linear, Norm,
+    QuantWeight, Tensors,
 };
 use crate::encode::models::modernbert::ModernBertShape;
 use crate::encode::source::ModelDir;
@@ -182,31 +182,8 @@ impl NativeModernBert {
         seqs: &[&[u32]],
         keys: Option<&[usize]>,
     ) -> (Vec<f32>, Vec<usize>) {
-        let keys: Vec<usize> = match keys {
-            Some(k) => {
-                assert_eq!(k.len(), seqs.len(), "one key count per sequence");
-                for (&m, s) in k.iter().zip(seqs) {
-                    assert!(m >= 1 && m <= s.len(), "key count out of range");
-                }
-                k.to_vec()
-            }
-            None => seqs.iter().map(|s| s.len()).collect(),
-        };
+        let (keys, starts, total) = pack(seqs, keys, self.max_tokens(), self.shape.vocab);
         let h = self.shape.hidden;
-        let mut starts = Vec::with_capacity(seqs.len());
-        let mut total = 0;
-        for s in seqs {
-            assert!(
-                !s.is_empty() && s.len() <= self.max_tokens(),
-                "sequence length out of range"
-            );
-            assert!(
-                s.iter().all(|&t| (t as usize) < self.shape.vocab),
-                "token id out of range"
-            );
-            starts.push(total);
-            total += s.len();
-        }
         let mut sc = self.scratch.lock().pop().unwrap_or_default();
         resize(&mut sc.x, total * h);
         resize(&mut sc.h, total * h);
