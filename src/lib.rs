@@ -56,6 +56,7 @@ pub mod dtype;
 pub mod encode;
 pub mod error;
 pub mod eval;
+pub mod filter;
 pub mod format;
 pub mod hnsw;
 pub mod ingest;

@@ -16,7 +16,7 @@ import re
 import sys
 
 # The layers: plain data and bytes at the bottom, algorithms above them, the engine on top.
-BELOW_ALGORITHMS = {"hnsw", "plaid", "search", "encode", "ingest", "collection", "writer", "db",
+BELOW_ALGORITHMS = {"hnsw", "plaid", "filter", "search", "encode", "ingest", "collection", "writer", "db",
                     "snapshot", "verify", "interop", "eval"}
 RULES = {
     # What the manifest records: plain serde data.
@@ -31,9 +31,11 @@ RULES = {
     "hnsw": BELOW_ALGORITHMS - {"hnsw"},
     # PLAID build and candidate stages: below search and the engine.
     "plaid": BELOW_ALGORITHMS - {"plaid"},
+    # Metadata filters: expressions and per-segment columns; below search and the engine.
+    "filter": BELOW_ALGORITHMS - {"filter"},
     # Encoders: models, tokenization, pooling; never the engine or search.
     "encode": {"collection", "search", "writer", "db", "snapshot", "ingest", "hnsw", "plaid",
-               "verify", "interop"},
+               "filter", "verify", "interop"},
     # Evaluation depends on nothing else of vellum.
     "eval": BELOW_ALGORITHMS - {"eval"} | {"format", "meta", "storage", "linalg", "schema",
                                           "document", "dtype"},

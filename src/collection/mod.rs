@@ -40,6 +40,28 @@ impl SegmentSlot {
     pub fn live_rows(&self) -> u64 {
         self.segment.rows() as u64 - self.deletes.as_ref().map_or(0, |d| d.count())
     }
+
+    /// The rows of `start..end` not deleted, ascending (`start` a multiple of 64, or 0).
+    pub fn live_rows_in(&self, start: u32, end: u32) -> impl Iterator<Item = u32> + '_ {
+        let end = end.min(self.segment.rows());
+        let words = self.deletes.as_ref().map(|d| d.words());
+        (start / 64..end.div_ceil(64)).flat_map(move |wi| {
+            let mut live = !words.map_or(0, |w| w[wi as usize]);
+            std::iter::from_fn(move || loop {
+                if live == 0 {
+                    return None;
+                }
+                let row = wi * 64 + live.trailing_zeros();
+                live &= live - 1;
+                if row >= start && row < end {
+                    return Some(row);
+                }
+                if row >= end {
+                    return None;
+                }
+            })
+        })
+    }
 }
 
 /// Where a document lives within a snapshot: the segment's position in the collection (its
@@ -63,6 +85,9 @@ pub struct Collection {
     plaid: std::collections::BTreeMap<String, crate::meta::PlaidParams>,
     encoders: std::collections::BTreeMap<String, crate::encode::FieldEncoders>,
     dir: std::path::PathBuf,
+    /// Whether this is a filtered view ([`Collection::restricted`]): its slots' delete bitmaps
+    /// also hold the rows a filter excludes.
+    filtered: bool,
     /// Query encoders loaded by text search, by field.
     #[cfg(feature = "encoders")]
     query_encoders: parking_lot::Mutex<
@@ -80,9 +105,34 @@ impl Collection {
             plaid: Default::default(),
             encoders: Default::default(),
             dir: std::path::PathBuf::new(),
+            filtered: false,
             #[cfg(feature = "encoders")]
             query_encoders: Default::default(),
         }
+    }
+
+    /// A view of this collection whose slots are `slots` (the same segments, in the same order,
+    /// with delete bitmaps that also exclude the rows a filter does not match): what a filtered
+    /// search runs on, so that every search path skips those rows as it skips deleted ones.
+    pub(crate) fn restricted(&self, slots: Vec<SegmentSlot>) -> Collection {
+        debug_assert_eq!(slots.len(), self.slots.len());
+        Collection {
+            name: self.name.clone(),
+            schema: self.schema.clone(),
+            slots,
+            indexes: self.indexes.clone(),
+            plaid: self.plaid.clone(),
+            encoders: self.encoders.clone(),
+            dir: self.dir.clone(),
+            filtered: true,
+            #[cfg(feature = "encoders")]
+            query_encoders: Default::default(),
+        }
+    }
+
+    /// Whether this is a filtered view (see [`Collection::restricted`]).
+    pub(crate) fn is_filtered(&self) -> bool {
+        self.filtered
     }
 
     pub(crate) fn with_encoders(

@@ -43,6 +43,23 @@ impl DeleteBitmap {
         }
     }
 
+    /// A bitmap of `rows` rows from its words (bit `r % 64` of word `r / 64` = row `r`); bits at
+    /// or past `rows` are cleared, missing words are zero.
+    pub fn from_words(mut words: Vec<u64>, rows: u32) -> Self {
+        let n = (rows as usize).div_ceil(64);
+        words.resize(n, 0);
+        if !rows.is_multiple_of(64) {
+            words[n - 1] &= (1u64 << (rows % 64)) - 1;
+        }
+        let count = words.iter().map(|w| u64::from(w.count_ones())).sum();
+        DeleteBitmap { words, rows, count }
+    }
+
+    /// The bitmap's words (bit `r % 64` of word `r / 64` = row `r`).
+    pub fn words(&self) -> &[u64] {
+        &self.words
+    }
+
     /// Rows covered.
     pub fn rows(&self) -> u32 {
         self.rows

@@ -30,9 +30,24 @@ pub(super) fn search_hnsw(b: &DenseBatch<'_>, ef: usize) -> Result<Vec<TopK>> {
                     matrix.slice(r * dim..(r + 1) * dim)
                 };
                 let score = |row: u32| similarity(metric, &prepared, row_of(row));
-                match slot.segment.graph(field) {
+                let graph = slot.segment.graph(field).transpose()?;
+                // A filtered search: a segment with no matching row is skipped; one with few
+                // scores them exactly (`filtered_exact_rule`).
+                let live = slot.live_rows();
+                if c.is_filtered() && live == 0 {
+                    continue;
+                }
+                let graph = graph.filter(|g| {
+                    !c.is_filtered()
+                        || !super::filtered_exact_rule(
+                            live,
+                            slot.segment.rows() as u64,
+                            ef,
+                            g.m0 as usize,
+                        )
+                });
+                match graph {
                     Some(graph) => {
-                        let graph = graph?;
                         let live = |r: u32| !slot.is_deleted(r);
                         let hits = match graph.nav() {
                             // Traverse with the compact copy, keep `ef` candidates, rescore exactly.
@@ -67,7 +82,7 @@ pub(super) fn search_hnsw(b: &DenseBatch<'_>, ef: usize) -> Result<Vec<TopK>> {
                         }
                     }
                     None => {
-                        for row in 0..slot.segment.rows() {
+                        for row in slot.live_rows_in(0, slot.segment.rows()) {
                             offer(&mut top, slot, si, row as usize, score(row));
                         }
                     }

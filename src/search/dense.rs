@@ -75,6 +75,42 @@ pub(super) fn search_streaming(
         )
 }
 
+/// One query scored against the live rows only (a filtered search matching few rows: the rows
+/// the filter excludes are never read), row blocks in parallel.
+pub(super) fn search_live_rows(
+    c: &Collection,
+    field: usize,
+    metric: Metric,
+    q: &[f32],
+    k: usize,
+) -> TopK {
+    let dtype = c.schema().fields[field].kind.dtype();
+    let dim = q.len();
+    let prepared = PreparedQuery::new(q, dtype);
+    tasks(c, STREAM_BLOCK)
+        .into_par_iter()
+        .fold(
+            || TopK::new(k),
+            |mut top, (si, start, end)| {
+                let slot = &c.slots()[si];
+                let matrix = slot.segment.fixed_matrix(field);
+                for row in slot.live_rows_in(start as u32, end as u32) {
+                    let row = row as usize;
+                    let x = matrix.slice(row * dim..(row + 1) * dim);
+                    offer(&mut top, slot, si, row, similarity(metric, &prepared, x));
+                }
+                top
+            },
+        )
+        .reduce(
+            || TopK::new(k),
+            |mut a, b| {
+                a.merge(b);
+                a
+            },
+        )
+}
+
 /// Offers a run of scores (rows `start..`) to `top`. Chunks whose maximum is below the current
 /// threshold are skipped with one vectorised pass, which is the common case once `top` is full.
 #[inline]

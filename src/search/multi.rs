@@ -61,6 +61,10 @@ pub(super) fn search_maxsim(
     let per_task = |(si, start, end): (usize, u32, u32)| -> Result<Vec<TopK>> {
         let mut tops = empty();
         let slot = &c.slots()[si];
+        // A filtered search skips blocks without a matching row.
+        if c.is_filtered() && slot.live_rows_in(start, end).next().is_none() {
+            return Ok(tops);
+        }
         let seg = &slot.segment;
         let t0 = seg.multi_range(field, start)?.start;
         let t1 = seg.multi_range(field, end - 1)?.end;

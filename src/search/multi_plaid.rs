@@ -62,16 +62,32 @@ fn one(
     for (si, slot) in c.slots().iter().enumerate() {
         let seg = &slot.segment;
         let view = seg.plaid(field).transpose()?;
+        let live = slot.live_rows();
+        if live == 0 {
+            continue;
+        }
+        let all_live = || slot.live_rows_in(0, seg.rows()).collect::<Vec<u32>>();
         let rows: Vec<u32> = match &view {
-            Some(v) => crate::plaid::search::candidates(
-                v,
-                &q,
-                p,
-                k,
-                &|r| seg.multi_range(field, r),
-                &|r| !slot.is_deleted(r),
-            )?,
-            None => (0..seg.rows()).filter(|&r| !slot.is_deleted(r)).collect(),
+            // A filter leaving no more rows than stage 2 keeps: score them all.
+            Some(_) if c.is_filtered() && live <= p.ndocs as u64 => all_live(),
+            Some(v) => {
+                let rows = crate::plaid::search::candidates(
+                    v,
+                    &q,
+                    p,
+                    k,
+                    &|r| seg.multi_range(field, r),
+                    &|r| !slot.is_deleted(r),
+                )?;
+                // The probed cells may hold fewer than k live rows (a filter, many deletes):
+                // every search returns min(k, live rows) hits.
+                if (rows.len() as u64) < (k as u64).min(live) {
+                    all_live()
+                } else {
+                    rows
+                }
+            }
+            None => all_live(),
         };
         let table = match (&view, p.decompress) {
             (Some(v), true) => Some(lookup_table(v.weights, v.nbits)),

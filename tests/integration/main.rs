@@ -12,6 +12,7 @@ mod encoder_seam;
 #[cfg(feature = "encoders")]
 mod encoders;
 mod eval;
+mod filters;
 mod golden;
 mod hnsw;
 mod hnsw_rs_patch;

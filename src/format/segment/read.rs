@@ -60,7 +60,14 @@ pub struct Segment {
     pub(super) screens: Vec<Option<Range<usize>>>,
     /// Per field: the byte range of its PLAID section, if any (validated at open).
     pub(super) plaids: Vec<Option<Range<usize>>>,
+    /// Structures derived from the segment's bytes by higher layers (for example the metadata
+    /// columns of `crate::filter`), built on first use and kept as long as the segment is open.
+    pub(super) derived: parking_lot::Mutex<DerivedMap>,
 }
+
+/// What [`Segment::derived`] keeps: built structures by key.
+type DerivedMap =
+    std::collections::HashMap<String, std::sync::Arc<dyn std::any::Any + Send + Sync>>;
 
 impl Segment {
     /// Opens and validates the structure of the segment file at `path` (its id is `id`).
@@ -446,6 +453,7 @@ impl Segment {
             graphs,
             screens,
             plaids,
+            derived: Default::default(),
         })
     }
 
@@ -590,6 +598,28 @@ impl Segment {
     pub fn doc_id(&self, row: u32) -> Result<&str> {
         let b = self.var_item(&self.ids, row)?;
         self.utf8(b, &self.ids, row)
+    }
+
+    /// A structure derived from this (immutable) segment, built by `build` on first use under
+    /// `key` and kept while the segment is open, so that later snapshots reusing the segment
+    /// reuse it too. `key` names what was built; a key holding another type is rebuilt.
+    pub fn derived<T: std::any::Any + Send + Sync>(
+        &self,
+        key: &str,
+        build: impl FnOnce(&Self) -> Result<T>,
+    ) -> Result<std::sync::Arc<T>> {
+        if let Some(found) = self.derived.lock().get(key) {
+            if let Ok(t) = found.clone().downcast::<T>() {
+                return Ok(t);
+            }
+        }
+        // Built outside the lock: parallel searches may build the same structure twice, but
+        // never wait on each other's builds of other keys.
+        let built = std::sync::Arc::new(build(self)?);
+        self.derived
+            .lock()
+            .insert(key.to_string(), built.clone() as std::sync::Arc<_>);
+        Ok(built)
     }
 
     /// The stored text of `row`.
