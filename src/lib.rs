@@ -83,7 +83,7 @@ pub use dtype::{DType, Metric, VectorRef};
 pub use error::{Error, MissingInput, Result};
 pub use query_set::{QueryBatch, QuerySet, VectorQueryFiles};
 pub use schema::{FieldKind, FieldSpec, Schema};
-pub use search::{Hit, Queries, SearchRequest, Strategy};
+pub use search::{Combine, Hit, Queries, Rerank, SearchRequest, Strategy};
 pub use shard_set::ShardSet;
 pub use snapshot::Snapshot;
 pub use writer::{CommitInfo, CompactInfo, Writer, WriterOptions};

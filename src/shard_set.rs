@@ -144,6 +144,39 @@ impl ShardSet {
         merge_shard_hits(per_shard, request.k, &self.names)
     }
 
+    /// Two-stage search over every shard: stage 1 merged across shards (`first.k` candidates per
+    /// query, the global depth), then [`ShardSet::rerank`].
+    pub fn search_two_stage(
+        &self,
+        collection: &str,
+        first: &SearchRequest<'_>,
+        second: &crate::search::Rerank<'_>,
+    ) -> Result<Vec<Vec<Hit>>> {
+        let stage1 = self.search(collection, first)?;
+        let candidates: Vec<Vec<(&str, f32)>> = stage1
+            .iter()
+            .map(|hits| hits.iter().map(|h| (h.id.as_str(), h.score)).collect())
+            .collect();
+        self.rerank(collection, second, &candidates)
+    }
+
+    /// Re-ranks candidates ([`Collection::rerank`]) in every shard, each scoring the candidates it
+    /// holds, and merges: per query, the best `second.k`.
+    pub fn rerank(
+        &self,
+        collection: &str,
+        second: &crate::search::Rerank<'_>,
+        candidates: &[Vec<(&str, f32)>],
+    ) -> Result<Vec<Vec<Hit>>> {
+        self.field(collection, second.field)?;
+        let per_shard = self
+            .collections(collection)?
+            .iter()
+            .map(|c| c.rerank(second, candidates))
+            .collect::<Result<Vec<_>>>()?;
+        merge_shard_hits(per_shard, second.k, &self.names)
+    }
+
     /// Text search over every shard: `texts` encoded once by `encoder` (which every shard's
     /// field must accept as its query encoder), then searched as [`ShardSet::search`] does.
     /// `request` gives the field, `k` and options (its queries are replaced).

@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use crate::search::topk::TopK;
-use crate::search::{Hit, SearchRequest};
+use crate::search::{Hit, Rerank, SearchRequest};
 
 use super::{Collection, DocAddress};
 
@@ -55,6 +55,60 @@ impl Collection {
             )));
         }
         Ok(all.pop().expect("one list"))
+    }
+
+    /// Two-stage search in one request: `first` retrieves `first.k` candidates per query (its
+    /// depth: dense exact or HNSW, multi-vector exact or PLAID, with its filter), then `second`
+    /// re-scores only those with another field and another query per query, keeping the best
+    /// `second.k` ([`Collection::rerank`]).
+    ///
+    /// ```
+    /// # use vellum::*;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let db = Database::create(dir.path()).unwrap();
+    /// # let mut w = db.writer().unwrap();
+    /// # let schema = Schema::new()
+    /// #     .with_field(FieldSpec::parse("entity:dense:2:f32:ip").unwrap())
+    /// #     .with_field(FieldSpec::parse("summary:dense:2:f32:ip").unwrap());
+    /// # w.create_collection("c", schema).unwrap();
+    /// # for (id, e, s) in [("a", [1.0, 0.0], [0.0, 1.0]), ("b", [0.9, 0.1], [1.0, 0.0]), ("c", [0.0, 1.0], [1.0, 0.0])] {
+    /// #     w.add("c", Document::new(id).with_dense("entity", e.to_vec()).with_dense("summary", s.to_vec())).unwrap();
+    /// # }
+    /// # w.commit().unwrap();
+    /// let snap = db.snapshot().unwrap();
+    /// let c = snap.collection("c").unwrap();
+    /// // Two candidates by the entity field, re-ranked by the summary field.
+    /// let first = SearchRequest::dense("entity", &[1.0, 0.0], 2);
+    /// let second = Rerank::dense("summary", &[1.0, 0.0], 2);
+    /// let hits = c.search_two_stage(&first, &second).unwrap();
+    /// assert_eq!(hits[0].iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), ["b", "a"]);
+    /// ```
+    pub fn search_two_stage(
+        &self,
+        first: &SearchRequest<'_>,
+        second: &Rerank<'_>,
+    ) -> Result<Vec<Vec<Hit>>> {
+        let stage1 = self.search(first)?;
+        let candidates: Vec<Vec<(&str, f32)>> = stage1
+            .iter()
+            .map(|hits| hits.iter().map(|h| (h.id.as_str(), h.score)).collect())
+            .collect();
+        self.rerank(second, &candidates)
+    }
+
+    /// Stage 2 on its own: re-scores `candidates[i]` (`(document id, first-stage score)`, for
+    /// example read back from a run file saved after stage 1) with query `i` of `second`, and
+    /// returns the best `second.k` per query, ranked by score then document id (descending).
+    /// Candidates this collection does not hold alive (deleted since, or in another shard) or
+    /// that do not match `second.filter` are skipped; a document listed twice for one query is an
+    /// [`crate::Error::InvalidQuery`]. Dense fields score exactly as exact search does; multi-vector
+    /// fields by exact MaxSim.
+    pub fn rerank(
+        &self,
+        second: &Rerank<'_>,
+        candidates: &[Vec<(&str, f32)>],
+    ) -> Result<Vec<Vec<Hit>>> {
+        crate::search::rerank::rerank(self, second, candidates)
     }
 
     /// The hits of a selection, ranked as trec_eval ranks: score descending, equal scores by

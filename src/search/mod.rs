@@ -9,10 +9,12 @@ mod coded;
 mod dense;
 mod multi;
 mod multi_plaid;
+pub(crate) mod rerank;
 mod screened;
 mod shards;
 pub mod topk;
 
+pub use rerank::{Combine, Rerank};
 pub use shards::merge_shard_hits;
 
 use crate::collection::{Collection, DocAddress};
@@ -259,6 +261,44 @@ fn check_query(field: &str, metric: Metric, q: &[f32], what: &str, token: bool) 
     Ok(())
 }
 
+/// Checks a batch of dense queries (`n × dim` values) for a field.
+fn check_dense_queries(field: &str, dim: usize, metric: Metric, q: &[f32]) -> Result<()> {
+    if q.is_empty() || !q.len().is_multiple_of(dim) {
+        return Err(Error::InvalidQuery(format!(
+            "field {field:?} has dimension {dim}; the query data has {} values, not a positive multiple of {dim}",
+            q.len()
+        )));
+    }
+    for (i, row) in q.chunks_exact(dim).enumerate() {
+        check_query(field, metric, row, &format!("query {i}"), false)?;
+    }
+    Ok(())
+}
+
+/// Checks multi-vector queries (each `n_tokens × dim` values) for a field.
+fn check_multi_queries(field: &str, dim: usize, metric: Metric, qs: &[&[f32]]) -> Result<()> {
+    for (i, q) in qs.iter().enumerate() {
+        if q.is_empty() || !q.len().is_multiple_of(dim) {
+            return Err(Error::InvalidQuery(format!(
+                "query {i}: field {field:?} takes {dim}-dimensional token vectors; the query has {} values, not a positive multiple of {dim}",
+                q.len()
+            )));
+        }
+        for (t, tok) in q.chunks_exact(dim).enumerate() {
+            check_query(field, metric, tok, &format!("query {i} token {t}"), true)?;
+        }
+        // MaxSim adds one similarity per query token: bound the sum of their norms.
+        let total: f64 = q.chunks_exact(dim).map(crate::dtype::norm_f64).sum();
+        if total > crate::dtype::MAX_VECTOR_NORM {
+            return Err(Error::InvalidQuery(format!(
+                "query {i}: its token vectors' norms sum to {total:e}, above the limit {:e} within which every MaxSim score is a finite f32",
+                crate::dtype::MAX_VECTOR_NORM
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Runs `req` on collection `c`: one top-k per query, in query order. The entry point of every
 /// search routine; [`Collection::search`] turns its candidates into [`Hit`]s. A filtered request
 /// runs on a view of `c` whose delete bitmaps also exclude the rows the filter does not match
@@ -312,15 +352,7 @@ fn execute_on(c: &Collection, req: &SearchRequest<'_>) -> Result<Vec<TopK>> {
     let tops = match (kind, &req.queries) {
         (FieldKind::Dense { dim, metric, .. }, Queries::Dense(q)) => {
             let dim = *dim as usize;
-            if q.is_empty() || q.len() % dim != 0 {
-                return Err(Error::InvalidQuery(format!(
-                    "field {:?} has dimension {dim}; the query data has {} values, not a positive multiple of {dim}",
-                    req.field, q.len()
-                )));
-            }
-            for (i, row) in q.chunks_exact(dim).enumerate() {
-                check_query(req.field, *metric, row, &format!("query {i}"), false)?;
-            }
+            check_dense_queries(req.field, dim, *metric, q)?;
             let nq = q.len() / dim;
             let batch = DenseBatch {
                 collection: c,
@@ -381,31 +413,7 @@ fn execute_on(c: &Collection, req: &SearchRequest<'_>) -> Result<Vec<TopK>> {
         }
         (FieldKind::Multi { dim, metric, .. }, Queries::Multi(qs)) => {
             let dim = *dim as usize;
-            for (i, q) in qs.iter().enumerate() {
-                if q.is_empty() || q.len() % dim != 0 {
-                    return Err(Error::InvalidQuery(format!(
-                        "query {i}: field {:?} takes {dim}-dimensional token vectors; the query has {} values, not a positive multiple of {dim}",
-                        req.field, q.len()
-                    )));
-                }
-                for (t, tok) in q.chunks_exact(dim).enumerate() {
-                    check_query(
-                        req.field,
-                        *metric,
-                        tok,
-                        &format!("query {i} token {t}"),
-                        true,
-                    )?;
-                }
-                // MaxSim adds one similarity per query token: bound the sum of their norms.
-                let total: f64 = q.chunks_exact(dim).map(crate::dtype::norm_f64).sum();
-                if total > crate::dtype::MAX_VECTOR_NORM {
-                    return Err(Error::InvalidQuery(format!(
-                        "query {i}: its token vectors' norms sum to {total:e}, above the limit {:e} within which every MaxSim score is a finite f32",
-                        crate::dtype::MAX_VECTOR_NORM
-                    )));
-                }
-            }
+            check_multi_queries(req.field, dim, *metric, qs)?;
             if let Some(p) = &req.plaid {
                 p.validate()?;
             }

@@ -13,6 +13,62 @@ const TOKEN_BLOCK: usize = 4096;
 /// Stacked query tokens per matrix product.
 const QUERY_TOKEN_BLOCK: usize = 512;
 
+/// Prepares stacked query tokens for MaxSim in place (normalised for cosine) and returns their
+/// squared norms (used by L2).
+pub(super) fn prepare_tokens(metric: Metric, dim: usize, q: &mut [f32]) -> Vec<f32> {
+    q.chunks_exact_mut(dim)
+        .map(|row| {
+            let sq: f32 = row.iter().map(|v| v * v).sum();
+            if metric == Metric::Cosine {
+                let inv = 1.0 / sq.sqrt();
+                row.iter_mut().for_each(|v| *v *= inv);
+            }
+            sq
+        })
+        .collect()
+}
+
+/// MaxSim of one document's tokens `x` (`n × dim`) against query tokens `q` prepared by
+/// [`prepare_tokens`] (squared norms `q_sq`), with [`search_maxsim`]'s arithmetic: `X·Qᵀ`, the
+/// metric's adjustment per document token, a running maximum per query token, the maxima summed
+/// in token order. `scores` is scratch space.
+pub(super) fn maxsim_one(
+    metric: Metric,
+    dim: usize,
+    q: &[f32],
+    q_sq: &[f32],
+    x: &[f32],
+    scores: &mut Vec<f32>,
+) -> f32 {
+    let (n, m) = (x.len() / dim, q.len() / dim);
+    if n == 0 {
+        return 0.0;
+    }
+    scores.resize(n * m, 0.0);
+    matmul_nt(x, n, q, m, dim, &mut scores[..n * m]);
+    let mut maxes = vec![f32::NEG_INFINITY; m];
+    for (j, row) in scores[..n * m].chunks_exact(m).enumerate() {
+        let t = &x[j * dim..(j + 1) * dim];
+        let sq: f32 = t.iter().map(|v| v * v).sum();
+        match metric {
+            Metric::Ip => maxes.iter_mut().zip(row).for_each(|(b, &s)| *b = b.max(s)),
+            Metric::Cosine => {
+                let nj = if sq > 0.0 { 1.0 / sq.sqrt() } else { 0.0 };
+                maxes
+                    .iter_mut()
+                    .zip(row)
+                    .for_each(|(b, &s)| *b = b.max(s * nj))
+            }
+            Metric::L2 => maxes
+                .iter_mut()
+                .zip(row)
+                .zip(q_sq)
+                .for_each(|((b, &s), &qq)| *b = b.max(2.0 * s - qq - sq)),
+        }
+    }
+    maxes.iter().fold(0.0f32, |acc, v| acc + v)
+}
+
 /// Scores every live document by `Σ_{query token} max_{doc token} sim(q, d)` and keeps the top k.
 pub(super) fn search_maxsim(
     c: &Collection,
@@ -31,15 +87,7 @@ pub(super) fn search_maxsim(
         ranges.push(start..q.len() / dim);
     }
     let total = q.len() / dim;
-    let mut q_sq = vec![0.0f32; total];
-    for (i, row) in q.chunks_exact_mut(dim).enumerate() {
-        let sq: f32 = row.iter().map(|v| v * v).sum();
-        q_sq[i] = sq;
-        if metric == Metric::Cosine {
-            let inv = 1.0 / sq.sqrt();
-            row.iter_mut().for_each(|v| *v *= inv);
-        }
-    }
+    let q_sq = prepare_tokens(metric, dim, &mut q);
     // Blocks of whole documents.
     let mut tasks = Vec::new();
     for (si, slot) in c.slots().iter().enumerate() {

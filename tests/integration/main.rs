@@ -23,3 +23,4 @@ mod oracle;
 mod plaid;
 mod robustness;
 mod screening;
+mod two_stage;

@@ -1,0 +1,265 @@
+//! Two-stage search, stage 2: re-scoring given candidates (the first stage's hits, or a saved run)
+//! with another field and another query, as CFIR re-ranks entity-query candidates by summary
+//! queries, Qdrant's `prefetch` and Vespa's rank phases do. Dense fields score as exact streaming
+//! search does; multi-vector fields by exact MaxSim with `search_maxsim`'s arithmetic.
+
+use rayon::prelude::*;
+
+use super::{check_dense_queries, check_multi_queries, multi, Hit, Queries};
+use crate::collection::Collection;
+use crate::error::{Error, Result};
+use crate::linalg::similarity::{similarity, PreparedQuery};
+use crate::schema::FieldKind;
+
+/// How a re-ranked candidate's final score is formed.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Combine {
+    /// The second stage's score alone.
+    #[default]
+    Second,
+    /// `first · s₁ + second · s₂` (`s₁`: the candidate's first-stage score; `s₂`: the second's),
+    /// in f32.
+    Weighted {
+        /// Weight of the first-stage score.
+        first: f32,
+        /// Weight of the second-stage score.
+        second: f32,
+    },
+}
+
+impl Combine {
+    /// Parses `second` or `sum:W1,W2` (the CLI's `--combine`).
+    ///
+    /// ```
+    /// use vellum::Combine;
+    /// assert_eq!(Combine::parse("second").unwrap(), Combine::Second);
+    /// assert_eq!(Combine::parse("sum:0.3,0.7").unwrap(), Combine::Weighted { first: 0.3, second: 0.7 });
+    /// assert!(Combine::parse("sum:1").is_err());
+    /// ```
+    pub fn parse(s: &str) -> Result<Combine> {
+        let bad = || {
+            Error::parameter(
+                "combine",
+                format!("{s:?}: expected \"second\" (the second stage's score) or \"sum:W1,W2\" (W1·first + W2·second, finite weights)"),
+            )
+        };
+        if s == "second" {
+            return Ok(Combine::Second);
+        }
+        let weights = s.strip_prefix("sum:").ok_or_else(bad)?;
+        let (a, b) = weights.split_once(',').ok_or_else(bad)?;
+        let parse = |w: &str| w.trim().parse::<f32>().ok().filter(|x| x.is_finite());
+        match (parse(a), parse(b)) {
+            (Some(first), Some(second)) => Ok(Combine::Weighted { first, second }),
+            _ => Err(bad()),
+        }
+    }
+
+    fn apply(&self, first: f32, second: f32) -> f32 {
+        match self {
+            Combine::Second => second,
+            Combine::Weighted {
+                first: a,
+                second: b,
+            } => a * first + b * second,
+        }
+    }
+}
+
+/// The second stage of a two-stage search: the field and queries that re-score the candidates.
+#[derive(Debug, Clone)]
+pub struct Rerank<'a> {
+    /// The field that re-scores (dense or multi-vector).
+    pub field: &'a str,
+    /// One query per first-stage query, in the same order.
+    pub queries: Queries<'a>,
+    /// Hits kept per query after re-ranking.
+    pub k: usize,
+    /// How the final score is formed.
+    pub combine: Combine,
+    /// Only candidates whose metadata matches are kept (the first stage's filter is usually
+    /// enough; this one serves candidates read from a run file).
+    pub filter: Option<&'a crate::filter::Filter>,
+}
+
+impl<'a> Rerank<'a> {
+    /// Re-scoring with a dense field: `n × dim` query values, one row per first-stage query.
+    pub fn dense(field: &'a str, queries: &'a [f32], k: usize) -> Self {
+        Rerank {
+            field,
+            queries: Queries::Dense(queries),
+            k,
+            combine: Combine::Second,
+            filter: None,
+        }
+    }
+
+    /// Re-scoring with a multi-vector field (exact MaxSim): one token matrix per query.
+    pub fn multi(field: &'a str, queries: Vec<&'a [f32]>, k: usize) -> Self {
+        Rerank {
+            field,
+            queries: Queries::Multi(queries),
+            k,
+            combine: Combine::Second,
+            filter: None,
+        }
+    }
+
+    /// Sets how the final score is formed.
+    pub fn with_combine(mut self, combine: Combine) -> Self {
+        self.combine = combine;
+        self
+    }
+
+    /// Keeps only candidates whose metadata matches `filter`.
+    pub fn with_filter(mut self, filter: &'a crate::filter::Filter) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+}
+
+/// Re-scores `candidates[i]` (`(document id, first-stage score)`) with query `i` of `r`; returns
+/// per query the best `r.k` of the candidates this collection holds alive (and that match the
+/// filter), ranked by [`super::rank_order`].
+pub(crate) fn rerank(
+    c: &Collection,
+    r: &Rerank<'_>,
+    candidates: &[Vec<(&str, f32)>],
+) -> Result<Vec<Vec<Hit>>> {
+    let fi = c.field_index(r.field)?;
+    let kind = c.schema().fields[fi].kind.clone();
+    let queries: Vec<&[f32]> = match (&kind, &r.queries) {
+        (FieldKind::Dense { dim, metric, .. }, Queries::Dense(q)) => {
+            check_dense_queries(r.field, *dim as usize, *metric, q)?;
+            q.chunks_exact(*dim as usize).collect()
+        }
+        (FieldKind::Multi { dim, metric, .. }, Queries::Multi(qs)) => {
+            check_multi_queries(r.field, *dim as usize, *metric, qs)?;
+            qs.clone()
+        }
+        (FieldKind::Tensor { .. }, _) => {
+            return Err(Error::wrong_kind(
+                c.name(),
+                r.field,
+                "tensor",
+                "re-rank with a dense or multi-vector field; tensors are stored, not searched",
+            ))
+        }
+        (kind, _) => {
+            return Err(Error::wrong_kind(
+                c.name(),
+                r.field,
+                kind.kind_name(),
+                format!("give {} re-ranking queries", kind.kind_name()),
+            ))
+        }
+    };
+    if queries.len() != candidates.len() {
+        return Err(Error::InvalidQuery(format!(
+            "{} re-ranking queries for {} first-stage queries (one each, in the same order)",
+            queries.len(),
+            candidates.len()
+        )));
+    }
+    let view;
+    let c = match r.filter {
+        Some(f) => {
+            view = super::filtered_view(c, f)?;
+            &view
+        }
+        None => c,
+    };
+    queries
+        .par_iter()
+        .zip(candidates)
+        .enumerate()
+        .map(|(qi, (q, cands))| {
+            let mut seen = std::collections::HashSet::with_capacity(cands.len());
+            let mut hits = Vec::with_capacity(cands.len());
+            let mut prepared = PreparedTokens::new(&kind, q);
+            for &(id, first) in cands {
+                if !seen.insert(id) {
+                    return Err(Error::InvalidQuery(format!(
+                        "query {qi}: document {id:?} is a candidate twice"
+                    )));
+                }
+                let Some(doc) = c.get(id)? else {
+                    continue;
+                };
+                let address = doc.address();
+                let seg = &c.slots()[address.segment_ord as usize].segment;
+                let second = prepared.score(seg, fi, address.row)?;
+                if !second.is_finite() {
+                    return Err(Error::InvalidQuery(format!(
+                        "query {qi}: its score against document {id:?} is {second} (scale the vectors down)"
+                    )));
+                }
+                hits.push(Hit {
+                    id: id.to_string(),
+                    score: r.combine.apply(first, second),
+                    address,
+                });
+            }
+            hits.sort_by(super::rank_order);
+            hits.truncate(r.k);
+            Ok(hits)
+        })
+        .collect()
+}
+
+/// One re-ranking query, prepared for its field.
+enum PreparedTokens {
+    Dense(PreparedQuery, crate::dtype::Metric),
+    Multi {
+        metric: crate::dtype::Metric,
+        dim: usize,
+        q: Vec<f32>,
+        q_sq: Vec<f32>,
+        doc: Vec<f32>,
+        scratch: Vec<f32>,
+    },
+}
+
+impl PreparedTokens {
+    fn new(kind: &FieldKind, q: &[f32]) -> Self {
+        match kind {
+            FieldKind::Multi { dim, metric, .. } => {
+                let mut q = q.to_vec();
+                let q_sq = multi::prepare_tokens(*metric, *dim as usize, &mut q);
+                PreparedTokens::Multi {
+                    metric: *metric,
+                    dim: *dim as usize,
+                    q,
+                    q_sq,
+                    doc: Vec::new(),
+                    scratch: Vec::new(),
+                }
+            }
+            FieldKind::Dense { metric, dtype, .. } => {
+                PreparedTokens::Dense(PreparedQuery::new(q, *dtype), *metric)
+            }
+            FieldKind::Tensor { .. } => unreachable!("refused by rerank"),
+        }
+    }
+
+    fn score(&mut self, seg: &crate::format::segment::Segment, fi: usize, row: u32) -> Result<f32> {
+        Ok(match self {
+            PreparedTokens::Dense(q, metric) => similarity(*metric, q, seg.fixed_row(fi, row)),
+            PreparedTokens::Multi {
+                metric,
+                dim,
+                q,
+                q_sq,
+                doc,
+                scratch,
+            } => {
+                doc.clear();
+                match seg.multi_row(fi, row)? {
+                    crate::dtype::VectorRef::F32(v) => doc.extend_from_slice(v),
+                    other => doc.extend(other.to_f32_vec()),
+                }
+                multi::maxsim_one(*metric, *dim, q, q_sq, doc, scratch)
+            }
+        })
+    }
+}
