@@ -14,7 +14,7 @@ use crate::ingest::array::Array;
 use crate::ingest::jsonl::read_id_list;
 use crate::ingest::split_tensor;
 use crate::schema::{FieldKind, FieldSpec};
-use crate::search::SearchRequest;
+use crate::search::{Queries, SearchRequest};
 
 /// Where the vectors of a vector query set come from (each array as `PATH[:TENSOR]`).
 #[derive(Debug, Clone, Default)]
@@ -213,18 +213,54 @@ impl QuerySet {
         }
     }
 
-    /// The search request of a batch: a dense batch or multi-vector queries on the field.
-    pub fn request<'a>(&'a self, batch: &'a QueryBatch, k: usize) -> SearchRequest<'a> {
+    /// The values of the queries at `indices` (in that order; text queries are encoded here):
+    /// for a second stage whose queries pair with the first stage's by id.
+    pub fn select(&self, indices: &[usize]) -> Result<QueryBatch> {
+        // Runs of consecutive indices are read (or encoded) as one batch.
+        let mut out = QueryBatch::default();
+        let mut i = 0;
+        while i < indices.len() {
+            let mut j = i + 1;
+            while j < indices.len() && indices[j] == indices[j - 1] + 1 {
+                j += 1;
+            }
+            let part = self.batch(indices[i], indices[j - 1] + 1)?;
+            let base = out.values.len() / self.dim.max(1);
+            out.values.extend_from_slice(&part.values);
+            out.ranges
+                .extend(part.ranges.iter().map(|(s, e)| (s + base, e + base)));
+            i = j;
+        }
+        Ok(out)
+    }
+
+    /// A batch's queries for the field: dense rows or one token matrix per query.
+    pub fn queries<'a>(&self, batch: &'a QueryBatch) -> Queries<'a> {
         match self.field.kind {
-            FieldKind::Multi { .. } => {
-                let qs = batch
+            FieldKind::Multi { .. } => Queries::Multi(
+                batch
                     .ranges
                     .iter()
                     .map(|(s, e)| &batch.values[s * self.dim..e * self.dim])
-                    .collect();
-                SearchRequest::multi_batch(&self.field.name, qs, k)
-            }
-            _ => SearchRequest::dense_batch(&self.field.name, &batch.values, k),
+                    .collect(),
+            ),
+            _ => Queries::Dense(&batch.values),
+        }
+    }
+
+    /// The search request of a batch: a dense batch or multi-vector queries on the field.
+    pub fn request<'a>(&'a self, batch: &'a QueryBatch, k: usize) -> SearchRequest<'a> {
+        SearchRequest {
+            queries: self.queries(batch),
+            ..SearchRequest::text(&self.field.name, k)
+        }
+    }
+
+    /// The second stage of a batch: its queries re-rank with the field (see [`crate::Rerank`]).
+    pub fn rerank<'a>(&'a self, batch: &'a QueryBatch, k: usize) -> crate::search::Rerank<'a> {
+        crate::search::Rerank {
+            queries: self.queries(batch),
+            ..crate::search::Rerank::dense(&self.field.name, &[], k)
         }
     }
 }

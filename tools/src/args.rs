@@ -204,9 +204,9 @@ pub struct SearchArgs {
     /// Collection name.
     #[arg(long, short = 'c')]
     pub collection: String,
-    /// The vector field to search.
+    /// The vector field to search (stage 1 when re-ranking; not used with --candidates).
     #[arg(long, short = 'f')]
-    pub field: String,
+    pub field: Option<String>,
     /// Text queries: TSV (qid<TAB>text, by extension .tsv) or JSONL ({"id": ..., "text": ...}),
     /// encoded in batches by the field's query encoder.
     #[arg(long, conflicts_with_all = ["query_vectors", "query_lengths", "query_ids"])]
@@ -260,6 +260,48 @@ pub struct SearchArgs {
     /// PLAID: score the final candidates with decompressed vectors instead of the stored ones.
     #[arg(long)]
     pub decompress: bool,
+    /// Return only documents whose metadata matches this filter: JSON text, or @FILE holding it.
+    /// E.g. '{"lang": "en", "year": {"$gte": 2000}}'; operators $eq $ne $in $nin $gt $gte $lt
+    /// $lte $exists, $and $or $not; dotted keys look into nested objects; an array value matches
+    /// if any element does (full syntax: `vellum::filter::Filter` in the library docs).
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Two-stage search: re-rank each query's stage-1 candidates with this field (dense, or
+    /// exact MaxSim on a multi-vector field) and the re-ranking queries, keep the best k.
+    #[arg(long)]
+    pub rerank_field: Option<String>,
+    /// Re-ranking text queries (same ids as the stage-1 queries), encoded by --rerank-field's
+    /// query encoder.
+    #[arg(
+        long,
+        requires = "rerank_field",
+        conflicts_with = "rerank_query_vectors"
+    )]
+    pub rerank_queries: Option<PathBuf>,
+    /// Re-ranking query vectors (.npy or .safetensors[:TENSOR]), as --query-vectors.
+    #[arg(long, requires = "rerank_field")]
+    pub rerank_query_vectors: Option<String>,
+    /// Re-ranking multi-vector queries: per-query token counts.
+    #[arg(long, requires = "rerank_query_vectors")]
+    pub rerank_query_lengths: Option<String>,
+    /// Ids of the re-ranking query vectors, one per line (default: 0, 1, 2, ...).
+    #[arg(long, requires = "rerank_query_vectors")]
+    pub rerank_query_ids: Option<PathBuf>,
+    /// Stage-1 candidates per query when re-ranking.
+    #[arg(long, default_value_t = 100)]
+    pub depth: usize,
+    /// Final score of a re-ranked hit: "second" (the re-ranking field's score) or "sum:W1,W2"
+    /// (W1 * stage-1 score + W2 * stage-2 score).
+    #[arg(long, default_value = "second")]
+    pub combine: String,
+    /// Also write the stage-1 candidates (TREC run) to this file, to re-rank them later with
+    /// --candidates.
+    #[arg(long)]
+    pub save_candidates: Option<PathBuf>,
+    /// Skip stage 1: re-rank the candidates of this run file (TREC or TSV, e.g. written by
+    /// --save-candidates) with --rerank-field. Candidates no longer in the database are skipped.
+    #[arg(long, requires = "rerank_field", conflicts_with_all = ["field", "queries", "query_vectors", "save_candidates"])]
+    pub candidates: Option<PathBuf>,
     /// Qrels (TREC or BEIR TSV): print --metrics of the run on stderr after searching.
     #[arg(long, value_name = "QRELS")]
     pub eval: Option<PathBuf>,

@@ -481,3 +481,122 @@ fn backup_copies_a_verified_commit() {
     let e = fail(d, &["backup", "DB", "COPY"]);
     assert!(e.contains("already exists"), "{e}");
 }
+
+/// `--filter` and two-stage search: re-ranking queries pair with stage-1 queries by id; saved
+/// candidates re-ranked later give the same run; bad filters and unpaired queries are one-line
+/// errors.
+#[test]
+fn filter_and_two_stage_search() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    setup(d);
+    common::ok_line(
+        d,
+        "create DB --collection docs --field emb:dense:4:f32:ip --field tok:multi:2:f32:ip",
+    );
+    common::ok_line(
+        d,
+        "ingest DB --collection docs --docs corpus.jsonl --vectors emb=corpus.npy --vectors tok=tok.npy --lengths tok=tok_len.npy",
+    );
+    let base = [
+        "search",
+        "DB",
+        "-c",
+        "docs",
+        "-f",
+        "emb",
+        "--query-vectors",
+        "queries.npy",
+        "--query-ids",
+        "query_ids.txt",
+    ];
+    // Metadata {"i": i}: only doc0..doc19 pass.
+    let mut args = base.to_vec();
+    args.extend(["-k", "5", "--filter", r#"{"i": {"$lt": 20}}"#]);
+    let run = ok(d, &args);
+    assert_eq!(run.lines().count(), 10);
+    for line in run.lines() {
+        let doc: usize = line.split(' ').nth(2).unwrap()[3..].parse().unwrap();
+        assert!(doc < 20, "{line}");
+    }
+    std::fs::write(d.join("filter.json"), r#"{"i": {"$in": [3, 4]}}"#).unwrap();
+    let mut args = base.to_vec();
+    args.extend(["--filter", "@filter.json"]);
+    assert_eq!(ok(d, &args).lines().count(), 4);
+    let mut args = base.to_vec();
+    args.extend(["--filter", r#"{"i": {"$lt": "20"}}"#]);
+    let err = fail(d, &args);
+    assert!(
+        err.contains("filter at $.i.$lt: expected a number"),
+        "{err}"
+    );
+
+    // Re-ranking queries: token matrices for q21 then q7 (the other order than stage 1).
+    write_npy_f32(&d.join("rq.npy"), &[3, 2], &[1.0, 0.0, 0.0, 1.0, 0.5, 0.5]).unwrap();
+    write_npy(
+        &d.join("rq_len.npy"),
+        "<i8",
+        &[2],
+        bytemuck::cast_slice(&[2i64, 1]),
+    )
+    .unwrap();
+    std::fs::write(d.join("rq_ids.txt"), "q21\nq7\n").unwrap();
+    let rerank = [
+        "--rerank-field",
+        "tok",
+        "--rerank-query-vectors",
+        "rq.npy",
+        "--rerank-query-lengths",
+        "rq_len.npy",
+        "--rerank-query-ids",
+        "rq_ids.txt",
+        "-k",
+        "3",
+    ];
+    let mut args = base.to_vec();
+    args.extend(rerank);
+    args.extend(["--depth", "10", "--save-candidates", "cand.trec"]);
+    let two_stage = ok(d, &args);
+    assert_eq!(two_stage.lines().count(), 6);
+    let candidates = std::fs::read_to_string(d.join("cand.trec")).unwrap();
+    assert_eq!(candidates.lines().count(), 20);
+    for line in two_stage.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        assert!(candidates
+            .lines()
+            .any(|c| c.starts_with(&format!("{} Q0 {} ", f[0], f[2]))));
+    }
+    // Later, from the saved candidates.
+    let mut args = vec!["search", "DB", "-c", "docs", "--candidates", "cand.trec"];
+    args.extend(rerank);
+    assert_eq!(ok(d, &args), two_stage);
+    // A weighted sum changes the scores.
+    let mut args2 = args.clone();
+    args2.extend(["--combine", "sum:1,0"]);
+    let first_only = ok(d, &args2);
+    let stage1_top: Vec<&str> = candidates
+        .lines()
+        .filter(|l| l.starts_with("q7 "))
+        .take(3)
+        .collect();
+    let got: Vec<&str> = first_only
+        .lines()
+        .filter(|l| l.starts_with("q7 "))
+        .collect();
+    for (a, b) in stage1_top.iter().zip(&got) {
+        let (fa, fb): (Vec<&str>, Vec<&str>) = (a.split(' ').collect(), b.split(' ').collect());
+        assert_eq!((fa[2], fa[4]), (fb[2], fb[4]));
+    }
+    args2.pop();
+    args2.push("sum:1");
+    assert!(fail(d, &args2).contains("sum:W1,W2"));
+    // A stage-1 query without a re-ranking query.
+    std::fs::write(d.join("rq_ids.txt"), "q21\nq8\n").unwrap();
+    let mut args = base.to_vec();
+    args.extend(rerank);
+    let err = fail(d, &args);
+    assert!(
+        err.contains("query \"q7\" has no re-ranking query in rq.npy"),
+        "{err}"
+    );
+}
