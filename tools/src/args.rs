@@ -27,7 +27,7 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Top-k search (exact, HNSW or MaxSim) with query vectors or query texts encoded by the
     /// field's query encoder; over one database or shards; writes a run file to stdout.
-    Search(SearchArgs),
+    Search(Box<SearchArgs>),
     /// Show collections, schemas, document counts, segments and sizes.
     Info(InfoArgs),
     /// Check every checksum and structure; exits non-zero on any problem.

@@ -22,7 +22,7 @@ pub fn execute(cli: Cli, out: &mut dyn Write) -> Result<()> {
     match cli.command {
         Command::Create(a) => create::run(a, out),
         Command::Ingest(a) => ingest::run(a, out),
-        Command::Search(a) => search::run(a, out),
+        Command::Search(a) => search::run(*a, out),
         Command::Info(a) => inspect::info(a, out),
         Command::Verify(a) => inspect::verify(&a.db, out),
         Command::Get(a) => inspect::get(a, out),
