@@ -299,6 +299,33 @@ impl NativeDatabase {
         }
     }
 
+    /// One stage's queries: exactly one of `queries` (arrays) and `texts`.
+    fn stage_queries<'py>(
+        &self,
+        py: Python<'py>,
+        c: &Collection,
+        field: &str,
+        queries: Option<&Bound<'py, PyAny>>,
+        texts: Option<Vec<String>>,
+    ) -> PyResult<StageQueries<'py>> {
+        match (queries, texts) {
+            (Some(q), None) => Ok(StageQueries::Vectors(Self::read_queries(c, field, q)?)),
+            (None, Some(texts)) => {
+                let (encoded, kind) = py
+                    .detach(|| -> vellum::Result<_> {
+                        let e = self.encoder(c, field, Role::Query)?;
+                        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                        Ok((e.encode_texts(&refs)?, e.output()))
+                    })
+                    .py()?;
+                Ok(StageQueries::Encoded(encoded, kind))
+            }
+            _ => Err(invalid(format!(
+                "field {field:?}: give its queries either as vectors or as texts, not both or neither"
+            ))),
+        }
+    }
+
     /// Converts hits: ragged ids, padded scores `[n, k]` (`-inf` where a query has fewer than `k`
     /// hits), and, when asked, each hit's text and metadata JSON.
     pub(crate) fn hits_to_py<'py>(
@@ -461,6 +488,41 @@ impl NativeDatabase {
 }
 
 /// `k` must be at least 1, and the `[n, k]` result arrays must fit in memory.
+/// A filter from its JSON text (`None`: no filter).
+pub(crate) fn parse_filter(text: Option<&str>) -> PyResult<Option<vellum::filter::Filter>> {
+    text.map(vellum::filter::Filter::parse).transpose().py()
+}
+
+/// `None`: the second stage's score; `(w1, w2)`: `w1·first + w2·second`.
+fn combine_of(weights: Option<(f32, f32)>) -> vellum::Combine {
+    match weights {
+        None => vellum::Combine::Second,
+        Some((first, second)) => vellum::Combine::Weighted { first, second },
+    }
+}
+
+/// One stage's queries: read from Python arrays, or texts encoded by the field's query encoder.
+pub(crate) enum StageQueries<'py> {
+    Vectors(QueryInput<'py>),
+    Encoded(vellum::encode::Encoded, OutputKind),
+}
+
+impl StageQueries<'_> {
+    fn len(&self) -> usize {
+        match self {
+            StageQueries::Vectors(q) => q.len(),
+            StageQueries::Encoded(e, _) => e.rows.len(),
+        }
+    }
+
+    fn queries<'a>(&'a self, field: &'a str) -> vellum::Queries<'a> {
+        match self {
+            StageQueries::Vectors(q) => q.request(field, 1, None, false).queries,
+            StageQueries::Encoded(e, kind) => vellum::Queries::from_encoded(e, *kind),
+        }
+    }
+}
+
 pub(crate) fn check_k(k: usize, n: usize) -> PyResult<()> {
     const MAX_RESULTS: usize = 1 << 26;
     if k == 0 {
@@ -784,7 +846,7 @@ impl NativeDatabase {
     }
 
     /// Searches with vectors: `(ids, scores [n, k], docs | None)`.
-    #[pyo3(signature = (collection, field, queries, k, ef, exact, with_docs, plaid=None))]
+    #[pyo3(signature = (collection, field, queries, k, ef, exact, with_docs, plaid=None, filter=None))]
     #[allow(clippy::too_many_arguments)]
     fn search<'py>(
         &self,
@@ -797,8 +859,10 @@ impl NativeDatabase {
         exact: bool,
         with_docs: bool,
         plaid: Option<HashMap<String, f64>>,
+        filter: Option<String>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let plaid = plaid_search(plaid, k).py()?;
+        let filter = parse_filter(filter.as_deref())?;
         let c = self.collection(collection)?;
         let input = Self::read_queries(&c, field, queries)?;
         let n = input.len();
@@ -808,13 +872,14 @@ impl NativeDatabase {
         }
         let mut req = input.request(field, k, ef, exact);
         req.plaid = plaid;
+        req.filter = filter.as_ref();
         let coll = &*c;
         let hits = py.detach(move || coll.search(&req)).py()?;
         Self::hits_to_py(py, &c, hits, k, with_docs)
     }
 
     /// Searches with texts encoded by the field's query encoder.
-    #[pyo3(signature = (collection, field, texts, k, ef, exact, with_docs, plaid=None))]
+    #[pyo3(signature = (collection, field, texts, k, ef, exact, with_docs, plaid=None, filter=None))]
     #[allow(clippy::too_many_arguments)]
     fn search_text<'py>(
         &self,
@@ -827,11 +892,14 @@ impl NativeDatabase {
         exact: bool,
         with_docs: bool,
         plaid: Option<HashMap<String, f64>>,
+        filter: Option<String>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let c = self.collection(collection)?;
         check_k(k, texts.len())?;
+        let filter = parse_filter(filter.as_deref())?;
         let mut req = with_options(SearchRequest::text(field, k), ef, exact);
         req.plaid = plaid_search(plaid, k).py()?;
+        req.filter = filter.as_ref();
         let coll = &*c;
         let hits = py
             .detach(move || {
@@ -841,6 +909,94 @@ impl NativeDatabase {
             })
             .py()?;
         Self::hits_to_py(py, &c, hits, k, with_docs)
+    }
+
+    /// Two-stage search: stage 1 (`depth` candidates by `field`, with `filter`) re-ranked by
+    /// `rerank_field`; each stage's queries as vectors or texts. `(ids, scores [n, k])`.
+    #[pyo3(signature = (collection, field, queries, texts, rerank_field, rerank_queries, rerank_texts, k, depth, combine, filter, ef, exact))]
+    #[allow(clippy::too_many_arguments)]
+    fn search_two_stage<'py>(
+        &self,
+        py: Python<'py>,
+        collection: &str,
+        field: &str,
+        queries: Option<Bound<'py, PyAny>>,
+        texts: Option<Vec<String>>,
+        rerank_field: &str,
+        rerank_queries: Option<Bound<'py, PyAny>>,
+        rerank_texts: Option<Vec<String>>,
+        k: usize,
+        depth: usize,
+        combine: Option<(f32, f32)>,
+        filter: Option<String>,
+        ef: Option<usize>,
+        exact: bool,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let c = self.collection(collection)?;
+        check_k(depth, 1)?;
+        let filter = parse_filter(filter.as_deref())?;
+        let first = self.stage_queries(py, &c, field, queries.as_ref(), texts)?;
+        let second =
+            self.stage_queries(py, &c, rerank_field, rerank_queries.as_ref(), rerank_texts)?;
+        check_k(k, first.len())?;
+        let mut req = with_options(
+            SearchRequest {
+                queries: first.queries(field),
+                ..SearchRequest::text(field, depth)
+            },
+            ef,
+            exact,
+        );
+        req.filter = filter.as_ref();
+        let rerank = vellum::Rerank {
+            queries: second.queries(rerank_field),
+            ..vellum::Rerank::dense(rerank_field, &[], k)
+        }
+        .with_combine(combine_of(combine));
+        let coll = &*c;
+        let hits = py
+            .detach(move || coll.search_two_stage(&req, &rerank))
+            .py()?;
+        Self::hits_to_py(py, &c, hits, k, false)
+    }
+
+    /// Stage 2 alone: re-ranks `candidates` (per query, `(id, stage-1 score)` pairs) with
+    /// `field`. `(ids, scores [n, k])`.
+    #[pyo3(signature = (collection, field, candidates, queries, texts, k, combine, filter))]
+    #[allow(clippy::too_many_arguments)]
+    fn rerank<'py>(
+        &self,
+        py: Python<'py>,
+        collection: &str,
+        field: &str,
+        candidates: Vec<Vec<(String, f32)>>,
+        queries: Option<Bound<'py, PyAny>>,
+        texts: Option<Vec<String>>,
+        k: usize,
+        combine: Option<(f32, f32)>,
+        filter: Option<String>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let c = self.collection(collection)?;
+        check_k(k, candidates.len())?;
+        let filter = parse_filter(filter.as_deref())?;
+        let q = self.stage_queries(py, &c, field, queries.as_ref(), texts)?;
+        let mut rerank = vellum::Rerank {
+            queries: q.queries(field),
+            ..vellum::Rerank::dense(field, &[], k)
+        }
+        .with_combine(combine_of(combine));
+        rerank.filter = filter.as_ref();
+        let coll = &*c;
+        let hits = py
+            .detach(move || {
+                let cands: Vec<Vec<(&str, f32)>> = candidates
+                    .iter()
+                    .map(|c| c.iter().map(|(id, s)| (id.as_str(), *s)).collect())
+                    .collect();
+                coll.rerank(&rerank, &cands)
+            })
+            .py()?;
+        Self::hits_to_py(py, &c, hits, k, false)
     }
 
     /// Encodes query texts with the field's own query encoder: `[n, dims]` (dense) or a list of

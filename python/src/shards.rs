@@ -11,7 +11,7 @@ use pyo3::types::PyTuple;
 use vellum::encode::{Encoder, EncoderOptions, Role};
 use vellum::{Collection, SearchRequest, ShardSet};
 
-use crate::database::{check_k, with_options, NativeDatabase};
+use crate::database::{check_k, parse_filter, with_options, NativeDatabase};
 use crate::errors::IntoPy;
 
 /// A shard set (wrapped by `vellum.ShardSet`).
@@ -57,7 +57,7 @@ impl NativeShardSet {
     }
 
     /// Searches every shard with vectors and merges: `(ids, scores [n, k], None)`.
-    #[pyo3(signature = (collection, field, queries, k, ef, exact))]
+    #[pyo3(signature = (collection, field, queries, k, ef, exact, filter=None))]
     #[allow(clippy::too_many_arguments)]
     fn search<'py>(
         &self,
@@ -68,7 +68,9 @@ impl NativeShardSet {
         k: usize,
         ef: Option<usize>,
         exact: bool,
+        filter: Option<String>,
     ) -> PyResult<Bound<'py, PyTuple>> {
+        let filter = parse_filter(filter.as_deref())?;
         let spec_of = self.shards.collections(collection).py()?;
         let input = NativeDatabase::read_queries(spec_of[0], field, queries)?;
         check_k(k, input.len())?;
@@ -76,7 +78,8 @@ impl NativeShardSet {
         let hits = if input.len() == 0 {
             Vec::new()
         } else {
-            let req = input.request(field, k, ef, exact);
+            let mut req = input.request(field, k, ef, exact);
+            req.filter = filter.as_ref();
             py.detach(|| self.shards.search(collection, &req)).py()?
         };
         NativeDatabase::hits_to_py(py, &first, hits, k, false)
@@ -84,7 +87,7 @@ impl NativeShardSet {
 
     /// Searches every shard with texts, encoded once by the field's query encoder (checked
     /// against every shard).
-    #[pyo3(signature = (collection, field, texts, k, ef, exact))]
+    #[pyo3(signature = (collection, field, texts, k, ef, exact, filter=None))]
     #[allow(clippy::too_many_arguments)]
     fn search_text<'py>(
         &self,
@@ -95,10 +98,13 @@ impl NativeShardSet {
         k: usize,
         ef: Option<usize>,
         exact: bool,
+        filter: Option<String>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         check_k(k, texts.len())?;
+        let filter = parse_filter(filter.as_deref())?;
         let first = self.shards.collections(collection).py()?[0].clone();
-        let req = with_options(SearchRequest::text(field, k), ef, exact);
+        let mut req = with_options(SearchRequest::text(field, k), ef, exact);
+        req.filter = filter.as_ref();
         let hits = py
             .detach(|| -> vellum::Result<_> {
                 let e = self.query_encoder(&first, field)?;

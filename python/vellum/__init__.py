@@ -364,6 +364,7 @@ class Collection:
         ef: Optional[int] = None,
         exact: bool = False,
         plaid: Optional[Mapping[str, Any]] = None,
+        filter: Union[None, str, Mapping[str, Any]] = None,
     ) -> Tuple[np.ndarray, np.ndarray]:
         """Top-``k`` documents per query vector. Returns ``(ids, scores)``, each ``[n, k]``.
 
@@ -373,9 +374,17 @@ class Collection:
         ``max(k, the index's ef_search)``) unless ``exact``; multi-vector fields with a PLAID
         index through PLAID's stages (``plaid={"ncells": .., "ndocs": .., "centroid_threshold":
         .., "decompress": ..}`` over the paper's defaults for ``k``) unless ``exact``. Equal
-        scores rank by id descending (trec_eval's order), on every path and across shards."""
+        scores rank by id descending (trec_eval's order), on every path and across shards.
+
+        ``filter`` keeps only documents whose metadata matches (a dict or its JSON text), in
+        MongoDB's operator style: ``{"lang": "en", "year": {"$gte": 2000}}``; operators
+        ``$eq $ne $in $nin $gt $gte $lt $lte $exists``, ``$and $or $not``; dotted keys look into
+        nested objects; an array value matches if any element does. Exact search returns the
+        best ``k`` matching documents; HNSW and PLAID search the matching rows exactly where
+        they are few."""
         ids, scores, _ = self.db._db.search(
-            self.name, self._field(field), queries, k, ef, exact, False, _plaid(plaid))
+            self.name, self._field(field), queries, k, ef, exact, False, _plaid(plaid),
+            _filter(filter))
         return _pad(ids, k), scores
 
     def search_text(
@@ -387,11 +396,65 @@ class Collection:
         ef: Optional[int] = None,
         exact: bool = False,
         plaid: Optional[Mapping[str, Any]] = None,
+        filter: Union[None, str, Mapping[str, Any]] = None,
     ) -> Tuple[np.ndarray, np.ndarray]:
         """Like :meth:`search`, with queries encoded by the field's own query encoder."""
         ids, scores, _ = self.db._db.search_text(
             self.name, self._field(field, text=True), _texts(texts), k, ef, exact, False,
-            _plaid(plaid))
+            _plaid(plaid), _filter(filter))
+        return _pad(ids, k), scores
+
+    def search_two_stage(
+        self,
+        queries: Any = None,
+        rerank_queries: Any = None,
+        k: int = 10,
+        *,
+        field: str,
+        rerank_field: str,
+        texts: Union[None, str, Sequence[str]] = None,
+        rerank_texts: Union[None, str, Sequence[str]] = None,
+        depth: int = 100,
+        combine: Optional[Tuple[float, float]] = None,
+        filter: Union[None, str, Mapping[str, Any]] = None,
+        ef: Optional[int] = None,
+        exact: bool = False,
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """Two-stage search (retrieve, then re-rank): the best ``depth`` documents per query by
+        ``field`` (``queries`` as vectors, or ``texts``; with ``filter``, ``ef``, ``exact`` as
+        :meth:`search`), re-scored by ``rerank_field`` (dense, or exact MaxSim on a multi-vector
+        field) with the paired query (``rerank_queries`` or ``rerank_texts``, one per query),
+        keeping the best ``k``. The final score is the second stage's, or with ``combine=(w1,
+        w2)`` ``w1 * first + w2 * second``. Returns ``(ids, scores)``, each ``[n, k]``."""
+        ids, scores, _ = self.db._db.search_two_stage(
+            self.name, field, queries, None if texts is None else _texts(texts),
+            rerank_field, rerank_queries,
+            None if rerank_texts is None else _texts(rerank_texts), k, depth,
+            _combine(combine), _filter(filter), ef, exact)
+        return _pad(ids, k), scores
+
+    def rerank(
+        self,
+        candidates: Sequence[Sequence[Any]],
+        queries: Any = None,
+        k: int = 10,
+        *,
+        field: str,
+        texts: Union[None, str, Sequence[str]] = None,
+        combine: Optional[Tuple[float, float]] = None,
+        filter: Union[None, str, Mapping[str, Any]] = None,
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """The second stage alone: re-scores each query's ``candidates`` (ids, or ``(id,
+        first-stage score)`` pairs, e.g. read back from a saved run) with ``field`` and the
+        query's vector (``queries``) or text (``texts``), keeping the best ``k``. Candidates the
+        collection no longer holds are skipped."""
+        cands = [
+            [(c, 0.0) if isinstance(c, str) else (str(c[0]), float(c[1])) for c in row]
+            for row in candidates
+        ]
+        ids, scores, _ = self.db._db.rerank(
+            self.name, field, cands, queries, None if texts is None else _texts(texts), k,
+            _combine(combine), _filter(filter))
         return _pad(ids, k), scores
 
     def encode_queries(
@@ -411,18 +474,21 @@ class Collection:
         field: Optional[str] = None,
         ef: Optional[int] = None,
         exact: bool = False,
+        filter: Union[None, str, Mapping[str, Any]] = None,
     ) -> List[List[Dict[str, Any]]]:
         """Search for applications: per query, a list of ``{"id", "score", "text",
         "metadata"}`` dicts, best first. Give ``queries`` (vectors, as :meth:`search`) or
-        ``texts``."""
+        ``texts``; ``filter`` as in :meth:`search`."""
         if (queries is None) == (texts is None):
             raise InvalidInputError("give either queries (vectors) or texts")
         if texts is not None:
             ids, scores, docs = self.db._db.search_text(
-                self.name, self._field(field, text=True), _texts(texts), k, ef, exact, True)
+                self.name, self._field(field, text=True), _texts(texts), k, ef, exact, True,
+                None, _filter(filter))
         else:
             ids, scores, docs = self.db._db.search(
-                self.name, self._field(field), queries, k, ef, exact, True)
+                self.name, self._field(field), queries, k, ef, exact, True, None,
+                _filter(filter))
         return [
             [
                 {"id": i, "score": float(scores[q, j]), "text": t, "metadata": json.loads(m)}
@@ -495,6 +561,20 @@ def _texts(texts: Union[str, Sequence[str]]) -> List[str]:
     return out
 
 
+def _filter(f: Union[None, str, Mapping[str, Any]]) -> Optional[str]:
+    """A metadata filter's JSON text."""
+    return f if f is None or isinstance(f, str) else json.dumps(f)
+
+
+def _combine(weights: Optional[Tuple[float, float]]) -> Optional[Tuple[float, float]]:
+    if weights is None:
+        return None
+    w = tuple(float(x) for x in weights)
+    if len(w) != 2:
+        raise InvalidInputError("combine is (w1, w2): w1 * first-stage score + w2 * second")
+    return w  # type: ignore[return-value]
+
+
 def _plaid(options: Optional[Mapping[str, Any]]) -> Optional[Dict[str, float]]:
     return None if options is None else {k: float(v) for k, v in options.items()}
 
@@ -559,15 +639,17 @@ class ShardSet:
         return [os.fspath(p) for p in self._s.paths()]
 
     def search(self, collection: str, queries: Any, k: int = 10, *, field: str,
-               ef: Optional[int] = None, exact: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+               ef: Optional[int] = None, exact: bool = False,
+               filter: Union[None, str, Mapping[str, Any]] = None) -> Tuple[np.ndarray, np.ndarray]:
         """As :meth:`Collection.search`, over every shard."""
-        ids, scores, _ = self._s.search(collection, field, queries, k, ef, exact)
+        ids, scores, _ = self._s.search(collection, field, queries, k, ef, exact, _filter(filter))
         return _pad(ids, k), scores
 
     def search_text(self, collection: str, texts: Union[str, Sequence[str]], k: int = 10, *,
-                    field: str, ef: Optional[int] = None,
-                    exact: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+                    field: str, ef: Optional[int] = None, exact: bool = False,
+                    filter: Union[None, str, Mapping[str, Any]] = None) -> Tuple[np.ndarray, np.ndarray]:
         """As :meth:`Collection.search_text`: the queries are encoded once, by the field's query
         encoder (which every shard must accept)."""
-        ids, scores, _ = self._s.search_text(collection, field, _texts(texts), k, ef, exact)
+        ids, scores, _ = self._s.search_text(collection, field, _texts(texts), k, ef, exact,
+                                             _filter(filter))
         return _pad(ids, k), scores

@@ -49,12 +49,24 @@ class NativeDatabase:
     def count(self, collection: str) -> int: ...
     def search(
         self, collection: str, field: str, queries: Any, k: int, ef: Optional[int], exact: bool,
-        with_docs: bool,
+        with_docs: bool, plaid: Optional[Dict[str, float]] = None, filter: Optional[str] = None,
     ) -> Tuple[List[List[str]], npt.NDArray[np.float32], Optional[List[List[Tuple[str, str]]]]]: ...
     def search_text(
         self, collection: str, field: str, texts: List[str], k: int, ef: Optional[int],
-        exact: bool, with_docs: bool,
+        exact: bool, with_docs: bool, plaid: Optional[Dict[str, float]] = None,
+        filter: Optional[str] = None,
     ) -> Tuple[List[List[str]], npt.NDArray[np.float32], Optional[List[List[Tuple[str, str]]]]]: ...
+    def search_two_stage(
+        self, collection: str, field: str, queries: Any, texts: Optional[List[str]],
+        rerank_field: str, rerank_queries: Any, rerank_texts: Optional[List[str]], k: int,
+        depth: int, combine: Optional[Tuple[float, float]], filter: Optional[str],
+        ef: Optional[int], exact: bool,
+    ) -> Tuple[List[List[str]], npt.NDArray[np.float32], None]: ...
+    def rerank(
+        self, collection: str, field: str, candidates: List[List[Tuple[str, float]]],
+        queries: Any, texts: Optional[List[str]], k: int,
+        combine: Optional[Tuple[float, float]], filter: Optional[str],
+    ) -> Tuple[List[List[str]], npt.NDArray[np.float32], None]: ...
     def encode_queries(self, collection: str, field: str, texts: List[str]) -> Any: ...
     def get(self, collection: str, id: str) -> Optional[Dict[str, Any]]: ...
     def stats(self) -> str: ...
@@ -78,11 +90,12 @@ class NativeEncoder:
 class NativeShardSet:
     def __init__(self, paths: List[str]) -> None: ...
     def search(
-        self, collection: str, field: str, queries: Any, k: int, ef: Optional[int], exact: bool
+        self, collection: str, field: str, queries: Any, k: int, ef: Optional[int], exact: bool,
+        filter: Optional[str] = None,
     ) -> Tuple[List[List[str]], npt.NDArray[np.float32], None]: ...
     def search_text(
         self, collection: str, field: str, texts: List[str], k: int, ef: Optional[int],
-        exact: bool,
+        exact: bool, filter: Optional[str] = None,
     ) -> Tuple[List[List[str]], npt.NDArray[np.float32], None]: ...
     def paths(self) -> List["os.PathLike[str]"]: ...
 
