@@ -102,3 +102,85 @@ fn bad_images_are_errors_naming_the_file() {
     let err = load_image(&cut).unwrap_err().to_string();
     assert!(err.contains("cut.png") && err.contains("decode"), "{err}");
 }
+
+fn cosine(a: &[f32], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * y).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+fn reference() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture("reference.json")).unwrap()).unwrap()
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f64> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<f64>) {
+        match v {
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            x => out.push(x.as_f64().unwrap()),
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, &mut out);
+    out
+}
+
+#[test]
+fn the_native_clip_pass_equals_transformers() {
+    use vellum::encode::backend::native_clip::NativeClip;
+    use vellum::encode::models::clip::ClipConfig;
+    use vellum::encode::ModelDir;
+    let dir = ModelDir::at(fixture("tiny"), "tiny").unwrap();
+    let config = ClipConfig::from_dir(&dir).unwrap().expect("a CLIP config");
+    let bytes = std::fs::read(fixture("tiny/model.safetensors")).unwrap();
+    let model = NativeClip::load(&dir, &bytes, config, vellum::encode::ComputeType::F32).unwrap();
+    let r = reference();
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("preprocess.json")).unwrap())
+            .unwrap();
+    let images: Vec<(&String, &serde_json::Value)> =
+        r["images"].as_object().unwrap().iter().collect();
+    // All images in one batch, from the reference processor's pixel values (the processor is
+    // compared on its own above; JPEG decoders differ by a few levels).
+    let mut pixels = Vec::new();
+    for (name, _) in &images {
+        let stem = index["images"]["64"][name.as_str()].as_str().unwrap();
+        pixels.extend(npy(&format!("pixels/{stem}_norm.npy")).0);
+    }
+    let out = model.encode_images(&pixels, true);
+    let (proj, tokens) = (24, 17 * 40);
+    for (i, (name, want)) in images.iter().enumerate() {
+        let emb = &out.embeddings[i * proj..(i + 1) * proj];
+        let c = cosine(emb, &floats(&want["embedding"]));
+        assert!(c >= 0.99999, "{name}: cosine {c}");
+        let hs = &out.penultimate[i * tokens..(i + 1) * tokens];
+        let want_hs = floats(&want["penultimate"]);
+        let max = hs
+            .iter()
+            .zip(&want_hs)
+            .map(|(a, b)| (*a as f64 - b).abs())
+            .fold(0.0, f64::max);
+        assert!(max <= 1e-4, "{name}: penultimate max diff {max}");
+    }
+    // Texts: the tokenizer's ids, then the text tower.
+    let tok = tokenizers::Tokenizer::from_file(fixture("tiny/tokenizer.json")).unwrap();
+    for t in r["texts"].as_array().unwrap() {
+        let enc = tok.encode(t["text"].as_str().unwrap(), true).unwrap();
+        let mut ids = enc.get_ids().to_vec();
+        ids.truncate(77);
+        let want_ids: Vec<u32> = t["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        if ids.len() == 77 {
+            *ids.last_mut().unwrap() = want_ids[76];
+        }
+        assert_eq!(ids, want_ids, "{}", t["text"]);
+        let emb = model.encode_texts(&[&ids]);
+        let c = cosine(&emb, &floats(&t["embedding"]));
+        assert!(c >= 0.99999, "{}: cosine {c}", t["text"]);
+    }
+}

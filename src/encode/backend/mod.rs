@@ -4,6 +4,7 @@
 //! arrive beside them and are chosen by the encoder options' `device`.
 
 pub mod native_bert;
+pub mod native_clip;
 pub mod native_modernbert;
 pub mod vector_math;
 

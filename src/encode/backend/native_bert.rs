@@ -403,49 +403,60 @@ impl NativeBert {
         keys: &[usize],
         ctx: &mut [f32],
     ) {
+        let lens: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
         attention(
             qkv,
             self.shape.hidden,
             self.shape.heads,
-            seqs,
+            &lens,
             starts,
             keys,
-            None,
+            Mask::Full,
             ctx,
         );
     }
 }
 
-/// Multi-head attention of packed texts (the BERT and ModernBERT passes): `qkv` holds each
-/// token's `[q | k | v]` (`3·hidden`), `ctx` receives each token's attended values. Text `i`
-/// (tokens `starts[i]..+len`) attends to its first `keys[i]` tokens, and with `window = Some(w)`
-/// only to those at most `w` positions away (ModernBERT's local layers). Texts run in parallel.
+/// Which keys a query row attends to, beyond the sequence's key count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mask {
+    /// Every key (BERT).
+    Full,
+    /// Keys at most `w` positions away (ModernBERT's local layers: |i − j| ≤ w).
+    Window(usize),
+    /// Keys at or before the row (CLIP's text tower).
+    Causal,
+}
+
+/// Multi-head attention of packed sequences (the BERT, ModernBERT and CLIP passes): `qkv` holds
+/// each token's `[q | k | v]` (`3·hidden`), `ctx` receives each token's attended values.
+/// Sequence `i` (`lens[i]` tokens from row `starts[i]`) attends to its first `keys[i]` tokens,
+/// restricted further by `mask`. Sequences run in parallel.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn attention(
     qkv: &[f32],
     h: usize,
     heads: usize,
-    seqs: &[&[u32]],
+    lens: &[usize],
     starts: &[usize],
     keys: &[usize],
-    window: Option<usize>,
+    mask: Mask,
     ctx: &mut [f32],
 ) {
     let d = h / heads;
     let scale = 1.0 / (d as f32).sqrt();
     // Split ctx into one chunk per text so texts run in parallel without sharing.
-    let mut chunks = Vec::with_capacity(seqs.len());
+    let mut chunks = Vec::with_capacity(lens.len());
     let mut rest = ctx;
-    for s in seqs {
-        let (a, b) = rest.split_at_mut(s.len() * h);
+    for &n in lens {
+        let (a, b) = rest.split_at_mut(n * h);
         chunks.push(a);
         rest = b;
     }
     chunks
         .into_par_iter()
-        .zip(starts.par_iter().zip(seqs.par_iter().zip(keys.par_iter())))
-        .for_each(|(out, (&s0, (s, &m)))| {
-            let n = s.len();
+        .zip(starts.par_iter().zip(lens.par_iter().zip(keys.par_iter())))
+        .for_each(|(out, (&s0, (&n, &m)))| {
             let rows = &qkv[s0 * 3 * h..(s0 + n) * 3 * h];
             // The n × m score matrix lives in a per-thread buffer: allocating it per text
             // and layer (up to 256 KiB, above malloc's mmap threshold) costs page faults.
@@ -483,9 +494,10 @@ pub(super) fn attention(
                     for (r, row) in scores.chunks_exact_mut(m).enumerate() {
                         // A local layer: keys at most `w` positions away (transformers'
                         // bidirectional sliding window, |i − j| ≤ w).
-                        let (lo, hi) = match window {
-                            Some(w) => (r.saturating_sub(w), (r + w + 1).min(m)),
-                            None => (0, m),
+                        let (lo, hi) = match mask {
+                            Mask::Window(w) => (r.saturating_sub(w), (r + w + 1).min(m)),
+                            Mask::Causal => (0, (r + 1).min(m)),
+                            Mask::Full => (0, m),
                         };
                         if lo >= hi {
                             row.fill(0.0);

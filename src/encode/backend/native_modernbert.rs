@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use safetensors::SafeTensors;
 
 use super::native_bert::{
-    activate, attention, fill_rows, layer_norm, linear_acc, pack, resize, Linear, Norm,
+    activate, attention, fill_rows, layer_norm, linear_acc, pack, resize, Linear, Mask, Norm,
     QuantWeight, Tensors,
 };
 use crate::encode::models::modernbert::ModernBertShape;
@@ -308,14 +308,15 @@ impl NativeModernBert {
         window: Option<usize>,
         ctx: &mut [f32],
     ) {
+        let lens: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
         attention(
             qkv,
             self.shape.hidden,
             self.shape.heads,
-            seqs,
+            &lens,
             starts,
             keys,
-            window,
+            window.map_or(Mask::Full, Mask::Window),
             ctx,
         );
     }

@@ -3,6 +3,7 @@
 //! ([`modernbert`]); [`Architecture`] picks by `config.json`'s `model_type`.
 
 pub mod bert;
+pub mod clip;
 pub mod modernbert;
 
 use self::bert::{BertConfig, BertShape};
