@@ -57,7 +57,11 @@ pub fn prepare_encoders_in(dir: &dyn Directory, choice: &EncoderChoice) -> Resul
     };
     let passage = super::load(&passage_dir, &passage_options)?;
     let late = passage.record().late_interaction.is_some();
+    let tensor = passage.record().output == crate::meta::encoder::OutputKind::Tensor;
     let (query_dir, query) = match &choice.query {
+        // A tensor output (CLIP's hidden states) is stored, never searched: its field's query
+        // slot holds the passage record itself.
+        _ if tensor => (passage_dir.clone(), passage.record().clone()),
         // Tied: same files, so the passage encoder's load already checked weights and tokenizer.
         None => {
             // A ColBERT checkpoint's sides have their own lengths and prompts: the passage

@@ -23,6 +23,8 @@ pub mod backend;
 #[cfg(feature = "encoders")]
 mod bind;
 #[cfg(feature = "encoders")]
+pub mod clip;
+#[cfg(feature = "encoders")]
 pub mod colbert;
 #[cfg(feature = "encoders")]
 pub mod image;
@@ -38,7 +40,7 @@ pub mod tokenize;
 
 pub use crate::meta::encoder::{
     ComputeType, DeviceSpec, EncoderOptions, EncoderRecord, FieldEncoders, LateInteraction,
-    OutputKind, Pooling, QueryExpansion, Role,
+    Modality, OutputKind, Pooling, QueryExpansion, Role,
 };
 #[cfg(feature = "encoders")]
 pub use backend::vector_math;
@@ -47,7 +49,8 @@ pub use bind::{embedded_dir, prepare_encoders, prepare_encoders_in, EncoderChoic
 #[cfg(feature = "encoders")]
 pub use colbert::ColbertEncoder;
 pub use source::{
-    fingerprint_files, ModelDefaults, ModelDir, LATE_INTERACTION_FILES, MODEL_FILES, SETTINGS_FILES,
+    fingerprint_files, ModelDefaults, ModelDir, IMAGE_FILES, LATE_INTERACTION_FILES, MODEL_FILES,
+    SETTINGS_FILES,
 };
 #[cfg(feature = "encoders")]
 pub use text::{TextEncoder, DEFAULT_BATCH_SIZE, SUPPORTED_MODEL_TYPES};
@@ -70,25 +73,18 @@ pub fn is_model_dir_name(name: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// What an encoder takes as input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Modality {
-    /// Text (documents' text at ingest, query texts at search).
-    Text,
-    /// Images (reserved for image encoders).
-    Image,
-}
-
 /// One input of an encoder.
 #[derive(Debug, Clone, Copy)]
 pub enum EncoderInput<'a> {
     /// A text.
     Text(&'a str),
+    /// An image file (PNG, JPEG, WebP, ...), decoded and preprocessed by [`Encoder::prepare`].
+    Image(&'a std::path::Path),
 }
 
 /// One input after the CPU-side preparation of [`Encoder::prepare`] (tokenization; image decoding
 /// later), ready to join a batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Prepared {
     /// Token ids, special tokens included.
     Tokens(Vec<u32>),
@@ -100,18 +96,25 @@ pub enum Prepared {
         /// How many leading tokens are attention keys (`1..=tokens.len()`).
         attended: usize,
     },
+    /// An image's preprocessed pixel values (`[3, H, W]`, channels first).
+    Pixels(Vec<f32>),
 }
 
 impl Prepared {
-    /// The input's size for batching (tokens): inputs of similar cost are batched together.
+    /// The input's size for batching (tokens; 1 for an image): inputs of similar cost are
+    /// batched together.
     pub fn cost(&self) -> usize {
-        self.tokens().len()
+        match self {
+            Prepared::Pixels(_) => 1,
+            _ => self.tokens().len(),
+        }
     }
 
-    /// The token ids.
+    /// The token ids (none for an image).
     pub fn tokens(&self) -> &[u32] {
         match self {
             Prepared::Tokens(t) | Prepared::Expanded { tokens: t, .. } => t,
+            Prepared::Pixels(_) => &[],
         }
     }
 }
@@ -249,11 +252,15 @@ impl<E: Encoder + ?Sized> Encoder for Box<E> {
 }
 
 /// Loads the encoder for the model folder `dir` with `options` over the folder's defaults,
-/// choosing the implementation from its files: a late-interaction checkpoint (Stanford ColBERT,
+/// choosing the implementation from its files: a CLIP checkpoint gets a [`clip::ClipEncoder`]
+/// for the side `options` select (images by default, texts with `role=query`), a late-interaction checkpoint (Stanford ColBERT,
 /// PyLate, sentence-transformers' multi-vector layout) gets a [`ColbertEncoder`] for
 /// `options.role` (documents when unset), any other BERT-family model a [`TextEncoder`].
 #[cfg(feature = "encoders")]
 pub fn load(dir: &ModelDir, options: &EncoderOptions) -> Result<Box<dyn Encoder>> {
+    if clip::is_clip(dir)? {
+        return Ok(Box::new(clip::ClipEncoder::from_dir(dir, options)?));
+    }
     if let Some(format) = colbert::layout::detect(dir)? {
         return Ok(Box::new(ColbertEncoder::from_dir(dir, format, options)?));
     }
@@ -268,6 +275,9 @@ pub fn record_for(
     options: &EncoderOptions,
     fingerprint: &str,
 ) -> Result<EncoderRecord> {
+    if clip::is_clip(dir)? {
+        return clip::ClipEncoder::record_for(dir, options, fingerprint);
+    }
     if let Some(format) = colbert::layout::detect(dir)? {
         return ColbertEncoder::record_for(dir, format, options, fingerprint);
     }

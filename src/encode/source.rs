@@ -36,6 +36,10 @@ pub const MODEL_FILES: [&str; 12] = [
 pub const SETTINGS_FILES: [&str; 2] =
     ["config_sentence_transformers.json", "tokenizer_config.json"];
 
+/// Files of image encoders (CLIP's image processor settings), fingerprinted after the others
+/// when present (text models have none, so their fingerprints are unchanged).
+pub const IMAGE_FILES: [&str; 1] = ["preprocessor_config.json"];
+
 /// Files of [`MODEL_FILES`] that only late-interaction (ColBERT) checkpoints have.
 pub const LATE_INTERACTION_FILES: [&str; 6] = [
     "artifact.metadata",
@@ -200,7 +204,11 @@ impl ModelDir {
         let new_parent = !dir.exists(parent)?;
         dir.create_dir_all(&tmp)?;
         let mut dirs = std::collections::BTreeSet::new();
-        for name in MODEL_FILES.iter().chain(&SETTINGS_FILES) {
+        for name in MODEL_FILES
+            .iter()
+            .chain(&SETTINGS_FILES)
+            .chain(&IMAGE_FILES)
+        {
             let from = self.dir.join(name);
             if !from.is_file() {
                 continue;
@@ -233,7 +241,8 @@ impl ModelDir {
 /// The fingerprint of a model's files: XXH3-128 over, for each of [`MODEL_FILES`] that `open`
 /// finds (in that order; `None` for an absent file), the file name's UTF-8 bytes, its length as
 /// u64 LE, and its bytes — followed, for a late-interaction checkpoint (one with any of the
-/// [`LATE_INTERACTION_FILES`]), by the same for each of [`SETTINGS_FILES`].
+/// [`LATE_INTERACTION_FILES`]), by the same for each of [`SETTINGS_FILES`], and then for each of
+/// [`IMAGE_FILES`].
 pub fn fingerprint_files(
     mut open: impl FnMut(&str) -> Result<Option<crate::storage::MappedFile>>,
 ) -> Result<String> {
@@ -250,16 +259,15 @@ pub fn fingerprint_files(
         h.update(&(bytes.len() as u64).to_le_bytes());
         h.update(bytes);
     }
-    if late {
-        for name in SETTINGS_FILES {
-            let Some(file) = open(name)? else {
-                continue;
-            };
-            let bytes = file.bytes();
-            h.update(name.as_bytes());
-            h.update(&(bytes.len() as u64).to_le_bytes());
-            h.update(bytes);
-        }
+    let settings: &[&str] = if late { &SETTINGS_FILES } else { &[] };
+    for name in settings.iter().chain(&IMAGE_FILES) {
+        let Some(file) = open(name)? else {
+            continue;
+        };
+        let bytes = file.bytes();
+        h.update(name.as_bytes());
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
     }
     Ok(format!("xxh3-128:{:032x}", h.digest128()))
 }

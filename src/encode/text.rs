@@ -176,6 +176,10 @@ impl Encoder for TextEncoder {
     fn prepare(&self, input: &EncoderInput<'_>) -> Result<Prepared> {
         match input {
             EncoderInput::Text(t) => Ok(Prepared::Tokens(self.tokenize(t)?)),
+            EncoderInput::Image(path) => Err(Error::InvalidInput(format!(
+                "{}: this encoder takes text, not images",
+                path.display()
+            ))),
         }
     }
 
@@ -187,6 +191,9 @@ impl Encoder for TextEncoder {
                 Prepared::Expanded { .. } => Err(Error::InvalidInput(
                     "a dense encoder was given a query prepared with ColBERT's query expansion"
                         .into(),
+                )),
+                Prepared::Pixels(_) => Err(Error::InvalidInput(
+                    "a text encoder was given an image".into(),
                 )),
             })
             .collect::<Result<_>>()?;
@@ -220,6 +227,15 @@ fn resolve(
     if let DeviceSpec::Cuda(n) = options.device.unwrap_or_default() {
         return Err(cuda_unavailable(n));
     }
+    if let Some(o) = options
+        .output
+        .filter(|o| *o != crate::encode::OutputKind::Dense)
+    {
+        return Err(dir.error(format!(
+            "output={}: a text encoder outputs one dense vector per text",
+            o.field_kind_name()
+        )));
+    }
     let architecture = Architecture::from_dir(dir)?;
     let hidden = architecture.hidden();
     let model_max = architecture.max_tokens();
@@ -245,6 +261,7 @@ fn resolve(
         ));
     }
     let record = EncoderRecord {
+        input: crate::meta::encoder::Modality::Text,
         source: dir.source.clone(),
         fingerprint: match fingerprint {
             Some(f) => f.to_string(),

@@ -1,5 +1,5 @@
-//! Document input: JSON lines with `id` (or `docid` / `_id`), `text`, optional `title` and
-//! `metadata`.
+//! Document input: JSON lines with `id` (or `docid` / `_id`), `text`, optional `title`, `image`
+//! (a path, relative to the file's folder) and `metadata`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -108,6 +108,19 @@ impl JsonlDocs {
         };
         if let Some(title) = obj.remove("title") {
             metadata.entry("title").or_insert(title);
+        }
+        // An image path (relative to the file's folder) for fields whose encoder takes images;
+        // kept in the metadata, where ingest reads it and readers find the source image.
+        match obj.remove("image") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(p)) if !p.trim().is_empty() => {
+                metadata.insert("image".into(), Value::String(p));
+            }
+            Some(other) => {
+                return Err(at(format!(
+                    "field \"image\" must be a non-empty path string, found {other}"
+                )))
+            }
         }
         let doc = Document {
             id,

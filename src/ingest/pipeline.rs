@@ -25,7 +25,7 @@ use super::text_input::{text_to_encode, DocReader};
 use super::{Mode, Shard};
 use crate::collection::Collection;
 use crate::document::{Document, FieldValue};
-use crate::encode::{Encoder, EncoderInput, EncoderOptions, OutputKind, Prepared, Role};
+use crate::encode::{Encoder, EncoderInput, EncoderOptions, Modality, OutputKind, Prepared, Role};
 use crate::error::{Error, Result};
 use crate::writer::Writer;
 
@@ -55,6 +55,9 @@ pub struct TextIngest<'a> {
     /// Set (by a Ctrl-C handler, say) to stop: what is encoded is committed, then
     /// [`Error::Interrupted`] is returned.
     pub interrupt: Option<Arc<AtomicBool>>,
+    /// Documents whose image is missing, unreadable or damaged are skipped and reported
+    /// ([`TextIngestStats::bad_images`]) instead of stopping the ingest.
+    pub skip_bad_images: bool,
 }
 
 impl<'a> TextIngest<'a> {
@@ -72,6 +75,7 @@ impl<'a> TextIngest<'a> {
             runtime: EncoderOptions::default(),
             tokenizer_threads: 2,
             interrupt: None,
+            skip_bad_images: false,
         }
     }
 }
@@ -99,8 +103,11 @@ pub struct TextIngestProgress {
 }
 
 /// What an ingest did.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct TextIngestStats {
+    /// With [`TextIngest::skip_bad_images`]: the documents skipped for their image, as
+    /// `(document id, what was wrong)`.
+    pub bad_images: Vec<(String, String)>,
     /// Documents encoded and committed.
     pub documents: u64,
     /// Documents skipped because their id was already committed (resumption).
@@ -121,12 +128,15 @@ struct Window {
 struct Tokenized {
     index: u64,
     docs: Vec<Document>,
+    /// Documents dropped for a bad image: (id, error).
+    bad: Vec<(String, String)>,
     /// inputs[field][doc], prepared by the field's encoder
     inputs: Vec<Vec<Prepared>>,
 }
 
 struct Encoded {
     docs: Vec<Document>,
+    bad: Vec<(String, String)>,
     tokens: u64,
     seconds: f64,
 }
@@ -135,6 +145,13 @@ struct Encoded {
 struct EncodedFields {
     names: Vec<String>,
     encoders: Vec<Box<dyn Encoder>>,
+}
+
+impl EncodedFields {
+    /// Whether any field's encoder takes text (documents then need text).
+    fn needs_text(&self) -> bool {
+        self.encoders.iter().any(|e| e.modality() == Modality::Text)
+    }
 }
 
 fn encoded_fields(collection: &Collection, runtime: &EncoderOptions) -> Result<EncodedFields> {
@@ -152,17 +169,8 @@ fn encoded_fields(collection: &Collection, runtime: &EncoderOptions) -> Result<E
             });
         }
         let encoder = collection.load_encoder(&f.name, Role::Passage, runtime)?;
-        // The input column (the documents' text) must suit the encoder, and its output the field.
-        if encoder.modality() != crate::encode::Modality::Text {
-            return Err(Error::Encoder {
-                collection: collection.name().to_string(),
-                field: f.name.clone(),
-                detail: format!(
-                    "the passage encoder takes {:?} inputs; the documents give text",
-                    encoder.modality()
-                ),
-            });
-        }
+        // Text encoders read the documents' text, image encoders their "image" path; the
+        // output must suit the field.
         if encoder.output().fills(&f.kind).is_none() {
             return Err(Error::wrong_kind(
                 collection.name(),
@@ -239,7 +247,7 @@ pub fn ingest_text(
         }
         for _ in 0..job.tokenizer_threads.max(1) {
             let (rx, tx, fields) = (window_rx.clone(), tok_tx.clone(), &fields);
-            scope.spawn(move || tokenize_windows(fields, &rx, &tx));
+            scope.spawn(move || tokenize_windows(job, fields, &rx, &tx));
         }
         drop((window_rx, tok_tx));
         {
@@ -271,6 +279,7 @@ pub fn ingest_text(
             };
             stats.tokens += encoded.tokens;
             stats.encode_seconds += encoded.seconds;
+            stats.bad_images.extend(encoded.bad);
             for doc in encoded.docs {
                 match job.mode {
                     Mode::Add => writer.add(job.collection, doc)?,
@@ -332,7 +341,7 @@ fn read_windows(
             if !job.shard.contains(row - 1) {
                 continue;
             }
-            if text_to_encode(&doc).trim().is_empty() {
+            if fields.needs_text() && text_to_encode(&doc).trim().is_empty() {
                 return Err(Error::bad_input(
                     job.docs,
                     format!("line {}", reader.line()),
@@ -372,26 +381,72 @@ fn read_windows(
     }
 }
 
+/// The image file of document `d` for field `field`: its metadata's `image` path, relative to the
+/// input file's folder (or the input folder).
+fn image_input(job: &TextIngest<'_>, d: &Document, field: &str) -> Result<std::path::PathBuf> {
+    let rel = d
+        .metadata
+        .get("image")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "no \"image\" path (field {field:?} is encoded from images)"
+            ))
+        })?;
+    let base = if job.docs.is_dir() {
+        job.docs
+    } else {
+        job.docs.parent().unwrap_or(Path::new(""))
+    };
+    Ok(base.join(rel))
+}
+
 fn tokenize_windows(
+    job: &TextIngest<'_>,
     fields: &EncodedFields,
     rx: &Receiver<Result<Window>>,
     tx: &Sender<Result<Tokenized>>,
 ) {
     for w in rx.iter() {
         let out = w.and_then(|w| {
-            let inputs = fields
-                .encoders
-                .iter()
-                .map(|enc| {
-                    w.docs
-                        .iter()
-                        .map(|d| enc.prepare(&EncoderInput::Text(&text_to_encode(d))))
-                        .collect::<Result<Vec<_>>>()
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let mut inputs: Vec<Vec<Prepared>> = vec![Vec::new(); fields.encoders.len()];
+            let (mut docs, mut bad) = (Vec::with_capacity(w.docs.len()), Vec::new());
+            'doc: for d in w.docs {
+                let mut prepared = Vec::with_capacity(fields.encoders.len());
+                for (enc, name) in fields.encoders.iter().zip(&fields.names) {
+                    let p = match enc.modality() {
+                        Modality::Text => enc.prepare(&EncoderInput::Text(&text_to_encode(&d)))?,
+                        Modality::Image => {
+                            match image_input(job, &d, name)
+                                .and_then(|path| enc.prepare(&EncoderInput::Image(&path)))
+                            {
+                                Ok(p) => p,
+                                Err(e) => {
+                                    let e = Error::bad_input(
+                                        job.docs,
+                                        format!("document {:?}", d.id),
+                                        e.to_string(),
+                                    );
+                                    if job.skip_bad_images {
+                                        bad.push((d.id.clone(), e.to_string()));
+                                        continue 'doc;
+                                    }
+                                    return Err(e);
+                                }
+                            }
+                        }
+                    };
+                    prepared.push(p);
+                }
+                for (f, p) in prepared.into_iter().enumerate() {
+                    inputs[f].push(p);
+                }
+                docs.push(d);
+            }
             Ok(Tokenized {
                 index: w.index,
-                docs: w.docs,
+                docs,
+                bad,
                 inputs,
             })
         });
@@ -472,12 +527,14 @@ fn encode_window(
             let value = match enc.output() {
                 OutputKind::Dense => FieldValue::Dense(v),
                 OutputKind::Multi => FieldValue::Multi(v),
+                OutputKind::Tensor => FieldValue::Tensor(v),
             };
             doc.values.push((name.clone(), value));
         }
     }
     Ok(Encoded {
         docs: t.docs,
+        bad: t.bad,
         tokens,
         seconds: start.elapsed().as_secs_f64(),
     })

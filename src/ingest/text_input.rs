@@ -92,18 +92,93 @@ impl Iterator for TsvDocs {
     }
 }
 
-/// Documents from JSONL or TSV (chosen by extension), with the line of the last one read.
+/// Documents from JSONL or TSV (chosen by extension) or a folder of images, with the line (for
+/// a folder: the position) of the last one read.
 pub enum DocReader {
     /// JSON lines.
     Jsonl(JsonlDocs),
     /// Tab-separated.
     Tsv(TsvDocs),
+    /// A folder of images: one document per image file.
+    Images(ImageFolder),
+}
+
+/// Image file extensions a folder ingest picks up (case-insensitive).
+pub const IMAGE_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "webp", "gif", "bmp"];
+
+/// The documents of a folder of images: every image file under it (sub-folders included), in
+/// path order; the id is the path relative to the folder without its extension (`/`-separated),
+/// the metadata `{"image": relative path}`, the text empty.
+pub struct ImageFolder {
+    files: std::vec::IntoIter<String>,
+    at: u64,
+}
+
+impl ImageFolder {
+    /// The image files under `dir`, relative to it, sorted.
+    pub fn list(dir: &Path) -> Result<Vec<String>> {
+        fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
+            for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+                let entry = entry.map_err(|e| Error::io(dir, e))?;
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(root, &path, out)?;
+                } else if path
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
+                {
+                    let rel = path.strip_prefix(root).expect("under root");
+                    let parts: Vec<String> = rel
+                        .components()
+                        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                        .collect();
+                    out.push(parts.join("/"));
+                }
+            }
+            Ok(())
+        }
+        let mut out = Vec::new();
+        walk(dir, dir, &mut out)?;
+        out.sort();
+        Ok(out)
+    }
+
+    fn open(dir: &Path) -> Result<Self> {
+        Ok(ImageFolder {
+            files: Self::list(dir)?.into_iter(),
+            at: 0,
+        })
+    }
+}
+
+impl Iterator for ImageFolder {
+    type Item = Result<Document>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rel = self.files.next()?;
+        self.at += 1;
+        let id = match rel.rsplit_once('.') {
+            Some((stem, _)) => stem.to_string(),
+            None => rel.clone(),
+        };
+        let mut metadata = Map::new();
+        metadata.insert("image".into(), Value::String(rel));
+        Some(Ok(Document {
+            id,
+            text: String::new(),
+            metadata,
+            values: Vec::new(),
+        }))
+    }
 }
 
 impl DocReader {
     /// Opens `path` as TSV when it ends in `.tsv`, else as JSONL.
     pub fn open(path: &Path) -> Result<Self> {
-        Ok(if is_tsv(path) {
+        Ok(if path.is_dir() {
+            DocReader::Images(ImageFolder::open(path)?)
+        } else if is_tsv(path) {
             DocReader::Tsv(TsvDocs::open(path)?)
         } else {
             DocReader::Jsonl(JsonlDocs::open(path)?)
@@ -115,11 +190,15 @@ impl DocReader {
         match self {
             DocReader::Jsonl(r) => r.line(),
             DocReader::Tsv(r) => r.line_no,
+            DocReader::Images(r) => r.at,
         }
     }
 
     /// Counts documents (non-blank lines, less a TSV header) without parsing them.
     pub fn count(path: &Path) -> Result<u64> {
+        if path.is_dir() {
+            return Ok(ImageFolder::list(path)?.len() as u64);
+        }
         if !is_tsv(path) {
             return JsonlDocs::count(path);
         }
@@ -151,6 +230,7 @@ impl Iterator for DocReader {
         match self {
             DocReader::Jsonl(r) => r.next(),
             DocReader::Tsv(r) => r.next(),
+            DocReader::Images(r) => r.next(),
         }
     }
 }

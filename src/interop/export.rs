@@ -1,5 +1,6 @@
-//! `export`: a dense field's live vectors as one `.npy` matrix plus an id file (one id per line,
-//! row i ↔ line i), streamed, so memory stays flat whatever the collection size.
+//! `export`: a dense or tensor field's live values as one `.npy` array plus an id file (one id per
+//! line, row i ↔ line i), streamed, so memory stays flat whatever the collection size. A tensor
+//! field (cached image features, say) is the feature cache a training job reads.
 
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -11,16 +12,19 @@ use crate::ingest::array::npy_header;
 use crate::schema::FieldKind;
 
 /// What [`export_dense`] wrote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportStats {
     /// Rows (live documents) written.
     pub rows: u64,
-    /// Vector dimension.
+    /// Values per row (the dense dimension, or the tensor's element count).
     pub dim: usize,
+    /// The `.npy` shape written: `[rows, dim]` for a dense field, `[rows, *shape]` for a tensor.
+    pub shape: Vec<usize>,
 }
 
-/// Writes the live documents' vectors of dense field `field` to `vectors` (`.npy`, `[N, dim]`;
-/// `<f4` for f32 and bf16 fields, `<f2` for f16) and their ids to `ids`, in storage order.
+/// Writes the live documents' values of dense or tensor field `field` to `vectors` (`.npy`,
+/// `[N, dim]` or `[N, *shape]`; `<f4` for f32 and bf16 fields, `<f2` for f16) and their ids to
+/// `ids`, in storage order.
 ///
 /// ```
 /// # use vellum::*;
@@ -43,14 +47,19 @@ pub fn export_dense(
     ids: &Path,
 ) -> Result<ExportStats> {
     let fi = c.field_index(field)?;
-    let (dim, dtype) = match &c.schema().fields[fi].kind {
-        FieldKind::Dense { dim, dtype, .. } => (*dim as usize, *dtype),
-        other => {
-            return Err(Error::InvalidInput(format!(
-                "field {field:?} is {other:?}; export writes dense fields"
-            )))
+    let (row_shape, dtype): (Vec<usize>, _) = match &c.schema().fields[fi].kind {
+        FieldKind::Dense { dim, dtype, .. } => (vec![*dim as usize], *dtype),
+        FieldKind::Tensor { shape, dtype } => (shape.iter().map(|&d| d as usize).collect(), *dtype),
+        FieldKind::Multi { .. } => {
+            return Err(Error::wrong_kind(
+                c.name(),
+                field,
+                "multi",
+                "export writes dense and tensor fields (one fixed-size row per document)",
+            ))
         }
     };
+    let dim: usize = row_shape.iter().product();
     let descr = if dtype == crate::dtype::DType::F16 {
         "<f2"
     } else {
@@ -64,11 +73,16 @@ pub fn export_dense(
     };
     let (mut vout, mut iout) = (create(vectors)?, create(ids)?);
     let vio = |e| Error::io(vectors, e);
-    vout.write_all(&npy_header(descr, &[rows as usize, dim]))
-        .map_err(vio)?;
+    let mut shape = vec![rows as usize];
+    shape.extend(&row_shape);
+    vout.write_all(&npy_header(descr, &shape)).map_err(vio)?;
     let mut written = 0u64;
     c.for_each_live(|d| {
-        match d.dense(field)? {
+        let values = match row_shape.len() {
+            1 if matches!(c.schema().fields[fi].kind, FieldKind::Dense { .. }) => d.dense(field)?,
+            _ => d.tensor(field)?.data,
+        };
+        match values {
             VectorRef::F16(v) => vout.write_all(bytemuck::cast_slice(v)),
             other => vout.write_all(bytemuck::cast_slice(&other.to_f32_vec())),
         }
@@ -80,5 +94,9 @@ pub fn export_dense(
     debug_assert_eq!(written, rows);
     vout.flush().map_err(vio)?;
     iout.flush().map_err(|e| Error::io(ids, e))?;
-    Ok(ExportStats { rows: written, dim })
+    Ok(ExportStats {
+        rows: written,
+        dim,
+        shape,
+    })
 }

@@ -196,6 +196,10 @@ pub struct EncoderOptions {
     /// Truncate late-interaction queries longer than the query length instead of refusing them.
     /// Changes where it runs, not the vectors of queries that fit: not part of the identity.
     pub truncate: Option<bool>,
+    /// What an image encoder outputs: `dense` (CLIP's projected, normalised image embedding) or
+    /// `tensor` (the vision tower's penultimate hidden states, `[1 + patches, hidden]`, for a
+    /// tensor field). Text encoders output what they output; setting another kind is an error.
+    pub output: Option<OutputKind>,
 }
 
 impl EncoderOptions {
@@ -209,6 +213,7 @@ impl EncoderOptions {
             || self.dims.is_some()
             || self.dtype.is_some()
             || self.role.is_some()
+            || self.output.is_some()
     }
 
     /// Parses `key=value,key=value`. A `prefix` value runs to the end of the list when it is
@@ -292,6 +297,14 @@ impl EncoderOptions {
                     _ => return Err(bad("true or false")),
                 })
             }
+            "output" => {
+                self.output = Some(match v {
+                    "dense" | "embedding" => OutputKind::Dense,
+                    "multi" => OutputKind::Multi,
+                    "tensor" | "hidden_states" => OutputKind::Tensor,
+                    _ => return Err(bad("dense, multi or tensor")),
+                })
+            }
             "batch_size" | "batch" => {
                 self.batch_size = Some(
                     v.parse()
@@ -303,7 +316,7 @@ impl EncoderOptions {
             other => {
                 return Err(Error::parameter(
                     "encoder options",
-                    format!("unknown option {other:?}: expected pooling, normalize, max_length, prefix, dims, dtype, device, batch_size, role or truncate"),
+                    format!("unknown option {other:?}: expected pooling, normalize, max_length, prefix, dims, dtype, device, batch_size, role, truncate or output"),
                 ))
             }
         }
@@ -323,6 +336,7 @@ impl EncoderOptions {
             batch_size: over.batch_size.or(self.batch_size),
             role: over.role.or(self.role),
             truncate: over.truncate.or(self.truncate),
+            output: over.output.or(self.output),
         }
     }
 }
@@ -337,6 +351,9 @@ pub enum OutputKind {
     Dense,
     /// A `[tokens, dims]` matrix per input, for a multi-vector field.
     Multi,
+    /// A `[rows, dims]` array of a fixed shape per input, for a tensor field of that shape
+    /// (CLIP's penultimate hidden states).
+    Tensor,
 }
 
 impl OutputKind {
@@ -346,6 +363,9 @@ impl OutputKind {
         match (self, kind) {
             (OutputKind::Dense, FieldKind::Dense { dim, .. })
             | (OutputKind::Multi, FieldKind::Multi { dim, .. }) => Some(*dim as usize),
+            (OutputKind::Tensor, FieldKind::Tensor { shape, .. }) if shape.len() == 2 => {
+                Some(shape[1] as usize)
+            }
             _ => None,
         }
     }
@@ -355,7 +375,33 @@ impl OutputKind {
         match self {
             OutputKind::Dense => "dense",
             OutputKind::Multi => "multi",
+            OutputKind::Tensor => "tensor",
         }
+    }
+}
+
+/// What an encoder takes as input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Modality {
+    /// Text (documents' text at ingest, query texts at search).
+    #[default]
+    Text,
+    /// Images (image files at ingest).
+    Image,
+}
+
+impl Modality {
+    /// "text" or "image".
+    pub fn name(self) -> &'static str {
+        match self {
+            Modality::Text => "text",
+            Modality::Image => "image",
+        }
+    }
+
+    fn is_text(&self) -> bool {
+        *self == Modality::Text
     }
 }
 
@@ -396,6 +442,9 @@ pub struct EncoderRecord {
     /// vectors it keeps; absent for dense encoders.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub late_interaction: Option<LateInteraction>,
+    /// What the encoder takes; `text` (absent) for text encoders.
+    #[serde(default, skip_serializing_if = "Modality::is_text")]
+    pub input: Modality,
 }
 
 /// What a late-interaction encoder does around the transformer, for one side (queries or
@@ -491,6 +540,7 @@ impl EncoderRecord {
             format!("{:?}", self.output),
             format!("{:?}", other.output),
         );
+        cmp("input", self.input.name().into(), other.input.name().into());
         if let (Some(a), Some(b)) = (&self.architecture, &other.architecture) {
             cmp("architecture", a.clone(), b.clone());
         }
@@ -549,8 +599,20 @@ impl EncoderRecord {
             dtype: Some(self.dtype),
             device: None,
             batch_size: None,
-            role: self.late_interaction.as_ref().map(|l| l.role),
+            // The side: a late-interaction record says it; a CLIP record's input says it (images
+            // are the passage side, texts the query side).
+            role: match (
+                &self.late_interaction,
+                self.architecture.as_deref(),
+                self.input,
+            ) {
+                (Some(l), _, _) => Some(l.role),
+                (None, Some("clip"), Modality::Image) => Some(Role::Passage),
+                (None, Some("clip"), Modality::Text) => Some(Role::Query),
+                _ => None,
+            },
             truncate: None,
+            output: Some(self.output),
         }
     }
 
@@ -595,7 +657,7 @@ impl EncoderRecord {
         }
         match (&self.late_interaction, self.output) {
             (None, OutputKind::Dense) if self.pooling != Pooling::Tokens => {}
-            (None, OutputKind::Multi) => {}
+            (None, OutputKind::Multi | OutputKind::Tensor) => {}
             (Some(li), OutputKind::Multi) => {
                 if self.pooling != Pooling::Tokens {
                     return Err("late_interaction: a late-interaction encoder pools nothing (pooling tokens)".into());
@@ -681,6 +743,7 @@ mod tests {
             architecture: Some("bert".into()),
             output: OutputKind::Dense,
             late_interaction: None,
+            input: Modality::Text,
         }
     }
 

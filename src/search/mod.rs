@@ -41,7 +41,9 @@ impl<'a> Queries<'a> {
         output: crate::encode::OutputKind,
     ) -> Self {
         match output {
-            crate::encode::OutputKind::Dense => Queries::Dense(&encoded.values),
+            crate::encode::OutputKind::Dense | crate::encode::OutputKind::Tensor => {
+                Queries::Dense(&encoded.values)
+            }
             crate::encode::OutputKind::Multi => Queries::Multi(encoded.per_input().collect()),
         }
     }

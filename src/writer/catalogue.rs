@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::Writer;
 use crate::error::{Error, Result};
-use crate::meta::{FieldEncoders, HnswParams};
+use crate::meta::{FieldEncoders, HnswParams, OutputKind};
 use crate::schema::{validate_name, FieldKind, Schema};
 
 impl Writer {
@@ -192,6 +192,18 @@ impl Writer {
                     ),
                 ));
             };
+            if let (OutputKind::Tensor, FieldKind::Tensor { shape, .. }) = (r.output, kind) {
+                if shape[0] as usize != r.max_length {
+                    return Err(Error::Encoder {
+                        collection: collection.into(),
+                        field: field.into(),
+                        detail: format!(
+                            "the {role} encoder ({}) outputs [{}, {}] arrays but the field's shape is {shape:?}; declare the field as tensor:{}x{}",
+                            r.source, r.max_length, r.dims, r.max_length, r.dims
+                        ),
+                    });
+                }
+            }
             if r.dims != dim {
                 return Err(Error::Encoder {
                     collection: collection.into(),

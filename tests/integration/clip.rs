@@ -184,3 +184,193 @@ fn the_native_clip_pass_equals_transformers() {
         assert!(c >= 0.99999, "{}: cosine {c}", t["text"]);
     }
 }
+
+/// A database with a CLIP image-embedding field and a hidden-states tensor field, both bound to
+/// the tiny CLIP; documents from a JSONL file naming the fixture images.
+fn image_db(dir: &Path, docs: &str) -> vellum::Database {
+    use vellum::encode::{prepare_encoders, EncoderChoice, EncoderOptions, OutputKind};
+    use vellum::{Database, FieldSpec, Schema};
+    let db = Database::create(dir.join("db")).unwrap();
+    let mut w = db.writer().unwrap();
+    let schema = Schema::new()
+        .with_field(FieldSpec::parse("emb:dense:24:f32:cosine").unwrap())
+        .with_field(FieldSpec::parse("feat:tensor:17x40:f32").unwrap());
+    w.create_collection("img", schema).unwrap();
+    let tiny = fixture("tiny").display().to_string();
+    let emb = EncoderChoice {
+        passage: tiny.clone(),
+        ..Default::default()
+    };
+    let feat = EncoderChoice {
+        passage: tiny,
+        passage_options: EncoderOptions {
+            output: Some(OutputKind::Tensor),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    w.set_encoders("img", "emb", prepare_encoders(db.path(), &emb).unwrap())
+        .unwrap();
+    w.set_encoders("img", "feat", prepare_encoders(db.path(), &feat).unwrap())
+        .unwrap();
+    w.commit().unwrap();
+    std::fs::write(dir.join("docs.jsonl"), docs).unwrap();
+    db
+}
+
+fn docs_jsonl(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| {
+            format!(
+                "{{\"id\": \"{n}\", \"image\": \"{}\", \"metadata\": {{\"kind\": \"photo\"}}}}\n",
+                fixture(&format!("images/{n}")).display()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn images_ingest_into_embedding_and_feature_fields_and_text_queries_find_them() {
+    use vellum::ingest::pipeline::{ingest_text, TextIngest};
+    use vellum::SearchRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let names = [
+        "exact.png",
+        "gray.png",
+        "palette.png",
+        "rgba.png",
+        "tall.png",
+        "wide.png",
+    ];
+    let db = image_db(dir.path(), &docs_jsonl(&names));
+    let mut w = db.writer().unwrap();
+    let docs = dir.path().join("docs.jsonl");
+    let job = TextIngest::new("img", &docs);
+    let stats = ingest_text(&mut w, &job, &mut |_| {}).unwrap();
+    assert_eq!(stats.documents, 6);
+    let snap = db.snapshot().unwrap();
+    let c = snap.collection("img").unwrap();
+    let r = reference();
+    for n in names {
+        let d = c.get(n).unwrap().unwrap();
+        let emb = d.dense("emb").unwrap().to_f32_vec();
+        let want = floats(&r["images"][n]["embedding"]);
+        assert!(cosine(&emb, &want) >= 0.99999, "{n}");
+        let t = d.tensor("feat").unwrap();
+        assert_eq!(t.shape, [17, 40]);
+        let hs = t.data.to_f32_vec();
+        let want = floats(&r["images"][n]["penultimate"]);
+        let max = hs
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (*a as f64 - b).abs())
+            .fold(0.0, f64::max);
+        assert!(max <= 1e-4, "{n}: {max}");
+        assert!(d.metadata().unwrap().contains("\"image\""));
+    }
+    // Text queries through the field's query encoder (CLIP's text tower) rank as brute force.
+    let texts: Vec<String> = r["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["text"].as_str().unwrap().to_string())
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let hits = c
+        .search_texts(&refs, SearchRequest::text("emb", 3))
+        .unwrap();
+    for (t, h) in r["texts"].as_array().unwrap().iter().zip(&hits) {
+        let q = floats(&t["embedding"]);
+        let mut all: Vec<(f64, &str)> = names
+            .iter()
+            .map(|n| {
+                (
+                    cosine(
+                        &c.get(n)
+                            .unwrap()
+                            .unwrap()
+                            .dense("emb")
+                            .unwrap()
+                            .to_f32_vec(),
+                        &q,
+                    ),
+                    *n,
+                )
+            })
+            .collect();
+        all.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let want: Vec<&str> = all.iter().take(3).map(|x| x.1).collect();
+        assert_eq!(h.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(), want);
+    }
+    // The query encoder's token ids are the reference tokenizer's (truncated at 77 with the end
+    // token kept).
+    let qe = c.query_encoder("emb").unwrap();
+    for t in r["texts"].as_array().unwrap() {
+        let p = qe
+            .prepare(&vellum::encode::EncoderInput::Text(
+                t["text"].as_str().unwrap(),
+            ))
+            .unwrap();
+        let want: Vec<u32> = t["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(p.tokens(), want.as_slice());
+    }
+    // The feature cache exports as [N, 17, 40].
+    let npy = dir.path().join("feat.npy");
+    let s = vellum::interop::export_dense(c, "feat", &npy, &dir.path().join("ids.txt")).unwrap();
+    assert_eq!(s.shape, [6, 17, 40]);
+    assert_eq!(Array::open(&npy, None).unwrap().shape(), [6, 17, 40]);
+}
+
+#[test]
+fn bad_images_stop_the_ingest_or_are_skipped_and_reported() {
+    use vellum::ingest::pipeline::{ingest_text, TextIngest};
+    let dir = tempfile::tempdir().unwrap();
+    let mut docs = docs_jsonl(&["exact.png", "wide.png"]);
+    docs.push_str("{\"id\": \"gone\", \"image\": \"no/such.png\"}\n");
+    std::fs::write(
+        dir.path().join("broken.png"),
+        b"\x89PNG\r\n\x1a\nnot really",
+    )
+    .unwrap();
+    docs.push_str("{\"id\": \"broken\", \"image\": \"broken.png\"}\n");
+    docs.push_str(&docs_jsonl(&["tall.png"]));
+    let db = image_db(dir.path(), &docs);
+    let path = dir.path().join("docs.jsonl");
+    let mut w = db.writer().unwrap();
+    let err = ingest_text(&mut w, &TextIngest::new("img", &path), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("docs.jsonl") && err.contains("\"gone\"") && err.contains("such.png"),
+        "{err}"
+    );
+    assert_eq!(db.snapshot().unwrap().collection("img").unwrap().len(), 0);
+    let mut job = TextIngest::new("img", &path);
+    job.skip_bad_images = true;
+    let stats = ingest_text(&mut w, &job, &mut |_| {}).unwrap();
+    assert_eq!(stats.documents, 3);
+    let bad: Vec<&str> = stats.bad_images.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(bad, ["gone", "broken"]);
+    assert!(
+        stats.bad_images[1].1.contains("broken.png"),
+        "{:?}",
+        stats.bad_images
+    );
+    // A folder of images: one document per file, ids from the file names.
+    let folder = dir.path().join("photos");
+    std::fs::create_dir_all(folder.join("sub")).unwrap();
+    std::fs::copy(fixture("images/gray.png"), folder.join("a.png")).unwrap();
+    std::fs::copy(fixture("images/photo.jpg"), folder.join("sub/b.jpg")).unwrap();
+    std::fs::write(folder.join("notes.txt"), "not an image").unwrap();
+    let stats = ingest_text(&mut w, &TextIngest::new("img", &folder), &mut |_| {}).unwrap();
+    assert_eq!(stats.documents, 2);
+    let snap = db.snapshot().unwrap();
+    let c = snap.collection("img").unwrap();
+    assert!(c.get("a").unwrap().is_some() && c.get("sub/b").unwrap().is_some());
+}

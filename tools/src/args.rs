@@ -44,7 +44,7 @@ pub enum Command {
     MergeRuns(MergeRunsArgs),
     /// Convert a run file between TREC and Tevatron TSV (input layout detected).
     ConvertRun(ConvertRunArgs),
-    /// Write a dense field's vectors as .npy and the document ids as a text file.
+    /// Write a dense or tensor field's values as .npy and the document ids as a text file.
     Export(ExportArgs),
     /// Import Tevatron's encoded corpus pickles ((reps, lookup_indices)) into a dense field.
     ImportTevatron(ImportTevatronArgs),
@@ -161,14 +161,20 @@ pub struct IngestArgs {
     /// Collection name.
     #[arg(long, short = 'c')]
     pub collection: String,
-    /// Documents, JSON lines: {"id": ..., "text": ..., "metadata": {...}} ("docid"/"_id" and
-    /// "title" are accepted too, as in Tevatron's corpus files), or TSV (.tsv: id<TAB>text
-    /// [<TAB>title]). Row i of every vector file belongs to the i-th document. Without
-    /// --vectors, every field must have an encoder: the text (title + " " + text when a title
-    /// is given) is encoded with the field's passage encoder, committing as it goes; re-running
-    /// the same command after a crash or Ctrl-C skips the ids already committed.
+    /// Documents, JSON lines: {"id": ..., "text": ..., "image": "path", "metadata": {...}}
+    /// ("docid"/"_id" and "title" are accepted too, as in Tevatron's corpus files; "image" is
+    /// relative to the file's folder), TSV (.tsv: id<TAB>text[<TAB>title]), or a folder of
+    /// images (one document per image file; id = path without extension). Row i of every vector
+    /// file belongs to the i-th document. Without --vectors, every field must have an encoder:
+    /// the text (title + " " + text when a title is given) or the image is encoded with the
+    /// field's passage encoder, committing as it goes; re-running the same command after a
+    /// crash or Ctrl-C skips the ids already committed.
     #[arg(long)]
     pub docs: PathBuf,
+    /// When encoding images: skip (and list) documents whose image is missing, unreadable or
+    /// damaged instead of stopping.
+    #[arg(long)]
+    pub skip_bad_images: bool,
     /// FIELD=FILE.npy or FIELD=FILE.safetensors[:TENSOR] (tensor name defaults to FIELD).
     /// dense: [N, dim]; multi: [T, dim] token matrix (with --lengths); tensor: [N, *shape]. Repeatable.
     #[arg(long = "vectors", short = 'v')]
@@ -391,10 +397,10 @@ pub struct ExportArgs {
     /// Collection name.
     #[arg(long, short = 'c')]
     pub collection: String,
-    /// Dense field to export.
+    /// Dense or tensor field to export.
     #[arg(long, short = 'f')]
     pub field: String,
-    /// Output .npy ([N, dim]; float32, or float16 for f16 fields).
+    /// Output .npy ([N, dim] or [N, *shape]; float32, or float16 for f16 fields).
     #[arg(long)]
     pub vectors: PathBuf,
     /// Output id file (line i = id of row i).

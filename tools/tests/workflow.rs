@@ -518,7 +518,7 @@ fn search_eval_convert_and_export() {
             "ids.txt",
         ],
     );
-    assert!(out.contains("exported 120 vectors of dimension 8"), "{out}");
+    assert!(out.contains("exported 120 rows of shape [8]"), "{out}");
     let a = Array::open(&d.join("e.npy"), None).unwrap();
     assert_eq!(a.shape(), &[120, 8]);
     let (mut got, orig) = (

@@ -189,6 +189,10 @@ impl Encoder for ColbertEncoder {
     fn prepare(&self, input: &EncoderInput<'_>) -> Result<Prepared> {
         match input {
             EncoderInput::Text(t) => self.tokenize(t),
+            EncoderInput::Image(path) => Err(crate::error::Error::InvalidInput(format!(
+                "{}: this encoder takes text, not images",
+                path.display()
+            ))),
         }
     }
 
@@ -230,6 +234,7 @@ impl Encoder for ColbertEncoder {
             .map(|p| match p {
                 Prepared::Tokens(t) => t.len(),
                 Prepared::Expanded { attended, .. } => *attended,
+                Prepared::Pixels(_) => 0,
             })
             .collect();
         let (states, starts) = self.model.forward_with_keys(&seqs, Some(&keys));
@@ -302,6 +307,12 @@ fn resolve(
 ) -> Result<Resolved> {
     if let DeviceSpec::Cuda(n) = options.device.unwrap_or_default() {
         return Err(super::text::cuda_unavailable(n));
+    }
+    if let Some(o) = options.output.filter(|o| *o != OutputKind::Multi) {
+        return Err(dir.error(format!(
+            "output={}: a late-interaction encoder outputs token vectors (multi)",
+            o.field_kind_name()
+        )));
     }
     if let Some(p) = options.pooling.filter(|&p| p != Pooling::Tokens) {
         return Err(Error::parameter(
@@ -409,6 +420,7 @@ fn resolve(
         )));
     }
     let record = EncoderRecord {
+        input: crate::meta::encoder::Modality::Text,
         source: dir.source.clone(),
         fingerprint: match fingerprint {
             Some(f) => f.to_string(),

@@ -95,6 +95,30 @@ fn bind_encoders(a: &CreateArgs, db: &Database, w: &mut vellum::Writer) -> Resul
     if a.embed_model && choices.is_empty() {
         bail!("--embed-model: no --encoder given, so there is no model to embed");
     }
+    for (field, choice) in choices.iter_mut() {
+        // An image encoder bound to a tensor field stores its hidden states (CLIP's penultimate
+        // layer) unless told otherwise.
+        let tensor = w
+            .committed()
+            .collection(&a.collection)
+            .ok()
+            .and_then(|c| {
+                c.field_index(field)
+                    .ok()
+                    .map(|i| c.schema().fields[i].kind.clone())
+            })
+            .or_else(|| {
+                a.fields
+                    .iter()
+                    .filter_map(|f| vellum::FieldSpec::parse(f).ok())
+                    .find(|f| &f.name == field)
+                    .map(|f| f.kind)
+            })
+            .is_some_and(|k| matches!(k, vellum::FieldKind::Tensor { .. }));
+        if tensor && choice.passage_options.output.is_none() {
+            choice.passage_options.output = Some(vellum::encode::OutputKind::Tensor);
+        }
+    }
     for (field, choice) in &choices {
         let spinner = spinner(&format!("loading the encoders of {field}"));
         let records = vellum::encode::prepare_encoders(db.path(), choice)

@@ -90,6 +90,7 @@ fn encode_text(a: &IngestArgs, w: &mut vellum::Writer, out: &mut dyn Write) -> R
     job.commit_every = a.commit_every.max(1);
     job.runtime = encoder_runtime(&a.encoder_options)?;
     job.interrupt = Some(interrupt);
+    job.skip_bad_images = a.skip_bad_images;
     let spinner = spinner("loading encoders");
     let mut pb: Option<Progress> = None;
     let started = std::time::Instant::now();
@@ -106,10 +107,21 @@ fn encode_text(a: &IngestArgs, w: &mut vellum::Writer, out: &mut dyn Write) -> R
     }
     let stats = stats?;
     let secs = started.elapsed().as_secs_f64();
+    for (id, why) in &stats.bad_images {
+        eprintln!("skipped document {id:?}: {why}");
+    }
     let skipped = if stats.skipped > 0 {
         format!(", skipped {} already committed", stats.skipped)
     } else {
         String::new()
+    };
+    let skipped = if stats.bad_images.is_empty() {
+        skipped
+    } else {
+        format!(
+            "{skipped}, skipped {} with bad images",
+            stats.bad_images.len()
+        )
     };
     writeln!(
         out,

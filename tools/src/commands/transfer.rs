@@ -17,9 +17,9 @@ pub fn export(a: ExportArgs, out: &mut dyn Write) -> Result<()> {
     spinner.finish_and_clear();
     writeln!(
         out,
-        "exported {} vectors of dimension {} to {} (ids: {})",
+        "exported {} rows of shape {:?} to {} (ids: {})",
         s.rows,
-        s.dim,
+        &s.shape[1..],
         a.vectors.display(),
         a.ids.display()
     )?;
