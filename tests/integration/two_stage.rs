@@ -16,6 +16,17 @@ fn small_ints(rng: &mut Rng, n: usize) -> Vec<f32> {
     (0..n).map(|_| rng.below(5) as f32 - 2.0).collect()
 }
 
+/// Dense queries of small integers, no row all zero (a zero query is refused under ip).
+fn queries(rng: &mut Rng, n: usize) -> Vec<f32> {
+    let mut q = small_ints(rng, n * DIM);
+    for row in q.chunks_exact_mut(DIM) {
+        if row.iter().all(|v| *v == 0.0) {
+            row[0] = 1.0;
+        }
+    }
+    q
+}
+
 /// Documents `d0..` with dense "a", dense "b" and multi "m" (ip), metadata `{"g": i % 3}`.
 struct Corpus {
     a: Vec<Vec<f32>>,
@@ -146,8 +157,8 @@ proptest! {
         let snap = db.snapshot().unwrap();
         let c = snap.collection("c").unwrap();
         let mut rng = Rng(seed ^ 77);
-        let qa = small_ints(&mut rng, DIM);
-        let qb = small_ints(&mut rng, DIM);
+        let qa = queries(&mut rng, 1);
+        let qb = queries(&mut rng, 1);
         let qm = small_ints(&mut rng, DIM * 2);
         let combine = if weighted { Combine::Weighted { first: 0.5, second: 2.0 } } else { Combine::Second };
         let f = Filter::parse(r#"{"g": {"$in": [0, 2]}}"#).unwrap();
@@ -178,8 +189,8 @@ fn saved_candidates_rerank_to_the_same_run_and_shards_merge() {
     write(&s0, &corpus, 0..40, 1000);
     write(&s1, &corpus, 40..n, 1000);
     let mut rng = Rng(9);
-    let qa = small_ints(&mut rng, DIM * 3);
-    let qb = small_ints(&mut rng, DIM * 3);
+    let qa = queries(&mut rng, 3);
+    let qb = queries(&mut rng, 3);
     let first = SearchRequest::dense_batch("a", &qa, 20);
     let second = Rerank::dense("b", &qb, 7).with_combine(Combine::Weighted {
         first: 1.0,

@@ -429,3 +429,76 @@ fn colbert_create_ingest_search_through_the_cli() {
         "{e}"
     );
 }
+
+/// CLIP: create with an image-embedding field and a feature (tensor) field, ingest a JSONL of
+/// image paths (relative to the file) and a folder of images, search by text, export features.
+#[test]
+fn clip_images_through_the_cli() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let images = root().join("tests/fixtures/clip/images");
+    std::fs::create_dir_all(d.join("photos")).unwrap();
+    let names = [
+        "exact.png",
+        "gray.png",
+        "photo.jpg",
+        "rotated.jpg",
+        "wide.png",
+    ];
+    let mut jsonl = String::new();
+    for n in names {
+        std::fs::copy(images.join(n), d.join("photos").join(n)).unwrap();
+        jsonl.push_str(&format!(
+            "{{\"id\": \"{n}\", \"image\": \"photos/{n}\", \"text\": \"caption of {n}\"}}\n"
+        ));
+    }
+    jsonl.push_str("{\"id\": \"lost\", \"image\": \"photos/lost.png\"}\n");
+    std::fs::write(d.join("images.jsonl"), jsonl).unwrap();
+    std::fs::write(
+        d.join("q.tsv"),
+        "q1\ta photo of the cat\nq2\tcoffee and a man\n",
+    )
+    .unwrap();
+    let m = root().join("tests/fixtures/clip/tiny");
+    let m = m.display();
+    let out = ok_line(
+        d,
+        &format!("create DB --collection img --field emb:dense:24:f32:cosine --field feat:tensor:17x40:f16 --encoder emb={m} --encoder feat={m} --embed-model"),
+    );
+    assert!(out.contains("clip"), "{out}");
+    let err = fail_line(d, "ingest DB --collection img --docs images.jsonl");
+    assert!(
+        err.contains("\"lost\"") && err.contains("lost.png"),
+        "{err}"
+    );
+    let out = ok_line(
+        d,
+        "ingest DB --collection img --docs images.jsonl --skip-bad-images",
+    );
+    assert!(
+        out.contains("encoded and ingested 5 documents") && out.contains("1 with bad images"),
+        "{out}"
+    );
+    let run = ok_line(
+        d,
+        "search DB --collection img --field emb --queries q.tsv -k 3",
+    );
+    assert_eq!(run.lines().count(), 6, "{run}");
+    let out = ok_line(
+        d,
+        "export DB --collection img --field feat --vectors feat.npy --ids ids.txt",
+    );
+    assert!(out.contains("exported 5 rows of shape [17, 40]"), "{out}");
+    let a = vellum::ingest::array::Array::open(&d.join("feat.npy"), None).unwrap();
+    assert_eq!(a.shape(), [5, 17, 40]);
+    // A folder of images into a second collection.
+    ok_line(
+        d,
+        &format!("create DB --collection folder --field emb:dense:24:f32:cosine --encoder emb={m}"),
+    );
+    let out = ok_line(d, "ingest DB --collection folder --docs photos");
+    assert!(out.contains("encoded and ingested 5 documents"), "{out}");
+    let doc = ok_line(d, "get DB --collection folder --id rotated");
+    assert!(doc.contains("rotated.jpg"), "{doc}");
+    ok_line(d, "verify DB");
+}

@@ -47,9 +47,14 @@ fn write_encoders(
     for (role, r) in [("passage", &e.passage), ("query", &e.query)] {
         writeln!(
             out,
-            "  encoder {field} ({role}): {} [{}] pooling={:?} normalize={} max_length={} dims={} dtype={:?}{}{}",
+            "  encoder {field} ({role}): {} [{}]{} pooling={:?} normalize={} max_length={} dims={} dtype={:?}{}{}",
             r.source,
             r.fingerprint,
+            match (&r.architecture, r.input, r.output) {
+                (Some(a), vellum::encode::Modality::Text, vellum::encode::OutputKind::Dense) => format!(" {a}"),
+                (Some(a), i, o) => format!(" {a} {}→{}", i.name(), o.field_kind_name()),
+                (None, ..) => String::new(),
+            },
             r.pooling,
             r.normalize,
             r.max_length,
