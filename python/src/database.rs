@@ -730,11 +730,20 @@ impl NativeDatabase {
         };
         let mut choices = Vec::new();
         for (field, model) in &encoders {
+            let mut passage_options = options(encoder_options.get(field)).py()?;
+            // An image encoder bound to a tensor field stores its hidden states (CLIP's
+            // penultimate layer) unless told otherwise, as the CLI does.
+            let tensor = schema
+                .field_index(field)
+                .is_some_and(|i| matches!(schema.fields[i].kind, FieldKind::Tensor { .. }));
+            if tensor && passage_options.output.is_none() {
+                passage_options.output = Some(OutputKind::Tensor);
+            }
             choices.push((
                 field.clone(),
                 EncoderChoice {
                     passage: model.clone(),
-                    passage_options: options(encoder_options.get(field)).py()?,
+                    passage_options,
                     query: query_encoders.get(field).cloned(),
                     query_options: options(query_encoder_options.get(field)).py()?,
                     embed: embed_model,
@@ -1112,7 +1121,7 @@ impl NativeDatabase {
     /// Ingests a JSONL/TSV file: text encoded by the fields' encoders (resumable), or with
     /// precomputed vectors (`vectors = {field: "file.npy" | "file.safetensors:tensor"}`).
     /// Returns the stats as JSON.
-    #[pyo3(signature = (collection, docs, vectors, lengths, upsert, shard, commit_every))]
+    #[pyo3(signature = (collection, docs, vectors, lengths, upsert, shard, commit_every, skip_bad_images=false))]
     #[allow(clippy::too_many_arguments)]
     fn ingest(
         &self,
@@ -1124,6 +1133,7 @@ impl NativeDatabase {
         upsert: bool,
         shard: Option<(usize, usize)>,
         commit_every: usize,
+        skip_bad_images: bool,
     ) -> PyResult<String> {
         use vellum::ingest::{self, Mode, VectorInput};
         let mode = if upsert { Mode::Upsert } else { Mode::Add };
@@ -1154,6 +1164,7 @@ impl NativeDatabase {
                     job.shard = shard;
                     job.commit_every = commit_every.max(1);
                     job.interrupt = Some(interrupt.clone());
+                    job.skip_bad_images = skip_bad_images;
                     // Ctrl-C (or any pending signal) while the GIL is released: checked after
                     // every window; the pipeline then commits what it encoded and stops.
                     let s = ingest::pipeline::ingest_text(w, &job, &mut |_| {
@@ -1165,6 +1176,7 @@ impl NativeDatabase {
                     Ok(serde_json::json!({
                         "documents": s.documents, "skipped": s.skipped, "commits": s.commits,
                         "tokens": s.tokens, "encode_seconds": s.encode_seconds,
+                        "bad_images": s.bad_images,
                         "generation": w.committed().generation(),
                     })
                     .to_string())

@@ -313,10 +313,13 @@ class Collection:
         upsert: bool = False,
         shard: Optional[Tuple[int, int]] = None,
         commit_every: int = 10_000,
+        skip_bad_images: bool = False,
     ) -> Dict[str, Any]:
         """Ingests a file as ``vellum ingest`` does. Without ``vectors``, the documents (JSONL
-        ``id``/``text``/``metadata`` or Tevatron's ``docid``/``title``/``text``, or TSV) are
-        encoded by the fields' encoders in a pipeline that commits every ``commit_every``
+        ``id``/``text``/``image``/``metadata`` or Tevatron's ``docid``/``title``/``text``, TSV,
+        or a folder of images) are encoded by the fields' encoders (CLIP fields from the images,
+        whose paths are relative to the file; ``skip_bad_images`` skips and lists documents
+        whose image cannot be read, in ``bad_images``) in a pipeline that commits every ``commit_every``
         documents and resumes after a crash (ids already committed are skipped). With
         ``vectors = {field: "file.npy" | "file.safetensors:tensor"}`` (and ``lengths`` for multi
         fields) precomputed rows are read in document order. ``shard=(i, n)`` takes documents
@@ -331,6 +334,7 @@ class Collection:
             upsert,
             tuple(shard) if shard is not None else None,
             commit_every,
+            skip_bad_images,
         ))
 
     # --- reads ------------------------------------------------------------------------------

@@ -75,6 +75,7 @@ class NativeDatabase:
     def ingest(
         self, collection: str, docs: str, vectors: Dict[str, str], lengths: Dict[str, str],
         upsert: bool, shard: Optional[Tuple[int, int]], commit_every: int,
+        skip_bad_images: bool = False,
     ) -> str: ...
     def backup(self, dest: str) -> str: ...
 
