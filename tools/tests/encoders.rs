@@ -502,3 +502,79 @@ fn clip_images_through_the_cli() {
     assert!(doc.contains("rotated.jpg"), "{doc}");
     ok_line(d, "verify DB");
 }
+
+/// The captioned photographs scikit-image ships (tools/fetch-skimage-photos.sh), ingested by the
+/// CLI into a CLIP image field and a feature field; every caption retrieves k photographs, the
+/// features export as [N, 17, 40]. (The tiny CLIP has random weights: this checks the pipeline on
+/// real files of every kind — RGB, RGBA, grayscale, JPEG, large — not retrieval quality.)
+#[test]
+fn clip_on_scikit_image_photos() {
+    let photos = match std::env::var_os("VELLUM_SKIMAGE_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => root().join("tests/data/skimage"),
+    };
+    if !photos.join("photos.jsonl").is_file() {
+        let status = std::process::Command::new("bash")
+            .arg(root().join("tools/fetch-skimage-photos.sh"))
+            .arg(&photos)
+            .status()
+            .unwrap();
+        assert!(status.success(), "tools/fetch-skimage-photos.sh failed");
+    }
+    let n = std::fs::read_to_string(photos.join("photos.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    assert!(n >= 20, "{n} photographs");
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let m = root().join("tests/fixtures/clip/tiny");
+    ok_line(
+        d,
+        &format!("create DB --collection photos --field emb:dense:24:f32:cosine --field feat:tensor:17x40:f16 --encoder emb={} --encoder feat={}", m.display(), m.display()),
+    );
+    let docs = photos.join("photos.jsonl");
+    let out = ok(
+        d,
+        &[
+            "ingest",
+            "DB",
+            "--collection",
+            "photos",
+            "--docs",
+            docs.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.contains(&format!("encoded and ingested {n} documents")),
+        "{out}"
+    );
+    let q = photos.join("captions.tsv");
+    let run = ok(
+        d,
+        &[
+            "search",
+            "DB",
+            "--collection",
+            "photos",
+            "--field",
+            "emb",
+            "--queries",
+            q.to_str().unwrap(),
+            "-k",
+            "5",
+        ],
+    );
+    assert_eq!(run.lines().count(), 5 * n, "{run}");
+    let out = ok_line(
+        d,
+        "export DB --collection photos --field feat --vectors feat.npy --ids ids.txt",
+    );
+    assert!(
+        out.contains(&format!("exported {n} rows of shape [17, 40]")),
+        "{out}"
+    );
+    let a = vellum::ingest::array::Array::open(&d.join("feat.npy"), None).unwrap();
+    assert_eq!(a.shape(), [n, 17, 40]);
+    ok_line(d, "verify DB");
+}
