@@ -30,6 +30,9 @@ use crate::writer::{Writer, WriterOptions};
 pub struct Database {
     dir: PathBuf,
     store: Arc<dyn Directory>,
+    /// The last snapshot taken: the next one reuses its open segments (same file id, same
+    /// immutable file) and what they keep, such as metadata filter columns.
+    last: Arc<parking_lot::Mutex<Option<Snapshot>>>,
 }
 
 impl Database {
@@ -59,7 +62,11 @@ impl Database {
             return Err(Error::AlreadyExists { path: dir });
         }
         storage::replace_atomically(&*store, rel, &Manifest::default().encode())?;
-        Ok(Database { dir, store })
+        Ok(Database {
+            dir,
+            store,
+            last: Default::default(),
+        })
     }
 
     /// Opens the database in `store` (checks that its manifest is readable).
@@ -67,6 +74,7 @@ impl Database {
         let db = Database {
             dir: store.path_of(Path::new("")),
             store,
+            last: Default::default(),
         };
         db.read_manifest()?;
         Ok(db)
@@ -92,8 +100,15 @@ impl Database {
     /// Files of older commits are deleted by the writer once a newer manifest is published; if one
     /// disappears between reading the manifest and mapping it, the snapshot is retaken from the
     /// newer manifest.
+    ///
+    /// Segments already open in the previous snapshot of this `Database` (or a clone of it) are
+    /// reused, not mapped and validated again; so are the structures they keep (the metadata
+    /// columns filters build). The previous snapshot stays referenced until the next call.
     pub fn snapshot(&self) -> Result<Snapshot> {
-        Snapshot::latest(&*self.store)
+        let previous = self.last.lock().clone();
+        let s = Snapshot::latest(&*self.store, previous.as_ref())?;
+        *self.last.lock() = Some(s.clone());
+        Ok(s)
     }
 
     /// Opens the single writer (fails with [`Error::Locked`] if another one is open).

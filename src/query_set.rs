@@ -214,22 +214,36 @@ impl QuerySet {
     }
 
     /// The values of the queries at `indices` (in that order; text queries are encoded here):
-    /// for a second stage whose queries pair with the first stage's by id.
+    /// for a second stage whose queries pair with the first stage's by id. The distinct indices
+    /// are read (or encoded) in ascending runs, whatever their requested order.
     pub fn select(&self, indices: &[usize]) -> Result<QueryBatch> {
-        // Runs of consecutive indices are read (or encoded) as one batch.
-        let mut out = QueryBatch::default();
+        let mut uniq = indices.to_vec();
+        uniq.sort_unstable();
+        uniq.dedup();
+        // Each distinct query's values, read run by run.
+        let mut values: std::collections::HashMap<usize, (usize, usize)> = Default::default();
+        let mut read = QueryBatch::default();
         let mut i = 0;
-        while i < indices.len() {
+        while i < uniq.len() {
             let mut j = i + 1;
-            while j < indices.len() && indices[j] == indices[j - 1] + 1 {
+            while j < uniq.len() && uniq[j] == uniq[j - 1] + 1 {
                 j += 1;
             }
-            let part = self.batch(indices[i], indices[j - 1] + 1)?;
-            let base = out.values.len() / self.dim.max(1);
-            out.values.extend_from_slice(&part.values);
-            out.ranges
-                .extend(part.ranges.iter().map(|(s, e)| (s + base, e + base)));
+            let part = self.batch(uniq[i], uniq[j - 1] + 1)?;
+            let base = read.values.len() / self.dim.max(1);
+            read.values.extend_from_slice(&part.values);
+            for (q, (s, e)) in uniq[i..j].iter().zip(&part.ranges) {
+                values.insert(*q, (s + base, e + base));
+            }
             i = j;
+        }
+        let mut out = QueryBatch::default();
+        for q in indices {
+            let (s, e) = values[q];
+            let at = out.values.len() / self.dim.max(1);
+            out.values
+                .extend_from_slice(&read.values[s * self.dim..e * self.dim]);
+            out.ranges.push((at, at + e - s));
         }
         Ok(out)
     }

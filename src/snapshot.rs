@@ -37,16 +37,17 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// A consistent view of the last commit of the database at `dir`. Never blocks on writers.
+    /// A consistent view of the last commit of the database at `dir`, reusing the open segments
+    /// of `previous` (and what they keep: filter columns). Never blocks on writers.
     ///
     /// Files of older commits are deleted by the writer once a newer manifest is published; if one
     /// disappears between reading the manifest and mapping it, the snapshot is retaken from the
     /// newer manifest.
-    pub(crate) fn latest(dir: &dyn Directory) -> Result<Self> {
+    pub(crate) fn latest(dir: &dyn Directory, previous: Option<&Snapshot>) -> Result<Self> {
         let mut last_err = None;
         for _ in 0..16 {
             let manifest = read_manifest(dir)?;
-            match Snapshot::load(dir, manifest) {
+            match Snapshot::load_reusing(dir, manifest, previous) {
                 Ok(s) => return Ok(s),
                 Err(Error::Io { path, source })
                     if source.kind() == std::io::ErrorKind::NotFound =>
@@ -77,6 +78,11 @@ impl Snapshot {
                 let reused = previous
                     .and_then(|p| p.collection(&entry.name).ok())
                     .and_then(|c| c.slots().iter().find(|slot| slot.entry.id == s.id))
+                    // Same file id, rows and length: the same immutable file (a database
+                    // recreated at the same path starts its ids over).
+                    .filter(|slot| {
+                        slot.segment.rows() as u64 == s.rows && slot.segment.file_len() == s.bytes
+                    })
                     .map(|slot| slot.segment.clone());
                 let segment = match reused {
                     Some(seg) => seg,

@@ -116,3 +116,23 @@ def test_two_stage_with_text_queries_equals_encoded_vectors(db):
     assert set(ids[0][:2]) == {"p1", "p2"} and ids[0][2] is None and ids[1][0] == "p3"
     with pytest.raises(InvalidInputError, match="vectors or as texts"):
         c.search_two_stage(va, vb, 5, field="a", rerank_field="b", rerank_texts=rs)
+
+
+def test_rerank_takes_padded_search_rows_and_checks_weights(db):
+    c, a, b, toks, ids, meta = make(db, n=30)
+    q = np.ones((2, 8), dtype=np.float32)
+    # Few matches: search() pads rows shorter than k with None / -inf.
+    s_ids, s_scores = c.search(q, k=12, field="a", filter={"year": {"$lt": 1992}})
+    assert s_ids[0][-1] is None
+    pairs = [list(zip(r, s)) for r, s in zip(s_ids.tolist(), s_scores.tolist())]
+    got, _ = c.rerank(pairs, q, 5, field="b", combine=(1.0, 1.0))
+    assert all(x is None or meta[ids.index(x)]["year"] < 1992 for x in got[0])
+    got, _ = c.rerank(s_ids.tolist(), q, 5, field="b")
+    assert got[0][0] is not None
+    with pytest.raises(InvalidInputError, match="pairs"):
+        c.rerank(s_ids.tolist(), q, 5, field="b", combine=(1.0, 1.0))
+    with pytest.raises(InvalidInputError, match="finite"):
+        c.rerank(pairs, q, 5, field="b", combine=(float("nan"), 1.0))
+    # NumPy scalars in a filter are numbers.
+    n_ids, _ = c.search(q, k=3, field="a", filter={"year": {"$gte": np.int64(2015)}})
+    assert all(x is None or meta[ids.index(x)]["year"] >= 2015 for x in n_ids[0])

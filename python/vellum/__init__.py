@@ -22,6 +22,7 @@ negated squared distance). Every long call releases the GIL.
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -452,10 +453,20 @@ class Collection:
         first-stage score)`` pairs, e.g. read back from a saved run) with ``field`` and the
         query's vector (``queries``) or text (``texts``), keeping the best ``k``. Candidates the
         collection no longer holds are skipped."""
-        cands = [
-            [(c, 0.0) if isinstance(c, str) else (str(c[0]), float(c[1])) for c in row]
-            for row in candidates
-        ]
+        cands = []
+        for row in candidates:
+            out = []
+            for c in row:
+                if c is None or (not isinstance(c, str) and c[0] is None):
+                    continue  # the padding of a search() row shorter than k
+                if isinstance(c, str):
+                    if combine is not None:
+                        raise InvalidInputError(
+                            "combine weighs the first-stage score: give candidates as (id, score) pairs")
+                    out.append((c, 0.0))
+                else:
+                    out.append((str(c[0]), float(c[1])))
+            cands.append(out)
         ids, scores, _ = self.db._db.rerank(
             self.name, field, cands, queries, None if texts is None else _texts(texts), k,
             _combine(combine), _filter(filter))
@@ -567,15 +578,24 @@ def _texts(texts: Union[str, Sequence[str]]) -> List[str]:
 
 def _filter(f: Union[None, str, Mapping[str, Any]]) -> Optional[str]:
     """A metadata filter's JSON text."""
-    return f if f is None or isinstance(f, str) else json.dumps(f)
+    if f is None or isinstance(f, str):
+        return f
+
+    def plain(v: Any) -> Any:
+        # NumPy scalars (np.int64(2000), np.float32(0.5), np.bool_) as Python numbers.
+        if hasattr(v, "item"):
+            return v.item()
+        raise TypeError(f"filter value {v!r} of type {type(v).__name__} is not JSON")
+    return json.dumps(f, default=plain)
 
 
 def _combine(weights: Optional[Tuple[float, float]]) -> Optional[Tuple[float, float]]:
     if weights is None:
         return None
     w = tuple(float(x) for x in weights)
-    if len(w) != 2:
-        raise InvalidInputError("combine is (w1, w2): w1 * first-stage score + w2 * second")
+    if len(w) != 2 or not all(math.isfinite(x) for x in w):
+        raise InvalidInputError(
+            "combine is (w1, w2), finite: w1 * first-stage score + w2 * second-stage score")
     return w  # type: ignore[return-value]
 
 

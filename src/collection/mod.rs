@@ -41,7 +41,7 @@ impl SegmentSlot {
         self.segment.rows() as u64 - self.deletes.as_ref().map_or(0, |d| d.count())
     }
 
-    /// The rows of `start..end` not deleted, ascending (`start` a multiple of 64, or 0).
+    /// The rows of `start..end` not deleted, ascending.
     pub fn live_rows_in(&self, start: u32, end: u32) -> impl Iterator<Item = u32> + '_ {
         let end = end.min(self.segment.rows());
         let words = self.deletes.as_ref().map(|d| d.words());

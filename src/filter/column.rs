@@ -54,8 +54,9 @@ fn number_bits(x: f64) -> u64 {
 #[derive(Debug)]
 pub(super) struct Column {
     rows: u32,
-    /// Rows where the key is present (any value).
-    present: RowSet,
+    /// Rows where the key is present (any value); `None` when no row has it (a key that never
+    /// occurs costs no bitmap).
+    present: Option<RowSet>,
     /// Rows per scalar value (ascending, each row once).
     postings: HashMap<Term, Vec<u32>>,
     /// `(value, row)` of every number, sorted by value then row.
@@ -87,7 +88,8 @@ impl Column {
         let plain = !first.contains(['"', '\\']) && !first.chars().any(char::is_control);
         for row in 0..rows {
             let text = seg.metadata(row)?;
-            if plain && !text.contains(first) {
+            // Text with a backslash may spell the key with escapes (`"l\u0061ng"`): parsed.
+            if plain && !text.contains(first) && !text.contains('\\') {
                 continue;
             }
             let meta = parse_metadata(text).map_err(|e| {
@@ -108,6 +110,7 @@ impl Column {
             }
         }
         numbers.retain(|(x, _)| !x.is_nan());
+        let present = (present.count() > 0).then_some(present);
         numbers.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         Ok(Column {
             rows,
@@ -119,7 +122,9 @@ impl Column {
 
     /// Rows holding the key.
     pub(super) fn present(&self) -> RowSet {
-        self.present.clone()
+        self.present
+            .clone()
+            .unwrap_or_else(|| RowSet::empty(self.rows))
     }
 
     /// Rows holding one of `values`.

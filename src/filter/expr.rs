@@ -51,7 +51,10 @@ impl Scalar {
 /// Several keys (or operators) in one object must all match. A key with dots looks into nested
 /// objects (`"source.site"` is `site` inside the object `source`). When the value found is an
 /// array, a comparison matches if any of its scalar elements matches (`{"tag": "a"}` matches
-/// `"tag": ["a", "b"]`). Values compare by type: numbers with numbers (as `f64`), strings with
+/// `"tag": ["a", "b"]`); the bounds given together on one key (`{"x": {"$gt": 2, "$lt": 4}}`)
+/// form one range that a single element must fall in (MongoDB's `$elemMatch`, not its default,
+/// which lets different elements satisfy different bounds), while other operators on the same key
+/// are checked separately. Values compare by type: numbers with numbers (as `f64`), strings with
 /// strings, booleans with booleans, `null` with `null`; a range matches numbers only.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Filter {
@@ -283,7 +286,17 @@ fn scalars(v: &Value, at: &str) -> Result<Vec<Scalar>> {
     items
         .iter()
         .enumerate()
-        .map(|(i, x)| scalar(x, &format!("{at}[{i}]")))
+        .map(|(i, x)| {
+            Scalar::from_json(x).ok_or_else(|| {
+                invalid(
+                    &format!("{at}[{i}]"),
+                    format!(
+                        "expected a string, number, boolean or null, found {}",
+                        describe(x)
+                    ),
+                )
+            })
+        })
         .collect()
 }
 

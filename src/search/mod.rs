@@ -306,10 +306,21 @@ fn check_multi_queries(field: &str, dim: usize, metric: Metric, qs: &[&[f32]]) -
 /// runs on a view of `c` whose delete bitmaps also exclude the rows the filter does not match
 /// (same segments, same ordinals, so candidates address `c` unchanged).
 pub(crate) fn execute(c: &Collection, req: &SearchRequest<'_>) -> Result<Vec<TopK>> {
-    match req.filter {
-        None | Some(crate::filter::Filter::All) => execute_on(c, req),
-        Some(f) => execute_on(&filtered_view(c, f)?, req),
+    let Some(f) = req.filter.filter(|f| **f != crate::filter::Filter::All) else {
+        return execute_on(c, req);
+    };
+    // A request that cannot run fails before the filter is evaluated.
+    let fi = c.field_index(req.field)?;
+    match (&c.schema().fields[fi].kind, &req.queries) {
+        (FieldKind::Dense { dim, metric, .. }, Queries::Dense(q)) => {
+            check_dense_queries(req.field, *dim as usize, *metric, q)?
+        }
+        (FieldKind::Multi { dim, metric, .. }, Queries::Multi(qs)) => {
+            check_multi_queries(req.field, *dim as usize, *metric, qs)?
+        }
+        _ => return execute_on(c, req),
     }
+    execute_on(&filtered_view(c, f)?, req)
 }
 
 /// `c` with each segment's rows that do not match `filter` marked deleted (segments evaluated in

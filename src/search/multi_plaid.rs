@@ -71,17 +71,28 @@ fn one(
             // A filter leaving no more rows than stage 2 keeps: score them all.
             Some(_) if c.is_filtered() && live <= p.ndocs as u64 => all_live(),
             Some(v) => {
-                let rows = crate::plaid::search::candidates(
-                    v,
-                    &q,
-                    p,
-                    k,
-                    &|r| seg.multi_range(field, r),
-                    &|r| !slot.is_deleted(r),
-                )?;
-                // The probed cells may hold fewer than k live rows (a filter, many deletes):
-                // every search returns min(k, live rows) hits.
-                if (rows.len() as u64) < (k as u64).min(live) {
+                let want = (k as u64).min(live);
+                let mut p = *p;
+                let mut rows = Vec::new();
+                // The probed cells may hold fewer than k live rows (a filter correlated with the
+                // query's topic, many deletes): probe 4× more cells, twice, before scoring every
+                // live row; every search returns min(k, live rows) hits.
+                for attempt in 0..3 {
+                    rows = crate::plaid::search::candidates(
+                        v,
+                        &q,
+                        &p,
+                        k,
+                        &|r| seg.multi_range(field, r),
+                        &|r| !slot.is_deleted(r),
+                    )?;
+                    if rows.len() as u64 >= want || p.ncells >= v.k() || attempt == 2 {
+                        break;
+                    }
+                    p.ncells = (p.ncells * 4).min(v.k());
+                    p.centroid_threshold = f32::NEG_INFINITY;
+                }
+                if (rows.len() as u64) < want {
                     all_live()
                 } else {
                     rows

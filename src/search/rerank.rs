@@ -194,9 +194,16 @@ pub(crate) fn rerank(
                         "query {qi}: its score against document {id:?} is {second} (scale the vectors down)"
                     )));
                 }
+                let score = r.combine.apply(first, second);
+                if !score.is_finite() {
+                    return Err(Error::InvalidQuery(format!(
+                        "query {qi}: document {id:?} scores {score} (first stage {first}, second {second}, {:?}): scores must be finite",
+                        r.combine
+                    )));
+                }
                 hits.push(Hit {
                     id: id.to_string(),
-                    score: r.combine.apply(first, second),
+                    score,
                     address,
                 });
             }

@@ -379,3 +379,36 @@ fn a_bad_filter_is_an_invalid_query_naming_where() {
         "{err}"
     );
 }
+
+#[test]
+fn later_snapshots_reuse_open_segments_and_their_filter_columns() {
+    let case = build(Metric::Ip, &[30], 0, 3);
+    let f = Filter::parse(r#"{"lang": "en"}"#).unwrap();
+    let s1 = case.db.snapshot().unwrap();
+    let c1 = s1.collection("c").unwrap();
+    let q = [1.0f32; 8];
+    let before = c1
+        .search_one(&SearchRequest::dense("d", &q, 5).with_filter(&f))
+        .unwrap();
+    let mut w = case.db.writer().unwrap();
+    w.add(
+        "c",
+        Document::new("late")
+            .with_dense("d", vec![0.5; 8])
+            .with_multi("m", vec![0.5; 4])
+            .with_metadata(json!({"lang": "de"})),
+    )
+    .unwrap();
+    w.commit().unwrap();
+    let s2 = case.db.snapshot().unwrap();
+    let c2 = s2.collection("c").unwrap();
+    assert_eq!(c2.slots().len(), 2);
+    assert!(std::sync::Arc::ptr_eq(
+        &c1.slots()[0].segment,
+        &c2.slots()[0].segment
+    ));
+    let after = c2
+        .search_one(&SearchRequest::dense("d", &q, 5).with_filter(&f))
+        .unwrap();
+    assert_eq!(pairs(&before), pairs(&after));
+}

@@ -293,7 +293,7 @@ pub struct SearchArgs {
     /// Ids of the re-ranking query vectors, one per line (default: 0, 1, 2, ...).
     #[arg(long, requires = "rerank_query_vectors")]
     pub rerank_query_ids: Option<PathBuf>,
-    /// Stage-1 candidates per query when re-ranking.
+    /// Stage-1 candidates per query when re-ranking or saving them (--save-candidates).
     #[arg(long, default_value_t = 100)]
     pub depth: usize,
     /// Final score of a re-ranked hit: "second" (the re-ranking field's score) or "sum:W1,W2"

@@ -130,7 +130,7 @@ fn residual(x: &mut [f32], src: &[f32], rows: usize, l: &Linear) {
 fn activate(xs: &mut [f32], act: ClipActivation) {
     match act {
         ClipActivation::Gelu => vector_math::gelu_erf(xs),
-        ClipActivation::QuickGelu => xs.iter_mut().for_each(|x| *x /= 1.0 + (-1.702 * *x).exp()),
+        ClipActivation::QuickGelu => vector_math::quick_gelu(xs),
     }
 }
 

@@ -1,4 +1,5 @@
-//! The element-wise parts of a transformer layer — GELU, softmax, layer norm — with AVX-512 and
+//! The element-wise parts of a transformer layer — GELU (erf and CLIP's quick GELU), softmax,
+//! layer norm — with AVX-512 and
 //! AVX2+FMA versions (detected at run time, the widest available used) and portable scalar twins
 //! that tests compare every variant the CPU has with. On other architectures (aarch64) the scalar
 //! versions are written so that the compiler vectorises their loops.
@@ -11,6 +12,24 @@ pub use crate::linalg::simd::{available_levels, level, Level};
 /// `x·Φ(x)` with the exact normal CDF (BERT's `gelu`), in place.
 pub fn gelu_erf(xs: &mut [f32]) {
     gelu_erf_at(level(), xs)
+}
+
+/// `x·σ(1.702·x)` (OpenAI CLIP's `quick_gelu`), in place.
+pub fn quick_gelu(xs: &mut [f32]) {
+    quick_gelu_at(level(), xs)
+}
+
+/// [`quick_gelu`] at `level` (see [`gelu_erf_at`]).
+pub fn quick_gelu_at(level: Level, xs: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    match level {
+        // SAFETY: as in `gelu_erf_at`.
+        Level::Avx512 if supported(level) => return unsafe { x86::quick_gelu(xs) },
+        Level::Avx2 if supported(level) => return unsafe { avx2::quick_gelu(xs) },
+        _ => {}
+    }
+    let _ = level;
+    scalar::quick_gelu(xs);
 }
 
 /// Softmax of one row, in place.
@@ -133,6 +152,13 @@ pub mod scalar {
         (1.0 - t * exp(p - z * z)).copysign(x)
     }
 
+    /// See [`super::quick_gelu`].
+    pub fn quick_gelu(xs: &mut [f32]) {
+        for x in xs {
+            *x /= 1.0 + exp(-1.702 * *x);
+        }
+    }
+
     /// See [`super::gelu_erf`].
     pub fn gelu_erf(xs: &mut [f32]) {
         for x in xs {
@@ -220,6 +246,28 @@ mod x86 {
             _mm512_mul_ps(_mm512_set1_ps(0.5), x),
             _mm512_add_ps(one, erf),
         )
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub fn quick_gelu(xs: &mut [f32]) {
+        let f = |x: __m512| {
+            let e = exp16(_mm512_mul_ps(x, _mm512_set1_ps(-1.702)));
+            _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0), e))
+        };
+        let mut chunks = xs.chunks_exact_mut(16);
+        for c in &mut chunks {
+            // SAFETY: c has exactly 16 elements.
+            unsafe { _mm512_storeu_ps(c.as_mut_ptr(), f(_mm512_loadu_ps(c.as_ptr()))) };
+        }
+        let rest = chunks.into_remainder();
+        if !rest.is_empty() {
+            let m = tail_mask(rest.len());
+            // SAFETY: the mask covers only the rest.len() valid elements.
+            unsafe {
+                let v = _mm512_maskz_loadu_ps(m, rest.as_ptr());
+                _mm512_mask_storeu_ps(rest.as_mut_ptr(), m, f(v));
+            }
+        }
     }
 
     #[target_feature(enable = "avx512f")]
@@ -409,6 +457,21 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2,fma")]
+    pub fn quick_gelu(xs: &mut [f32]) {
+        let mut chunks = xs.chunks_exact_mut(8);
+        for c in &mut chunks {
+            // SAFETY: c has exactly 8 elements.
+            unsafe {
+                let x = _mm256_loadu_ps(c.as_ptr());
+                let e = exp8(_mm256_mul_ps(x, _mm256_set1_ps(-1.702)));
+                let y = _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0), e));
+                _mm256_storeu_ps(c.as_mut_ptr(), y);
+            }
+        }
+        scalar::quick_gelu(chunks.into_remainder());
+    }
+
+    #[target_feature(enable = "avx2,fma")]
     pub fn gelu_erf(xs: &mut [f32]) {
         let mut chunks = xs.chunks_exact_mut(8);
         for c in &mut chunks {
@@ -539,6 +602,7 @@ mod tests {
 
     fn simd_matches_scalar_at(level: Level) {
         let gelu_erf = |xs: &mut [f32]| gelu_erf_at(level, xs);
+        let quick_gelu = |xs: &mut [f32]| quick_gelu_at(level, xs);
         let softmax = |xs: &mut [f32]| softmax_at(level, xs);
         let layer_norm =
             |xs: &mut [f32], g: &[f32], b: &[f32], e: f32| layer_norm_at(level, xs, g, b, e);
@@ -554,6 +618,17 @@ mod tests {
                 assert!(
                     (u - v).abs() <= 1e-6 * (1.0 + v.abs()),
                     "{level:?} gelu n={n}: {u} {v}"
+                );
+            }
+            let (mut a, mut b) = (xs.clone(), xs.clone());
+            quick_gelu(&mut a);
+            scalar::quick_gelu(&mut b);
+            for ((u, v), x) in a.iter().zip(&b).zip(&xs) {
+                let exact = (*x as f64) / (1.0 + (-1.702 * *x as f64).exp());
+                assert!(
+                    (u - v).abs() <= 1e-6 * (1.0 + v.abs())
+                        && (*v as f64 - exact).abs() <= 1e-6 * (1.0 + exact.abs()),
+                    "{level:?} quick_gelu n={n}: {u} {v} {exact}"
                 );
             }
             let (mut a, mut b) = (xs.clone(), xs.clone());

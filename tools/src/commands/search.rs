@@ -190,17 +190,28 @@ pub fn run(a: SearchArgs, out: &mut dyn Write) -> Result<()> {
         let second = second.as_ref().expect("clap requires --rerank-field");
         let run = Run::read(path)?;
         let qids: Vec<&str> = run.queries.keys().map(String::as_str).collect();
+        // Every query of the run needs its re-ranking query: fail before writing anything.
+        second.positions(qids.iter().copied())?;
         let pb = counter(qids.len() as u64, "queries");
         for (b, chunk) in qids.chunks(batch_size).enumerate() {
             let ranked: Vec<Vec<&RunEntry>> = chunk.iter().map(|q| run.ranked(q)).collect();
-            let candidates: Vec<Vec<(&str, f32)>> = ranked
-                .iter()
-                .map(|r| {
-                    r.iter()
-                        .map(|e| (e.docid.as_str(), e.score as f32))
-                        .collect()
-                })
-                .collect();
+            let mut candidates: Vec<Vec<(&str, f32)>> = Vec::with_capacity(chunk.len());
+            for (qid, r) in chunk.iter().zip(&ranked) {
+                let mut c = Vec::with_capacity(r.len());
+                for e in r {
+                    let s = e.score as f32;
+                    if !s.is_finite() {
+                        bail!(
+                            "{}: query {qid:?}, document {:?}: score {} is outside f32's range",
+                            path.display(),
+                            e.docid,
+                            e.score
+                        );
+                    }
+                    c.push((e.docid.as_str(), s));
+                }
+                candidates.push(c);
+            }
             let results = second.rerank(&shards, &a, filter.as_ref(), chunk, &candidates)?;
             for (qid, hits) in chunk.iter().zip(&results) {
                 output.emit(qid, hits)?;
@@ -248,7 +259,13 @@ pub fn run(a: SearchArgs, out: &mut dyn Write) -> Result<()> {
             StrategyArg::Screened => Strategy::Screened,
             StrategyArg::Coded => Strategy::Coded,
         };
-        let depth = if second.is_some() { a.depth } else { a.k };
+        // Stage 1 retrieves `depth` candidates when they are re-ranked or saved; the output
+        // keeps the best k.
+        let depth = if second.is_some() || a.save_candidates.is_some() {
+            a.depth.max(a.k)
+        } else {
+            a.k
+        };
         let nq = queries.len();
         let pb = counter(nq as u64, "queries");
         for b0 in (0..nq).step_by(batch_size) {
@@ -289,7 +306,13 @@ pub fn run(a: SearchArgs, out: &mut dyn Write) -> Result<()> {
                         .collect();
                     second.rerank(&shards, &a, None, &qids, &candidates)?
                 }
-                None => results,
+                None => results
+                    .into_iter()
+                    .map(|mut hits| {
+                        hits.truncate(a.k);
+                        hits
+                    })
+                    .collect(),
             };
             for (qid, hits) in qids.iter().zip(&results) {
                 output.emit(qid, hits)?;
