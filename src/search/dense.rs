@@ -49,34 +49,11 @@ pub(super) fn search_streaming(
     q: &[f32],
     k: usize,
 ) -> TopK {
-    let dtype = c.schema().fields[field].kind.dtype();
-    let dim = q.len();
-    let prepared = PreparedQuery::new(q, dtype);
-    tasks(c, STREAM_BLOCK)
-        .into_par_iter()
-        .fold(
-            || TopK::new(k),
-            |mut top, (si, start, end)| {
-                let slot = &c.slots()[si];
-                let matrix = slot.segment.fixed_matrix(field);
-                for row in start..end {
-                    let x = matrix.slice(row * dim..(row + 1) * dim);
-                    offer(&mut top, slot, si, row, similarity(metric, &prepared, x));
-                }
-                top
-            },
-        )
-        .reduce(
-            || TopK::new(k),
-            |mut a, b| {
-                a.merge(b);
-                a
-            },
-        )
+    stream(c, field, metric, q, k, false)
 }
 
-/// One query scored against the live rows only (a filtered search matching few rows: the rows
-/// the filter excludes are never read), row blocks in parallel.
+/// [`search_streaming`] over the live rows only: a filtered search matching few rows never reads
+/// the rows the filter excludes.
 pub(super) fn search_live_rows(
     c: &Collection,
     field: usize,
@@ -84,6 +61,10 @@ pub(super) fn search_live_rows(
     q: &[f32],
     k: usize,
 ) -> TopK {
+    stream(c, field, metric, q, k, true)
+}
+
+fn stream(c: &Collection, field: usize, metric: Metric, q: &[f32], k: usize, live: bool) -> TopK {
     let dtype = c.schema().fields[field].kind.dtype();
     let dim = q.len();
     let prepared = PreparedQuery::new(q, dtype);
@@ -94,10 +75,15 @@ pub(super) fn search_live_rows(
             |mut top, (si, start, end)| {
                 let slot = &c.slots()[si];
                 let matrix = slot.segment.fixed_matrix(field);
-                for row in slot.live_rows_in(start as u32, end as u32) {
-                    let row = row as usize;
+                let mut score = |row: usize| {
                     let x = matrix.slice(row * dim..(row + 1) * dim);
                     offer(&mut top, slot, si, row, similarity(metric, &prepared, x));
+                };
+                if live {
+                    slot.live_rows_in(start as u32, end as u32)
+                        .for_each(|row| score(row as usize));
+                } else {
+                    (start..end).for_each(&mut score);
                 }
                 top
             },
