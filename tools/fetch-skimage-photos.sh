@@ -53,5 +53,10 @@ for name in sorted(captions):
 print(f"{len(docs)} captioned photographs", file=sys.stderr)
 PY
 mkdir -p "$(dirname "$DEST")"
+# Another process may have finished first; either copy is the same.
 mv -T "$staged" "$DEST" 2>/dev/null || rm -rf "$staged"
+if [ ! -f "$DEST/photos.jsonl" ]; then
+    echo "could not place the photographs in $DEST (is it a non-empty folder?)" >&2
+    exit 1
+fi
 echo "scikit-image's photographs are in $DEST" >&2

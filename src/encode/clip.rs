@@ -198,8 +198,8 @@ impl ClipEncoder {
             let s = model.config().vision_config.image_size;
             if processor.output_size() != Some((s, s)) {
                 return Err(dir.error(format!(
-                    "preprocessor_config.json gives images of {:?} pixels (height, width); the vision tower takes {s} × {s}",
-                    processor.output_size()
+                    "preprocessor_config.json gives images of {} pixels; the vision tower takes {s} × {s}",
+                    processor.output_size().map_or("varying".to_string(), |(h, w)| format!("{h} × {w}"))
                 )));
             }
         }
@@ -227,7 +227,7 @@ impl ClipEncoder {
 
     /// Decodes and preprocesses an image file: `[3, S, S]` values.
     pub fn pixels(&self, path: &std::path::Path) -> Result<Vec<f32>> {
-        Ok(self.processor.preprocess(&load_image(path)?))
+        self.processor.preprocess(&load_image(path)?, path)
     }
 }
 

@@ -37,7 +37,7 @@ pub const SETTINGS_FILES: [&str; 2] =
     ["config_sentence_transformers.json", "tokenizer_config.json"];
 
 /// Files of image encoders (CLIP's image processor settings), fingerprinted after the others
-/// when present (text models have none, so their fingerprints are unchanged).
+/// for CLIP checkpoints (`config.json` `model_type` `clip`) only.
 pub const IMAGE_FILES: [&str; 1] = ["preprocessor_config.json"];
 
 /// Files of [`MODEL_FILES`] that only late-interaction (ColBERT) checkpoints have.
@@ -241,8 +241,8 @@ impl ModelDir {
 /// The fingerprint of a model's files: XXH3-128 over, for each of [`MODEL_FILES`] that `open`
 /// finds (in that order; `None` for an absent file), the file name's UTF-8 bytes, its length as
 /// u64 LE, and its bytes — followed, for a late-interaction checkpoint (one with any of the
-/// [`LATE_INTERACTION_FILES`]), by the same for each of [`SETTINGS_FILES`], and then for each of
-/// [`IMAGE_FILES`].
+/// [`LATE_INTERACTION_FILES`]), by the same for each of [`SETTINGS_FILES`], and for a CLIP
+/// checkpoint (`config.json` `model_type` `clip`) by the same for each of [`IMAGE_FILES`].
 pub fn fingerprint_files(
     mut open: impl FnMut(&str) -> Result<Option<crate::storage::MappedFile>>,
 ) -> Result<String> {
@@ -260,7 +260,17 @@ pub fn fingerprint_files(
         h.update(bytes);
     }
     let settings: &[&str] = if late { &SETTINGS_FILES } else { &[] };
-    for name in settings.iter().chain(&IMAGE_FILES) {
+    // Image settings count for image models only (CLIP), so that a text model folder that
+    // happens to ship a preprocessor_config.json keeps its fingerprint.
+    let clip = match open("config.json")? {
+        Some(f) => serde_json::from_slice::<serde_json::Value>(f.bytes())
+            .ok()
+            .and_then(|v| v.get("model_type")?.as_str().map(|t| t == "clip"))
+            .unwrap_or(false),
+        None => false,
+    };
+    let image: &[&str] = if clip { &IMAGE_FILES } else { &[] };
+    for name in settings.iter().chain(image) {
         let Some(file) = open(name)? else {
             continue;
         };

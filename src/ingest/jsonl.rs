@@ -111,15 +111,11 @@ impl JsonlDocs {
         }
         // An image path (relative to the file's folder) for fields whose encoder takes images;
         // kept in the metadata, where ingest reads it and readers find the source image.
-        match obj.remove("image") {
-            None | Some(Value::Null) => {}
-            Some(Value::String(p)) if !p.trim().is_empty() => {
-                metadata.insert("image".into(), Value::String(p));
-            }
-            Some(other) => {
-                return Err(at(format!(
-                    "field \"image\" must be a non-empty path string, found {other}"
-                )))
+        // Other values (and an `image` the metadata already has, as for `title`) leave the
+        // metadata as it is; an ingest that encodes images then reports the missing path.
+        if let Some(Value::String(p)) = obj.remove("image") {
+            if !p.trim().is_empty() {
+                metadata.entry("image").or_insert(Value::String(p));
             }
         }
         let doc = Document {

@@ -121,7 +121,13 @@ impl ImageFolder {
             for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
                 let entry = entry.map_err(|e| Error::io(dir, e))?;
                 let path = entry.path();
-                if path.is_dir() {
+                // Hidden files (macOS `._x.jpg` resource forks) are not images; symbolic links
+                // to folders are not followed (a link loop would never end).
+                if entry.file_name().to_string_lossy().starts_with('.') {
+                    continue;
+                }
+                let kind = entry.file_type().map_err(|e| Error::io(&path, e))?;
+                if kind.is_dir() {
                     walk(root, &path, out)?;
                 } else if path
                     .extension()
@@ -141,7 +147,34 @@ impl ImageFolder {
         let mut out = Vec::new();
         walk(dir, dir, &mut out)?;
         out.sort();
+        // Ids are the paths without extension: each must be a valid id, and unique.
+        let mut seen: HashMap<String, &String> = HashMap::new();
+        for rel in &out {
+            let id = Self::id_of(rel);
+            crate::document::validate_id(&id).map_err(|e| {
+                Error::bad_input(
+                    dir.join(rel),
+                    "image file name",
+                    format!("{e} (the id is the path without its extension; rename the file)"),
+                )
+            })?;
+            if let Some(other) = seen.insert(id.clone(), rel) {
+                return Err(Error::bad_input(
+                    dir.join(rel),
+                    "image file name",
+                    format!("{other} and {rel} would both get the id {id:?}; rename one"),
+                ));
+            }
+        }
         Ok(out)
+    }
+
+    /// A file's document id: its path relative to the folder without the extension.
+    fn id_of(rel: &str) -> String {
+        match rel.rsplit_once('.') {
+            Some((stem, _)) => stem.to_string(),
+            None => rel.to_string(),
+        }
     }
 
     fn open(dir: &Path) -> Result<Self> {
@@ -158,10 +191,7 @@ impl Iterator for ImageFolder {
     fn next(&mut self) -> Option<Self::Item> {
         let rel = self.files.next()?;
         self.at += 1;
-        let id = match rel.rsplit_once('.') {
-            Some((stem, _)) => stem.to_string(),
-            None => rel.clone(),
-        };
+        let id = Self::id_of(&rel);
         let mut metadata = Map::new();
         metadata.insert("image".into(), Value::String(rel));
         Some(Ok(Document {

@@ -45,7 +45,7 @@ fn preprocessing_equals_transformers_pil_processor() {
         for (name, stem) in images.as_object().unwrap() {
             let stem = stem.as_str().unwrap();
             let img = load_image(&fixture(&format!("images/{name}"))).unwrap();
-            let got = p.resized_and_cropped(&img);
+            let got = p.resized_and_cropped(&img).unwrap();
             let (want, shape) = npy(&format!("pixels/{stem}_u8.npy"));
             assert_eq!(shape, [3, got.height, got.width], "{name} at {size}");
             let plane = got.width * got.height;
@@ -66,7 +66,7 @@ fn preprocessing_equals_transformers_pil_processor() {
                 );
             }
             if size == "64" {
-                let values = p.preprocess(&img);
+                let values = p.preprocess(&img, Path::new(name)).unwrap();
                 let (want, _) = npy(&format!("pixels/{stem}_norm.npy"));
                 let tol = if name.ends_with(".png") {
                     1e-6
@@ -80,7 +80,7 @@ fn preprocessing_equals_transformers_pil_processor() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 13);
+    assert_eq!(checked, 16);
 }
 
 #[test]
@@ -373,4 +373,20 @@ fn bad_images_stop_the_ingest_or_are_skipped_and_reported() {
     let snap = db.snapshot().unwrap();
     let c = snap.collection("img").unwrap();
     assert!(c.get("a").unwrap().is_some() && c.get("sub/b").unwrap().is_some());
+    // File names that cannot be ids, or that share an id, are refused before anything is read.
+    let clash = dir.path().join("clash");
+    std::fs::create_dir_all(&clash).unwrap();
+    std::fs::copy(fixture("images/gray.png"), clash.join("x.png")).unwrap();
+    std::fs::copy(fixture("images/photo.jpg"), clash.join("x.jpg")).unwrap();
+    let err = ingest_text(&mut w, &TextIngest::new("img", &clash), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("would both get the id \"x\""), "{err}");
+    let spaced = dir.path().join("spaced");
+    std::fs::create_dir_all(&spaced).unwrap();
+    std::fs::copy(fixture("images/gray.png"), spaced.join("My Photo.png")).unwrap();
+    let err = ingest_text(&mut w, &TextIngest::new("img", &spaced), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("My Photo.png"), "{err}");
 }

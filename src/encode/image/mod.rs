@@ -7,7 +7,9 @@
 //! from Pillow's libjpeg(-turbo) by a level or two on some pixels (IDCT and chroma upsampling
 //! differ), so JPEG inputs match Pillow's pixels within that, not to the bit. Conversions to RGB
 //! follow Pillow's `convert("RGB")`: grayscale is replicated, alpha is dropped (not composited),
-//! palettes are looked up; 16-bit images are scaled to 8 bits (Pillow clips them instead).
+//! palettes are looked up; 16-bit images are scaled to 8 bits by rounding `v / 257` (Pillow keeps
+//! the high byte of 16-bit colour and clips 16-bit grayscale), so they match Pillow only
+//! within a level (colour) or not at all (16-bit grayscale).
 
 pub mod resample;
 
@@ -17,6 +19,10 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 pub use resample::Filter;
+
+/// The largest intermediate image the processor makes (resized, before cropping): 64 million
+/// pixels (192 MB).
+pub const MAX_RESIZED_PIXELS: usize = 64 << 20;
 
 /// An 8-bit RGB image, row-major, 3 values per pixel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,7 +187,6 @@ impl ImageProcessor {
         } else {
             match (&self.config.size, self.config.do_resize) {
                 (SizeSpec::Exact { height, width }, true) => Some((*height, *width)),
-                (SizeSpec::Square(n), true) => Some((*n, *n)),
                 _ => None,
             }
         }
@@ -189,12 +194,14 @@ impl ImageProcessor {
 
     /// The pixels after resize and centre crop, before rescaling (`[3, H, W]`, as the reference
     /// processor's uint8 values): what parity tests compare bit for bit.
-    pub fn resized_and_cropped(&self, img: &RgbImage) -> RgbImage {
+    pub fn resized_and_cropped(&self, img: &RgbImage) -> std::result::Result<RgbImage, String> {
         let c = &self.config;
         let mut img = img.clone();
         if c.do_resize {
             let (h, w) = match c.size {
-                SizeSpec::Shortest { shortest_edge } => {
+                // transformers reads a bare number (OpenAI's configs: `"size": 224`) as the
+                // shortest edge.
+                SizeSpec::Shortest { shortest_edge } | SizeSpec::Square(shortest_edge) => {
                     // transformers' get_resize_output_image_size(default_to_square=False).
                     let (short, long) = if img.width <= img.height {
                         (img.width, img.height)
@@ -208,10 +215,15 @@ impl ImageProcessor {
                         (shortest_edge, new_long)
                     }
                 }
-                SizeSpec::Square(n) => (n, n),
                 SizeSpec::Exact { height, width } => (height, width),
             };
             if (h, w) != (img.height, img.width) {
+                if h.saturating_mul(w) > MAX_RESIZED_PIXELS {
+                    return Err(format!(
+                        "a {} × {} image resizes to {w} × {h} pixels before cropping (more than {MAX_RESIZED_PIXELS}): too thin for the processor",
+                        img.width, img.height
+                    ));
+                }
                 img = RgbImage {
                     pixels: resample::resize(
                         &img.pixels,
@@ -231,13 +243,16 @@ impl ImageProcessor {
             let (ch, cw) = square_or(&c.crop_size);
             img = center_crop(&img, ch, cw);
         }
-        img
+        Ok(img)
     }
 
     /// Preprocesses an image into `[3, H, W]` float32 values (channels first), as the reference
-    /// processor's `pixel_values`.
-    pub fn preprocess(&self, img: &RgbImage) -> Vec<f32> {
-        let img = self.resized_and_cropped(img);
+    /// processor's `pixel_values`. An image so thin that its resized copy would exceed
+    /// 64 million pixels is refused (`path` names it).
+    pub fn preprocess(&self, img: &RgbImage, path: &Path) -> Result<Vec<f32>> {
+        let img = self
+            .resized_and_cropped(img)
+            .map_err(|d| Error::bad_input(path, "image", d))?;
         let c = &self.config;
         let plane = img.width * img.height;
         let mut out = vec![0f32; 3 * plane];
@@ -255,7 +270,7 @@ impl ImageProcessor {
                 out[ch * plane + p] = v;
             }
         }
-        out
+        Ok(out)
     }
 }
 
@@ -298,4 +313,47 @@ fn center_crop(img: &RgbImage, h: usize, w: usize) -> RgbImage {
         h,
         w,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn processor(config: serde_json::Value) -> ImageProcessor {
+        ImageProcessor::new(serde_json::from_value(config).unwrap(), Path::new("t")).unwrap()
+    }
+
+    /// OpenAI's configs write `"size": 224, "crop_size": 224`: the shortest edge, as transformers
+    /// reads it, not a square resize.
+    #[test]
+    fn a_bare_number_size_is_the_shortest_edge() {
+        let img = RgbImage {
+            width: 90,
+            height: 40,
+            pixels: (0..90 * 40 * 3).map(|i| (i * 7 % 251) as u8).collect(),
+        };
+        let bare = processor(serde_json::json!({"size": 20, "crop_size": 20}));
+        let object = processor(serde_json::json!({
+            "size": {"shortest_edge": 20}, "crop_size": {"height": 20, "width": 20}
+        }));
+        let (a, b) = (
+            bare.resized_and_cropped(&img).unwrap(),
+            object.resized_and_cropped(&img).unwrap(),
+        );
+        assert_eq!(a, b);
+        assert_eq!((a.width, a.height), (20, 20));
+        assert_eq!(bare.output_size(), Some((20, 20)));
+    }
+
+    #[test]
+    fn images_too_thin_to_resize_are_refused() {
+        let img = RgbImage {
+            width: 1,
+            height: 100_000,
+            pixels: vec![0; 300_000],
+        };
+        let p = processor(serde_json::json!({"size": 224, "crop_size": 224}));
+        let err = p.preprocess(&img, Path::new("thin.png")).unwrap_err();
+        assert!(err.to_string().contains("thin.png"), "{err}");
+    }
 }

@@ -175,6 +175,39 @@ pub fn resize(
 ) -> Vec<u8> {
     assert_eq!(pixels.len(), w * h * channels, "pixel buffer size");
     assert!(w > 0 && h > 0 && out_w > 0 && out_h > 0, "empty image");
+    // Pillow ≥ 13 runs the vertical pass first when both passes run, the height shrinks and it
+    // loses more than twice what the width loses (less work); the passes round to 8 bits in
+    // between, so the order shows in the pixels. The same order here, by transposing.
+    if out_w != w && out_h < h && (h - out_h) > 2 * w.saturating_sub(out_w) {
+        let t = transpose(pixels, w, h, channels);
+        let r = resize_horizontal_first(&t, h, w, channels, out_h, out_w, filter);
+        return transpose(&r, out_h, out_w, channels);
+    }
+    resize_horizontal_first(pixels, w, h, channels, out_w, out_h, filter)
+}
+
+/// `pixels` (`w × h`, interleaved) with rows and columns swapped.
+fn transpose(pixels: &[u8], w: usize, h: usize, channels: usize) -> Vec<u8> {
+    let mut out = vec![0u8; pixels.len()];
+    for y in 0..h {
+        for x in 0..w {
+            let (src, dst) = ((y * w + x) * channels, (x * h + y) * channels);
+            out[dst..dst + channels].copy_from_slice(&pixels[src..src + channels]);
+        }
+    }
+    out
+}
+
+/// Pillow's two passes, horizontal first.
+fn resize_horizontal_first(
+    pixels: &[u8],
+    w: usize,
+    h: usize,
+    channels: usize,
+    out_w: usize,
+    out_h: usize,
+    filter: Filter,
+) -> Vec<u8> {
     let half = 1i32 << (PRECISION_BITS - 1);
     let horizontal = coefficients(w, out_w, filter);
     let vertical = coefficients(h, out_h, filter);
