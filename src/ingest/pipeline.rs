@@ -100,6 +100,8 @@ pub struct TextIngestProgress {
     pub skipped: u64,
     /// Documents committed by this ingest so far.
     pub committed: u64,
+    /// Documents skipped for a bad image ([`TextIngest::skip_bad_images`]).
+    pub bad_images: u64,
 }
 
 /// What an ingest did.
@@ -279,6 +281,7 @@ pub fn ingest_text(
             };
             stats.tokens += encoded.tokens;
             stats.encode_seconds += encoded.seconds;
+            state.bad_images += encoded.bad.len() as u64;
             stats.bad_images.extend(encoded.bad);
             for doc in encoded.docs {
                 match job.mode {
@@ -347,7 +350,13 @@ fn read_windows(
                     format!("line {}", reader.line()),
                     format!(
                         "document {:?} has no text to encode (field {} has an encoder and no vectors were given)",
-                        doc.id, fields.names[0]
+                        doc.id,
+                        fields
+                            .names
+                            .iter()
+                            .zip(&fields.encoders)
+                            .find(|(_, e)| e.modality() == Modality::Text)
+                            .map_or("?", |(n, _)| n.as_str())
                     ),
                 ));
             }

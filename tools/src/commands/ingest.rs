@@ -99,7 +99,7 @@ fn encode_text(a: &IngestArgs, w: &mut vellum::Writer, out: &mut dyn Write) -> R
             spinner.finish_and_clear();
             counter(p.total, "docs")
         });
-        bar.set_position(p.written + p.skipped);
+        bar.set_position(p.written + p.skipped + p.bad_images);
     });
     spinner.finish_and_clear();
     if let Some(pb) = &pb {
