@@ -153,11 +153,7 @@ impl ShardSet {
         second: &crate::search::Rerank<'_>,
     ) -> Result<Vec<Vec<Hit>>> {
         let stage1 = self.search(collection, first)?;
-        let candidates: Vec<Vec<(&str, f32)>> = stage1
-            .iter()
-            .map(|hits| hits.iter().map(|h| (h.id.as_str(), h.score)).collect())
-            .collect();
-        self.rerank(collection, second, &candidates)
+        self.rerank(collection, second, &crate::search::candidates(&stage1))
     }
 
     /// Re-ranks candidates ([`Collection::rerank`]) in every shard, each scoring the candidates it

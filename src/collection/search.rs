@@ -89,11 +89,7 @@ impl Collection {
         second: &Rerank<'_>,
     ) -> Result<Vec<Vec<Hit>>> {
         let stage1 = self.search(first)?;
-        let candidates: Vec<Vec<(&str, f32)>> = stage1
-            .iter()
-            .map(|hits| hits.iter().map(|h| (h.id.as_str(), h.score)).collect())
-            .collect();
-        self.rerank(second, &candidates)
+        self.rerank(second, &crate::search::candidates(&stage1))
     }
 
     /// Stage 2 on its own: re-scores `candidates[i]` (`(document id, first-stage score)`, for

@@ -14,7 +14,7 @@ mod screened;
 mod shards;
 pub mod topk;
 
-pub use rerank::{Combine, Rerank};
+pub use rerank::{candidates, Combine, Rerank};
 pub use shards::merge_shard_hits;
 
 use crate::collection::{Collection, DocAddress};

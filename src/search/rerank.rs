@@ -118,6 +118,14 @@ impl<'a> Rerank<'a> {
     }
 }
 
+/// Stage-1 hits as re-ranking candidates: `(document id, score)` per query.
+pub fn candidates(stage1: &[Vec<Hit>]) -> Vec<Vec<(&str, f32)>> {
+    stage1
+        .iter()
+        .map(|hits| hits.iter().map(|h| (h.id.as_str(), h.score)).collect())
+        .collect()
+}
+
 /// Re-scores `candidates[i]` (`(document id, first-stage score)`) with query `i` of `r`; returns
 /// per query the best `r.k` of the candidates this collection holds alive (and that match the
 /// filter), ranked by [`super::rank_order`].
@@ -194,7 +202,8 @@ pub(crate) fn rerank(
                         "query {qi}: its score against document {id:?} is {second} (scale the vectors down)"
                     )));
                 }
-                let score = r.combine.apply(first, second);
+                // + 0.0: a zero score is +0, as in every search path (`TopK::push`).
+                let score = r.combine.apply(first, second) + 0.0;
                 if !score.is_finite() {
                     return Err(Error::InvalidQuery(format!(
                         "query {qi}: document {id:?} scores {score} (first stage {first}, second {second}, {:?}): scores must be finite",

@@ -76,6 +76,12 @@ impl TopK {
         if self.k == 0 {
             return;
         }
+        // A zero score is +0: −0 (a sum of products that round to −0) equals it, and equal
+        // scores rank by id, which `total_cmp` (−0 < +0) would not do.
+        let c = Candidate {
+            score: c.score + 0.0,
+            ..c
+        };
         if self.heap.len() < self.k {
             self.heap.push(c);
             return;

@@ -80,8 +80,9 @@ fn write(
     w.commit().unwrap();
 }
 
+/// Scores as vellum reports them: a zero is +0 (Rust's float `sum` starts at −0).
 fn dot(x: &[f32], y: &[f32]) -> f32 {
-    x.iter().zip(y).map(|(a, b)| a * b).sum()
+    x.iter().zip(y).map(|(a, b)| a * b).sum::<f32>() + 0.0
 }
 
 fn maxsim(q: &[f32], d: &[f32]) -> f32 {
@@ -91,7 +92,8 @@ fn maxsim(q: &[f32], d: &[f32]) -> f32 {
                 .map(|dt| dot(qt, dt))
                 .fold(f32::NEG_INFINITY, f32::max)
         })
-        .sum()
+        .sum::<f32>()
+        + 0.0
 }
 
 /// Best first, ties by id descending (trec_eval's order).
@@ -124,7 +126,7 @@ fn reference(
             let s2 = second(i);
             let s = match combine {
                 Combine::Second => s2,
-                Combine::Weighted { first, second } => first * s1 + second * s2,
+                Combine::Weighted { first, second } => first * s1 + second * s2 + 0.0,
             };
             (id, s)
         })

@@ -299,13 +299,13 @@ pub fn run(a: SearchArgs, out: &mut dyn Write) -> Result<()> {
                 }
             }
             let results = match &second {
-                Some(second) => {
-                    let candidates: Vec<Vec<(&str, f32)>> = results
-                        .iter()
-                        .map(|hits| hits.iter().map(|h| (h.id.as_str(), h.score)).collect())
-                        .collect();
-                    second.rerank(&shards, &a, None, &qids, &candidates)?
-                }
+                Some(second) => second.rerank(
+                    &shards,
+                    &a,
+                    None,
+                    &qids,
+                    &vellum::search::candidates(&results),
+                )?,
                 None => results
                     .into_iter()
                     .map(|mut hits| {
