@@ -1,0 +1,17 @@
+//! Training as a maintenance operation for a vellum collection: fine-tune a dense field's
+//! encoders on the collection's own data with Tevatron's contrastive loss and hard negatives
+//! mined from the collection, and write Hugging Face checkpoints that vellum, `transformers` and
+//! `sentence-transformers` load.
+//!
+//! - [`bert`]: a BERT-family encoder on candle whose every parameter receives a gradient.
+//! - [`tower`]: one side of the dual encoder (model + the field's pooling, normalisation, dims).
+//! - [`loss`]: Tevatron's contrastive loss.
+//! - [`optim`]: AdamW with Hugging Face's conventions.
+
+pub mod bert;
+pub mod error;
+pub mod loss;
+pub mod optim;
+pub mod tower;
+
+pub use error::{Result, TrainError};
