@@ -32,16 +32,10 @@ impl Collection {
         }
     }
 
-    /// Loads `field`'s encoder in `role` — the embedded copy when the database has one, else the
-    /// recorded source — and checks that it is the model and options the field was built with.
-    /// `runtime` may set the device, the batch size and `truncate` (late-interaction queries);
-    /// other options come from the record.
-    pub fn load_encoder(
-        &self,
-        field: &str,
-        role: Role,
-        runtime: &EncoderOptions,
-    ) -> Result<Box<dyn Encoder>> {
+    /// The model folder of `field`'s encoder in `role`: the database's embedded copy when it has
+    /// one, else the recorded source (a folder or a cached Hugging Face model). Its files are
+    /// not checked against the fingerprint here ([`Collection::load_encoder`] does).
+    pub fn encoder_dir(&self, field: &str, role: Role) -> Result<ModelDir> {
         let record = self.encoder_record(field, role)?;
         let wrap = |detail: String| Error::Encoder {
             collection: self.name().to_string(),
@@ -85,6 +79,26 @@ impl Collection {
                 ))
             })?
         };
+        Ok(dir)
+    }
+
+    /// Loads `field`'s encoder in `role` — the embedded copy when the database has one, else the
+    /// recorded source — and checks that it is the model and options the field was built with.
+    /// `runtime` may set the device, the batch size and `truncate` (late-interaction queries);
+    /// other options come from the record.
+    pub fn load_encoder(
+        &self,
+        field: &str,
+        role: Role,
+        runtime: &EncoderOptions,
+    ) -> Result<Box<dyn Encoder>> {
+        let record = self.encoder_record(field, role)?;
+        let wrap = |detail: String| Error::Encoder {
+            collection: self.name().to_string(),
+            field: field.to_string(),
+            detail,
+        };
+        let dir = self.encoder_dir(field, role)?;
         let options = EncoderOptions {
             device: runtime.device,
             batch_size: runtime.batch_size,

@@ -268,9 +268,15 @@ impl Iterator for DocReader {
 /// The text an encoder sees for a document: `title + " " + text` when the document has a
 /// non-empty `title` in its metadata (Tevatron's and DPR's convention), else its text.
 pub fn text_to_encode(doc: &Document) -> std::borrow::Cow<'_, str> {
-    match doc.metadata.get("title").and_then(Value::as_str) {
-        Some(title) if !title.trim().is_empty() => format!("{title} {}", doc.text).into(),
-        _ => doc.text.as_str().into(),
+    encoded_text(&doc.text, doc.metadata.get("title").and_then(Value::as_str))
+}
+
+/// [`text_to_encode`] of a document given as its text and optional title (a stored document,
+/// a passage of a training file).
+pub fn encoded_text<'a>(text: &'a str, title: Option<&str>) -> std::borrow::Cow<'a, str> {
+    match title {
+        Some(title) if !title.trim().is_empty() => format!("{title} {text}").into(),
+        _ => text.into(),
     }
 }
 

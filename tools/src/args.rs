@@ -54,6 +54,111 @@ pub enum Command {
     /// Copy the last commit of a database (while writers may keep committing) into a new
     /// directory, then verify the copy. A plain file copy is safe only while no writer runs.
     Backup(BackupArgs),
+    /// Fine-tune a dense field's encoders on training queries (Tevatron's contrastive loss, hard
+    /// negatives mined from the collection) and write Hugging Face checkpoints.
+    Train(Box<TrainArgs>),
+}
+
+/// `vellum train`.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Database directory.
+    pub db: PathBuf,
+    /// Collection name.
+    #[arg(long, short = 'c')]
+    pub collection: String,
+    /// The dense field whose encoders train.
+    #[arg(long, short = 'f')]
+    pub field: String,
+    /// Tevatron train JSONL: query_id, query, positive_passages / negative_passages
+    /// ({docid, title, text}) or positive_document_ids / negative_document_ids (ids in the
+    /// collection).
+    #[arg(long, conflicts_with_all = ["queries", "qrels"])]
+    pub train: Option<PathBuf>,
+    /// Training queries (TSV qid<TAB>text or JSONL), with --qrels naming their relevant
+    /// documents in the collection.
+    #[arg(long, requires = "qrels")]
+    pub queries: Option<PathBuf>,
+    /// Relevance judgements of --queries (TREC or BEIR TSV).
+    #[arg(long, requires = "queries")]
+    pub qrels: Option<PathBuf>,
+    /// Output folder: checkpoint-N/ folders, then the trained model (tied) or query_model/ +
+    /// passage_model/ (untied), and training_report.json.
+    #[arg(long, short = 'o')]
+    pub output: PathBuf,
+    /// Continue from the newest checkpoint in --output (same settings and data).
+    #[arg(long)]
+    pub resume: bool,
+    /// Passes over the training queries.
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    /// Stop after this many optimiser steps (overrides --epochs).
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Queries per micro-batch.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Passages per query: its positive, then group-size − 1 hard negatives.
+    #[arg(long, default_value_t = 8)]
+    pub group_size: usize,
+    /// Micro-batches per optimiser step.
+    #[arg(long, default_value_t = 1)]
+    pub accumulation: usize,
+    /// Softmax temperature (default: 0.02 when the encoder normalises, else 1.0).
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 2e-5)]
+    pub lr: f64,
+    /// Weight decay (not on biases and layer norms).
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Fraction of the steps spent in linear warm-up.
+    #[arg(long, default_value_t = 0.1)]
+    pub warmup_ratio: f64,
+    /// Global gradient-norm clipping (0: none).
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f64,
+    /// Seed of the query order and of sampling.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Query tokens during training (default: the field's query encoder's max_length).
+    #[arg(long)]
+    pub query_max_len: Option<usize>,
+    /// Passage tokens during training (default: the passage encoder's max_length).
+    #[arg(long)]
+    pub passage_max_len: Option<usize>,
+    /// Train separate query and passage models even when the field uses one model.
+    #[arg(long)]
+    pub untie: bool,
+    /// Hard negatives mined per query from the collection (0: none mined; queries then need
+    /// negatives in the training file, or --group-size 1).
+    #[arg(long, default_value_t = 100)]
+    pub mine_depth: usize,
+    /// Top-ranked non-positive documents skipped when mining (likely unjudged positives).
+    #[arg(long, default_value_t = 0)]
+    pub mine_skip: usize,
+    /// Sample from mined negatives even where the training file gives negatives.
+    #[arg(long)]
+    pub prefer_mined: bool,
+    /// Write a checkpoint every N steps (default: every epoch).
+    #[arg(long)]
+    pub save_every: Option<usize>,
+    /// Checkpoints kept.
+    #[arg(long, default_value_t = 2)]
+    pub save_total_limit: usize,
+    /// Held-out queries, evaluated by re-ranking their top --eval-depth documents.
+    #[arg(long, requires = "eval_qrels")]
+    pub eval_queries: Option<PathBuf>,
+    /// Judgements of --eval-queries.
+    #[arg(long, requires = "eval_queries")]
+    pub eval_qrels: Option<PathBuf>,
+    /// Documents re-ranked per held-out query.
+    #[arg(long, default_value_t = 100)]
+    pub eval_depth: usize,
+    /// Evaluate every N steps (always before the first and after the last).
+    #[arg(long)]
+    pub eval_every: Option<usize>,
 }
 
 /// `vellum backup`.

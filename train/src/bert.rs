@@ -20,7 +20,7 @@ use crate::error::{Result, TrainError};
 /// Every tensor of a checkpoint as a trainable `f32` variable, by its name in `model.safetensors`.
 /// Tensors the forward pass does not use (a pooler, an MLM head) are kept and saved unchanged, so
 /// a saved checkpoint is the original file with new values.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Params {
     vars: BTreeMap<String, Var>,
 }
@@ -66,6 +66,41 @@ impl Params {
     /// True when there is none.
     pub fn is_empty(&self) -> bool {
         self.vars.is_empty()
+    }
+
+    /// Replaces every variable's value by the tensor of the same name in `path` (a checkpoint
+    /// of the same model), keeping the variables (and so the models built on them).
+    pub fn restore(&self, path: &Path) -> Result<()> {
+        let other = Params::load(path, &self.device()?)?;
+        for (name, var) in &self.vars {
+            let t = other.vars.get(name).ok_or_else(|| {
+                TrainError::model(
+                    path,
+                    format!("has no tensor {name:?}: it is not a checkpoint of this model"),
+                )
+            })?;
+            if t.dims() != var.dims() {
+                return Err(TrainError::model(
+                    path,
+                    format!(
+                        "tensor {name:?} has shape {:?}, the model {:?}",
+                        t.dims(),
+                        var.dims()
+                    ),
+                ));
+            }
+            var.set(t.as_tensor())?;
+        }
+        Ok(())
+    }
+
+    fn device(&self) -> Result<Device> {
+        Ok(self
+            .vars
+            .values()
+            .next()
+            .map(|v| v.device().clone())
+            .unwrap_or(Device::Cpu))
     }
 
     /// Writes every variable to `path` as `model.safetensors` (f32).

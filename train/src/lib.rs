@@ -9,9 +9,18 @@
 //! - [`optim`]: AdamW with Hugging Face's conventions.
 
 pub mod bert;
+pub mod checkpoint;
+pub mod data;
 pub mod error;
 pub mod loss;
 pub mod optim;
 pub mod tower;
+pub mod trainer;
 
+pub use data::{
+    mine_negatives, read_queries_qrels, read_tevatron, MiningConfig, Passage, TrainQuery,
+};
 pub use error::{Result, TrainError};
+pub use trainer::{
+    train, EvalReport, EvalSet, Progress, Silent, StepReport, TrainConfig, TrainReport,
+};

@@ -35,8 +35,15 @@ impl std::fmt::Debug for Tower {
 
 impl Tower {
     /// Loads the dense text encoder of `dir` with the options of `record` (the field's record for
-    /// that side), on `device`. Only BERT-family dense encoders in f32 train.
-    pub fn load(dir: &ModelDir, record: &EncoderRecord, device: &Device) -> Result<Self> {
+    /// that side), on `device`; `train_max_len` truncates training inputs at another length
+    /// than the record's (the saved model keeps the record's). Only BERT-family dense encoders in
+    /// f32 train.
+    pub fn load(
+        dir: &ModelDir,
+        record: &EncoderRecord,
+        train_max_len: Option<usize>,
+        device: &Device,
+    ) -> Result<Self> {
         if record.output != OutputKind::Dense || record.late_interaction.is_some() {
             return Err(TrainError::Invalid(format!(
                 "{}: only dense text encoders train in this version (this one outputs {})",
@@ -50,12 +57,7 @@ impl Tower {
                 record.source, record.dtype
             )));
         }
-        let options = EncoderOptions {
-            device: None,
-            batch_size: None,
-            ..record.options()
-        };
-        let tokenizer = TextEncoder::from_dir(dir, &options)?;
+        let tokenizer = TextEncoder::from_dir(dir, &tokenizer_options(record, train_max_len))?;
         let weights = dir.dir.join("model.safetensors");
         let params = Params::load(&weights, device)?;
         let model = TrainableBert::new(dir, &params)?;
@@ -66,6 +68,20 @@ impl Tower {
             model,
             tokenizer,
             device: device.clone(),
+        })
+    }
+
+    /// The same parameters (shared: an update reaches both) behind the options of another
+    /// record of the same model — a tied dual encoder's other side (a query prefix or length).
+    pub fn share(&self, record: &EncoderRecord, train_max_len: Option<usize>) -> Result<Tower> {
+        let options = tokenizer_options(record, train_max_len);
+        Ok(Tower {
+            dir: self.dir.clone(),
+            record: record.clone(),
+            params: self.params.clone(),
+            model: TrainableBert::new(&self.dir, &self.params)?,
+            tokenizer: TextEncoder::from_dir(&self.dir, &options)?,
+            device: self.device.clone(),
         })
     }
 
@@ -106,6 +122,18 @@ impl Tower {
             Ok(pooled)
         }
     }
+}
+
+fn tokenizer_options(record: &EncoderRecord, train_max_len: Option<usize>) -> EncoderOptions {
+    let mut options = EncoderOptions {
+        device: None,
+        batch_size: None,
+        ..record.options()
+    };
+    if let Some(n) = train_max_len {
+        options.max_length = Some(n);
+    }
+    options
 }
 
 /// Pools states `[B, L, H]` under `mask` `[B, L]` into `[B, H]`.

@@ -20,7 +20,7 @@ fn tower(name: &str, options: &str) -> Tower {
         .unwrap()
         .record()
         .clone();
-    Tower::load(&dir, &record, &Device::Cpu).unwrap()
+    Tower::load(&dir, &record, None, &Device::Cpu).unwrap()
 }
 
 fn ids(v: &serde_json::Value) -> Vec<Vec<u32>> {

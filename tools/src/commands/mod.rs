@@ -8,6 +8,7 @@ mod inspect;
 mod maintain;
 mod progress;
 mod search;
+mod train;
 mod transfer;
 
 use std::io::Write;
@@ -35,6 +36,7 @@ pub fn execute(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Export(a) => transfer::export(a, out),
         Command::ImportTevatron(a) => transfer::import_tevatron(a, out),
         Command::Backup(a) => transfer::backup(a, out),
+        Command::Train(a) => train::run(*a, out),
     }
 }
 

@@ -1,0 +1,730 @@
+//! The training loop of `vellum train`: a dense field's dual encoder fine-tuned with Tevatron's
+//! contrastive loss (in-batch and hard negatives), AdamW with Hugging Face's conventions,
+//! gradient accumulation, seeded sampling, held-out evaluation, and checkpoints from which a
+//! killed run resumes where its last checkpoint left it.
+//!
+//! Output folder layout (Hugging Face `Trainer`'s, Tevatron's for untied encoders):
+//! - `checkpoint-<step>/`: the model (tied: at its root; untied: `query_model/` +
+//!   `passage_model/`), `optimizer.safetensors` (AdamW's moments and step), `trainer_state.json`
+//!   (step, settings, loss log, evaluations). Each written atomically; the newest
+//!   `save_total_limit` are kept.
+//! - the final model in the same layout at the folder's root, then `training_report.json`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use vellum::encode::Role;
+use vellum::eval::{evaluate, parse_measures, Qrels, Run, RunEntry};
+use vellum::ingest::text_input::TextQuery;
+use vellum::{Collection, SearchRequest};
+
+use crate::checkpoint::{write_atomically, write_model};
+use crate::data::{Passage, TrainQuery};
+use crate::error::{Result, TrainError};
+use crate::loss::contrastive_loss;
+use crate::optim::{AdamW, OptimConfig};
+use crate::tower::Tower;
+
+/// What to train and how. Defaults follow Tevatron's (group 8, query length 32 in its recipes
+/// comes from the field's record here) and Hugging Face's (AdamW, clipping at 1.0).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    /// The dense field whose encoders train.
+    pub field: String,
+    /// Passes over the training queries.
+    pub epochs: usize,
+    /// Stop after this many optimiser steps (overrides `epochs` when smaller).
+    pub max_steps: Option<usize>,
+    /// Queries per micro-batch (each brings `group_size` passages).
+    pub batch_size: usize,
+    /// Passages per query: its positive, then `group_size − 1` hard negatives.
+    pub group_size: usize,
+    /// Micro-batches per optimiser step (in-batch negatives stay within a micro-batch).
+    pub accumulation: usize,
+    /// Softmax temperature τ; `None`: 0.02 when the field's encoder L2-normalises (Tevatron's
+    /// recipes), else 1.0 (Tevatron's default).
+    pub temperature: Option<f64>,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Weight decay (not on biases and layer norms).
+    pub weight_decay: f64,
+    /// Fraction of the optimiser steps spent warming up.
+    pub warmup_ratio: f64,
+    /// Global gradient-norm clipping (0 = none).
+    pub max_grad_norm: f64,
+    /// Seed of the query order and of positive / negative sampling.
+    pub seed: u64,
+    /// Query tokens during training (`None`: the field's query encoder's `max_length`).
+    pub query_max_len: Option<usize>,
+    /// Passage tokens during training (`None`: the passage encoder's `max_length`).
+    pub passage_max_len: Option<usize>,
+    /// Train separate query and passage models even when the field uses one model for both.
+    pub untie: bool,
+    /// Sample hard negatives from the mined ones even where the file gives negatives.
+    pub prefer_mined: bool,
+    /// Write a checkpoint every this many optimiser steps (`None`: at the end of each epoch).
+    pub save_every: Option<usize>,
+    /// Checkpoints kept (the newest).
+    pub save_total_limit: usize,
+    /// Evaluate on the held-out set every this many steps (and before the first, and at the end).
+    pub eval_every: Option<usize>,
+}
+
+impl TrainConfig {
+    /// Defaults for `field`.
+    pub fn new(field: impl Into<String>) -> Self {
+        TrainConfig {
+            field: field.into(),
+            epochs: 1,
+            max_steps: None,
+            batch_size: 8,
+            group_size: 8,
+            accumulation: 1,
+            temperature: None,
+            lr: 2e-5,
+            weight_decay: 0.0,
+            warmup_ratio: 0.1,
+            max_grad_norm: 1.0,
+            seed: 42,
+            query_max_len: None,
+            passage_max_len: None,
+            untie: false,
+            prefer_mined: false,
+            save_every: None,
+            save_total_limit: 2,
+            eval_every: None,
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        let bad = |what: &str| Err(TrainError::Invalid(format!("training setting {what}")));
+        if self.epochs == 0 && self.max_steps.is_none() {
+            return bad("epochs: expected at least 1");
+        }
+        if self.batch_size == 0 || self.group_size == 0 || self.accumulation == 0 {
+            return bad("batch_size, group_size and accumulation: expected at least 1");
+        }
+        if self
+            .temperature
+            .is_some_and(|t| !(t > 0.0 && t.is_finite()))
+        {
+            return bad("temperature: expected a positive number");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("lr: expected a positive number");
+        }
+        if !(0.0..1.0).contains(&self.warmup_ratio) {
+            return bad("warmup_ratio: expected a number in [0, 1)");
+        }
+        if self.save_total_limit == 0 {
+            return bad("save_total_limit: expected at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// One optimiser step, as reported to [`Progress`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct StepReport {
+    /// Steps done (1-based).
+    pub step: usize,
+    /// Total steps of the run.
+    pub total: usize,
+    /// Epoch (0-based).
+    pub epoch: usize,
+    /// Mean loss of the step's micro-batches.
+    pub loss: f64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Steps per second since this process started training.
+    pub steps_per_sec: f64,
+}
+
+/// A held-out evaluation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EvalReport {
+    /// Steps done when it ran.
+    pub step: usize,
+    /// Measure → mean over the held-out queries.
+    pub measures: BTreeMap<String, f64>,
+}
+
+/// Where training reports (the CLI draws a progress bar).
+pub trait Progress {
+    /// Training starts: `total` steps, `done` already done (a resumed run).
+    fn start(&mut self, total: usize, done: usize) {
+        let _ = (total, done);
+    }
+    /// An optimiser step finished.
+    fn step(&mut self, report: &StepReport) {
+        let _ = report;
+    }
+    /// A held-out evaluation finished.
+    fn eval(&mut self, report: &EvalReport) {
+        let _ = report;
+    }
+    /// A checkpoint was written.
+    fn checkpoint(&mut self, path: &Path) {
+        let _ = path;
+    }
+    /// Polled after each step: true stops training after writing a checkpoint.
+    fn interrupted(&self) -> bool {
+        false
+    }
+}
+
+/// A progress sink that reports nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Silent;
+impl Progress for Silent {}
+
+/// Held-out queries evaluated by re-ranking: each query's top `depth` documents, retrieved once
+/// from the stored vectors before training, are re-scored by the current encoders, and MRR@10,
+/// nDCG@10 and recall@depth computed against the qrels. (A full retrieval evaluation needs the
+/// corpus re-encoded; re-ranking a fixed candidate pool measures the encoders alone, cheaply.)
+#[derive(Debug, Clone)]
+pub struct EvalSet {
+    queries: Vec<TextQuery>,
+    qrels: Qrels,
+    candidates: Vec<Vec<Passage>>,
+    depth: usize,
+}
+
+impl EvalSet {
+    /// Retrieves the candidates of `queries` from `field` of `collection`.
+    pub fn new(
+        collection: &Collection,
+        field: &str,
+        queries: Vec<TextQuery>,
+        qrels: Qrels,
+        depth: usize,
+    ) -> Result<Self> {
+        let queries: Vec<TextQuery> = queries
+            .into_iter()
+            .filter(|q| qrels.queries.contains_key(&q.id))
+            .collect();
+        if queries.is_empty() {
+            return Err(TrainError::Invalid(
+                "the held-out queries have no judgement in the held-out qrels".into(),
+            ));
+        }
+        let mut candidates = Vec::with_capacity(queries.len());
+        for chunk in queries.chunks(256) {
+            let texts: Vec<&str> = chunk.iter().map(|q| q.text.as_str()).collect();
+            for hits in collection.search_texts(&texts, SearchRequest::text(field, depth))? {
+                let mut ps = Vec::with_capacity(hits.len());
+                for h in hits {
+                    let doc = collection.doc(h.address)?;
+                    let meta = doc.metadata_json()?;
+                    ps.push(Passage {
+                        id: h.id,
+                        text: vellum::ingest::text_input::encoded_text(
+                            doc.text()?,
+                            meta.get("title").and_then(Value::as_str),
+                        )
+                        .into_owned(),
+                    });
+                }
+                candidates.push(ps);
+            }
+        }
+        Ok(EvalSet {
+            queries,
+            qrels,
+            candidates,
+            depth,
+        })
+    }
+
+    /// Number of evaluated queries.
+    pub fn len(&self) -> usize {
+        self.queries.len()
+    }
+
+    /// True when there is none.
+    pub fn is_empty(&self) -> bool {
+        self.queries.is_empty()
+    }
+
+    fn run(&self, query: &Tower, passage: &Tower, step: usize) -> Result<EvalReport> {
+        let mut run = Run::default();
+        for (q, cands) in self.queries.iter().zip(&self.candidates) {
+            let qv = query.encode(&[query.tokenize(&q.text)?])?.detach();
+            let mut entries = Vec::with_capacity(cands.len());
+            for chunk in cands.chunks(32) {
+                let seqs = chunk
+                    .iter()
+                    .map(|p| passage.tokenize(&p.text))
+                    .collect::<Result<Vec<_>>>()?;
+                let pv = passage.encode(&seqs)?.detach();
+                let scores: Vec<f32> = qv.matmul(&pv.t()?)?.squeeze(0)?.to_vec1()?;
+                for (p, s) in chunk.iter().zip(scores) {
+                    entries.push(RunEntry {
+                        docid: p.id.clone(),
+                        score: s as f64,
+                    });
+                }
+            }
+            run.queries.insert(q.id.clone(), entries);
+        }
+        let names = format!("mrr@10,ndcg@10,recall@{}", self.depth);
+        let measures = parse_measures(&names)?;
+        let e = evaluate(&self.qrels, &run, &measures);
+        Ok(EvalReport {
+            step,
+            measures: e.names.into_iter().zip(e.mean).collect(),
+        })
+    }
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrainReport {
+    /// Optimiser steps in total.
+    pub steps: usize,
+    /// Steps this process ran (fewer when it resumed).
+    pub steps_run: usize,
+    /// Seconds this process trained.
+    pub seconds: f64,
+    /// Whether query and passage models were trained apart.
+    pub untied: bool,
+    /// Temperature used.
+    pub temperature: f64,
+    /// Loss per step.
+    pub losses: Vec<f64>,
+    /// Held-out evaluations (before training, every `eval_every` steps, at the end).
+    pub evals: Vec<EvalReport>,
+    /// Where the trained model is: the output folder (tied) or its `query_model/` and
+    /// `passage_model/`.
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TrainerState {
+    step: usize,
+    total_steps: usize,
+    settings: Value,
+    losses: Vec<f64>,
+    evals: Vec<EvalReport>,
+}
+
+/// The encoders being trained.
+struct Towers {
+    query: Tower,
+    passage: Tower,
+    tied: bool,
+}
+
+impl Towers {
+    fn load(collection: &Collection, config: &TrainConfig, device: &Device) -> Result<Self> {
+        let field = &config.field;
+        let passage_record = collection.encoder_record(field, Role::Passage)?.clone();
+        let query_record = collection.encoder_record(field, Role::Query)?.clone();
+        let index = collection.field_index(field)?;
+        let dim = match collection.schema().fields[index].kind {
+            vellum::FieldKind::Dense { dim, .. } => dim,
+            _ => {
+                return Err(TrainError::Invalid(format!(
+                    "field {field:?} of collection {:?} is not a dense field: only dense fields train in this version",
+                    collection.name()
+                )))
+            }
+        };
+        for r in [&passage_record, &query_record] {
+            if r.dims != dim as usize {
+                return Err(TrainError::Invalid(format!(
+                    "{}: outputs {} dims, field {field:?} stores {dim}",
+                    r.source, r.dims
+                )));
+            }
+        }
+        let passage_dir = collection.encoder_dir(field, Role::Passage)?;
+        let passage = Tower::load(
+            &passage_dir,
+            &passage_record,
+            config.passage_max_len,
+            device,
+        )?;
+        let same_model = passage_record.fingerprint == query_record.fingerprint;
+        let tied = same_model && !config.untie;
+        let query = if tied {
+            passage.share(&query_record, config.query_max_len)?
+        } else {
+            let dir = collection.encoder_dir(field, Role::Query)?;
+            Tower::load(&dir, &query_record, config.query_max_len, device)?
+        };
+        Ok(Towers {
+            query,
+            passage,
+            tied,
+        })
+    }
+
+    fn parameters(&self) -> Vec<(String, candle_core::Var)> {
+        let mut out = Vec::new();
+        let sides: &[(&Tower, &str)] = if self.tied {
+            &[(&self.passage, "")]
+        } else {
+            &[
+                (&self.query, "query_model/"),
+                (&self.passage, "passage_model/"),
+            ]
+        };
+        for (t, prefix) in sides {
+            for name in t.model().trainable() {
+                let var = t
+                    .params
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .expect("trainable names come from the parameters")
+                    .1
+                    .clone();
+                out.push((format!("{prefix}{name}"), var));
+            }
+        }
+        out
+    }
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        if self.tied {
+            write_model(&self.passage, dir)
+        } else {
+            write_model(&self.query, &dir.join("query_model"))?;
+            write_model(&self.passage, &dir.join("passage_model"))
+        }
+    }
+
+    fn restore(&self, dir: &Path) -> Result<()> {
+        if self.tied {
+            self.passage.params.restore(&dir.join("model.safetensors"))
+        } else {
+            self.query
+                .params
+                .restore(&dir.join("query_model/model.safetensors"))?;
+            self.passage
+                .params
+                .restore(&dir.join("passage_model/model.safetensors"))
+        }
+    }
+}
+
+fn mix(seed: u64, a: u64, b: u64) -> u64 {
+    // SplitMix64's finaliser over the three: a stable, well-spread seed per (epoch, query).
+    let mut z =
+        seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The group of query `qi` in `epoch`: one positive, then `group − 1` negatives sampled from its
+/// pool (without replacement when the pool is large enough, as Tevatron).
+fn sample_group<'a>(
+    q: &'a TrainQuery,
+    qi: usize,
+    epoch: usize,
+    config: &TrainConfig,
+) -> Result<Vec<&'a Passage>> {
+    let mut rng = fastrand::Rng::with_seed(mix(config.seed, epoch as u64 + 1, qi as u64));
+    let mut group = Vec::with_capacity(config.group_size);
+    group.push(&q.positives[rng.usize(..q.positives.len())]);
+    let need = config.group_size - 1;
+    if need == 0 {
+        return Ok(group);
+    }
+    let pool = q.negative_pool(config.prefer_mined);
+    if pool.is_empty() {
+        return Err(TrainError::Invalid(format!(
+            "training query {:?} has no hard negative: give negatives in the training file, mine them from the collection (mine depth > 0), or train with group size 1 (in-batch negatives only)",
+            q.id
+        )));
+    }
+    if pool.len() >= need {
+        let mut idx: Vec<usize> = (0..pool.len()).collect();
+        rng.shuffle(&mut idx);
+        group.extend(idx[..need].iter().map(|&i| &pool[i]));
+    } else {
+        group.extend((0..need).map(|_| &pool[rng.usize(..pool.len())]));
+    }
+    Ok(group)
+}
+
+fn checkpoints(output: &Path) -> Result<Vec<(usize, PathBuf)>> {
+    let mut out = Vec::new();
+    if !output.is_dir() {
+        return Ok(out);
+    }
+    for e in std::fs::read_dir(output).map_err(|e| TrainError::io(output, e))? {
+        let path = e.map_err(|e| TrainError::io(output, e))?.path();
+        let step = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("checkpoint-"))
+            .and_then(|n| n.parse::<usize>().ok());
+        if let Some(step) = step {
+            if path.join("trainer_state.json").is_file() {
+                out.push((step, path));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Trains `config.field`'s encoders of `collection` on `data` and writes the result to `output`.
+/// With `resume`, continues from the newest checkpoint in `output` (the same settings and data
+/// are required); without it, an `output` that holds checkpoints is refused.
+pub fn train(
+    collection: &Collection,
+    data: &[TrainQuery],
+    eval: Option<&EvalSet>,
+    config: &TrainConfig,
+    output: &Path,
+    resume: bool,
+    progress: &mut dyn Progress,
+) -> Result<TrainReport> {
+    config.check()?;
+    if data.is_empty() {
+        return Err(TrainError::Invalid("no training query".into()));
+    }
+    let device = Device::Cpu;
+    let towers = Towers::load(collection, config, &device)?;
+    let temperature = config
+        .temperature
+        .unwrap_or(if towers.passage.record.normalize {
+            0.02
+        } else {
+            1.0
+        });
+    let micro_per_epoch = data.len().div_ceil(config.batch_size);
+    let steps_per_epoch = micro_per_epoch.div_ceil(config.accumulation);
+    // As Hugging Face: max_steps, when given, overrides the epochs (the data cycles).
+    let total = config.max_steps.unwrap_or(steps_per_epoch * config.epochs);
+    let warmup = (total as f64 * config.warmup_ratio).ceil() as usize;
+    let mut opt = AdamW::new(
+        towers.parameters(),
+        OptimConfig {
+            lr: config.lr,
+            weight_decay: config.weight_decay,
+            max_grad_norm: config.max_grad_norm,
+            warmup_steps: warmup,
+            total_steps: total,
+            ..Default::default()
+        },
+    );
+    let settings = settings_json(config, data, temperature, towers.tied, total);
+    let mut state = TrainerState {
+        step: 0,
+        total_steps: total,
+        settings: settings.clone(),
+        losses: Vec::new(),
+        evals: Vec::new(),
+    };
+    let existing = checkpoints(output)?;
+    if let Some((_, last)) = existing.last() {
+        if !resume {
+            return Err(TrainError::Invalid(format!(
+                "{} already holds checkpoints (newest {}): resume it, or train into another folder",
+                output.display(),
+                last.display()
+            )));
+        }
+        let text = std::fs::read_to_string(last.join("trainer_state.json"))
+            .map_err(|e| TrainError::io(&last.join("trainer_state.json"), e))?;
+        let saved: TrainerState = serde_json::from_str(&text)
+            .map_err(|e| TrainError::model(&last.join("trainer_state.json"), e.to_string()))?;
+        if saved.settings != settings {
+            return Err(TrainError::Invalid(format!(
+                "cannot resume {}: it was trained with other settings or data ({}); train into another folder",
+                last.display(),
+                settings_difference(&saved.settings, &settings)
+            )));
+        }
+        towers.restore(last)?;
+        opt.load(&last.join("optimizer.safetensors"))?;
+        state = saved;
+    }
+    progress.start(total, state.step);
+    if let Some(e) = eval {
+        if state.evals.is_empty() {
+            let r = e.run(&towers.query, &towers.passage, 0)?;
+            progress.eval(&r);
+            state.evals.push(r);
+        }
+    }
+    let started = Instant::now();
+    let first_step = state.step;
+    let save_every = config.save_every.unwrap_or(steps_per_epoch).max(1);
+    while state.step < total {
+        let epoch = state.step / steps_per_epoch;
+        let in_epoch = state.step % steps_per_epoch;
+        let mut order: Vec<usize> = (0..data.len()).collect();
+        fastrand::Rng::with_seed(mix(config.seed, epoch as u64 + 1, u64::MAX)).shuffle(&mut order);
+        let first_micro = in_epoch * config.accumulation;
+        let micro_end = (first_micro + config.accumulation).min(micro_per_epoch);
+        let micro_count = micro_end - first_micro;
+        let mut loss_sum = 0.0;
+        for m in first_micro..micro_end {
+            let batch =
+                &order[m * config.batch_size..((m + 1) * config.batch_size).min(data.len())];
+            let mut qseqs = Vec::with_capacity(batch.len());
+            let mut pseqs = Vec::with_capacity(batch.len() * config.group_size);
+            for &qi in batch {
+                let q = &data[qi];
+                qseqs.push(towers.query.tokenize(&q.text)?);
+                for p in sample_group(q, qi, epoch, config)? {
+                    pseqs.push(towers.passage.tokenize(&p.text)?);
+                }
+            }
+            let qv = towers.query.encode(&qseqs)?;
+            let pv = towers.passage.encode(&pseqs)?;
+            let loss = contrastive_loss(&qv, &pv, config.group_size, temperature)?;
+            loss_sum += loss.to_scalar::<f32>()? as f64;
+            let scaled = (loss / micro_count as f64)?;
+            opt.accumulate(&scaled.backward()?)?;
+        }
+        let info = opt.step()?;
+        state.step += 1;
+        let loss = loss_sum / micro_count as f64;
+        state.losses.push(loss);
+        let elapsed = started.elapsed().as_secs_f64();
+        progress.step(&StepReport {
+            step: state.step,
+            total,
+            epoch,
+            loss,
+            lr: info.lr,
+            grad_norm: info.grad_norm,
+            steps_per_sec: (state.step - first_step) as f64 / elapsed.max(1e-9),
+        });
+        if let (Some(e), Some(every)) = (eval, config.eval_every) {
+            if state.step.is_multiple_of(every) && state.step < total {
+                let r = e.run(&towers.query, &towers.passage, state.step)?;
+                progress.eval(&r);
+                state.evals.push(r);
+            }
+        }
+        let stop = progress.interrupted();
+        if state.step.is_multiple_of(save_every) || state.step == total || stop {
+            let path = save_checkpoint(output, &towers, &opt, &state, config.save_total_limit)?;
+            progress.checkpoint(&path);
+            if stop && state.step < total {
+                return Err(TrainError::Interrupted(path));
+            }
+        }
+    }
+    if let Some(e) = eval {
+        if state.evals.last().is_none_or(|r| r.step != state.step) {
+            let r = e.run(&towers.query, &towers.passage, state.step)?;
+            progress.eval(&r);
+            state.evals.push(r);
+        }
+    }
+    std::fs::create_dir_all(output).map_err(|e| TrainError::io(output, e))?;
+    towers.save(output)?;
+    let report = TrainReport {
+        steps: state.step,
+        steps_run: state.step - first_step,
+        seconds: started.elapsed().as_secs_f64(),
+        untied: !towers.tied,
+        temperature,
+        losses: state.losses,
+        evals: state.evals,
+        output: output.to_path_buf(),
+    };
+    let path = output.join("training_report.json");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&json!({"settings": settings, "report": report}))
+            .expect("serializable")
+            + "\n",
+    )
+    .map_err(|e| TrainError::io(&path, e))?;
+    Ok(report)
+}
+
+fn save_checkpoint(
+    output: &Path,
+    towers: &Towers,
+    opt: &AdamW,
+    state: &TrainerState,
+    keep: usize,
+) -> Result<PathBuf> {
+    let dest = output.join(format!("checkpoint-{}", state.step));
+    write_atomically(&dest, |tmp| {
+        towers.save(tmp)?;
+        opt.save(&tmp.join("optimizer.safetensors"))?;
+        let path = tmp.join("trainer_state.json");
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(state).expect("serializable") + "\n",
+        )
+        .map_err(|e| TrainError::io(&path, e))
+    })?;
+    let all = checkpoints(output)?;
+    if all.len() > keep {
+        for (_, old) in &all[..all.len() - keep] {
+            std::fs::remove_dir_all(old).map_err(|e| TrainError::io(old, e))?;
+        }
+    }
+    Ok(dest)
+}
+
+/// Everything a resumed run must share with the run that wrote the checkpoint.
+fn settings_json(
+    config: &TrainConfig,
+    data: &[TrainQuery],
+    temperature: f64,
+    tied: bool,
+    total: usize,
+) -> Value {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for q in data {
+        for s in [&q.id, &q.text] {
+            h.update(s.as_bytes());
+            h.update(&[0]);
+        }
+        for p in q.positives.iter().chain(&q.negatives).chain(&q.mined) {
+            h.update(p.id.as_bytes());
+            h.update(&[1]);
+        }
+    }
+    json!({
+        "field": config.field,
+        "queries": data.len(),
+        "data_xxh3": format!("{:032x}", h.digest128()),
+        "epochs": config.epochs,
+        "total_steps": total,
+        "batch_size": config.batch_size,
+        "group_size": config.group_size,
+        "accumulation": config.accumulation,
+        "temperature": temperature,
+        "lr": config.lr,
+        "weight_decay": config.weight_decay,
+        "warmup_ratio": config.warmup_ratio,
+        "max_grad_norm": config.max_grad_norm,
+        "seed": config.seed,
+        "query_max_len": config.query_max_len,
+        "passage_max_len": config.passage_max_len,
+        "tied": tied,
+        "prefer_mined": config.prefer_mined,
+    })
+}
+
+fn settings_difference(a: &Value, b: &Value) -> String {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return "unreadable settings".into();
+    };
+    let diffs: Vec<String> = b
+        .iter()
+        .filter(|(k, v)| a.get(*k) != Some(*v))
+        .map(|(k, v)| format!("{k}: {} then, {v} now", a.get(k).unwrap_or(&Value::Null)))
+        .collect();
+    diffs.join("; ")
+}
