@@ -9,6 +9,11 @@ Reads Debian's English package descriptions (fetch them once with
 
 Selection is deterministic: packages with a long description of at least 200 characters, sorted
 by name, every k-th one so that 2,000 documents remain; every 10th document gives a query.
+
+For training (`vellum train`, see benches/RESULTS.md): `make_corpus.py OUT --docs N --train`
+takes N documents the same way and also writes train_queries.tsv / train_qrels.txt from the
+summaries of the documents that give no held-out query (every 10th gives a held-out query, the
+others train).
 """
 import json
 import subprocess
@@ -46,7 +51,7 @@ def description(raw):
     return summary.strip(), "\n".join(p for p in paragraphs if p)
 
 
-def main(out):
+def main(out, n_docs=N_DOCS, with_train=False):
     lists = sorted(Path("/var/lib/apt/lists").glob("*_main_i18n_Translation-en*"))
     if not lists:
         sys.exit("no Translation-en files: run apt-get update -o Acquire::Languages=en")
@@ -60,10 +65,10 @@ def main(out):
         if len(long) >= 200 and summary:
             by_name.setdefault(p["Package"], (summary, long))
     names = sorted(by_name)
-    if len(names) < N_DOCS:
+    if len(names) < n_docs:
         sys.exit(f"only {len(names)} packages with long descriptions; run apt-get update -o Acquire::Languages=en")
-    step = len(names) / N_DOCS
-    chosen = [names[int(i * step)] for i in range(N_DOCS)]
+    step = len(names) / n_docs
+    chosen = [names[int(i * step)] for i in range(n_docs)]
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "corpus.jsonl", "w") as f:
         for n in chosen:
@@ -73,7 +78,22 @@ def main(out):
             summary = by_name[n][0].replace("\t", " ")
             q.write(f"q{i}\t{summary}\n")
             r.write(f"q{i} 0 {n} 1\n")
+    if with_train:
+        with open(out / "train_queries.tsv", "w") as q, open(out / "train_qrels.txt", "w") as r:
+            for i, n in enumerate(chosen):
+                if i % QUERY_EVERY == 0:
+                    continue
+                summary = by_name[n][0].replace("\t", " ")
+                q.write(f"t{i}\t{summary}\n")
+                r.write(f"t{i} 0 {n} 1\n")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent)
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("out", nargs="?", type=Path, default=Path(__file__).parent)
+    ap.add_argument("--docs", type=int, default=N_DOCS)
+    ap.add_argument("--train", action="store_true", help="also write train_queries.tsv / train_qrels.txt")
+    a = ap.parse_args()
+    main(a.out, a.docs, a.train)

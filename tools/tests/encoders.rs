@@ -4,7 +4,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{fail_line, ok, ok_line};
+use common::{fail, fail_line, ok, ok_line};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
@@ -577,4 +577,139 @@ fn clip_on_scikit_image_photos() {
     let a = vellum::ingest::array::Array::open(&d.join("feat.npy"), None).unwrap();
     assert_eq!(a.shape(), [n, 17, 40]);
     ok_line(d, "verify DB");
+}
+
+/// `vellum train` end to end: fine-tune tiny-a on the sample's summaries (queries + qrels), with
+/// held-out evaluation and checkpoints; the trained folder binds to a new collection as any
+/// model; a second run into the same folder needs --resume.
+#[test]
+fn train_through_the_cli() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let (corpus, queries, qrels) = sample(d, 100);
+    let a = root().join("tests/fixtures/encoders/tiny-a");
+    let encoder = format!("emb={}", a.display());
+    let create = |db: &str, encoder: &str| {
+        ok(
+            d,
+            &[
+                "create",
+                db,
+                "-c",
+                "docs",
+                "--field",
+                "emb:dense:32:f32:cosine",
+                "--encoder",
+                encoder,
+                "--encoder-options",
+                "emb=pooling=mean,normalize=true",
+            ],
+        );
+        ok(
+            d,
+            &[
+                "ingest",
+                db,
+                "-c",
+                "docs",
+                "--docs",
+                corpus.to_str().unwrap(),
+            ],
+        );
+    };
+    create("DB", &encoder);
+    let (q, r) = (queries.to_str().unwrap(), qrels.to_str().unwrap());
+    let train = [
+        "train",
+        "DB",
+        "-c",
+        "docs",
+        "-f",
+        "emb",
+        "--queries",
+        q,
+        "--qrels",
+        r,
+        "-o",
+        "OUT",
+        "--max-steps",
+        "6",
+        "--batch-size",
+        "4",
+        "--group-size",
+        "3",
+        "--lr",
+        "1e-3",
+        "--mine-depth",
+        "10",
+        "--save-every",
+        "3",
+        "--eval-queries",
+        q,
+        "--eval-qrels",
+        r,
+        "--eval-depth",
+        "10",
+    ];
+    let out = ok(d, &train);
+    assert!(
+        out.contains("trained 6 steps (6 in this run")
+            && out.contains("held-out before: mrr@10")
+            && out.contains("held-out after:  mrr@10"),
+        "{out}"
+    );
+    assert!(d.join("OUT/checkpoint-3/trainer_state.json").is_file());
+    assert!(d.join("OUT/checkpoint-6/optimizer.safetensors").is_file());
+    let e = fail(d, &train);
+    assert!(e.contains("already holds checkpoints"), "{e}");
+    let mut resumed = train.to_vec();
+    resumed.push("--resume");
+    let out = ok(d, &resumed);
+    assert!(out.contains("trained 6 steps (0 in this run"), "{out}");
+
+    // The trained model is a model folder like any other.
+    create("DB2", &format!("emb={}", d.join("OUT").display()));
+    let run = ok(
+        d,
+        &[
+            "search",
+            "--db",
+            "DB2",
+            "-c",
+            "docs",
+            "-f",
+            "emb",
+            "--queries",
+            q,
+            "-k",
+            "5",
+        ],
+    );
+    assert!(run.lines().count() >= 10 * 5, "{run}");
+
+    // Bad input names the file and line.
+    std::fs::write(
+        d.join("bad.jsonl"),
+        "{\"query_id\": \"x\", \"query\": \"q\", \"positive_document_ids\": [\"missing\"]}\n",
+    )
+    .unwrap();
+    let e = fail(
+        d,
+        &[
+            "train",
+            "DB",
+            "-c",
+            "docs",
+            "-f",
+            "emb",
+            "--train",
+            "bad.jsonl",
+            "-o",
+            "O2",
+        ],
+    );
+    assert!(
+        e.contains("bad.jsonl:1: document id \"missing\" is not in collection \"docs\""),
+        "{e}"
+    );
 }

@@ -22,5 +22,6 @@ pub use data::{
 };
 pub use error::{Result, TrainError};
 pub use trainer::{
-    train, EvalReport, EvalSet, Progress, Silent, StepReport, TrainConfig, TrainReport,
+    check_output, train, EvalReport, EvalSet, Progress, Silent, StepReport, TrainConfig,
+    TrainReport,
 };

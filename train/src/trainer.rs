@@ -526,15 +526,9 @@ pub fn train(
         losses: Vec::new(),
         evals: Vec::new(),
     };
+    check_output(output, resume)?;
     let existing = checkpoints(output)?;
     if let Some((_, last)) = existing.last() {
-        if !resume {
-            return Err(TrainError::Invalid(format!(
-                "{} already holds checkpoints (newest {}): resume it, or train into another folder",
-                output.display(),
-                last.display()
-            )));
-        }
         let text = std::fs::read_to_string(last.join("trainer_state.json"))
             .map_err(|e| TrainError::io(&last.join("trainer_state.json"), e))?;
         let saved: TrainerState = serde_json::from_str(&text)
@@ -647,6 +641,22 @@ pub fn train(
     )
     .map_err(|e| TrainError::io(&path, e))?;
     Ok(report)
+}
+
+/// Refuses an `output` folder that holds checkpoints unless `resume` (training would otherwise
+/// mix two runs' checkpoints). Cheap: callers check before mining negatives.
+pub fn check_output(output: &Path, resume: bool) -> Result<()> {
+    if resume {
+        return Ok(());
+    }
+    if let Some((_, last)) = checkpoints(output)?.last() {
+        return Err(TrainError::Invalid(format!(
+            "{} already holds checkpoints (newest {}): resume from it, or train into another folder",
+            output.display(),
+            last.display()
+        )));
+    }
+    Ok(())
 }
 
 fn save_checkpoint(

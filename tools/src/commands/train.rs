@@ -7,8 +7,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use vellum::Database;
 use vellum_train::{
-    mine_negatives, read_queries_qrels, read_tevatron, train, EvalReport, EvalSet, MiningConfig,
-    StepReport, TrainConfig,
+    check_output, mine_negatives, read_queries_qrels, read_tevatron, train, EvalReport, EvalSet,
+    MiningConfig, StepReport, TrainConfig,
 };
 
 use super::progress::{counter, Progress};
@@ -58,6 +58,9 @@ impl vellum_train::Progress for Bar {
 
 /// Runs `vellum train`.
 pub fn run(a: TrainArgs, out: &mut dyn Write) -> Result<()> {
+    if let Err(e) = check_output(&a.output, a.resume) {
+        bail!("{e} (pass --resume to continue that run)");
+    }
     let db = Database::open(&a.db)?;
     let snap = db.snapshot()?;
     let c = snap.collection(&a.collection)?;
