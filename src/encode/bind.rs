@@ -112,6 +112,49 @@ pub fn prepare_encoders_in(dir: &dyn Directory, choice: &EncoderChoice) -> Resul
     Ok(records)
 }
 
+/// The encoders of a field whose query encoder is replaced by the model at `query` (with
+/// `options`, over the current query record's output-shaping options) while its passage encoder
+/// — and so every stored vector — stays as it is: a small query encoder trained against the
+/// stored passage vectors. The new model must output the same dimensions; it is copied into the
+/// database when `embed` is set (as [`prepare_encoders`] does).
+pub fn replace_query_encoder(
+    dir: &dyn Directory,
+    current: &FieldEncoders,
+    query: &str,
+    options: &EncoderOptions,
+    embed: bool,
+) -> Result<FieldEncoders> {
+    let model = ModelDir::resolve(query)?;
+    let options = EncoderOptions {
+        role: Some(Role::Query),
+        ..current.query.options().overridden_by(options)
+    };
+    let enc = super::load(&model, &options)?;
+    let mut record = enc.record().clone();
+    if record.dims != current.query.dims || record.output != current.query.output {
+        return Err(crate::error::Error::parameter(
+            "query encoder",
+            format!(
+                "{query} outputs {} {} dims; the field's vectors have {} — a query encoder must match the stored passage vectors",
+                record.dims,
+                record.output.field_kind_name(),
+                current.query.dims
+            ),
+        ));
+    }
+    if embed {
+        model.copy_into(
+            dir,
+            &Path::new(EMBEDDED_MODELS_DIR).join(record.fingerprint_hex()),
+        )?;
+        record.embedded = true;
+    }
+    Ok(FieldEncoders {
+        passage: current.passage.clone(),
+        query: record,
+    })
+}
+
 /// Where an embedded model of `record` lives in the database at `database_dir`.
 pub fn embedded_dir(database_dir: &Path, record: &EncoderRecord) -> PathBuf {
     database_dir

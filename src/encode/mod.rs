@@ -45,7 +45,9 @@ pub use crate::meta::encoder::{
 #[cfg(feature = "encoders")]
 pub use backend::vector_math;
 #[cfg(feature = "encoders")]
-pub use bind::{embedded_dir, prepare_encoders, prepare_encoders_in, EncoderChoice};
+pub use bind::{
+    embedded_dir, prepare_encoders, prepare_encoders_in, replace_query_encoder, EncoderChoice,
+};
 #[cfg(feature = "encoders")]
 pub use colbert::ColbertEncoder;
 pub use source::{

@@ -159,6 +159,33 @@ pub struct TrainArgs {
     /// Evaluate every N steps (always before the first and after the last).
     #[arg(long)]
     pub eval_every: Option<usize>,
+    /// Train only a (small) query encoder against the stored passage vectors (Cohen et al.
+    /// 2024): align it to the current query encoder, then train contrastively; nothing is
+    /// re-encoded. Held-out evaluation is full retrieval.
+    #[arg(long)]
+    pub query_only: bool,
+    /// Query-only student: the current query model's first N layers.
+    #[arg(long, requires = "query_only", conflicts_with = "student")]
+    pub student_layers: Option<usize>,
+    /// Query-only student: another BERT-family model folder with the field's dimensions.
+    #[arg(long, requires = "query_only")]
+    pub student: Option<PathBuf>,
+    /// Query-only: alignment steps before contrastive training.
+    #[arg(long, default_value_t = 200)]
+    pub align_steps: usize,
+    /// Query-only: alignment loss, cosine (1 − cos) or mse.
+    #[arg(long, default_value = "cosine")]
+    pub align_loss: String,
+    /// Query-only: alignment learning rate.
+    #[arg(long, default_value_t = 1e-4)]
+    pub align_lr: f64,
+    /// Query-only: bind the trained model as the field's query encoder (a new encoder version;
+    /// stored vectors unchanged).
+    #[arg(long, requires = "query_only")]
+    pub bind: bool,
+    /// With --bind: copy the model into the database.
+    #[arg(long, requires = "bind")]
+    pub embed_model: bool,
 }
 
 /// `vellum backup`.

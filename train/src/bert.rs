@@ -105,9 +105,15 @@ impl Params {
 
     /// Writes every variable to `path` as `model.safetensors` (f32).
     pub fn save(&self, path: &Path) -> Result<()> {
+        self.save_filtered(path, |_| true)
+    }
+
+    /// Writes the variables whose names `keep` accepts to `path` (f32).
+    pub fn save_filtered(&self, path: &Path, keep: impl Fn(&str) -> bool) -> Result<()> {
         let map: std::collections::HashMap<String, Tensor> = self
             .vars
             .iter()
+            .filter(|(k, _)| keep(k))
             .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
             .collect();
         candle_core::safetensors::save(&map, path)

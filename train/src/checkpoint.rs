@@ -103,7 +103,10 @@ pub fn write_atomically(dest: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> 
     let name = dest
         .file_name()
         .ok_or_else(|| TrainError::Invalid(format!("{}: not a folder name", dest.display())))?;
-    let parent = dest.parent().unwrap_or(Path::new("."));
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
     std::fs::create_dir_all(parent).map_err(io(parent))?;
     let tmp: PathBuf = parent.join(format!(".{}.tmp", name.to_string_lossy()));
     if tmp.exists() {

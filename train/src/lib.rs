@@ -14,6 +14,7 @@ pub mod data;
 pub mod error;
 pub mod loss;
 pub mod optim;
+pub mod query_only;
 pub mod tower;
 pub mod trainer;
 

@@ -414,7 +414,7 @@ impl Towers {
     }
 }
 
-fn mix(seed: u64, a: u64, b: u64) -> u64 {
+pub(crate) fn mix(seed: u64, a: u64, b: u64) -> u64 {
     // SplitMix64's finaliser over the three: a stable, well-spread seed per (epoch, query).
     let mut z =
         seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -425,7 +425,7 @@ fn mix(seed: u64, a: u64, b: u64) -> u64 {
 
 /// The group of query `qi` in `epoch`: one positive, then `group − 1` negatives sampled from its
 /// pool (without replacement when the pool is large enough, as Tevatron).
-fn sample_group<'a>(
+pub(crate) fn sample_group<'a>(
     q: &'a TrainQuery,
     qi: usize,
     epoch: usize,

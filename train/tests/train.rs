@@ -436,3 +436,124 @@ fn bad_training_data_is_refused_by_file_line_and_id() {
     .to_string();
     assert!(e.contains("temperature"), "{e}");
 }
+
+#[test]
+fn query_encoder_only_training_aligns_a_truncated_student_and_binds_it() {
+    use vellum_train::query_only::{
+        train_query_encoder, AlignLoss, QueryOnlyConfig, RetrievalEval, Student,
+    };
+    let t = tempfile::tempdir().unwrap();
+    let db = database(t.path(), None);
+    let d = data(&db, t.path());
+    let snap = db.snapshot().unwrap();
+    let c = snap.collection("docs").unwrap();
+    let queries: Vec<vellum::ingest::text_input::TextQuery> = d
+        .iter()
+        .map(|q| vellum::ingest::text_input::TextQuery {
+            id: q.id.clone(),
+            text: q.text.clone(),
+        })
+        .collect();
+    let qrels = vellum::eval::Qrels {
+        queries: d
+            .iter()
+            .map(|q| {
+                (
+                    q.id.clone(),
+                    [(q.positives[0].id.clone(), 1)].into_iter().collect(),
+                )
+            })
+            .collect(),
+    };
+    let eval = RetrievalEval::new(queries, qrels).unwrap();
+    let config = QueryOnlyConfig {
+        student: Student::Layers(1),
+        align_steps: 30,
+        align_loss: AlignLoss::Cosine,
+        align_lr: 1e-3,
+        train: TrainConfig {
+            max_steps: Some(10),
+            ..config()
+        },
+    };
+    let out = t.path().join("student");
+    let report = train_query_encoder(c, &d, Some(&eval), &config, &out, &mut Silent).unwrap();
+    assert_eq!(report.layers, (1, 2));
+    let a = &report.align_losses;
+    assert!(
+        a[a.len() - 5..].iter().sum::<f64>() < 0.5 * a[..5].iter().sum::<f64>(),
+        "{a:?}"
+    );
+    assert_eq!(report.losses.len(), 10);
+    assert_eq!(report.student.len(), 2);
+    assert!(report.teacher.is_some() && report.queries_per_sec.is_some());
+    assert!(!t.path().join(".student.student-init").exists());
+    let student = TextEncoder::load(out.to_str().unwrap(), &EncoderOptions::default()).unwrap();
+    assert_eq!(student.dims(), 32);
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["num_hidden_layers"], 1);
+
+    // Bound as the field's query encoder: text search now encodes with it; stored vectors and
+    // the passage encoder are untouched.
+    let mut w = db.writer().unwrap();
+    let records = vellum::encode::replace_query_encoder(
+        &**db.directory(),
+        c.encoders("emb").unwrap(),
+        out.to_str().unwrap(),
+        &EncoderOptions::default(),
+        true,
+    )
+    .unwrap();
+    assert_eq!(
+        &records.passage,
+        c.encoder_record("emb", Role::Passage).unwrap()
+    );
+    w.set_encoders("docs", "emb", records).unwrap();
+    w.commit().unwrap();
+    let snap2 = db.snapshot().unwrap();
+    let c2 = snap2.collection("docs").unwrap();
+    let q = ["library for parsing XML"];
+    let hits = c2
+        .search_texts(&q, vellum::SearchRequest::text("emb", 5))
+        .unwrap();
+    let by_hand = student.encode(&q).unwrap();
+    assert_eq!(
+        hits,
+        c2.search(&vellum::SearchRequest::dense_batch("emb", &by_hand, 5))
+            .unwrap()
+    );
+    assert_eq!(
+        c2.get(&d[0].positives[0].id)
+            .unwrap()
+            .unwrap()
+            .dense("emb")
+            .unwrap()
+            .to_f32_vec(),
+        c.get(&d[0].positives[0].id)
+            .unwrap()
+            .unwrap()
+            .dense("emb")
+            .unwrap()
+            .to_f32_vec()
+    );
+
+    // Students that cannot be: too many layers; a passage not in the collection.
+    let bad = QueryOnlyConfig {
+        student: Student::Layers(3),
+        ..config.clone()
+    };
+    let e = train_query_encoder(c, &d, None, &bad, &t.path().join("x"), &mut Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("student layers: expected 1 to 2"), "{e}");
+    let mut inline = d.clone();
+    inline[0].positives[0].id = "elsewhere".into();
+    let e = train_query_encoder(c, &inline, None, &config, &t.path().join("y"), &mut Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("passage \"elsewhere\" is not in collection"),
+        "{e}"
+    );
+}

@@ -94,6 +94,9 @@ pub fn run(a: TrainArgs, out: &mut dyn Write) -> Result<()> {
         pb.finish_and_clear();
         eprintln!("mined {n} hard negatives for {} queries", data.len());
     }
+    if a.query_only {
+        return query_only(&a, &db, c, &data, config_of(&a), out);
+    }
     let eval = match (&a.eval_queries, &a.eval_qrels) {
         (Some(q), Some(r)) => {
             let queries = vellum::ingest::text_input::read_queries(q)?;
@@ -102,37 +105,8 @@ pub fn run(a: TrainArgs, out: &mut dyn Write) -> Result<()> {
         }
         _ => None,
     };
-    let config = TrainConfig {
-        epochs: a.epochs,
-        max_steps: a.max_steps,
-        batch_size: a.batch_size,
-        group_size: a.group_size,
-        accumulation: a.accumulation,
-        temperature: a.temperature,
-        lr: a.lr,
-        weight_decay: a.weight_decay,
-        warmup_ratio: a.warmup_ratio,
-        max_grad_norm: a.max_grad_norm,
-        seed: a.seed,
-        query_max_len: a.query_max_len,
-        passage_max_len: a.passage_max_len,
-        untie: a.untie,
-        prefer_mined: a.prefer_mined,
-        save_every: a.save_every,
-        save_total_limit: a.save_total_limit,
-        eval_every: a.eval_every,
-        ..TrainConfig::new(&a.field)
-    };
-    let interrupt = Arc::new(AtomicBool::new(false));
-    {
-        let flag = interrupt.clone();
-        let _ = ctrlc::try_set_handler(move || {
-            if flag.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-            eprintln!("\ninterrupted: writing a checkpoint after this step ...");
-        });
-    }
+    let config = config_of(&a);
+    let interrupt = interrupt_flag();
     let mut bar = Bar {
         bar: None,
         interrupt,
@@ -170,6 +144,140 @@ pub fn run(a: TrainArgs, out: &mut dyn Write) -> Result<()> {
     if let (Some(first), Some(last)) = (report.evals.first(), report.evals.last()) {
         writeln!(out, "held-out before: {}", measures(first))?;
         writeln!(out, "held-out after:  {}", measures(last))?;
+    }
+    Ok(())
+}
+
+fn config_of(a: &TrainArgs) -> TrainConfig {
+    TrainConfig {
+        epochs: a.epochs,
+        max_steps: a.max_steps,
+        batch_size: a.batch_size,
+        group_size: a.group_size,
+        accumulation: a.accumulation,
+        temperature: a.temperature,
+        lr: a.lr,
+        weight_decay: a.weight_decay,
+        warmup_ratio: a.warmup_ratio,
+        max_grad_norm: a.max_grad_norm,
+        seed: a.seed,
+        query_max_len: a.query_max_len,
+        passage_max_len: a.passage_max_len,
+        untie: a.untie,
+        prefer_mined: a.prefer_mined,
+        save_every: a.save_every,
+        save_total_limit: a.save_total_limit,
+        eval_every: a.eval_every,
+        ..TrainConfig::new(&a.field)
+    }
+}
+
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let flag = interrupt.clone();
+    let _ = ctrlc::try_set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: stopping after this step ...");
+    });
+    interrupt
+}
+
+/// `vellum train --query-only`.
+fn query_only(
+    a: &TrainArgs,
+    db: &Database,
+    c: &vellum::Collection,
+    data: &[vellum_train::TrainQuery],
+    train: TrainConfig,
+    out: &mut dyn Write,
+) -> Result<()> {
+    use vellum_train::query_only::{
+        train_query_encoder, AlignLoss, QueryOnlyConfig, RetrievalEval, Student,
+    };
+    let student = match (&a.student, a.student_layers) {
+        (Some(p), _) => Student::Model(p.clone()),
+        (None, Some(n)) => Student::Layers(n),
+        (None, None) => Student::Layers(2),
+    };
+    let align_loss = match a.align_loss.as_str() {
+        "cosine" | "cos" => AlignLoss::Cosine,
+        "mse" => AlignLoss::Mse,
+        other => bail!("--align-loss {other:?}: expected cosine or mse"),
+    };
+    let eval = match (&a.eval_queries, &a.eval_qrels) {
+        (Some(q), Some(r)) => Some(RetrievalEval::new(
+            vellum::ingest::text_input::read_queries(q)?,
+            vellum::eval::Qrels::read(r)?,
+        )?),
+        _ => None,
+    };
+    let config = QueryOnlyConfig {
+        student,
+        align_steps: a.align_steps,
+        align_loss,
+        align_lr: a.align_lr,
+        train,
+    };
+    let mut bar = Bar {
+        bar: None,
+        interrupt: interrupt_flag(),
+    };
+    let report = train_query_encoder(c, data, eval.as_ref(), &config, &a.output, &mut bar)?;
+    if let Some(b) = &bar.bar {
+        b.finish_and_clear();
+    }
+    writeln!(
+        out,
+        "trained a {}-layer query encoder ({} alignment + {} contrastive steps, {:.1} s); model in {}",
+        report.layers.0,
+        report.align_losses.len(),
+        report.losses.len(),
+        report.seconds,
+        report.output.display()
+    )?;
+    if let (Some(t), Some(s)) = (&report.teacher, report.student.last()) {
+        writeln!(
+            out,
+            "held-out, current query encoder ({} layers): {}",
+            report.layers.1,
+            measures(t)
+        )?;
+        writeln!(
+            out,
+            "held-out, trained query encoder ({} layers): {}",
+            report.layers.0,
+            measures(s)
+        )?;
+    }
+    if let Some((t, s)) = report.queries_per_sec {
+        writeln!(
+            out,
+            "query encoding: {t:.0} → {s:.0} queries/s ({:.2}×)",
+            s / t
+        )?;
+    }
+    if a.bind {
+        // The writer opens first: it collects, when it opens, model copies no commit references.
+        let mut w = db.writer()?;
+        let current = c
+            .encoders(&a.field)
+            .ok_or_else(|| anyhow::anyhow!("field {:?} has no encoder", a.field))?;
+        let records = vellum::encode::replace_query_encoder(
+            &**db.directory(),
+            current,
+            &std::fs::canonicalize(&a.output)?.display().to_string(),
+            &vellum::encode::EncoderOptions::default(),
+            a.embed_model,
+        )?;
+        w.set_encoders(&a.collection, &a.field, records)?;
+        let commit = w.commit()?;
+        writeln!(
+            out,
+            "bound as the query encoder of {}.{} (generation {}); stored vectors unchanged",
+            a.collection, a.field, commit.generation
+        )?;
     }
     Ok(())
 }

@@ -1,0 +1,98 @@
+//! Training steps per second of vellum-train on fixed batches, for
+//! `benches/compare/compare_train.py` (which runs the PyTorch peer on the same batches).
+//!
+//! Usage: cargo bench -p vellum-train --bench train_timing -- MODEL_DIR BATCHES.json STEPS
+//! BATCHES.json: {"query_max_len", "passage_max_len", "group", "temperature", "lr",
+//! "batches": [{"queries": [...], "passages": [...]}]}. Prints one JSON line.
+
+use std::time::Instant;
+
+use candle_core::Device;
+use vellum::encode::{EncoderOptions, ModelDir, TextEncoder};
+use vellum_train::loss::contrastive_loss;
+use vellum_train::optim::{AdamW, OptimConfig};
+use vellum_train::tower::Tower;
+
+fn main() {
+    let args: Vec<String> = std::env::args().filter(|a| a != "--bench").collect();
+    if args.len() < 4 {
+        eprintln!("usage: train_timing MODEL_DIR BATCHES.json STEPS");
+        std::process::exit(2);
+    }
+    let dir = ModelDir::at(args[1].clone().into(), &args[1]).unwrap();
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&args[2]).unwrap()).unwrap();
+    let steps: usize = args[3].parse().unwrap();
+    let int = |k: &str| spec[k].as_u64().unwrap() as usize;
+    let record = TextEncoder::from_dir(&dir, &EncoderOptions::default())
+        .unwrap()
+        .record()
+        .clone();
+    let passage = Tower::load(&dir, &record, Some(int("passage_max_len")), &Device::Cpu).unwrap();
+    let query = passage.share(&record, Some(int("query_max_len"))).unwrap();
+    let params = passage
+        .model()
+        .trainable()
+        .iter()
+        .map(|n| {
+            let v = passage
+                .params
+                .iter()
+                .find(|(m, _)| *m == n)
+                .unwrap()
+                .1
+                .clone();
+            (n.clone(), v)
+        })
+        .collect();
+    let mut opt = AdamW::new(
+        params,
+        OptimConfig {
+            lr: spec["lr"].as_f64().unwrap(),
+            total_steps: steps,
+            ..Default::default()
+        },
+    );
+    let batches: Vec<(Vec<Vec<u32>>, Vec<Vec<u32>>)> = spec["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            let tok = |t: &Tower, k: &str| -> Vec<Vec<u32>> {
+                b[k].as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| t.tokenize(s.as_str().unwrap()).unwrap())
+                    .collect()
+            };
+            (tok(&query, "queries"), tok(&passage, "passages"))
+        })
+        .collect();
+    let group = int("group");
+    let temperature = spec["temperature"].as_f64().unwrap();
+    let mut losses = Vec::new();
+    // One warm-up step (allocations, page faults), not timed.
+    let mut run = |i: usize, losses: &mut Vec<f64>| {
+        let (q, p) = &batches[i % batches.len()];
+        let loss = contrastive_loss(
+            &query.encode(q).unwrap(),
+            &passage.encode(p).unwrap(),
+            group,
+            temperature,
+        )
+        .unwrap();
+        losses.push(loss.to_scalar::<f32>().unwrap() as f64);
+        opt.accumulate(&loss.backward().unwrap()).unwrap();
+        opt.step().unwrap();
+    };
+    run(0, &mut Vec::new());
+    let t = Instant::now();
+    for i in 0..steps {
+        run(i + 1, &mut losses);
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({"steps": steps, "seconds": secs, "steps_per_sec": steps as f64 / secs, "losses": losses})
+    );
+}
