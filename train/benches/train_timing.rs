@@ -13,6 +13,9 @@ use vellum_train::loss::contrastive_loss;
 use vellum_train::optim::{AdamW, OptimConfig};
 use vellum_train::tower::Tower;
 
+/// Token ids of one batch: queries, then passages (groups in order).
+type Batch = (Vec<Vec<u32>>, Vec<Vec<u32>>);
+
 fn main() {
     let args: Vec<String> = std::env::args().filter(|a| a != "--bench").collect();
     if args.len() < 4 {
@@ -53,7 +56,7 @@ fn main() {
             ..Default::default()
         },
     );
-    let batches: Vec<(Vec<Vec<u32>>, Vec<Vec<u32>>)> = spec["batches"]
+    let batches: Vec<Batch> = spec["batches"]
         .as_array()
         .unwrap()
         .iter()
