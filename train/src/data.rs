@@ -47,6 +47,32 @@ impl TrainQuery {
     }
 }
 
+/// A stored document as a passage: its id and the text its encoder read at ingest.
+pub fn passage_of(doc: &vellum::collection::DocRef<'_>) -> Result<Passage> {
+    let meta = doc.metadata_json()?;
+    Ok(Passage {
+        id: doc.id()?.to_string(),
+        text: encoded_text(doc.text()?, meta.get("title").and_then(Value::as_str)).into_owned(),
+    })
+}
+
+/// The queries `qrels` judges (held-out sets), or an error when none is.
+pub fn judged_queries(
+    queries: Vec<vellum::ingest::text_input::TextQuery>,
+    qrels: &vellum::eval::Qrels,
+) -> Result<Vec<vellum::ingest::text_input::TextQuery>> {
+    let queries: Vec<_> = queries
+        .into_iter()
+        .filter(|q| qrels.queries.contains_key(&q.id))
+        .collect();
+    if queries.is_empty() {
+        return Err(TrainError::Invalid(
+            "the held-out queries have no judgement in the held-out qrels".into(),
+        ));
+    }
+    Ok(queries)
+}
+
 /// The passage `id` of the collection as its encoder read it, or an error naming where the id
 /// came from.
 fn stored(collection: &Collection, id: &str, file: &Path, line: usize) -> Result<Passage> {
@@ -60,12 +86,7 @@ fn stored(collection: &Collection, id: &str, file: &Path, line: usize) -> Result
             ),
         )
     })?;
-    let meta = doc.metadata_json()?;
-    let text = encoded_text(doc.text()?, meta.get("title").and_then(Value::as_str)).into_owned();
-    Ok(Passage {
-        id: id.to_string(),
-        text,
-    })
+    passage_of(&doc)
 }
 
 fn id_of(v: &Value) -> Option<String> {
@@ -273,15 +294,7 @@ pub fn mine_negatives(
             q.mined = mined
                 .into_iter()
                 .skip(config.skip)
-                .map(|h| {
-                    let doc = collection.doc(h.address)?;
-                    let meta = doc.metadata_json()?;
-                    Ok(Passage {
-                        id: h.id.clone(),
-                        text: encoded_text(doc.text()?, meta.get("title").and_then(Value::as_str))
-                            .into_owned(),
-                    })
-                })
+                .map(|h| passage_of(&collection.doc(h.address)?))
                 .collect::<Result<_>>()?;
             total += q.mined.len();
         }

@@ -105,15 +105,7 @@ pub struct RetrievalEval {
 impl RetrievalEval {
     /// Keeps the queries `qrels` judges.
     pub fn new(queries: Vec<TextQuery>, qrels: Qrels) -> Result<Self> {
-        let queries: Vec<TextQuery> = queries
-            .into_iter()
-            .filter(|q| qrels.queries.contains_key(&q.id))
-            .collect();
-        if queries.is_empty() {
-            return Err(TrainError::Invalid(
-                "the held-out queries have no judgement in the held-out qrels".into(),
-            ));
-        }
+        let queries = crate::data::judged_queries(queries, &qrels)?;
         Ok(RetrievalEval { queries, qrels })
     }
 

@@ -205,32 +205,15 @@ impl EvalSet {
         qrels: Qrels,
         depth: usize,
     ) -> Result<Self> {
-        let queries: Vec<TextQuery> = queries
-            .into_iter()
-            .filter(|q| qrels.queries.contains_key(&q.id))
-            .collect();
-        if queries.is_empty() {
-            return Err(TrainError::Invalid(
-                "the held-out queries have no judgement in the held-out qrels".into(),
-            ));
-        }
+        let queries = crate::data::judged_queries(queries, &qrels)?;
         let mut candidates = Vec::with_capacity(queries.len());
         for chunk in queries.chunks(256) {
             let texts: Vec<&str> = chunk.iter().map(|q| q.text.as_str()).collect();
             for hits in collection.search_texts(&texts, SearchRequest::text(field, depth))? {
-                let mut ps = Vec::with_capacity(hits.len());
-                for h in hits {
-                    let doc = collection.doc(h.address)?;
-                    let meta = doc.metadata_json()?;
-                    ps.push(Passage {
-                        id: h.id,
-                        text: vellum::ingest::text_input::encoded_text(
-                            doc.text()?,
-                            meta.get("title").and_then(Value::as_str),
-                        )
-                        .into_owned(),
-                    });
-                }
+                let ps = hits
+                    .iter()
+                    .map(|h| crate::data::passage_of(&collection.doc(h.address)?))
+                    .collect::<Result<Vec<_>>>()?;
                 candidates.push(ps);
             }
         }
