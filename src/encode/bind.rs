@@ -112,8 +112,9 @@ pub fn prepare_encoders_in(dir: &dyn Directory, choice: &EncoderChoice) -> Resul
     Ok(records)
 }
 
-/// The encoders of a field whose query encoder is replaced by the model at `query` (with
-/// `options`, over the current query record's output-shaping options) while its passage encoder
+/// The encoders of a field whose query encoder is replaced by the model at `query` (a folder,
+/// recorded by its absolute path, or a cached model id) with `options` over all of the current
+/// query record's options (pooling, normalisation, length, prefix, dims, dtype), while its passage encoder
 /// — and so every stored vector — stays as it is: a small query encoder trained against the
 /// stored passage vectors. The new model must output the same dimensions; it is copied into the
 /// database when `embed` is set (as [`prepare_encoders`] does).
@@ -124,7 +125,15 @@ pub fn replace_query_encoder(
     options: &EncoderOptions,
     embed: bool,
 ) -> Result<FieldEncoders> {
-    let model = ModelDir::resolve(query)?;
+    let path = Path::new(query);
+    let source = match path.is_dir() {
+        true => std::fs::canonicalize(path)
+            .map_err(|e| crate::error::Error::io(path, e))?
+            .display()
+            .to_string(),
+        false => query.to_string(),
+    };
+    let model = ModelDir::resolve(&source)?;
     let options = EncoderOptions {
         role: Some(Role::Query),
         ..current.query.options().overridden_by(options)

@@ -87,7 +87,7 @@ pub struct TrainArgs {
     #[arg(long, short = 'o')]
     pub output: PathBuf,
     /// Continue from the newest checkpoint in --output (same settings and data).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "query_only")]
     pub resume: bool,
     /// Passes over the training queries.
     #[arg(long, default_value_t = 1)]
@@ -102,7 +102,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 8)]
     pub group_size: usize,
     /// Micro-batches per optimiser step.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, conflicts_with = "query_only")]
     pub accumulation: usize,
     /// Softmax temperature (default: 0.02 when the encoder normalises, else 1.0).
     #[arg(long)]
@@ -126,10 +126,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub query_max_len: Option<usize>,
     /// Passage tokens during training (default: the passage encoder's max_length).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "query_only")]
     pub passage_max_len: Option<usize>,
     /// Train separate query and passage models even when the field uses one model.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "query_only")]
     pub untie: bool,
     /// Hard negatives mined per query from the collection (0: none mined; queries then need
     /// negatives in the training file, or --group-size 1).
@@ -142,7 +142,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub prefer_mined: bool,
     /// Write a checkpoint every N steps (default: every epoch).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "query_only")]
     pub save_every: Option<usize>,
     /// Checkpoints kept.
     #[arg(long, default_value_t = 2)]

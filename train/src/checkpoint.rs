@@ -14,7 +14,7 @@ use crate::error::{Result, TrainError};
 use crate::tower::Tower;
 
 /// Files copied unchanged from the model folder training started from (those present).
-pub const COPIED_FILES: [&str; 10] = [
+pub const COPIED_FILES: [&str; 11] = [
     "config.json",
     "tokenizer.json",
     "tokenizer_config.json",
@@ -25,6 +25,7 @@ pub const COPIED_FILES: [&str; 10] = [
     "sentencepiece.bpe.model",
     "added_tokens.json",
     "config_sentence_transformers.json",
+    "sentence_bert_config.json",
 ];
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -36,7 +37,9 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     std::fs::write(path, text + "\n").map_err(io(path))
 }
 
-/// Writes the model of `tower` into folder `dir` (created; must not exist).
+/// Writes the model of `tower` into folder `dir` (created if missing; its files are replaced).
+/// The field's Matryoshka `dims` and `prefix` are not expressible in sentence-transformers' module
+/// files: a loader applies them itself (vellum's record keeps them when the folder is bound).
 pub fn write_model(tower: &Tower, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir.join("1_Pooling")).map_err(io(dir))?;
     for name in COPIED_FILES {
@@ -59,10 +62,15 @@ pub fn write_model(tower: &Tower, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir.join("2_Normalize")).map_err(io(dir))?;
     }
     write_json(&dir.join("modules.json"), &json!(modules))?;
-    write_json(
-        &dir.join("sentence_bert_config.json"),
-        &json!({"max_seq_length": r.max_length, "do_lower_case": false}),
-    )?;
+    // The source's settings (do_lower_case above all: training tokenised with it) with the
+    // field's length.
+    let mut st = tower
+        .dir
+        .json("sentence_bert_config.json")?
+        .filter(serde_json::Value::is_object)
+        .unwrap_or_else(|| json!({"do_lower_case": false}));
+    st["max_seq_length"] = json!(r.max_length);
+    write_json(&dir.join("sentence_bert_config.json"), &st)?;
     write_json(
         &dir.join("1_Pooling/config.json"),
         &json!({
@@ -98,7 +106,9 @@ pub fn sync_tree(dir: &Path) -> Result<()> {
 }
 
 /// Creates folder `dest` atomically: `fill` writes into a temporary sibling, which is fsynced
-/// and renamed to `dest` (an existing `dest` is replaced).
+/// and renamed to `dest`. An existing `dest` is first renamed aside and removed after the new
+/// folder is in place, so a crash leaves the old folder (possibly under its aside name
+/// `.<name>.old`) or the new one, never neither.
 pub fn write_atomically(dest: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let name = dest
         .file_name()
@@ -115,11 +125,40 @@ pub fn write_atomically(dest: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> 
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
     fill(&tmp)?;
     sync_tree(&tmp)?;
+    let old: PathBuf = parent.join(format!(".{}.old", name.to_string_lossy()));
     if dest.exists() {
-        std::fs::remove_dir_all(dest).map_err(io(dest))?;
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(io(&old))?;
+        }
+        std::fs::rename(dest, &old).map_err(io(dest))?;
     }
     std::fs::rename(&tmp, dest).map_err(io(dest))?;
     std::fs::File::open(parent)
         .and_then(|f| f.sync_all())
-        .map_err(io(parent))
+        .map_err(io(parent))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(io(&old))?;
+    }
+    Ok(())
+}
+
+/// Moves every file of folder `from` (recursively) into `to`, each by one atomic rename after
+/// `from` was fsynced: a crash leaves each file whole, old or new. Used for the final model in
+/// an output folder that also holds checkpoints (a whole-folder rename would move them too).
+pub fn move_files_into(from: &Path, to: &Path) -> Result<()> {
+    sync_tree(from)?;
+    std::fs::create_dir_all(to).map_err(io(to))?;
+    for e in std::fs::read_dir(from).map_err(io(from))? {
+        let path = e.map_err(io(from))?.path();
+        let dest = to.join(path.file_name().expect("entries have names"));
+        if path.is_dir() {
+            move_files_into(&path, &dest)?;
+        } else {
+            std::fs::rename(&path, &dest).map_err(io(&dest))?;
+        }
+    }
+    std::fs::File::open(to)
+        .and_then(|f| f.sync_all())
+        .map_err(io(to))?;
+    std::fs::remove_dir_all(from).map_err(io(from))
 }

@@ -37,7 +37,8 @@ pub struct TrainQuery {
 }
 
 impl TrainQuery {
-    /// The negatives training samples from: the mined ones when there are any, else the given.
+    /// The negatives training samples from: the given ones, unless there are none or
+    /// `prefer_mined` is set, then the mined ones (when there are any).
     pub fn negative_pool(&self, prefer_mined: bool) -> &[Passage] {
         if (prefer_mined || self.negatives.is_empty()) && !self.mined.is_empty() {
             &self.mined
@@ -47,12 +48,20 @@ impl TrainQuery {
     }
 }
 
-/// A stored document as a passage: its id and the text its encoder read at ingest.
+/// A stored document as a passage: its id and the text its encoder read at ingest. A document
+/// without text (ingested with vectors only) cannot train an encoder: an error names it.
 pub fn passage_of(doc: &vellum::collection::DocRef<'_>) -> Result<Passage> {
     let meta = doc.metadata_json()?;
+    let id = doc.id()?;
+    let text = encoded_text(doc.text()?, meta.get("title").and_then(Value::as_str)).into_owned();
+    if text.trim().is_empty() {
+        return Err(TrainError::Invalid(format!(
+            "document {id:?} has no text (ingested with vectors only?): training encodes passages from their text"
+        )));
+    }
     Ok(Passage {
-        id: doc.id()?.to_string(),
-        text: encoded_text(doc.text()?, meta.get("title").and_then(Value::as_str)).into_owned(),
+        id: id.to_string(),
+        text,
     })
 }
 
@@ -104,6 +113,7 @@ fn id_of(v: &Value) -> Option<String> {
 /// query id is an error naming the line.
 pub fn read_tevatron(path: &Path, collection: &Collection) -> Result<Vec<TrainQuery>> {
     let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut out = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, line) in text.lines().enumerate() {
@@ -211,7 +221,7 @@ pub fn read_queries_qrels(
         let mut positives = Vec::new();
         for (doc, grade) in docs {
             if *grade >= 1 {
-                positives.push(stored(collection, doc, qrels, 0).map_err(|_| {
+                let found = collection.get(doc)?.ok_or_else(|| {
                     TrainError::data(
                         qrels,
                         0,
@@ -221,7 +231,8 @@ pub fn read_queries_qrels(
                             collection.name()
                         ),
                     )
-                })?);
+                })?;
+                positives.push(passage_of(&found)?);
             }
         }
         if positives.is_empty() {
@@ -252,7 +263,8 @@ pub fn read_queries_qrels(
 /// How hard negatives are mined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MiningConfig {
-    /// Documents retrieved per query.
+    /// Negatives kept per query: the best-ranked documents that are not its positives (the
+    /// search retrieves `depth + skip +` positives).
     pub depth: usize,
     /// Ranks skipped at the top (likely unjudged positives), counted after removing positives.
     pub skip: usize,

@@ -45,9 +45,16 @@ pub enum TrainError {
         /// The operating system's error.
         source: std::io::Error,
     },
-    /// Training was interrupted (Ctrl-C) after the last checkpoint was written.
-    #[error("interrupted; the last checkpoint is {}", .0.display())]
-    Interrupted(PathBuf),
+    /// Training was interrupted (Ctrl-C): after writing a checkpoint (full training, which
+    /// resumes from it), or before writing anything (query-only training, which is short).
+    #[error("interrupted; {}", match .checkpoint {
+        Some(p) => format!("the last checkpoint is {}", p.display()),
+        None => "nothing was written".to_string(),
+    })]
+    Interrupted {
+        /// The checkpoint written, if any.
+        checkpoint: Option<PathBuf>,
+    },
 }
 
 impl TrainError {

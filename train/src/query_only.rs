@@ -66,8 +66,10 @@ pub struct QueryOnlyConfig {
     pub align_loss: AlignLoss,
     /// Learning rate of alignment (stage 2 uses `train.lr`).
     pub align_lr: f64,
-    /// Stage 2 settings (field, batch, group, epochs or max_steps, temperature, lr, seed); the
-    /// checkpoint settings do not apply (both stages are quick: no passage is encoded).
+    /// Stage 2 settings: field, batch and group size, epochs or max_steps, temperature, lr,
+    /// weight decay, warm-up ratio (both stages), clipping (both stages), seed, query_max_len,
+    /// prefer_mined. Accumulation, untie, passage_max_len and the checkpoint settings do not
+    /// apply: both stages are short (no passage is encoded) and write no checkpoint.
     pub train: TrainConfig,
 }
 
@@ -134,6 +136,59 @@ impl RetrievalEval {
     }
 }
 
+/// Removes a folder when dropped (the truncated student's starting point, on success or error).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Refuses an output folder whose replacement would lose something: the database, a model
+/// folder the field's encoders use, or any non-empty folder that is not an earlier query-only
+/// output (one with its `training_report.json`).
+fn check_output(output: &Path, collection: &Collection, field: &str) -> Result<()> {
+    if !output.exists() {
+        return Ok(());
+    }
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let out = canon(output);
+    let db = canon(collection.database_dir());
+    if db.starts_with(&out) {
+        return Err(TrainError::Invalid(format!(
+            "output {} holds the database: choose another folder",
+            output.display()
+        )));
+    }
+    for role in [Role::Query, Role::Passage] {
+        if let Ok(dir) = collection.encoder_dir(field, role) {
+            if canon(&dir.dir) == out {
+                return Err(TrainError::Invalid(format!(
+                    "output {} is the field's {} encoder model: choose another folder",
+                    output.display(),
+                    role.name()
+                )));
+            }
+        }
+    }
+    let empty = std::fs::read_dir(output)
+        .map_err(|e| TrainError::io(output, e))?
+        .next()
+        .is_none();
+    let earlier = std::fs::read_to_string(output.join("training_report.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v.get("align_losses").is_some());
+    if !empty && !earlier {
+        return Err(TrainError::Invalid(format!(
+            "output {} exists and is not an earlier query-only training output: choose a new folder",
+            output.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Writes the teacher's model truncated to its first `layers` layers into `dest`.
 fn truncated_model(teacher: &ModelDir, layers: usize, dest: &Path) -> Result<usize> {
     let config_path = teacher.dir.join("config.json");
@@ -195,22 +250,32 @@ pub fn train_query_encoder(
 ) -> Result<QueryOnlyReport> {
     let tc = &config.train;
     let field = tc.field.as_str();
-    if data.is_empty() {
-        return Err(TrainError::Invalid("no training query".into()));
-    }
-    if tc.batch_size == 0 || tc.group_size == 0 {
+    tc.check()?;
+    crate::trainer::check_data(data)?;
+    if !(config.align_lr > 0.0 && config.align_lr.is_finite()) {
         return Err(TrainError::Invalid(
-            "training setting batch_size and group_size: expected at least 1".into(),
+            "training setting align_lr: expected a positive number".into(),
         ));
     }
     let teacher_record = collection.encoder_record(field, Role::Query)?.clone();
     let teacher_dir = collection.encoder_dir(field, Role::Query)?;
+    check_output(output, collection, field)?;
+    let metric = match collection.schema().fields[collection.field_index(field)?].kind {
+        vellum::FieldKind::Dense { metric, .. } => metric,
+        _ => {
+            return Err(TrainError::Invalid(format!(
+                "field {field:?} is not a dense field: only dense fields train in this version"
+            )))
+        }
+    };
+    let normalize_scores = crate::trainer::score_normalization(metric, &teacher_record, field)?;
     let teacher = collection.load_encoder(field, Role::Query, &EncoderOptions::default())?;
     let dims = teacher_record.dims;
     let device = Device::Cpu;
     let started = Instant::now();
 
     // The student's starting point.
+    let mut _init_guard = None;
     let student_dir = match &config.student {
         Student::Layers(n) => {
             let name = output
@@ -218,6 +283,7 @@ pub fn train_query_encoder(
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let init = output.with_file_name(format!(".{name}.student-init"));
+            _init_guard = Some(RemoveOnDrop(init.clone()));
             truncated_model(&teacher_dir, *n, &init)?;
             ModelDir::at(init, "student")?
         }
@@ -287,8 +353,15 @@ pub fn train_query_encoder(
         student: Vec::new(),
         queries_per_sec: None,
     };
-    let student_eval = |student: &Tower, step: usize| -> Result<Option<EvalReport>> {
-        let Some(e) = eval else { return Ok(None) };
+    // Evaluation encodes at the record's own length (training may truncate queries shorter).
+    let eval_view = match eval {
+        Some(_) => Some(student.share(&student_record, None)?),
+        None => None,
+    };
+    let student_eval = |step: usize| -> Result<Option<EvalReport>> {
+        let (Some(e), Some(student)) = (eval, &eval_view) else {
+            return Ok(None);
+        };
         let mut vectors = Vec::with_capacity(e.queries.len() * dims);
         for chunk in e.queries.chunks(64) {
             let seqs = chunk
@@ -364,8 +437,11 @@ pub fn train_query_encoder(
             grad_norm: info.grad_norm,
             steps_per_sec: (step + 1) as f64 / stage_start.elapsed().as_secs_f64().max(1e-9),
         });
+        if progress.interrupted() {
+            return Err(TrainError::Interrupted { checkpoint: None });
+        }
     }
-    if let Some(r) = student_eval(&student, config.align_steps)? {
+    if let Some(r) = student_eval(config.align_steps)? {
         progress.eval(&r);
         report.student.push(r);
     }
@@ -374,7 +450,11 @@ pub fn train_query_encoder(
     let steps = total - config.align_steps;
     let temperature = tc
         .temperature
-        .unwrap_or(if teacher_record.normalize { 0.02 } else { 1.0 });
+        .unwrap_or(if teacher_record.normalize || normalize_scores {
+            0.02
+        } else {
+            1.0
+        });
     let mut opt = AdamW::new(
         params,
         OptimConfig {
@@ -398,7 +478,8 @@ pub fn train_query_encoder(
             }
         }
         let p = Tensor::from_vec(passages, (batch.len() * tc.group_size, dims), &device)?;
-        let loss = contrastive_loss(&student.encode(&seqs)?, &p, tc.group_size, temperature)?;
+        let (q, p) = crate::trainer::scored(student.encode(&seqs)?, p, normalize_scores)?;
+        let loss = contrastive_loss(&q, &p, tc.group_size, temperature)?;
         let value = loss.to_scalar::<f32>()? as f64;
         opt.accumulate(&loss.backward()?)?;
         let info = opt.step()?;
@@ -414,12 +495,12 @@ pub fn train_query_encoder(
                 / stage_start.elapsed().as_secs_f64().max(1e-9),
         });
         if progress.interrupted() {
-            break;
+            return Err(TrainError::Interrupted { checkpoint: None });
         }
     }
     let end = config.align_steps + report.losses.len();
     if steps > 0 {
-        if let Some(r) = student_eval(&student, end)? {
+        if let Some(r) = student_eval(end)? {
             progress.eval(&r);
             report.student.push(r);
         }
@@ -443,9 +524,6 @@ pub fn train_query_encoder(
         let teacher_qps = time(&|| teacher.encode(&texts))?;
         let student_qps = time(&|| trained.encode(&texts))?;
         report.queries_per_sec = Some((teacher_qps, student_qps));
-    }
-    if matches!(config.student, Student::Layers(_)) {
-        let _ = std::fs::remove_dir_all(&student_dir.dir);
     }
     report.seconds = started.elapsed().as_secs_f64();
     let path = output.join("training_report.json");

@@ -57,7 +57,23 @@ impl Tower {
                 record.source, record.dtype
             )));
         }
+        let architecture = record.architecture.as_deref().unwrap_or("bert");
+        if !vellum::encode::models::bert::MODEL_TYPES.contains(&architecture) {
+            return Err(TrainError::Invalid(format!(
+                "{}: a {architecture} model; training supports the BERT family ({}) in this version",
+                record.source,
+                vellum::encode::models::bert::MODEL_TYPES.join(", ")
+            )));
+        }
         let tokenizer = TextEncoder::from_dir(dir, &tokenizer_options(record, train_max_len))?;
+        let found = &tokenizer.record().fingerprint;
+        if *found != record.fingerprint {
+            return Err(TrainError::Invalid(format!(
+                "{}: the model files hash to {found}, the field's encoder is {}: this is not the model that encoded the stored vectors",
+                dir.dir.display(),
+                record.fingerprint
+            )));
+        }
         let weights = dir.dir.join("model.safetensors");
         let params = Params::load(&weights, device)?;
         let model = TrainableBert::new(dir, &params)?;

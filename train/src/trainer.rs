@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use vellum::encode::Role;
@@ -37,7 +37,7 @@ pub struct TrainConfig {
     pub field: String,
     /// Passes over the training queries.
     pub epochs: usize,
-    /// Stop after this many optimiser steps (overrides `epochs` when smaller).
+    /// Optimiser steps in total, overriding `epochs` (the data cycles), as Hugging Face's.
     pub max_steps: Option<usize>,
     /// Queries per micro-batch (each brings `group_size` passages).
     pub batch_size: usize,
@@ -45,8 +45,8 @@ pub struct TrainConfig {
     pub group_size: usize,
     /// Micro-batches per optimiser step (in-batch negatives stay within a micro-batch).
     pub accumulation: usize,
-    /// Softmax temperature τ; `None`: 0.02 when the field's encoder L2-normalises (Tevatron's
-    /// recipes), else 1.0 (Tevatron's default).
+    /// Softmax temperature τ; `None`: 0.02 when the vectors are scored normalised (an encoder
+    /// that L2-normalises, or a cosine field; Tevatron's recipes), else 1.0 (Tevatron's default).
     pub temperature: Option<f64>,
     /// Peak learning rate.
     pub lr: f64,
@@ -100,7 +100,7 @@ impl TrainConfig {
         }
     }
 
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         let bad = |what: &str| Err(TrainError::Invalid(format!("training setting {what}")));
         if self.epochs == 0 && self.max_steps.is_none() {
             return bad("epochs: expected at least 1");
@@ -235,7 +235,15 @@ impl EvalSet {
         self.queries.is_empty()
     }
 
-    fn run(&self, query: &Tower, passage: &Tower, step: usize) -> Result<EvalReport> {
+    /// Scores with `query` and `passage` (views at the records' lengths); `normalize` as the
+    /// field's metric asks.
+    fn run(
+        &self,
+        query: &Tower,
+        passage: &Tower,
+        normalize: bool,
+        step: usize,
+    ) -> Result<EvalReport> {
         let mut run = Run::default();
         for (q, cands) in self.queries.iter().zip(&self.candidates) {
             let qv = query.encode(&[query.tokenize(&q.text)?])?.detach();
@@ -246,6 +254,7 @@ impl EvalSet {
                     .map(|p| passage.tokenize(&p.text))
                     .collect::<Result<Vec<_>>>()?;
                 let pv = passage.encode(&seqs)?.detach();
+                let (qv, pv) = scored(qv.clone(), pv, normalize)?;
                 let scores: Vec<f32> = qv.matmul(&pv.t()?)?.squeeze(0)?.to_vec1()?;
                 for (p, s) in chunk.iter().zip(scores) {
                     entries.push(RunEntry {
@@ -302,6 +311,8 @@ struct Towers {
     query: Tower,
     passage: Tower,
     tied: bool,
+    /// L2-normalise both sides before scoring: a cosine field whose encoders do not normalise.
+    normalize_scores: bool,
 }
 
 impl Towers {
@@ -310,8 +321,8 @@ impl Towers {
         let passage_record = collection.encoder_record(field, Role::Passage)?.clone();
         let query_record = collection.encoder_record(field, Role::Query)?.clone();
         let index = collection.field_index(field)?;
-        let dim = match collection.schema().fields[index].kind {
-            vellum::FieldKind::Dense { dim, .. } => dim,
+        let (dim, metric) = match collection.schema().fields[index].kind {
+            vellum::FieldKind::Dense { dim, metric, .. } => (dim, metric),
             _ => {
                 return Err(TrainError::Invalid(format!(
                     "field {field:?} of collection {:?} is not a dense field: only dense fields train in this version",
@@ -342,10 +353,12 @@ impl Towers {
             let dir = collection.encoder_dir(field, Role::Query)?;
             Tower::load(&dir, &query_record, config.query_max_len, device)?
         };
+        let normalize_scores = score_normalization(metric, &passage_record, field)?;
         Ok(Towers {
             query,
             passage,
             tied,
+            normalize_scores,
         })
     }
 
@@ -383,6 +396,15 @@ impl Towers {
         }
     }
 
+    /// Views of both sides at the records' own lengths (training may truncate shorter), sharing
+    /// the parameters: what evaluation encodes with.
+    fn eval_views(&self) -> Result<(Tower, Tower)> {
+        Ok((
+            self.query.share(&self.query.record, None)?,
+            self.passage.share(&self.passage.record, None)?,
+        ))
+    }
+
     fn restore(&self, dir: &Path) -> Result<()> {
         if self.tied {
             self.passage.params.restore(&dir.join("model.safetensors"))
@@ -395,6 +417,20 @@ impl Towers {
                 .restore(&dir.join("passage_model/model.safetensors"))
         }
     }
+}
+
+/// Refuses an empty training set and queries without a positive (built by a caller).
+pub(crate) fn check_data(data: &[TrainQuery]) -> Result<()> {
+    if data.is_empty() {
+        return Err(TrainError::Invalid("no training query".into()));
+    }
+    if let Some(q) = data.iter().find(|q| q.positives.is_empty()) {
+        return Err(TrainError::Invalid(format!(
+            "training query {:?} has no positive passage",
+            q.id
+        )));
+    }
+    Ok(())
 }
 
 pub(crate) fn mix(seed: u64, a: u64, b: u64) -> u64 {
@@ -438,6 +474,32 @@ pub(crate) fn sample_group<'a>(
     Ok(group)
 }
 
+/// Whether scoring must L2-normalise vectors the encoders leave unnormalised: training scores
+/// as the field's search does — inner product as is, cosine on normalised vectors. An L2 field
+/// is refused (Tevatron's loss scores by inner product).
+pub(crate) fn score_normalization(
+    metric: vellum::Metric,
+    record: &vellum::encode::EncoderRecord,
+    field: &str,
+) -> Result<bool> {
+    match metric {
+        vellum::Metric::Cosine => Ok(!record.normalize),
+        vellum::Metric::L2 => Err(TrainError::Invalid(format!(
+            "field {field:?} ranks by L2 distance; training scores by inner product (Tevatron's loss): train ip or cosine fields"
+        ))),
+        _ => Ok(false),
+    }
+}
+
+/// `(queries, passages)` scored as the field ranks (see [`score_normalization`]).
+pub(crate) fn scored(q: Tensor, p: Tensor, normalize: bool) -> Result<(Tensor, Tensor)> {
+    if normalize {
+        Ok((crate::tower::normalize(&q)?, crate::tower::normalize(&p)?))
+    } else {
+        Ok((q, p))
+    }
+}
+
 fn checkpoints(output: &Path) -> Result<Vec<(usize, PathBuf)>> {
     let mut out = Vec::new();
     if !output.is_dir() {
@@ -473,9 +535,7 @@ pub fn train(
     progress: &mut dyn Progress,
 ) -> Result<TrainReport> {
     config.check()?;
-    if data.is_empty() {
-        return Err(TrainError::Invalid("no training query".into()));
-    }
+    check_data(data)?;
     let device = Device::Cpu;
     let towers = Towers::load(collection, config, &device)?;
     let temperature = config
@@ -528,9 +588,19 @@ pub fn train(
         state = saved;
     }
     progress.start(total, state.step);
-    if let Some(e) = eval {
-        if state.evals.is_empty() {
-            let r = e.run(&towers.query, &towers.passage, 0)?;
+    let views = match eval {
+        Some(_) => Some(towers.eval_views()?),
+        None => None,
+    };
+    let evaluate_now = |step: usize| -> Result<Option<EvalReport>> {
+        match (eval, &views) {
+            (Some(e), Some((q, p))) => Ok(Some(e.run(q, p, towers.normalize_scores, step)?)),
+            _ => Ok(None),
+        }
+    };
+    // Before training (not on resume: the weights are trained already).
+    if state.step == 0 && state.evals.is_empty() {
+        if let Some(r) = evaluate_now(0)? {
             progress.eval(&r);
             state.evals.push(r);
         }
@@ -559,8 +629,11 @@ pub fn train(
                     pseqs.push(towers.passage.tokenize(&p.text)?);
                 }
             }
-            let qv = towers.query.encode(&qseqs)?;
-            let pv = towers.passage.encode(&pseqs)?;
+            let (qv, pv) = scored(
+                towers.query.encode(&qseqs)?,
+                towers.passage.encode(&pseqs)?,
+                towers.normalize_scores,
+            )?;
             let loss = contrastive_loss(&qv, &pv, config.group_size, temperature)?;
             loss_sum += loss.to_scalar::<f32>()? as f64;
             let scaled = (loss / micro_count as f64)?;
@@ -580,11 +653,12 @@ pub fn train(
             grad_norm: info.grad_norm,
             steps_per_sec: (state.step - first_step) as f64 / elapsed.max(1e-9),
         });
-        if let (Some(e), Some(every)) = (eval, config.eval_every) {
+        if let Some(every) = config.eval_every {
             if state.step.is_multiple_of(every) && state.step < total {
-                let r = e.run(&towers.query, &towers.passage, state.step)?;
-                progress.eval(&r);
-                state.evals.push(r);
+                if let Some(r) = evaluate_now(state.step)? {
+                    progress.eval(&r);
+                    state.evals.push(r);
+                }
             }
         }
         let stop = progress.interrupted();
@@ -592,19 +666,26 @@ pub fn train(
             let path = save_checkpoint(output, &towers, &opt, &state, config.save_total_limit)?;
             progress.checkpoint(&path);
             if stop && state.step < total {
-                return Err(TrainError::Interrupted(path));
+                return Err(TrainError::Interrupted {
+                    checkpoint: Some(path),
+                });
             }
         }
     }
-    if let Some(e) = eval {
-        if state.evals.last().is_none_or(|r| r.step != state.step) {
-            let r = e.run(&towers.query, &towers.passage, state.step)?;
+    if state.evals.last().is_none_or(|r| r.step != state.step) {
+        if let Some(r) = evaluate_now(state.step)? {
             progress.eval(&r);
             state.evals.push(r);
         }
     }
-    std::fs::create_dir_all(output).map_err(|e| TrainError::io(output, e))?;
-    towers.save(output)?;
+    // The final model: written to a temporary folder, then each file renamed into place;
+    // training_report.json, written last, marks a finished run.
+    let staging = output.join(".final.tmp");
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(|e| TrainError::io(&staging, e))?;
+    }
+    towers.save(&staging)?;
+    crate::checkpoint::move_files_into(&staging, output)?;
     let report = TrainReport {
         steps: state.step,
         steps_run: state.step - first_step,
@@ -680,12 +761,18 @@ fn settings_json(
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     for q in data {
         for s in [&q.id, &q.text] {
+            h.update(&(s.len() as u64).to_le_bytes());
             h.update(s.as_bytes());
-            h.update(&[0]);
         }
-        for p in q.positives.iter().chain(&q.negatives).chain(&q.mined) {
-            h.update(p.id.as_bytes());
-            h.update(&[1]);
+        for (tag, list) in [(1u8, &q.positives), (2, &q.negatives), (3, &q.mined)] {
+            h.update(&[tag]);
+            h.update(&(list.len() as u64).to_le_bytes());
+            for p in list {
+                for s in [&p.id, &p.text] {
+                    h.update(&(s.len() as u64).to_le_bytes());
+                    h.update(s.as_bytes());
+                }
+            }
         }
     }
     json!({

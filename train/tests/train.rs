@@ -279,7 +279,7 @@ fn an_interrupted_run_resumes_to_the_same_model() {
     )
     .unwrap_err();
     assert!(
-        matches!(e, TrainError::Interrupted(ref p) if p.ends_with("checkpoint-6")),
+        matches!(e, TrainError::Interrupted { checkpoint: Some(ref p) } if p.ends_with("checkpoint-6")),
         "{e}"
     );
     // Without --resume, a folder with checkpoints is refused; with other settings, resuming is.

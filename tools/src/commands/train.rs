@@ -267,7 +267,7 @@ fn query_only(
         let records = vellum::encode::replace_query_encoder(
             &**db.directory(),
             current,
-            &std::fs::canonicalize(&a.output)?.display().to_string(),
+            &a.output.display().to_string(),
             &vellum::encode::EncoderOptions::default(),
             a.embed_model,
         )?;
