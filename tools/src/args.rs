@@ -179,6 +179,10 @@ pub struct TrainArgs {
     /// Query-only: alignment learning rate.
     #[arg(long, default_value_t = 1e-4)]
     pub align_lr: f64,
+    /// Query-only: train the student's word embeddings too (by default they stay frozen, as in
+    /// Cohen et al.).
+    #[arg(long, requires = "query_only")]
+    pub train_embeddings: bool,
     /// Query-only: bind the trained model as the field's query encoder (a new encoder version;
     /// stored vectors unchanged).
     #[arg(long, requires = "query_only")]

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{Device, Tensor, Var};
+use rayon::prelude::*;
 
 use crate::error::{Result, TrainError};
 
@@ -139,15 +140,15 @@ impl AdamW {
     /// Adds the gradients of `loss`'s backward pass to the accumulation buffers. A variable
     /// without a gradient (unused by the loss) accumulates nothing.
     pub fn accumulate(&mut self, grads: &candle_core::backprop::GradStore) -> Result<()> {
-        for s in &mut self.slots {
+        self.slots.par_iter_mut().try_for_each(|s| -> Result<()> {
             if let Some(g) = grads.get(s.var.as_tensor()) {
                 let g: Vec<f32> = g.flatten_all()?.to_vec1()?;
                 for (a, b) in s.grad.iter_mut().zip(&g) {
                     *a += b;
                 }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// The accumulated gradient of each variable (name, values).
@@ -186,7 +187,8 @@ impl AdamW {
         let bc2_sqrt = bc2.sqrt() as f32;
         let (b1, b2, eps) = (c.beta1 as f32, c.beta2 as f32, c.eps as f32);
         let decay = (1.0 - lr * c.weight_decay) as f32;
-        for s in &mut self.slots {
+        // Parameters update independently: one task per parameter tensor.
+        self.slots.par_iter_mut().try_for_each(|s| -> Result<()> {
             let p = s.var.as_tensor();
             let mut values: Vec<f32> = p.flatten_all()?.to_vec1()?;
             for (((p, g), m), v) in values
@@ -207,7 +209,8 @@ impl AdamW {
             s.var
                 .set(&Tensor::from_vec(values, p.shape(), p.device())?)?;
             s.grad.iter_mut().for_each(|g| *g = 0.0);
-        }
+            Ok(())
+        })?;
         Ok(StepInfo {
             lr,
             grad_norm: norm,

@@ -66,6 +66,9 @@ pub struct QueryOnlyConfig {
     pub align_loss: AlignLoss,
     /// Learning rate of alignment (stage 2 uses `train.lr`).
     pub align_lr: f64,
+    /// Keep the word embeddings as the student started (Cohen et al. tie and freeze them): a
+    /// third of MiniLM's parameters, and the bulk of each optimiser step, left out.
+    pub freeze_embeddings: bool,
     /// Stage 2 settings: field, batch and group size, epochs or max_steps, temperature, lr,
     /// weight decay, warm-up ratio (both stages), clipping (both stages), seed, query_max_len,
     /// prefer_mined. Accumulation, untie, passage_max_len and the checkpoint settings do not
@@ -332,6 +335,7 @@ pub fn train_query_encoder(
         .model()
         .trainable()
         .iter()
+        .filter(|n| !(config.freeze_embeddings && n.ends_with("embeddings.word_embeddings.weight")))
         .map(|n| {
             let v = student
                 .params

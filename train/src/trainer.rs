@@ -173,7 +173,8 @@ pub trait Progress {
     fn checkpoint(&mut self, path: &Path) {
         let _ = path;
     }
-    /// Polled after each step: true stops training after writing a checkpoint.
+    /// Polled after each step: true stops training — full training after writing a checkpoint
+    /// (resume from it), query-only training without writing anything.
     fn interrupted(&self) -> bool {
         false
     }

@@ -471,6 +471,7 @@ fn query_encoder_only_training_aligns_a_truncated_student_and_binds_it() {
         align_steps: 30,
         align_loss: AlignLoss::Cosine,
         align_lr: 1e-3,
+        freeze_embeddings: true,
         train: TrainConfig {
             max_steps: Some(10),
             ..config()

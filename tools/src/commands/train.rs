@@ -218,6 +218,7 @@ fn query_only(
         align_steps: a.align_steps,
         align_loss,
         align_lr: a.align_lr,
+        freeze_embeddings: !a.train_embeddings,
         train,
     };
     let mut bar = Bar {
