@@ -29,9 +29,20 @@ evaluate() { # DB NAME
 
 build "$W/base.db" "$MODEL"
 evaluate "$W/base.db" base
-/usr/bin/time -f "train %e s, %M KB" "$V" train "$W/base.db" -c deb -f emb \
+[ -f "$W/model/training_report.json" ] || /usr/bin/time -f "train %e s, %M KB" "$V" train "$W/base.db" -c deb -f emb \
   --queries "$D/train_queries.tsv" --qrels "$D/train_qrels.txt" -o "$W/model" --resume \
   --max-steps "$STEPS" --batch-size 16 --group-size 4 --lr 3e-5 --warmup-ratio 0.1 \
   --query-max-len 32 --passage-max-len 128 --mine-depth 30 --mine-skip 3 --save-every 100
 build "$W/tuned.db" "$W/model"
 evaluate "$W/tuned.db" tuned
+
+# Query-encoder-only training on the untouched base database: students of 2 and 1 layers of
+# MiniLM, aligned to its query vectors, then trained against the stored passage vectors.
+for L in 2 1; do
+  [ -f "$W/query$L/training_report.json" ] && continue
+  /usr/bin/time -f "query-only $L layers: %e s, %M KB" "$V" train "$W/base.db" -c deb -f emb \
+    --queries "$D/train_queries.tsv" --qrels "$D/train_qrels.txt" -o "$W/query$L" --query-only \
+    --student-layers "$L" --align-steps 600 --align-lr 1e-4 --max-steps 600 --lr 3e-5 \
+    --batch-size 32 --group-size 8 --mine-depth 30 --mine-skip 3 \
+    --eval-queries "$D/queries.tsv" --eval-qrels "$D/qrels.txt"
+done
