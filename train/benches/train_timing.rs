@@ -7,6 +7,10 @@
 
 use std::time::Instant;
 
+// The allocator of the `vellum` CLI, which runs `vellum train`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use candle_core::Device;
 use vellum::encode::{EncoderOptions, ModelDir, TextEncoder};
 use vellum_train::loss::contrastive_loss;
