@@ -37,21 +37,7 @@ fn main() {
         .clone();
     let passage = Tower::load(&dir, &record, Some(int("passage_max_len")), &Device::Cpu).unwrap();
     let query = passage.share(&record, Some(int("query_max_len"))).unwrap();
-    let params = passage
-        .model()
-        .trainable()
-        .iter()
-        .map(|n| {
-            let v = passage
-                .params
-                .iter()
-                .find(|(m, _)| *m == n)
-                .unwrap()
-                .1
-                .clone();
-            (n.clone(), v)
-        })
-        .collect();
+    let params = passage.trainable_vars();
     let mut opt = AdamW::new(
         params,
         OptimConfig {

@@ -201,7 +201,7 @@ impl TrainableBert {
                 shape.heads
             )));
         }
-        let prefix = ["", "bert.", "roberta.", "model."]
+        let prefix = vellum::encode::models::bert::WEIGHT_PREFIXES
             .into_iter()
             .find(|p| {
                 params

@@ -332,19 +332,10 @@ pub fn train_query_encoder(
     }
 
     let params: Vec<(String, candle_core::Var)> = student
-        .model()
-        .trainable()
-        .iter()
-        .filter(|n| !(config.freeze_embeddings && n.ends_with("embeddings.word_embeddings.weight")))
-        .map(|n| {
-            let v = student
-                .params
-                .iter()
-                .find(|(m, _)| *m == n)
-                .expect("trainable")
-                .1
-                .clone();
-            (n.clone(), v)
+        .trainable_vars()
+        .into_iter()
+        .filter(|(n, _)| {
+            !(config.freeze_embeddings && n.ends_with("embeddings.word_embeddings.weight"))
         })
         .collect();
     let mut report = QueryOnlyReport {

@@ -112,6 +112,15 @@ impl Tower {
         &self.tokenizer
     }
 
+    /// The variables training updates, by name (those the forward pass reads).
+    pub fn trainable_vars(&self) -> Vec<(String, candle_core::Var)> {
+        self.params
+            .iter()
+            .filter(|(n, _)| self.model.trainable().contains(n))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect()
+    }
+
     /// Output dimensions.
     pub fn dims(&self) -> usize {
         self.record.dims

@@ -374,14 +374,7 @@ impl Towers {
             ]
         };
         for (t, prefix) in sides {
-            for name in t.model().trainable() {
-                let var = t
-                    .params
-                    .iter()
-                    .find(|(n, _)| *n == name)
-                    .expect("trainable names come from the parameters")
-                    .1
-                    .clone();
+            for (name, var) in t.trainable_vars() {
                 out.push((format!("{prefix}{name}"), var));
             }
         }

@@ -195,7 +195,7 @@ impl NativeBert {
     ) -> Result<Self> {
         let st = SafeTensors::deserialize(bytes)
             .map_err(|e| dir.error(format!("model.safetensors cannot be read: {e}")))?;
-        let prefix = ["", "bert.", "roberta.", "model."]
+        let prefix = crate::encode::models::bert::WEIGHT_PREFIXES
             .into_iter()
             .find(|p| {
                 st.tensor(&format!("{p}embeddings.word_embeddings.weight"))

@@ -15,6 +15,10 @@ use crate::error::Result;
 /// `config.json` `model_type`s of the BERT family.
 pub const MODEL_TYPES: [&str; 3] = ["bert", "roberta", "xlm-roberta"];
 
+/// Prefixes under which BERT-family checkpoints store the encoder's tensors (none, or the
+/// task model's base-model attribute), tried in this order.
+pub const WEIGHT_PREFIXES: [&str; 4] = ["", "bert.", "roberta.", "model."];
+
 /// The keys of a BERT-family `config.json` that vellum reads (others are ignored).
 #[derive(Debug, Clone, Deserialize)]
 pub struct BertConfig {
