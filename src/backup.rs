@@ -104,7 +104,14 @@ impl Database {
             }
             out.sync_dir(&cdir)?;
         }
-        let models = snap.manifest().embedded_models();
+        // The copy holds the live version only: a re-encode in progress and the version kept
+        // for rollback stay with the original.
+        let mut copied = snap.manifest().clone();
+        for c in &mut copied.collections {
+            c.versions.staged = None;
+            c.versions.previous = None;
+        }
+        let models = copied.embedded_models();
         if !models.is_empty() {
             let source = self.directory().path_of(Path::new(""));
             for hex in &models {
@@ -132,11 +139,7 @@ impl Database {
             }
         }
         out.sync_dir(Path::new(""))?;
-        storage::replace_atomically(
-            &out,
-            Path::new(manifest::FILE_NAME),
-            &snap.manifest().encode(),
-        )?;
+        storage::replace_atomically(&out, Path::new(manifest::FILE_NAME), &copied.encode())?;
         let report = crate::verify::verify_directory(&out)?;
         if !report.is_ok() {
             return Err(Error::corrupt(

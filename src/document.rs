@@ -119,70 +119,81 @@ impl Document {
             if matching.next().is_some() {
                 return Err(bad(format!("field {:?} is given twice", f.name)));
             }
-            let row = f.kind.row_elements();
-            let data = match (&f.kind, value) {
-                (FieldKind::Dense { .. }, FieldValue::Dense(v))
-                | (FieldKind::Tensor { .. }, FieldValue::Tensor(v)) => {
-                    if v.len() != row {
-                        return Err(bad(format!(
-                            "field {:?} expects {row} values ({}), found {}",
-                            f.name,
-                            f,
-                            v.len()
-                        )));
-                    }
-                    v
-                }
-                (FieldKind::Multi { dim, .. }, FieldValue::Multi(v)) => {
-                    if v.is_empty() || v.len() % row != 0 {
-                        return Err(bad(format!("field {:?} expects a non-empty whole number of {dim}-dimensional token vectors, found {} values", f.name, v.len())));
-                    }
-                    v
-                }
-                _ => {
-                    return Err(bad(format!(
-                        "field {:?} is a {} field; the value given is of another kind",
-                        f.name,
-                        f.kind.kind_name()
-                    )))
-                }
-            };
-            if let Some(i) = data.iter().position(|x| !x.is_finite()) {
-                return Err(bad(format!(
-                    "field {:?}: element {i} is {} (vectors must be finite)",
-                    f.name, data[i]
-                )));
-            }
-            let dtype = f.kind.dtype();
-            if let Some((i, v)) = dtype.first_overflow(data) {
-                return Err(bad(format!(
-                    "field {:?}: element {i} = {v:e} is out of the range of the field's element type {} (it would be stored as infinity)",
-                    f.name,
-                    dtype.name()
-                )));
-            }
-            if !matches!(f.kind, FieldKind::Tensor { .. }) {
-                for (t, vector) in data.chunks_exact(row).enumerate() {
-                    let norm = crate::dtype::norm_f64(vector);
-                    if norm > crate::dtype::MAX_VECTOR_NORM {
-                        let which = match f.kind {
-                            FieldKind::Multi { .. } => format!("token vector {t}"),
-                            _ => "the vector".into(),
-                        };
-                        return Err(bad(format!(
-                            "field {:?}: {which} has norm {norm:e}, above the limit {:e} within which every score is a finite f32",
-                            f.name,
-                            crate::dtype::MAX_VECTOR_NORM
-                        )));
-                    }
-                }
-            }
-            let mut bytes = Vec::new();
-            f.kind.dtype().encode_into(data, &mut bytes);
-            out.push(bytes);
+            out.push(encode_value(f, value, &bad)?);
         }
         Ok(out)
     }
+}
+
+/// Checks one field value against its field (kind, length, finite, within the element type's
+/// range and the norm limit) and encodes it in the field's element type. `bad` wraps a message
+/// into the caller's error (naming the collection and document).
+pub(crate) fn encode_value(
+    f: &crate::schema::FieldSpec,
+    value: &FieldValue,
+    bad: &dyn Fn(String) -> Error,
+) -> Result<Vec<u8>> {
+    let row = f.kind.row_elements();
+    let data = match (&f.kind, value) {
+        (FieldKind::Dense { .. }, FieldValue::Dense(v))
+        | (FieldKind::Tensor { .. }, FieldValue::Tensor(v)) => {
+            if v.len() != row {
+                return Err(bad(format!(
+                    "field {:?} expects {row} values ({}), found {}",
+                    f.name,
+                    f,
+                    v.len()
+                )));
+            }
+            v
+        }
+        (FieldKind::Multi { dim, .. }, FieldValue::Multi(v)) => {
+            if v.is_empty() || v.len() % row != 0 {
+                return Err(bad(format!("field {:?} expects a non-empty whole number of {dim}-dimensional token vectors, found {} values", f.name, v.len())));
+            }
+            v
+        }
+        _ => {
+            return Err(bad(format!(
+                "field {:?} is a {} field; the value given is of another kind",
+                f.name,
+                f.kind.kind_name()
+            )))
+        }
+    };
+    if let Some(i) = data.iter().position(|x| !x.is_finite()) {
+        return Err(bad(format!(
+            "field {:?}: element {i} is {} (vectors must be finite)",
+            f.name, data[i]
+        )));
+    }
+    let dtype = f.kind.dtype();
+    if let Some((i, v)) = dtype.first_overflow(data) {
+        return Err(bad(format!(
+                "field {:?}: element {i} = {v:e} is out of the range of the field's element type {} (it would be stored as infinity)",
+                f.name,
+                dtype.name()
+            )));
+    }
+    if !matches!(f.kind, FieldKind::Tensor { .. }) {
+        for (t, vector) in data.chunks_exact(row).enumerate() {
+            let norm = crate::dtype::norm_f64(vector);
+            if norm > crate::dtype::MAX_VECTOR_NORM {
+                let which = match f.kind {
+                    FieldKind::Multi { .. } => format!("token vector {t}"),
+                    _ => "the vector".into(),
+                };
+                return Err(bad(format!(
+                        "field {:?}: {which} has norm {norm:e}, above the limit {:e} within which every score is a finite f32",
+                        f.name,
+                        crate::dtype::MAX_VECTOR_NORM
+                    )));
+            }
+        }
+    }
+    let mut bytes = Vec::new();
+    f.kind.dtype().encode_into(data, &mut bytes);
+    Ok(bytes)
 }
 
 /// Checks an id: non-empty, at most [`MAX_ID_LEN`] bytes, no whitespace or control characters.

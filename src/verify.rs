@@ -96,8 +96,16 @@ fn verify_once(store: &dyn Directory) -> Result<VerifyReport> {
         let cdir = dir.join(&c.name);
         let mut live_ids: HashSet<String> = HashSet::new();
         let mut referenced = BTreeSet::new();
-        for s in &c.segments {
-            report.segments += 1;
+        // Segments of retained encoder versions (a re-encode in progress, the version kept for
+        // rollback) are checked as files; their rows are not live.
+        let retained = [&c.versions.staged, &c.versions.previous]
+            .into_iter()
+            .flatten()
+            .flat_map(|v| v.segments.iter().map(|s| (s, false)));
+        for (s, live) in c.segments.iter().map(|s| (s, true)).chain(retained) {
+            if live {
+                report.segments += 1;
+            }
             let spath = cdir.join(manifest::segment_file_name(s.id));
             referenced.insert(manifest::segment_file_name(s.id));
             let srel = crel.join(manifest::segment_file_name(s.id));
@@ -164,6 +172,9 @@ fn verify_once(store: &dyn Directory) -> Result<VerifyReport> {
                     }
                 }
             };
+            if !live {
+                continue;
+            }
             for row in 0..seg.rows() {
                 if deletes.as_ref().is_some_and(|d| d.contains(row)) {
                     continue;
@@ -175,7 +186,11 @@ fn verify_once(store: &dyn Directory) -> Result<VerifyReport> {
                 }
             }
         }
-        for (field, enc) in &c.encoders {
+        let retained = [&c.versions.staged, &c.versions.previous]
+            .into_iter()
+            .flatten()
+            .map(|v| (&v.field, &v.encoders));
+        for (field, enc) in c.encoders.iter().chain(retained) {
             for (role, r) in [("passage", &enc.passage), ("query", &enc.query)] {
                 if r.embedded {
                     verify_embedded_model(store, &c.name, field, role, r, &mut report);

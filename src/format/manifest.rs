@@ -130,6 +130,7 @@ mod tests {
                 indexes: Default::default(),
                 plaid: Default::default(),
                 encoders: Default::default(),
+                versions: Default::default(),
             }],
         }
     }

@@ -19,6 +19,8 @@ pub mod array;
 pub mod jsonl;
 #[cfg(feature = "encoders")]
 pub mod pipeline;
+#[cfg(feature = "encoders")]
+pub mod reencode;
 pub mod text_input;
 
 use std::path::{Path, PathBuf};

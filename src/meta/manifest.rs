@@ -44,6 +44,77 @@ pub struct CollectionEntry {
     /// for documents given as text, and the query encoder that text search uses.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub encoders: BTreeMap<String, FieldEncoders>,
+    /// Encoder versions of re-encoded fields: the current version numbers, a re-encode in
+    /// progress and the version kept for rollback (absent when there is none of these).
+    #[serde(default, skip_serializing_if = "Versions::is_empty")]
+    pub versions: Versions,
+}
+
+/// Encoder versions of a collection's fields (`vellum reencode`): a field's stored vectors are
+/// those of one encoder version; a re-encode writes the next version's segments beside the
+/// current ones (`staged`) and switches every segment at once in one commit, keeping the
+/// replaced segments (`previous`) so that a rollback can switch back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Versions {
+    /// Version number of each field that was re-encoded or rolled back (absent fields are at
+    /// version 1: what the collection was created with).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub current: BTreeMap<String, u64>,
+    /// A re-encode in progress: segments written so far, invisible to readers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged: Option<EncoderVersion>,
+    /// The version the last switch replaced, kept for rollback until dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<EncoderVersion>,
+}
+
+impl Versions {
+    /// True when nothing is recorded (the key is then omitted from the manifest).
+    pub fn is_empty(&self) -> bool {
+        self.current.is_empty() && self.staged.is_none() && self.previous.is_none()
+    }
+
+    /// The version number of `field`'s current vectors.
+    pub fn current_of(&self, field: &str) -> u64 {
+        self.current.get(field).copied().unwrap_or(1)
+    }
+}
+
+/// One encoder version of one field that is not the current one: either being written (staged)
+/// or replaced and kept (previous). Its segments hold every field of every row (the other
+/// fields copied as stored); `pieces` say which rows of the other version's segments each holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncoderVersion {
+    /// The re-encoded field.
+    pub field: String,
+    /// This version's number.
+    pub version: u64,
+    /// The field's encoders in this version.
+    pub encoders: FieldEncoders,
+    /// The segments of this version (staged: written so far, in writing order; previous: as they
+    /// were live when replaced, with their tombstones).
+    pub segments: Vec<SegmentEntry>,
+    /// Row correspondence between this version's segments and the current version's.
+    pub pieces: Vec<Piece>,
+}
+
+/// Rows `start .. start + rows` of segment `whole` of one version are, in order, rows
+/// `0 .. rows` of segment `part` of another (every row, deleted ones included, so that
+/// tombstones carry over row by row). A re-encode cuts each live segment into parts; after a
+/// rollback the wholes are live and the parts retained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Piece {
+    /// The segment cut into pieces.
+    pub whole: u64,
+    /// First row of the piece in `whole`.
+    pub start: u64,
+    /// Rows in the piece.
+    pub rows: u64,
+    /// The segment holding exactly the piece's rows.
+    pub part: u64,
 }
 
 /// One live segment.
@@ -68,6 +139,51 @@ pub struct DeletesEntry {
     pub file_id: u64,
     /// Number of deleted rows it marks.
     pub count: u64,
+}
+
+impl EncoderVersion {
+    /// Checks the version against its collection: the field has encoders of this kind, version
+    /// numbers differ from the current one, and every segment is in a piece of its size.
+    fn validate(&self, c: &CollectionEntry) -> std::result::Result<(), String> {
+        let Some(kind) = c
+            .schema
+            .field_index(&self.field)
+            .map(|i| &c.schema.fields[i].kind)
+        else {
+            return Err(format!(
+                "encoder version {} names {:?}, which is not a field",
+                self.version, self.field
+            ));
+        };
+        self.encoders
+            .validate()
+            .map_err(|e| format!("field {:?} version {}: {e}", self.field, self.version))?;
+        for r in [&self.encoders.passage, &self.encoders.query] {
+            r.fits(kind)
+                .map_err(|e| format!("field {:?} version {}: {e}", self.field, self.version))?;
+        }
+        if self.version == 0 || self.version == c.versions.current_of(&self.field) {
+            return Err(format!(
+                "field {:?}: a retained encoder version numbered {} (the current one is {})",
+                self.field,
+                self.version,
+                c.versions.current_of(&self.field)
+            ));
+        }
+        for s in &self.segments {
+            let fits = self.pieces.iter().any(|p| {
+                (p.part == s.id && p.rows == s.rows)
+                    || (p.whole == s.id && p.start.saturating_add(p.rows) <= s.rows)
+            });
+            if !fits {
+                return Err(format!(
+                    "field {:?} version {}: segment {} is in no piece of its size",
+                    self.field, self.version, s.id
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Name of a segment file.
@@ -134,7 +250,16 @@ impl Manifest {
                     .validate()
                     .map_err(|e| format!("collection {:?} field {field:?}: {e}", c.name))?;
             }
-            for s in &c.segments {
+            let versions = [&c.versions.staged, &c.versions.previous];
+            for v in versions.into_iter().flatten() {
+                v.validate(c)
+                    .map_err(|e| format!("collection {:?}: {e}", c.name))?;
+            }
+            let retained = versions
+                .into_iter()
+                .flatten()
+                .flat_map(|v| v.segments.iter());
+            for s in c.segments.iter().chain(retained) {
                 if s.id >= self.next_file_id || !ids.insert(s.id) {
                     return Err(format!(
                         "segment id {} is duplicated or not below next_file_id {}",
@@ -165,7 +290,9 @@ impl Manifest {
     pub fn embedded_models(&self) -> std::collections::BTreeSet<String> {
         let mut keep = std::collections::BTreeSet::new();
         for c in &self.collections {
-            for e in c.encoders.values() {
+            let versions = [&c.versions.staged, &c.versions.previous];
+            let retained = versions.into_iter().flatten().map(|v| &v.encoders);
+            for e in c.encoders.values().chain(retained) {
                 for r in [&e.passage, &e.query] {
                     if r.embedded {
                         keep.insert(r.fingerprint_hex().to_string());

@@ -15,5 +15,7 @@ pub use encoder::{
     OutputKind, Pooling, QueryExpansion, Role,
 };
 pub use index::HnswParams;
-pub use manifest::{CollectionEntry, DeletesEntry, Manifest, SegmentEntry};
+pub use manifest::{
+    CollectionEntry, DeletesEntry, EncoderVersion, Manifest, Piece, SegmentEntry, Versions,
+};
 pub use plaid::PlaidParams;

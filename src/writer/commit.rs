@@ -179,6 +179,7 @@ impl Writer {
                 indexes: BTreeMap::new(),
                 plaid: BTreeMap::new(),
                 encoders: BTreeMap::new(),
+                versions: Default::default(),
             });
         }
         for (name, indexes) in &self.index_changes {

@@ -1,5 +1,6 @@
-//! Garbage collection: removes every file of vellum's naming that the committed manifest (and the
-//! writer's own spilled, uncommitted segments) do not reference. Only vellum's own names are
+//! Garbage collection: removes every file of vellum's naming that the committed manifest (live
+//! segments and the encoder versions it retains) and the writer's own spilled, uncommitted
+//! segments do not reference. Only vellum's own names are
 //! touched, so stray user files survive.
 
 use std::collections::BTreeSet;
@@ -20,7 +21,11 @@ impl Writer {
         for c in &m.collections {
             let cdir = Path::new(&c.name);
             let mut keep: BTreeSet<String> = BTreeSet::new();
-            for s in &c.segments {
+            let retained = [&c.versions.staged, &c.versions.previous]
+                .into_iter()
+                .flatten()
+                .flat_map(|v| v.segments.iter());
+            for s in c.segments.iter().chain(retained) {
                 keep.insert(manifest::segment_file_name(s.id));
                 if let Some(d) = s.deletes {
                     keep.insert(manifest::deletes_file_name(s.id, d.file_id));

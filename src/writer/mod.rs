@@ -16,6 +16,7 @@ mod commit;
 mod gc;
 mod pending;
 mod rewrite;
+mod versions;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use crate::storage::{Directory, LockGuard};
 use pending::{Found, Loc, Pending, PendingDoc};
 
 pub use rewrite::{Compact, FieldColumn, Reindex, RewritePlan, RewritePolicy};
+pub use versions::{pending_pieces, PendingPiece, SwitchInfo};
 
 /// Tuning of the writer.
 #[derive(Debug, Clone)]

@@ -122,11 +122,12 @@ impl RewritePolicy for Reindex {
     }
 }
 
-struct MergeSource<'a> {
-    schema: &'a Schema,
-    rows: &'a [(&'a Segment, u32)],
+/// Rows of existing segments as the source of a new one, with replacement columns.
+pub(super) struct MergeSource<'a> {
+    pub(super) schema: &'a Schema,
+    pub(super) rows: &'a [(&'a Segment, u32)],
     /// Replacement columns by field index.
-    columns: Vec<Option<FieldColumn>>,
+    pub(super) columns: Vec<Option<FieldColumn>>,
 }
 
 impl SegmentSource for MergeSource<'_> {

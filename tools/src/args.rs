@@ -57,6 +57,60 @@ pub enum Command {
     /// Fine-tune a dense field's encoders on training queries (Tevatron's contrastive loss, hard
     /// negatives mined from the collection) and write Hugging Face checkpoints.
     Train(Box<TrainArgs>),
+    /// Re-encode a field with a new encoder as a new encoder version: new segments are written
+    /// beside the current ones (readers keep searching the current version), then one commit
+    /// switches the field. Resumable after a crash or Ctrl-C; the replaced version is kept for
+    /// --rollback until --drop-previous.
+    Reencode(ReencodeArgs),
+}
+
+/// `vellum reencode`.
+#[derive(Debug, clap::Args)]
+pub struct ReencodeArgs {
+    /// Database directory.
+    pub db: PathBuf,
+    /// Collection name.
+    #[arg(long, short = 'c')]
+    pub collection: String,
+    /// The field to re-encode (dense or multi-vector, with encoders bound). Not needed with
+    /// --abort or --drop-previous.
+    #[arg(long, short = 'f', required_unless_present_any = ["abort", "drop_previous"])]
+    pub field: Option<String>,
+    /// The new passage encoder: a model folder or a cached Hugging Face model id (of the field's
+    /// dimension). Its own configuration (pooling, normalisation, length) applies, as at create.
+    /// Without it, an interrupted re-encode continues with the encoder it started with.
+    #[arg(long, conflicts_with_all = ["rollback", "abort", "drop_previous"])]
+    pub encoder: Option<String>,
+    /// A separate new query encoder (untied); queries use --encoder otherwise.
+    #[arg(long, requires = "encoder")]
+    pub query_encoder: Option<String>,
+    /// Options of the new passage encoder (as create's --encoder-options, without FIELD=).
+    #[arg(long, requires = "encoder")]
+    pub encoder_options: Option<String>,
+    /// Options of the new query encoder.
+    #[arg(long, requires = "encoder")]
+    pub query_encoder_options: Option<String>,
+    /// Copy the new models into the database (DB/.models/).
+    #[arg(long, requires = "encoder")]
+    pub embed_model: bool,
+    /// Device and batch size for encoding, e.g. device=cpu,batch_size=64.
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// Rows per new segment: the unit of resumption (an interruption loses at most one).
+    #[arg(long, default_value_t = 10_000)]
+    pub piece_rows: u64,
+    /// Do not keep the replaced version for rollback (its files are removed at the switch).
+    #[arg(long)]
+    pub no_keep_previous: bool,
+    /// Switch back to the version the last re-encode replaced (deletions since carry over).
+    #[arg(long, conflicts_with_all = ["abort", "drop_previous"])]
+    pub rollback: bool,
+    /// Discard an unfinished re-encode (its new segments are removed).
+    #[arg(long, conflicts_with = "drop_previous")]
+    pub abort: bool,
+    /// Drop the version kept for rollback, freeing its files.
+    #[arg(long)]
+    pub drop_previous: bool,
 }
 
 /// `vellum train`.

@@ -48,6 +48,9 @@ pub fn info(a: InfoArgs, out: &mut dyn Write) -> Result<()> {
         for (field, e) in &c.encoders {
             write_encoders(out, field, e)?;
         }
+        if let Some(entry) = snap.manifest().collection(&c.name) {
+            write_versions(out, entry)?;
+        }
         for s in &c.segments {
             writeln!(
                 out,
@@ -120,5 +123,41 @@ pub fn get(a: GetArgs, out: &mut dyn Write) -> Result<()> {
         .get(&a.id)?
         .with_context(|| format!("no document {:?} in collection {}", a.id, a.collection))?;
     writeln!(out, "{}", doc.to_json(a.vectors)?)?;
+    Ok(())
+}
+
+/// The encoder versions a collection records: current numbers, a re-encode in progress, the
+/// version kept for rollback.
+fn write_versions(out: &mut dyn Write, entry: &vellum::meta::CollectionEntry) -> Result<()> {
+    let v = &entry.versions;
+    for (field, n) in &v.current {
+        writeln!(out, "  encoder version {field}: {n}")?;
+    }
+    if let Some(s) = &v.staged {
+        let total: u64 = entry.segments.iter().map(|s| s.rows).sum();
+        let left: u64 = vellum::writer::pending_pieces(entry, u64::MAX)
+            .iter()
+            .map(|p| p.rows)
+            .sum();
+        writeln!(
+            out,
+            "  unfinished re-encode of {} to version {} ({}): {} of {total} rows written; run reencode again to finish it, or --abort",
+            s.field,
+            s.version,
+            s.encoders.passage.source,
+            total - left
+        )?;
+    }
+    if let Some(p) = &v.previous {
+        let bytes: u64 = p.segments.iter().map(|s| s.bytes).sum();
+        writeln!(
+            out,
+            "  kept for rollback: {} version {} ({}), {} segments, {bytes} bytes (reencode --rollback, or --drop-previous)",
+            p.field,
+            p.version,
+            p.encoders.passage.source,
+            p.segments.len()
+        )?;
+    }
     Ok(())
 }

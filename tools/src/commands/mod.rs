@@ -7,6 +7,7 @@ mod ingest;
 mod inspect;
 mod maintain;
 mod progress;
+mod reencode;
 mod search;
 mod train;
 mod transfer;
@@ -37,6 +38,7 @@ pub fn execute(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::ImportTevatron(a) => transfer::import_tevatron(a, out),
         Command::Backup(a) => transfer::backup(a, out),
         Command::Train(a) => train::run(*a, out),
+        Command::Reencode(a) => reencode::run(a, out),
     }
 }
 

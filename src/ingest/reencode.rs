@@ -1,0 +1,329 @@
+//! Re-encoding a field with a new encoder version (`vellum reencode`): the encoding half. Reads
+//! each stored document's text (`title text`, as ingest encoded it), encodes it with the new
+//! passage encoder, and hands the columns to the writer's staged version
+//! ([`Writer::stage_piece`]), one committed piece at a time; then switches in one commit
+//! ([`Writer::switch_to_staged`]). See `writer/versions.rs` for the storage protocol.
+//!
+//! Resumable: a run finds the pieces committed by an interrupted one (kill -9, Ctrl-C, an error)
+//! and encodes only the rows they do not hold. Deleted rows are stored as zero vectors, not
+//! encoded: no search reads them, and their tombstones carry over to every version.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::text_input::encoded_text;
+use crate::document::FieldValue;
+use crate::encode::{
+    embedded_dir, Encoder, EncoderInput, EncoderOptions, FieldEncoders, Modality, ModelDir,
+    OutputKind, Prepared,
+};
+use crate::error::{Error, Result};
+use crate::writer::{pending_pieces, FieldColumn, PendingPiece, SwitchInfo, Writer};
+
+/// A re-encode of one field.
+#[derive(Debug, Clone)]
+pub struct Reencode<'a> {
+    /// The collection.
+    pub collection: &'a str,
+    /// The field (dense or multi-vector, with encoders bound).
+    pub field: &'a str,
+    /// The new encoders ([`crate::encode::prepare_encoders`]); `None` continues the staged
+    /// re-encode with the encoders it was started with.
+    pub encoders: Option<FieldEncoders>,
+    /// Rows per staged segment (the unit of resumption: an interruption loses at most one).
+    pub piece_rows: u64,
+    /// Device and batch size for the encoder (other options come from the record).
+    pub runtime: EncoderOptions,
+    /// Keep the replaced version for rollback.
+    pub keep_previous: bool,
+    /// Set (by a Ctrl-C handler, say) to stop after the current batch: committed pieces stay,
+    /// and [`Error::Interrupted`] is returned.
+    pub interrupt: Option<Arc<AtomicBool>>,
+}
+
+impl<'a> Reencode<'a> {
+    /// Defaults: pieces of 10,000 rows, the previous version kept.
+    pub fn new(collection: &'a str, field: &'a str, encoders: Option<FieldEncoders>) -> Self {
+        Reencode {
+            collection,
+            field,
+            encoders,
+            piece_rows: 10_000,
+            runtime: EncoderOptions::default(),
+            keep_previous: true,
+            interrupt: None,
+        }
+    }
+}
+
+/// What a re-encode is about to do, reported before it encodes anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReencodePlan {
+    /// The version being written.
+    pub version: u64,
+    /// The new passage encoder's source.
+    pub source: String,
+    /// Rows of the live segments (deleted ones included).
+    pub rows_total: u64,
+    /// Rows an interrupted run already staged.
+    pub rows_done: u64,
+    /// Estimated bytes of the segments still to write (the live segments' sizes pro rata).
+    pub bytes_needed: u64,
+    /// Free bytes on the database's file system, when it can be told.
+    pub bytes_available: Option<u64>,
+}
+
+/// Events of a re-encode, for progress display.
+#[derive(Debug, Clone)]
+pub enum ReencodeEvent {
+    /// The plan, before encoding starts.
+    Plan(ReencodePlan),
+    /// A piece was committed: rows staged so far (this run and earlier ones).
+    Staged {
+        /// Rows staged.
+        rows_done: u64,
+        /// Rows in all.
+        rows_total: u64,
+    },
+}
+
+/// What a finished re-encode did.
+#[derive(Debug, Clone)]
+pub struct ReencodeStats {
+    /// The switch.
+    pub switch: SwitchInfo,
+    /// Live rows encoded by this run.
+    pub encoded: u64,
+    /// Pieces written by this run.
+    pub pieces: u64,
+    /// Seconds spent encoding.
+    pub encode_seconds: f64,
+}
+
+/// Runs (or resumes) a re-encode through `writer` and switches the field to the new version.
+/// Refuses to start when the estimated space is not free.
+pub fn reencode(
+    writer: &mut Writer,
+    job: &Reencode<'_>,
+    progress: &mut dyn FnMut(&ReencodeEvent),
+) -> Result<ReencodeStats> {
+    let staged = writer
+        .committed()
+        .manifest()
+        .collection(job.collection)
+        .and_then(|c| c.versions.staged.clone());
+    let encoders = match (&job.encoders, staged) {
+        (Some(e), _) => e.clone(),
+        (None, Some(s)) if s.field == job.field => s.encoders,
+        (None, _) => {
+            return Err(Error::InvalidInput(format!(
+                "no re-encode of field {:?} is staged in collection {:?}: name the new encoder",
+                job.field, job.collection
+            )))
+        }
+    };
+    let version = writer.begin_staged(job.collection, job.field, &encoders)?;
+    let database_dir = writer
+        .committed()
+        .collection(job.collection)?
+        .database_dir()
+        .to_path_buf();
+    let encoder = load_passage_encoder(&database_dir, &encoders, &job.runtime)?;
+    if encoder.modality() != Modality::Text {
+        return Err(Error::InvalidInput(format!(
+            "field {:?}: a re-encode reads the stored text; {} encodes images, which the database does not keep",
+            job.field, encoders.passage.source
+        )));
+    }
+    let entry = writer
+        .committed()
+        .manifest()
+        .collection(job.collection)
+        .cloned()
+        .expect("begin_staged checked the collection");
+    let piece_rows = job.piece_rows.max(1);
+    let pending = pending_pieces(&entry, piece_rows);
+    let rows_total: u64 = entry.segments.iter().map(|s| s.rows).sum();
+    let rows_left: u64 = pending.iter().map(|p| p.rows).sum();
+    let bytes_needed: u64 = pending
+        .iter()
+        .map(|p| {
+            let s = entry
+                .segments
+                .iter()
+                .find(|s| s.id == p.source)
+                .expect("live");
+            (s.bytes as u128 * p.rows as u128 / s.rows.max(1) as u128) as u64
+        })
+        .sum();
+    let plan = ReencodePlan {
+        version,
+        source: encoders.passage.source.clone(),
+        rows_total,
+        rows_done: rows_total - rows_left,
+        bytes_needed,
+        bytes_available: fs4::available_space(&database_dir).ok(),
+    };
+    progress(&ReencodeEvent::Plan(plan.clone()));
+    if let Some(free) = plan.bytes_available {
+        if free < bytes_needed {
+            return Err(Error::InvalidInput(format!(
+                "re-encoding field {:?} needs about {} MiB for the new segments; {} has {} MiB free (the current version stays until the switch, and is kept for rollback after it)",
+                job.field,
+                bytes_needed >> 20,
+                database_dir.display(),
+                free >> 20
+            )));
+        }
+    }
+    let mut stats = ReencodeStats {
+        switch: SwitchInfo {
+            generation: 0,
+            field: job.field.to_string(),
+            from_version: 0,
+            to_version: version,
+            segments: 0,
+            kept_previous: job.keep_previous,
+        },
+        encoded: 0,
+        pieces: 0,
+        encode_seconds: 0.0,
+    };
+    let mut rows_done = plan.rows_done;
+    for piece in pending {
+        let column = encode_piece(writer, job, &*encoder, piece, &mut stats)?;
+        writer.stage_piece(job.collection, piece, column)?;
+        stats.pieces += 1;
+        rows_done += piece.rows;
+        progress(&ReencodeEvent::Staged {
+            rows_done,
+            rows_total,
+        });
+    }
+    stats.switch = writer.switch_to_staged(job.collection, job.keep_previous)?;
+    Ok(stats)
+}
+
+/// Loads the passage encoder of `encoders` (the embedded copy when there is one) and checks
+/// that its files are the ones recorded.
+fn load_passage_encoder(
+    database_dir: &Path,
+    encoders: &FieldEncoders,
+    runtime: &EncoderOptions,
+) -> Result<Box<dyn Encoder>> {
+    let record = &encoders.passage;
+    let dir = if record.embedded {
+        ModelDir::at(embedded_dir(database_dir, record), &record.source)?
+    } else {
+        ModelDir::resolve(&record.source)?
+    };
+    let options = EncoderOptions {
+        device: runtime.device,
+        batch_size: runtime.batch_size,
+        ..record.options()
+    };
+    let encoder = crate::encode::load(&dir, &options)?;
+    if encoder.record().fingerprint != record.fingerprint {
+        return Err(Error::InvalidInput(format!(
+            "the model at {} hashes to {}, but the staged re-encode was started with {}: the files changed; abort the re-encode and start it again",
+            dir.dir.display(),
+            encoder.record().fingerprint,
+            record.fingerprint
+        )));
+    }
+    Ok(encoder)
+}
+
+/// Encodes the rows of one piece: one value per row, deleted rows as zeros.
+fn encode_piece(
+    writer: &Writer,
+    job: &Reencode<'_>,
+    encoder: &dyn Encoder,
+    piece: PendingPiece,
+    stats: &mut ReencodeStats,
+) -> Result<FieldColumn> {
+    let c = writer.committed().collection(job.collection)?.clone();
+    let fi = c.field_index(job.field)?;
+    let spec = &c.schema().fields[fi];
+    let slot = c
+        .slots()
+        .iter()
+        .find(|s| s.entry.id == piece.source)
+        .expect("pending pieces are of live segments");
+    let seg = &slot.segment;
+    let n = piece.rows as usize;
+    let rows: Vec<u32> = (piece.start..piece.start + piece.rows)
+        .map(|r| r as u32)
+        .collect();
+    let mut prepared: Vec<Option<Prepared>> = Vec::with_capacity(n);
+    for &r in &rows {
+        if slot.is_deleted(r) {
+            prepared.push(None);
+            continue;
+        }
+        let text = seg.text(r)?;
+        let meta = seg.metadata(r)?;
+        let title = match meta.contains("\"title\"") {
+            true => serde_json::from_str::<serde_json::Value>(meta)
+                .ok()
+                .and_then(|m| m.get("title").and_then(|t| t.as_str()).map(str::to_string)),
+            false => None,
+        };
+        let input = encoded_text(text, title.as_deref());
+        if input.trim().is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "collection {:?}, document {:?}: no text to re-encode field {:?} from (its vectors were given, not encoded); nothing was changed",
+                job.collection,
+                seg.doc_id(r)?,
+                job.field
+            )));
+        }
+        prepared.push(Some(encoder.prepare(&EncoderInput::Text(&input))?));
+    }
+    let start = Instant::now();
+    let mut values: Vec<Option<Vec<f32>>> = vec![None; n];
+    let mut order: Vec<usize> = (0..n).filter(|&i| prepared[i].is_some()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(prepared[i].as_ref().map_or(0, Prepared::cost)));
+    for chunk in order.chunks(encoder.batch_size().max(1)) {
+        if job
+            .interrupt
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+        {
+            return Err(Error::Interrupted(
+                "re-encode stopped; the pieces written are committed, and running it again continues from them".into(),
+            ));
+        }
+        let batch: Vec<&Prepared> = chunk
+            .iter()
+            .map(|&i| prepared[i].as_ref().expect("live row"))
+            .collect();
+        let out = encoder.encode_prepared(&batch)?;
+        for (&i, v) in chunk.iter().zip(out.per_input()) {
+            values[i] = Some(v.to_vec());
+        }
+    }
+    stats.encode_seconds += start.elapsed().as_secs_f64();
+    stats.encoded += order.len() as u64;
+    let zero = vec![0f32; spec.kind.row_elements()];
+    let mut column = FieldColumn::new();
+    for (i, v) in values.into_iter().enumerate() {
+        let v = v.unwrap_or_else(|| zero.clone());
+        let value = match encoder.output() {
+            OutputKind::Dense => FieldValue::Dense(v),
+            OutputKind::Multi => FieldValue::Multi(v),
+            OutputKind::Tensor => FieldValue::Tensor(v),
+        };
+        let bad = |msg: String| {
+            Error::InvalidInput(format!(
+                "collection {:?}, document {:?}: {msg}",
+                job.collection,
+                seg.doc_id(rows[i]).unwrap_or("?")
+            ))
+        };
+        column.push(&crate::document::encode_value(spec, &value, &bad)?);
+    }
+    Ok(column)
+}
