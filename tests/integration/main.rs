@@ -23,6 +23,8 @@ mod lifecycle;
 mod operations;
 mod oracle;
 mod plaid;
+#[cfg(feature = "encoders")]
+mod reencode;
 mod robustness;
 mod screening;
 mod two_stage;

@@ -241,8 +241,16 @@ pub struct TrainArgs {
     /// stored vectors unchanged).
     #[arg(long, requires = "query_only")]
     pub bind: bool,
-    /// With --bind: copy the model into the database.
-    #[arg(long, requires = "bind")]
+    /// After training, re-encode the field with the trained model(s) as a new encoder version
+    /// (as `vellum reencode`, with the field's current encoder options), keeping the current
+    /// version for `vellum reencode --rollback`.
+    #[arg(long, conflicts_with = "query_only")]
+    pub reencode: bool,
+    /// With --reencode: rows per new segment (the unit of resumption).
+    #[arg(long, default_value_t = 10_000, requires = "reencode")]
+    pub piece_rows: u64,
+    /// With --bind or --reencode: copy the model into the database.
+    #[arg(long)]
     pub embed_model: bool,
 }
 

@@ -687,6 +687,71 @@ fn train_through_the_cli() {
     );
     assert!(run.lines().count() >= 10 * 5, "{run}");
 
+    // Train and re-encode in one command: DB then ranks as a database built with the trained
+    // model; rollback returns to the results before.
+    let search = |db: &str| {
+        let run = ok(
+            d,
+            &[
+                "search",
+                "--db",
+                db,
+                "-c",
+                "docs",
+                "-f",
+                "emb",
+                "--queries",
+                q,
+                "-k",
+                "5",
+            ],
+        );
+        run.lines()
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+    };
+    let before = search("DB");
+    let mut chained = train[..train.len() - 6].to_vec();
+    chained[11] = "OUT3";
+    chained.extend(["--reencode", "--piece-rows", "30"]);
+    let out = ok(d, &chained);
+    assert!(out.contains("re-encoded docs.emb: version 1 -> 2"), "{out}");
+    create("DB3", &format!("emb={}", d.join("OUT3").display()));
+    assert_eq!(search("DB"), search("DB3"));
+    assert_ne!(search("DB"), before);
+    let info = ok(d, &["info", "DB"]);
+    assert!(
+        info.contains("encoder version emb: 2")
+            && info.contains("kept for rollback: emb version 1"),
+        "{info}"
+    );
+    let out = ok(
+        d,
+        &["reencode", "DB", "-c", "docs", "-f", "emb", "--rollback"],
+    );
+    assert!(out.contains("version 2 -> 1"), "{out}");
+    assert_eq!(search("DB"), before);
+    // Another dimension is refused, naming both; nothing changes.
+    let e = fail(
+        d,
+        &[
+            "reencode",
+            "DB",
+            "-c",
+            "docs",
+            "-f",
+            "emb",
+            "--encoder",
+            a.to_str().unwrap(),
+            "--encoder-options",
+            "dims=16",
+        ],
+    );
+    assert!(e.contains("16") && e.contains("32"), "{e}");
+    assert_eq!(search("DB"), before);
+    let out = ok(d, &["reencode", "DB", "-c", "docs", "--drop-previous"]);
+    assert!(out.contains("dropped"), "{out}");
+
     // Bad input names the file and line.
     std::fs::write(
         d.join("bad.jsonl"),

@@ -75,6 +75,24 @@ pub fn run(a: ReencodeArgs, out: &mut dyn Write) -> Result<()> {
             Some(records)
         }
     };
+    let job = Reencode {
+        piece_rows: a.piece_rows.max(1),
+        keep_previous: !a.no_keep_previous,
+        runtime: match &a.runtime {
+            Some(r) => super::encoder_runtime(r)?,
+            None => EncoderOptions::default(),
+        },
+        ..Reencode::new(&a.collection, &field, encoders)
+    };
+    execute(&mut w, job, out)
+}
+
+/// Runs a re-encode with a progress bar and Ctrl-C handling, and reports the switch.
+pub(super) fn execute(
+    w: &mut vellum::Writer,
+    mut job: Reencode<'_>,
+    out: &mut dyn Write,
+) -> Result<()> {
     let interrupt = Arc::new(AtomicBool::new(false));
     {
         let flag = interrupt.clone();
@@ -85,22 +103,16 @@ pub fn run(a: ReencodeArgs, out: &mut dyn Write) -> Result<()> {
             eprintln!("\ninterrupted: stopping; the pieces written are kept, run the same command to continue");
         });
     }
-    let mut job = Reencode::new(&a.collection, &field, encoders);
-    job.piece_rows = a.piece_rows.max(1);
-    job.keep_previous = !a.no_keep_previous;
     job.interrupt = Some(interrupt);
-    if let Some(r) = &a.runtime {
-        job.runtime = super::encoder_runtime(r)?;
-    }
+    let (collection, field) = (job.collection, job.field);
     let mut bar: Option<Progress> = None;
-    let stats = reencode(&mut w, &job, &mut |e| match e {
+    let stats = reencode(w, &job, &mut |e| match e {
         ReencodeEvent::Plan(p) => {
             let free = p
                 .bytes_available
                 .map_or("unknown".into(), |b| format!("{} MiB", b >> 20));
             eprintln!(
-                "re-encoding {}.{field} to version {} with {}: {} rows ({} already written by an earlier run); about {} MiB of new segments, {free} free",
-                a.collection,
+                "re-encoding {collection}.{field} to version {} with {}: {} rows ({} already written by an earlier run); about {} MiB of new segments, {free} free",
                 p.version,
                 p.source,
                 p.rows_total,
@@ -123,8 +135,7 @@ pub fn run(a: ReencodeArgs, out: &mut dyn Write) -> Result<()> {
     let s = &stats.switch;
     writeln!(
         out,
-        "re-encoded {}.{}: version {} -> {} ({} documents encoded in {:.1} s, {} new segments; {}generation {})",
-        a.collection,
+        "re-encoded {collection}.{}: version {} -> {} ({} documents encoded in {:.1} s, {} new segments; {}generation {})",
         s.field,
         s.from_version,
         s.to_version,

@@ -58,6 +58,9 @@ impl vellum_train::Progress for Bar {
 
 /// Runs `vellum train`.
 pub fn run(a: TrainArgs, out: &mut dyn Write) -> Result<()> {
+    if a.embed_model && !a.bind && !a.reencode {
+        bail!("--embed-model copies the trained model into the database: it needs --bind (query-only) or --reencode");
+    }
     if let Err(e) = check_output(&a.output, a.resume) {
         bail!("{e} (pass --resume to continue that run)");
     }
@@ -144,6 +147,43 @@ pub fn run(a: TrainArgs, out: &mut dyn Write) -> Result<()> {
     if let (Some(first), Some(last)) = (report.evals.first(), report.evals.last()) {
         writeln!(out, "held-out before: {}", measures(first))?;
         writeln!(out, "held-out after:  {}", measures(last))?;
+    }
+    if a.reencode {
+        let current = c
+            .encoders(&a.field)
+            .context("--reencode: the field has no encoders")?
+            .clone();
+        drop(snap);
+        let (passage, query) = if report.untied {
+            (
+                report.output.join("passage_model"),
+                Some(report.output.join("query_model")),
+            )
+        } else {
+            (report.output.clone(), None)
+        };
+        let absolute = |p: &std::path::Path| -> Result<String> {
+            Ok(std::fs::canonicalize(p)
+                .with_context(|| format!("{}", p.display()))?
+                .display()
+                .to_string())
+        };
+        // The trained model is the current one fine-tuned: the field's options carry over.
+        let choice = vellum::encode::EncoderChoice {
+            passage: absolute(&passage)?,
+            passage_options: current.passage.options(),
+            query: query.as_deref().map(absolute).transpose()?,
+            query_options: current.query.options(),
+            embed: a.embed_model,
+        };
+        let mut w = db.writer()?;
+        let encoders = vellum::encode::prepare_encoders(db.path(), &choice)
+            .context("--reencode: loading the trained model")?;
+        let job = vellum::ingest::reencode::Reencode {
+            piece_rows: a.piece_rows.max(1),
+            ..vellum::ingest::reencode::Reencode::new(&a.collection, &a.field, Some(encoders))
+        };
+        super::reencode::execute(&mut w, job, out)?;
     }
     Ok(())
 }
