@@ -456,3 +456,91 @@ fn golden_v1_screening_codes_section() {
         .unwrap_err();
     assert!(err.to_string().contains("residual norm"), "{err}");
 }
+
+/// Encoder versions (`format-spec/golden/v1/versions/MANIFEST`): a field re-encoded from tiny-a
+/// to tiny-b in pieces of 2 rows (version 2, version 1 kept for rollback with its tombstone),
+/// then a re-encode back to tiny-a staged with one piece written. Writing it gives these bytes;
+/// it decodes to those versions.
+#[test]
+fn golden_v1_versions_manifest() {
+    let golden =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("format-spec/golden/v1/versions/MANIFEST");
+
+    #[cfg(feature = "encoders")]
+    {
+        use vellum::encode::{prepare_encoders, EncoderChoice, EncoderOptions};
+        use vellum::ingest::reencode::{reencode, Reencode};
+        let t = tempfile::tempdir().unwrap();
+        let db = Database::create(t.path()).unwrap();
+        let mut w = db.writer().unwrap();
+        w.create_collection(
+            "docs",
+            Schema::new().with_field(FieldSpec::dense("emb", 32, DType::F32, Metric::Cosine)),
+        )
+        .unwrap();
+        let bind = |model: &str| {
+            let choice = EncoderChoice {
+                passage: format!("tests/fixtures/encoders/{model}"),
+                passage_options: EncoderOptions::parse("pooling=cls,normalize=true").unwrap(),
+                ..Default::default()
+            };
+            prepare_encoders(db.path(), &choice).unwrap()
+        };
+        w.set_encoders("docs", "emb", bind("tiny-a")).unwrap();
+        for (i, text) in ["alpha", "beta", "gamma", "delta", "epsilon"]
+            .iter()
+            .enumerate()
+        {
+            let mut v = vec![0.0; 32];
+            v[i] = 1.0;
+            w.add(
+                "docs",
+                Document::new(*text).with_text(*text).with_dense("emb", v),
+            )
+            .unwrap();
+            if i == 2 {
+                w.commit().unwrap();
+            }
+        }
+        w.commit().unwrap();
+        assert!(w.delete("docs", "beta").unwrap());
+        w.commit().unwrap();
+        let mut job = Reencode::new("docs", "emb", Some(bind("tiny-b")));
+        job.piece_rows = 2;
+        reencode(&mut w, &job, &mut |_| {}).unwrap();
+        w.begin_staged("docs", "emb", &bind("tiny-a")).unwrap();
+        let entry = w.committed().manifest().collection("docs").unwrap().clone();
+        let piece = vellum::writer::pending_pieces(&entry, 2)[0];
+        let mut column = vellum::writer::FieldColumn::new();
+        for _ in 0..piece.rows {
+            column.push(&[0u8; 32 * 4]);
+        }
+        w.stage_piece("docs", piece, column).unwrap();
+        let written = std::fs::read(t.path().join("MANIFEST")).unwrap();
+        if std::env::var_os("VELLUM_REGEN_GOLDEN").is_some() {
+            std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+            std::fs::write(&golden, &written).unwrap();
+        }
+        assert_eq!(
+            written,
+            std::fs::read(&golden).unwrap(),
+            "the writer no longer produces the golden manifest"
+        );
+    }
+    let bytes = std::fs::read(&golden).unwrap();
+    let m = vellum::format::manifest::Manifest::decode(&golden, &bytes).unwrap();
+    let v = &m.collections[0].versions;
+    assert_eq!(v.current_of("emb"), 2);
+    let previous = v.previous.as_ref().unwrap();
+    assert_eq!((previous.field.as_str(), previous.version), ("emb", 1));
+    assert_eq!(previous.segments.len(), 2);
+    assert_eq!(previous.segments[0].deletes.unwrap().count, 1);
+    assert_eq!(previous.pieces.len(), 3); // rows 0-1, 2 of the first segment; 0-1 of the second
+    let staged = v.staged.as_ref().unwrap();
+    assert_eq!((staged.version, staged.pieces.len()), (3, 1));
+    assert!(staged.encoders.passage.source.ends_with("tiny-a"));
+    assert!(m.collections[0].encoders["emb"]
+        .passage
+        .source
+        .ends_with("tiny-b"));
+}
