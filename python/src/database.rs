@@ -1075,6 +1075,98 @@ impl NativeDatabase {
         })
     }
 
+    /// Re-encodes a field with a new encoder as a new encoder version (`vellum reencode`):
+    /// `encoder` `None` continues an interrupted re-encode. Returns `(generation, from_version,
+    /// to_version, documents_encoded)`.
+    #[pyo3(signature = (collection, field, encoder, query_encoder, encoder_options, query_encoder_options, embed_model, piece_rows, keep_previous))]
+    #[allow(clippy::too_many_arguments)]
+    fn reencode(
+        &self,
+        py: Python<'_>,
+        collection: &str,
+        field: &str,
+        encoder: Option<String>,
+        query_encoder: Option<String>,
+        encoder_options: HashMap<String, String>,
+        query_encoder_options: HashMap<String, String>,
+        embed_model: bool,
+        piece_rows: u64,
+        keep_previous: bool,
+    ) -> PyResult<(u64, u64, u64, u64)> {
+        let options = |m: &HashMap<String, String>| -> vellum::Result<EncoderOptions> {
+            let mut o = EncoderOptions::default();
+            for (k, v) in m {
+                o.set(k, v)?;
+            }
+            Ok(o)
+        };
+        let choice = match encoder {
+            Some(passage) => Some(EncoderChoice {
+                passage,
+                passage_options: options(&encoder_options).py()?,
+                query: query_encoder,
+                query_options: options(&query_encoder_options).py()?,
+                embed: embed_model,
+            }),
+            None => None,
+        };
+        let dir = self.db.path().to_path_buf();
+        py.detach(|| {
+            self.with_writer(|w| {
+                if w.has_changes() {
+                    return Err(vellum::Error::InvalidInput(
+                        "reencode commits, and this database has uncommitted changes: commit or roll them back first".into(),
+                    ));
+                }
+                let encoders = match &choice {
+                    Some(c) => Some(vellum::encode::prepare_encoders(&dir, c)?),
+                    None => None,
+                };
+                let job = vellum::ingest::reencode::Reencode {
+                    piece_rows: piece_rows.max(1),
+                    keep_previous,
+                    ..vellum::ingest::reencode::Reencode::new(collection, field, encoders)
+                };
+                let s = vellum::ingest::reencode::reencode(w, &job, &mut |_| {})?;
+                Ok((
+                    s.switch.generation,
+                    s.switch.from_version,
+                    s.switch.to_version,
+                    s.encoded,
+                ))
+            })
+        })
+    }
+
+    /// Switches a collection back to the encoder version its last re-encode replaced; returns
+    /// `(generation, field, from_version, to_version)`.
+    fn rollback_version(
+        &self,
+        py: Python<'_>,
+        collection: &str,
+    ) -> PyResult<(u64, String, u64, u64)> {
+        py.detach(|| {
+            self.with_writer(|w| {
+                let s = w.rollback_version(collection)?;
+                Ok((s.generation, s.field, s.from_version, s.to_version))
+            })
+        })
+    }
+
+    /// Drops the kept previous version (`"previous"`) or an unfinished re-encode (`"staged"`);
+    /// returns whether there was one.
+    fn drop_version(&self, py: Python<'_>, collection: &str, which: &str) -> PyResult<bool> {
+        py.detach(|| {
+            self.with_writer(|w| match which {
+                "previous" => w.drop_previous(collection),
+                "staged" => w.abort_staged(collection),
+                other => Err(vellum::Error::InvalidInput(format!(
+                    "drop_version: {other:?} is neither \"previous\" nor \"staged\""
+                ))),
+            })
+        })
+    }
+
     /// Sets (or with `None` drops) a field's HNSW index and rebuilds; returns the generation.
     #[pyo3(signature = (collection, field, params))]
     fn index(

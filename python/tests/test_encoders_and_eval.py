@@ -288,3 +288,30 @@ def test_plaid_index_from_python(db):
         c.search(q, k=5, plaid={"ncells": 0})
     c.plaid_index("tok", None)
     assert (c.search(q, k=5)[0] == exact_ids).all()
+
+
+def test_reencode_switches_and_rolls_back(db):
+    texts = sentences()[:50]
+    c = db.create_collection("c", ["emb:dense:32:f32:cosine"], encoders={"emb": TINY_A})
+    c.add([f"s{i}" for i in range(50)], texts=texts)
+    db.commit()
+    before = c.search_text(texts[:5], k=3)
+    s = c.reencode("emb", TINY_B, piece_rows=16)
+    assert (s["from_version"], s["to_version"], s["encoded"]) == (1, 2, 50)
+    want = vellum.Encoder(TINY_B).encode(texts[:3])
+    for i in range(3):
+        np.testing.assert_allclose(c.get(f"s{i}")["vectors"]["emb"], want[i], rtol=1e-5, atol=1e-6)
+    after = c.search_text(texts[:5], k=3)
+    r = c.rollback_version()
+    assert (r["field"], r["from_version"], r["to_version"]) == ("emb", 2, 1)
+    back = c.search_text(texts[:5], k=3)
+    assert (back[0] == before[0]).all() and (back[1] == before[1]).all()
+    c.rollback_version()
+    forward = c.search_text(texts[:5], k=3)
+    assert (forward[0] == after[0]).all()
+    assert c.drop_previous_version() and not c.drop_previous_version()
+    with pytest.raises(InvalidInputError, match="no previous encoder version"):
+        c.rollback_version()
+    with pytest.raises(InvalidInputError, match="name the new encoder"):
+        c.reencode("emb")
+    assert not c.abort_reencode()

@@ -550,6 +550,47 @@ class Collection:
         return {"generation": g, "segments_before": before, "segments_after": after,
                 "rows_dropped": dropped}
 
+    def reencode(
+        self,
+        field: str,
+        encoder: Optional[PathLike] = None,
+        *,
+        query_encoder: Optional[PathLike] = None,
+        encoder_options: Optional[Mapping[str, Any]] = None,
+        query_encoder_options: Optional[Mapping[str, Any]] = None,
+        embed_model: bool = False,
+        piece_rows: int = 10_000,
+        keep_previous: bool = True,
+    ) -> Dict[str, int]:
+        """Re-encodes ``field`` from the stored text with a new encoder (a model folder or cached
+        model id of the field's dimension) as a new encoder version: new segments are written
+        beside the current ones (searches keep seeing the current version), then one commit
+        switches the field. ``encoder=None`` continues an interrupted re-encode. The replaced
+        version is kept for :meth:`rollback_version` unless ``keep_previous=False``. Returns
+        ``{"generation", "from_version", "to_version", "encoded"}``."""
+        opts = lambda m: {k: str(v) for k, v in (m or {}).items()}
+        g, a, b, n = self.db._db.reencode(
+            self.name, field, None if encoder is None else str(encoder),
+            None if query_encoder is None else str(query_encoder), opts(encoder_options),
+            opts(query_encoder_options), embed_model, piece_rows, keep_previous)
+        return {"generation": g, "from_version": a, "to_version": b, "encoded": n}
+
+    def rollback_version(self) -> Dict[str, Any]:
+        """Switches back to the encoder version the last re-encode replaced, in one commit
+        (calling it again switches forward). Deletions since carry over; refused once documents
+        were added or the collection compacted. Returns ``{"generation", "field",
+        "from_version", "to_version"}``."""
+        g, f, a, b = self.db._db.rollback_version(self.name)
+        return {"generation": g, "field": f, "from_version": a, "to_version": b}
+
+    def drop_previous_version(self) -> bool:
+        """Drops the encoder version kept for rollback (its files are freed)."""
+        return self.db._db.drop_version(self.name, "previous")
+
+    def abort_reencode(self) -> bool:
+        """Discards an unfinished re-encode (its new segments are removed)."""
+        return self.db._db.drop_version(self.name, "staged")
+
     def plaid_index(self, field: str, params: Optional[str] = "") -> int:
         """Sets the PLAID index of a multi-vector field (``"nbits=2,centroids=4096"``; ``""`` for
         defaults; ``None`` drops it), rewrites the collection so every segment has it (the codec

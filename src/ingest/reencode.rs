@@ -124,12 +124,10 @@ pub fn reencode(
             )))
         }
     };
-    let version = writer.begin_staged(job.collection, job.field, &encoders)?;
-    let database_dir = writer
-        .committed()
-        .collection(job.collection)?
-        .database_dir()
-        .to_path_buf();
+    // Everything that can refuse the re-encode runs before the staged record is committed.
+    let collection = writer.committed().collection(job.collection)?.clone();
+    let database_dir = collection.database_dir().to_path_buf();
+    collection.field_index(job.field)?;
     let encoder = load_passage_encoder(&database_dir, &encoders, &job.runtime)?;
     if encoder.modality() != Modality::Text {
         return Err(Error::InvalidInput(format!(
@@ -137,13 +135,28 @@ pub fn reencode(
             job.field, encoders.passage.source
         )));
     }
-    let entry = writer
+    let mut entry = writer
         .committed()
         .manifest()
         .collection(job.collection)
         .cloned()
-        .expect("begin_staged checked the collection");
+        .expect("the collection exists");
     let piece_rows = job.piece_rows.max(1);
+    let resuming = entry
+        .versions
+        .staged
+        .as_ref()
+        .is_some_and(|s| s.field == job.field && s.encoders == encoders);
+    if !resuming {
+        // As if staged now: every row is pending.
+        entry.versions.staged = Some(crate::meta::EncoderVersion {
+            field: job.field.to_string(),
+            version: 0,
+            encoders: encoders.clone(),
+            segments: Vec::new(),
+            pieces: Vec::new(),
+        });
+    }
     let pending = pending_pieces(&entry, piece_rows);
     let rows_total: u64 = entry.segments.iter().map(|s| s.rows).sum();
     let rows_left: u64 = pending.iter().map(|p| p.rows).sum();
@@ -158,16 +171,8 @@ pub fn reencode(
             (s.bytes as u128 * p.rows as u128 / s.rows.max(1) as u128) as u64
         })
         .sum();
-    let plan = ReencodePlan {
-        version,
-        source: encoders.passage.source.clone(),
-        rows_total,
-        rows_done: rows_total - rows_left,
-        bytes_needed,
-        bytes_available: fs4::available_space(&database_dir).ok(),
-    };
-    progress(&ReencodeEvent::Plan(plan.clone()));
-    if let Some(free) = plan.bytes_available {
+    let bytes_available = fs4::available_space(&database_dir).ok();
+    if let Some(free) = bytes_available {
         if free < bytes_needed {
             return Err(Error::InvalidInput(format!(
                 "re-encoding field {:?} needs about {} MiB for the new segments; {} has {} MiB free (the current version stays until the switch, and is kept for rollback after it)",
@@ -178,6 +183,16 @@ pub fn reencode(
             )));
         }
     }
+    let version = writer.begin_staged(job.collection, job.field, &encoders)?;
+    let plan = ReencodePlan {
+        version,
+        source: encoders.passage.source.clone(),
+        rows_total,
+        rows_done: rows_total - rows_left,
+        bytes_needed,
+        bytes_available,
+    };
+    progress(&ReencodeEvent::Plan(plan.clone()));
     let mut stats = ReencodeStats {
         switch: SwitchInfo {
             generation: 0,
@@ -274,7 +289,7 @@ fn encode_piece(
         let input = encoded_text(text, title.as_deref());
         if input.trim().is_empty() {
             return Err(Error::InvalidInput(format!(
-                "collection {:?}, document {:?}: no text to re-encode field {:?} from (its vectors were given, not encoded); nothing was changed",
+                "collection {:?}, document {:?}: no text to re-encode field {:?} from (its vectors were given, not encoded); the live version is unchanged, and the pieces written so far are kept until the re-encode is aborted",
                 job.collection,
                 seg.doc_id(r)?,
                 job.field
@@ -293,7 +308,7 @@ fn encode_piece(
             .is_some_and(|f| f.load(Ordering::Relaxed))
         {
             return Err(Error::Interrupted(
-                "re-encode stopped; the pieces written are committed, and running it again continues from them".into(),
+                "re-encode stopped; the pieces written are committed, and running the re-encode again without naming an encoder continues from them".into(),
             ));
         }
         let batch: Vec<&Prepared> = chunk

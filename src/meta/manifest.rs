@@ -170,6 +170,20 @@ impl EncoderVersion {
                 c.versions.current_of(&self.field)
             ));
         }
+        for p in &self.pieces {
+            let rows = |id: u64| self.segments.iter().find(|s| s.id == id).map(|s| s.rows);
+            let bad = rows(p.part).is_some_and(|r| r != p.rows)
+                || rows(p.whole).is_some_and(|r| p.start.saturating_add(p.rows) > r)
+                || p.rows == 0
+                || p.rows > u32::MAX as u64
+                || p.part == p.whole;
+            if bad {
+                return Err(format!(
+                    "field {:?} version {}: piece {p:?} does not fit its segments",
+                    self.field, self.version
+                ));
+            }
+        }
         for s in &self.segments {
             let fits = self.pieces.iter().any(|p| {
                 (p.part == s.id && p.rows == s.rows)

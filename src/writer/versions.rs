@@ -140,10 +140,24 @@ impl Writer {
                 ))
             })?;
         }
+        for r in [&encoders.passage, &encoders.query] {
+            let rel = Path::new(crate::encode::EMBEDDED_MODELS_DIR).join(r.fingerprint_hex());
+            if r.embedded && !self.dir.exists(&rel)? {
+                return Err(Error::Encoder {
+                    collection: collection.to_string(),
+                    field: field.to_string(),
+                    detail: format!(
+                        "the embedded copy of {} at {} is gone; prepare the encoders again with this writer open",
+                        r.source,
+                        self.dir.path_of(&rel).display()
+                    ),
+                });
+            }
+        }
         if let Some(staged) = &entry.versions.staged {
             if staged.field != field || &staged.encoders != encoders {
                 return Err(Error::InvalidInput(format!(
-                    "collection {collection:?} has an unfinished re-encode of field {:?} to {} ({} pieces written); run it again with the same encoder to finish it, or abort it first",
+                    "collection {collection:?} has an unfinished re-encode of field {:?} to {} ({} pieces written) with other encoders or options than those given; run the re-encode again without naming an encoder to finish it, or abort it first",
                     staged.field,
                     staged.encoders.passage.source,
                     staged.pieces.len()
@@ -184,8 +198,21 @@ impl Writer {
         column: FieldColumn,
     ) -> Result<()> {
         self.usable()?;
+        self.commit()?;
         let c = self.base.collection(collection)?.clone();
         let entry = self.entry(collection)?;
+        let next = pending_pieces(&entry, u64::MAX)
+            .into_iter()
+            .find(|p| p.source == piece.source);
+        if next.is_none_or(|n| n.start != piece.start) {
+            return Err(Error::InvalidInput(format!(
+                "staged piece {}..{} of segment {}: the next rows to stage in that segment start at {}",
+                piece.start,
+                piece.start + piece.rows,
+                piece.source,
+                next.map_or("its end (it is complete, or not live)".to_string(), |n| format!("row {}", n.start))
+            )));
+        }
         let staged = entry.versions.staged.clone().ok_or_else(|| {
             Error::InvalidInput(format!("collection {collection:?} has no staged re-encode"))
         })?;
@@ -391,10 +418,21 @@ impl Writer {
         // live row, rows).
         let target_ids: std::collections::HashSet<u64> =
             target.segments.iter().map(|s| s.id).collect();
+        let live_ids: std::collections::HashSet<u64> =
+            entry.segments.iter().map(|s| s.id).collect();
+        // One side of every piece is the target's, the same side for all of them (a segment of
+        // either side may be gone: all its rows were deleted).
+        let target_is_part = if target.pieces.iter().any(|p| target_ids.contains(&p.part)) {
+            true
+        } else if target.pieces.iter().any(|p| target_ids.contains(&p.whole)) {
+            false
+        } else {
+            target.pieces.iter().any(|p| live_ids.contains(&p.whole))
+        };
         let mut spans = Vec::new();
         let mut covered: BTreeMap<u64, u64> = BTreeMap::new();
         for p in &target.pieces {
-            let (t, t0, l, l0) = if target_ids.contains(&p.part) {
+            let (t, t0, l, l0) = if target_is_part {
                 (p.part, 0, p.whole, p.start)
             } else {
                 (p.whole, p.start, p.part, 0)

@@ -45,12 +45,19 @@ pub fn run(a: ReencodeArgs, out: &mut dyn Write) -> Result<()> {
     }
     let field = a.field.clone().expect("clap requires --field here");
     if a.rollback {
+        let kept = w
+            .committed()
+            .manifest()
+            .collection(&a.collection)
+            .and_then(|c| c.versions.previous.as_ref())
+            .map(|p| p.field.clone());
+        if let Some(kept) = kept.filter(|k| *k != field) {
+            anyhow::bail!(
+                "the version kept for rollback in {} is of field {kept:?}, not {field:?}; nothing was changed",
+                a.collection
+            );
+        }
         let s = w.rollback_version(&a.collection)?;
-        anyhow::ensure!(
-            s.field == field,
-            "rolled back field {:?}, not {field:?}",
-            s.field
-        );
         writeln!(
             out,
             "rolled back {}.{}: version {} -> {} ({} segments; version {} kept, --rollback again to return to it; generation {})",
@@ -93,17 +100,17 @@ pub(super) fn execute(
     mut job: Reencode<'_>,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let interrupt = Arc::new(AtomicBool::new(false));
-    {
+    if job.interrupt.is_none() {
+        let interrupt = Arc::new(AtomicBool::new(false));
         let flag = interrupt.clone();
         let _ = ctrlc::try_set_handler(move || {
             if flag.swap(true, Ordering::SeqCst) {
                 std::process::exit(130);
             }
-            eprintln!("\ninterrupted: stopping; the pieces written are kept, run the same command to continue");
+            eprintln!("\ninterrupted: stopping; the pieces written are kept");
         });
+        job.interrupt = Some(interrupt);
     }
-    job.interrupt = Some(interrupt);
     let (collection, field) = (job.collection, job.field);
     let mut bar: Option<Progress> = None;
     let stats = reencode(w, &job, &mut |e| match e {
@@ -128,6 +135,12 @@ pub(super) fn execute(
                 b.set_position(*rows_done);
             }
         }
+    })
+    .map_err(|e| match e {
+        vellum::Error::Interrupted(_) => anyhow::anyhow!(
+            "interrupted: the pieces written are committed; `vellum reencode DB -c {collection} -f {field}` (no --encoder) continues, --abort discards them"
+        ),
+        e => e.into(),
     })?;
     if let Some(b) = &bar {
         b.finish_and_clear();

@@ -181,6 +181,8 @@ pub fn run(a: TrainArgs, out: &mut dyn Write) -> Result<()> {
             .context("--reencode: loading the trained model")?;
         let job = vellum::ingest::reencode::Reencode {
             piece_rows: a.piece_rows.max(1),
+            // Ctrl-C's handler is training's: its flag stops the re-encode too.
+            interrupt: Some(bar.interrupt.clone()),
             ..vellum::ingest::reencode::Reencode::new(&a.collection, &a.field, Some(encoders))
         };
         super::reencode::execute(&mut w, job, out)?;
