@@ -125,6 +125,31 @@ impl Writer {
         id
     }
 
+    /// Fails when a record of `e` names an embedded model copy that is not in the database (a
+    /// writer opened after `prepare_encoders` collects copies no commit references yet).
+    pub(super) fn check_embedded_copies(
+        &self,
+        collection: &str,
+        field: &str,
+        e: &crate::meta::FieldEncoders,
+    ) -> Result<()> {
+        for r in [&e.passage, &e.query] {
+            let rel = Path::new(crate::encode::EMBEDDED_MODELS_DIR).join(r.fingerprint_hex());
+            if r.embedded && !self.dir.exists(&rel)? {
+                return Err(Error::Encoder {
+                    collection: collection.to_string(),
+                    field: field.to_string(),
+                    detail: format!(
+                        "the embedded copy of {} at {} is gone; prepare the encoders again with this writer open",
+                        r.source,
+                        self.dir.path_of(&rel).display()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Makes every buffered change durable and visible, atomically. With nothing to commit, returns
     /// the current generation without writing anything.
     pub fn commit(&mut self) -> Result<CommitInfo> {
@@ -138,20 +163,7 @@ impl Writer {
         // A record naming an embedded copy is published only with its copy in place (a writer
         // opened after `prepare_encoders` collects copies that no commit references yet).
         for ((collection, field), e) in &self.encoder_changes {
-            for r in [&e.passage, &e.query] {
-                let rel = Path::new(crate::encode::EMBEDDED_MODELS_DIR).join(r.fingerprint_hex());
-                if r.embedded && !self.dir.exists(&rel)? {
-                    return Err(Error::Encoder {
-                        collection: collection.clone(),
-                        field: field.clone(),
-                        detail: format!(
-                            "the embedded copy of {} at {} is gone; prepare the encoders again with this writer open",
-                            r.source,
-                            self.dir.path_of(&rel).display()
-                        ),
-                    });
-                }
-            }
+            self.check_embedded_copies(collection, field, e)?;
         }
         // Collections in name order, so that file ids (and the order of the writes) do not depend
         // on hash order.

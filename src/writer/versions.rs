@@ -140,20 +140,7 @@ impl Writer {
                 ))
             })?;
         }
-        for r in [&encoders.passage, &encoders.query] {
-            let rel = Path::new(crate::encode::EMBEDDED_MODELS_DIR).join(r.fingerprint_hex());
-            if r.embedded && !self.dir.exists(&rel)? {
-                return Err(Error::Encoder {
-                    collection: collection.to_string(),
-                    field: field.to_string(),
-                    detail: format!(
-                        "the embedded copy of {} at {} is gone; prepare the encoders again with this writer open",
-                        r.source,
-                        self.dir.path_of(&rel).display()
-                    ),
-                });
-            }
-        }
+        self.check_embedded_copies(collection, field, encoders)?;
         if let Some(staged) = &entry.versions.staged {
             if staged.field != field || &staged.encoders != encoders {
                 return Err(Error::InvalidInput(format!(
