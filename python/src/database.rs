@@ -142,6 +142,9 @@ pub(crate) fn with_options(
     }
 }
 
+/// A finished re-encode: `(generation, from_version, to_version, documents encoded)`.
+type Switched = (u64, u64, u64, u64);
+
 impl NativeDatabase {
     fn new(db: Database, read_only: bool) -> Self {
         NativeDatabase {
@@ -151,6 +154,45 @@ impl NativeDatabase {
             snapshot: Mutex::new(None),
             encoders: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Prepares `choice`'s encoders (when given) and runs a re-encode through the writer;
+    /// returns `(generation, from_version, to_version, encoded)`.
+    fn reencode_with(
+        &self,
+        py: Python<'_>,
+        collection: &str,
+        field: &str,
+        choice: Option<EncoderChoice>,
+        piece_rows: u64,
+        keep_previous: bool,
+    ) -> PyResult<Switched> {
+        let dir = self.db.path().to_path_buf();
+        py.detach(|| {
+            self.with_writer(|w| {
+                if w.has_changes() {
+                    return Err(vellum::Error::InvalidInput(
+                        "reencode commits, and this database has uncommitted changes: commit or roll them back first".into(),
+                    ));
+                }
+                let encoders = match &choice {
+                    Some(c) => Some(vellum::encode::prepare_encoders(&dir, c)?),
+                    None => None,
+                };
+                let job = vellum::ingest::reencode::Reencode {
+                    piece_rows: piece_rows.max(1),
+                    keep_previous,
+                    ..vellum::ingest::reencode::Reencode::new(collection, field, encoders)
+                };
+                let s = vellum::ingest::reencode::reencode(w, &job, &mut |_| {})?;
+                Ok((
+                    s.switch.generation,
+                    s.switch.from_version,
+                    s.switch.to_version,
+                    s.encoded,
+                ))
+            })
+        })
     }
 
     /// The last commit (the cached snapshot unless the manifest changed since it was taken).
@@ -1110,32 +1152,86 @@ impl NativeDatabase {
             }),
             None => None,
         };
-        let dir = self.db.path().to_path_buf();
-        py.detach(|| {
-            self.with_writer(|w| {
-                if w.has_changes() {
-                    return Err(vellum::Error::InvalidInput(
-                        "reencode commits, and this database has uncommitted changes: commit or roll them back first".into(),
-                    ));
-                }
-                let encoders = match &choice {
-                    Some(c) => Some(vellum::encode::prepare_encoders(&dir, c)?),
-                    None => None,
-                };
-                let job = vellum::ingest::reencode::Reencode {
-                    piece_rows: piece_rows.max(1),
-                    keep_previous,
-                    ..vellum::ingest::reencode::Reencode::new(collection, field, encoders)
-                };
-                let s = vellum::ingest::reencode::reencode(w, &job, &mut |_| {})?;
-                Ok((
-                    s.switch.generation,
-                    s.switch.from_version,
-                    s.switch.to_version,
-                    s.encoded,
-                ))
-            })
-        })
+        self.reencode_with(py, collection, field, choice, piece_rows, keep_previous)
+    }
+
+    /// Fine-tunes a field's encoders (`vellum train`): Tevatron's loss on `train` (Tevatron
+    /// JSONL) or `queries` + `qrels`, hard negatives mined `mine_depth` deep, `settings` by
+    /// `TrainConfig` field name; with `reencode`, then re-encodes the field with the trained
+    /// model (the field's options carried over). Returns the training report (JSON) and the
+    /// re-encode's `(generation, from_version, to_version, encoded)`.
+    #[pyo3(signature = (collection, field, output, train, queries, qrels, mine_depth, mine_skip, eval_queries, eval_qrels, eval_depth, resume, settings, reencode, piece_rows))]
+    #[allow(clippy::too_many_arguments)]
+    fn train(
+        &self,
+        py: Python<'_>,
+        collection: String,
+        field: String,
+        output: PathBuf,
+        train: Option<PathBuf>,
+        queries: Option<PathBuf>,
+        qrels: Option<PathBuf>,
+        mine_depth: usize,
+        mine_skip: usize,
+        eval_queries: Option<PathBuf>,
+        eval_qrels: Option<PathBuf>,
+        eval_depth: usize,
+        resume: bool,
+        settings: HashMap<String, String>,
+        reencode: bool,
+        piece_rows: u64,
+    ) -> PyResult<(String, Option<Switched>)> {
+        let snap = self.snapshot()?;
+        let job = crate::train::TrainJob {
+            collection: collection.clone(),
+            field: field.clone(),
+            output,
+            train,
+            queries,
+            qrels,
+            mine_depth,
+            mine_skip,
+            eval_queries,
+            eval_qrels,
+            eval_depth,
+            resume,
+            settings,
+        };
+        let (report, text) = crate::train::run(py, &snap, &job)?;
+        if !reencode {
+            return Ok((text, None));
+        }
+        let current = snap
+            .collection(&collection)
+            .py()?
+            .encoders(&field)
+            .cloned()
+            .ok_or_else(|| invalid(format!("reencode: field {field:?} has no encoders")))?;
+        drop(snap);
+        let absolute = |p: PathBuf| -> PyResult<String> {
+            Ok(std::fs::canonicalize(&p)
+                .map_err(|e| to_py(vellum::Error::io(&p, e)))?
+                .display()
+                .to_string())
+        };
+        let (passage, query) = if report.untied {
+            (
+                absolute(report.output.join("passage_model"))?,
+                Some(absolute(report.output.join("query_model"))?),
+            )
+        } else {
+            (absolute(report.output.clone())?, None)
+        };
+        // The trained model is the current one fine-tuned: the field's options carry over.
+        let choice = EncoderChoice {
+            passage,
+            passage_options: current.passage.options(),
+            query,
+            query_options: current.query.options(),
+            embed: false,
+        };
+        let done = self.reencode_with(py, &collection, &field, Some(choice), piece_rows, true)?;
+        Ok((text, Some(done)))
     }
 
     /// Switches a collection back to the encoder version its last re-encode replaced; returns

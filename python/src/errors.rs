@@ -41,7 +41,11 @@ fn class_of(e: &vellum::Error) -> (&'static str, &'static str) {
 /// Converts a library error into the Python exception of `vellum.errors`.
 pub fn to_py(e: vellum::Error) -> PyErr {
     let (class, kind) = class_of(&e);
-    let message = e.to_string();
+    raise(class, kind, e.to_string())
+}
+
+/// The exception `class` of `vellum.errors` with `message` and `kind`.
+pub fn raise(class: &str, kind: &str, message: String) -> PyErr {
     Python::attach(|py| {
         let made = (|| -> PyResult<PyErr> {
             let cls = py.import("vellum.errors")?.getattr(class)?;

@@ -12,6 +12,7 @@ mod errors;
 mod eval;
 mod merge;
 mod shards;
+mod train;
 
 use pyo3::prelude::*;
 

@@ -315,3 +315,39 @@ def test_reencode_switches_and_rolls_back(db):
     with pytest.raises(InvalidInputError, match="name the new encoder"):
         c.reencode("emb")
     assert not c.abort_reencode()
+
+
+def _debian_sample(tmp_path, n):
+    """The first ``n`` Debian documents, with the sample's queries and qrels that judge them."""
+    ex = REPO / "examples" / "debian"
+    docs = (ex / "corpus.jsonl").read_text().splitlines()[:n]
+    ids = {json.loads(l)["id"] for l in docs}
+    qrels = [l for l in (ex / "qrels.txt").read_text().splitlines() if l.split(" ")[2] in ids]
+    qids = {l.split(" ")[0] for l in qrels}
+    queries = [l for l in (ex / "queries.tsv").read_text().splitlines()
+               if l.split("\t")[0] in qids]
+    (tmp_path / "q.tsv").write_text("\n".join(queries) + "\n")
+    (tmp_path / "qrels.txt").write_text("\n".join(qrels) + "\n")
+    return [json.loads(l) for l in docs], tmp_path / "q.tsv", tmp_path / "qrels.txt"
+
+
+def test_train_then_reencode_from_python(db, tmp_path):
+    docs, q, r = _debian_sample(tmp_path, 80)
+    c = db.create_collection("c", ["emb:dense:32:f32:cosine"], encoders={"emb": TINY_A},
+                             encoder_options={"emb": {"pooling": "mean", "normalize": True}})
+    c.add([d["id"] for d in docs], texts=[d["text"] for d in docs])
+    db.commit()
+    report = c.train("emb", tmp_path / "out", queries=q, qrels=r, mine_depth=8,
+                     eval_queries=q, eval_qrels=r, eval_depth=10, max_steps=4, batch_size=4,
+                     group_size=3, lr=1e-3, reencode=True, piece_rows=30)
+    assert report["steps"] == 4 and len(report["losses"]) == 4
+    assert report["reencode"]["to_version"] == 2 and report["reencode"]["encoded"] == 80
+    # The field now holds the trained model's vectors.
+    trained = vellum.Encoder(tmp_path / "out", pooling="mean", normalize=True)
+    want = trained.encode([docs[0]["text"]])[0]
+    np.testing.assert_allclose(c.get(docs[0]["id"])["vectors"]["emb"], want, rtol=1e-4, atol=1e-5)
+    assert c.rollback_version()["to_version"] == 1
+    with pytest.raises(InvalidInputError, match="learning_rate"):
+        c.train("emb", tmp_path / "o2", queries=q, qrels=r, learning_rate=1e-3)
+    with pytest.raises(InvalidInputError, match="already holds"):
+        c.train("emb", tmp_path / "out", queries=q, qrels=r, max_steps=1)

@@ -575,6 +575,50 @@ class Collection:
             opts(query_encoder_options), embed_model, piece_rows, keep_previous)
         return {"generation": g, "from_version": a, "to_version": b, "encoded": n}
 
+    def train(
+        self,
+        field: str,
+        output: PathLike,
+        *,
+        train: Optional[PathLike] = None,
+        queries: Optional[PathLike] = None,
+        qrels: Optional[PathLike] = None,
+        mine_depth: int = 0,
+        mine_skip: int = 0,
+        eval_queries: Optional[PathLike] = None,
+        eval_qrels: Optional[PathLike] = None,
+        eval_depth: int = 100,
+        resume: bool = False,
+        reencode: bool = False,
+        piece_rows: int = 10_000,
+        **settings: Any,
+    ) -> Dict[str, Any]:
+        """Fine-tunes ``field``'s encoders on the collection's own data, as ``vellum train``:
+        Tevatron's contrastive loss on ``train`` (Tevatron train JSONL) or ``queries`` + ``qrels``
+        (passages read from the collection), hard negatives mined ``mine_depth`` deep with the
+        field's search, held-out re-ranking evaluation on ``eval_queries`` + ``eval_qrels``.
+        ``settings`` are the training settings by name (``epochs``, ``max_steps``,
+        ``batch_size``, ``group_size``, ``accumulation``, ``temperature``, ``lr``,
+        ``weight_decay``, ``warmup_ratio``, ``max_grad_norm``, ``seed``, ``query_max_len``,
+        ``passage_max_len``, ``untie``, ``prefer_mined``, ``save_every``,
+        ``save_total_limit``, ``eval_every``). Checkpoints and the trained Hugging Face /
+        sentence-transformers model go to ``output``; Ctrl-C stops after writing a checkpoint
+        (raises ``Interrupted``) and ``resume=True`` continues. With ``reencode=True`` the field
+        is then re-encoded with the trained model (:meth:`reencode`). Returns the training
+        report (``training_report.json``), with ``"reencode"`` added when re-encoded."""
+        opt = lambda p: None if p is None else str(p)
+        text, done = self.db._db.train(
+            self.name, field, str(output), opt(train), opt(queries), opt(qrels), mine_depth,
+            mine_skip, opt(eval_queries), opt(eval_qrels), eval_depth, resume,
+            {k: "none" if v is None else str(v) for k, v in settings.items()}, reencode,
+            piece_rows)
+        report = json.loads(text)
+        if done is not None:
+            g, a, b, n = done
+            report["reencode"] = {"generation": g, "from_version": a, "to_version": b,
+                                  "encoded": n}
+        return report
+
     def rollback_version(self) -> Dict[str, Any]:
         """Switches back to the encoder version the last re-encode replaced, in one commit
         (calling it again switches forward). Deletions since carry over; refused once documents

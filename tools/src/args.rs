@@ -246,6 +246,11 @@ pub struct TrainArgs {
     /// version for `vellum reencode --rollback`.
     #[arg(long, conflicts_with = "query_only")]
     pub reencode: bool,
+    /// Rounds of mine → train → re-encode (needs --reencode and --mine-depth): each round
+    /// re-mines hard negatives with the previous round's re-encoded vectors and trains on from
+    /// its model, into OUTPUT/round-K/.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
     /// With --reencode: rows per new segment (the unit of resumption).
     #[arg(long, default_value_t = 10_000, requires = "reencode")]
     pub piece_rows: u64,

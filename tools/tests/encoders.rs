@@ -752,6 +752,27 @@ fn train_through_the_cli() {
     let out = ok(d, &["reencode", "DB", "-c", "docs", "--drop-previous"]);
     assert!(out.contains("dropped"), "{out}");
 
+    // Rounds: mine → train → re-encode twice, the second mining with the first round's vectors;
+    // run again with --resume, both rounds are found done.
+    let mut rounds = train[..train.len() - 6].to_vec();
+    rounds[11] = "OUT4";
+    rounds.extend(["--reencode", "--rounds", "2"]);
+    let out = ok(d, &rounds);
+    assert!(
+        out.contains("round 2 of 2") && out.contains("version 2 -> 3"),
+        "{out}"
+    );
+    assert!(d.join("OUT4/round-2/training_report.json").is_file());
+    let e = fail(d, &rounds);
+    assert!(e.contains("--resume"), "{e}");
+    rounds.push("--resume");
+    let out = ok(d, &rounds);
+    assert_eq!(
+        out.matches("trained and re-encoded already").count(),
+        2,
+        "{out}"
+    );
+
     // Bad input names the file and line.
     std::fs::write(
         d.join("bad.jsonl"),

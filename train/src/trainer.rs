@@ -100,6 +100,65 @@ impl TrainConfig {
         }
     }
 
+    /// The names [`TrainConfig::set`] takes.
+    pub const KEYS: &'static str = "epochs, max_steps, batch_size, group_size, accumulation, temperature, lr, weight_decay, warmup_ratio, max_grad_norm, seed, query_max_len, passage_max_len, untie, prefer_mined, save_every, save_total_limit, eval_every";
+
+    /// Sets one setting by its field name from text (`"3"`, `"2e-5"`, `"true"`; `"none"` unsets
+    /// an optional one), as bindings pass keyword arguments. Values are checked when training
+    /// starts.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        fn parse<T: std::str::FromStr>(key: &str, value: &str, what: &str) -> Result<T> {
+            value.trim().parse().map_err(|_| {
+                TrainError::Invalid(format!(
+                    "training setting {key}: expected {what}, found {value:?}"
+                ))
+            })
+        }
+        fn optional<T: std::str::FromStr>(key: &str, value: &str, what: &str) -> Result<Option<T>> {
+            match value.trim() {
+                "none" | "None" | "" => Ok(None),
+                v => parse(key, v, what).map(Some),
+            }
+        }
+        let int = "a whole number";
+        let num = "a number";
+        let flag = "true or false";
+        let to_bool = |v: &str| -> Result<bool> {
+            match v.trim() {
+                "true" | "True" | "1" => Ok(true),
+                "false" | "False" | "0" => Ok(false),
+                _ => parse::<bool>(key, v, flag),
+            }
+        };
+        match key {
+            "epochs" => self.epochs = parse(key, value, int)?,
+            "max_steps" => self.max_steps = optional(key, value, int)?,
+            "batch_size" => self.batch_size = parse(key, value, int)?,
+            "group_size" => self.group_size = parse(key, value, int)?,
+            "accumulation" => self.accumulation = parse(key, value, int)?,
+            "temperature" => self.temperature = optional(key, value, num)?,
+            "lr" => self.lr = parse(key, value, num)?,
+            "weight_decay" => self.weight_decay = parse(key, value, num)?,
+            "warmup_ratio" => self.warmup_ratio = parse(key, value, num)?,
+            "max_grad_norm" => self.max_grad_norm = parse(key, value, num)?,
+            "seed" => self.seed = parse(key, value, int)?,
+            "query_max_len" => self.query_max_len = optional(key, value, int)?,
+            "passage_max_len" => self.passage_max_len = optional(key, value, int)?,
+            "untie" => self.untie = to_bool(value)?,
+            "prefer_mined" => self.prefer_mined = to_bool(value)?,
+            "save_every" => self.save_every = optional(key, value, int)?,
+            "save_total_limit" => self.save_total_limit = parse(key, value, int)?,
+            "eval_every" => self.eval_every = optional(key, value, int)?,
+            _ => {
+                return Err(TrainError::Invalid(format!(
+                    "unknown training setting {key:?} (settings: {})",
+                    Self::KEYS
+                )))
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn check(&self) -> Result<()> {
         let bad = |what: &str| Err(TrainError::Invalid(format!("training setting {what}")));
         if self.epochs == 0 && self.max_steps.is_none() {
@@ -801,4 +860,42 @@ fn settings_difference(a: &Value, b: &Value) -> String {
         .map(|(k, v)| format!("{k}: {} then, {v} now", a.get(k).unwrap_or(&Value::Null)))
         .collect();
     diffs.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_parse_by_name_and_name_the_bad_ones() {
+        let mut c = TrainConfig::new("emb");
+        for (k, v) in [
+            ("epochs", "3"),
+            ("max_steps", "none"),
+            ("lr", "3e-5"),
+            ("temperature", "0.05"),
+            ("untie", "True"),
+            ("save_every", "100"),
+        ] {
+            c.set(k, v).unwrap();
+        }
+        assert_eq!(
+            (
+                c.epochs,
+                c.max_steps,
+                c.lr,
+                c.temperature,
+                c.untie,
+                c.save_every
+            ),
+            (3, None, 3e-5, Some(0.05), true, Some(100))
+        );
+        let e = c.set("lr", "fast").unwrap_err().to_string();
+        assert!(e.contains("lr") && e.contains("\"fast\""), "{e}");
+        let e = c.set("learning_rate", "1").unwrap_err().to_string();
+        assert!(
+            e.contains("learning_rate") && e.contains("group_size"),
+            "{e}"
+        );
+    }
 }

@@ -61,9 +61,137 @@ pub fn run(a: TrainArgs, out: &mut dyn Write) -> Result<()> {
     if a.embed_model && !a.bind && !a.reencode {
         bail!("--embed-model copies the trained model into the database: it needs --bind (query-only) or --reencode");
     }
+    if a.rounds > 1 {
+        return rounds(&a, out);
+    }
     if let Err(e) = check_output(&a.output, a.resume) {
         bail!("{e} (pass --resume to continue that run)");
     }
+    one_round(&a, &a.output, a.resume, out)
+}
+
+/// `--rounds N`: mine, train into `OUT/round-K/`, re-encode, N times; each round starts from the
+/// field's encoders as the last re-encode left them and mines with its vectors. With `--resume`,
+/// finished rounds are skipped, a trained but not re-encoded round is re-encoded, and a round
+/// cut short resumes from its newest checkpoint.
+fn rounds(a: &TrainArgs, out: &mut dyn Write) -> Result<()> {
+    if !a.reencode || a.mine_depth == 0 {
+        bail!("--rounds re-mines hard negatives with each round's re-encoded vectors: it needs --reencode and --mine-depth");
+    }
+    let started = a
+        .output
+        .read_dir()
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    if started && !a.resume {
+        bail!(
+            "{} is not empty: pass --resume to continue those rounds, or train into another folder",
+            a.output.display()
+        );
+    }
+    // Round k+1 starts only once round k is re-encoded: rounds before the last one with a
+    // report are done; that one is done when the field holds its model.
+    let trained = |k: usize| {
+        a.output
+            .join(format!("round-{k}/training_report.json"))
+            .is_file()
+    };
+    let last = (1..=a.rounds).rev().find(|&k| trained(k)).unwrap_or(0);
+    for k in 1..=a.rounds {
+        let dir = a.output.join(format!("round-{k}"));
+        if k < last {
+            writeln!(out, "round {k}: trained and re-encoded already")?;
+            continue;
+        }
+        if k == last {
+            let report = dir.join("training_report.json");
+            let untied =
+                serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&report)?)?
+                    ["untied"]
+                    .as_bool()
+                    .unwrap_or(false);
+            let model = trained_models(&dir, untied)?.0;
+            let fingerprint = vellum::encode::ModelDir::resolve(&model)?.fingerprint()?;
+            let db = Database::open(&a.db)?;
+            let current = db
+                .snapshot()?
+                .collection(&a.collection)?
+                .encoders(&a.field)
+                .map(|e| e.passage.fingerprint.clone());
+            if current.as_deref() == Some(fingerprint.as_str()) {
+                writeln!(out, "round {k}: trained and re-encoded already")?;
+            } else {
+                writeln!(out, "round {k}: trained already; re-encoding")?;
+                reencode_with(a, &db, &dir, untied, None, out)?;
+            }
+            continue;
+        }
+        writeln!(out, "round {k} of {}", a.rounds)?;
+        one_round(a, &dir, a.resume, out)?;
+    }
+    Ok(())
+}
+
+/// The trained model folders in `dir` as absolute paths: (passage, query when untied).
+fn trained_models(dir: &std::path::Path, untied: bool) -> Result<(String, Option<String>)> {
+    let absolute = |p: &std::path::Path| -> Result<String> {
+        Ok(std::fs::canonicalize(p)
+            .with_context(|| format!("{}", p.display()))?
+            .display()
+            .to_string())
+    };
+    Ok(if untied {
+        (
+            absolute(&dir.join("passage_model"))?,
+            Some(absolute(&dir.join("query_model"))?),
+        )
+    } else {
+        (absolute(dir)?, None)
+    })
+}
+
+/// Re-encodes the field with the model trained into `dir`, the field's current options carried
+/// over (the trained model is the current one fine-tuned).
+fn reencode_with(
+    a: &TrainArgs,
+    db: &Database,
+    dir: &std::path::Path,
+    untied: bool,
+    interrupt: Option<Arc<AtomicBool>>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let current = db
+        .snapshot()?
+        .collection(&a.collection)?
+        .encoders(&a.field)
+        .context("--reencode: the field has no encoders")?
+        .clone();
+    let (passage, query) = trained_models(dir, untied)?;
+    let choice = vellum::encode::EncoderChoice {
+        passage,
+        passage_options: current.passage.options(),
+        query,
+        query_options: current.query.options(),
+        embed: a.embed_model,
+    };
+    let mut w = db.writer()?;
+    let encoders = vellum::encode::prepare_encoders(db.path(), &choice)
+        .context("--reencode: loading the trained model")?;
+    let job = vellum::ingest::reencode::Reencode {
+        piece_rows: a.piece_rows.max(1),
+        interrupt,
+        ..vellum::ingest::reencode::Reencode::new(&a.collection, &a.field, Some(encoders))
+    };
+    super::reencode::execute(&mut w, job, out)
+}
+
+/// One training run into `output` (then the re-encode, with `--reencode`).
+fn one_round(
+    a: &TrainArgs,
+    output: &std::path::Path,
+    resume: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
     let db = Database::open(&a.db)?;
     let snap = db.snapshot()?;
     let c = snap.collection(&a.collection)?;
@@ -98,7 +226,7 @@ pub fn run(a: TrainArgs, out: &mut dyn Write) -> Result<()> {
         eprintln!("mined {n} hard negatives for {} queries", data.len());
     }
     if a.query_only {
-        return query_only(&a, &db, c, &data, config_of(&a), out);
+        return query_only(a, &db, c, &data, config_of(a), out);
     }
     let eval = match (&a.eval_queries, &a.eval_qrels) {
         (Some(q), Some(r)) => {
@@ -108,21 +236,13 @@ pub fn run(a: TrainArgs, out: &mut dyn Write) -> Result<()> {
         }
         _ => None,
     };
-    let config = config_of(&a);
+    let config = config_of(a);
     let interrupt = interrupt_flag();
     let mut bar = Bar {
         bar: None,
         interrupt,
     };
-    let report = train(
-        c,
-        &data,
-        eval.as_ref(),
-        &config,
-        &a.output,
-        a.resume,
-        &mut bar,
-    )?;
+    let report = train(c, &data, eval.as_ref(), &config, output, resume, &mut bar)?;
     if let Some(b) = &bar.bar {
         b.finish_and_clear();
     }
@@ -149,43 +269,10 @@ pub fn run(a: TrainArgs, out: &mut dyn Write) -> Result<()> {
         writeln!(out, "held-out after:  {}", measures(last))?;
     }
     if a.reencode {
-        let current = c
-            .encoders(&a.field)
-            .context("--reencode: the field has no encoders")?
-            .clone();
         drop(snap);
-        let (passage, query) = if report.untied {
-            (
-                report.output.join("passage_model"),
-                Some(report.output.join("query_model")),
-            )
-        } else {
-            (report.output.clone(), None)
-        };
-        let absolute = |p: &std::path::Path| -> Result<String> {
-            Ok(std::fs::canonicalize(p)
-                .with_context(|| format!("{}", p.display()))?
-                .display()
-                .to_string())
-        };
-        // The trained model is the current one fine-tuned: the field's options carry over.
-        let choice = vellum::encode::EncoderChoice {
-            passage: absolute(&passage)?,
-            passage_options: current.passage.options(),
-            query: query.as_deref().map(absolute).transpose()?,
-            query_options: current.query.options(),
-            embed: a.embed_model,
-        };
-        let mut w = db.writer()?;
-        let encoders = vellum::encode::prepare_encoders(db.path(), &choice)
-            .context("--reencode: loading the trained model")?;
-        let job = vellum::ingest::reencode::Reencode {
-            piece_rows: a.piece_rows.max(1),
-            // Ctrl-C's handler is training's: its flag stops the re-encode too.
-            interrupt: Some(bar.interrupt.clone()),
-            ..vellum::ingest::reencode::Reencode::new(&a.collection, &a.field, Some(encoders))
-        };
-        super::reencode::execute(&mut w, job, out)?;
+        // Ctrl-C's handler is training's: its flag stops the re-encode too.
+        let interrupt = Some(bar.interrupt.clone());
+        reencode_with(a, &db, &report.output, report.untied, interrupt, out)?;
     }
     Ok(())
 }

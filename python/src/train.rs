@@ -1,0 +1,126 @@
+//! Training from Python: `Collection.train` (vellum-train's loop with the CLI's data readers,
+//! mining and held-out evaluation). Ctrl-C is polled after every optimiser step: training stops
+//! after writing a checkpoint and raises `Interrupted`; `resume=True` continues.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use pyo3::prelude::*;
+use vellum::Snapshot;
+use vellum_train::{
+    mine_negatives, read_queries_qrels, read_tevatron, train, EvalSet, MiningConfig, Progress,
+    TrainConfig, TrainError,
+};
+
+use crate::errors::{invalid, raise};
+
+/// What `Collection.train` asks for.
+pub struct TrainJob {
+    pub collection: String,
+    pub field: String,
+    pub output: PathBuf,
+    pub train: Option<PathBuf>,
+    pub queries: Option<PathBuf>,
+    pub qrels: Option<PathBuf>,
+    pub mine_depth: usize,
+    pub mine_skip: usize,
+    pub eval_queries: Option<PathBuf>,
+    pub eval_qrels: Option<PathBuf>,
+    pub eval_depth: usize,
+    pub resume: bool,
+    pub settings: HashMap<String, String>,
+}
+
+/// Converts a training error into the Python exception of `vellum.errors`.
+pub fn train_to_py(e: TrainError) -> PyErr {
+    let message = e.to_string();
+    match e {
+        TrainError::Vellum(e) => crate::errors::to_py(e),
+        TrainError::Data { .. } => raise("InvalidInputError", "BadInputFile", message),
+        TrainError::Invalid(_) => raise("InvalidInputError", "InvalidInput", message),
+        TrainError::Model { .. } => raise("EncoderError", "Model", message),
+        TrainError::Io { .. } => raise("VellumIOError", "Io", message),
+        TrainError::Interrupted { .. } => raise("Interrupted", "Interrupted", message),
+        _ => raise("VellumError", "Other", message),
+    }
+}
+
+/// Polls Python's signal handlers after every step (Ctrl-C raises KeyboardInterrupt there).
+struct Signals {
+    stop: bool,
+}
+
+impl Progress for Signals {
+    fn step(&mut self, _: &vellum_train::StepReport) {
+        self.stop |= Python::attach(|py| py.check_signals()).is_err();
+    }
+    fn interrupted(&self) -> bool {
+        self.stop
+    }
+}
+
+/// Runs the training; returns the report and its JSON text (`training_report.json`).
+pub fn run(
+    py: Python<'_>,
+    snapshot: &Snapshot,
+    job: &TrainJob,
+) -> PyResult<(vellum_train::TrainReport, String)> {
+    let mut config = TrainConfig::new(&job.field);
+    for (k, v) in &job.settings {
+        config.set(k, v).map_err(train_to_py)?;
+    }
+    if !job.resume {
+        vellum_train::check_output(&job.output, false)
+            .map_err(|e| invalid(format!("{e} (pass resume=True to continue that run)")))?;
+    }
+    let c = snapshot
+        .collection(&job.collection)
+        .map_err(crate::errors::to_py)?;
+    py.detach(|| -> PyResult<(vellum_train::TrainReport, String)> {
+        let mut data = match (&job.train, &job.queries, &job.qrels) {
+            (Some(path), None, None) => read_tevatron(path, c),
+            (None, Some(q), Some(r)) => read_queries_qrels(q, r, c).map(|(d, _)| d),
+            _ => {
+                return Err(invalid(
+                    "give the training data: train=FILE (Tevatron JSONL), or queries=FILE and qrels=FILE",
+                ))
+            }
+        }
+        .map_err(train_to_py)?;
+        if job.mine_depth > 0 {
+            let mining = MiningConfig {
+                depth: job.mine_depth,
+                skip: job.mine_skip,
+            };
+            mine_negatives(c, &job.field, &mut data, mining).map_err(train_to_py)?;
+        }
+        let eval = match (&job.eval_queries, &job.eval_qrels) {
+            (Some(q), Some(r)) => {
+                let queries = vellum::ingest::text_input::read_queries(q)
+                    .map_err(crate::errors::to_py)?;
+                let qrels = vellum::eval::Qrels::read(r).map_err(crate::errors::to_py)?;
+                Some(
+                    EvalSet::new(c, &job.field, queries, qrels, job.eval_depth)
+                        .map_err(train_to_py)?,
+                )
+            }
+            (None, None) => None,
+            _ => return Err(invalid("eval_queries and eval_qrels go together")),
+        };
+        let mut signals = Signals { stop: false };
+        let report = train(
+            c,
+            &data,
+            eval.as_ref(),
+            &config,
+            &job.output,
+            job.resume,
+            &mut signals,
+        )
+        .map_err(train_to_py)?;
+        let path = report.output.join("training_report.json");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| crate::errors::to_py(vellum::Error::io(&path, e)))?;
+        Ok((report, text))
+    })
+}
