@@ -612,7 +612,8 @@ class Collection:
             mine_skip, opt(eval_queries), opt(eval_qrels), eval_depth, resume,
             {k: "none" if v is None else str(v) for k, v in settings.items()}, reencode,
             piece_rows)
-        report = json.loads(text)
+        saved = json.loads(text)  # {"settings", "report"}
+        report = dict(saved["report"], settings=saved["settings"])
         if done is not None:
             g, a, b, n = done
             report["reencode"] = {"generation": g, "from_version": a, "to_version": b,

@@ -21,6 +21,12 @@ use vellum_train::tower::Tower;
 type Batch = (Vec<Vec<u32>>, Vec<Vec<u32>>);
 
 fn main() {
+    // As `vellum train` (tools/src/commands/train.rs): freed memory stays in the process
+    // (`mi_option_purge_delay`, 15, set to −1) unless VELLUM_PURGE is set.
+    if std::env::var_os("VELLUM_PURGE").is_none() {
+        // SAFETY: stores an integer option of mimalloc; no memory is touched.
+        unsafe { libmimalloc_sys::mi_option_set(15, -1) }
+    }
     let args: Vec<String> = std::env::args().filter(|a| a != "--bench").collect();
     if args.len() < 4 {
         eprintln!("usage: train_timing MODEL_DIR BATCHES.json STEPS");

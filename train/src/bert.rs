@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{DType, Device, Tensor, Var};
 use vellum::encode::models::bert::{Activation, BertConfig, BertShape};
 use vellum::encode::ModelDir;
 
@@ -141,16 +141,15 @@ struct Norm {
 }
 
 impl Norm {
-    /// Layer norm over the last dimension, composed of differentiable ops (candle's fused
-    /// `layer_norm` records no backward).
+    /// Layer norm over the last dimension, with its backward (candle's fused `layer_norm`
+    /// records none): [`crate::fused::layer_norm`].
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let centered = x.broadcast_sub(&mean)?;
-        let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
-        let normed = centered.broadcast_div(&(var + self.eps)?.sqrt()?)?;
-        Ok(normed
-            .broadcast_mul(self.weight.as_tensor())?
-            .broadcast_add(self.bias.as_tensor())?)
+        Ok(crate::fused::layer_norm(
+            x,
+            self.weight.as_tensor(),
+            self.bias.as_tensor(),
+            self.eps,
+        )?)
     }
 }
 
@@ -359,8 +358,8 @@ impl TrainableBert {
             let q = split(layer.query.forward(&x)?)?;
             let k = split(layer.key.forward(&x)?)?;
             let v = split(layer.value.forward(&x)?)?;
-            let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(&key_mask)?;
-            let weights = candle_nn::ops::softmax(&scores, D::Minus1)?;
+            let scores = q.matmul(&k.t()?.contiguous()?)?;
+            let weights = crate::fused::masked_softmax(&scores, &key_mask, scale)?;
             let context = weights
                 .matmul(&v)?
                 .transpose(1, 2)?

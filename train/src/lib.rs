@@ -7,11 +7,13 @@
 //! - [`tower`]: one side of the dual encoder (model + the field's pooling, normalisation, dims).
 //! - [`loss`]: Tevatron's contrastive loss.
 //! - [`optim`]: AdamW with Hugging Face's conventions.
+//! - [`fused`]: the attention softmax and layer norm as fused kernels with their backward.
 
 pub mod bert;
 pub mod checkpoint;
 pub mod data;
 pub mod error;
+pub mod fused;
 pub mod loss;
 pub mod optim;
 pub mod query_only;

@@ -56,8 +56,21 @@ impl vellum_train::Progress for Bar {
     }
 }
 
+/// mimalloc's `mi_option_purge_delay` (its place in `mi_option_e`, v2 and v3).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// A training step allocates and frees the same large tensors every time; mimalloc by default
+/// returns freed memory to the OS after 10 ms, and the next step faults it back in zeroed (30 %
+/// of a step under `perf`, benches/RESULTS.md). Training keeps it in the process instead.
+pub(crate) fn keep_freed_memory() {
+    // SAFETY: `mi_option_set` stores an integer option (−1: never purge); mimalloc reads it at
+    // its next purge. No memory is touched.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
+}
+
 /// Runs `vellum train`.
 pub fn run(a: TrainArgs, out: &mut dyn Write) -> Result<()> {
+    keep_freed_memory();
     if a.embed_model && !a.bind && !a.reencode {
         bail!("--embed-model copies the trained model into the database: it needs --bind (query-only) or --reencode");
     }
@@ -107,7 +120,7 @@ fn rounds(a: &TrainArgs, out: &mut dyn Write) -> Result<()> {
             let report = dir.join("training_report.json");
             let untied =
                 serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&report)?)?
-                    ["untied"]
+                    ["report"]["untied"]
                     .as_bool()
                     .unwrap_or(false);
             let model = trained_models(&dir, untied)?.0;
