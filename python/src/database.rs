@@ -142,6 +142,17 @@ pub(crate) fn with_options(
     }
 }
 
+/// Version operations commit: refuse while the handle has uncommitted changes (they would be
+/// committed with it).
+fn no_pending(w: &vellum::Writer, what: &str) -> vellum::Result<()> {
+    if w.has_changes() {
+        return Err(vellum::Error::InvalidInput(format!(
+            "{what} commits, and this database has uncommitted changes: commit or roll them back first"
+        )));
+    }
+    Ok(())
+}
+
 /// A finished re-encode: `(generation, from_version, to_version, documents encoded)`.
 type Switched = (u64, u64, u64, u64);
 
@@ -170,11 +181,7 @@ impl NativeDatabase {
         let dir = self.db.path().to_path_buf();
         py.detach(|| {
             self.with_writer(|w| {
-                if w.has_changes() {
-                    return Err(vellum::Error::InvalidInput(
-                        "reencode commits, and this database has uncommitted changes: commit or roll them back first".into(),
-                    ));
-                }
+                no_pending(w, "reencode")?;
                 let encoders = match &choice {
                     Some(c) => Some(vellum::encode::prepare_encoders(&dir, c)?),
                     None => None,
@@ -1181,6 +1188,15 @@ impl NativeDatabase {
         reencode: bool,
         piece_rows: u64,
     ) -> PyResult<(String, Option<Switched>)> {
+        if reencode {
+            // Refuse before hours of training, not after.
+            self.check_writable()?;
+            if self.writer.lock().as_ref().is_some_and(|w| w.has_changes()) {
+                return Err(invalid(
+                    "train(reencode=True) commits, and this database has uncommitted changes: commit or roll them back first",
+                ));
+            }
+        }
         let snap = self.snapshot()?;
         let job = crate::train::TrainJob {
             collection: collection.clone(),
@@ -1243,6 +1259,7 @@ impl NativeDatabase {
     ) -> PyResult<(u64, String, u64, u64)> {
         py.detach(|| {
             self.with_writer(|w| {
+                no_pending(w, "rollback_version")?;
                 let s = w.rollback_version(collection)?;
                 Ok((s.generation, s.field, s.from_version, s.to_version))
             })
@@ -1253,12 +1270,15 @@ impl NativeDatabase {
     /// returns whether there was one.
     fn drop_version(&self, py: Python<'_>, collection: &str, which: &str) -> PyResult<bool> {
         py.detach(|| {
-            self.with_writer(|w| match which {
-                "previous" => w.drop_previous(collection),
-                "staged" => w.abort_staged(collection),
-                other => Err(vellum::Error::InvalidInput(format!(
-                    "drop_version: {other:?} is neither \"previous\" nor \"staged\""
-                ))),
+            self.with_writer(|w| {
+                no_pending(w, "drop_version")?;
+                match which {
+                    "previous" => w.drop_previous(collection),
+                    "staged" => w.abort_staged(collection),
+                    other => Err(vellum::Error::InvalidInput(format!(
+                        "drop_version: {other:?} is neither \"previous\" nor \"staged\""
+                    ))),
+                }
             })
         })
     }

@@ -80,6 +80,11 @@ pub fn run(
         let mut data = match (&job.train, &job.queries, &job.qrels) {
             (Some(path), None, None) => read_tevatron(path, c),
             (None, Some(q), Some(r)) => read_queries_qrels(q, r, c).map(|(d, _)| d),
+            (Some(_), _, _) => {
+                return Err(invalid(
+                    "train=FILE (Tevatron JSONL) and queries= / qrels= are two forms of the training data: give one",
+                ))
+            }
             _ => {
                 return Err(invalid(
                     "give the training data: train=FILE (Tevatron JSONL), or queries=FILE and qrels=FILE",

@@ -63,4 +63,5 @@ class VellumIOError(VellumError, OSError):
 
 
 class Interrupted(VellumError):
-    """An ingest was interrupted; everything committed before is kept."""
+    """An ingest, training or re-encode was interrupted (Ctrl-C); everything committed before (and
+    training's last checkpoint) is kept: run it again to continue."""

@@ -3,8 +3,8 @@
 //!
 //! candle-transformers' BERT is built on candle's fused `layer_norm` and `softmax_last_dim`,
 //! which record no backward pass: gradients stop there without an error (candle issues #2168,
-//! #3752). This module composes layer norm, softmax and GELU from differentiable elementary ops
-//! instead — the architecture of Devlin et al. 2019 as Hugging Face `transformers`'
+//! #3752). This module uses vellum's own fused layer norm and attention softmax with hand-written
+//! backward passes (`crate::fused`) and candle's differentiable GELU instead — the architecture of Devlin et al. 2019 as Hugging Face `transformers`'
 //! `BertModel` / `RobertaModel` compute it (post-norm layers, absolute positions, token type 0).
 //! Its forward pass equals vellum's native CPU pass (the inference path) to 1e-5.
 

@@ -182,6 +182,18 @@ impl TrainConfig {
         if self.save_total_limit == 0 {
             return bad("save_total_limit: expected at least 1");
         }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return bad("weight_decay: expected a number ≥ 0");
+        }
+        if !(self.max_grad_norm >= 0.0 && self.max_grad_norm.is_finite()) {
+            return bad("max_grad_norm: expected a number ≥ 0 (0: no clipping)");
+        }
+        if [self.query_max_len, self.passage_max_len]
+            .iter()
+            .any(|l| l.is_some_and(|l| l < 2))
+        {
+            return bad("query_max_len / passage_max_len: expected at least 2 tokens");
+        }
         Ok(())
     }
 }

@@ -60,7 +60,7 @@ impl vellum_train::Progress for Bar {
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// A training step allocates and frees the same large tensors every time; mimalloc by default
-/// returns freed memory to the OS after 10 ms, and the next step faults it back in zeroed (30 %
+/// returns freed memory to the OS after a short delay (v3: 1 s), and the next step faults it back in zeroed (30 %
 /// of a step under `perf`, benches/RESULTS.md). Training keeps it in the process instead.
 pub(crate) fn keep_freed_memory() {
     // SAFETY: `mi_option_set` stores an integer option (−1: never purge); mimalloc reads it at
@@ -75,19 +75,19 @@ pub fn run(a: TrainArgs, out: &mut dyn Write) -> Result<()> {
         bail!("--embed-model copies the trained model into the database: it needs --bind (query-only) or --reencode");
     }
     if a.rounds > 1 {
-        return rounds(&a, out);
+        return rounds(&a, interrupt_flag(), out);
     }
     if let Err(e) = check_output(&a.output, a.resume) {
         bail!("{e} (pass --resume to continue that run)");
     }
-    one_round(&a, &a.output, a.resume, out)
+    one_round(&a, &a.output, a.resume, interrupt_flag(), out)
 }
 
 /// `--rounds N`: mine, train into `OUT/round-K/`, re-encode, N times; each round starts from the
 /// field's encoders as the last re-encode left them and mines with its vectors. With `--resume`,
 /// finished rounds are skipped, a trained but not re-encoded round is re-encoded, and a round
 /// cut short resumes from its newest checkpoint.
-fn rounds(a: &TrainArgs, out: &mut dyn Write) -> Result<()> {
+fn rounds(a: &TrainArgs, interrupt: Arc<AtomicBool>, out: &mut dyn Write) -> Result<()> {
     if !a.reencode || a.mine_depth == 0 {
         bail!("--rounds re-mines hard negatives with each round's re-encoded vectors: it needs --reencode and --mine-depth");
     }
@@ -135,12 +135,12 @@ fn rounds(a: &TrainArgs, out: &mut dyn Write) -> Result<()> {
                 writeln!(out, "round {k}: trained and re-encoded already")?;
             } else {
                 writeln!(out, "round {k}: trained already; re-encoding")?;
-                reencode_with(a, &db, &dir, untied, None, out)?;
+                reencode_with(a, &db, &dir, untied, Some(interrupt.clone()), out)?;
             }
             continue;
         }
         writeln!(out, "round {k} of {}", a.rounds)?;
-        one_round(a, &dir, a.resume, out)?;
+        one_round(a, &dir, a.resume, interrupt.clone(), out)?;
     }
     Ok(())
 }
@@ -198,11 +198,13 @@ fn reencode_with(
     super::reencode::execute(&mut w, job, out)
 }
 
-/// One training run into `output` (then the re-encode, with `--reencode`).
+/// One training run into `output` (then the re-encode, with `--reencode`); `interrupt` is the
+/// process's one Ctrl-C flag (ctrlc takes one handler per process).
 fn one_round(
     a: &TrainArgs,
     output: &std::path::Path,
     resume: bool,
+    interrupt: Arc<AtomicBool>,
     out: &mut dyn Write,
 ) -> Result<()> {
     let db = Database::open(&a.db)?;
@@ -239,7 +241,7 @@ fn one_round(
         eprintln!("mined {n} hard negatives for {} queries", data.len());
     }
     if a.query_only {
-        return query_only(a, &db, c, &data, config_of(a), out);
+        return query_only(a, &db, c, &data, config_of(a), interrupt, out);
     }
     let eval = match (&a.eval_queries, &a.eval_qrels) {
         (Some(q), Some(r)) => {
@@ -250,7 +252,6 @@ fn one_round(
         _ => None,
     };
     let config = config_of(a);
-    let interrupt = interrupt_flag();
     let mut bar = Bar {
         bar: None,
         interrupt,
@@ -333,6 +334,7 @@ fn query_only(
     c: &vellum::Collection,
     data: &[vellum_train::TrainQuery],
     train: TrainConfig,
+    interrupt: Arc<AtomicBool>,
     out: &mut dyn Write,
 ) -> Result<()> {
     use vellum_train::query_only::{
@@ -365,7 +367,7 @@ fn query_only(
     };
     let mut bar = Bar {
         bar: None,
-        interrupt: interrupt_flag(),
+        interrupt,
     };
     let report = train_query_encoder(c, data, eval.as_ref(), &config, &a.output, &mut bar)?;
     if let Some(b) = &bar.bar {
