@@ -1224,28 +1224,8 @@ impl NativeDatabase {
             .cloned()
             .ok_or_else(|| invalid(format!("reencode: field {field:?} has no encoders")))?;
         drop(snap);
-        let absolute = |p: PathBuf| -> PyResult<String> {
-            Ok(std::fs::canonicalize(&p)
-                .map_err(|e| to_py(vellum::Error::io(&p, e)))?
-                .display()
-                .to_string())
-        };
-        let (passage, query) = if report.untied {
-            (
-                absolute(report.output.join("passage_model"))?,
-                Some(absolute(report.output.join("query_model"))?),
-            )
-        } else {
-            (absolute(report.output.clone())?, None)
-        };
-        // The trained model is the current one fine-tuned: the field's options carry over.
-        let choice = EncoderChoice {
-            passage,
-            passage_options: current.passage.options(),
-            query,
-            query_options: current.query.options(),
-            embed: false,
-        };
+        let choice = vellum_train::trained_encoders(&report.output, report.untied, &current, false)
+            .map_err(crate::train::train_to_py)?;
         let done = self.reencode_with(py, &collection, &field, Some(choice), piece_rows, true)?;
         Ok((text, Some(done)))
     }

@@ -104,3 +104,29 @@ pub fn minilm_dir() -> std::path::PathBuf {
     })
     .clone()
 }
+
+/// Runs test `entry` of this test binary as a child process with `env_key` = `dir`, kills it
+/// with SIGKILL after `after`, and checks it was still running (a child workload must run until
+/// killed). `what` labels the assertion.
+pub fn kill_child_after(
+    entry: &str,
+    env_key: &str,
+    dir: &std::path::Path,
+    after: std::time::Duration,
+    what: &str,
+) {
+    let mut proc = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", entry, "--nocapture", "--test-threads=1"])
+        .env(env_key, dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(after);
+    proc.kill().unwrap();
+    let status = proc.wait().unwrap();
+    assert!(
+        status.code().is_none(),
+        "{what}: the child exited by itself ({status}); it must run until killed"
+    );
+}

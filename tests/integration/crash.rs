@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use vellum::{DType, Database, Document, FieldSpec, Metric, Schema, WriterOptions};
 
-use crate::common::Rng;
+use crate::common::{kill_child_after, Rng};
 
 const PER_ROUND: usize = 20;
 const ENV_DIR: &str = "VELLUM_CRASH_CHILD_DIR";
@@ -129,28 +129,15 @@ fn killed_writer_leaves_a_committed_state() {
         .unwrap_or(50);
     let top = tempfile::tempdir().unwrap();
     let dir = top.path().join("db");
-    let exe = std::env::current_exe().unwrap();
     let mut rng = Rng(0x5eed);
     let mut last_round = 0;
     for i in 0..iters {
-        let mut proc = std::process::Command::new(&exe)
-            .args([
-                "--exact",
-                "crash::child_process_entry",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(ENV_DIR, &dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(5 + rng.below(60)));
-        proc.kill().unwrap();
-        let status = proc.wait().unwrap();
-        assert!(
-            status.code().is_none(),
-            "iteration {i}: the child exited by itself ({status}); it must run until killed"
+        kill_child_after(
+            "crash::child_process_entry",
+            ENV_DIR,
+            &dir,
+            Duration::from_millis(5 + rng.below(60)),
+            &format!("iteration {i}"),
         );
         if !dir.join("MANIFEST").exists() {
             continue; // killed before the database was created

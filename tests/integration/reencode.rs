@@ -16,7 +16,7 @@ use vellum::ingest::pipeline::{ingest_text, TextIngest};
 use vellum::ingest::reencode::{reencode, Reencode, ReencodeEvent};
 use vellum::{Database, Error, FieldSpec, Schema, SearchRequest};
 
-use crate::common::{fixture_path, Rng};
+use crate::common::{fixture_path, kill_child_after, Rng};
 
 const QUERIES: [&str; 4] = [
     "Real-time strategy game",
@@ -446,29 +446,16 @@ fn sigkill_during_reencode_leaves_one_version_and_the_rerun_completes() {
     let on_a = results(&db);
     drop(db);
     let on_b = results(&database(&t.path().join("b/db"), &tiny("tiny-b"), 60));
-    let exe = std::env::current_exe().unwrap();
     let mut rng = Rng(0xdead);
     let (mut switches, mut last_version) = (0, 1);
     let mut staged_seen = 0;
     for i in 0..iters {
-        let mut proc = std::process::Command::new(&exe)
-            .args([
-                "--exact",
-                "reencode::reencode_child_process_entry",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(ENV_DIR, &dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(20 + rng.below(250)));
-        proc.kill().unwrap();
-        let status = proc.wait().unwrap();
-        assert!(
-            status.code().is_none(),
-            "iteration {i}: the child exited by itself ({status})"
+        kill_child_after(
+            "reencode::reencode_child_process_entry",
+            ENV_DIR,
+            &dir,
+            Duration::from_millis(20 + rng.below(250)),
+            &format!("iteration {i}"),
         );
         let db = Database::open(&dir).unwrap();
         let report = vellum::verify::verify_database(&dir).unwrap();

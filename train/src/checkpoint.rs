@@ -162,3 +162,36 @@ pub fn move_files_into(from: &Path, to: &Path) -> Result<()> {
         .map_err(io(to))?;
     std::fs::remove_dir_all(from).map_err(io(from))
 }
+
+/// The encoders a field gets from a finished training written to `output`: its model folder
+/// (tied) or `passage_model/` + `query_model/` (untied), recorded by absolute path, with the
+/// field's `current` options carried over (the trained model is the current one fine-tuned).
+/// For [`vellum::encode::prepare_encoders`], then a re-encode.
+pub fn trained_encoders(
+    output: &Path,
+    untied: bool,
+    current: &vellum::encode::FieldEncoders,
+    embed: bool,
+) -> Result<vellum::encode::EncoderChoice> {
+    let absolute = |p: &Path| -> Result<String> {
+        Ok(std::fs::canonicalize(p)
+            .map_err(|e| TrainError::io(p, e))?
+            .display()
+            .to_string())
+    };
+    let (passage, query) = if untied {
+        (
+            absolute(&output.join("passage_model"))?,
+            Some(absolute(&output.join("query_model"))?),
+        )
+    } else {
+        (absolute(output)?, None)
+    };
+    Ok(vellum::encode::EncoderChoice {
+        passage,
+        passage_options: current.passage.options(),
+        query,
+        query_options: current.query.options(),
+        embed,
+    })
+}

@@ -302,6 +302,11 @@ mod tests {
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
     }
 
+    /// Gradients of `Σ out ⊙ up` (an arbitrary upstream gradient `up`).
+    fn grads(out: &Tensor, up: &Tensor) -> candle_core::backprop::GradStore {
+        (out * up).unwrap().sum_all().unwrap().backward().unwrap()
+    }
+
     fn close(a: &Tensor, b: &Tensor, tol: f32, what: &str) {
         let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
         let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
@@ -334,18 +339,7 @@ mod tests {
         )
         .unwrap();
         close(&fused, &composed, 1e-6, "softmax");
-        let gf = (&fused * &up)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let gc = (&composed * &up)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let (gf, gc) = (grads(&fused, &up), grads(&composed, &up));
         close(
             gf.get(scores.as_tensor()).unwrap(),
             gc.get(scores.as_tensor()).unwrap(),
@@ -375,18 +369,7 @@ mod tests {
             .broadcast_add(beta.as_tensor())
             .unwrap();
         close(&fused, &composed, 1e-5, "layer norm");
-        let gf = (&fused * &up)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let gc = (&composed * &up)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let (gf, gc) = (grads(&fused, &up), grads(&composed, &up));
         for (v, what) in [(&x, "dx"), (&gamma, "dgamma"), (&beta, "dbeta")] {
             close(
                 gf.get(v.as_tensor()).unwrap(),

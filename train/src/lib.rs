@@ -20,6 +20,7 @@ pub mod query_only;
 pub mod tower;
 pub mod trainer;
 
+pub use checkpoint::trained_encoders;
 pub use data::{
     mine_negatives, read_queries_qrels, read_tevatron, MiningConfig, Passage, TrainQuery,
 };

@@ -123,7 +123,8 @@ fn rounds(a: &TrainArgs, interrupt: Arc<AtomicBool>, out: &mut dyn Write) -> Res
                     ["report"]["untied"]
                     .as_bool()
                     .unwrap_or(false);
-            let model = trained_models(&dir, untied)?.0;
+            let model =
+                vellum_train::trained_encoders(&dir, untied, &current_encoders(a)?, false)?.passage;
             let fingerprint = vellum::encode::ModelDir::resolve(&model)?.fingerprint()?;
             let db = Database::open(&a.db)?;
             let current = db
@@ -145,22 +146,14 @@ fn rounds(a: &TrainArgs, interrupt: Arc<AtomicBool>, out: &mut dyn Write) -> Res
     Ok(())
 }
 
-/// The trained model folders in `dir` as absolute paths: (passage, query when untied).
-fn trained_models(dir: &std::path::Path, untied: bool) -> Result<(String, Option<String>)> {
-    let absolute = |p: &std::path::Path| -> Result<String> {
-        Ok(std::fs::canonicalize(p)
-            .with_context(|| format!("{}", p.display()))?
-            .display()
-            .to_string())
-    };
-    Ok(if untied {
-        (
-            absolute(&dir.join("passage_model"))?,
-            Some(absolute(&dir.join("query_model"))?),
-        )
-    } else {
-        (absolute(dir)?, None)
-    })
+/// The field's encoders as committed.
+fn current_encoders(a: &TrainArgs) -> Result<vellum::encode::FieldEncoders> {
+    Database::open(&a.db)?
+        .snapshot()?
+        .collection(&a.collection)?
+        .encoders(&a.field)
+        .cloned()
+        .context("--reencode: the field has no encoders")
 }
 
 /// Re-encodes the field with the model trained into `dir`, the field's current options carried
@@ -173,20 +166,8 @@ fn reencode_with(
     interrupt: Option<Arc<AtomicBool>>,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let current = db
-        .snapshot()?
-        .collection(&a.collection)?
-        .encoders(&a.field)
-        .context("--reencode: the field has no encoders")?
-        .clone();
-    let (passage, query) = trained_models(dir, untied)?;
-    let choice = vellum::encode::EncoderChoice {
-        passage,
-        passage_options: current.passage.options(),
-        query,
-        query_options: current.query.options(),
-        embed: a.embed_model,
-    };
+    let current = current_encoders(a)?;
+    let choice = vellum_train::trained_encoders(dir, untied, &current, a.embed_model)?;
     let mut w = db.writer()?;
     let encoders = vellum::encode::prepare_encoders(db.path(), &choice)
         .context("--reencode: loading the trained model")?;
