@@ -160,6 +160,11 @@ pub enum Error {
     #[error("interrupted: {0}")]
     Interrupted(String),
 
+    /// A GPU could not be used: no CUDA driver, cuBLAS or NVRTC on this machine, no such
+    /// device, or a CUDA call that failed (feature `cuda`).
+    #[error("GPU: {0}")]
+    Device(String),
+
     /// A field is of another kind than the operation needs (caller): an HNSW index or encoders on
     /// a non-dense field, a multi-vector accessor on a dense field, tensor queries, ...
     #[error("field {field:?} of collection {collection:?} is a {found} field; {needed}")]

@@ -58,6 +58,8 @@ pub mod error;
 pub mod eval;
 pub mod filter;
 pub mod format;
+#[cfg(feature = "cuda")]
+pub mod gpu;
 pub mod hnsw;
 pub mod ingest;
 pub mod interop;

@@ -27,6 +27,7 @@ fn class_of(e: &vellum::Error) -> (&'static str, &'static str) {
         E::NoEncoder { .. } => ("EncoderError", "NoEncoder"),
         E::FeatureDisabled { .. } => ("VellumError", "FeatureDisabled"),
         E::Interrupted(_) => ("Interrupted", "Interrupted"),
+        E::Device(_) => ("VellumError", "Device"),
         E::WrongFieldKind { .. } => ("InvalidInputError", "WrongFieldKind"),
         E::InvalidQuery(_) => ("InvalidInputError", "InvalidQuery"),
         E::InvalidParameter { .. } => ("InvalidInputError", "InvalidParameter"),

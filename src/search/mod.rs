@@ -7,6 +7,8 @@ mod approximate;
 mod bounds;
 mod coded;
 mod dense;
+#[cfg(feature = "cuda")]
+mod gpu;
 mod multi;
 mod multi_plaid;
 pub(crate) mod rerank;
@@ -16,6 +18,12 @@ pub mod topk;
 
 pub use rerank::{candidates, Combine, Rerank};
 pub use shards::merge_shard_hits;
+
+#[cfg(feature = "cuda")]
+pub use gpu::release_gpu_memory;
+
+/// Where a search runs.
+pub use crate::meta::encoder::DeviceSpec as Device;
 
 use crate::collection::{Collection, DocAddress};
 use crate::dtype::Metric;
@@ -74,6 +82,41 @@ pub enum Strategy {
     Coded,
 }
 
+/// The element type of a dense field's copy on a GPU (`SearchRequest::gpu_precision`). Results
+/// are exact whatever the choice (the GPU proposes candidates, the CPU rescores them); lower
+/// precision halves the copy and uses tensor cores, at the cost of a few more rows rescored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum GpuPrecision {
+    /// The field's own type (f32 products without TF32 for f32 fields).
+    #[default]
+    Stored,
+    /// f32 values, products on tensor cores with inputs rounded to TF32 (10-bit mantissas).
+    Tf32,
+    /// IEEE half precision (f32 fields converted; values beyond ±65504 refused).
+    F16,
+    /// bfloat16.
+    Bf16,
+}
+
+impl std::str::FromStr for GpuPrecision {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "stored" => GpuPrecision::Stored,
+            "tf32" => GpuPrecision::Tf32,
+            "f16" => GpuPrecision::F16,
+            "bf16" => GpuPrecision::Bf16,
+            other => {
+                return Err(Error::parameter(
+                    "gpu precision",
+                    format!("{other:?}: expected stored, tf32, f16 or bf16"),
+                ))
+            }
+        })
+    }
+}
+
 /// A search over one field of a collection.
 #[derive(Debug, Clone)]
 pub struct SearchRequest<'a> {
@@ -100,6 +143,14 @@ pub struct SearchRequest<'a> {
     /// too few for the traversal to pay ([`filtered_exact_rule`]); PLAID scores a segment's
     /// matching rows exactly when they are no more than `ndocs`.
     pub filter: Option<&'a crate::filter::Filter>,
+    /// Where the search runs. `Device::Cuda(n)` (feature `cuda`) searches exactly on GPU `n`
+    /// whatever indexes the field has (HNSW graphs and PLAID sections are CPU indexes), with
+    /// results equal to the CPU's exact search; the field's copy on the GPU is made at the first
+    /// search and reused while the collection's segments stay the same. `k` above 1,024 runs on
+    /// the CPU.
+    pub device: Device,
+    /// Dense fields on a GPU: the element type of the field's copy there.
+    pub gpu_precision: GpuPrecision,
 }
 
 impl<'a> SearchRequest<'a> {
@@ -114,6 +165,8 @@ impl<'a> SearchRequest<'a> {
             exact: false,
             plaid: None,
             filter: None,
+            device: Device::Cpu,
+            gpu_precision: GpuPrecision::Stored,
         }
     }
 
@@ -139,6 +192,8 @@ impl<'a> SearchRequest<'a> {
             exact: false,
             plaid: None,
             filter: None,
+            device: Device::Cpu,
+            gpu_precision: GpuPrecision::Stored,
         }
     }
 
@@ -153,6 +208,8 @@ impl<'a> SearchRequest<'a> {
             exact: false,
             plaid: None,
             filter: None,
+            device: Device::Cpu,
+            gpu_precision: GpuPrecision::Stored,
         }
     }
 
@@ -177,6 +234,18 @@ impl<'a> SearchRequest<'a> {
     /// Returns only documents whose metadata matches `filter`.
     pub fn with_filter(mut self, filter: &'a crate::filter::Filter) -> Self {
         self.filter = Some(filter);
+        self
+    }
+
+    /// Runs the search on `device` (see [`SearchRequest::device`]).
+    pub fn on_device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
+    }
+
+    /// Sets the element type of a dense field's copy on the GPU.
+    pub fn with_gpu_precision(mut self, precision: GpuPrecision) -> Self {
+        self.gpu_precision = precision;
         self
     }
 
@@ -361,6 +430,53 @@ pub fn filtered_exact_rule(matching: u64, rows: u64, ef: usize, m0: usize) -> bo
     4 * (matching as u128).pow(2) <= ef as u128 * m0 as u128 * rows as u128
 }
 
+/// Runs a GPU search (`None`: the request runs on the CPU), or reports that this build has no
+/// GPU support.
+#[cfg(feature = "cuda")]
+fn on_gpu(search: impl FnOnce() -> Result<Option<Vec<TopK>>>) -> Result<Option<Vec<TopK>>> {
+    search()
+}
+
+#[cfg(not(feature = "cuda"))]
+fn on_gpu(_: impl FnOnce() -> Result<Option<Vec<TopK>>>) -> Result<Option<Vec<TopK>>> {
+    Err(Error::FeatureDisabled {
+        what: "search on a CUDA device".into(),
+        feature: "cuda",
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+mod gpu {
+    //! Stand-ins with the signatures of the `cuda` feature's GPU search; never called.
+    use super::*;
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn search_dense(
+        _: &Collection,
+        _: usize,
+        _: Metric,
+        _: usize,
+        _: &[f32],
+        _: usize,
+        _: usize,
+        _: GpuPrecision,
+    ) -> Result<Option<Vec<TopK>>> {
+        Ok(None)
+    }
+
+    pub(super) fn search_maxsim(
+        _: &Collection,
+        _: usize,
+        _: Metric,
+        _: usize,
+        _: &[&[f32]],
+        _: usize,
+        _: usize,
+    ) -> Result<Option<Vec<TopK>>> {
+        Ok(None)
+    }
+}
+
 fn execute_on(c: &Collection, req: &SearchRequest<'_>) -> Result<Vec<TopK>> {
     let fi = c.field_index(req.field)?;
     let kind = &c.schema().fields[fi].kind;
@@ -382,6 +498,13 @@ fn execute_on(c: &Collection, req: &SearchRequest<'_>) -> Result<Vec<TopK>> {
                     "ef",
                     "0: the HNSW candidate list holds at least one row",
                 ));
+            }
+            if let Device::Cuda(n) = req.device {
+                if let Some(tops) = on_gpu(|| {
+                    gpu::search_dense(c, fi, *metric, dim, q, req.k, n, req.gpu_precision)
+                })? {
+                    return Ok(tops);
+                }
             }
             let graphs = !req.exact && c.slots().iter().any(|s| s.segment.has_graph(fi));
             if graphs {
@@ -431,6 +554,13 @@ fn execute_on(c: &Collection, req: &SearchRequest<'_>) -> Result<Vec<TopK>> {
             check_multi_queries(req.field, dim, *metric, qs)?;
             if let Some(p) = &req.plaid {
                 p.validate()?;
+            }
+            if let Device::Cuda(n) = req.device {
+                if let Some(tops) =
+                    on_gpu(|| gpu::search_maxsim(c, fi, *metric, dim, qs, req.k, n))?
+                {
+                    return Ok(tops);
+                }
             }
             // Only a declared index is used (a dropped one's sections stay until a rewrite).
             let declared = c.plaid_params().contains_key(req.field);

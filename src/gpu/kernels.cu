@@ -1,0 +1,235 @@
+// vellum's GPU kernels, compiled at run time by NVRTC for the device's architecture
+// (src/gpu/mod.rs). No CUDA headers are needed: 16-bit values are converted by hand.
+//
+// select_topk   per query, the best `kk` (score, row) pairs of a tile of scores, merged into the
+//               query's running list (a shared-memory buffer, a rising threshold, bitonic sort).
+// maxsim_*      late-interaction scores (sum over query tokens of the best document token).
+
+typedef unsigned int u32;
+typedef unsigned short u16;
+typedef long long i64;
+
+#define CAP 4096
+#define PER 2
+#define NEG_INF (__int_as_float(0xff800000))
+#define NO_ROW 0xffffffffu
+
+// ---------------------------------------------------------------------------------------------
+// 16-bit loads.
+
+__device__ __forceinline__ float load(const float* p, i64 i) { return p[i]; }
+
+struct f16 { u16 bits; };
+struct bf16 { u16 bits; };
+
+__device__ __forceinline__ float load(const f16* p, i64 i) {
+    float f;
+    unsigned short h = p[i].bits;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+
+__device__ __forceinline__ float load(const bf16* p, i64 i) {
+    return __uint_as_float(((u32)p[i].bits) << 16);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Top-k selection.
+
+// `a` ranks before `b`: higher score, then lower row (any fixed rule will do: the host rescores
+// candidates exactly and applies vellum's own ranking rule).
+__device__ __forceinline__ bool better(float a, u32 ia, float b, u32 ib) {
+    return a > b || (a == b && ia < ib);
+}
+
+// Sorts s/id[0..p) best first; p is a power of two. Every thread of the block calls it.
+__device__ void bitonic(float* s, u32* id, int p) {
+    for (int size = 2; size <= p; size <<= 1) {
+        for (int stride = size >> 1; stride > 0; stride >>= 1) {
+            for (int t = threadIdx.x; t < p / 2; t += blockDim.x) {
+                int i = 2 * t - (t & (stride - 1));
+                int j = i + stride;
+                bool swap = ((i & size) == 0) ? better(s[j], id[j], s[i], id[i])
+                                              : better(s[i], id[i], s[j], id[j]);
+                if (swap) {
+                    float ts = s[i]; s[i] = s[j]; s[j] = ts;
+                    u32 ti = id[i]; id[i] = id[j]; id[j] = ti;
+                }
+            }
+            __syncthreads();
+        }
+    }
+}
+
+// Keeps the best kk of the buffer's `*count` entries (count >= kk) and raises the threshold to
+// the kk-th score. Every thread of the block calls it.
+__device__ void compact(float* s, u32* id, int* count, float* thresh, int kk) {
+    __syncthreads();
+    int n = *count;
+    int p = 1;
+    while (p < n) p <<= 1;
+    for (int i = n + threadIdx.x; i < p; i += blockDim.x) { s[i] = NEG_INF; id[i] = NO_ROW; }
+    __syncthreads();
+    bitonic(s, id, p);
+    if (threadIdx.x == 0) { *count = kk; *thresh = s[kk - 1]; }
+    __syncthreads();
+}
+
+// One block per query. `scores` holds `ncols` scores per query (row stride `ld`) for the global
+// rows row0 .. row0 + ncols. With `affine`, a row's score is `score * scale[row] + bias[row]`.
+// Rows set in the `deleted` bitmap are skipped. `top_s` / `top_i` ([queries][kk], best first)
+// hold the running list: read, merged with the tile, written back. kk <= CAP - blockDim.x * PER.
+// Every row left out scores at most the list's last score: rows are admitted above a threshold
+// that only rises, and the threshold is always the kk-th best score seen.
+extern "C" __global__ void select_topk(const float* __restrict__ scores, i64 ld, int ncols,
+                                       int affine, const float* __restrict__ scale,
+                                       const float* __restrict__ bias,
+                                       const u32* __restrict__ deleted, i64 row0, int kk,
+                                       float* __restrict__ top_s, u32* __restrict__ top_i) {
+    __shared__ float s[CAP];
+    __shared__ u32 id[CAP];
+    __shared__ int count;
+    __shared__ float thresh;
+    const i64 q = blockIdx.x;
+    const float* row = scores + q * ld;
+    float* ts = top_s + q * kk;
+    u32* ti = top_i + q * kk;
+    for (int i = threadIdx.x; i < kk; i += blockDim.x) { s[i] = ts[i]; id[i] = ti[i]; }
+    if (threadIdx.x == 0) { count = kk; thresh = ts[kk - 1]; }
+    __syncthreads();
+    const int step = blockDim.x * PER;
+    for (int base = 0; base < ncols; base += step) {
+        const float t = thresh;
+        for (int j = 0; j < PER; j++) {
+            const int c = base + j * blockDim.x + threadIdx.x;
+            if (c < ncols) {
+                const i64 g = row0 + c;
+                float v = row[c];
+                if (affine) v = fmaf(v, scale[g], bias[g]);
+                const bool dead = (deleted[g >> 5] >> (g & 31)) & 1u;
+                if (!dead && v > t) {
+                    const int p = atomicAdd(&count, 1);
+                    s[p] = v;
+                    id[p] = (u32)g;
+                }
+            }
+        }
+        __syncthreads();
+        const bool full = count > CAP - step;
+        __syncthreads();
+        if (full) compact(s, id, &count, &thresh, kk);
+    }
+    compact(s, id, &count, &thresh, kk);
+    for (int i = threadIdx.x; i < kk; i += blockDim.x) { ts[i] = s[i]; ti[i] = id[i]; }
+}
+
+// Fills a [n] list with (-inf, NO_ROW): the empty running list.
+extern "C" __global__ void clear_top(int n, float* __restrict__ top_s, u32* __restrict__ top_i) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) { top_s[i] = NEG_INF; top_i[i] = NO_ROW; }
+}
+
+// ---------------------------------------------------------------------------------------------
+// MaxSim.
+
+#define GROUP 32
+
+// MaxSim of query `qi` against document `doc`, by one block; thread 0 returns the score.
+// Query tokens are prepared on the host (normalised for cosine) and stacked in f32;
+// `q_off[qi] .. q_off[qi + 1]` are the query's tokens. `tok_aux` is per document token: the
+// inverse norm (cosine) or the squared norm (L2); `q_sq` the query tokens' squared norms (L2).
+// metric: 0 inner product, 1 cosine, 2 L2 (2 q.x - |q|^2 - |x|^2). Shared memory: the query
+// tokens padded to whole groups of 32, then one partial maximum per token and warp.
+template <typename T>
+__device__ float maxsim_block(const T* __restrict__ tokens, const i64* __restrict__ doc_off,
+                              const float* __restrict__ tok_aux,
+                              const float* __restrict__ queries, const int* __restrict__ q_off,
+                              const float* __restrict__ q_sq, int dim, int metric, int qi,
+                              i64 doc, float* sh) {
+    const int q0 = q_off[qi];
+    const int lq = q_off[qi + 1] - q0;
+    const int padded = (lq + GROUP - 1) / GROUP * GROUP;
+    const int nw = blockDim.x >> 5;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    float* qs = sh;
+    float* red = sh + padded * dim;
+    for (int i = threadIdx.x; i < padded * dim; i += blockDim.x)
+        qs[i] = i < lq * dim ? queries[(i64)q0 * dim + i] : 0.0f;
+    __syncthreads();
+    const i64 t0 = doc_off[doc], t1 = doc_off[doc + 1];
+    for (int g = 0; g < padded; g += GROUP) {
+        float best[GROUP];
+#pragma unroll
+        for (int r = 0; r < GROUP; r++) best[r] = NEG_INF;
+        for (i64 t = t0 + threadIdx.x; t < t1; t += blockDim.x) {
+            float acc[GROUP];
+#pragma unroll
+            for (int r = 0; r < GROUP; r++) acc[r] = 0.0f;
+            for (int e = 0; e < dim; e++) {
+                const float x = load(tokens, t * dim + e);
+#pragma unroll
+                for (int r = 0; r < GROUP; r++) acc[r] = fmaf(qs[(g + r) * dim + e], x, acc[r]);
+            }
+            const float aux = metric == 0 ? 0.0f : tok_aux[t];
+#pragma unroll
+            for (int r = 0; r < GROUP; r++) {
+                float v = acc[r];
+                if (metric == 1) v = v * aux;
+                else if (metric == 2 && g + r < lq) v = 2.0f * v - q_sq[q0 + g + r] - aux;
+                best[r] = fmaxf(best[r], v);
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < GROUP; r++) {
+            float b = best[r];
+            for (int o = 16; o > 0; o >>= 1) b = fmaxf(b, __shfl_xor_sync(0xffffffffu, b, o));
+            if (lane == 0 && g + r < lq) red[(g + r) * nw + warp] = b;
+        }
+    }
+    __syncthreads();
+    float sum = 0.0f;
+    if (threadIdx.x == 0 && t1 > t0) {
+        for (int i = 0; i < lq; i++) {
+            float b = NEG_INF;
+            for (int w = 0; w < nw; w++) b = fmaxf(b, red[i * nw + w]);
+            sum += b;
+        }
+    }
+    return sum;
+}
+
+// Every (query, document) of a chunk: block (x, y) scores document doc0 + x against query y into
+// out[y * ld + x].
+#define MAXSIM_ALL(NAME, T)                                                                       \
+    extern "C" __global__ void NAME(const T* __restrict__ tokens, const i64* __restrict__ doc_off, \
+                                    const float* __restrict__ tok_aux,                            \
+                                    const float* __restrict__ queries,                            \
+                                    const int* __restrict__ q_off, const float* __restrict__ q_sq, \
+                                    int dim, int metric, i64 doc0, i64 ld,                        \
+                                    float* __restrict__ out) {                                    \
+        extern __shared__ float sh[];                                                             \
+        const float v = maxsim_block<T>(tokens, doc_off, tok_aux, queries, q_off, q_sq, dim,      \
+                                        metric, blockIdx.y, doc0 + blockIdx.x, sh);               \
+        if (threadIdx.x == 0) out[(i64)blockIdx.y * ld + blockIdx.x] = v;                         \
+    }
+
+// Listed (query, document) pairs: block x scores pair x into out[x].
+#define MAXSIM_PAIRS(NAME, T)                                                                     \
+    extern "C" __global__ void NAME(const T* __restrict__ tokens, const i64* __restrict__ doc_off, \
+                                    const float* __restrict__ tok_aux,                            \
+                                    const float* __restrict__ queries,                            \
+                                    const int* __restrict__ q_off, const float* __restrict__ q_sq, \
+                                    int dim, int metric, const int* __restrict__ pair_query,      \
+                                    const u32* __restrict__ pair_doc, float* __restrict__ out) {  \
+        extern __shared__ float sh[];                                                             \
+        const float v = maxsim_block<T>(tokens, doc_off, tok_aux, queries, q_off, q_sq, dim,      \
+                                        metric, pair_query[blockIdx.x], pair_doc[blockIdx.x], sh); \
+        if (threadIdx.x == 0) out[blockIdx.x] = v;                                                \
+    }
+
+MAXSIM_ALL(maxsim_all_f32, float)
+MAXSIM_ALL(maxsim_all_f16, f16)
+MAXSIM_ALL(maxsim_all_bf16, bf16)
+MAXSIM_PAIRS(maxsim_pairs_f32, float)
+MAXSIM_PAIRS(maxsim_pairs_f16, f16)
+MAXSIM_PAIRS(maxsim_pairs_bf16, bf16)

@@ -1,0 +1,708 @@
+//! Exact search on an NVIDIA GPU (feature `cuda`), with results equal to the CPU's.
+//!
+//! A field is copied to the GPU once ([`Resident`], cached per process for the segments it was
+//! made from, so later batches over the same segments reuse it); each search uploads only its
+//! queries and the delete bitmaps. Dense fields: `Q·Xᵀ` by cuBLAS in tiles of rows that bound
+//! memory, each tile merged into a per-query running list of the best `list` rows by
+//! `kernels.cu`'s `select_topk`. Multi-vector fields: MaxSim of every (query, document) by
+//! `maxsim_all` in chunks of documents, then the same selection.
+//!
+//! **Exactness.** The GPU's scores differ from the CPU's in rounding (another summation order,
+//! 16-bit or TF32 inputs). So the GPU only proposes candidates: the host rescores the listed rows
+//! with the CPU's own kernels (the streaming path's `similarity`, MaxSim's `maxsim_one`) and
+//! checks that no row left out can reach the top-k: every row left out scored at most the list's
+//! last GPU score `u`, so its CPU score is at most `u + H`, where `H` bounds the difference of the
+//! two arithmetics for this query (rounding of inputs, accumulation of `dim` products on both
+//! sides, the metric's adjustment; see [`Bound`]). When the k-th best rescored score is above
+//! `u + H` the results are exactly the CPU's (same ids, same scores, ties by the same rule);
+//! otherwise that query is searched on the CPU. The list holds `max(2k, k + 32)` rows rounded up
+//! to a power of two (at most [`crate::gpu::MAX_LIST`]; larger `k` run on the CPU).
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rayon::prelude::*;
+
+use super::topk::{Candidate, TopK};
+use crate::collection::Collection;
+use crate::dtype::{DType, Metric};
+use crate::error::{Error, Result};
+use crate::format::segment::Segment;
+use crate::gpu::{Gpu, GpuType, MaxSimInputs, MAX_LIST};
+use crate::linalg::similarity::{similarity, PreparedQuery};
+
+use super::GpuPrecision;
+
+/// Bytes of GPU scores one tile may use.
+const TILE_BYTES: usize = 512 << 20;
+/// Queries per pass.
+const QUERY_CHUNK: usize = 4096;
+/// Fields kept on each GPU (the least recently used one is dropped).
+const CACHE_SLOTS: usize = 2;
+/// `select_topk`'s marker of an empty list entry.
+const NO_ROW: u32 = u32::MAX;
+
+/// Per-query running-list length for `k` hits, or `None` when `k` is too large for the GPU.
+fn list_len(k: usize) -> Option<usize> {
+    let n = (2 * k).max(k + 32).next_power_of_two();
+    (n <= MAX_LIST).then_some(n)
+}
+
+/// How far a GPU score may lie from the CPU's score of the same pair.
+///
+/// For an inner product `q·x` with `dim` terms: the inputs' relative rounding on their way to the
+/// GPU (`eq`, `ex`: 0 when the GPU reads the values the CPU reads; 2⁻¹¹ f16, 2⁻⁸ bf16, 2⁻¹⁰
+/// TF32) and the absolute rounding of values that become f16 subnormals (`aq`, `ax`: 2⁻²⁵ per
+/// element), plus both sides' f32 accumulation (each within `dim·2⁻²²` of `|q||x|`, allowing the
+/// truncating adders of tensor cores): `|Δ| ≤ rel·|q||x| + 2√dim·(ax|q| + aq|x|) + dim·2⁻¹²⁵`
+/// with `rel = 2(eq + ex + eq·ex) + (dim + 8)·2⁻²⁰` (a factor of 2 to spare). The metrics add
+/// their own adjustments ([`Bound::dense`]).
+#[derive(Debug, Clone, Copy)]
+struct Bound {
+    rel: f64,
+    aq: f64,
+    ax: f64,
+    dim: f64,
+}
+
+impl Bound {
+    fn new(dim: usize, stored: DType, on_gpu: GpuType, tf32: bool) -> Self {
+        let same = matches!(
+            (stored, on_gpu),
+            (DType::F32, GpuType::F32) | (DType::F16, GpuType::F16) | (DType::Bf16, GpuType::Bf16)
+        );
+        let (mut e, a) = match on_gpu {
+            _ if same => (0.0, 0.0),
+            GpuType::F32 => (0.0, 0.0),
+            GpuType::F16 => (2f64.powi(-11), 2f64.powi(-25)),
+            GpuType::Bf16 => (2f64.powi(-8), 0.0),
+        };
+        if tf32 {
+            e += 2f64.powi(-10);
+        }
+        // The query is rounded to the field's type on the CPU too (`PreparedQuery`); on the GPU
+        // to `on_gpu`, the stored values likewise.
+        let d = dim as f64;
+        Bound {
+            rel: 2.0 * (2.0 * e + e * e) + (d + 8.0) * 2f64.powi(-20),
+            aq: a,
+            ax: a,
+            dim: d,
+        }
+    }
+
+    /// Bound on an inner product's difference for norms `q`, `x`.
+    fn dot(&self, q: f64, x: f64) -> f64 {
+        self.rel * q * x
+            + 2.0 * self.dim.sqrt() * (self.ax * q + self.aq * x)
+            + self.dim * 2f64.powi(-125)
+    }
+
+    /// Bound for a dense score under `metric`, for a query of norm `q` against rows of norm at
+    /// most `x_max` and inverse norm at most `inv_max` (cosine).
+    fn dense(&self, metric: Metric, q: f64, x_max: f64, inv_max: f64) -> f64 {
+        match metric {
+            Metric::Ip => self.dot(q, x_max),
+            // q is normalised on the host; the CPU's cosine normalises with its own rounding.
+            Metric::Cosine => {
+                self.rel
+                    + 2.0 * self.dim.sqrt() * (self.ax * inv_max + self.aq)
+                    + self.dim * 2f64.powi(-125) * inv_max
+                    + 2f64.powi(-17)
+            }
+            // 2·q·x − |q|² − |x|² against the CPU's direct Σ(q − x)².
+            Metric::L2 => {
+                2.0 * self.dot(q, x_max) + (self.dim + 16.0) * 2f64.powi(-20) * (q + x_max).powi(2)
+            }
+        }
+    }
+}
+
+/// A field's copy on a GPU.
+struct Resident {
+    /// The segments it was made from, in order (held, so their identities stay unique).
+    segments: Vec<Arc<Segment>>,
+    field: usize,
+    precision: GpuPrecision,
+    gpu: Arc<Gpu>,
+    /// First global row of each segment, and the total.
+    starts: Vec<usize>,
+    data: ResidentData,
+}
+
+enum ResidentData {
+    Dense {
+        values: cudarc::driver::CudaSlice<u8>,
+        dtype: GpuType,
+        tf32: bool,
+        scale: cudarc::driver::CudaSlice<f32>,
+        bias: cudarc::driver::CudaSlice<f32>,
+        x_max: f64,
+        inv_max: f64,
+        bound: Bound,
+    },
+    Multi {
+        tokens: cudarc::driver::CudaSlice<u8>,
+        dtype: GpuType,
+        doc_offsets: cudarc::driver::CudaSlice<i64>,
+        token_aux: cudarc::driver::CudaSlice<f32>,
+        x_max: f64,
+        bound: Bound,
+    },
+}
+
+impl Resident {
+    fn rows(&self) -> usize {
+        *self.starts.last().expect("starts end with the total")
+    }
+
+    /// (segment ordinal, row) of global row `g`.
+    fn locate(&self, g: usize) -> (u32, u32) {
+        let si = self.starts.partition_point(|&s| s <= g) - 1;
+        (si as u32, (g - self.starts[si]) as u32)
+    }
+}
+
+fn cache() -> &'static Mutex<Vec<Arc<Resident>>> {
+    static CACHE: std::sync::OnceLock<Mutex<Vec<Arc<Resident>>>> = std::sync::OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+/// Drops every field copy this process keeps on its GPUs (they are made again on the next GPU
+/// search).
+pub fn release_gpu_memory() {
+    cache().lock().clear();
+}
+
+/// The copy of `field` of `c` on `gpu`, made now unless the cache holds one of the same segments.
+fn resident(
+    c: &Collection,
+    gpu: &Arc<Gpu>,
+    field: usize,
+    p: GpuPrecision,
+) -> Result<Arc<Resident>> {
+    let same = |r: &Resident| {
+        Arc::ptr_eq(&r.gpu, gpu)
+            && r.field == field
+            && r.precision == p
+            && r.segments.len() == c.slots().len()
+            && r.segments
+                .iter()
+                .zip(c.slots())
+                .all(|(a, s)| Arc::ptr_eq(a, &s.segment))
+    };
+    {
+        let mut cached = cache().lock();
+        if let Some(i) = cached.iter().position(|r| same(r)) {
+            let r = cached.remove(i);
+            cached.push(r.clone());
+            return Ok(r);
+        }
+        // Free the device memory of this GPU's other copies of the field first.
+        cached.retain(|r| !(Arc::ptr_eq(&r.gpu, gpu) && r.field == field));
+    }
+    let r = Arc::new(upload(c, gpu, field, p)?);
+    let mut cached = cache().lock();
+    cached.push(r.clone());
+    while cached.iter().filter(|x| Arc::ptr_eq(&x.gpu, gpu)).count() > CACHE_SLOTS {
+        let i = cached
+            .iter()
+            .position(|x| Arc::ptr_eq(&x.gpu, gpu))
+            .expect("counted");
+        cached.remove(i);
+    }
+    Ok(r)
+}
+
+/// The GPU element type of a field stored as `stored` under precision `p`.
+fn gpu_type(stored: DType, p: GpuPrecision) -> (GpuType, bool) {
+    match p {
+        GpuPrecision::Stored => match stored {
+            DType::F32 => (GpuType::F32, false),
+            DType::F16 => (GpuType::F16, false),
+            DType::Bf16 => (GpuType::Bf16, false),
+        },
+        GpuPrecision::Tf32 => (GpuType::F32, true),
+        GpuPrecision::F16 => (GpuType::F16, false),
+        GpuPrecision::Bf16 => (GpuType::Bf16, false),
+    }
+}
+
+/// `values` as bytes of `t` (f16 values above its range refused with `what` named).
+fn convert(values: &[f32], t: GpuType, what: &dyn Fn() -> String) -> Result<Vec<u8>> {
+    Ok(match t {
+        GpuType::F32 => bytemuck::cast_slice(values).to_vec(),
+        GpuType::F16 => {
+            if let Some(v) = values.iter().find(|v| v.abs() > 65504.0) {
+                return Err(Error::InvalidQuery(format!(
+                    "{}: value {v} is beyond f16's range; search with GPU precision f32 or bf16",
+                    what()
+                )));
+            }
+            values
+                .iter()
+                .flat_map(|v| half::f16::from_f32(*v).to_bits().to_le_bytes())
+                .collect()
+        }
+        GpuType::Bf16 => values
+            .iter()
+            .flat_map(|v| half::bf16::from_f32(*v).to_bits().to_le_bytes())
+            .collect(),
+    })
+}
+
+fn upload(c: &Collection, gpu: &Arc<Gpu>, field: usize, p: GpuPrecision) -> Result<Resident> {
+    let kind = &c.schema().fields[field].kind;
+    let stored = kind.dtype();
+    let (t, tf32) = gpu_type(stored, p);
+    let mut starts = vec![0usize];
+    for s in c.slots() {
+        starts.push(starts.last().unwrap() + s.segment.rows() as usize);
+    }
+    let rows = *starts.last().unwrap();
+    if rows >= NO_ROW as usize {
+        return Err(Error::Device(format!(
+            "{rows} rows: GPU search addresses at most {} rows per collection",
+            NO_ROW - 1
+        )));
+    }
+    let field_name = &c.schema().fields[field].name;
+    let same_type = gpu_type(stored, GpuPrecision::Stored).0 == t;
+    let data = match kind {
+        crate::schema::FieldKind::Dense { dim, metric, .. } => {
+            let dim = *dim as usize;
+            let mut values = gpu.zeros::<u8>(rows * dim * t.size())?;
+            let (mut scale, mut bias) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
+            let (mut x_max, mut inv_max) = (0f64, 0f64);
+            for (si, slot) in c.slots().iter().enumerate() {
+                let m = slot.segment.fixed_matrix(field);
+                let f32s = m.to_f32_vec();
+                for row in f32s.chunks_exact(dim) {
+                    let n = crate::dtype::norm_f64(row);
+                    x_max = x_max.max(n);
+                    let (s, b) = match metric {
+                        Metric::Ip => (1.0, 0.0),
+                        Metric::Cosine if n > 0.0 => {
+                            inv_max = inv_max.max(1.0 / n);
+                            ((1.0 / n) as f32, 0.0)
+                        }
+                        Metric::Cosine => (0.0, 0.0),
+                        Metric::L2 => (2.0, -(n * n) as f32),
+                    };
+                    scale.push(s);
+                    bias.push(b);
+                }
+                let bytes = if same_type {
+                    m.as_bytes().to_vec()
+                } else {
+                    convert(&f32s, t, &|| format!("field {field_name:?}, segment {si}"))?
+                };
+                gpu.upload_into(&bytes, &mut values, starts[si] * dim * t.size())?;
+            }
+            ResidentData::Dense {
+                values,
+                dtype: t,
+                tf32,
+                scale: gpu.upload(&scale)?,
+                bias: gpu.upload(&bias)?,
+                x_max,
+                inv_max,
+                bound: Bound::new(dim, stored, t, tf32),
+            }
+        }
+        crate::schema::FieldKind::Multi { dim, metric, .. } => {
+            let dim = *dim as usize;
+            let total: usize = c
+                .slots()
+                .iter()
+                .map(|s| s.segment.multi_tokens(field).len() / dim)
+                .sum();
+            let mut tokens = gpu.zeros::<u8>(total * dim * t.size())?;
+            let mut offsets = Vec::with_capacity(rows + 1);
+            let mut aux = Vec::with_capacity(total);
+            let mut x_max = 0f64;
+            let mut base = 0usize;
+            for slot in c.slots() {
+                let seg = &slot.segment;
+                let m = seg.multi_tokens(field);
+                for row in 0..seg.rows() {
+                    let r = seg.multi_range(field, row)?;
+                    offsets.push((base + r.start) as i64);
+                }
+                let f32s = m.to_f32_vec();
+                for tok in f32s.chunks_exact(dim) {
+                    // As `multi::search_maxsim` computes them.
+                    let sq: f32 = tok.iter().map(|v| v * v).sum();
+                    x_max = x_max.max(crate::dtype::norm_f64(tok));
+                    aux.push(match metric {
+                        Metric::Ip => 0.0,
+                        Metric::Cosine if sq > 0.0 => 1.0 / sq.sqrt(),
+                        Metric::Cosine => 0.0,
+                        Metric::L2 => sq,
+                    });
+                }
+                gpu.upload_into(m.as_bytes(), &mut tokens, base * dim * t.size())?;
+                base += m.len() / dim;
+            }
+            offsets.push(base as i64);
+            ResidentData::Multi {
+                tokens,
+                dtype: t,
+                doc_offsets: gpu.upload(&offsets)?,
+                token_aux: gpu.upload(&aux)?,
+                x_max,
+                bound: Bound::new(dim, stored, t, false),
+            }
+        }
+        crate::schema::FieldKind::Tensor { .. } => unreachable!("tensor fields are not searched"),
+    };
+    Ok(Resident {
+        segments: c.slots().iter().map(|s| s.segment.clone()).collect(),
+        field,
+        precision: p,
+        gpu: gpu.clone(),
+        starts,
+        data,
+    })
+}
+
+/// The collection's delete bitmaps as one bitmap over global rows (a bit set = skip the row).
+fn deleted_bitmap(c: &Collection, r: &Resident) -> Vec<u32> {
+    let mut words = vec![0u32; r.rows().div_ceil(32).max(1)];
+    for (si, slot) in c.slots().iter().enumerate() {
+        if slot.deletes.is_none() {
+            continue;
+        }
+        for row in 0..slot.segment.rows() {
+            if slot.is_deleted(row) {
+                let g = r.starts[si] + row as usize;
+                words[g / 32] |= 1 << (g % 32);
+            }
+        }
+    }
+    words
+}
+
+/// Per query: the rows the GPU listed (global rows and GPU scores, best first) and whether the
+/// list was full (rows were left out).
+struct Lists {
+    list: usize,
+    scores: Vec<f32>,
+    rows: Vec<u32>,
+}
+
+impl Lists {
+    fn query(&self, q: usize) -> (&[f32], &[u32]) {
+        let r = q * self.list..(q + 1) * self.list;
+        (&self.scores[r.clone()], &self.rows[r])
+    }
+}
+
+/// Dense search of `queries` (`nq × dim`) on device `ordinal`; `None` when `k` is too large for
+/// the GPU (the caller searches on the CPU).
+pub(super) fn search_dense(
+    c: &Collection,
+    field: usize,
+    metric: Metric,
+    dim: usize,
+    queries: &[f32],
+    k: usize,
+    ordinal: usize,
+    precision: GpuPrecision,
+) -> Result<Option<Vec<TopK>>> {
+    let Some(list) = list_len(k) else {
+        return Ok(None);
+    };
+    let gpu = Gpu::open(ordinal)?;
+    let r = resident(c, &gpu, field, precision)?;
+    let ResidentData::Dense {
+        values,
+        dtype,
+        tf32,
+        scale,
+        bias,
+        x_max,
+        inv_max,
+        bound,
+    } = &r.data
+    else {
+        unreachable!("a dense field's copy")
+    };
+    let stored = c.schema().fields[field].kind.dtype();
+    let deleted = gpu.upload(&deleted_bitmap(c, &r))?;
+    let nq = queries.len() / dim;
+    let rows = r.rows();
+    let mut tops = Vec::with_capacity(nq);
+    for (chunk_i, chunk) in queries.chunks(QUERY_CHUNK * dim).enumerate() {
+        let n = chunk.len() / dim;
+        // Cosine: normalised on the host, in f64.
+        let prepared: Vec<f32> = match metric {
+            Metric::Cosine => chunk
+                .chunks_exact(dim)
+                .flat_map(|q| {
+                    let norm = crate::dtype::norm_f64(q);
+                    q.iter().map(move |v| (*v as f64 / norm) as f32)
+                })
+                .collect(),
+            _ => chunk.to_vec(),
+        };
+        let q_bytes = convert(&prepared, *dtype, &|| format!("query batch {chunk_i}"))?;
+        let q_dev = gpu.upload(&q_bytes)?;
+        let tile = (TILE_BYTES / (4 * n)).clamp(1, rows.max(1));
+        let mut scores = gpu.zeros::<f32>(n * tile)?;
+        let mut list_s = gpu.zeros::<f32>(n * list)?;
+        let mut list_r = gpu.zeros::<u32>(n * list)?;
+        gpu.clear_lists(&mut list_s, &mut list_r, n * list)?;
+        for row0 in (0..rows).step_by(tile) {
+            let m = tile.min(rows - row0);
+            gpu.scores(values, row0, m, &q_dev, n, dim, *dtype, *tf32, &mut scores)?;
+            gpu.select(
+                &scores,
+                n,
+                m,
+                m,
+                Some((scale, bias)),
+                &deleted,
+                row0,
+                list,
+                &mut list_s,
+                &mut list_r,
+            )?;
+        }
+        let lists = Lists {
+            list,
+            scores: gpu.download(&list_s)?,
+            rows: gpu.download(&list_r)?,
+        };
+        let finished: Vec<TopK> = (0..n)
+            .into_par_iter()
+            .map(|qi| {
+                let q = &chunk[qi * dim..(qi + 1) * dim];
+                let q_norm = crate::dtype::norm_f64(q);
+                let prepared = PreparedQuery::new(q, stored);
+                let (gs, gr) = lists.query(qi);
+                // The GPU's L2 scores leave out −|q|².
+                let offset = if metric == Metric::L2 {
+                    q_norm * q_norm
+                } else {
+                    0.0
+                };
+                let h = bound.dense(metric, q_norm, *x_max, *inv_max);
+                finish(&r, k, gs, gr, offset, h, |seg, row| {
+                    let x = c.slots()[seg as usize].segment.fixed_matrix(field);
+                    let row = row as usize;
+                    Some(similarity(
+                        metric,
+                        &prepared,
+                        x.slice(row * dim..(row + 1) * dim),
+                    ))
+                })
+                .unwrap_or_else(|| super::dense::search_streaming(c, field, metric, q, k))
+            })
+            .collect();
+        tops.extend(finished);
+    }
+    Ok(Some(tops))
+}
+
+/// The exact top-k of one query from the GPU's list: every listed row rescored by `exact`; `None`
+/// when a row left out of a full list could still reach the top-k, or when `exact` gives `None`
+/// (the caller then searches that query on the CPU). `offset` is subtracted from GPU scores to
+/// put them on the CPU's scale, `h` bounds the difference between the two.
+fn finish(
+    r: &Resident,
+    k: usize,
+    gpu_scores: &[f32],
+    gpu_rows: &[u32],
+    offset: f64,
+    h: f64,
+    mut exact: impl FnMut(u32, u32) -> Option<f32>,
+) -> Option<TopK> {
+    let mut top = TopK::new(k);
+    let mut listed = 0;
+    for &g in gpu_rows.iter().filter(|&&g| g != NO_ROW) {
+        let (seg, row) = r.locate(g as usize);
+        top.push(Candidate {
+            score: exact(seg, row)?,
+            segment_ord: seg,
+            row,
+        });
+        listed += 1;
+    }
+    if listed < gpu_rows.len() {
+        // The list never filled: every live row is in it.
+        return Some(top);
+    }
+    let last = *gpu_scores.last()? as f64 - offset;
+    let kth = top.threshold() as f64;
+    // threshold() is −∞ until k rows are held.
+    (kth > last + h).then_some(top)
+}
+
+/// MaxSim search of multi-vector `queries` on device `ordinal`; `None` when `k` is too large
+/// for the GPU.
+pub(super) fn search_maxsim(
+    c: &Collection,
+    field: usize,
+    metric: Metric,
+    dim: usize,
+    queries: &[&[f32]],
+    k: usize,
+    ordinal: usize,
+) -> Result<Option<Vec<TopK>>> {
+    let Some(list) = list_len(k) else {
+        return Ok(None);
+    };
+    let longest = queries.iter().map(|q| q.len() / dim).max().unwrap_or(0);
+    let shared = crate::gpu::maxsim_shared_bytes(longest, dim);
+    if shared > crate::gpu::MAXSIM_SHARED {
+        return Err(Error::InvalidQuery(format!(
+            "a query of {longest} tokens × {dim} values needs {shared} bytes of GPU shared memory (at most {}): search it on the CPU",
+            crate::gpu::MAXSIM_SHARED
+        )));
+    }
+    let gpu = Gpu::open(ordinal)?;
+    let r = resident(c, &gpu, field, GpuPrecision::Stored)?;
+    let ResidentData::Multi {
+        tokens,
+        dtype,
+        doc_offsets,
+        token_aux,
+        x_max,
+        bound,
+    } = &r.data
+    else {
+        unreachable!("a multi-vector field's copy")
+    };
+    let deleted = gpu.upload(&deleted_bitmap(c, &r))?;
+    let docs = r.rows();
+    let metric_id = match metric {
+        Metric::Ip => 0,
+        Metric::Cosine => 1,
+        Metric::L2 => 2,
+    };
+    let mut tops = Vec::with_capacity(queries.len());
+    for chunk in queries.chunks(QUERY_CHUNK) {
+        let mut stacked = Vec::new();
+        let mut offsets = vec![0i32];
+        for q in chunk {
+            stacked.extend_from_slice(q);
+            offsets.push((stacked.len() / dim) as i32);
+        }
+        let q_sq = super::multi::prepare_tokens(metric, dim, &mut stacked);
+        let q_dev = gpu.upload(&stacked)?;
+        let off_dev = gpu.upload(&offsets)?;
+        let sq_dev = gpu.upload(&q_sq)?;
+        let inputs = MaxSimInputs {
+            tokens,
+            dtype: *dtype,
+            doc_offsets,
+            token_aux,
+            query_tokens: &q_dev,
+            query_offsets: &off_dev,
+            query_sq: &sq_dev,
+            queries: chunk.len(),
+            dim: dim as i32,
+            metric: metric_id,
+            shared,
+        };
+        let n = chunk.len();
+        let tile = (TILE_BYTES / (4 * n)).clamp(1, docs.max(1));
+        let mut scores = gpu.zeros::<f32>(n * tile)?;
+        let mut list_s = gpu.zeros::<f32>(n * list)?;
+        let mut list_r = gpu.zeros::<u32>(n * list)?;
+        gpu.clear_lists(&mut list_s, &mut list_r, n * list)?;
+        for doc0 in (0..docs).step_by(tile) {
+            let m = tile.min(docs - doc0);
+            gpu.maxsim_all(&inputs, doc0, m, m, &mut scores)?;
+            gpu.select(
+                &scores,
+                n,
+                m,
+                m,
+                None,
+                &deleted,
+                doc0,
+                list,
+                &mut list_s,
+                &mut list_r,
+            )?;
+        }
+        let lists = Lists {
+            list,
+            scores: gpu.download(&list_s)?,
+            rows: gpu.download(&list_r)?,
+        };
+        let finished: Vec<TopK> = (0..n)
+            .into_par_iter()
+            .map(|qi| {
+                let range = offsets[qi] as usize * dim..offsets[qi + 1] as usize * dim;
+                let q = &stacked[range.clone()];
+                let qs = &q_sq[range.start / dim..range.end / dim];
+                let h = maxsim_bound(bound, metric, dim, q, *x_max);
+                let (gs, gr) = lists.query(qi);
+                let mut doc = Vec::new();
+                let mut scratch = Vec::new();
+                let slots = c.slots();
+                let exact = |seg: u32, row: u32| {
+                    let s = &slots[seg as usize].segment;
+                    match s.multi_row(field, row) {
+                        Ok(x) => {
+                            let x: &[f32] = match x {
+                                crate::dtype::VectorRef::F32(v) => v,
+                                other => {
+                                    doc = other.to_f32_vec();
+                                    &doc
+                                }
+                            };
+                            Some(super::multi::maxsim_one(
+                                metric,
+                                dim,
+                                q,
+                                qs,
+                                x,
+                                &mut scratch,
+                            ))
+                        }
+                        // A corrupt row: the CPU path reports it.
+                        Err(_) => None,
+                    }
+                };
+                finish(&r, k, gs, gr, 0.0, h, exact)
+                    .map(Ok)
+                    .unwrap_or_else(|| {
+                        super::multi::search_maxsim(c, field, metric, dim, &[chunk[qi]], k)
+                            .map(|mut t| t.pop().expect("one query"))
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        tops.extend(finished);
+    }
+    Ok(Some(tops))
+}
+
+/// [`Bound`] of a MaxSim score: per query token, the bound of its best similarity (the best of
+/// two lists differs by at most the largest pairwise difference), plus the f32 summation of the
+/// maxima on each side.
+fn maxsim_bound(b: &Bound, metric: Metric, dim: usize, q: &[f32], x_max: f64) -> f64 {
+    let lq = (q.len() / dim) as f64;
+    q.chunks_exact(dim)
+        .map(|t| {
+            let n = crate::dtype::norm_f64(t);
+            let (per, size) = match metric {
+                Metric::Ip => (b.dot(n, x_max), n * x_max),
+                // Prepared tokens are unit vectors; document tokens scaled by the same inverse
+                // norms on both sides.
+                Metric::Cosine => (b.rel + b.dim * 2f64.powi(-125) + 2f64.powi(-20), 1.0),
+                Metric::L2 => {
+                    let s = (n + x_max).powi(2);
+                    (
+                        2.0 * b.dot(n, x_max) + (b.dim + 16.0) * 2f64.powi(-20) * s,
+                        s,
+                    )
+                }
+            };
+            per + (lq + 4.0) * 2f64.powi(-22) * size
+        })
+        .sum()
+}
