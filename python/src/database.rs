@@ -126,6 +126,23 @@ pub(crate) fn plaid_search(
 }
 
 /// A request with the Python call's `ef` and `exact` options.
+/// `device=` and `gpu_precision=` of a search call.
+pub(crate) fn on_device<'a>(
+    req: SearchRequest<'a>,
+    device: Option<&str>,
+    precision: Option<&str>,
+) -> PyResult<SearchRequest<'a>> {
+    let device = match device {
+        Some(d) => d.parse::<vellum::search::Device>().py()?,
+        None => vellum::search::Device::Cpu,
+    };
+    let precision = match precision {
+        Some(p) => p.parse::<vellum::search::GpuPrecision>().py()?,
+        None => vellum::search::GpuPrecision::Stored,
+    };
+    Ok(req.on_device(device).with_gpu_precision(precision))
+}
+
 pub(crate) fn with_options(
     req: SearchRequest<'_>,
     ef: Option<usize>,
@@ -904,7 +921,7 @@ impl NativeDatabase {
     }
 
     /// Searches with vectors: `(ids, scores [n, k], docs | None)`.
-    #[pyo3(signature = (collection, field, queries, k, ef, exact, with_docs, plaid=None, filter=None))]
+    #[pyo3(signature = (collection, field, queries, k, ef, exact, with_docs, plaid=None, filter=None, device=None, gpu_precision=None))]
     #[allow(clippy::too_many_arguments)]
     fn search<'py>(
         &self,
@@ -918,6 +935,8 @@ impl NativeDatabase {
         with_docs: bool,
         plaid: Option<HashMap<String, f64>>,
         filter: Option<String>,
+        device: Option<String>,
+        gpu_precision: Option<String>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let plaid = plaid_search(plaid, k).py()?;
         let filter = parse_filter(filter.as_deref())?;
@@ -928,7 +947,11 @@ impl NativeDatabase {
         if n == 0 {
             return Self::hits_to_py(py, &c, Vec::new(), k, with_docs);
         }
-        let mut req = input.request(field, k, ef, exact);
+        let mut req = on_device(
+            input.request(field, k, ef, exact),
+            device.as_deref(),
+            gpu_precision.as_deref(),
+        )?;
         req.plaid = plaid;
         req.filter = filter.as_ref();
         let coll = &*c;
@@ -937,7 +960,7 @@ impl NativeDatabase {
     }
 
     /// Searches with texts encoded by the field's query encoder.
-    #[pyo3(signature = (collection, field, texts, k, ef, exact, with_docs, plaid=None, filter=None))]
+    #[pyo3(signature = (collection, field, texts, k, ef, exact, with_docs, plaid=None, filter=None, device=None, gpu_precision=None))]
     #[allow(clippy::too_many_arguments)]
     fn search_text<'py>(
         &self,
@@ -951,11 +974,17 @@ impl NativeDatabase {
         with_docs: bool,
         plaid: Option<HashMap<String, f64>>,
         filter: Option<String>,
+        device: Option<String>,
+        gpu_precision: Option<String>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let c = self.collection(collection)?;
         check_k(k, texts.len())?;
         let filter = parse_filter(filter.as_deref())?;
-        let mut req = with_options(SearchRequest::text(field, k), ef, exact);
+        let mut req = on_device(
+            with_options(SearchRequest::text(field, k), ef, exact),
+            device.as_deref(),
+            gpu_precision.as_deref(),
+        )?;
         req.plaid = plaid_search(plaid, k).py()?;
         req.filter = filter.as_ref();
         let coll = &*c;

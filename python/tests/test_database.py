@@ -350,3 +350,35 @@ def test_threads_writing_and_reading_do_not_deadlock(db):
     assert rounds[0] > 20, "the writer made progress"
     db.commit()
     assert db.verify()["ok"]
+
+
+def _cuda_driver():
+    import ctypes
+    try:
+        ctypes.CDLL("libcuda.so.1")
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("metric", ["ip", "cosine", "l2"])
+def test_search_on_a_gpu_device(db, metric):
+    """device="cuda:0": the CPU's results on a GPU machine, a clear error elsewhere."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((300, 16)).astype(np.float32)
+    c = db.create_collection("c", [f"emb:dense:16:f32:{metric}"])
+    c.add([f"d{i}" for i in range(300)], vectors={"emb": x})
+    db.commit()
+    q = rng.standard_normal((5, 16)).astype(np.float32)
+    cpu = c.search(q, k=7)
+    if _cuda_driver():
+        for precision in ("stored", "tf32", "f16", "bf16"):
+            gpu = c.search(q, k=7, device="cuda:0", gpu_precision=precision)
+            np.testing.assert_array_equal(gpu[0], cpu[0])
+            np.testing.assert_array_equal(gpu[1], cpu[1])
+    else:
+        with pytest.raises(VellumError, match="cuda:0: no CUDA driver found") as e:
+            c.search(q, k=7, device="cuda:0")
+        assert e.value.kind == "Device"
+    with pytest.raises(InvalidInputError, match="expected cpu or cuda:N"):
+        c.search(q, k=7, device="gpu")

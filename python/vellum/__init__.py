@@ -370,6 +370,8 @@ class Collection:
         exact: bool = False,
         plaid: Optional[Mapping[str, Any]] = None,
         filter: Union[None, str, Mapping[str, Any]] = None,
+        device: Optional[str] = None,
+        gpu_precision: Optional[str] = None,
     ) -> Tuple[np.ndarray, np.ndarray]:
         """Top-``k`` documents per query vector. Returns ``(ids, scores)``, each ``[n, k]``.
 
@@ -386,10 +388,16 @@ class Collection:
         ``$eq $ne $in $nin $gt $gte $lt $lte $exists``, ``$and $or $not``; dotted keys look into
         nested objects; an array value matches if any element does. Exact search returns the
         best ``k`` matching documents; HNSW and PLAID search the matching rows exactly where
-        they are few."""
+        they are few.
+
+        ``device="cuda:0"`` searches exactly on that NVIDIA GPU, with the CPU's results (the
+        field is copied to the GPU at the first search and reused while its segments stay the
+        same; HNSW and PLAID indexes are not used there); ``gpu_precision`` (``"stored"``,
+        ``"tf32"``, ``"f16"``, ``"bf16"``) sets the type of a dense field's copy. Without a CUDA
+        driver this raises an error naming it."""
         ids, scores, _ = self.db._db.search(
             self.name, self._field(field), queries, k, ef, exact, False, _plaid(plaid),
-            _filter(filter))
+            _filter(filter), device, gpu_precision)
         return _pad(ids, k), scores
 
     def search_text(
@@ -402,11 +410,13 @@ class Collection:
         exact: bool = False,
         plaid: Optional[Mapping[str, Any]] = None,
         filter: Union[None, str, Mapping[str, Any]] = None,
+        device: Optional[str] = None,
+        gpu_precision: Optional[str] = None,
     ) -> Tuple[np.ndarray, np.ndarray]:
         """Like :meth:`search`, with queries encoded by the field's own query encoder."""
         ids, scores, _ = self.db._db.search_text(
             self.name, self._field(field, text=True), _texts(texts), k, ef, exact, False,
-            _plaid(plaid), _filter(filter))
+            _plaid(plaid), _filter(filter), device, gpu_precision)
         return _pad(ids, k), scores
 
     def search_two_stage(

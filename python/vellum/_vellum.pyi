@@ -50,11 +50,13 @@ class NativeDatabase:
     def search(
         self, collection: str, field: str, queries: Any, k: int, ef: Optional[int], exact: bool,
         with_docs: bool, plaid: Optional[Dict[str, float]] = None, filter: Optional[str] = None,
+        device: Optional[str] = None, gpu_precision: Optional[str] = None,
     ) -> Tuple[List[List[str]], npt.NDArray[np.float32], Optional[List[List[Tuple[str, str]]]]]: ...
     def search_text(
         self, collection: str, field: str, texts: List[str], k: int, ef: Optional[int],
         exact: bool, with_docs: bool, plaid: Optional[Dict[str, float]] = None,
-        filter: Optional[str] = None,
+        filter: Optional[str] = None, device: Optional[str] = None,
+        gpu_precision: Optional[str] = None,
     ) -> Tuple[List[List[str]], npt.NDArray[np.float32], Optional[List[List[Tuple[str, str]]]]]: ...
     def search_two_stage(
         self, collection: str, field: str, queries: Any, texts: Optional[List[str]],

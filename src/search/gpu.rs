@@ -37,8 +37,9 @@ use super::GpuPrecision;
 const TILE_BYTES: usize = 512 << 20;
 /// Queries per pass.
 const QUERY_CHUNK: usize = 4096;
-/// Fields kept on each GPU (the least recently used one is dropped).
-const CACHE_SLOTS: usize = 2;
+/// Field copies kept on each GPU (the least recently used one is dropped); a copy of a
+/// collection's field made from older segments is dropped when a new one is made.
+const CACHE_SLOTS: usize = 8;
 /// `select_topk`'s marker of an empty list entry.
 const NO_ROW: u32 = u32::MAX;
 
@@ -59,35 +60,55 @@ fn list_len(k: usize) -> Option<usize> {
 /// their own adjustments ([`Bound::dense`]).
 #[derive(Debug, Clone, Copy)]
 struct Bound {
+    /// Relative term of inner products and L2.
     rel: f64,
+    /// Relative term of cosine (the query is normalised and rounded again on its way).
+    rel_cos: f64,
     aq: f64,
     ax: f64,
     dim: f64,
+    /// The CPU's own rounding of L2 on 16-bit fields (simsimd subtracts in the field's type),
+    /// relative to `(|q| + |x|)²`.
+    l2_cpu: f64,
+}
+
+/// Relative rounding of a value stored as `t`.
+fn unit(t: GpuType) -> f64 {
+    match t {
+        GpuType::F32 => 0.0,
+        GpuType::F16 => 2f64.powi(-11),
+        GpuType::Bf16 => 2f64.powi(-8),
+    }
 }
 
 impl Bound {
     fn new(dim: usize, stored: DType, on_gpu: GpuType, tf32: bool) -> Self {
-        let same = matches!(
-            (stored, on_gpu),
-            (DType::F32, GpuType::F32) | (DType::F16, GpuType::F16) | (DType::Bf16, GpuType::Bf16)
-        );
-        let (mut e, a) = match on_gpu {
-            _ if same => (0.0, 0.0),
-            GpuType::F32 => (0.0, 0.0),
-            GpuType::F16 => (2f64.powi(-11), 2f64.powi(-25)),
-            GpuType::Bf16 => (2f64.powi(-8), 0.0),
+        let stored_t = gpu_type(stored, GpuPrecision::Stored).0;
+        let same = stored_t == on_gpu && !tf32;
+        // The CPU reads the query rounded to the field's type (`PreparedQuery`) and the stored
+        // values; the GPU reads both rounded to its own type: their difference is within the
+        // sum of the two roundings.
+        let mut e = if same {
+            0.0
+        } else {
+            unit(on_gpu) + unit(stored_t)
         };
+        let mut e_cos = unit(on_gpu) + unit(stored_t);
         if tf32 {
             e += 2f64.powi(-10);
+            e_cos += 2f64.powi(-10);
         }
-        // The query is rounded to the field's type on the CPU too (`PreparedQuery`); on the GPU
-        // to `on_gpu`, the stored values likewise.
+        let f16 = !same && (on_gpu == GpuType::F16 || stored_t == GpuType::F16);
+        let a = if f16 { 2f64.powi(-25) } else { 0.0 };
         let d = dim as f64;
+        let acc = (d + 8.0) * 2f64.powi(-20);
         Bound {
-            rel: 2.0 * (2.0 * e + e * e) + (d + 8.0) * 2f64.powi(-20),
+            rel: 2.0 * (2.0 * e + e * e) + acc,
+            rel_cos: 2.0 * (2.0 * e_cos + e_cos * e_cos) + acc,
             aq: a,
             ax: a,
             dim: d,
+            l2_cpu: 4.0 * unit(stored_t),
         }
     }
 
@@ -105,14 +126,15 @@ impl Bound {
             Metric::Ip => self.dot(q, x_max),
             // q is normalised on the host; the CPU's cosine normalises with its own rounding.
             Metric::Cosine => {
-                self.rel
+                self.rel_cos
                     + 2.0 * self.dim.sqrt() * (self.ax * inv_max + self.aq)
                     + self.dim * 2f64.powi(-125) * inv_max
                     + 2f64.powi(-17)
             }
             // 2·q·x − |q|² − |x|² against the CPU's direct Σ(q − x)².
             Metric::L2 => {
-                2.0 * self.dot(q, x_max) + (self.dim + 16.0) * 2f64.powi(-20) * (q + x_max).powi(2)
+                2.0 * self.dot(q, x_max)
+                    + ((self.dim + 16.0) * 2f64.powi(-20) + self.l2_cpu) * (q + x_max).powi(2)
             }
         }
     }
@@ -122,6 +144,8 @@ impl Bound {
 struct Resident {
     /// The segments it was made from, in order (held, so their identities stay unique).
     segments: Vec<Arc<Segment>>,
+    /// The database folder and collection.
+    collection: (std::path::PathBuf, String),
     field: usize,
     precision: GpuPrecision,
     gpu: Arc<Gpu>,
@@ -198,8 +222,13 @@ fn resident(
             cached.push(r.clone());
             return Ok(r);
         }
-        // Free the device memory of this GPU's other copies of the field first.
-        cached.retain(|r| !(Arc::ptr_eq(&r.gpu, gpu) && r.field == field));
+        // Free the device memory of older copies of this field first.
+        cached.retain(|r| {
+            !(Arc::ptr_eq(&r.gpu, gpu)
+                && r.field == field
+                && r.collection.0 == c.database_dir()
+                && r.collection.1 == c.name())
+        });
     }
     let r = Arc::new(upload(c, gpu, field, p)?);
     let mut cached = cache().lock();
@@ -358,6 +387,7 @@ fn upload(c: &Collection, gpu: &Arc<Gpu>, field: usize, p: GpuPrecision) -> Resu
     };
     Ok(Resident {
         segments: c.slots().iter().map(|s| s.segment.clone()).collect(),
+        collection: (c.database_dir().to_path_buf(), c.name().to_string()),
         field,
         precision: p,
         gpu: gpu.clone(),
@@ -381,6 +411,15 @@ fn deleted_bitmap(c: &Collection, r: &Resident) -> Vec<u32> {
         }
     }
     words
+}
+
+/// `values` rounded to `dtype` (as the CPU's search reads a query for a field of that type).
+fn round_to(dtype: DType, values: &[f32]) -> Vec<f32> {
+    let mut bytes = Vec::with_capacity(values.len() * 4);
+    dtype.encode_into(values, &mut bytes);
+    let mut out = Vec::with_capacity(values.len());
+    dtype.decode_into(&bytes, &mut out);
+    out
 }
 
 /// Per query: the rows the GPU listed (global rows and GPU scores, best first) and whether the
@@ -435,15 +474,18 @@ pub(super) fn search_dense(
     let mut tops = Vec::with_capacity(nq);
     for (chunk_i, chunk) in queries.chunks(QUERY_CHUNK * dim).enumerate() {
         let n = chunk.len() / dim;
-        // Cosine: normalised on the host, in f64.
+        // The queries as the CPU reads them (rounded to the field's type); for cosine,
+        // normalised on the host in f64.
+        let on_cpu = round_to(stored, chunk);
         let prepared: Vec<f32> = match metric {
-            Metric::Cosine => chunk
+            Metric::Cosine => on_cpu
                 .chunks_exact(dim)
                 .flat_map(|q| {
                     let norm = crate::dtype::norm_f64(q);
                     q.iter().map(move |v| (*v as f64 / norm) as f32)
                 })
                 .collect(),
+            _ if *dtype == gpu_type(stored, GpuPrecision::Stored).0 => on_cpu.clone(),
             _ => chunk.to_vec(),
         };
         let q_bytes = convert(&prepared, *dtype, &|| format!("query batch {chunk_i}"))?;
@@ -478,7 +520,7 @@ pub(super) fn search_dense(
             .into_par_iter()
             .map(|qi| {
                 let q = &chunk[qi * dim..(qi + 1) * dim];
-                let q_norm = crate::dtype::norm_f64(q);
+                let q_norm = crate::dtype::norm_f64(&on_cpu[qi * dim..(qi + 1) * dim]);
                 let prepared = PreparedQuery::new(q, stored);
                 let (gs, gr) = lists.query(qi);
                 // The GPU's L2 scores leave out −|q|².
@@ -488,15 +530,23 @@ pub(super) fn search_dense(
                     0.0
                 };
                 let h = bound.dense(metric, q_norm, *x_max, *inv_max);
-                finish(&r, k, gs, gr, offset, h, |seg, row| {
-                    let x = c.slots()[seg as usize].segment.fixed_matrix(field);
-                    let row = row as usize;
-                    Some(similarity(
-                        metric,
-                        &prepared,
-                        x.slice(row * dim..(row + 1) * dim),
-                    ))
-                })
+                finish(
+                    |g| r.locate(g),
+                    k,
+                    gs,
+                    gr,
+                    offset,
+                    h,
+                    |seg, row| {
+                        let x = c.slots()[seg as usize].segment.fixed_matrix(field);
+                        let row = row as usize;
+                        Some(similarity(
+                            metric,
+                            &prepared,
+                            x.slice(row * dim..(row + 1) * dim),
+                        ))
+                    },
+                )
                 .unwrap_or_else(|| super::dense::search_streaming(c, field, metric, q, k))
             })
             .collect();
@@ -510,7 +560,7 @@ pub(super) fn search_dense(
 /// (the caller then searches that query on the CPU). `offset` is subtracted from GPU scores to
 /// put them on the CPU's scale, `h` bounds the difference between the two.
 fn finish(
-    r: &Resident,
+    locate: impl Fn(usize) -> (u32, u32),
     k: usize,
     gpu_scores: &[f32],
     gpu_rows: &[u32],
@@ -521,7 +571,7 @@ fn finish(
     let mut top = TopK::new(k);
     let mut listed = 0;
     for &g in gpu_rows.iter().filter(|&&g| g != NO_ROW) {
-        let (seg, row) = r.locate(g as usize);
+        let (seg, row) = locate(g as usize);
         top.push(Candidate {
             score: exact(seg, row)?,
             segment_ord: seg,
@@ -668,7 +718,7 @@ pub(super) fn search_maxsim(
                         Err(_) => None,
                     }
                 };
-                finish(&r, k, gs, gr, 0.0, h, exact)
+                finish(|g| r.locate(g), k, gs, gr, 0.0, h, exact)
                     .map(Ok)
                     .unwrap_or_else(|| {
                         super::multi::search_maxsim(c, field, metric, dim, &[chunk[qi]], k)
@@ -705,4 +755,138 @@ fn maxsim_bound(b: &Bound, metric: Metric, dim: usize, q: &[f32], x_max: f64) ->
             per + (lq + 4.0) * 2f64.powi(-22) * size
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn one_segment(g: usize) -> (u32, u32) {
+        (0, g as u32)
+    }
+
+    #[test]
+    fn a_list_that_never_filled_holds_every_row() {
+        let scores = [3.0, 1.0, f32::NEG_INFINITY, f32::NEG_INFINITY];
+        let rows = [4, 7, NO_ROW, NO_ROW];
+        let top = finish(one_segment, 1, &scores, &rows, 0.0, 1e9, |_, r| {
+            Some(r as f32)
+        })
+        .expect("no row was left out");
+        let best = top.into_sorted();
+        assert_eq!((best[0].row, best[0].score), (7, 7.0));
+    }
+
+    #[test]
+    fn a_full_list_is_kept_only_when_no_row_left_out_can_reach_the_top_k() {
+        // GPU scores 5, 4, 3 (the last: every row left out scored at most 3 on the GPU).
+        let scores = [5.0, 4.0, 3.0];
+        let rows = [0, 1, 2];
+        let exact = |_, r: u32| Some([5.0, 4.0, 3.0][r as usize]);
+        // k = 2: the 2nd exact score 4 is above 3 + 0.5.
+        assert!(finish(one_segment, 2, &scores, &rows, 0.0, 0.5, exact).is_some());
+        // ... but not above 3 + 1 (a row left out might tie 4).
+        assert!(finish(one_segment, 2, &scores, &rows, 0.0, 1.0, exact).is_none());
+        // The offset moves GPU scores to the CPU's scale (L2 leaves out −|q|²).
+        assert!(finish(one_segment, 2, &scores, &rows, 2.0, 2.5, exact).is_some());
+        // A scorer that fails sends the query to the CPU.
+        assert!(finish(one_segment, 2, &scores, &rows, 0.0, 0.5, |_, _| None).is_none());
+    }
+
+    /// Rounds to TF32 by truncation (the worse of the two roundings tensor cores may use).
+    fn tf32(v: f32) -> f32 {
+        f32::from_bits(v.to_bits() & !((1 << 13) - 1))
+    }
+
+    /// A GPU-like inner product: inputs rounded to `t`, products summed in f32 in another order
+    /// than the CPU's (backwards, in blocks of 8, as split sums do).
+    fn gpu_dot(q: &[f32], x: &[f32], t: GpuType, tf: bool) -> f32 {
+        let round = |v: f32| -> f32 {
+            let v = match t {
+                GpuType::F32 => v,
+                GpuType::F16 => half::f16::from_f32(v).to_f32(),
+                GpuType::Bf16 => half::bf16::from_f32(v).to_f32(),
+            };
+            if tf {
+                tf32(v)
+            } else {
+                v
+            }
+        };
+        let products: Vec<f32> = q
+            .iter()
+            .zip(x)
+            .map(|(a, b)| round(*a) * round(*b))
+            .collect();
+        products
+            .rchunks(8)
+            .map(|c| c.iter().fold(0.0f32, |s, p| s + p))
+            .fold(0.0f32, |s, p| s + p)
+    }
+
+    fn vector(dim: usize) -> impl Strategy<Value = Vec<f32>> {
+        prop::collection::vec(-4.0f32..4.0, dim)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// The bound covers the distance between a GPU-like computation and the CPU's own
+        /// kernel (simsimd), for every metric, stored type and GPU precision.
+        #[test]
+        fn bound_covers_gpu_versus_cpu_scores(
+            (q, x) in (1usize..200).prop_flat_map(|d| (vector(d), vector(d))),
+            scale in 0.001f32..100.0,
+        ) {
+            let x: Vec<f32> = x.iter().map(|v| v * scale).collect();
+            // Zero queries are refused before any search (`check_query`).
+            prop_assume!(round_to(DType::Bf16, &q).iter().any(|v| *v != 0.0));
+            let dim = q.len();
+            for stored in [DType::F32, DType::F16, DType::Bf16] {
+                let x_stored: Vec<f32> = match stored {
+                    DType::F32 => x.clone(),
+                    DType::F16 => x.iter().map(|v| half::f16::from_f32(*v).to_f32()).collect(),
+                    DType::Bf16 => x.iter().map(|v| half::bf16::from_f32(*v).to_f32()).collect(),
+                };
+                let mut bytes = Vec::new();
+                stored.encode_into(&x_stored, &mut bytes);
+                let xr = crate::dtype::VectorRef::from_bytes(stored, &bytes).unwrap();
+                let prepared = PreparedQuery::new(&q, stored);
+                let q_cpu = round_to(stored, &q);
+                for p in [GpuPrecision::Stored, GpuPrecision::Tf32, GpuPrecision::F16, GpuPrecision::Bf16] {
+                    if p == GpuPrecision::Tf32 && stored != DType::F32 {
+                        continue;
+                    }
+                    let (t, tf) = gpu_type(stored, p);
+                    let b = Bound::new(dim, stored, t, tf);
+                    // The GPU reads the query as the CPU prepared it when the types agree.
+                    let q_gpu = if gpu_type(stored, GpuPrecision::Stored).0 == t { &q_cpu } else { &q };
+                    let qn = crate::dtype::norm_f64(&q_cpu);
+                    let xn = crate::dtype::norm_f64(&x_stored);
+                    for metric in [Metric::Ip, Metric::Cosine, Metric::L2] {
+                        let cpu = similarity(metric, &prepared, xr) as f64;
+                        let gpu = match metric {
+                            Metric::Ip => gpu_dot(q_gpu, &x_stored, t, tf) as f64,
+                            Metric::Cosine => {
+                                let qh: Vec<f32> = q_cpu.iter().map(|v| (*v as f64 / qn) as f32).collect();
+                                let inv = if xn > 0.0 { (1.0 / xn) as f32 } else { 0.0 };
+                                (gpu_dot(&qh, &x_stored, t, tf) * inv) as f64
+                            }
+                            Metric::L2 => {
+                                let s = 2.0f32.mul_add(gpu_dot(q_gpu, &x_stored, t, tf), -((xn * xn) as f32));
+                                s as f64 - qn * qn
+                            }
+                        };
+                        let inv_max = if xn > 0.0 { 1.0 / xn } else { 0.0 };
+                        let h = b.dense(metric, qn, xn, inv_max);
+                        prop_assert!(
+                            (gpu - cpu).abs() <= h,
+                            "{metric:?} {stored:?} {p:?} dim {dim}: gpu {gpu} cpu {cpu} bound {h}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

@@ -16,6 +16,8 @@ mod encoders;
 mod eval;
 mod filters;
 mod golden;
+#[cfg(feature = "cuda")]
+mod gpu;
 mod hnsw;
 mod hnsw_rs_patch;
 mod interop;

@@ -451,6 +451,15 @@ pub struct SearchArgs {
     /// Queries per batch (bounds memory for large query sets).
     #[arg(long, default_value_t = 4096)]
     pub batch: usize,
+    /// Where to search: cpu, or cuda:N to search exactly on NVIDIA GPU N (results equal the
+    /// CPU's; HNSW graphs and PLAID sections are not used there). The field is copied to the GPU
+    /// once and every batch reuses the copy.
+    #[arg(long, default_value = "cpu")]
+    pub device: vellum::search::Device,
+    /// Dense fields on a GPU: element type of the field's copy there: stored (the field's own),
+    /// tf32, f16 or bf16 (tensor cores; results stay exact, a few more rows are rescored).
+    #[arg(long, default_value = "stored")]
+    pub gpu_precision: vellum::search::GpuPrecision,
     /// HNSW candidate list size (default: the index's ef). Larger is slower and more exact.
     #[arg(long)]
     pub ef: Option<usize>,

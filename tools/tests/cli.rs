@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{fail, ok, vellum};
+use common::{fail, fail_line, ok, ok_line, vellum};
 
 use vellum::ingest::array::{write_npy, write_npy_f32};
 
@@ -599,4 +599,40 @@ fn filter_and_two_stage_search() {
         err.contains("query \"q7\" has no re-ranking query in rq.npy"),
         "{err}"
     );
+}
+
+/// `--device cuda:0` searches on the GPU where there is one (equal to the CPU's run) and is a
+/// one-line error naming the missing driver where there is none; a bad device is refused.
+#[test]
+fn search_on_a_gpu_device() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    setup(d);
+    ok_line(
+        d,
+        "create DB --collection docs --field emb:dense:4:f32:cosine",
+    );
+    ok_line(
+        d,
+        "ingest DB --collection docs --docs corpus.jsonl --vectors emb=corpus.npy",
+    );
+    let search = "search DB --collection docs --field emb --query-vectors queries.npy --query-ids query_ids.txt -k 5";
+    let cpu = ok_line(d, search);
+    let gpu_line = format!("{search} --device cuda:0 --gpu-precision f16");
+    if vellum::gpu::driver_present() {
+        assert_eq!(ok_line(d, &gpu_line), cpu);
+    } else {
+        let e = fail_line(d, &gpu_line);
+        assert!(e.contains("cuda:0: no CUDA driver found"), "{e}");
+    }
+    // Argument errors (clap: exit status 2).
+    for (arg, message) in [
+        ("--device gpu", "expected cpu or cuda:N"),
+        ("--gpu-precision f8", "expected stored, tf32, f16 or bf16"),
+    ] {
+        let line = format!("{search} {arg}");
+        let out = vellum(d, &line.split_whitespace().collect::<Vec<_>>());
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.code() == Some(2) && e.contains(message), "{e}");
+    }
 }

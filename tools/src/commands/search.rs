@@ -271,7 +271,11 @@ pub fn run(a: SearchArgs, out: &mut dyn Write) -> Result<()> {
         for b0 in (0..nq).step_by(batch_size) {
             let b1 = (b0 + batch_size).min(nq);
             let batch = queries.batch(b0, b1)?;
-            let mut request = queries.request(&batch, depth).with_strategy(strategy);
+            let mut request = queries
+                .request(&batch, depth)
+                .with_strategy(strategy)
+                .on_device(a.device)
+                .with_gpu_precision(a.gpu_precision);
             request.ef = a.ef;
             request.exact = a.exact;
             request.filter = filter.as_ref();

@@ -1,0 +1,244 @@
+//! GPU search (feature `cuda`) against the CPU's exact search: the same ids and the same scores,
+//! ties by the same rule, for every metric, stored type and GPU precision, with deletes, filters,
+//! several segments, exact ties, a `k` above the GPU's limit, and a collection that changes
+//! between searches. On a machine without a CUDA driver the parity tests skip (saying so) and
+//! the error test checks the message; `benches/gpu/run.sh` runs them on a GPU machine.
+
+use vellum::filter::Filter;
+use vellum::search::{Device, GpuPrecision};
+use vellum::{Database, Document, Error, FieldSpec, Schema, SearchRequest, Strategy};
+
+use crate::common::Rng;
+
+/// Whether a GPU can be used here; prints why not.
+fn gpu() -> bool {
+    if !vellum::gpu::driver_present() {
+        eprintln!("skipped: no CUDA driver on this machine");
+        return false;
+    }
+    match vellum::gpu::Gpu::open(0) {
+        Ok(g) => {
+            eprintln!("GPU: {}", g.name());
+            true
+        }
+        Err(e) => panic!("a CUDA driver is present but cuda:0 cannot be used: {e}"),
+    }
+}
+
+/// A collection `c` with dense field `e` (`spec`), `rows` rows over three segments, every 7th
+/// row deleted, metadata `{"g": i % 4}`. `ints`: small-integer values (exact ties).
+fn dense_db(dir: &std::path::Path, spec: &str, dim: usize, rows: usize, ints: bool) -> Database {
+    let db = Database::create(dir).unwrap();
+    let mut w = db.writer().unwrap();
+    w.create_collection(
+        "c",
+        Schema::new().with_field(FieldSpec::parse(spec).unwrap()),
+    )
+    .unwrap();
+    let mut rng = Rng(0x9e3779b97f4a7c15 ^ rows as u64);
+    for i in 0..rows {
+        let v: Vec<f32> = if ints {
+            (0..dim).map(|_| rng.below(5) as f32 - 2.0).collect()
+        } else {
+            rng.vec(dim)
+        };
+        let v = if v.iter().all(|x| *x == 0.0) {
+            vec![1.0; dim]
+        } else {
+            v
+        };
+        w.add(
+            "c",
+            Document::new(format!("d{i}"))
+                .with_dense("e", v)
+                .with_metadata(serde_json::json!({ "g": i % 4 })),
+        )
+        .unwrap();
+        if i % (rows / 3 + 1) == rows / 3 {
+            w.commit().unwrap();
+        }
+    }
+    w.commit().unwrap();
+    for i in (0..rows).step_by(7) {
+        w.delete("c", &format!("d{i}")).unwrap();
+    }
+    w.commit().unwrap();
+    db
+}
+
+fn same_hits(gpu: &[Vec<vellum::Hit>], cpu: &[Vec<vellum::Hit>], what: &str) {
+    assert_eq!(gpu.len(), cpu.len(), "{what}");
+    for (q, (g, c)) in gpu.iter().zip(cpu).enumerate() {
+        let g: Vec<(&str, f32)> = g.iter().map(|h| (h.id.as_str(), h.score)).collect();
+        let c: Vec<(&str, f32)> = c.iter().map(|h| (h.id.as_str(), h.score)).collect();
+        assert_eq!(g, c, "{what}: query {q}");
+    }
+}
+
+#[test]
+fn dense_search_on_the_gpu_equals_the_cpu() {
+    if !gpu() {
+        return;
+    }
+    let dim = 48;
+    for metric in ["ip", "cosine", "l2"] {
+        for dtype in ["f32", "f16", "bf16"] {
+            for ints in [false, true] {
+                let dir = tempfile::tempdir().unwrap();
+                let spec = format!("e:dense:{dim}:{dtype}:{metric}");
+                let db = dense_db(dir.path(), &spec, dim, 3000, ints);
+                let snap = db.snapshot().unwrap();
+                let c = snap.collection("c").unwrap();
+                let mut rng = Rng(7);
+                let queries: Vec<f32> = (0..40 * dim)
+                    .map(|_| {
+                        if ints {
+                            rng.below(5) as f32 - 2.0
+                        } else {
+                            rng.unit()
+                        }
+                    })
+                    .map(|v| if v == 0.0 { 0.5 } else { v })
+                    .collect();
+                let filter = Filter::parse(r#"{"g": {"$in": [1, 2]}}"#).unwrap();
+                for k in [1, 10, 100, 1500] {
+                    let cpu_req = SearchRequest::dense_batch("e", &queries, k)
+                        .with_strategy(Strategy::Streaming);
+                    let cpu = c.search(&cpu_req).unwrap();
+                    let filtered_cpu = c.search(&cpu_req.clone().with_filter(&filter)).unwrap();
+                    for p in [
+                        GpuPrecision::Stored,
+                        GpuPrecision::Tf32,
+                        GpuPrecision::F16,
+                        GpuPrecision::Bf16,
+                    ] {
+                        let req = SearchRequest::dense_batch("e", &queries, k)
+                            .on_device(Device::Cuda(0))
+                            .with_gpu_precision(p);
+                        let what = format!("{spec} ints {ints} k {k} {p:?}");
+                        same_hits(&c.search(&req).unwrap(), &cpu, &what);
+                        same_hits(
+                            &c.search(&req.clone().with_filter(&filter)).unwrap(),
+                            &filtered_cpu,
+                            &format!("{what} filtered"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn gpu_copies_follow_the_collection() {
+    if !gpu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dense_db(dir.path(), "e:dense:16:f32:ip", 16, 500, false);
+    let q = vec![1.0f32; 16];
+    let search = |db: &Database| {
+        let snap = db.snapshot().unwrap();
+        let c = snap.collection("c").unwrap();
+        let gpu = c
+            .search(&SearchRequest::dense("e", &q, 5).on_device(Device::Cuda(0)))
+            .unwrap();
+        let cpu = c.search(&SearchRequest::dense("e", &q, 5)).unwrap();
+        same_hits(&gpu, &cpu, "after a change");
+        gpu
+    };
+    search(&db);
+    // A new best document and a deleted one: the next search sees both.
+    let mut w = db.writer().unwrap();
+    w.add("c", Document::new("best").with_dense("e", vec![10.0; 16]))
+        .unwrap();
+    w.commit().unwrap();
+    let hits = search(&db);
+    assert_eq!(hits[0][0].id, "best");
+    w.delete("c", "best").unwrap();
+    w.commit().unwrap();
+    let hits = search(&db);
+    assert_ne!(hits[0][0].id, "best");
+    vellum::search::release_gpu_memory();
+    search(&db);
+}
+
+#[test]
+fn maxsim_on_the_gpu_equals_the_cpu() {
+    if !gpu() {
+        return;
+    }
+    let dim = 32;
+    for metric in ["ip", "cosine", "l2"] {
+        for dtype in ["f32", "f16", "bf16"] {
+            let dir = tempfile::tempdir().unwrap();
+            let db = Database::create(dir.path()).unwrap();
+            let mut w = db.writer().unwrap();
+            let spec = format!("m:multi:{dim}:{dtype}:{metric}");
+            w.create_collection(
+                "c",
+                Schema::new().with_field(FieldSpec::parse(&spec).unwrap()),
+            )
+            .unwrap();
+            let mut rng = Rng(11);
+            for i in 0..1500 {
+                let tokens = 1 + rng.below(40) as usize;
+                w.add(
+                    "c",
+                    Document::new(format!("d{i}")).with_multi("m", rng.vec(tokens * dim)),
+                )
+                .unwrap();
+                if i == 700 {
+                    w.commit().unwrap();
+                }
+            }
+            w.commit().unwrap();
+            for i in (0..1500).step_by(9) {
+                w.delete("c", &format!("d{i}")).unwrap();
+            }
+            w.commit().unwrap();
+            let snap = db.snapshot().unwrap();
+            let c = snap.collection("c").unwrap();
+            let queries: Vec<Vec<f32>> = (0..30).map(|i| rng.vec((1 + i % 32) * dim)).collect();
+            let refs: Vec<&[f32]> = queries.iter().map(|q| q.as_slice()).collect();
+            for k in [1, 10, 100] {
+                let cpu = c
+                    .search(&SearchRequest::multi_batch("m", refs.clone(), k))
+                    .unwrap();
+                let gpu = c
+                    .search(
+                        &SearchRequest::multi_batch("m", refs.clone(), k)
+                            .on_device(Device::Cuda(0)),
+                    )
+                    .unwrap();
+                same_hits(&gpu, &cpu, &format!("{spec} k {k}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_machine_without_a_driver_gets_a_clear_error() {
+    if vellum::gpu::driver_present() {
+        eprintln!("skipped: this machine has a CUDA driver");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dense_db(dir.path(), "e:dense:4:f32:ip", 4, 20, true);
+    let snap = db.snapshot().unwrap();
+    let c = snap.collection("c").unwrap();
+    let e = c
+        .search(&SearchRequest::dense("e", &[1.0, 0.0, 0.0, 0.0], 3).on_device(Device::Cuda(0)))
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Device(m) if m.contains("cuda:0: no CUDA driver found")),
+        "{e}"
+    );
+    // The CPU still answers.
+    assert_eq!(
+        c.search(&SearchRequest::dense("e", &[1.0, 0.0, 0.0, 0.0], 3))
+            .unwrap()[0]
+            .len(),
+        3
+    );
+}
