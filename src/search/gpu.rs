@@ -731,6 +731,90 @@ pub(super) fn search_maxsim(
     Ok(Some(tops))
 }
 
+/// Approximate MaxSim of listed pairs on device `ordinal`: `pairs[i] = (query, segment ordinal,
+/// row)`. Returns the GPU's score of each pair and, per query, the bound on how far a GPU score
+/// may lie from the CPU's exact one ([`Bound`]). The caller rescores exactly what can matter.
+pub(super) fn maxsim_pairs(
+    c: &Collection,
+    field: usize,
+    metric: Metric,
+    dim: usize,
+    queries: &[&[f32]],
+    pairs: &[(u32, u32, u32)],
+    ordinal: usize,
+) -> Result<(Vec<f32>, Vec<f64>)> {
+    let longest = queries.iter().map(|q| q.len() / dim).max().unwrap_or(0);
+    let shared = crate::gpu::maxsim_shared_bytes(longest, dim);
+    if shared > crate::gpu::MAXSIM_SHARED {
+        return Err(Error::InvalidQuery(format!(
+            "a query of {longest} tokens × {dim} values needs {shared} bytes of GPU shared memory (at most {}): re-rank it on the CPU",
+            crate::gpu::MAXSIM_SHARED
+        )));
+    }
+    let gpu = Gpu::open(ordinal)?;
+    let r = resident(c, &gpu, field, GpuPrecision::Stored)?;
+    let ResidentData::Multi {
+        tokens,
+        dtype,
+        doc_offsets,
+        token_aux,
+        x_max,
+        bound,
+    } = &r.data
+    else {
+        unreachable!("a multi-vector field's copy")
+    };
+    let mut stacked = Vec::new();
+    let mut offsets = vec![0i32];
+    for q in queries {
+        stacked.extend_from_slice(q);
+        offsets.push((stacked.len() / dim) as i32);
+    }
+    let q_sq = super::multi::prepare_tokens(metric, dim, &mut stacked);
+    let bounds = (0..queries.len())
+        .map(|i| {
+            let range = offsets[i] as usize * dim..offsets[i + 1] as usize * dim;
+            maxsim_bound(bound, metric, dim, &stacked[range], *x_max)
+        })
+        .collect();
+    if pairs.is_empty() {
+        return Ok((Vec::new(), bounds));
+    }
+    let (q_dev, off_dev, sq_dev) = (
+        gpu.upload(&stacked)?,
+        gpu.upload(&offsets)?,
+        gpu.upload(&q_sq)?,
+    );
+    let inputs = MaxSimInputs {
+        tokens,
+        dtype: *dtype,
+        doc_offsets,
+        token_aux,
+        query_tokens: &q_dev,
+        query_offsets: &off_dev,
+        query_sq: &sq_dev,
+        queries: queries.len(),
+        dim: dim as i32,
+        metric: match metric {
+            Metric::Ip => 0,
+            Metric::Cosine => 1,
+            Metric::L2 => 2,
+        },
+        shared,
+    };
+    let pair_query: Vec<i32> = pairs.iter().map(|p| p.0 as i32).collect();
+    let pair_doc: Vec<u32> = pairs
+        .iter()
+        .map(|&(_, seg, row)| (r.starts[seg as usize] + row as usize) as u32)
+        .collect();
+    let (pq, pd) = (gpu.upload(&pair_query)?, gpu.upload(&pair_doc)?);
+    let mut out = gpu.zeros::<f32>(pairs.len())?;
+    gpu.maxsim_pairs(&inputs, &pq, &pd, pairs.len(), &mut out)?;
+    let mut scores = gpu.download(&out)?;
+    scores.truncate(pairs.len());
+    Ok((scores, bounds))
+}
+
 /// [`Bound`] of a MaxSim score: per query token, the bound of its best similarity (the best of
 /// two lists differs by at most the largest pairwise difference), plus the f32 summation of the
 /// maxima on each side.

@@ -55,6 +55,22 @@ impl Combine {
         }
     }
 
+    /// How far `apply(first, s)` may lie from `apply(first, s')` when `|s − s'| ≤ h` (f32
+    /// rounding of both evaluations included).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    fn bound(&self, first: f32, second: f32, h: f64) -> f64 {
+        match self {
+            Combine::Second => h,
+            Combine::Weighted {
+                first: a,
+                second: b,
+            } => {
+                let (a, b) = (*a as f64, (*b as f64).abs());
+                b * h + 2f64.powi(-21) * ((a * first as f64).abs() + b * (second.abs() as f64 + h))
+            }
+        }
+    }
+
     fn apply(&self, first: f32, second: f32) -> f32 {
         match self {
             Combine::Second => second,
@@ -80,6 +96,11 @@ pub struct Rerank<'a> {
     /// Only candidates whose metadata matches are kept (the first stage's filter is usually
     /// enough; this one serves candidates read from a run file).
     pub filter: Option<&'a crate::filter::Filter>,
+    /// Where multi-vector candidates are scored: `Device::Cuda(n)` (feature `cuda`) computes
+    /// every candidate's MaxSim on GPU `n` and rescores exactly, on the CPU, only the candidates
+    /// whose GPU score can reach the top `k`: results equal the CPU's. Dense fields re-rank on
+    /// the CPU.
+    pub device: super::Device,
 }
 
 impl<'a> Rerank<'a> {
@@ -91,6 +112,7 @@ impl<'a> Rerank<'a> {
             k,
             combine: Combine::Second,
             filter: None,
+            device: super::Device::Cpu,
         }
     }
 
@@ -102,6 +124,7 @@ impl<'a> Rerank<'a> {
             k,
             combine: Combine::Second,
             filter: None,
+            device: super::Device::Cpu,
         }
     }
 
@@ -114,6 +137,12 @@ impl<'a> Rerank<'a> {
     /// Keeps only candidates whose metadata matches `filter`.
     pub fn with_filter(mut self, filter: &'a crate::filter::Filter) -> Self {
         self.filter = Some(filter);
+        self
+    }
+
+    /// Scores multi-vector candidates on `device` (see [`Rerank::device`]).
+    pub fn on_device(mut self, device: super::Device) -> Self {
+        self.device = device;
         self
     }
 }
@@ -177,6 +206,18 @@ pub(crate) fn rerank(
         }
         None => c,
     };
+    if let (super::Device::Cuda(n), FieldKind::Multi { dim, metric, .. }) = (r.device, &kind) {
+        return rerank_on_gpu(
+            c,
+            r,
+            fi,
+            &kind,
+            (*dim as usize, *metric),
+            &queries,
+            candidates,
+            n,
+        );
+    }
     queries
         .par_iter()
         .zip(candidates)
@@ -196,20 +237,7 @@ pub(crate) fn rerank(
                 };
                 let address = doc.address();
                 let seg = &c.slots()[address.segment_ord as usize].segment;
-                let second = prepared.score(seg, fi, address.row)?;
-                if !second.is_finite() {
-                    return Err(Error::InvalidQuery(format!(
-                        "query {qi}: its score against document {id:?} is {second} (scale the vectors down)"
-                    )));
-                }
-                // + 0.0: a zero score is +0, as in every search path (`TopK::push`).
-                let score = r.combine.apply(first, second) + 0.0;
-                if !score.is_finite() {
-                    return Err(Error::InvalidQuery(format!(
-                        "query {qi}: document {id:?} scores {score} (first stage {first}, second {second}, {:?}): scores must be finite",
-                        r.combine
-                    )));
-                }
+                let score = final_score(&mut prepared, r, qi, id, first, seg, fi, address.row)?;
                 hits.push(Hit {
                     id: id.to_string(),
                     score,
@@ -221,6 +249,154 @@ pub(crate) fn rerank(
             Ok(hits)
         })
         .collect()
+}
+
+/// [`rerank`] of a multi-vector field with GPU `ordinal`: the GPU scores every candidate, the CPU
+/// rescores candidates in order of their highest possible final score until the next cannot
+/// reach the k-th exact one; the rest are not in the top `k`. Same hits as the CPU path.
+#[allow(clippy::too_many_arguments)]
+fn rerank_on_gpu(
+    c: &Collection,
+    r: &Rerank<'_>,
+    fi: usize,
+    kind: &FieldKind,
+    (dim, metric): (usize, crate::dtype::Metric),
+    queries: &[&[f32]],
+    candidates: &[Vec<(&str, f32)>],
+    ordinal: usize,
+) -> Result<Vec<Vec<Hit>>> {
+    // Resolve every candidate (duplicates refused, absent or deleted ones skipped, as on the CPU).
+    let mut pairs = Vec::new();
+    let mut found: Vec<Vec<(&str, f32, crate::collection::DocAddress)>> = Vec::new();
+    for (qi, cands) in candidates.iter().enumerate() {
+        let mut seen = std::collections::HashSet::with_capacity(cands.len());
+        let mut mine = Vec::with_capacity(cands.len());
+        for &(id, first) in cands {
+            if !seen.insert(id) {
+                return Err(Error::InvalidQuery(format!(
+                    "query {qi}: document {id:?} is a candidate twice"
+                )));
+            }
+            if let Some(doc) = c.get(id)? {
+                let a = doc.address();
+                pairs.push((qi as u32, a.segment_ord, a.row));
+                mine.push((id, first, a));
+            }
+        }
+        found.push(mine);
+    }
+    let (approx, bounds) = on_gpu_pairs(c, fi, metric, dim, queries, &pairs, ordinal)?;
+    let mut next = 0;
+    let per_query: Vec<(usize, usize)> = found
+        .iter()
+        .map(|f| {
+            next += f.len();
+            (next - f.len(), next)
+        })
+        .collect();
+    queries
+        .par_iter()
+        .zip(found.par_iter())
+        .zip(per_query.par_iter())
+        .enumerate()
+        .map(|(qi, ((q, cands), &(start, end)))| {
+            // Highest possible final score of each candidate.
+            let mut order: Vec<(f64, usize)> = (start..end)
+                .map(|i| {
+                    let (first, s) = (cands[i - start].1, approx[i]);
+                    let upper =
+                        r.combine.apply(first, s) as f64 + r.combine.bound(first, s, bounds[qi]);
+                    (
+                        if upper.is_nan() { f64::INFINITY } else { upper },
+                        i - start,
+                    )
+                })
+                .collect();
+            order.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let mut prepared = PreparedTokens::new(kind, q);
+            let mut hits: Vec<Hit> = Vec::new();
+            // The best k exact scores so far, descending.
+            let mut best: Vec<f32> = Vec::with_capacity(r.k + 1);
+            for (upper, j) in order {
+                // Strictly below: a tie with the k-th could still rank above it by id.
+                if best.len() >= r.k && upper < best[r.k - 1] as f64 {
+                    break;
+                }
+                let (id, first, address) = cands[j];
+                let seg = &c.slots()[address.segment_ord as usize].segment;
+                let score = final_score(&mut prepared, r, qi, id, first, seg, fi, address.row)?;
+                let at = best.partition_point(|b| b.total_cmp(&score).is_ge());
+                best.insert(at, score);
+                best.truncate(r.k);
+                hits.push(Hit {
+                    id: id.to_string(),
+                    score,
+                    address,
+                });
+            }
+            hits.sort_by(super::rank_order);
+            hits.truncate(r.k);
+            Ok(hits)
+        })
+        .collect()
+}
+
+/// A candidate's final score: its second-stage score combined with its first (both finite).
+#[allow(clippy::too_many_arguments)]
+fn final_score(
+    prepared: &mut PreparedTokens,
+    r: &Rerank<'_>,
+    qi: usize,
+    id: &str,
+    first: f32,
+    seg: &crate::format::segment::Segment,
+    fi: usize,
+    row: u32,
+) -> Result<f32> {
+    let second = prepared.score(seg, fi, row)?;
+    if !second.is_finite() {
+        return Err(Error::InvalidQuery(format!(
+            "query {qi}: its score against document {id:?} is {second} (scale the vectors down)"
+        )));
+    }
+    // + 0.0: a zero score is +0, as in every search path (`TopK::push`).
+    let score = r.combine.apply(first, second) + 0.0;
+    if !score.is_finite() {
+        return Err(Error::InvalidQuery(format!(
+            "query {qi}: document {id:?} scores {score} (first stage {first}, second {second}, {:?}): scores must be finite",
+            r.combine
+        )));
+    }
+    Ok(score)
+}
+
+#[cfg(feature = "cuda")]
+fn on_gpu_pairs(
+    c: &Collection,
+    fi: usize,
+    metric: crate::dtype::Metric,
+    dim: usize,
+    queries: &[&[f32]],
+    pairs: &[(u32, u32, u32)],
+    ordinal: usize,
+) -> Result<(Vec<f32>, Vec<f64>)> {
+    super::gpu::maxsim_pairs(c, fi, metric, dim, queries, pairs, ordinal)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn on_gpu_pairs(
+    _: &Collection,
+    _: usize,
+    _: crate::dtype::Metric,
+    _: usize,
+    _: &[&[f32]],
+    _: &[(u32, u32, u32)],
+    _: usize,
+) -> Result<(Vec<f32>, Vec<f64>)> {
+    Err(Error::FeatureDisabled {
+        what: "re-ranking on a CUDA device".into(),
+        feature: "cuda",
+    })
 }
 
 /// One re-ranking query, prepared for its field.

@@ -218,6 +218,67 @@ fn maxsim_on_the_gpu_equals_the_cpu() {
 }
 
 #[test]
+fn maxsim_re_ranking_on_the_gpu_equals_the_cpu() {
+    if !gpu() {
+        return;
+    }
+    let dim = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::create(dir.path()).unwrap();
+    let mut w = db.writer().unwrap();
+    w.create_collection(
+        "c",
+        Schema::new().with_field(FieldSpec::parse(&format!("m:multi:{dim}:f16:cosine")).unwrap()),
+    )
+    .unwrap();
+    let mut rng = Rng(5);
+    for i in 0..2000 {
+        let tokens = 1 + rng.below(30) as usize;
+        // Small integers: exact ties between documents.
+        let v: Vec<f32> = (0..tokens * dim)
+            .map(|_| rng.below(3) as f32 - 1.0)
+            .collect();
+        w.add("c", Document::new(format!("d{i}")).with_multi("m", v))
+            .unwrap();
+    }
+    w.commit().unwrap();
+    w.delete("c", "d3").unwrap();
+    w.commit().unwrap();
+    let snap = db.snapshot().unwrap();
+    let c = snap.collection("c").unwrap();
+    let queries: Vec<Vec<f32>> = (0..20).map(|i| rng.vec((4 + i) * dim)).collect();
+    let refs: Vec<&[f32]> = queries.iter().map(|q| q.as_slice()).collect();
+    let ids: Vec<String> = (0..2000).map(|i| format!("d{i}")).collect();
+    // 1,000 candidates per query (one deleted, one unknown), first-stage scores descending.
+    let candidates: Vec<Vec<(&str, f32)>> = (0..20)
+        .map(|q| {
+            let mut v: Vec<(&str, f32)> = (0..1000)
+                .map(|j| (ids[(q * 37 + j * 2) % 2000].as_str(), 1000.0 - j as f32))
+                .collect();
+            v.push(("d3", 0.0));
+            v.push(("nowhere", 0.0));
+            v
+        })
+        .collect();
+    for combine in [
+        vellum::Combine::Second,
+        vellum::Combine::Weighted {
+            first: 0.01,
+            second: 1.0,
+        },
+    ] {
+        for k in [1, 10, 100] {
+            let r = vellum::Rerank::multi("m", refs.clone(), k).with_combine(combine);
+            let cpu = c.rerank(&r, &candidates).unwrap();
+            let gpu = c
+                .rerank(&r.clone().on_device(Device::Cuda(0)), &candidates)
+                .unwrap();
+            same_hits(&gpu, &cpu, &format!("{combine:?} k {k}"));
+        }
+    }
+}
+
+#[test]
 fn a_machine_without_a_driver_gets_a_clear_error() {
     if vellum::gpu::driver_present() {
         eprintln!("skipped: this machine has a CUDA driver");
@@ -234,6 +295,14 @@ fn a_machine_without_a_driver_gets_a_clear_error() {
         matches!(&e, Error::Device(m) if m.contains("cuda:0: no CUDA driver found")),
         "{e}"
     );
+    let e = c
+        .rerank(
+            &vellum::Rerank::multi("e", vec![&[1.0, 0.0, 0.0, 0.0][..]], 3)
+                .on_device(Device::Cuda(0)),
+            &[vec![("d1", 1.0)]],
+        )
+        .unwrap_err();
+    assert!(matches!(&e, Error::WrongFieldKind { .. }), "{e}");
     // The CPU still answers.
     assert_eq!(
         c.search(&SearchRequest::dense("e", &[1.0, 0.0, 0.0, 0.0], 3))

@@ -452,8 +452,9 @@ pub struct SearchArgs {
     #[arg(long, default_value_t = 4096)]
     pub batch: usize,
     /// Where to search: cpu, or cuda:N to search exactly on NVIDIA GPU N (results equal the
-    /// CPU's; HNSW graphs and PLAID sections are not used there). The field is copied to the GPU
-    /// once and every batch reuses the copy.
+    /// CPU's; HNSW graphs and PLAID sections are not used there) and to score a multi-vector
+    /// re-ranking field's candidates there. The field is copied to the GPU once and every batch
+    /// reuses the copy.
     #[arg(long, default_value = "cpu")]
     pub device: vellum::search::Device,
     /// Dense fields on a GPU: element type of the field's copy there: stored (the field's own),

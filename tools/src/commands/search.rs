@@ -135,7 +135,11 @@ impl Second {
         let batch = self
             .queries
             .select(&self.positions(qids.iter().copied())?)?;
-        let mut second = self.queries.rerank(&batch, a.k).with_combine(self.combine);
+        let mut second = self
+            .queries
+            .rerank(&batch, a.k)
+            .with_combine(self.combine)
+            .on_device(a.device);
         second.filter = filter;
         shards
             .rerank(&a.collection, &second, candidates)
