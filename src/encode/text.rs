@@ -10,7 +10,7 @@ use super::source::ModelDir;
 use super::tokenize::TextTokenizer;
 use super::{Encoded, Encoder, EncoderInput, Modality, Prepared};
 use crate::error::{Error, Result};
-use crate::meta::encoder::{DeviceSpec, EncoderOptions, EncoderRecord, OutputKind, Pooling};
+use crate::meta::encoder::{EncoderOptions, EncoderRecord, OutputKind, Pooling};
 
 /// Default number of texts per forward pass.
 pub const DEFAULT_BATCH_SIZE: usize = 32;
@@ -52,7 +52,12 @@ impl TextEncoder {
             &r.record.prefix,
             r.lower_case,
         )?;
-        let model = Backbone::load(dir, &r.architecture, r.record.dtype)?;
+        let model = Backbone::load(
+            dir,
+            &r.architecture,
+            r.record.dtype,
+            options.device.unwrap_or_default(),
+        )?;
         Ok(TextEncoder {
             record: r.record,
             tokenizer,
@@ -122,7 +127,7 @@ impl TextEncoder {
             .iter()
             .map(|t| if t.is_empty() { &pad[..] } else { *t })
             .collect();
-        let (states, starts) = self.model.forward_with_keys(&batch, None);
+        let (states, starts) = self.model.forward_with_keys(&batch, None)?;
         let hidden = self.model.hidden();
         let dims = self.record.dims;
         let mut out = vec![0f32; n * dims];
@@ -224,9 +229,6 @@ fn resolve(
     options: &EncoderOptions,
     fingerprint: Option<&str>,
 ) -> Result<Resolved> {
-    if let DeviceSpec::Cuda(n) = options.device.unwrap_or_default() {
-        return Err(cuda_unavailable(n));
-    }
     if let Some(o) = options
         .output
         .filter(|o| *o != crate::encode::OutputKind::Dense)
@@ -288,11 +290,12 @@ fn resolve(
     })
 }
 
+/// The error of an encoder that runs on the CPU only (CLIP) asked for a GPU.
 #[cfg(feature = "cuda")]
 pub(super) fn cuda_unavailable(n: usize) -> Error {
     Error::parameter(
         "device",
-        format!("cuda:{n}: CUDA encoders are not implemented in this version of vellum yet; use device=cpu"),
+        format!("cuda:{n}: this encoder runs on the CPU in this version (device=cpu); the BERT family (dense and ColBERT) runs on GPUs"),
     )
 }
 

@@ -233,3 +233,155 @@ MAXSIM_ALL(maxsim_all_bf16, bf16)
 MAXSIM_PAIRS(maxsim_pairs_f32, float)
 MAXSIM_PAIRS(maxsim_pairs_f16, f16)
 MAXSIM_PAIRS(maxsim_pairs_bf16, bf16)
+
+// ---------------------------------------------------------------------------------------------
+// BERT-family encoder passes (src/encode/backend/cuda_bert.rs). Activations are f32, packed: a
+// row per token of every text of the batch, no padding.
+
+__device__ float block_sum(float v, float* red) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+    __syncthreads();
+    float t = 0.0f;
+    for (int i = 0; i < (int)(blockDim.x >> 5); i++) t += red[i];
+    return t;
+}
+
+__device__ float block_max(float v, float* red) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+    __syncthreads();
+    float t = NEG_INF;
+    for (int i = 0; i < (int)(blockDim.x >> 5); i++) t = fmaxf(t, red[i]);
+    return t;
+}
+
+// Layer norm of the row in `buf` (h values; `sum` their sum) into `out`.
+__device__ void layer_norm_row(const float* buf, float sum, int h, const float* gamma,
+                               const float* beta, float eps, float* red, float* out) {
+    const float mean = sum / h;
+    float s2 = 0.0f;
+    for (int i = threadIdx.x; i < h; i += blockDim.x) {
+        const float d = buf[i] - mean;
+        s2 += d * d;
+    }
+    const float var = block_sum(s2, red) / h;
+    const float inv = 1.0f / sqrtf(var + eps);
+    for (int i = threadIdx.x; i < h; i += blockDim.x)
+        out[i] = (buf[i] - mean) * inv * gamma[i] + beta[i];
+}
+
+// One block per token: x[t] = LN(word[id] + position[pos] + type0). Shared: h floats.
+extern "C" __global__ void embed_ln(const u32* __restrict__ ids, const u32* __restrict__ pos,
+                                    const float* __restrict__ word,
+                                    const float* __restrict__ position,
+                                    const float* __restrict__ type0,
+                                    const float* __restrict__ gamma,
+                                    const float* __restrict__ beta, int h, float eps,
+                                    float* __restrict__ x) {
+    extern __shared__ float buf[];
+    __shared__ float red[32];
+    const i64 t = blockIdx.x;
+    const i64 id = ids[t], p = pos[t];
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < h; i += blockDim.x) {
+        const float v = word[id * h + i] + position[p * h + i] + type0[i];
+        buf[i] = v;
+        s += v;
+    }
+    s = block_sum(s, red);
+    layer_norm_row(buf, s, h, gamma, beta, eps, red, x + t * h);
+}
+
+// One block per row: out = LN(in + bias + residual). Shared: h floats.
+extern "C" __global__ void bias_residual_ln(const float* __restrict__ in,
+                                            const float* __restrict__ bias,
+                                            const float* __restrict__ residual,
+                                            const float* __restrict__ gamma,
+                                            const float* __restrict__ beta, int h, float eps,
+                                            float* __restrict__ out) {
+    extern __shared__ float buf[];
+    __shared__ float red[32];
+    const i64 r = blockIdx.x;
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < h; i += blockDim.x) {
+        const float v = in[r * h + i] + bias[i] + residual[r * h + i];
+        buf[i] = v;
+        s += v;
+    }
+    s = block_sum(s, red);
+    layer_norm_row(buf, s, h, gamma, beta, eps, red, out + r * h);
+}
+
+// x[i] = act(x[i] + bias[i % n]); act: 0 none, 1 GELU (erf), 2 GELU (tanh), 3 ReLU.
+extern "C" __global__ void bias_act(float* __restrict__ x, const float* __restrict__ bias,
+                                    i64 total, int n, int act) {
+    const i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    float v = x[i] + bias[i % n];
+    if (act == 1) v = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    else if (act == 2) v = 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)));
+    else if (act == 3) v = fmaxf(v, 0.0f);
+    x[i] = v;
+}
+
+// Multi-head attention of packed texts: block (t, head) computes token t's context for one head.
+// qkv rows hold [q | k | v] (3h values, biases added); text tok_seq[t] starts at row
+// seq_start[s] and its tokens attend to its first seq_keys[s] tokens. Shared: max keys floats.
+extern "C" __global__ void attention(const float* __restrict__ qkv,
+                                     const u32* __restrict__ tok_seq,
+                                     const u32* __restrict__ seq_start,
+                                     const u32* __restrict__ seq_keys, int h, int heads,
+                                     float scale, float* __restrict__ ctx) {
+    extern __shared__ float p[];
+    __shared__ float red[32];
+    const i64 t = blockIdx.x;
+    const int hd = blockIdx.y, dh = h / heads;
+    const u32 s = tok_seq[t];
+    const i64 start = seq_start[s];
+    const int nk = seq_keys[s];
+    const float* q = qkv + t * 3 * h + hd * dh;
+    float mx = NEG_INF;
+    for (int j = threadIdx.x; j < nk; j += blockDim.x) {
+        const float* k = qkv + (start + j) * 3 * h + h + hd * dh;
+        float d = 0.0f;
+        for (int e = 0; e < dh; e++) d = fmaf(q[e], k[e], d);
+        d *= scale;
+        p[j] = d;
+        mx = fmaxf(mx, d);
+    }
+    mx = block_max(mx, red);
+    float sum = 0.0f;
+    for (int j = threadIdx.x; j < nk; j += blockDim.x) {
+        const float e = expf(p[j] - mx);
+        p[j] = e;
+        sum += e;
+    }
+    sum = block_sum(sum, red);
+    __syncthreads();
+    const float inv = 1.0f / sum;
+    for (int e = threadIdx.x; e < dh; e += blockDim.x) {
+        const float* v = qkv + start * 3 * h + 2 * h + hd * dh + e;
+        float acc = 0.0f;
+        for (int j = 0; j < nk; j++) acc = fmaf(p[j], v[(i64)j * 3 * h], acc);
+        ctx[t * h + hd * dh + e] = acc * inv;
+    }
+}
+
+// f32 -> f16 (kind 0) or bf16 (kind 1), round to nearest even.
+extern "C" __global__ void to_half(const float* __restrict__ x, u16* __restrict__ y, i64 n,
+                                   int kind) {
+    const i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const float v = x[i];
+    if (kind == 0) {
+        unsigned short b;
+        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(b) : "f"(v));
+        y[i] = b;
+    } else {
+        const u32 u = __float_as_uint(v);
+        y[i] = (v != v) ? (u16)0x7fc0 : (u16)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    }
+}

@@ -83,6 +83,7 @@ pub struct Gpu {
     maxsim_pairs: [CudaFunction; 3],
     /// One f32 of device memory: the affine arguments of a selection without affine map.
     dummy: CudaSlice<f32>,
+    module: Arc<cudarc::driver::CudaModule>,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -181,6 +182,7 @@ impl Gpu {
                     e,
                 )
             })?;
+        let module = &module;
         let f = |n: &str| {
             module
                 .load_function(n)
@@ -208,6 +210,7 @@ impl Gpu {
                 .map_err(|e| device_error(ordinal, "allocating", e))?,
             stream,
             blas: Mutex::new(blas),
+            module: module.clone(),
         })
     }
 
@@ -223,6 +226,23 @@ impl Gpu {
 
     fn err(&self, what: &str, e: impl std::fmt::Display) -> Error {
         device_error(self.ordinal, what, e)
+    }
+
+    /// The stream every call of this process runs on.
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// Kernel `name` of `kernels.cu`.
+    pub fn function(&self, name: &str) -> Result<CudaFunction> {
+        self.module
+            .load_function(name)
+            .map_err(|e| self.err(&format!("kernel {name}"), e))
+    }
+
+    /// An error of this device: `what` failed with `e`.
+    pub fn error(&self, what: &str, e: impl std::fmt::Display) -> Error {
+        self.err(what, e)
     }
 
     /// Free and total device memory in bytes.
@@ -293,39 +313,62 @@ impl Gpu {
         let row = k * t.size();
         let a_view = a.slice(a_row0 * row..(a_row0 + m) * row);
         let b_view = b.slice(..n * row);
+        let (pa, _ga) = a_view.device_ptr(&self.stream);
+        let (pb, _gb) = b_view.device_ptr(&self.stream);
+        let (pc, _gc) = out.device_ptr_mut(&self.stream);
+        // SAFETY: the slicing above checked that `a` and `b` hold m·k and n·k elements of type
+        // `t`; the callers allocate `out` for m·n f32 values.
+        unsafe { self.gemm_nt(pa, pb, pc, m, n, k, t, tf32) }
+    }
+
+    /// [`Gpu::scores`] on raw device pointers: `c[j · m + i] = Σ_e a[i][e] · b[j][e]`.
+    ///
+    /// # Safety
+    /// `a`, `b` and `c` must address device memory of this GPU holding at least `m·k` and
+    /// `n·k` elements of type `t` and `m·n` f32 values, alive until the stream has run the
+    /// product.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn gemm_nt(
+        &self,
+        a: u64,
+        b: u64,
+        c: u64,
+        m: usize,
+        n: usize,
+        k: usize,
+        t: GpuType,
+        tf32: bool,
+    ) -> Result<()> {
         let (alpha, beta) = (1.0f32, 0.0f32);
         let compute = if tf32 && t == GpuType::F32 {
             blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32
         } else {
             blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F
         };
-        let blas_handle = self.blas.lock();
-        let (pa, _ga) = a_view.device_ptr(&self.stream);
-        let (pb, _gb) = b_view.device_ptr(&self.stream);
-        let (pc, _gc) = out.device_ptr_mut(&self.stream);
         let dims = |v: usize| i32::try_from(v).map_err(|_| self.err("matrix size", "above 2^31"));
-        // SAFETY: the pointers address device buffers of at least m·k, n·k elements of type `t`
-        // and m·n f32 values (checked by the slicing above and by the callers' allocation of
-        // `out`); alpha and beta live for the call; the handle is bound to this device's stream.
+        let (m32, n32, k32) = (dims(m)?, dims(n)?, dims(k)?);
+        let blas_handle = self.blas.lock();
+        // SAFETY: the caller guarantees the buffers; alpha and beta live for the call; the
+        // handle is bound to this device's stream.
         unsafe {
             blas::gemm_ex(
                 *blas_handle.handle(),
                 blas_sys::cublasOperation_t::CUBLAS_OP_T,
                 blas_sys::cublasOperation_t::CUBLAS_OP_N,
-                dims(m)?,
-                dims(n)?,
-                dims(k)?,
+                m32,
+                n32,
+                k32,
                 &alpha as *const f32 as *const c_void,
-                pa as *const c_void,
+                a as *const c_void,
                 t.cuda(),
-                dims(k)?,
-                pb as *const c_void,
+                k32,
+                b as *const c_void,
                 t.cuda(),
-                dims(k)?,
+                k32,
                 &beta as *const f32 as *const c_void,
-                pc as *mut c_void,
+                c as *mut c_void,
                 blas_sys::cudaDataType_t::CUDA_R_32F,
-                dims(m)?,
+                m32,
                 compute,
                 blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
             )
@@ -524,6 +567,11 @@ mod tests {
         for arch in ["compute_75", "compute_90"] {
             let ptx = compile_kernels(arch).unwrap_or_else(|e| panic!("{arch}: {e}"));
             for kernel in [
+                "embed_ln",
+                "bias_residual_ln",
+                "bias_act",
+                "attention",
+                "to_half",
                 "select_topk",
                 "clear_top",
                 "maxsim_all_f32",

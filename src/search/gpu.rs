@@ -439,6 +439,7 @@ impl Lists {
 
 /// Dense search of `queries` (`nq × dim`) on device `ordinal`; `None` when `k` is too large for
 /// the GPU (the caller searches on the CPU).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn search_dense(
     c: &Collection,
     field: usize,

@@ -311,3 +311,94 @@ fn a_machine_without_a_driver_gets_a_clear_error() {
         3
     );
 }
+
+/// A fixture folder, found from the repository root when the build's absolute path is not
+/// there (the GPU machine runs binaries built elsewhere, from its own checkout's root).
+#[cfg(feature = "encoders")]
+fn fixture(rel: &str) -> String {
+    let built = crate::common::fixture_path(rel);
+    let path = if built.exists() {
+        built
+    } else {
+        std::path::Path::new("tests/fixtures").join(rel)
+    };
+    path.to_str().unwrap().to_string()
+}
+
+#[cfg(feature = "encoders")]
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+/// The BERT family on the GPU gives the CPU pass's vectors: cosine ≥ 0.99999 in f32, and within
+/// the rounding of 16-bit activations in f16 / bf16; ColBERT token vectors likewise.
+#[cfg(feature = "encoders")]
+#[test]
+fn encoders_on_the_gpu_equal_the_cpu() {
+    use vellum::encode::{load, EncoderOptions, ModelDir};
+    if !gpu() {
+        return;
+    }
+    let texts: Vec<String> = std::fs::read_to_string(fixture("encoders/sentences.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    for (model, extra) in [
+        ("encoders/tiny-a", ""),
+        ("encoders/tiny-roberta", ""),
+        ("colbert/stanford", ",role=passage"),
+        ("colbert/stanford", ",role=query,truncate=true"),
+    ] {
+        let dir = ModelDir::resolve(&fixture(model)).unwrap();
+        for (dtype, floor) in [("f32", 0.99999), ("f16", 0.999), ("bf16", 0.99)] {
+            let cpu_opts = EncoderOptions::parse(&format!("dtype={dtype}{extra}")).unwrap();
+            let gpu_opts =
+                EncoderOptions::parse(&format!("dtype={dtype},device=cuda:0{extra}")).unwrap();
+            let cpu = load(&dir, &cpu_opts).unwrap().encode_texts(&texts).unwrap();
+            let gpu = load(&dir, &gpu_opts).unwrap().encode_texts(&texts).unwrap();
+            assert_eq!(cpu.rows, gpu.rows, "{model} {dtype}: token counts");
+            let d = cpu.dims;
+            let worst = cpu
+                .values
+                .chunks_exact(d)
+                .zip(gpu.values.chunks_exact(d))
+                .map(|(a, b)| cosine(a, b))
+                .fold(1.0f64, f64::min);
+            eprintln!("{model}{extra} {dtype}: worst cosine {worst}");
+            assert!(
+                worst >= floor,
+                "{model}{extra} {dtype}: worst cosine {worst} < {floor}"
+            );
+        }
+    }
+}
+
+/// Without a driver, a GPU encoder is a clear error; a CPU-only encoder on a GPU says so.
+#[cfg(feature = "encoders")]
+#[test]
+fn gpu_encoders_without_a_driver_are_a_clear_error() {
+    use vellum::encode::{load, EncoderOptions, ModelDir};
+    if vellum::gpu::driver_present() {
+        eprintln!("skipped: this machine has a CUDA driver");
+        return;
+    }
+    let dir = ModelDir::resolve(&fixture("encoders/tiny-a")).unwrap();
+    let e = load(&dir, &EncoderOptions::parse("device=cuda:0").unwrap()).unwrap_err();
+    assert!(e.to_string().contains("no CUDA driver found"), "{e}");
+    let e = load(
+        &dir,
+        &EncoderOptions::parse("device=cuda:0,dtype=int8").unwrap(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("int8 is a CPU path"), "{e}");
+}

@@ -3,6 +3,8 @@
 //! their vectorised element-wise kernels ([`vector_math`]); candle (training) and CUDA backends
 //! arrive beside them and are chosen by the encoder options' `device`.
 
+#[cfg(feature = "cuda")]
+pub mod cuda_bert;
 pub mod native_bert;
 pub mod native_clip;
 pub mod native_modernbert;
@@ -13,7 +15,7 @@ use self::native_modernbert::NativeModernBert;
 use crate::encode::models::Architecture;
 use crate::encode::source::ModelDir;
 use crate::error::{Error, Result};
-use crate::meta::encoder::ComputeType;
+use crate::meta::encoder::{ComputeType, DeviceSpec};
 
 /// A transformer that turns token ids into token states on the CPU.
 pub enum Backbone {
@@ -21,19 +23,49 @@ pub enum Backbone {
     Bert(NativeBert),
     /// ModernBERT.
     ModernBert(NativeModernBert),
+    /// BERT, RoBERTa, XLM-RoBERTa on an NVIDIA GPU.
+    #[cfg(feature = "cuda")]
+    CudaBert(cuda_bert::CudaBert),
 }
 
 impl Backbone {
-    /// Reads `dir`'s `model.safetensors` for `architecture`, weights rounded to `dtype`.
-    pub fn load(dir: &ModelDir, architecture: &Architecture, dtype: ComputeType) -> Result<Self> {
+    /// Reads `dir`'s `model.safetensors` for `architecture`, weights rounded to `dtype`, for
+    /// `device` (the CPU, or a CUDA GPU with the `cuda` feature: the BERT family only).
+    pub fn load(
+        dir: &ModelDir,
+        architecture: &Architecture,
+        dtype: ComputeType,
+        device: DeviceSpec,
+    ) -> Result<Self> {
         let path = dir.dir.join("model.safetensors");
         let weights = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        Ok(match architecture {
-            Architecture::Bert { shape, .. } => {
+        Ok(match (architecture, device) {
+            (Architecture::Bert { shape, .. }, DeviceSpec::Cpu) => {
                 Backbone::Bert(NativeBert::load(dir, &weights, *shape, dtype)?)
             }
-            Architecture::ModernBert { shape, .. } => {
+            (Architecture::ModernBert { shape, .. }, DeviceSpec::Cpu) => {
                 Backbone::ModernBert(NativeModernBert::load(dir, &weights, shape.clone(), dtype)?)
+            }
+            #[cfg(feature = "cuda")]
+            (Architecture::Bert { shape, .. }, DeviceSpec::Cuda(n)) => {
+                // Read and checked as for the CPU (with an f32 copy: the device type is applied
+                // on upload), then copied to the device.
+                let native = NativeBert::load(dir, &weights, *shape, ComputeType::F32)?;
+                Backbone::CudaBert(cuda_bert::CudaBert::new(&native, n, dtype)?)
+            }
+            #[cfg(feature = "cuda")]
+            (Architecture::ModernBert { .. }, DeviceSpec::Cuda(n)) => {
+                return Err(Error::parameter(
+                    "device",
+                    format!("cuda:{n}: ModernBERT encoders run on the CPU in this version (device=cpu); the BERT family runs on GPUs"),
+                ))
+            }
+            #[cfg(not(feature = "cuda"))]
+            (_, DeviceSpec::Cuda(n)) => {
+                return Err(Error::FeatureDisabled {
+                    what: format!("device cuda:{n}"),
+                    feature: "cuda",
+                })
             }
         })
     }
@@ -44,11 +76,13 @@ impl Backbone {
         &self,
         seqs: &[&[u32]],
         keys: Option<&[usize]>,
-    ) -> (Vec<f32>, Vec<usize>) {
-        match self {
+    ) -> Result<(Vec<f32>, Vec<usize>)> {
+        Ok(match self {
             Backbone::Bert(m) => m.forward_with_keys(seqs, keys),
             Backbone::ModernBert(m) => m.forward_with_keys(seqs, keys),
-        }
+            #[cfg(feature = "cuda")]
+            Backbone::CudaBert(m) => m.forward_with_keys(seqs, keys)?,
+        })
     }
 
     /// Hidden size.
@@ -56,6 +90,8 @@ impl Backbone {
         match self {
             Backbone::Bert(m) => m.hidden(),
             Backbone::ModernBert(m) => m.hidden(),
+            #[cfg(feature = "cuda")]
+            Backbone::CudaBert(m) => m.hidden(),
         }
     }
 
@@ -64,6 +100,8 @@ impl Backbone {
         match self {
             Backbone::Bert(m) => m.vocab(),
             Backbone::ModernBert(m) => m.vocab(),
+            #[cfg(feature = "cuda")]
+            Backbone::CudaBert(m) => m.vocab(),
         }
     }
 
@@ -72,6 +110,8 @@ impl Backbone {
         match self {
             Backbone::Bert(m) => m.max_tokens(),
             Backbone::ModernBert(m) => m.max_tokens(),
+            #[cfg(feature = "cuda")]
+            Backbone::CudaBert(m) => m.max_tokens(),
         }
     }
 }

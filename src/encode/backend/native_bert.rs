@@ -78,23 +78,23 @@ pub(super) struct Norm {
     pub(super) beta: Vec<f32>,
 }
 
-struct Layer {
-    qkv: Linear,
-    attn_out: Linear,
-    norm1: Norm,
-    up: Linear,
-    down: Linear,
-    norm2: Norm,
+pub(super) struct Layer {
+    pub(super) qkv: Linear,
+    pub(super) attn_out: Linear,
+    pub(super) norm1: Norm,
+    pub(super) up: Linear,
+    pub(super) down: Linear,
+    pub(super) norm2: Norm,
 }
 
 /// A BERT encoder's weights in f32, ready for [`NativeBert::forward`].
 pub struct NativeBert {
-    shape: BertShape,
-    word: Vec<f32>,
-    position: Vec<f32>,
-    token_type0: Vec<f32>,
-    emb_norm: Norm,
-    layers: Vec<Layer>,
+    pub(super) shape: BertShape,
+    pub(super) word: Vec<f32>,
+    pub(super) position: Vec<f32>,
+    pub(super) token_type0: Vec<f32>,
+    pub(super) emb_norm: Norm,
+    pub(super) layers: Vec<Layer>,
     scratch: Mutex<Vec<Scratch>>,
 }
 

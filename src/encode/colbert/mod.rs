@@ -28,8 +28,7 @@ use super::tokenize::TextTokenizer;
 use super::{Encoded, Encoder, EncoderInput, Modality, Prepared};
 use crate::error::{Error, Result};
 use crate::meta::encoder::{
-    DeviceSpec, EncoderOptions, EncoderRecord, LateInteraction, OutputKind, Pooling,
-    QueryExpansion, Role,
+    EncoderOptions, EncoderRecord, LateInteraction, OutputKind, Pooling, QueryExpansion, Role,
 };
 
 /// A late-interaction encoder for one side (queries or documents) of a ColBERT checkpoint.
@@ -63,7 +62,12 @@ impl ColbertEncoder {
     /// whose layout [`layout::detect`] found to be `format`.
     pub fn from_dir(dir: &ModelDir, format: Format, options: &EncoderOptions) -> Result<Self> {
         let r = resolve(dir, format, options, None)?;
-        let model = Backbone::load(dir, &r.architecture, r.record.dtype)?;
+        let model = Backbone::load(
+            dir,
+            &r.architecture,
+            r.record.dtype,
+            options.device.unwrap_or_default(),
+        )?;
         let mut head = r.layout.head;
         round_head(&mut head, r.record.dtype);
         Ok(ColbertEncoder {
@@ -237,7 +241,7 @@ impl Encoder for ColbertEncoder {
                 Prepared::Pixels(_) => 0,
             })
             .collect();
-        let (states, starts) = self.model.forward_with_keys(&seqs, Some(&keys));
+        let (states, starts) = self.model.forward_with_keys(&seqs, Some(&keys))?;
         let hidden = self.model.hidden();
         let outputs: Vec<(Vec<f32>, usize)> = seqs
             .par_iter()
@@ -305,9 +309,6 @@ fn resolve(
     options: &EncoderOptions,
     fingerprint: Option<&str>,
 ) -> Result<Resolved> {
-    if let DeviceSpec::Cuda(n) = options.device.unwrap_or_default() {
-        return Err(super::text::cuda_unavailable(n));
-    }
     if let Some(o) = options.output.filter(|o| *o != OutputKind::Multi) {
         return Err(dir.error(format!(
             "output={}: a late-interaction encoder outputs token vectors (multi)",

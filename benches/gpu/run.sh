@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Everything vellum checks and measures on a GPU machine, in one call of a few minutes
+# (the `device` tool: run `benches/gpu/build.sh` here first, carry benches/gpu/bin.tar.xz):
+#   1. parity: the `gpu::` integration tests (GPU results = the CPU's exact results);
+#   2. the CLI's --device cuda:0 against its CPU run;
+#   3. vellum vs PyTorch side by side on the same data and GPU: exact dense search of 1,000
+#      queries over 1 M × 768 (f32, TF32, f16, bf16) and MaxSim re-ranking of 1,000 candidates
+#      per query (benches/gpu/gpu_timing.rs, benches/gpu/peer.py).
+# Results: $OUT/gpu-results.jsonl (one object per measurement), $OUT/summary.txt (ratios).
+# Needs: an NVIDIA driver, Python with torch and numpy ($PYTHON), the CUDA 13 cuBLAS and NVRTC
+# libraries (found in torch's `nvidia/cu13/lib`, or set LD_LIBRARY_PATH).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/vellum-gpu-out}
+DATA=${DATA:-/tmp/vellum-gpu-data}
+ROWS=${ROWS:-1000000}
+mkdir -p "$OUT" "$DATA"
+PY=${PYTHON:-$(command -v /opt/torch/.venv/bin/python || command -v python3)}
+tar -xJf benches/gpu/bin.tar.xz -C benches/gpu
+BIN=benches/gpu/bin
+LIB=$("$PY" -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13", "lib"))' 2>/dev/null || true)
+export LD_LIBRARY_PATH="${LIB}:${LD_LIBRARY_PATH:-}"
+R="$OUT/gpu-results.jsonl"
+: > "$R"
+{
+  date -u
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  lscpu | grep 'Model name'
+} > "$OUT/machine.txt" 2>&1
+cat "$OUT/machine.txt"
+
+echo "== 1. parity tests"
+timeout 300 "$BIN/integration" gpu:: --test-threads 1 2>&1 | tail -15 | tee "$OUT/parity.txt"
+
+echo "== 2. CLI"
+T=$(mktemp -d)
+"$PY" - "$T" <<'PYEOF'
+import sys, numpy as np
+d = sys.argv[1]; r = np.random.default_rng(0)
+np.save(f"{d}/x.npy", r.standard_normal((20000, 64)).astype(np.float32))
+np.save(f"{d}/q.npy", r.standard_normal((100, 64)).astype(np.float32))
+open(f"{d}/docs.jsonl", "w").write("".join(f'{{"id": "d{i}"}}\n' for i in range(20000)))
+PYEOF
+(cd "$T" && "$OLDPWD/$BIN/vellum" create DB -c c -f e:dense:64:f32:ip >/dev/null \
+  && "$OLDPWD/$BIN/vellum" ingest DB -c c --docs docs.jsonl --vectors e=x.npy >/dev/null 2>&1 \
+  && "$OLDPWD/$BIN/vellum" search DB -c c --field e --query-vectors q.npy -k 10 > cpu.trec \
+  && "$OLDPWD/$BIN/vellum" search DB -c c --field e --query-vectors q.npy -k 10 --device cuda:0 > gpu.trec \
+  && cmp cpu.trec gpu.trec && echo "CLI: --device cuda:0 run = CPU run") 2>&1 | tee "$OUT/cli.txt"
+rm -rf "$T"
+
+echo "== 3. vellum vs PyTorch"
+"$BIN/gpu_timing" dense --data "$DATA" --rows "$ROWS" --dim 768 --queries 1000 --k 10 | tee -a "$R"
+for p in f32 tf32 f16 bf16; do
+  "$PY" benches/gpu/peer.py dense --dir "$DATA/dense_${ROWS}x768_f32" --dtype $p | tee -a "$R"
+done
+"$BIN/gpu_timing" rerank --data "$DATA" --docs 100000 --dim 128 --queries 1000 --candidates 1000 | tee -a "$R"
+"$PY" benches/gpu/peer.py rerank --dir "$DATA/multi_100000x128" | tee -a "$R"
+
+"$PY" - "$R" <<'PYEOF' | tee "$OUT/summary.txt"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+ours = {(r["bench"], r.get("gpu_precision", "")): r for r in rows if "peer" not in r}
+for r in rows:
+    if r.get("peer") != "pytorch":
+        continue
+    key = (r["bench"], {"f32": "f32"}.get(r.get("gpu_precision", ""), r.get("gpu_precision", "")))
+    v = ours.get(key)
+    if not v:
+        continue
+    line = f'{r["bench"]:6} {key[1] or "f16":5} vellum {v["batch_s"]*1e3:8.2f} ms  pytorch {r["batch_s"]*1e3:8.2f} ms  ratio {r["batch_s"]/v["batch_s"]:.2f}x  equal_to_cpu {v["equal_to_cpu"]}'
+    if "gemm_tflops" in r:
+        flops = 2.0 * v["queries"] * v["rows"] * v["dim"]
+        line += f'  vellum {flops / v["batch_s"] / 1e12:.1f} TFLOP/s = {100 * flops / v["batch_s"] / 1e12 / r["gemm_tflops"]:.0f}% of GEMM {r["gemm_tflops"]:.1f}'
+    print(line)
+PYEOF
+echo "results in $OUT"
