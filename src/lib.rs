@@ -58,7 +58,7 @@ pub mod error;
 pub mod eval;
 pub mod filter;
 pub mod format;
-#[cfg(feature = "cuda")]
+#[cfg(feature = "gpu")]
 pub mod gpu;
 pub mod hnsw;
 pub mod ingest;

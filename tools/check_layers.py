@@ -16,7 +16,7 @@ import re
 import sys
 
 # The layers: plain data and bytes at the bottom, algorithms above them, the engine on top.
-BELOW_ALGORITHMS = {"hnsw", "plaid", "filter", "search", "encode", "ingest", "collection", "writer", "db",
+BELOW_ALGORITHMS = {"gpu", "hnsw", "plaid", "filter", "search", "encode", "ingest", "collection", "writer", "db",
                     "snapshot", "verify", "interop", "eval"}
 RULES = {
     # What the manifest records: plain serde data.
@@ -27,6 +27,8 @@ RULES = {
     "format": BELOW_ALGORITHMS | {"linalg"},
     # CPU kernels.
     "linalg": BELOW_ALGORITHMS | {"format", "meta", "storage", "schema", "document"},
+    # GPU devices, matrices and kernels.
+    "gpu": (BELOW_ALGORITHMS - {"gpu"}) | {"format", "meta", "storage", "schema", "document", "linalg"},
     # HNSW build and walk: below search and the engine.
     "hnsw": BELOW_ALGORITHMS - {"hnsw"},
     # PLAID build and candidate stages: below search and the engine.

@@ -17,8 +17,8 @@ for line in sys.stdin:
 }
 cargo build --release -p vellum-cli
 cp target/release/vellum "$out/"
-cp "$(cargo test --release --features cuda,encoders --test integration --no-run --message-format=json | artifact integration)" "$out/integration"
-cp "$(cargo build --release --features cuda,encoders --bench gpu_timing --message-format=json | artifact gpu_timing)" "$out/gpu_timing"
+cp "$(cargo test --release -p vellum --features cuda,encoders --test integration --no-run --message-format=json | artifact integration)" "$out/integration"
+cp "$(cargo build --release -p vellum --features cuda,encoders --bench gpu_timing --message-format=json | artifact gpu_timing)" "$out/gpu_timing"
 strip "$out"/*
 tar -cJf benches/gpu/bin.tar.xz -C benches/gpu bin
 rm -rf "$out"

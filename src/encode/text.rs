@@ -291,7 +291,7 @@ fn resolve(
 }
 
 /// The error of an encoder that runs on the CPU only (CLIP) asked for a GPU.
-#[cfg(feature = "cuda")]
+#[cfg(feature = "gpu")]
 pub(super) fn cuda_unavailable(n: usize) -> Error {
     Error::parameter(
         "device",
@@ -299,7 +299,7 @@ pub(super) fn cuda_unavailable(n: usize) -> Error {
     )
 }
 
-#[cfg(not(feature = "cuda"))]
+#[cfg(not(feature = "gpu"))]
 pub(super) fn cuda_unavailable(n: usize) -> Error {
     Error::FeatureDisabled {
         what: format!("device cuda:{n}"),

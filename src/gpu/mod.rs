@@ -96,16 +96,32 @@ fn device_error(ordinal: usize, what: &str, e: impl std::fmt::Display) -> Error 
     Error::Device(format!("cuda:{ordinal}: {what}: {e}"))
 }
 
-/// Whether the CUDA driver library can be loaded on this machine.
+/// Whether the CUDA driver library can be loaded on this machine (always true in a build that
+/// links CUDA: such a binary does not start without it).
 pub fn driver_present() -> bool {
+    #[cfg(feature = "cuda")]
     // SAFETY: opens the shared library (dlopen) and reports whether it was found; no CUDA call.
-    unsafe { cudarc::driver::sys::is_culib_present() }
+    return unsafe { cudarc::driver::sys::is_culib_present() };
+    #[cfg(not(feature = "cuda"))]
+    true
 }
 
 /// Whether NVRTC (the run-time compiler of vellum's kernels) can be loaded on this machine.
 pub fn nvrtc_present() -> bool {
+    #[cfg(feature = "cuda")]
     // SAFETY: as in `driver_present`.
-    unsafe { cudarc::nvrtc::sys::is_culib_present() }
+    return unsafe { cudarc::nvrtc::sys::is_culib_present() };
+    #[cfg(not(feature = "cuda"))]
+    true
+}
+
+/// Whether cuBLAS can be loaded on this machine.
+fn cublas_present() -> bool {
+    #[cfg(feature = "cuda")]
+    // SAFETY: as in `driver_present`.
+    return unsafe { cudarc::cublas::sys::is_culib_present() };
+    #[cfg(not(feature = "cuda"))]
+    true
 }
 
 /// Compiles the kernels for `arch` (for example `compute_90`) to PTX without a device: what
@@ -161,8 +177,7 @@ impl Gpu {
                 }
             )));
         }
-        // SAFETY: as in `driver_present`.
-        if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+        if !cublas_present() {
             return Err(Error::Device(format!(
                 "cuda:{ordinal}: cuBLAS (libcublas.so.13) not found: install the CUDA 13 libraries (for example `pip install nvidia-cublas`) and put their lib folder on LD_LIBRARY_PATH"
             )));

@@ -7,7 +7,7 @@ mod approximate;
 mod bounds;
 mod coded;
 mod dense;
-#[cfg(feature = "cuda")]
+#[cfg(feature = "gpu")]
 mod gpu;
 mod multi;
 mod multi_plaid;
@@ -19,7 +19,7 @@ pub mod topk;
 pub use rerank::{candidates, Combine, Rerank};
 pub use shards::merge_shard_hits;
 
-#[cfg(feature = "cuda")]
+#[cfg(feature = "gpu")]
 pub use gpu::release_gpu_memory;
 
 /// Where a search runs.
@@ -432,12 +432,12 @@ pub fn filtered_exact_rule(matching: u64, rows: u64, ef: usize, m0: usize) -> bo
 
 /// Runs a GPU search (`None`: the request runs on the CPU), or reports that this build has no
 /// GPU support.
-#[cfg(feature = "cuda")]
+#[cfg(feature = "gpu")]
 fn on_gpu(search: impl FnOnce() -> Result<Option<Vec<TopK>>>) -> Result<Option<Vec<TopK>>> {
     search()
 }
 
-#[cfg(not(feature = "cuda"))]
+#[cfg(not(feature = "gpu"))]
 fn on_gpu(_: impl FnOnce() -> Result<Option<Vec<TopK>>>) -> Result<Option<Vec<TopK>>> {
     Err(Error::FeatureDisabled {
         what: "search on a CUDA device".into(),
@@ -445,7 +445,7 @@ fn on_gpu(_: impl FnOnce() -> Result<Option<Vec<TopK>>>) -> Result<Option<Vec<To
     })
 }
 
-#[cfg(not(feature = "cuda"))]
+#[cfg(not(feature = "gpu"))]
 mod gpu {
     //! Stand-ins with the signatures of the `cuda` feature's GPU search; never called.
     use super::*;

@@ -57,7 +57,7 @@ impl Combine {
 
     /// How far `apply(first, s)` may lie from `apply(first, s')` when `|s − s'| ≤ h` (f32
     /// rounding of both evaluations included).
-    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
     fn bound(&self, first: f32, second: f32, h: f64) -> f64 {
         match self {
             Combine::Second => h,
@@ -370,7 +370,7 @@ fn final_score(
     Ok(score)
 }
 
-#[cfg(feature = "cuda")]
+#[cfg(feature = "gpu")]
 fn on_gpu_pairs(
     c: &Collection,
     fi: usize,
@@ -383,7 +383,7 @@ fn on_gpu_pairs(
     super::gpu::maxsim_pairs(c, fi, metric, dim, queries, pairs, ordinal)
 }
 
-#[cfg(not(feature = "cuda"))]
+#[cfg(not(feature = "gpu"))]
 fn on_gpu_pairs(
     _: &Collection,
     _: usize,

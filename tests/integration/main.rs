@@ -16,7 +16,7 @@ mod encoders;
 mod eval;
 mod filters;
 mod golden;
-#[cfg(feature = "cuda")]
+#[cfg(feature = "gpu")]
 mod gpu;
 mod hnsw;
 mod hnsw_rs_patch;

@@ -213,6 +213,10 @@ pub struct TrainArgs {
     /// Evaluate every N steps (always before the first and after the last).
     #[arg(long)]
     pub eval_every: Option<usize>,
+    /// Where the towers train: cpu, or cuda:N (a build with the `cuda-train` feature:
+    /// benches/gpu/build-train.sh; other builds refuse cuda:N with that advice).
+    #[arg(long, default_value = "cpu")]
+    pub device: vellum::search::Device,
     /// Train only a (small) query encoder against the stored passage vectors (Cohen et al.
     /// 2024): align it to the current query encoder, then train contrastively; nothing is
     /// re-encoded. Held-out evaluation is full retrieval.

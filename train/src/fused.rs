@@ -29,7 +29,15 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&
 
 /// `softmax(scale · scores + mask)` over the last dimension. `scores`: `[B, H, Lq, Lk]`;
 /// `mask`: `[B, 1, 1, Lk]` (additive: 0 or a large negative), constant (no gradient).
+///
+/// On other devices than the CPU (GPUs), the differentiable composition of candle's ops.
 pub fn masked_softmax(scores: &Tensor, mask: &Tensor, scale: f64) -> candle_core::Result<Tensor> {
+    if !scores.device().is_cpu() {
+        return candle_nn::ops::softmax(
+            &(scores * scale)?.broadcast_add(mask)?,
+            candle_core::D::Minus1,
+        );
+    }
     scores.apply_op2(
         mask,
         MaskedSoftmax {
@@ -140,13 +148,24 @@ impl CustomOp2 for SoftmaxBackward {
 }
 
 /// Layer norm over the last dimension: `(x − mean) / sqrt(var + eps) · γ + β`, `var` biased
-/// (as BERT's `LayerNorm`). `x`: `[.., H]`; `gamma`, `beta`: `[H]`.
+/// (as BERT's `LayerNorm`). `x`: `[.., H]`; `gamma`, `beta`: `[H]`. On other devices than the
+/// CPU (GPUs), the differentiable composition of candle's ops.
 pub fn layer_norm(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
     eps: f64,
 ) -> candle_core::Result<Tensor> {
+    if !x.device().is_cpu() {
+        // The differentiable composition (GPUs).
+        let d = candle_core::D::Minus1;
+        let centered = x.broadcast_sub(&x.mean_keepdim(d)?)?;
+        let var = centered.sqr()?.mean_keepdim(d)?;
+        return centered
+            .broadcast_div(&(var + eps)?.sqrt()?)?
+            .broadcast_mul(gamma)?
+            .broadcast_add(beta);
+    }
     x.contiguous()?
         .apply_op3(gamma, beta, LayerNorm { eps: eps as f32 })
 }

@@ -274,7 +274,7 @@ pub fn train_query_encoder(
     let normalize_scores = crate::trainer::score_normalization(metric, &teacher_record, field)?;
     let teacher = collection.load_encoder(field, Role::Query, &EncoderOptions::default())?;
     let dims = teacher_record.dims;
-    let device = Device::Cpu;
+    let device = crate::trainer::candle_device(tc.device)?;
     let started = Instant::now();
 
     // The student's starting point.

@@ -29,6 +29,21 @@ use crate::loss::contrastive_loss;
 use crate::optim::{AdamW, OptimConfig};
 use crate::tower::Tower;
 
+/// candle's device for `device`: the CPU, or a CUDA GPU in a build with the `cuda` feature.
+pub fn candle_device(device: vellum::search::Device) -> Result<Device> {
+    match device {
+        vellum::search::Device::Cpu => Ok(Device::Cpu),
+        #[cfg(feature = "cuda")]
+        vellum::search::Device::Cuda(n) => Device::new_cuda(n).map_err(|e| {
+            TrainError::Vellum(vellum::Error::Device(format!("cuda:{n}: {e}")))
+        }),
+        #[cfg(not(feature = "cuda"))]
+        vellum::search::Device::Cuda(n) => Err(TrainError::Invalid(format!(
+            "training on cuda:{n} needs vellum built with vellum-train's `cuda` feature (candle's CUDA kernels, compiled by nvcc): benches/gpu/build-train.sh; this build trains on the CPU (device=cpu)"
+        ))),
+    }
+}
+
 /// What to train and how. Defaults follow Tevatron's (group 8, query length 32 in its recipes
 /// comes from the field's record here) and Hugging Face's (AdamW, clipping at 1.0).
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +87,8 @@ pub struct TrainConfig {
     pub save_total_limit: usize,
     /// Evaluate on the held-out set every this many steps (and before the first, and at the end).
     pub eval_every: Option<usize>,
+    /// Where the towers train: the CPU, or `cuda:N` (the `cuda` feature of vellum-train).
+    pub device: vellum::search::Device,
 }
 
 impl TrainConfig {
@@ -97,11 +114,12 @@ impl TrainConfig {
             save_every: None,
             save_total_limit: 2,
             eval_every: None,
+            device: vellum::search::Device::Cpu,
         }
     }
 
     /// The names [`TrainConfig::set`] takes.
-    pub const KEYS: &'static str = "epochs, max_steps, batch_size, group_size, accumulation, temperature, lr, weight_decay, warmup_ratio, max_grad_norm, seed, query_max_len, passage_max_len, untie, prefer_mined, save_every, save_total_limit, eval_every";
+    pub const KEYS: &'static str = "epochs, max_steps, batch_size, group_size, accumulation, temperature, lr, weight_decay, warmup_ratio, max_grad_norm, seed, query_max_len, passage_max_len, untie, prefer_mined, save_every, save_total_limit, eval_every, device";
 
     /// Sets one setting by its field name from text (`"3"`, `"2e-5"`, `"true"`; `"none"` unsets
     /// an optional one), as bindings pass keyword arguments. Values are checked when training
@@ -149,6 +167,11 @@ impl TrainConfig {
             "save_every" => self.save_every = optional(key, value, int)?,
             "save_total_limit" => self.save_total_limit = parse(key, value, int)?,
             "eval_every" => self.eval_every = optional(key, value, int)?,
+            "device" => {
+                self.device = value
+                    .parse()
+                    .map_err(|e: vellum::Error| TrainError::Invalid(e.to_string()))?
+            }
             _ => {
                 return Err(TrainError::Invalid(format!(
                     "unknown training setting {key:?} (settings: {})",
@@ -601,7 +624,7 @@ pub fn train(
 ) -> Result<TrainReport> {
     config.check()?;
     check_data(data)?;
-    let device = Device::Cpu;
+    let device = candle_device(config.device)?;
     let towers = Towers::load(collection, config, &device)?;
     let temperature = config
         .temperature

@@ -3,7 +3,7 @@
 //! their vectorised element-wise kernels ([`vector_math`]); candle (training) and CUDA backends
 //! arrive beside them and are chosen by the encoder options' `device`.
 
-#[cfg(feature = "cuda")]
+#[cfg(feature = "gpu")]
 pub mod cuda_bert;
 pub mod native_bert;
 pub mod native_clip;
@@ -24,7 +24,7 @@ pub enum Backbone {
     /// ModernBERT.
     ModernBert(NativeModernBert),
     /// BERT, RoBERTa, XLM-RoBERTa on an NVIDIA GPU.
-    #[cfg(feature = "cuda")]
+    #[cfg(feature = "gpu")]
     CudaBert(cuda_bert::CudaBert),
 }
 
@@ -46,21 +46,21 @@ impl Backbone {
             (Architecture::ModernBert { shape, .. }, DeviceSpec::Cpu) => {
                 Backbone::ModernBert(NativeModernBert::load(dir, &weights, shape.clone(), dtype)?)
             }
-            #[cfg(feature = "cuda")]
+            #[cfg(feature = "gpu")]
             (Architecture::Bert { shape, .. }, DeviceSpec::Cuda(n)) => {
                 // Read and checked as for the CPU (with an f32 copy: the device type is applied
                 // on upload), then copied to the device.
                 let native = NativeBert::load(dir, &weights, *shape, ComputeType::F32)?;
                 Backbone::CudaBert(cuda_bert::CudaBert::new(&native, n, dtype)?)
             }
-            #[cfg(feature = "cuda")]
+            #[cfg(feature = "gpu")]
             (Architecture::ModernBert { .. }, DeviceSpec::Cuda(n)) => {
                 return Err(Error::parameter(
                     "device",
                     format!("cuda:{n}: ModernBERT encoders run on the CPU in this version (device=cpu); the BERT family runs on GPUs"),
                 ))
             }
-            #[cfg(not(feature = "cuda"))]
+            #[cfg(not(feature = "gpu"))]
             (_, DeviceSpec::Cuda(n)) => {
                 return Err(Error::FeatureDisabled {
                     what: format!("device cuda:{n}"),
@@ -80,7 +80,7 @@ impl Backbone {
         Ok(match self {
             Backbone::Bert(m) => m.forward_with_keys(seqs, keys),
             Backbone::ModernBert(m) => m.forward_with_keys(seqs, keys),
-            #[cfg(feature = "cuda")]
+            #[cfg(feature = "gpu")]
             Backbone::CudaBert(m) => m.forward_with_keys(seqs, keys)?,
         })
     }
@@ -90,7 +90,7 @@ impl Backbone {
         match self {
             Backbone::Bert(m) => m.hidden(),
             Backbone::ModernBert(m) => m.hidden(),
-            #[cfg(feature = "cuda")]
+            #[cfg(feature = "gpu")]
             Backbone::CudaBert(m) => m.hidden(),
         }
     }
@@ -100,7 +100,7 @@ impl Backbone {
         match self {
             Backbone::Bert(m) => m.vocab(),
             Backbone::ModernBert(m) => m.vocab(),
-            #[cfg(feature = "cuda")]
+            #[cfg(feature = "gpu")]
             Backbone::CudaBert(m) => m.vocab(),
         }
     }
@@ -110,7 +110,7 @@ impl Backbone {
         match self {
             Backbone::Bert(m) => m.max_tokens(),
             Backbone::ModernBert(m) => m.max_tokens(),
-            #[cfg(feature = "cuda")]
+            #[cfg(feature = "gpu")]
             Backbone::CudaBert(m) => m.max_tokens(),
         }
     }

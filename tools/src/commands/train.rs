@@ -292,6 +292,7 @@ fn config_of(a: &TrainArgs) -> TrainConfig {
         save_every: a.save_every,
         save_total_limit: a.save_total_limit,
         eval_every: a.eval_every,
+        device: a.device,
         ..TrainConfig::new(&a.field)
     }
 }
