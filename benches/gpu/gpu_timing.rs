@@ -8,6 +8,8 @@
 //!  [--dtype f32|f16|bf16] [--reps 5] [--check 20]`
 //! `gpu_timing rerank --data DIR [--docs 100000] [--dim 128] [--queries 1000]
 //!  [--candidates 1000] [--k 10] [--reps 5] [--check 20]`
+//! `gpu_timing encode --data DIR --model MODEL --texts TEXTS.jsonl [--dtype f16] [--batch 256]
+//!  [--reps 3]` (writes the first 64 vectors to DIR/encode_<dtype>.npy for the peer's check)
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -289,12 +291,58 @@ fn rerank(args: &[String], data: &Path) {
     );
 }
 
+fn encode(args: &[String], data: &Path) {
+    use vellum::encode::{load, EncoderOptions, ModelDir};
+    let model = arg(args, "--model", None);
+    let dtype = arg(args, "--dtype", Some("f16"));
+    let batch = arg(args, "--batch", Some("256"));
+    let reps: usize = arg(args, "--reps", Some("3")).parse().unwrap();
+    let texts: Vec<String> = std::fs::read_to_string(arg(args, "--texts", None))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let dir = ModelDir::resolve(&model).unwrap();
+    let options =
+        EncoderOptions::parse(&format!("device=cuda:0,dtype={dtype},batch_size={batch}")).unwrap();
+    let encoder = load(&dir, &options).unwrap();
+    let first = encoder.encode_texts(&refs[..64.min(refs.len())]).unwrap();
+    write_npy_f32(
+        &data.join(format!("encode_{dtype}.npy")),
+        &[first.rows.len(), first.dims],
+        &first.values,
+    )
+    .unwrap();
+    let times: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            encoder.encode_texts(&refs).unwrap();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    let s = median(times);
+    println!(
+        "{}",
+        serde_json::json!({
+            "bench": "encode", "dtype": dtype, "texts": texts.len(), "batch": batch,
+            "encode_s": s, "texts_per_s": texts.len() as f64 / s,
+        })
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let data = PathBuf::from(arg(&args, "--data", None));
     match args.get(1).map(String::as_str) {
         Some("dense") => dense(&args, &data),
         Some("rerank") => rerank(&args, &data),
-        _ => panic!("usage: gpu_timing dense|rerank --data DIR [options]"),
+        Some("encode") => encode(&args, &data),
+        _ => panic!("usage: gpu_timing dense|rerank|encode --data DIR [options]"),
     }
 }

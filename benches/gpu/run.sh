@@ -55,6 +55,24 @@ for p in f32 tf32 f16 bf16; do
 done
 "$BIN/gpu_timing" rerank --data "$DATA" --docs 100000 --dim 128 --queries 1000 --candidates 1000 | tee -a "$R"
 "$PY" benches/gpu/peer.py rerank --dir "$DATA/multi_100000x128" | tee -a "$R"
+# Encoding: a random BERT-base (12 x 768) made by transformers, 20,000 texts of ~100 tokens.
+M="$DATA/bert-base-random"
+[ -d "$M" ] || "$PY" benches/gpu/peer.py make-model --dir "$M" \
+  --tokenizer tests/fixtures/encoders/tiny-a --texts "$DATA/texts.jsonl"
+for d in f32 f16; do
+  "$BIN/gpu_timing" encode --data "$DATA" --model "$M" --texts "$DATA/texts.jsonl" --dtype $d | tee -a "$R"
+  "$PY" benches/gpu/peer.py encode --dir "$M" --texts "$DATA/texts.jsonl" --dtype $d \
+    --vellum "$DATA/encode_$d.npy" --reps 3 | tee -a "$R"
+done
+# Ingest end to end (tokenise, encode on the GPU, write, commit) against the bare encoder.
+T=$(mktemp -d)
+"$BIN/vellum" create "$T/DB" -c c -f emb:dense:768:f16:ip --encoder "emb=$M" \
+  --encoder-options emb=dtype=f16 > /dev/null
+t0=$(date +%s.%N)
+"$BIN/vellum" ingest "$T/DB" -c c --docs "$DATA/texts.jsonl" --encoder-options device=cuda:0,batch_size=256 > /dev/null 2>&1
+t1=$(date +%s.%N)
+echo "{\"bench\": \"ingest\", \"dtype\": \"f16\", \"ingest_s\": $(echo "$t1 - $t0" | bc)}" | tee -a "$R"
+rm -rf "$T"
 
 "$PY" - "$R" <<'PYEOF' | tee "$OUT/summary.txt"
 import json, sys
@@ -68,9 +86,18 @@ for r in rows:
     if not v:
         continue
     line = f'{r["bench"]:6} {key[1] or "f16":5} vellum {v["batch_s"]*1e3:8.2f} ms  pytorch {r["batch_s"]*1e3:8.2f} ms  ratio {r["batch_s"]/v["batch_s"]:.2f}x  equal_to_cpu {v["equal_to_cpu"]}'
+    if r["bench"] == "encode":
+        v = next((x for x in rows if x.get("bench") == "encode" and "peer" not in x and x["dtype"] == r["dtype"]), None)
+        if v:
+            print(f'encode {r["dtype"]:5} vellum {v["texts_per_s"]:8.0f} texts/s  sentence-transformers {r["texts_per_s"]:8.0f} texts/s  ratio {v["texts_per_s"]/r["texts_per_s"]:.2f}x  min cosine {r["min_cosine_vs_vellum"]:.6f}')
+        continue
     if "gemm_tflops" in r:
         flops = 2.0 * v["queries"] * v["rows"] * v["dim"]
         line += f'  vellum {flops / v["batch_s"] / 1e12:.1f} TFLOP/s = {100 * flops / v["batch_s"] / 1e12 / r["gemm_tflops"]:.0f}% of GEMM {r["gemm_tflops"]:.1f}'
     print(line)
+ing = next((x for x in rows if x.get("bench") == "ingest"), None)
+enc = next((x for x in rows if x.get("bench") == "encode" and "peer" not in x and x["dtype"] == "f16"), None)
+if ing and enc:
+    print(f'ingest f16: {enc["texts"] / ing["ingest_s"]:.0f} docs/s = {100 * enc["encode_s"] / ing["ingest_s"]:.0f}% of the bare encoder')
 PYEOF
 echo "results in $OUT"

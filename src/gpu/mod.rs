@@ -34,8 +34,8 @@ const SELECT_THREADS: u32 = 256;
 pub const MAX_LIST: usize = 2048;
 /// Threads per block of the MaxSim kernels.
 const MAXSIM_THREADS: u32 = 128;
-/// Shared memory a MaxSim block may use: the query tokens padded to whole groups of 32, plus one
-/// partial maximum per token and warp.
+/// Shared memory a MaxSim block may use without opting in (every CUDA device); [`Gpu::open`]
+/// raises the MaxSim kernels' limit to the device's opt-in maximum ([`Gpu::maxsim_shared`]).
 pub const MAXSIM_SHARED: usize = 48 * 1024;
 
 /// Element type of a matrix on the GPU.
@@ -83,6 +83,8 @@ pub struct Gpu {
     maxsim_pairs: [CudaFunction; 3],
     /// One f32 of device memory: the affine arguments of a selection without affine map.
     dummy: CudaSlice<f32>,
+    /// Dynamic shared memory a MaxSim block may use on this device.
+    maxsim_shared: usize,
     module: Arc<cudarc::driver::CudaModule>,
 }
 
@@ -205,21 +207,43 @@ impl Gpu {
         };
         let stream = ctx.default_stream();
         let blas = CudaBlas::new(stream.clone()).map_err(|e| device_error(ordinal, "cuBLAS", e))?;
+        // The MaxSim kernels hold a query's tokens in shared memory: opt in to all of it.
+        let optin = ctx
+            .attribute(
+                cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+            )
+            .map(|v| v.max(0) as usize)
+            .unwrap_or(MAXSIM_SHARED)
+            .max(MAXSIM_SHARED);
+        let maxsim_all = [
+            f("maxsim_all_f32")?,
+            f("maxsim_all_f16")?,
+            f("maxsim_all_bf16")?,
+        ];
+        let maxsim_pairs = [
+            f("maxsim_pairs_f32")?,
+            f("maxsim_pairs_f16")?,
+            f("maxsim_pairs_bf16")?,
+        ];
+        let mut maxsim_shared = optin;
+        for k in maxsim_all.iter().chain(&maxsim_pairs) {
+            if k.set_attribute(
+                cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                optin as i32,
+            )
+            .is_err()
+            {
+                maxsim_shared = MAXSIM_SHARED;
+            }
+        }
         Ok(Gpu {
             ordinal,
             name,
             select: f("select_topk")?,
             clear: f("clear_top")?,
-            maxsim_all: [
-                f("maxsim_all_f32")?,
-                f("maxsim_all_f16")?,
-                f("maxsim_all_bf16")?,
-            ],
-            maxsim_pairs: [
-                f("maxsim_pairs_f32")?,
-                f("maxsim_pairs_f16")?,
-                f("maxsim_pairs_bf16")?,
-            ],
+            maxsim_all,
+            maxsim_pairs,
+            maxsim_shared,
             dummy: stream
                 .alloc_zeros(1)
                 .map_err(|e| device_error(ordinal, "allocating", e))?,
@@ -232,6 +256,11 @@ impl Gpu {
     /// The device's number (`cuda:N`).
     pub fn ordinal(&self) -> usize {
         self.ordinal
+    }
+
+    /// Dynamic shared memory a MaxSim block may use here (bytes; see [`maxsim_shared_bytes`]).
+    pub fn maxsim_shared(&self) -> usize {
+        self.maxsim_shared
     }
 
     /// The device's name, as the driver reports it.
@@ -269,7 +298,14 @@ impl Gpu {
     }
 
     /// Copies `values` to new device memory.
-    pub fn upload<T: cudarc::driver::DeviceRepr>(&self, values: &[T]) -> Result<CudaSlice<T>> {
+    pub fn upload<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>(
+        &self,
+        values: &[T],
+    ) -> Result<CudaSlice<T>> {
+        if values.is_empty() {
+            // CUDA refuses zero-byte allocations; an unused element stands in.
+            return self.zeros(1);
+        }
         self.stream
             .clone_htod(values)
             .map_err(|e| self.err("copying to the device", e))
@@ -362,6 +398,11 @@ impl Gpu {
         };
         let dims = |v: usize| i32::try_from(v).map_err(|_| self.err("matrix size", "above 2^31"));
         let (m32, n32, k32) = (dims(m)?, dims(n)?, dims(k)?);
+        // cuBLAS calls the runtime on this thread's current context.
+        self.stream
+            .context()
+            .bind_to_thread()
+            .map_err(|e| self.err("binding the context", e))?;
         let blas_handle = self.blas.lock();
         // SAFETY: the caller guarantees the buffers; alpha and beta live for the call; the
         // handle is bound to this device's stream.
@@ -398,11 +439,11 @@ impl Gpu {
         rows: &mut CudaSlice<u32>,
         n: usize,
     ) -> Result<()> {
-        let n32 = n as i32;
+        let n32 = i32::try_from(n).map_err(|_| self.err("clear_top", "above 2^31 entries"))?;
         let mut launch = self.stream.launch_builder(&self.clear);
         launch.arg(&n32).arg(scores).arg(rows);
         // SAFETY: `clear_top(int n, float*, u32*)` writes n entries of each list; both hold n.
-        unsafe { launch.launch(LaunchConfig::for_num_elems(n as u32)) }
+        unsafe { launch.launch(LaunchConfig::for_num_elems(n32 as u32)) }
             .map(|_| ())
             .map_err(|e| self.err("kernel clear_top", e))
     }
@@ -425,7 +466,12 @@ impl Gpu {
         list_scores: &mut CudaSlice<f32>,
         list_rows: &mut CudaSlice<u32>,
     ) -> Result<()> {
-        assert!(list <= MAX_LIST && list > 0, "list length {list}");
+        if list == 0 || list > MAX_LIST {
+            return Err(self.err(
+                "select_topk",
+                format!("list length {list} (1..={MAX_LIST})"),
+            ));
+        }
         let (ld, ncols, row0) = (ld as i64, ncols as i32, row0 as i64);
         // Without an affine map the kernel reads neither array; any device memory will do.
         let (flag, (scale, bias)) = match affine {

@@ -15,7 +15,10 @@
 //! two arithmetics for this query (rounding of inputs, accumulation of `dim` products on both
 //! sides, the metric's adjustment; see [`Bound`]). When the k-th best rescored score is above
 //! `u + H` the results are exactly the CPU's (same ids, same scores, ties by the same rule);
-//! otherwise that query is searched on the CPU. The list holds `max(2k, k + 32)` rows rounded up
+//! otherwise that query is searched on the CPU. For MaxSim "the CPU's" means its per-document
+//! MaxSim (`multi::maxsim_one`, the arithmetic of re-ranking and of PLAID's last stage): the
+//! whole-field CPU search multiplies blocks of documents, and the `gemm` crate's rounding depends
+//! on block shapes, so the two CPU paths themselves can differ in the last bit of a score. The list holds `max(2k, k + 32)` rows rounded up
 //! to a power of two (at most [`crate::gpu::MAX_LIST`]; larger `k` run on the CPU).
 
 use std::sync::Arc;
@@ -209,6 +212,8 @@ fn resident(
         Arc::ptr_eq(&r.gpu, gpu)
             && r.field == field
             && r.precision == p
+            && r.collection.0 == c.database_dir()
+            && r.collection.1 == c.name()
             && r.segments.len() == c.slots().len()
             && r.segments
                 .iter()
@@ -470,6 +475,7 @@ pub(super) fn search_dense(
     };
     let stored = c.schema().fields[field].kind.dtype();
     let deleted = gpu.upload(&deleted_bitmap(c, &r))?;
+    let live: u64 = c.slots().iter().map(|s| s.live_rows()).sum();
     let nq = queries.len() / dim;
     let rows = r.rows();
     let mut tops = Vec::with_capacity(nq);
@@ -533,6 +539,7 @@ pub(super) fn search_dense(
                 let h = bound.dense(metric, q_norm, *x_max, *inv_max);
                 finish(
                     |g| r.locate(g),
+                    live,
                     k,
                     gs,
                     gr,
@@ -560,8 +567,10 @@ pub(super) fn search_dense(
 /// when a row left out of a full list could still reach the top-k, or when `exact` gives `None`
 /// (the caller then searches that query on the CPU). `offset` is subtracted from GPU scores to
 /// put them on the CPU's scale, `h` bounds the difference between the two.
+#[allow(clippy::too_many_arguments)]
 fn finish(
     locate: impl Fn(usize) -> (u32, u32),
+    live: u64,
     k: usize,
     gpu_scores: &[f32],
     gpu_rows: &[u32],
@@ -581,8 +590,9 @@ fn finish(
         listed += 1;
     }
     if listed < gpu_rows.len() {
-        // The list never filled: every live row is in it.
-        return Some(top);
+        // The list never filled: every live row with a finite GPU score is in it. Rows whose
+        // GPU score was not finite were never admitted: the CPU decides those.
+        return (listed as u64 == live).then_some(top);
     }
     let last = *gpu_scores.last()? as f64 - offset;
     let kth = top.threshold() as f64;
@@ -604,15 +614,10 @@ pub(super) fn search_maxsim(
     let Some(list) = list_len(k) else {
         return Ok(None);
     };
-    let longest = queries.iter().map(|q| q.len() / dim).max().unwrap_or(0);
-    let shared = crate::gpu::maxsim_shared_bytes(longest, dim);
-    if shared > crate::gpu::MAXSIM_SHARED {
-        return Err(Error::InvalidQuery(format!(
-            "a query of {longest} tokens × {dim} values needs {shared} bytes of GPU shared memory (at most {}): search it on the CPU",
-            crate::gpu::MAXSIM_SHARED
-        )));
-    }
     let gpu = Gpu::open(ordinal)?;
+    let Some(shared) = maxsim_fits(&gpu, queries, dim, metric) else {
+        return Ok(None);
+    };
     let r = resident(c, &gpu, field, GpuPrecision::Stored)?;
     let ResidentData::Multi {
         tokens,
@@ -626,6 +631,7 @@ pub(super) fn search_maxsim(
         unreachable!("a multi-vector field's copy")
     };
     let deleted = gpu.upload(&deleted_bitmap(c, &r))?;
+    let live: u64 = c.slots().iter().map(|s| s.live_rows()).sum();
     let docs = r.rows();
     let metric_id = match metric {
         Metric::Ip => 0,
@@ -719,7 +725,7 @@ pub(super) fn search_maxsim(
                         Err(_) => None,
                     }
                 };
-                finish(|g| r.locate(g), k, gs, gr, 0.0, h, exact)
+                finish(|g| r.locate(g), live, k, gs, gr, 0.0, h, exact)
                     .map(Ok)
                     .unwrap_or_else(|| {
                         super::multi::search_maxsim(c, field, metric, dim, &[chunk[qi]], k)
@@ -743,16 +749,11 @@ pub(super) fn maxsim_pairs(
     queries: &[&[f32]],
     pairs: &[(u32, u32, u32)],
     ordinal: usize,
-) -> Result<(Vec<f32>, Vec<f64>)> {
-    let longest = queries.iter().map(|q| q.len() / dim).max().unwrap_or(0);
-    let shared = crate::gpu::maxsim_shared_bytes(longest, dim);
-    if shared > crate::gpu::MAXSIM_SHARED {
-        return Err(Error::InvalidQuery(format!(
-            "a query of {longest} tokens × {dim} values needs {shared} bytes of GPU shared memory (at most {}): re-rank it on the CPU",
-            crate::gpu::MAXSIM_SHARED
-        )));
-    }
+) -> Result<Option<(Vec<f32>, Vec<f64>)>> {
     let gpu = Gpu::open(ordinal)?;
+    let Some(shared) = maxsim_fits(&gpu, queries, dim, metric) else {
+        return Ok(None);
+    };
     let r = resident(c, &gpu, field, GpuPrecision::Stored)?;
     let ResidentData::Multi {
         tokens,
@@ -779,7 +780,7 @@ pub(super) fn maxsim_pairs(
         })
         .collect();
     if pairs.is_empty() {
-        return Ok((Vec::new(), bounds));
+        return Ok(Some((Vec::new(), bounds)));
     }
     let (q_dev, off_dev, sq_dev) = (
         gpu.upload(&stacked)?,
@@ -813,7 +814,20 @@ pub(super) fn maxsim_pairs(
     gpu.maxsim_pairs(&inputs, &pq, &pd, pairs.len(), &mut out)?;
     let mut scores = gpu.download(&out)?;
     scores.truncate(pairs.len());
-    Ok((scores, bounds))
+    Ok(Some((scores, bounds)))
+}
+
+/// The shared memory the MaxSim kernels need for `queries`, or `None` when they run on the CPU:
+/// a query too long for the device's shared memory, or a cosine query with a zero token (whose
+/// non-finite similarity the CPU reports).
+fn maxsim_fits(gpu: &Gpu, queries: &[&[f32]], dim: usize, metric: Metric) -> Option<usize> {
+    let longest = queries.iter().map(|q| q.len() / dim).max().unwrap_or(0);
+    let shared = crate::gpu::maxsim_shared_bytes(longest, dim);
+    let zero_token = metric == Metric::Cosine
+        && queries
+            .iter()
+            .any(|q| q.chunks_exact(dim).any(|t| t.iter().all(|v| *v == 0.0)));
+    (shared <= gpu.maxsim_shared() && !zero_token).then_some(shared)
 }
 
 /// [`Bound`] of a MaxSim score: per query token, the bound of its best similarity (the best of
@@ -852,13 +866,14 @@ mod tests {
     }
 
     #[test]
-    fn a_list_that_never_filled_holds_every_row() {
+    fn a_list_that_never_filled_holds_every_live_row() {
         let scores = [3.0, 1.0, f32::NEG_INFINITY, f32::NEG_INFINITY];
         let rows = [4, 7, NO_ROW, NO_ROW];
-        let top = finish(one_segment, 1, &scores, &rows, 0.0, 1e9, |_, r| {
-            Some(r as f32)
-        })
-        .expect("no row was left out");
+        let scorer = |_, r: u32| Some(r as f32);
+        let top = finish(one_segment, 2, 1, &scores, &rows, 0.0, 1e9, scorer)
+            .expect("no row was left out");
+        // A live row is missing (its GPU score was not finite): the CPU decides.
+        assert!(finish(one_segment, 3, 1, &scores, &rows, 0.0, 1e9, scorer).is_none());
         let best = top.into_sorted();
         assert_eq!((best[0].row, best[0].score), (7, 7.0));
     }
@@ -870,13 +885,13 @@ mod tests {
         let rows = [0, 1, 2];
         let exact = |_, r: u32| Some([5.0, 4.0, 3.0][r as usize]);
         // k = 2: the 2nd exact score 4 is above 3 + 0.5.
-        assert!(finish(one_segment, 2, &scores, &rows, 0.0, 0.5, exact).is_some());
+        assert!(finish(one_segment, 3, 2, &scores, &rows, 0.0, 0.5, exact).is_some());
         // ... but not above 3 + 1 (a row left out might tie 4).
-        assert!(finish(one_segment, 2, &scores, &rows, 0.0, 1.0, exact).is_none());
+        assert!(finish(one_segment, 3, 2, &scores, &rows, 0.0, 1.0, exact).is_none());
         // The offset moves GPU scores to the CPU's scale (L2 leaves out −|q|²).
-        assert!(finish(one_segment, 2, &scores, &rows, 2.0, 2.5, exact).is_some());
+        assert!(finish(one_segment, 3, 2, &scores, &rows, 2.0, 2.5, exact).is_some());
         // A scorer that fails sends the query to the CPU.
-        assert!(finish(one_segment, 2, &scores, &rows, 0.0, 0.5, |_, _| None).is_none());
+        assert!(finish(one_segment, 3, 2, &scores, &rows, 0.0, 0.5, |_, _| None).is_none());
     }
 
     /// Rounds to TF32 by truncation (the worse of the two roundings tensor cores may use).

@@ -206,17 +206,14 @@ pub(crate) fn rerank(
         }
         None => c,
     };
+    if r.k == 0 {
+        return Ok(vec![Vec::new(); queries.len()]);
+    }
     if let (super::Device::Cuda(n), FieldKind::Multi { dim, metric, .. }) = (r.device, &kind) {
-        return rerank_on_gpu(
-            c,
-            r,
-            fi,
-            &kind,
-            (*dim as usize, *metric),
-            &queries,
-            candidates,
-            n,
-        );
+        let on = (*dim as usize, *metric);
+        if let Some(hits) = rerank_on_gpu(c, r, fi, &kind, on, &queries, candidates, n)? {
+            return Ok(hits);
+        }
     }
     queries
         .par_iter()
@@ -253,7 +250,8 @@ pub(crate) fn rerank(
 
 /// [`rerank`] of a multi-vector field with GPU `ordinal`: the GPU scores every candidate, the CPU
 /// rescores candidates in order of their highest possible final score until the next cannot
-/// reach the k-th exact one; the rest are not in the top `k`. Same hits as the CPU path.
+/// reach the k-th exact one; the rest are not in the top `k`. Same hits as the CPU path; `None`
+/// when the queries must run on the CPU (see `gpu::maxsim_pairs`).
 #[allow(clippy::too_many_arguments)]
 fn rerank_on_gpu(
     c: &Collection,
@@ -264,7 +262,7 @@ fn rerank_on_gpu(
     queries: &[&[f32]],
     candidates: &[Vec<(&str, f32)>],
     ordinal: usize,
-) -> Result<Vec<Vec<Hit>>> {
+) -> Result<Option<Vec<Vec<Hit>>>> {
     // Resolve every candidate (duplicates refused, absent or deleted ones skipped, as on the CPU).
     let mut pairs = Vec::new();
     let mut found: Vec<Vec<(&str, f32, crate::collection::DocAddress)>> = Vec::new();
@@ -285,7 +283,9 @@ fn rerank_on_gpu(
         }
         found.push(mine);
     }
-    let (approx, bounds) = on_gpu_pairs(c, fi, metric, dim, queries, &pairs, ordinal)?;
+    let Some((approx, bounds)) = on_gpu_pairs(c, fi, metric, dim, queries, &pairs, ordinal)? else {
+        return Ok(None);
+    };
     let mut next = 0;
     let per_query: Vec<(usize, usize)> = found
         .iter()
@@ -338,7 +338,8 @@ fn rerank_on_gpu(
             hits.truncate(r.k);
             Ok(hits)
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
 }
 
 /// A candidate's final score: its second-stage score combined with its first (both finite).
@@ -379,7 +380,7 @@ fn on_gpu_pairs(
     queries: &[&[f32]],
     pairs: &[(u32, u32, u32)],
     ordinal: usize,
-) -> Result<(Vec<f32>, Vec<f64>)> {
+) -> Result<Option<(Vec<f32>, Vec<f64>)>> {
     super::gpu::maxsim_pairs(c, fi, metric, dim, queries, pairs, ordinal)
 }
 
@@ -392,7 +393,7 @@ fn on_gpu_pairs(
     _: &[&[f32]],
     _: &[(u32, u32, u32)],
     _: usize,
-) -> Result<(Vec<f32>, Vec<f64>)> {
+) -> Result<Option<(Vec<f32>, Vec<f64>)>> {
     Err(Error::FeatureDisabled {
         what: "re-ranking on a CUDA device".into(),
         feature: "cuda",

@@ -29,17 +29,17 @@ use crate::loss::contrastive_loss;
 use crate::optim::{AdamW, OptimConfig};
 use crate::tower::Tower;
 
-/// candle's device for `device`: the CPU, or a CUDA GPU in a build with the `cuda` feature.
+/// candle's device for `device`: the CPU, or a CUDA GPU in a build with the `cuda-train` feature.
 pub fn candle_device(device: vellum::search::Device) -> Result<Device> {
     match device {
         vellum::search::Device::Cpu => Ok(Device::Cpu),
-        #[cfg(feature = "cuda")]
+        #[cfg(feature = "cuda-train")]
         vellum::search::Device::Cuda(n) => Device::new_cuda(n).map_err(|e| {
             TrainError::Vellum(vellum::Error::Device(format!("cuda:{n}: {e}")))
         }),
-        #[cfg(not(feature = "cuda"))]
+        #[cfg(not(feature = "cuda-train"))]
         vellum::search::Device::Cuda(n) => Err(TrainError::Invalid(format!(
-            "training on cuda:{n} needs vellum built with vellum-train's `cuda` feature (candle's CUDA kernels, compiled by nvcc): benches/gpu/build-train.sh; this build trains on the CPU (device=cpu)"
+            "training on cuda:{n} needs vellum built with vellum-train's `cuda-train` feature (candle's CUDA kernels, compiled by nvcc): benches/gpu/build-train.sh; this build trains on the CPU (device=cpu)"
         ))),
     }
 }

@@ -4,7 +4,9 @@
 //! activation, multi-head attention over each text's keys). Activations stay f32; with `dtype`
 //! f16 or bf16 the weights are stored in that type and each linear layer's input is rounded to
 //! it, so the products run on tensor cores with f32 accumulation. Weights are read by
-//! [`NativeBert::load`] (the same checks and rounding) and copied to the device once.
+//! [`NativeBert::load`] with the same `dtype` (the same checks, every tensor rounded as on the
+//! CPU) and copied to the device once. f16 activations above ±65,504 become infinite, as in any
+//! f16 inference; bf16 has f32's range.
 //!
 //! Source of the architecture: Devlin et al. 2019 (BERT) and Hugging Face `transformers`'
 //! `BertModel`, whose outputs the CPU pass matches; the GPU pass is checked against the CPU pass
@@ -72,19 +74,23 @@ pub struct CudaBert {
 }
 
 impl CudaBert {
-    /// Copies `native`'s weights to GPU `ordinal` in `dtype` (f32, f16 or bf16).
+    /// The device type of `dtype`, or the error that `dtype` has no GPU path (int8).
+    pub fn check_dtype(dtype: ComputeType) -> Result<GpuType> {
+        match dtype {
+            ComputeType::F32 => Ok(GpuType::F32),
+            ComputeType::F16 => Ok(GpuType::F16),
+            ComputeType::Bf16 => Ok(GpuType::Bf16),
+            ComputeType::Int8 => Err(Error::parameter(
+                "dtype",
+                "int8 is a CPU path (AVX2 / AVX-512 VNNI integer products); on a GPU use f16 or bf16",
+            )),
+        }
+    }
+
+    /// Copies `native`'s weights (loaded with the same `dtype`, so every tensor is rounded as
+    /// the CPU rounds it) to GPU `ordinal`; linear weights are stored in `dtype`.
     pub fn new(native: &NativeBert, ordinal: usize, dtype: ComputeType) -> Result<Self> {
-        let t = match dtype {
-            ComputeType::F32 => GpuType::F32,
-            ComputeType::F16 => GpuType::F16,
-            ComputeType::Bf16 => GpuType::Bf16,
-            ComputeType::Int8 => {
-                return Err(Error::parameter(
-                    "dtype",
-                    "int8 is a CPU path (AVX2 / AVX-512 VNNI integer products); on a GPU use f16 or bf16",
-                ))
-            }
-        };
+        let t = Self::check_dtype(dtype)?;
         let gpu = Gpu::open(ordinal)?;
         let linear = |l: &Linear| -> Result<DevLinear> {
             let mut bytes = Vec::new();

@@ -48,9 +48,9 @@ impl Backbone {
             }
             #[cfg(feature = "gpu")]
             (Architecture::Bert { shape, .. }, DeviceSpec::Cuda(n)) => {
-                // Read and checked as for the CPU (with an f32 copy: the device type is applied
-                // on upload), then copied to the device.
-                let native = NativeBert::load(dir, &weights, *shape, ComputeType::F32)?;
+                // Read, checked and rounded to `dtype` as for the CPU, then copied.
+                cuda_bert::CudaBert::check_dtype(dtype)?;
+                let native = NativeBert::load(dir, &weights, *shape, dtype)?;
                 Backbone::CudaBert(cuda_bert::CudaBert::new(&native, n, dtype)?)
             }
             #[cfg(feature = "gpu")]
