@@ -15,10 +15,9 @@
 //! two arithmetics for this query (rounding of inputs, accumulation of `dim` products on both
 //! sides, the metric's adjustment; see [`Bound`]). When the k-th best rescored score is above
 //! `u + H` the results are exactly the CPU's (same ids, same scores, ties by the same rule);
-//! otherwise that query is searched on the CPU. For MaxSim "the CPU's" means its per-document
-//! MaxSim (`multi::maxsim_one`, the arithmetic of re-ranking and of PLAID's last stage): the
-//! whole-field CPU search multiplies blocks of documents, and the `gemm` crate's rounding depends
-//! on block shapes, so the two CPU paths themselves can differ in the last bit of a score. The list holds `max(2k, k + 32)` rows rounded up
+//! otherwise that query is searched on the CPU. MaxSim scores are the CPU's per-document
+//! arithmetic (`multi::maxsim_one`), which every CPU path reports (whole-field search rescores
+//! its finalists with it). The list holds `max(2k, k + 32)` rows rounded up
 //! to a power of two (at most [`crate::gpu::MAX_LIST`]; larger `k` run on the CPU).
 
 use std::sync::Arc;

@@ -2,7 +2,8 @@
 
 use rayon::prelude::*;
 
-use super::topk::{Candidate, TopK};
+use super::bounds::Screen;
+use super::topk::TopK;
 use crate::collection::Collection;
 use crate::dtype::Metric;
 use crate::error::{Error, Result};
@@ -70,6 +71,13 @@ pub(super) fn maxsim_one(
 }
 
 /// Scores every live document by `Σ_{query token} max_{doc token} sim(q, d)` and keeps the top k.
+///
+/// The blocked products (`X·Qᵀ` over many documents and queries at once) are rounded in an order
+/// that depends on the block shapes (the `gemm` crate's kernels), so a document's blocked score
+/// can differ in its last bits from [`maxsim_one`]'s, the arithmetic of re-ranking, PLAID's last
+/// stage and GPU rescoring. The blocked scores therefore screen ([`super::bounds::Screen`], an
+/// interval of [`blocked_slack`] around each), and the documents that can reach the top-k are
+/// rescored by [`maxsim_one`]: every path reports the same score for a document.
 pub(super) fn search_maxsim(
     c: &Collection,
     field: usize,
@@ -88,6 +96,15 @@ pub(super) fn search_maxsim(
     }
     let total = q.len() / dim;
     let q_sq = prepare_tokens(metric, dim, &mut q);
+    let q_norms: Vec<Vec<f64>> = ranges
+        .iter()
+        .map(|r| {
+            q[r.start * dim..r.end * dim]
+                .chunks_exact(dim)
+                .map(crate::dtype::norm_f64)
+                .collect()
+        })
+        .collect();
     // Blocks of whole documents.
     let mut tasks = Vec::new();
     for (si, slot) in c.slots().iter().enumerate() {
@@ -105,8 +122,8 @@ pub(super) fn search_maxsim(
         }
     }
     let nq = queries.len();
-    let empty = || (0..nq).map(|_| TopK::new(k)).collect::<Vec<_>>();
-    let per_task = |(si, start, end): (usize, u32, u32)| -> Result<Vec<TopK>> {
+    let empty = || (0..nq).map(|_| Screen::new(k)).collect::<Vec<_>>();
+    let per_task = |(si, start, end): (usize, u32, u32)| -> Result<Vec<Screen>> {
         let mut tops = empty();
         let slot = &c.slots()[si];
         // A filtered search skips blocks without a matching row.
@@ -210,7 +227,13 @@ pub(super) fn search_maxsim(
                 }
             }
         }
+        // The largest token norm of the block bounds every product's rounding.
+        let x_max = x
+            .chunks_exact(dim)
+            .map(crate::dtype::norm_f64)
+            .fold(0f64, f64::max);
         for (qi, top) in tops.iter_mut().enumerate() {
+            let slack = blocked_slack(metric, dim, &q_norms[qi], x_max);
             for (d, row) in (start..end).enumerate() {
                 let score = doc_scores[qi * (end - start) as usize + d];
                 if !score.is_finite() {
@@ -221,18 +244,18 @@ pub(super) fn search_maxsim(
                         seg.path().display()
                     )));
                 }
-                if score >= top.threshold() && !slot.is_deleted(row) {
-                    top.push(Candidate {
-                        score,
-                        segment_ord: si as u32,
-                        row,
-                    });
+                if !slot.is_deleted(row) {
+                    let (upper, lower) =
+                        ((score as f64 + slack) as f32, (score as f64 - slack) as f32);
+                    if upper >= top.floor {
+                        top.offer(upper.next_up(), lower.next_down(), si as u32, row);
+                    }
                 }
             }
         }
         Ok(tops)
     };
-    tasks
+    let screens = tasks
         .into_par_iter()
         .map(per_task)
         .try_reduce(empty, |mut a, b| {
@@ -240,5 +263,58 @@ pub(super) fn search_maxsim(
                 x.merge(y);
             }
             Ok(a)
+        })?;
+    // Rescore what can reach each top-k with the per-document arithmetic.
+    screens
+        .into_par_iter()
+        .zip(ranges.par_iter())
+        .map(|(screen, r)| {
+            let (qt, qs) = (&q[r.start * dim..r.end * dim], &q_sq[r.clone()]);
+            let scratch = std::cell::RefCell::new((Vec::new(), Vec::new()));
+            let failed = std::cell::RefCell::new(None);
+            let top = screen.finish(k, |si, row| {
+                let seg = &c.slots()[si as usize].segment;
+                let mut s = scratch.borrow_mut();
+                let (doc, tmp) = &mut *s;
+                doc.clear();
+                match seg.multi_row(field, row) {
+                    Ok(crate::dtype::VectorRef::F32(v)) => doc.extend_from_slice(v),
+                    Ok(other) => doc.extend(other.to_f32_vec()),
+                    Err(e) => {
+                        failed.borrow_mut().get_or_insert(e);
+                        return f32::NAN;
+                    }
+                }
+                maxsim_one(metric, dim, qt, qs, doc, tmp)
+            });
+            match failed.into_inner() {
+                Some(e) => Err(e),
+                None => Ok(top),
+            }
         })
+        .collect()
+}
+
+/// How far a document's blocked MaxSim score (as [`search_maxsim`] computes it) may lie from
+/// [`maxsim_one`]'s, for a query whose prepared tokens have norms `q_norms` and a block whose
+/// largest token norm is `x_max`: each dot product of `dim` terms is within `dim·2⁻²⁴·|q||x|` of
+/// exact on either side (any summation order), the metric's adjustment adds a rounding, and the
+/// sums of the per-token maxima add one rounding per term. A factor of 2 to spare.
+fn blocked_slack(metric: Metric, dim: usize, q_norms: &[f64], x_max: f64) -> f64 {
+    let (d, lq) = (dim as f64, q_norms.len() as f64);
+    let dot = (d + 2.0) * 2f64.powi(-21);
+    q_norms
+        .iter()
+        .map(|&n| {
+            let (per, size) = match metric {
+                Metric::Ip => (dot * n * x_max, n * x_max),
+                Metric::Cosine => (dot * n + 2f64.powi(-21), 1.0),
+                Metric::L2 => {
+                    let s = (n + x_max).powi(2);
+                    (2.0 * dot * n * x_max + 2f64.powi(-20) * s, s)
+                }
+            };
+            per + (lq + 2.0) * 2f64.powi(-21) * size
+        })
+        .sum()
 }

@@ -799,3 +799,72 @@ fn train_through_the_cli() {
         "{e}"
     );
 }
+
+/// `--encoder-options device=cuda:0` encodes on the GPU where there is one (the vectors the CPU
+/// gives, to f32 rounding) and is a one-line error naming the missing driver elsewhere, with
+/// nothing committed.
+#[test]
+fn ingest_on_a_gpu_device() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let (corpus, _, _) = sample(d, 20);
+    let a = root().join("tests/fixtures/encoders/tiny-a");
+    for db in ["CPU", "GPU"] {
+        ok(
+            d,
+            &[
+                "create",
+                db,
+                "--collection",
+                "docs",
+                "--field",
+                "emb:dense:32:f32:cosine",
+                "--encoder",
+                &format!("emb={}", a.display()),
+            ],
+        );
+    }
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&corpus)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let id = first["id"].as_str().unwrap().to_string();
+    let corpus = corpus.display().to_string();
+    ok(d, &["ingest", "CPU", "-c", "docs", "--docs", &corpus]);
+    let gpu = [
+        "ingest",
+        "GPU",
+        "-c",
+        "docs",
+        "--docs",
+        &corpus,
+        "--encoder-options",
+        "device=cuda:0",
+    ];
+    if vellum::gpu::driver_present() {
+        ok(d, &gpu);
+        let get = |db: &str| ok(d, &["get", db, "-c", "docs", "--id", &id, "--vectors"]);
+        let v = |s: String| -> Vec<f64> {
+            let j: serde_json::Value = serde_json::from_str(&s).unwrap();
+            j["fields"]["emb"]["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect()
+        };
+        let (c, g) = (v(get("CPU")), v(get("GPU")));
+        let dot: f64 = c.iter().zip(&g).map(|(a, b)| a * b).sum();
+        assert!(dot > 0.99999, "cosine {dot}");
+    } else {
+        let e = fail(d, &gpu);
+        assert!(e.contains("cuda:0: no CUDA driver found"), "{e}");
+        // Nothing was committed.
+        let e = fail(d, &["get", "GPU", "-c", "docs", "--id", &id]);
+        assert!(e.contains(&id), "{e}");
+    }
+}
