@@ -599,6 +599,85 @@ fn finish(
     (kth > last + h).then_some(top)
 }
 
+/// A batch of multi-vector queries prepared for the MaxSim kernels: stacked and prepared on the
+/// host (normalised for cosine; squared norms for L2), and copied to the device.
+struct MaxSimQueries {
+    stacked: Vec<f32>,
+    offsets: Vec<i32>,
+    q_sq: Vec<f32>,
+    on_device: (
+        cudarc::driver::CudaSlice<f32>,
+        cudarc::driver::CudaSlice<i32>,
+        cudarc::driver::CudaSlice<f32>,
+    ),
+}
+
+impl MaxSimQueries {
+    fn new(gpu: &Gpu, queries: &[&[f32]], dim: usize, metric: Metric) -> Result<Self> {
+        let mut stacked = Vec::new();
+        let mut offsets = vec![0i32];
+        for q in queries {
+            stacked.extend_from_slice(q);
+            offsets.push((stacked.len() / dim) as i32);
+        }
+        let q_sq = super::multi::prepare_tokens(metric, dim, &mut stacked);
+        let on_device = (
+            gpu.upload(&stacked)?,
+            gpu.upload(&offsets)?,
+            gpu.upload(&q_sq)?,
+        );
+        Ok(MaxSimQueries {
+            stacked,
+            offsets,
+            q_sq,
+            on_device,
+        })
+    }
+
+    /// Query `i`'s prepared tokens and their squared norms.
+    fn query(&self, i: usize, dim: usize) -> (&[f32], &[f32]) {
+        let (a, b) = (self.offsets[i] as usize, self.offsets[i + 1] as usize);
+        (&self.stacked[a * dim..b * dim], &self.q_sq[a..b])
+    }
+
+    /// What the kernels read: `r`'s tokens and these queries.
+    fn inputs<'a>(
+        &'a self,
+        r: &'a Resident,
+        dim: usize,
+        metric: Metric,
+        shared: usize,
+    ) -> MaxSimInputs<'a> {
+        let ResidentData::Multi {
+            tokens,
+            dtype,
+            doc_offsets,
+            token_aux,
+            ..
+        } = &r.data
+        else {
+            unreachable!("a multi-vector field's copy")
+        };
+        MaxSimInputs {
+            tokens,
+            dtype: *dtype,
+            doc_offsets,
+            token_aux,
+            query_tokens: &self.on_device.0,
+            query_offsets: &self.on_device.1,
+            query_sq: &self.on_device.2,
+            queries: self.offsets.len() - 1,
+            dim: dim as i32,
+            metric: match metric {
+                Metric::Ip => 0,
+                Metric::Cosine => 1,
+                Metric::L2 => 2,
+            },
+            shared,
+        }
+    }
+}
+
 /// MaxSim search of multi-vector `queries` on device `ordinal`; `None` when `k` is too large
 /// for the GPU.
 pub(super) fn search_maxsim(
@@ -618,50 +697,16 @@ pub(super) fn search_maxsim(
         return Ok(None);
     };
     let r = resident(c, &gpu, field, GpuPrecision::Stored)?;
-    let ResidentData::Multi {
-        tokens,
-        dtype,
-        doc_offsets,
-        token_aux,
-        x_max,
-        bound,
-    } = &r.data
-    else {
+    let ResidentData::Multi { x_max, bound, .. } = &r.data else {
         unreachable!("a multi-vector field's copy")
     };
     let deleted = gpu.upload(&deleted_bitmap(c, &r))?;
     let live: u64 = c.slots().iter().map(|s| s.live_rows()).sum();
     let docs = r.rows();
-    let metric_id = match metric {
-        Metric::Ip => 0,
-        Metric::Cosine => 1,
-        Metric::L2 => 2,
-    };
     let mut tops = Vec::with_capacity(queries.len());
     for chunk in queries.chunks(QUERY_CHUNK) {
-        let mut stacked = Vec::new();
-        let mut offsets = vec![0i32];
-        for q in chunk {
-            stacked.extend_from_slice(q);
-            offsets.push((stacked.len() / dim) as i32);
-        }
-        let q_sq = super::multi::prepare_tokens(metric, dim, &mut stacked);
-        let q_dev = gpu.upload(&stacked)?;
-        let off_dev = gpu.upload(&offsets)?;
-        let sq_dev = gpu.upload(&q_sq)?;
-        let inputs = MaxSimInputs {
-            tokens,
-            dtype: *dtype,
-            doc_offsets,
-            token_aux,
-            query_tokens: &q_dev,
-            query_offsets: &off_dev,
-            query_sq: &sq_dev,
-            queries: chunk.len(),
-            dim: dim as i32,
-            metric: metric_id,
-            shared,
-        };
+        let prepared = MaxSimQueries::new(&gpu, chunk, dim, metric)?;
+        let inputs = prepared.inputs(&r, dim, metric, shared);
         let n = chunk.len();
         let tile = (TILE_BYTES / (4 * n)).clamp(1, docs.max(1));
         let mut scores = gpu.zeros::<f32>(n * tile)?;
@@ -692,9 +737,7 @@ pub(super) fn search_maxsim(
         let finished: Vec<TopK> = (0..n)
             .into_par_iter()
             .map(|qi| {
-                let range = offsets[qi] as usize * dim..offsets[qi + 1] as usize * dim;
-                let q = &stacked[range.clone()];
-                let qs = &q_sq[range.start / dim..range.end / dim];
+                let (q, qs) = prepared.query(qi, dim);
                 let h = maxsim_bound(bound, metric, dim, q, *x_max);
                 let (gs, gr) = lists.query(qi);
                 let mut doc = Vec::new();
@@ -754,55 +797,17 @@ pub(super) fn maxsim_pairs(
         return Ok(None);
     };
     let r = resident(c, &gpu, field, GpuPrecision::Stored)?;
-    let ResidentData::Multi {
-        tokens,
-        dtype,
-        doc_offsets,
-        token_aux,
-        x_max,
-        bound,
-    } = &r.data
-    else {
+    let ResidentData::Multi { x_max, bound, .. } = &r.data else {
         unreachable!("a multi-vector field's copy")
     };
-    let mut stacked = Vec::new();
-    let mut offsets = vec![0i32];
-    for q in queries {
-        stacked.extend_from_slice(q);
-        offsets.push((stacked.len() / dim) as i32);
-    }
-    let q_sq = super::multi::prepare_tokens(metric, dim, &mut stacked);
+    let prepared = MaxSimQueries::new(&gpu, queries, dim, metric)?;
     let bounds = (0..queries.len())
-        .map(|i| {
-            let range = offsets[i] as usize * dim..offsets[i + 1] as usize * dim;
-            maxsim_bound(bound, metric, dim, &stacked[range], *x_max)
-        })
+        .map(|i| maxsim_bound(bound, metric, dim, prepared.query(i, dim).0, *x_max))
         .collect();
     if pairs.is_empty() {
         return Ok(Some((Vec::new(), bounds)));
     }
-    let (q_dev, off_dev, sq_dev) = (
-        gpu.upload(&stacked)?,
-        gpu.upload(&offsets)?,
-        gpu.upload(&q_sq)?,
-    );
-    let inputs = MaxSimInputs {
-        tokens,
-        dtype: *dtype,
-        doc_offsets,
-        token_aux,
-        query_tokens: &q_dev,
-        query_offsets: &off_dev,
-        query_sq: &sq_dev,
-        queries: queries.len(),
-        dim: dim as i32,
-        metric: match metric {
-            Metric::Ip => 0,
-            Metric::Cosine => 1,
-            Metric::L2 => 2,
-        },
-        shared,
-    };
+    let inputs = prepared.inputs(&r, dim, metric, shared);
     let pair_query: Vec<i32> = pairs.iter().map(|p| p.0 as i32).collect();
     let pair_doc: Vec<u32> = pairs
         .iter()
