@@ -232,14 +232,15 @@ pub(crate) fn rerank(
                 let Some(doc) = c.get(id)? else {
                     continue;
                 };
-                let address = doc.address();
-                let seg = &c.slots()[address.segment_ord as usize].segment;
-                let score = final_score(&mut prepared, r, qi, id, first, seg, fi, address.row)?;
-                hits.push(Hit {
-                    id: id.to_string(),
-                    score,
-                    address,
-                });
+                hits.push(rescored(
+                    &mut prepared,
+                    r,
+                    qi,
+                    (id, first),
+                    c,
+                    fi,
+                    doc.address(),
+                )?);
             }
             hits.sort_by(super::rank_order);
             hits.truncate(r.k);
@@ -323,16 +324,11 @@ fn rerank_on_gpu(
                     break;
                 }
                 let (id, first, address) = cands[j];
-                let seg = &c.slots()[address.segment_ord as usize].segment;
-                let score = final_score(&mut prepared, r, qi, id, first, seg, fi, address.row)?;
-                let at = best.partition_point(|b| b.total_cmp(&score).is_ge());
-                best.insert(at, score);
+                let hit = rescored(&mut prepared, r, qi, (id, first), c, fi, address)?;
+                let at = best.partition_point(|b| b.total_cmp(&hit.score).is_ge());
+                best.insert(at, hit.score);
                 best.truncate(r.k);
-                hits.push(Hit {
-                    id: id.to_string(),
-                    score,
-                    address,
-                });
+                hits.push(hit);
             }
             hits.sort_by(super::rank_order);
             hits.truncate(r.k);
@@ -342,19 +338,19 @@ fn rerank_on_gpu(
         .map(Some)
 }
 
-/// A candidate's final score: its second-stage score combined with its first (both finite).
-#[allow(clippy::too_many_arguments)]
-fn final_score(
+/// Candidate `id` (first-stage score `first`, at `address` in `c`) re-scored: its second-stage
+/// score combined with its first, both finite.
+fn rescored(
     prepared: &mut PreparedTokens,
     r: &Rerank<'_>,
     qi: usize,
-    id: &str,
-    first: f32,
-    seg: &crate::format::segment::Segment,
+    (id, first): (&str, f32),
+    c: &Collection,
     fi: usize,
-    row: u32,
-) -> Result<f32> {
-    let second = prepared.score(seg, fi, row)?;
+    address: crate::collection::DocAddress,
+) -> Result<Hit> {
+    let seg = &c.slots()[address.segment_ord as usize].segment;
+    let second = prepared.score(seg, fi, address.row)?;
     if !second.is_finite() {
         return Err(Error::InvalidQuery(format!(
             "query {qi}: its score against document {id:?} is {second} (scale the vectors down)"
@@ -368,7 +364,11 @@ fn final_score(
             r.combine
         )));
     }
-    Ok(score)
+    Ok(Hit {
+        id: id.to_string(),
+        score,
+        address,
+    })
 }
 
 #[cfg(feature = "gpu")]
