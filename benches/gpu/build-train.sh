@@ -15,12 +15,13 @@ if [ ! -x "$V/bin/python" ]; then
     nvidia-cuda-runtime==13.0.96 nvidia-cuda-cccl==13.0.85 nvidia-cublas==13.0.0.19 \
     nvidia-curand==10.4.0.35
 fi
+"$V/bin/pip" install -q "nvidia-cuda-nvrtc==13.0.*"
 C13=$("$V/bin/python" -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13"))')
 # nvcc expects lib64 and the cccl headers beside the others.
 [ -e "$C13/lib64" ] || ln -s lib "$C13/lib64"
 # The driver library stub: every cu* symbol candle's cudarc links, as a no-op.
-STUB=$(mktemp -d)
-nm -D --defined-only "$C13"/lib/libcudart.so.13 >/dev/null 2>&1 || true
+STUB="$V/stub"  # a fixed path: a changed RUSTFLAGS would rebuild everything
+rm -rf "$STUB"; mkdir -p "$STUB"
 python3 - "$STUB" <<'PYEOF'
 import re, subprocess, sys, glob, os
 d = sys.argv[1]
@@ -31,6 +32,11 @@ subprocess.check_call(["cc", "-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o
                        f"{d}/libcuda.so.1", f"{d}/stub.c"])
 os.symlink("libcuda.so.1", f"{d}/libcuda.so")
 PYEOF
+# The linker wants unversioned names for the CUDA libraries the wheels ship versioned.
+for lib in cudart nvrtc curand cublas cublasLt; do
+  found=$(ls "$C13"/lib/lib$lib.so.* 2>/dev/null | head -1)
+  [ -n "$found" ] && ln -sf "$found" "$STUB/lib$lib.so"
+done
 export PATH="$C13/bin:$PATH" CUDA_HOME="$C13" CUDA_PATH="$C13" CUDA_ROOT="$C13" \
   CUDA_COMPUTE_CAP=90 CUDARC_CUDA_VERSION=13000 \
   LIBRARY_PATH="$STUB:$C13/lib:${LIBRARY_PATH:-}" RUSTFLAGS="-L $STUB -L $C13/lib"
