@@ -1000,7 +1000,7 @@ impl NativeDatabase {
 
     /// Two-stage search: stage 1 (`depth` candidates by `field`, with `filter`) re-ranked by
     /// `rerank_field`; each stage's queries as vectors or texts. `(ids, scores [n, k])`.
-    #[pyo3(signature = (collection, field, queries, texts, rerank_field, rerank_queries, rerank_texts, k, depth, combine, filter, ef, exact))]
+    #[pyo3(signature = (collection, field, queries, texts, rerank_field, rerank_queries, rerank_texts, k, depth, combine, filter, ef, exact, device=None))]
     #[allow(clippy::too_many_arguments)]
     fn search_two_stage<'py>(
         &self,
@@ -1018,6 +1018,7 @@ impl NativeDatabase {
         filter: Option<String>,
         ef: Option<usize>,
         exact: bool,
+        device: Option<String>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let c = self.collection(collection)?;
         check_k(depth, 1)?;
@@ -1026,20 +1027,25 @@ impl NativeDatabase {
         let second =
             self.stage_queries(py, &c, rerank_field, rerank_queries.as_ref(), rerank_texts)?;
         check_k(k, first.len())?;
-        let mut req = with_options(
-            SearchRequest {
-                queries: first.queries(field),
-                ..SearchRequest::text(field, depth)
-            },
-            ef,
-            exact,
-        );
+        let mut req = on_device(
+            with_options(
+                SearchRequest {
+                    queries: first.queries(field),
+                    ..SearchRequest::text(field, depth)
+                },
+                ef,
+                exact,
+            ),
+            device.as_deref(),
+            None,
+        )?;
         req.filter = filter.as_ref();
         let rerank = vellum::Rerank {
             queries: second.queries(rerank_field),
             ..vellum::Rerank::dense(rerank_field, &[], k)
         }
-        .with_combine(combine_of(combine));
+        .with_combine(combine_of(combine))
+        .on_device(req.device);
         let coll = &*c;
         let hits = py
             .detach(move || coll.search_two_stage(&req, &rerank))
@@ -1049,7 +1055,7 @@ impl NativeDatabase {
 
     /// Stage 2 alone: re-ranks `candidates` (per query, `(id, stage-1 score)` pairs) with
     /// `field`. `(ids, scores [n, k])`.
-    #[pyo3(signature = (collection, field, candidates, queries, texts, k, combine, filter))]
+    #[pyo3(signature = (collection, field, candidates, queries, texts, k, combine, filter, device=None))]
     #[allow(clippy::too_many_arguments)]
     fn rerank<'py>(
         &self,
@@ -1062,16 +1068,19 @@ impl NativeDatabase {
         k: usize,
         combine: Option<(f32, f32)>,
         filter: Option<String>,
+        device: Option<String>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let c = self.collection(collection)?;
         check_k(k, candidates.len())?;
+        let device = on_device(SearchRequest::text(field, k), device.as_deref(), None)?.device;
         let filter = parse_filter(filter.as_deref())?;
         let q = self.stage_queries(py, &c, field, queries.as_ref(), texts)?;
         let mut rerank = vellum::Rerank {
             queries: q.queries(field),
             ..vellum::Rerank::dense(field, &[], k)
         }
-        .with_combine(combine_of(combine));
+        .with_combine(combine_of(combine))
+        .on_device(device);
         rerank.filter = filter.as_ref();
         let coll = &*c;
         let hits = py

@@ -382,3 +382,22 @@ def test_search_on_a_gpu_device(db, metric):
         assert e.value.kind == "Device"
     with pytest.raises(InvalidInputError, match="expected cpu or cuda:N"):
         c.search(q, k=7, device="gpu")
+
+
+def test_re_ranking_on_a_gpu_device(db):
+    """Multi-vector re-ranking with device="cuda:0": the CPU's results, or a clear error."""
+    rng = np.random.default_rng(5)
+    c = db.create_collection("c", ["tok:multi:8:f32:ip"])
+    ids = [f"d{i}" for i in range(50)]
+    c.add(ids, vectors={"tok": [rng.standard_normal((1 + i % 4, 8)).astype(np.float32)
+                                for i in range(50)]})
+    db.commit()
+    q = [rng.standard_normal((3, 8)).astype(np.float32)]
+    cpu = c.rerank([ids], q, k=5, field="tok")
+    if _cuda_driver():
+        gpu = c.rerank([ids], q, k=5, field="tok", device="cuda:0")
+        np.testing.assert_array_equal(gpu[0], cpu[0])
+        np.testing.assert_array_equal(gpu[1], cpu[1])
+    else:
+        with pytest.raises(VellumError, match="no CUDA driver found"):
+            c.rerank([ids], q, k=5, field="tok", device="cuda:0")

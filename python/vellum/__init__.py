@@ -434,18 +434,20 @@ class Collection:
         filter: Union[None, str, Mapping[str, Any]] = None,
         ef: Optional[int] = None,
         exact: bool = False,
+        device: Optional[str] = None,
     ) -> Tuple[np.ndarray, np.ndarray]:
         """Two-stage search (retrieve, then re-rank): the best ``depth`` documents per query by
         ``field`` (``queries`` as vectors, or ``texts``; with ``filter``, ``ef``, ``exact`` as
         :meth:`search`), re-scored by ``rerank_field`` (dense, or exact MaxSim on a multi-vector
         field) with the paired query (``rerank_queries`` or ``rerank_texts``, one per query),
         keeping the best ``k``. The final score is the second stage's, or with ``combine=(w1,
-        w2)`` ``w1 * first + w2 * second``. Returns ``(ids, scores)``, each ``[n, k]``."""
+        w2)`` ``w1 * first + w2 * second``. ``device="cuda:0"`` runs both stages on that GPU
+        (exact, as :meth:`search`). Returns ``(ids, scores)``, each ``[n, k]``."""
         ids, scores, _ = self.db._db.search_two_stage(
             self.name, field, queries, None if texts is None else _texts(texts),
             rerank_field, rerank_queries,
             None if rerank_texts is None else _texts(rerank_texts), k, depth,
-            _combine(combine), _filter(filter), ef, exact)
+            _combine(combine), _filter(filter), ef, exact, device)
         return _pad(ids, k), scores
 
     def rerank(
@@ -458,11 +460,13 @@ class Collection:
         texts: Union[None, str, Sequence[str]] = None,
         combine: Optional[Tuple[float, float]] = None,
         filter: Union[None, str, Mapping[str, Any]] = None,
+        device: Optional[str] = None,
     ) -> Tuple[np.ndarray, np.ndarray]:
         """The second stage alone: re-scores each query's ``candidates`` (ids, or ``(id,
         first-stage score)`` pairs, e.g. read back from a saved run) with ``field`` and the
         query's vector (``queries``) or text (``texts``), keeping the best ``k``. Candidates the
-        collection no longer holds are skipped."""
+        collection no longer holds are skipped. ``device="cuda:0"`` scores a multi-vector
+        field's candidates on that GPU (same results as the CPU)."""
         cands = []
         for row in candidates:
             out = []
@@ -479,7 +483,7 @@ class Collection:
             cands.append(out)
         ids, scores, _ = self.db._db.rerank(
             self.name, field, cands, queries, None if texts is None else _texts(texts), k,
-            _combine(combine), _filter(filter))
+            _combine(combine), _filter(filter), device)
         return _pad(ids, k), scores
 
     def encode_queries(

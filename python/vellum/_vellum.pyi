@@ -62,12 +62,13 @@ class NativeDatabase:
         self, collection: str, field: str, queries: Any, texts: Optional[List[str]],
         rerank_field: str, rerank_queries: Any, rerank_texts: Optional[List[str]], k: int,
         depth: int, combine: Optional[Tuple[float, float]], filter: Optional[str],
-        ef: Optional[int], exact: bool,
+        ef: Optional[int], exact: bool, device: Optional[str] = None,
     ) -> Tuple[List[List[str]], npt.NDArray[np.float32], None]: ...
     def rerank(
         self, collection: str, field: str, candidates: List[List[Tuple[str, float]]],
         queries: Any, texts: Optional[List[str]], k: int,
         combine: Optional[Tuple[float, float]], filter: Optional[str],
+        device: Optional[str] = None,
     ) -> Tuple[List[List[str]], npt.NDArray[np.float32], None]: ...
     def encode_queries(self, collection: str, field: str, texts: List[str]) -> Any: ...
     def get(self, collection: str, id: str) -> Optional[Dict[str, Any]]: ...
