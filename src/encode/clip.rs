@@ -14,9 +14,7 @@ use super::source::ModelDir;
 use super::tokenize::TextTokenizer;
 use super::{Encoded, Encoder, EncoderInput, Modality, Prepared};
 use crate::error::{Error, Result};
-use crate::meta::encoder::{
-    ComputeType, DeviceSpec, EncoderOptions, EncoderRecord, OutputKind, Pooling, Role,
-};
+use crate::meta::encoder::{ComputeType, EncoderOptions, EncoderRecord, OutputKind, Pooling, Role};
 
 /// Images per forward pass by default.
 pub const DEFAULT_IMAGE_BATCH: usize = 32;
@@ -71,9 +69,6 @@ fn resolve(
     options: &EncoderOptions,
     fingerprint: Option<&str>,
 ) -> Result<Resolved> {
-    if let DeviceSpec::Cuda(n) = options.device.unwrap_or_default() {
-        return Err(super::text::cuda_unavailable(n));
-    }
     let config = ClipConfig::from_dir(dir)?
         .ok_or_else(|| dir.error("config.json: model_type is not clip"))?;
     let dtype = options.dtype.unwrap_or_default();
@@ -182,7 +177,8 @@ impl ClipEncoder {
         let path = dir.dir.join("model.safetensors");
         let weights = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         let vocab = r.config.text_config.vocab_size;
-        let model = NativeClip::load(dir, &weights, r.config, r.record.dtype)?;
+        let device = options.device.unwrap_or_default();
+        let model = NativeClip::load(dir, &weights, r.config, r.record.dtype, device)?;
         let tokenizer = match r.side {
             Side::Text => Some(TextTokenizer::load(
                 dir,
@@ -288,7 +284,7 @@ impl Encoder for ClipEncoder {
                     })
                     .collect::<Result<Vec<_>>>()?;
                 Ok(Encoded {
-                    values: self.model.encode_texts(&seqs),
+                    values: self.model.encode_texts(&seqs)?,
                     rows: vec![1; seqs.len()],
                     dims,
                 })
@@ -307,7 +303,7 @@ impl Encoder for ClipEncoder {
                     }
                 }
                 let hidden = self.side == Side::ImageHidden;
-                let out = self.model.encode_images(&pixels, hidden);
+                let out = self.model.encode_images(&pixels, hidden)?;
                 let rows = if hidden { self.record.max_length } else { 1 };
                 Ok(Encoded {
                     values: if hidden {

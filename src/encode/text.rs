@@ -289,20 +289,3 @@ fn resolve(
         lower_case: defaults.do_lower_case,
     })
 }
-
-/// The error of an encoder that runs on the CPU only (CLIP) asked for a GPU.
-#[cfg(feature = "gpu")]
-pub(super) fn cuda_unavailable(n: usize) -> Error {
-    Error::parameter(
-        "device",
-        format!("cuda:{n}: this encoder runs on the CPU in this version (device=cpu); the BERT family (dense and ColBERT) runs on GPUs"),
-    )
-}
-
-#[cfg(not(feature = "gpu"))]
-pub(super) fn cuda_unavailable(n: usize) -> Error {
-    Error::FeatureDisabled {
-        what: format!("device cuda:{n}"),
-        feature: "cuda",
-    }
-}

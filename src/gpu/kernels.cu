@@ -315,7 +315,33 @@ extern "C" __global__ void bias_residual_ln(const float* __restrict__ in,
     layer_norm_row(buf, s, h, gamma, beta, eps, red, out + r * h);
 }
 
-// x[i] = act(x[i] + bias[i % n]); act: 0 none, 1 GELU (erf), 2 GELU (tanh), 3 ReLU.
+// One block per row: out = LN(in) (pre-norm layers). Shared: h floats.
+extern "C" __global__ void layer_norm(const float* __restrict__ in,
+                                      const float* __restrict__ gamma,
+                                      const float* __restrict__ beta, int h, float eps,
+                                      float* __restrict__ out) {
+    extern __shared__ float buf[];
+    __shared__ float red[32];
+    const i64 r = blockIdx.x;
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < h; i += blockDim.x) {
+        const float v = in[r * h + i];
+        buf[i] = v;
+        s += v;
+    }
+    s = block_sum(s, red);
+    layer_norm_row(buf, s, h, gamma, beta, eps, red, out + r * h);
+}
+
+// x[i] += in[i] + bias[i % n] (a pre-norm layer's residual).
+extern "C" __global__ void residual_add(float* __restrict__ x, const float* __restrict__ in,
+                                        const float* __restrict__ bias, i64 total, int n) {
+    const i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < total) x[i] += in[i] + bias[i % n];
+}
+
+// x[i] = act(x[i] + bias[i % n]); act: 0 none, 1 GELU (erf), 2 GELU (tanh), 3 ReLU,
+// 4 quick GELU (x * sigmoid(1.702 x), OpenAI's CLIP).
 extern "C" __global__ void bias_act(float* __restrict__ x, const float* __restrict__ bias,
                                     i64 total, int n, int act) {
     const i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
@@ -324,24 +350,27 @@ extern "C" __global__ void bias_act(float* __restrict__ x, const float* __restri
     if (act == 1) v = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
     else if (act == 2) v = 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)));
     else if (act == 3) v = fmaxf(v, 0.0f);
+    else if (act == 4) v = v / (1.0f + expf(-1.702f * v));
     x[i] = v;
 }
 
 // Multi-head attention of packed texts: block (t, head) computes token t's context for one head.
 // qkv rows hold [q | k | v] (3h values, biases added); text tok_seq[t] starts at row
-// seq_start[s] and its tokens attend to its first seq_keys[s] tokens. Shared: max keys floats.
+// seq_start[s] and its tokens attend to its first seq_keys[s] tokens (with `causal`, also only
+// to tokens at or before their own position). Shared: max keys floats.
 extern "C" __global__ void attention(const float* __restrict__ qkv,
                                      const u32* __restrict__ tok_seq,
                                      const u32* __restrict__ seq_start,
                                      const u32* __restrict__ seq_keys, int h, int heads,
-                                     float scale, float* __restrict__ ctx) {
+                                     float scale, int causal, float* __restrict__ ctx) {
     extern __shared__ float p[];
     __shared__ float red[32];
     const i64 t = blockIdx.x;
     const int hd = blockIdx.y, dh = h / heads;
     const u32 s = tok_seq[t];
     const i64 start = seq_start[s];
-    const int nk = seq_keys[s];
+    int nk = seq_keys[s];
+    if (causal) nk = min(nk, (int)(t - start) + 1);
     const float* q = qkv + t * 3 * h + hd * dh;
     float mx = NEG_INF;
     for (int j = threadIdx.x; j < nk; j += blockDim.x) {

@@ -629,6 +629,8 @@ mod tests {
             let ptx = compile_kernels(arch).unwrap_or_else(|e| panic!("{arch}: {e}"));
             for kernel in [
                 "embed_ln",
+                "layer_norm",
+                "residual_add",
                 "bias_residual_ln",
                 "bias_act",
                 "attention",

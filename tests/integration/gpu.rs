@@ -397,6 +397,65 @@ fn encoders_on_the_gpu_equal_the_cpu() {
     }
 }
 
+/// CLIP's towers on the GPU give the CPU pass's image embeddings, penultimate hidden states and
+/// text embeddings (f32).
+#[cfg(feature = "encoders")]
+#[test]
+fn clip_on_the_gpu_equals_the_cpu() {
+    use vellum::encode::backend::native_clip::NativeClip;
+    use vellum::encode::models::clip::ClipConfig;
+    use vellum::encode::{ComputeType, ModelDir};
+    if !gpu() {
+        return;
+    }
+    let dir = ModelDir::at(fixture("clip/tiny").into(), "tiny").unwrap();
+    let bytes = std::fs::read(format!("{}/model.safetensors", fixture("clip/tiny"))).unwrap();
+    let load = |device| {
+        let config = ClipConfig::from_dir(&dir).unwrap().unwrap();
+        NativeClip::load(&dir, &bytes, config, ComputeType::F32, device).unwrap()
+    };
+    let (cpu, gpu) = (load(Device::Cpu), load(Device::Cuda(0)));
+    let s = cpu.config().vision_config.image_size;
+    let mut rng = Rng(3);
+    let pixels: Vec<f32> = (0..3 * 3 * s * s).map(|_| rng.unit()).collect();
+    let (a, b) = (
+        cpu.encode_images(&pixels, true).unwrap(),
+        gpu.encode_images(&pixels, true).unwrap(),
+    );
+    let p = cpu.config().projection_dim;
+    for (x, y) in a
+        .embeddings
+        .chunks_exact(p)
+        .zip(b.embeddings.chunks_exact(p))
+    {
+        assert!(
+            cosine(x, y) >= 0.99999,
+            "image embedding cosine {}",
+            cosine(x, y)
+        );
+    }
+    let max = a
+        .penultimate
+        .iter()
+        .zip(&b.penultimate)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(max <= 1e-3, "penultimate max difference {max}");
+    let texts: Vec<Vec<u32>> = vec![vec![1, 5, 9, 2], vec![1, 7, 7, 7, 3, 2], vec![1, 2]];
+    let refs: Vec<&[u32]> = texts.iter().map(|t| t.as_slice()).collect();
+    let (a, b) = (
+        cpu.encode_texts(&refs).unwrap(),
+        gpu.encode_texts(&refs).unwrap(),
+    );
+    for (x, y) in a.chunks_exact(p).zip(b.chunks_exact(p)) {
+        assert!(
+            cosine(x, y) >= 0.99999,
+            "text embedding cosine {}",
+            cosine(x, y)
+        );
+    }
+}
+
 /// Without a driver, a GPU encoder is a clear error; a CPU-only encoder on a GPU says so.
 #[cfg(feature = "encoders")]
 #[test]

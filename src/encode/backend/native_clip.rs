@@ -22,20 +22,20 @@ use crate::encode::models::clip::{ClipActivation, ClipConfig, TowerShape};
 use crate::encode::source::ModelDir;
 use crate::error::Result;
 use crate::linalg::normalize;
-use crate::meta::encoder::ComputeType;
+use crate::meta::encoder::{ComputeType, DeviceSpec};
 
-struct Layer {
-    norm1: Norm,
-    qkv: Linear,
-    out: Linear,
-    norm2: Norm,
-    fc1: Linear,
-    fc2: Linear,
+pub(super) struct Layer {
+    pub(super) norm1: Norm,
+    pub(super) qkv: Linear,
+    pub(super) out: Linear,
+    pub(super) norm2: Norm,
+    pub(super) fc1: Linear,
+    pub(super) fc2: Linear,
 }
 
-struct Tower {
-    shape: TowerShape,
-    layers: Vec<Layer>,
+pub(super) struct Tower {
+    pub(super) shape: TowerShape,
+    pub(super) layers: Vec<Layer>,
 }
 
 /// The output of the vision tower for a batch of images.
@@ -62,6 +62,9 @@ pub struct NativeClip {
     pre_norm: Norm,
     post_norm: Norm,
     visual_projection: Linear,
+    /// Both towers' layers on a GPU (`device=cuda:N`).
+    #[cfg(feature = "gpu")]
+    gpu: Option<super::cuda_clip::CudaClip>,
 }
 
 impl std::fmt::Debug for NativeClip {
@@ -176,14 +179,64 @@ impl Tower {
     }
 }
 
+/// Which tower a pass runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Text,
+    Vision,
+}
+
 impl NativeClip {
-    /// Reads the weights of a CLIP checkpoint (`model.safetensors` of a `CLIPModel`).
+    /// Runs layers `layers` of a tower over packed sequences in `x`: on the GPU when the model
+    /// was loaded for one, else on the CPU (images attend fully, texts causally).
+    fn run(
+        &self,
+        which: Which,
+        layers: std::ops::Range<usize>,
+        x: &mut [f32],
+        lens: &[usize],
+    ) -> Result<()> {
+        let tower = match which {
+            Which::Text => &self.text,
+            Which::Vision => &self.vision,
+        };
+        #[cfg(feature = "gpu")]
+        if let Some(g) = &self.gpu {
+            let w = match which {
+                Which::Text => super::cuda_clip::Which::Text,
+                Which::Vision => super::cuda_clip::Which::Vision,
+            };
+            return g.forward(w, tower, layers, x, lens);
+        }
+        let mask = match which {
+            Which::Text => Mask::Causal,
+            Which::Vision => Mask::Full,
+        };
+        tower.forward(layers, x, lens, mask);
+        Ok(())
+    }
+
+    /// Reads the weights of a CLIP checkpoint (`model.safetensors` of a `CLIPModel`), for
+    /// `device` (the CPU, or a CUDA GPU with the `cuda` feature: the towers' layers run there).
     pub fn load(
         dir: &ModelDir,
         bytes: &[u8],
         config: ClipConfig,
         dtype: ComputeType,
+        device: DeviceSpec,
     ) -> Result<Self> {
+        match device {
+            DeviceSpec::Cpu => {}
+            #[cfg(feature = "gpu")]
+            DeviceSpec::Cuda(_) => super::cuda_clip::CudaClip::check_dtype(dtype)?,
+            #[cfg(not(feature = "gpu"))]
+            DeviceSpec::Cuda(n) => {
+                return Err(crate::error::Error::FeatureDisabled {
+                    what: format!("device cuda:{n}"),
+                    feature: "cuda",
+                })
+            }
+        }
         let st = SafeTensors::deserialize(bytes)
             .map_err(|e| dir.error(format!("model.safetensors cannot be read: {e}")))?;
         let t = Tensors {
@@ -197,9 +250,17 @@ impl NativeClip {
         let (ht, hv, proj) = (ts.hidden, vs.hidden, config.projection_dim);
         let tc = &config.text_config;
         let p = config.vision_config.patch_size;
+        let (text, vision) = (tower(&t, "text_model", ts)?, tower(&t, "vision_model", vs)?);
+        #[cfg(feature = "gpu")]
+        let gpu = match device {
+            DeviceSpec::Cuda(n) => Some(super::cuda_clip::CudaClip::new(&text, &vision, n, dtype)?),
+            DeviceSpec::Cpu => None,
+        };
         Ok(NativeClip {
-            text: tower(&t, "text_model", ts)?,
-            vision: tower(&t, "vision_model", vs)?,
+            text,
+            vision,
+            #[cfg(feature = "gpu")]
+            gpu,
             token: t.get(
                 "text_model.embeddings.token_embedding.weight",
                 &[tc.vocab_size, ht],
@@ -239,7 +300,7 @@ impl NativeClip {
 
     /// Encodes preprocessed images (`images × [3, S, S]` values, `S` the configured image size):
     /// normalised embeddings and, with `penultimate`, the penultimate hidden states.
-    pub fn encode_images(&self, pixels: &[f32], penultimate: bool) -> VisionOutput {
+    pub fn encode_images(&self, pixels: &[f32], penultimate: bool) -> Result<VisionOutput> {
         let v = &self.config.vision_config;
         let (s, p, h) = (v.image_size, v.patch_size, self.vision.shape.hidden);
         let (g, plane) = (s / p, s * s);
@@ -285,12 +346,11 @@ impl NativeClip {
         let lens = vec![seq; images];
         let last = self.vision.layers.len() - 1;
         let mut out = VisionOutput::default();
-        self.vision.forward(0..last, &mut x, &lens, Mask::Full);
+        self.run(Which::Vision, 0..last, &mut x, &lens)?;
         if penultimate {
             out.penultimate = x.clone();
         }
-        self.vision
-            .forward(last..last + 1, &mut x, &lens, Mask::Full);
+        self.run(Which::Vision, last..last + 1, &mut x, &lens)?;
         let mut pooled = Vec::with_capacity(images * h);
         for b in 0..images {
             let mut cls = x[b * seq * h..][..h].to_vec();
@@ -306,11 +366,11 @@ impl NativeClip {
         out.embeddings
             .chunks_exact_mut(self.config.projection_dim)
             .for_each(normalize);
-        out
+        Ok(out)
     }
 
     /// Encodes token sequences (special tokens included): `texts × projection_dim`, normalised.
-    pub fn encode_texts(&self, seqs: &[&[u32]]) -> Vec<f32> {
+    pub fn encode_texts(&self, seqs: &[&[u32]]) -> Result<Vec<f32>> {
         let h = self.text.shape.hidden;
         let rows: usize = seqs.iter().map(|s| s.len()).sum();
         let mut x = Vec::with_capacity(rows * h);
@@ -322,8 +382,7 @@ impl NativeClip {
             }
         }
         let lens: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
-        self.text
-            .forward(0..self.text.layers.len(), &mut x, &lens, Mask::Causal);
+        self.run(Which::Text, 0..self.text.layers.len(), &mut x, &lens)?;
         let eos = self.config.text_config.eos_token_id;
         let mut pooled = Vec::with_capacity(seqs.len() * h);
         let mut at = 0;
@@ -344,6 +403,6 @@ impl NativeClip {
         linear(&pooled, seqs.len(), &self.text_projection, &mut out);
         out.chunks_exact_mut(self.config.projection_dim)
             .for_each(normalize);
-        out
+        Ok(out)
     }
 }

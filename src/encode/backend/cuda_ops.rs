@@ -1,0 +1,377 @@
+//! The transformer pieces the GPU encoders share (feature `cuda`): weights on the device, and
+//! the steps of a layer over packed f32 activations (a row per token, no padding) — linear
+//! layers by cuBLAS (inputs rounded to the weights' type for f16 / bf16: tensor cores with f32
+//! accumulation), and `kernels.cu`'s row kernels. [`super::cuda_bert`] (post-norm BERT layers)
+//! and [`super::cuda_clip`] (pre-norm CLIP layers) are built from them.
+
+use std::sync::Arc;
+
+use cudarc::driver::{
+    CudaFunction, CudaSlice, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg,
+};
+
+use super::native_bert::{Linear, Norm};
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, GpuType};
+use crate::meta::encoder::ComputeType;
+
+/// Threads per block of the row kernels.
+const ROW_THREADS: u32 = 128;
+
+/// A linear layer on the device.
+pub(super) struct DevLinear {
+    /// `[out, in]` in the device type, as bytes.
+    weight: CudaSlice<u8>,
+    /// `[out]` (zeros for a layer without bias).
+    pub(super) bias: CudaSlice<f32>,
+    out: usize,
+    inp: usize,
+}
+
+/// A layer norm's parameters on the device.
+pub(super) struct DevNorm {
+    gamma: CudaSlice<f32>,
+    beta: CudaSlice<f32>,
+}
+
+/// Activation functions of `bias_act`.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Act {
+    None = 0,
+    GeluErf = 1,
+    GeluTanh = 2,
+    Relu = 3,
+    QuickGelu = 4,
+}
+
+struct Kernels {
+    embed_ln: CudaFunction,
+    layer_norm: CudaFunction,
+    bias_residual_ln: CudaFunction,
+    residual_add: CudaFunction,
+    bias_act: CudaFunction,
+    attention: CudaFunction,
+    to_half: CudaFunction,
+}
+
+/// A device, the type of its weights, and the kernels.
+pub(super) struct Ops {
+    pub(super) gpu: Arc<Gpu>,
+    pub(super) dtype: GpuType,
+    k: Kernels,
+}
+
+/// Packed texts or images as the attention kernel reads them.
+pub(super) struct Packing {
+    /// Text (sequence) of each row.
+    tok_seq: CudaSlice<u32>,
+    /// First row of each text.
+    seq_start: CudaSlice<u32>,
+    /// Keys each text's rows attend to.
+    seq_keys: CudaSlice<u32>,
+    /// The largest key count.
+    longest: usize,
+    /// Rows in all.
+    pub(super) rows: usize,
+}
+
+impl Ops {
+    /// The device type of `dtype`, or the error that `dtype` has no GPU path (int8).
+    pub(super) fn device_type(dtype: ComputeType) -> Result<GpuType> {
+        match dtype {
+            ComputeType::F32 => Ok(GpuType::F32),
+            ComputeType::F16 => Ok(GpuType::F16),
+            ComputeType::Bf16 => Ok(GpuType::Bf16),
+            ComputeType::Int8 => Err(Error::parameter(
+                "dtype",
+                "int8 is a CPU path (AVX2 / AVX-512 VNNI integer products); on a GPU use f16 or bf16",
+            )),
+        }
+    }
+
+    /// Opens GPU `ordinal` for weights of `dtype`.
+    pub(super) fn new(ordinal: usize, dtype: ComputeType) -> Result<Ops> {
+        let dtype = Self::device_type(dtype)?;
+        let gpu = Gpu::open(ordinal)?;
+        let f = |n: &str| gpu.function(n);
+        Ok(Ops {
+            k: Kernels {
+                embed_ln: f("embed_ln")?,
+                layer_norm: f("layer_norm")?,
+                bias_residual_ln: f("bias_residual_ln")?,
+                residual_add: f("residual_add")?,
+                bias_act: f("bias_act")?,
+                attention: f("attention")?,
+                to_half: f("to_half")?,
+            },
+            dtype,
+            gpu,
+        })
+    }
+
+    /// Copies a linear layer (weights in the device type).
+    pub(super) fn linear_weights(&self, l: &Linear) -> Result<DevLinear> {
+        let mut bytes = Vec::with_capacity(l.weight.len() * self.dtype.size());
+        match self.dtype {
+            GpuType::F32 => bytes.extend_from_slice(bytemuck::cast_slice(&l.weight)),
+            GpuType::F16 => bytes.extend(
+                l.weight
+                    .iter()
+                    .flat_map(|v| half::f16::from_f32(*v).to_bits().to_le_bytes()),
+            ),
+            GpuType::Bf16 => bytes.extend(
+                l.weight
+                    .iter()
+                    .flat_map(|v| half::bf16::from_f32(*v).to_bits().to_le_bytes()),
+            ),
+        }
+        let bias = if l.bias.is_empty() {
+            vec![0.0; l.out]
+        } else {
+            l.bias.clone()
+        };
+        Ok(DevLinear {
+            weight: self.gpu.upload(&bytes)?,
+            bias: self.gpu.upload(&bias)?,
+            out: l.out,
+            inp: l.inp,
+        })
+    }
+
+    /// Copies a layer norm.
+    pub(super) fn norm(&self, n: &Norm) -> Result<DevNorm> {
+        Ok(DevNorm {
+            gamma: self.gpu.upload(&n.gamma)?,
+            beta: self.gpu.upload(&n.beta)?,
+        })
+    }
+
+    /// The attention layout of packed sequences: `lens[i]` rows each, attending to their first
+    /// `keys[i]` rows (all when `None`).
+    pub(super) fn packing(&self, lens: &[usize], keys: Option<&[usize]>) -> Result<Packing> {
+        let g = &self.gpu;
+        let mut tok_seq = Vec::new();
+        let mut starts = Vec::with_capacity(lens.len());
+        for (i, &n) in lens.iter().enumerate() {
+            starts.push(tok_seq.len() as u32);
+            tok_seq.extend(std::iter::repeat_n(i as u32, n));
+        }
+        let keys: Vec<u32> = match keys {
+            Some(k) => k.iter().map(|&x| x as u32).collect(),
+            None => lens.iter().map(|&x| x as u32).collect(),
+        };
+        Ok(Packing {
+            rows: tok_seq.len(),
+            longest: keys.iter().copied().max().unwrap_or(1) as usize,
+            tok_seq: g.upload(&tok_seq)?,
+            seq_start: g.upload(&starts)?,
+            seq_keys: g.upload(&keys)?,
+        })
+    }
+
+    /// `x[t] = LN(word[ids[t]] + position[pos[t]] + type0)` for every row.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn embed_ln(
+        &self,
+        ids: &CudaSlice<u32>,
+        pos: &CudaSlice<u32>,
+        tables: (&CudaSlice<f32>, &CudaSlice<f32>, &CudaSlice<f32>),
+        norm: &DevNorm,
+        (h, eps): (usize, f32),
+        rows: usize,
+        x: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let hi = h as i32;
+        let mut l = self.gpu.stream().launch_builder(&self.k.embed_ln);
+        l.arg(ids)
+            .arg(pos)
+            .arg(tables.0)
+            .arg(tables.1)
+            .arg(tables.2)
+            .arg(&norm.gamma)
+            .arg(&norm.beta)
+            .arg(&hi)
+            .arg(&eps)
+            .arg(x);
+        // SAFETY: arguments match `embed_ln`; ids and positions index their tables (the caller
+        // checked them); x holds rows·h values.
+        unsafe { l.launch(Self::rows(rows, h)) }
+            .map(|_| ())
+            .map_err(|e| self.gpu.error("kernel embed_ln", e))
+    }
+
+    fn rows(n: usize, h: usize) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (n as u32, 1, 1),
+            block_dim: (ROW_THREADS, 1, 1),
+            shared_mem_bytes: (h * 4) as u32,
+        }
+    }
+
+    /// `out = input · Wᵀ` (no bias) for `rows` rows; `half` is scratch for 16-bit inputs
+    /// (at least `rows · in` values).
+    pub(super) fn linear(
+        &self,
+        l: &DevLinear,
+        input: &CudaSlice<f32>,
+        rows: usize,
+        half: &mut CudaSlice<u16>,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let s = g.stream();
+        if self.dtype != GpuType::F32 {
+            let n = (rows * l.inp) as i64;
+            let count = u32::try_from(n).map_err(|_| g.error("to_half", "above 2^32 values"))?;
+            let kind = (self.dtype == GpuType::Bf16) as i32;
+            let mut b = s.launch_builder(&self.k.to_half);
+            b.arg(input).arg(&mut *half).arg(&n).arg(&kind);
+            // SAFETY: arguments match `to_half`; input and half hold at least n values.
+            unsafe { b.launch(LaunchConfig::for_num_elems(count)) }
+                .map_err(|e| g.error("kernel to_half", e))?;
+        }
+        let (pa, _ga) = l.weight.device_ptr(s);
+        let (pb, _gb) = match self.dtype {
+            GpuType::F32 => input.device_ptr(s),
+            _ => half.device_ptr(s),
+        };
+        let (pc, _gc) = out.device_ptr_mut(s);
+        // SAFETY: the weight holds out·in values of the device type, the input rows·in, the
+        // output rows·out f32 (the callers allocate them for the batch).
+        unsafe { g.gemm_nt(pa, pb, pc, l.out, rows, l.inp, self.dtype, false) }
+    }
+
+    /// `x[i] = act(x[i] + bias[i % n])` over `total` values.
+    pub(super) fn bias_act(
+        &self,
+        x: &mut CudaSlice<f32>,
+        bias: &CudaSlice<f32>,
+        total: usize,
+        n: usize,
+        act: Act,
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let (total64, n32, act) = (total as i64, n as i32, act as i32);
+        let count = u32::try_from(total).map_err(|_| g.error("bias_act", "above 2^32 values"))?;
+        let mut b = g.stream().launch_builder(&self.k.bias_act);
+        b.arg(x).arg(bias).arg(&total64).arg(&n32).arg(&act);
+        // SAFETY: arguments match `bias_act`; x holds `total` values, bias `n`.
+        unsafe { b.launch(LaunchConfig::for_num_elems(count)) }
+            .map(|_| ())
+            .map_err(|e| g.error("kernel bias_act", e))
+    }
+
+    /// `x[i] += input[i] + bias[i % n]` over `total` values.
+    pub(super) fn residual_add(
+        &self,
+        x: &mut CudaSlice<f32>,
+        input: &CudaSlice<f32>,
+        bias: &CudaSlice<f32>,
+        total: usize,
+        n: usize,
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let (total64, n32) = (total as i64, n as i32);
+        let count =
+            u32::try_from(total).map_err(|_| g.error("residual_add", "above 2^32 values"))?;
+        let mut b = g.stream().launch_builder(&self.k.residual_add);
+        b.arg(x).arg(input).arg(bias).arg(&total64).arg(&n32);
+        // SAFETY: arguments match `residual_add`; x and input hold `total` values, bias `n`.
+        unsafe { b.launch(LaunchConfig::for_num_elems(count)) }
+            .map(|_| ())
+            .map_err(|e| g.error("kernel residual_add", e))
+    }
+
+    /// `out = LN(input + bias + residual)` row by row (`h` values per row).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn residual_ln(
+        &self,
+        input: &CudaSlice<f32>,
+        bias: &CudaSlice<f32>,
+        residual: &CudaSlice<f32>,
+        norm: &DevNorm,
+        (h, eps): (usize, f32),
+        rows: usize,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let hi = h as i32;
+        let mut b = self.gpu.stream().launch_builder(&self.k.bias_residual_ln);
+        b.arg(input)
+            .arg(bias)
+            .arg(residual)
+            .arg(&norm.gamma)
+            .arg(&norm.beta)
+            .arg(&hi)
+            .arg(&eps)
+            .arg(out);
+        // SAFETY: arguments match `bias_residual_ln`; every buffer holds rows·h values.
+        unsafe { b.launch(Self::rows(rows, h)) }
+            .map(|_| ())
+            .map_err(|e| self.gpu.error("kernel bias_residual_ln", e))
+    }
+
+    /// `out = LN(input)` row by row.
+    pub(super) fn layer_norm(
+        &self,
+        input: &CudaSlice<f32>,
+        norm: &DevNorm,
+        (h, eps): (usize, f32),
+        rows: usize,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let hi = h as i32;
+        let mut b = self.gpu.stream().launch_builder(&self.k.layer_norm);
+        b.arg(input)
+            .arg(&norm.gamma)
+            .arg(&norm.beta)
+            .arg(&hi)
+            .arg(&eps)
+            .arg(out);
+        // SAFETY: arguments match `layer_norm`; both buffers hold rows·h values.
+        unsafe { b.launch(Self::rows(rows, h)) }
+            .map(|_| ())
+            .map_err(|e| self.gpu.error("kernel layer_norm", e))
+    }
+
+    /// Multi-head attention: `ctx` from `qkv` (`[q | k | v]` rows, biases added) of `p`'s
+    /// sequences; `causal` restricts each row to keys at or before it.
+    pub(super) fn attention(
+        &self,
+        qkv: &CudaSlice<f32>,
+        p: &Packing,
+        (h, heads): (usize, usize),
+        causal: bool,
+        ctx: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let (hi, heads_i, causal) = (h as i32, heads as i32, causal as i32);
+        let scale = 1.0 / ((h / heads) as f32).sqrt();
+        let mut l = self.gpu.stream().launch_builder(&self.k.attention);
+        l.arg(qkv)
+            .arg(&p.tok_seq)
+            .arg(&p.seq_start)
+            .arg(&p.seq_keys)
+            .arg(&hi)
+            .arg(&heads_i)
+            .arg(&scale)
+            .arg(&causal)
+            .arg(ctx);
+        let cfg = LaunchConfig {
+            grid_dim: (p.rows as u32, heads as u32, 1),
+            block_dim: (ROW_THREADS, 1, 1),
+            shared_mem_bytes: (p.longest * 4) as u32,
+        };
+        // SAFETY: arguments match `attention`; every sequence's rows and key counts lie within
+        // the packed batch (`packing`); the shared buffer holds the longest key count.
+        unsafe { l.launch(cfg) }
+            .map(|_| ())
+            .map_err(|e| self.gpu.error("kernel attention", e))
+    }
+
+    /// Scratch for 16-bit copies of up to `n` input values (one value for f32 weights).
+    pub(super) fn half_scratch(&self, n: usize) -> Result<CudaSlice<u16>> {
+        self.gpu.zeros(match self.dtype {
+            GpuType::F32 => 1,
+            _ => n,
+        })
+    }
+}
