@@ -227,11 +227,13 @@ pub(super) fn search_maxsim(
                 }
             }
         }
-        // The largest token norm of the block bounds every product's rounding.
-        let x_max = x
-            .chunks_exact(dim)
-            .map(crate::dtype::norm_f64)
-            .fold(0f64, f64::max);
+        // The largest token norm of the block bounds every product's rounding (cosine's
+        // products are of unit vectors; L2 has the squared norms already).
+        let x_max = match metric {
+            Metric::Cosine => 1.0,
+            Metric::L2 => max_norm(norms.iter().copied(), dim),
+            Metric::Ip => max_norm(x.chunks_exact(dim).map(sum_of_squares), dim),
+        };
         for (qi, top) in tops.iter_mut().enumerate() {
             let slack = blocked_slack(metric, dim, &q_norms[qi], x_max);
             for (d, row) in (start..end).enumerate() {
@@ -285,7 +287,14 @@ pub(super) fn search_maxsim(
                         return f32::NAN;
                     }
                 }
-                maxsim_one(metric, dim, qt, qs, doc, tmp)
+                let score = maxsim_one(metric, dim, qt, qs, doc, tmp);
+                if !score.is_finite() {
+                    failed.borrow_mut().get_or_insert(Error::InvalidQuery(format!(
+                        "a query's MaxSim score against row {row} of {} is {score} (the token vectors are too far apart for f32 sums; scale the vectors down)",
+                        seg.path().display()
+                    )));
+                }
+                score
             });
             match failed.into_inner() {
                 Some(e) => Err(e),
@@ -295,11 +304,34 @@ pub(super) fn search_maxsim(
         .collect()
 }
 
+/// `Σ v²` of one token in f32, eight lanes (so that it vectorises; the order does not matter to
+/// [`max_norm`]'s bound).
+fn sum_of_squares(v: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = v.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, x) in acc.iter_mut().zip(c) {
+            *a += x * x;
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().map(|x| x * x).sum::<f32>()
+}
+
+/// An upper bound on the largest norm of tokens whose squared norms (each summed in f32 over
+/// `dim` values, so within `dim·2⁻²⁴` relative of exact) are `squares`.
+fn max_norm(squares: impl Iterator<Item = f32>, dim: usize) -> f64 {
+    let max = squares.fold(0f32, f32::max) as f64;
+    (max * (1.0 + (dim as f64 + 2.0) * 2f64.powi(-23))).sqrt()
+}
+
 /// How far a document's blocked MaxSim score (as [`search_maxsim`] computes it) may lie from
 /// [`maxsim_one`]'s, for a query whose prepared tokens have norms `q_norms` and a block whose
 /// largest token norm is `x_max`: each dot product of `dim` terms is within `dim·2⁻²⁴·|q||x|` of
 /// exact on either side (any summation order), the metric's adjustment adds a rounding, and the
 /// sums of the per-token maxima add one rounding per term. A factor of 2 to spare.
+///
+/// For cosine, `x_max` is 1 (unit tokens on both sides).
 fn blocked_slack(metric: Metric, dim: usize, q_norms: &[f64], x_max: f64) -> f64 {
     let (d, lq) = (dim as f64, q_norms.len() as f64);
     let dot = (d + 2.0) * 2f64.powi(-21);
@@ -314,7 +346,8 @@ fn blocked_slack(metric: Metric, dim: usize, q_norms: &[f64], x_max: f64) -> f64
                     (2.0 * dot * n * x_max + 2f64.powi(-20) * s, s)
                 }
             };
-            per + (lq + 2.0) * 2f64.powi(-21) * size
+            // Products in the subnormal range round absolutely (2⁻¹⁴⁹ each).
+            per + (lq + 2.0) * 2f64.powi(-21) * size + d * 2f64.powi(-147)
         })
         .sum()
 }

@@ -27,13 +27,12 @@ pub(super) struct DevTower {
     layers: Vec<DevLayer>,
 }
 
-/// Both towers' layers on a GPU.
+/// CLIP's layers on a GPU: each tower is copied at its first pass (an encoder uses one side).
 pub struct CudaClip {
     ops: Ops,
-    text: DevTower,
-    vision: DevTower,
-    /// One pass at a time: the device's single stream.
-    busy: Mutex<()>,
+    /// The text and vision towers once copied; the lock also makes passes one at a time (the
+    /// device's single stream).
+    towers: Mutex<(Option<DevTower>, Option<DevTower>)>,
 }
 
 /// Which tower a pass runs.
@@ -49,37 +48,31 @@ impl CudaClip {
         Ops::device_type(dtype).map(|_| ())
     }
 
-    /// Copies both towers' layers (already rounded to `dtype` by the CPU load) to GPU `ordinal`.
-    pub(super) fn new(
-        text: &Tower,
-        vision: &Tower,
-        ordinal: usize,
-        dtype: ComputeType,
-    ) -> Result<Self> {
-        let ops = Ops::new(ordinal, dtype)?;
-        let tower = |t: &Tower| -> Result<DevTower> {
-            let layers = t
-                .layers
-                .iter()
-                .map(|l| {
-                    Ok(DevLayer {
-                        norm1: ops.norm(&l.norm1)?,
-                        qkv: ops.linear_weights(&l.qkv)?,
-                        out: ops.linear_weights(&l.out)?,
-                        norm2: ops.norm(&l.norm2)?,
-                        fc1: ops.linear_weights(&l.fc1)?,
-                        fc2: ops.linear_weights(&l.fc2)?,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Ok(DevTower { layers })
-        };
+    /// Opens GPU `ordinal` for CLIP layers of `dtype` (their weights are copied at first use).
+    pub(super) fn new(ordinal: usize, dtype: ComputeType) -> Result<Self> {
         Ok(CudaClip {
-            text: tower(text)?,
-            vision: tower(vision)?,
-            ops,
-            busy: Mutex::new(()),
+            ops: Ops::new(ordinal, dtype)?,
+            towers: Mutex::new((None, None)),
         })
+    }
+
+    fn upload(&self, t: &Tower) -> Result<DevTower> {
+        let ops = &self.ops;
+        let layers = t
+            .layers
+            .iter()
+            .map(|l| {
+                Ok(DevLayer {
+                    norm1: ops.norm(&l.norm1)?,
+                    qkv: ops.linear_weights(&l.qkv)?,
+                    out: ops.linear_weights(&l.out)?,
+                    norm2: ops.norm(&l.norm2)?,
+                    fc1: ops.linear_weights(&l.fc1)?,
+                    fc2: ops.linear_weights(&l.fc2)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(DevTower { layers })
     }
 
     /// [`Tower::forward`] on the GPU: layers `layers` of tower `which` (shape `t.shape`) over
@@ -92,15 +85,22 @@ impl CudaClip {
         x: &mut [f32],
         lens: &[usize],
     ) -> Result<()> {
-        let _busy = self.busy.lock();
         let (o, shape) = (&self.ops, &t.shape);
         let (h, inter) = (shape.hidden, shape.intermediate);
         let rows = x.len() / h;
-        let g = &o.gpu;
-        let tower = match which {
-            Which::Text => &self.text,
-            Which::Vision => &self.vision,
+        if rows == 0 || layers.is_empty() {
+            return Ok(());
+        }
+        let mut towers = self.towers.lock();
+        let slot = match which {
+            Which::Text => &mut towers.0,
+            Which::Vision => &mut towers.1,
         };
+        if slot.is_none() {
+            *slot = Some(self.upload(t)?);
+        }
+        let tower = slot.as_ref().expect("uploaded");
+        let g = &o.gpu;
         let packing = o.packing(lens, None)?;
         let mut xd = g.upload(x)?;
         let mut y = g.zeros::<f32>(rows * h)?;

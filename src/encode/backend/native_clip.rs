@@ -253,7 +253,7 @@ impl NativeClip {
         let (text, vision) = (tower(&t, "text_model", ts)?, tower(&t, "vision_model", vs)?);
         #[cfg(feature = "gpu")]
         let gpu = match device {
-            DeviceSpec::Cuda(n) => Some(super::cuda_clip::CudaClip::new(&text, &vision, n, dtype)?),
+            DeviceSpec::Cuda(n) => Some(super::cuda_clip::CudaClip::new(n, dtype)?),
             DeviceSpec::Cpu => None,
         };
         Ok(NativeClip {
