@@ -26,7 +26,7 @@ python3 - "$STUB" <<'PYEOF'
 import re, subprocess, sys, glob, os
 d = sys.argv[1]
 src = glob.glob(os.path.expanduser("~/.cargo/registry/src/*/cudarc-0.19.*/src/driver/sys/mod.rs"))[-1]
-names = sorted(set(re.findall(r"pub fn (cu[A-Za-z0-9_]+)\(", open(src).read())))
+names = sorted(set(re.findall(r"pub (?:unsafe )?fn (cu[A-Za-z0-9_]+)\(", open(src).read())))
 open(f"{d}/stub.c", "w").write("".join(f"int {n}(void) {{ return 999; }}\n" for n in names))
 subprocess.check_call(["cc", "-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o",
                        f"{d}/libcuda.so.1", f"{d}/stub.c"])

@@ -6,6 +6,8 @@
 #   3. vellum vs PyTorch side by side on the same data and GPU: exact dense search of 1,000
 #      queries over 1 M × 768 (f32, TF32, f16, bf16) and MaxSim re-ranking of 1,000 candidates
 #      per query (benches/gpu/gpu_timing.rs, benches/gpu/peer.py).
+#   4. with benches/gpu/vellum-train-cuda.tar.xz carried too (benches/gpu/build-train.sh): the
+#      same 20 training steps on the CPU and on cuda:0, losses compared.
 # Results: $OUT/gpu-results.jsonl (one object per measurement), $OUT/summary.txt (ratios).
 # Needs: an NVIDIA driver, Python with torch and numpy ($PYTHON), the CUDA 13 cuBLAS and NVRTC
 # libraries (found in torch's `nvidia/cu13/lib`, or set LD_LIBRARY_PATH).
@@ -74,6 +76,35 @@ t1=$(date +%s.%N)
 echo "{\"bench\": \"ingest\", \"dtype\": \"f16\", \"ingest_s\": $(echo "$t1 - $t0" | bc)}" | tee -a "$R"
 rm -rf "$T"
 
+# 4. Training on the GPU (only with the CLI of benches/gpu/build-train.sh carried as
+# benches/gpu/vellum-train-cuda.tar.xz): the same 20 steps from the same seed on the CPU and on
+# cuda:0 (tiny BERT fixture, Debian sample), losses compared.
+if [ -f benches/gpu/vellum-train-cuda.tar.xz ]; then
+  echo "== 4. training: cpu vs cuda:0"
+  mkdir -p benches/gpu/train && tar -xJf benches/gpu/vellum-train-cuda.tar.xz -C benches/gpu/train
+  V=benches/gpu/train/vellum
+  T=$(mktemp -d)
+  "$V" create "$T/DB" -c docs --field emb:dense:32:f32:cosine \
+    --encoder emb=tests/fixtures/encoders/tiny-a --encoder-options emb=pooling=mean,normalize=true > /dev/null
+  "$V" ingest "$T/DB" -c docs --docs examples/debian/corpus.jsonl > /dev/null 2>&1
+  for dev in cpu cuda:0; do
+    "$V" train "$T/DB" -c docs -f emb --queries examples/debian/queries.tsv \
+      --qrels examples/debian/qrels.txt -o "$T/out-${dev/:/}" --max-steps 20 --batch-size 16 \
+      --group-size 4 --lr 1e-4 --device "$dev" > /dev/null 2>&1 || echo "train on $dev failed"
+  done
+  "$PY" - "$T" <<'PYEOF' | tee -a "$R"
+import json, sys
+t = sys.argv[1]
+runs = {d: json.load(open(f"{t}/out-{d}/training_report.json"))["report"] for d in ("cpu", "cuda0")}
+a, b = runs["cpu"]["losses"], runs["cuda0"]["losses"]
+diff = max(abs(x - y) / max(1e-9, abs(x)) for x, y in zip(a, b))
+print(json.dumps({"bench": "train", "steps": len(a), "loss_cpu": a[-1], "loss_gpu": b[-1],
+                  "max_relative_loss_difference": diff,
+                  "cpu_s": runs["cpu"]["seconds"], "gpu_s": runs["cuda0"]["seconds"]}))
+PYEOF
+  rm -rf "$T"
+fi
+
 "$PY" - "$R" <<'PYEOF' | tee "$OUT/summary.txt"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
@@ -95,6 +126,9 @@ for r in rows:
         flops = 2.0 * v["queries"] * v["rows"] * v["dim"]
         line += f'  vellum {flops / v["batch_s"] / 1e12:.1f} TFLOP/s = {100 * flops / v["batch_s"] / 1e12 / r["gemm_tflops"]:.0f}% of GEMM {r["gemm_tflops"]:.1f}'
     print(line)
+tr = next((x for x in rows if x.get("bench") == "train"), None)
+if tr:
+    print(f'train: {tr["steps"]} steps, loss cpu {tr["loss_cpu"]:.6f} gpu {tr["loss_gpu"]:.6f}, max relative difference {tr["max_relative_loss_difference"]:.2e}')
 ing = next((x for x in rows if x.get("bench") == "ingest"), None)
 enc = next((x for x in rows if x.get("bench") == "encode" and "peer" not in x and x["dtype"] == "f16"), None)
 if ing and enc:
