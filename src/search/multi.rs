@@ -227,12 +227,11 @@ pub(super) fn search_maxsim(
                 }
             }
         }
-        // The largest token norm of the block bounds every product's rounding (cosine's
-        // products are of unit vectors; L2 has the squared norms already).
+        // The largest token norm of the segment bounds every product's rounding (cosine's
+        // products are of unit vectors).
         let x_max = match metric {
             Metric::Cosine => 1.0,
-            Metric::L2 => max_norm(norms.iter().copied(), dim),
-            Metric::Ip => max_norm(x.chunks_exact(dim).map(sum_of_squares), dim),
+            _ => segment_max_norm(seg, field, dim)?,
         };
         for (qi, top) in tops.iter_mut().enumerate() {
             let slack = blocked_slack(metric, dim, &q_norms[qi], x_max);
@@ -316,6 +315,37 @@ fn sum_of_squares(v: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + rest.iter().map(|x| x * x).sum::<f32>()
+}
+
+/// An upper bound on the largest token norm of `field` in segment `seg`, computed at the first
+/// search and kept with the segment.
+fn segment_max_norm(
+    seg: &crate::format::segment::Segment,
+    field: usize,
+    dim: usize,
+) -> Result<f64> {
+    seg.derived(&format!("max-token-norm/{field}"), |s| {
+        let tokens = s.multi_tokens(field);
+        let step = dim * 4096;
+        let mut max = 0f32;
+        for start in (0..tokens.len()).step_by(step.max(1)) {
+            let block = tokens.slice(start..(start + step).min(tokens.len()));
+            let converted;
+            let values: &[f32] = match block {
+                crate::dtype::VectorRef::F32(v) => v,
+                other => {
+                    converted = other.to_f32_vec();
+                    &converted
+                }
+            };
+            max = values
+                .chunks_exact(dim)
+                .map(sum_of_squares)
+                .fold(max, f32::max);
+        }
+        Ok(max_norm(std::iter::once(max), dim))
+    })
+    .map(|m| *m)
 }
 
 /// An upper bound on the largest norm of tokens whose squared norms (each summed in f32 over
