@@ -15,6 +15,10 @@ gradient-norm clipping at 1.0, AdamW (lr 2e-5, linear decay). One untimed warm-u
     0.1 on), torch threads = --threads.
   * vellum: train/benches/train_timing.rs (candle, no dropout — see train/README.md).
 Reports steps/s and the ratio vellum / PyTorch. Needs torch (CPU), sentence-transformers.
+
+On a GPU: --device cuda (PyTorch on cuda:0, vellum's train_timing with device cuda:0) and --exe
+the train_timing binary of benches/gpu/build-train.sh (the GPU machine has no Rust); times are
+taken after a CUDA synchronisation on both sides (each step reads its loss).
 """
 import argparse, json, os, random, statistics, subprocess, sys, time
 from pathlib import Path
@@ -27,6 +31,8 @@ ap.add_argument("--threads", type=int, default=os.cpu_count())
 ap.add_argument("--batch", type=int, default=16)
 ap.add_argument("--group", type=int, default=4)
 ap.add_argument("--model", default=str(ROOT / "models/all-MiniLM-L6-v2"))
+ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+ap.add_argument("--exe", default=None, help="a prebuilt train_timing binary")
 ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
 args = ap.parse_args()
 SPEC = ROOT / "benches/compare/data/train_batches.json"
@@ -59,7 +65,7 @@ def torch_worker():
     from sentence_transformers import SentenceTransformer
     torch.set_num_threads(args.threads)
     spec = json.loads(SPEC.read_text())
-    model = SentenceTransformer(args.model, device="cpu")
+    model = SentenceTransformer(args.model, device=args.device)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=spec["lr"], weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, (args.steps - s) / args.steps))
@@ -67,13 +73,14 @@ def torch_worker():
     def encode(texts, length):
         model.max_seq_length = length
         features = model.tokenize(texts)
+        features = {k: (v.to(model.device) if hasattr(v, "to") else v) for k, v in features.items()}
         return model(features)["sentence_embedding"]
 
     def step(batch):
         q = encode(batch["queries"], spec["query_max_len"])
         p = encode(batch["passages"], spec["passage_max_len"])
         scores = q @ p.T / spec["temperature"]
-        target = torch.arange(len(q)) * spec["group"]
+        target = torch.arange(len(q), device=q.device) * spec["group"]
         loss = torch.nn.functional.cross_entropy(scores, target)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -99,9 +106,13 @@ def main():
     if args.worker == "torch":
         return torch_worker()
     make_batches()
-    subprocess.run(["cargo", "build", "--release", "-p", "vellum-train", "--benches", "-q"], cwd=ROOT, check=True)
-    exe = sorted((ROOT / "target/release/deps").glob("train_timing-*"), key=lambda p: p.stat().st_mtime)
-    exe = [p for p in exe if os.access(p, os.X_OK) and p.suffix == ""][-1]
+    if args.exe:
+        exe = Path(args.exe)
+    else:
+        subprocess.run(["cargo", "build", "--release", "-p", "vellum-train", "--benches", "-q"], cwd=ROOT, check=True)
+        exe = sorted((ROOT / "target/release/deps").glob("train_timing-*"), key=lambda p: p.stat().st_mtime)
+        exe = [p for p in exe if os.access(p, os.X_OK) and p.suffix == ""][-1]
+    device = "cuda:0" if args.device == "cuda" else "cpu"
     env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
     res = {"torch": [], "vellum": []}
     for r in range(args.rounds):
@@ -109,13 +120,15 @@ def main():
         for side in order:
             if side == "torch":
                 out = run([sys.executable, __file__, "--worker", "torch", "--steps", str(args.steps),
-                           "--threads", str(args.threads), "--model", args.model])
+                           "--threads", str(args.threads), "--model", args.model,
+                           "--device", args.device])
             else:
-                out = run([str(exe), args.model, str(SPEC), str(args.steps)], env)
+                out = run([str(exe), args.model, str(SPEC), str(args.steps), device], env)
             res[side].append(out["steps_per_sec"])
             print(f"round {r} {side}: {out['steps_per_sec']:.3f} steps/s, losses {[round(l, 3) for l in out['losses'][:4]]}", flush=True)
     t, v = statistics.median(res["torch"]), statistics.median(res["vellum"])
-    print(json.dumps({"batch": args.batch, "group": args.group, "threads": args.threads,
+    print(json.dumps({"bench": "train_step", "device": args.device, "batch": args.batch,
+                      "group": args.group, "threads": args.threads,
                       "torch_steps_per_sec": t, "vellum_steps_per_sec": v, "ratio": v / t}))
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds, here, a `vellum` CLI that also trains on NVIDIA GPUs (`vellum train --device cuda:N`):
+# Builds, here, a `vellum` CLI that also trains on NVIDIA GPUs (`vellum train --device cuda:N`)
+# and the `train_timing` bench (benches/compare/compare_train.py --device cuda --exe ...):
 # candle's CUDA backend, whose kernels nvcc compiles at build time (~25 minutes on 2 cores; kept
 # out of CI). nvcc 13.0 comes from PyPI wheels (no GPU needed); `libcuda.so.1`, which no wheel
 # ships, is linked against a stub with its name and the symbols used, and the real driver is
@@ -42,6 +43,10 @@ export PATH="$C13/bin:$PATH" CUDA_HOME="$C13" CUDA_PATH="$C13" CUDA_ROOT="$C13" 
   LIBRARY_PATH="$STUB:$C13/lib:${LIBRARY_PATH:-}" RUSTFLAGS="-L $STUB -L $C13/lib"
 cargo build --release -p vellum-cli --no-default-features --features cuda-train \
   --target-dir target/gpu-train
-strip target/gpu-train/release/vellum
-tar -cJf benches/gpu/vellum-train-cuda.tar.xz -C target/gpu-train/release vellum
+cargo build --release -p vellum-train --features cuda-train --bench train_timing \
+  --target-dir target/gpu-train
+cp "$(ls -t target/gpu-train/release/deps/train_timing-* | grep -v '\.d$' | head -1)" \
+  target/gpu-train/release/train_timing
+strip target/gpu-train/release/vellum target/gpu-train/release/train_timing
+tar -cJf benches/gpu/vellum-train-cuda.tar.xz -C target/gpu-train/release vellum train_timing
 ls -la benches/gpu/vellum-train-cuda.tar.xz

@@ -92,6 +92,12 @@ if [ -f benches/gpu/vellum-train-cuda.tar.xz ]; then
       --qrels examples/debian/qrels.txt -o "$T/out-${dev/:/}" --max-steps 20 --batch-size 16 \
       --group-size 4 --lr 1e-4 --device "$dev" > /dev/null 2>&1 || echo "train on $dev failed"
   done
+  # A training step of the random BERT-base (section 3's model): vellum vs sentence-transformers
+  # on the GPU, same batches, loss, optimiser (benches/compare/compare_train.py).
+  if [ -d "$M" ]; then
+    "$PY" benches/compare/compare_train.py --device cuda --exe benches/gpu/train/train_timing \
+      --model "$M" --steps 10 --rounds 2 --batch 16 --group 4 2>&1 | tail -1 | tee -a "$R"
+  fi
   "$PY" - "$T" <<'PYEOF' | tee -a "$R"
 import json, sys
 t = sys.argv[1]
@@ -126,6 +132,9 @@ for r in rows:
         flops = 2.0 * v["queries"] * v["rows"] * v["dim"]
         line += f'  vellum {flops / v["batch_s"] / 1e12:.1f} TFLOP/s = {100 * flops / v["batch_s"] / 1e12 / r["gemm_tflops"]:.0f}% of GEMM {r["gemm_tflops"]:.1f}'
     print(line)
+ts = next((x for x in rows if x.get("bench") == "train_step"), None)
+if ts:
+    print(f'train step (BERT-base, batch {ts["batch"]} x group {ts["group"]}): vellum {ts["vellum_steps_per_sec"]:.2f} steps/s, PyTorch {ts["torch_steps_per_sec"]:.2f}, ratio {ts["ratio"]:.2f}x')
 tr = next((x for x in rows if x.get("bench") == "train"), None)
 if tr:
     print(f'train: {tr["steps"]} steps, loss cpu {tr["loss_cpu"]:.6f} gpu {tr["loss_gpu"]:.6f}, max relative difference {tr["max_relative_loss_difference"]:.2e}')

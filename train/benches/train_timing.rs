@@ -1,7 +1,8 @@
 //! Training steps per second of vellum-train on fixed batches, for
 //! `benches/compare/compare_train.py` (which runs the PyTorch peer on the same batches).
 //!
-//! Usage: cargo bench -p vellum-train --bench train_timing -- MODEL_DIR BATCHES.json STEPS
+//! Usage: cargo bench -p vellum-train --bench train_timing -- MODEL_DIR BATCHES.json STEPS [DEVICE]
+//! (DEVICE: cpu, or cuda:N in a build with the `cuda-train` feature).
 //! BATCHES.json: {"query_max_len", "passage_max_len", "group", "temperature", "lr",
 //! "batches": [{"queries": [...], "passages": [...]}]}. Prints one JSON line.
 
@@ -11,7 +12,6 @@ use std::time::Instant;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use candle_core::Device;
 use vellum::encode::{EncoderOptions, ModelDir, TextEncoder};
 use vellum_train::loss::contrastive_loss;
 use vellum_train::optim::{AdamW, OptimConfig};
@@ -29,19 +29,23 @@ fn main() {
     }
     let args: Vec<String> = std::env::args().filter(|a| a != "--bench").collect();
     if args.len() < 4 {
-        eprintln!("usage: train_timing MODEL_DIR BATCHES.json STEPS");
+        eprintln!("usage: train_timing MODEL_DIR BATCHES.json STEPS [DEVICE]");
         std::process::exit(2);
     }
     let dir = ModelDir::at(args[1].clone().into(), &args[1]).unwrap();
     let spec: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&args[2]).unwrap()).unwrap();
     let steps: usize = args[3].parse().unwrap();
+    let device = vellum_train::trainer::candle_device(
+        args.get(4).map_or("cpu", String::as_str).parse().unwrap(),
+    )
+    .unwrap();
     let int = |k: &str| spec[k].as_u64().unwrap() as usize;
     let record = TextEncoder::from_dir(&dir, &EncoderOptions::default())
         .unwrap()
         .record()
         .clone();
-    let passage = Tower::load(&dir, &record, Some(int("passage_max_len")), &Device::Cpu).unwrap();
+    let passage = Tower::load(&dir, &record, Some(int("passage_max_len")), &device).unwrap();
     let query = passage.share(&record, Some(int("query_max_len"))).unwrap();
     let params = passage.trainable_vars();
     let mut opt = AdamW::new(
