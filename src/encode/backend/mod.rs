@@ -8,7 +8,7 @@ pub mod cuda_bert;
 #[cfg(feature = "gpu")]
 pub mod cuda_clip;
 #[cfg(feature = "gpu")]
-mod cuda_ops;
+pub mod cuda_ops;
 pub mod native_bert;
 pub mod native_clip;
 pub mod native_modernbert;
