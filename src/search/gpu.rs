@@ -22,6 +22,7 @@
 
 use std::sync::Arc;
 
+use cudarc::driver::CudaSlice;
 use parking_lot::Mutex;
 use rayon::prelude::*;
 
@@ -435,6 +436,26 @@ struct Lists {
 }
 
 impl Lists {
+    /// Runs `tiles` over empty running lists of `list` entries for `n` queries on `gpu` (each
+    /// call scores a tile into the scores buffer and merges it with `Gpu::select`), then reads
+    /// the lists back.
+    fn collect(
+        gpu: &Gpu,
+        n: usize,
+        list: usize,
+        mut tiles: impl FnMut(&mut CudaSlice<f32>, &mut CudaSlice<u32>) -> Result<()>,
+    ) -> Result<Lists> {
+        let mut list_s = gpu.zeros::<f32>(n * list)?;
+        let mut list_r = gpu.zeros::<u32>(n * list)?;
+        gpu.clear_lists(&mut list_s, &mut list_r, n * list)?;
+        tiles(&mut list_s, &mut list_r)?;
+        Ok(Lists {
+            list,
+            scores: gpu.download(&list_s)?,
+            rows: gpu.download(&list_r)?,
+        })
+    }
+
     fn query(&self, q: usize) -> (&[f32], &[u32]) {
         let r = q * self.list..(q + 1) * self.list;
         (&self.scores[r.clone()], &self.rows[r])
@@ -498,30 +519,17 @@ pub(super) fn search_dense(
         let q_dev = gpu.upload(&q_bytes)?;
         let tile = (TILE_BYTES / (4 * n)).clamp(1, rows.max(1));
         let mut scores = gpu.zeros::<f32>(n * tile)?;
-        let mut list_s = gpu.zeros::<f32>(n * list)?;
-        let mut list_r = gpu.zeros::<u32>(n * list)?;
-        gpu.clear_lists(&mut list_s, &mut list_r, n * list)?;
-        for row0 in (0..rows).step_by(tile) {
-            let m = tile.min(rows - row0);
-            gpu.scores(values, row0, m, &q_dev, n, dim, *dtype, *tf32, &mut scores)?;
-            gpu.select(
-                &scores,
-                n,
-                m,
-                m,
-                Some((scale, bias)),
-                &deleted,
-                row0,
-                list,
-                &mut list_s,
-                &mut list_r,
-            )?;
-        }
-        let lists = Lists {
-            list,
-            scores: gpu.download(&list_s)?,
-            rows: gpu.download(&list_r)?,
-        };
+        let lists = Lists::collect(&gpu, n, list, |list_s, list_r| {
+            for row0 in (0..rows).step_by(tile) {
+                let m = tile.min(rows - row0);
+                gpu.scores(values, row0, m, &q_dev, n, dim, *dtype, *tf32, &mut scores)?;
+                let affine = Some((scale, bias));
+                gpu.select(
+                    &scores, n, m, m, affine, &deleted, row0, list, list_s, list_r,
+                )?;
+            }
+            Ok(())
+        })?;
         let finished: Vec<TopK> = (0..n)
             .into_par_iter()
             .map(|qi| {
@@ -710,30 +718,14 @@ pub(super) fn search_maxsim(
         let n = chunk.len();
         let tile = (TILE_BYTES / (4 * n)).clamp(1, docs.max(1));
         let mut scores = gpu.zeros::<f32>(n * tile)?;
-        let mut list_s = gpu.zeros::<f32>(n * list)?;
-        let mut list_r = gpu.zeros::<u32>(n * list)?;
-        gpu.clear_lists(&mut list_s, &mut list_r, n * list)?;
-        for doc0 in (0..docs).step_by(tile) {
-            let m = tile.min(docs - doc0);
-            gpu.maxsim_all(&inputs, doc0, m, m, &mut scores)?;
-            gpu.select(
-                &scores,
-                n,
-                m,
-                m,
-                None,
-                &deleted,
-                doc0,
-                list,
-                &mut list_s,
-                &mut list_r,
-            )?;
-        }
-        let lists = Lists {
-            list,
-            scores: gpu.download(&list_s)?,
-            rows: gpu.download(&list_r)?,
-        };
+        let lists = Lists::collect(&gpu, n, list, |list_s, list_r| {
+            for doc0 in (0..docs).step_by(tile) {
+                let m = tile.min(docs - doc0);
+                gpu.maxsim_all(&inputs, doc0, m, m, &mut scores)?;
+                gpu.select(&scores, n, m, m, None, &deleted, doc0, list, list_s, list_r)?;
+            }
+            Ok(())
+        })?;
         let finished: Vec<TopK> = (0..n)
             .into_par_iter()
             .map(|qi| {
@@ -743,29 +735,12 @@ pub(super) fn search_maxsim(
                 let mut doc = Vec::new();
                 let mut scratch = Vec::new();
                 let slots = c.slots();
+                // A corrupt row (`None`): the CPU path reports it.
                 let exact = |seg: u32, row: u32| {
                     let s = &slots[seg as usize].segment;
-                    match s.multi_row(field, row) {
-                        Ok(x) => {
-                            let x: &[f32] = match x {
-                                crate::dtype::VectorRef::F32(v) => v,
-                                other => {
-                                    doc = other.to_f32_vec();
-                                    &doc
-                                }
-                            };
-                            Some(super::multi::maxsim_one(
-                                metric,
-                                dim,
-                                q,
-                                qs,
-                                x,
-                                &mut scratch,
-                            ))
-                        }
-                        // A corrupt row: the CPU path reports it.
-                        Err(_) => None,
-                    }
+                    let on = (q, qs);
+                    super::multi::maxsim_row(s, field, row, metric, dim, on, &mut doc, &mut scratch)
+                        .ok()
                 };
                 finish(|g| r.locate(g), live, k, gs, gr, 0.0, h, exact)
                     .map(Ok)

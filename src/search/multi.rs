@@ -70,6 +70,31 @@ pub(super) fn maxsim_one(
     maxes.iter().fold(0.0f32, |acc, v| acc + v)
 }
 
+/// [`maxsim_one`] of row `row` of `seg`'s multi-vector field `field` (read in place for f32,
+/// converted into `doc` for 16-bit types; `scratch` as `maxsim_one`'s). The one per-document
+/// MaxSim of re-ranking, whole-field search's finalists and GPU rescoring.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn maxsim_row(
+    seg: &crate::format::segment::Segment,
+    field: usize,
+    row: u32,
+    metric: Metric,
+    dim: usize,
+    (q, q_sq): (&[f32], &[f32]),
+    doc: &mut Vec<f32>,
+    scratch: &mut Vec<f32>,
+) -> Result<f32> {
+    let x: &[f32] = match seg.multi_row(field, row)? {
+        crate::dtype::VectorRef::F32(v) => v,
+        other => {
+            doc.clear();
+            doc.extend(other.to_f32_vec());
+            doc
+        }
+    };
+    Ok(maxsim_one(metric, dim, q, q_sq, x, scratch))
+}
+
 /// Scores every live document by `Σ_{query token} max_{doc token} sim(q, d)` and keeps the top k.
 ///
 /// The blocked products (`X·Qᵀ` over many documents and queries at once) are rounded in an order
@@ -277,16 +302,13 @@ pub(super) fn search_maxsim(
                 let seg = &c.slots()[si as usize].segment;
                 let mut s = scratch.borrow_mut();
                 let (doc, tmp) = &mut *s;
-                doc.clear();
-                match seg.multi_row(field, row) {
-                    Ok(crate::dtype::VectorRef::F32(v)) => doc.extend_from_slice(v),
-                    Ok(other) => doc.extend(other.to_f32_vec()),
+                let score = match maxsim_row(seg, field, row, metric, dim, (qt, qs), doc, tmp) {
+                    Ok(score) => score,
                     Err(e) => {
                         failed.borrow_mut().get_or_insert(e);
                         return f32::NAN;
                     }
-                }
-                let score = maxsim_one(metric, dim, qt, qs, doc, tmp);
+                };
                 if !score.is_finite() {
                     failed.borrow_mut().get_or_insert(Error::InvalidQuery(format!(
                         "a query's MaxSim score against row {row} of {} is {score} (the token vectors are too far apart for f32 sums; scale the vectors down)",

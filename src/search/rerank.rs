@@ -445,14 +445,7 @@ impl PreparedTokens {
                 q_sq,
                 doc,
                 scratch,
-            } => {
-                doc.clear();
-                match seg.multi_row(fi, row)? {
-                    crate::dtype::VectorRef::F32(v) => doc.extend_from_slice(v),
-                    other => doc.extend(other.to_f32_vec()),
-                }
-                multi::maxsim_one(*metric, *dim, q, q_sq, doc, scratch)
-            }
+            } => multi::maxsim_row(seg, fi, row, *metric, *dim, (q, q_sq), doc, scratch)?,
         })
     }
 }
