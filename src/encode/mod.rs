@@ -171,6 +171,14 @@ pub trait Encoder: Send + Sync + std::fmt::Debug {
     /// Inputs per forward pass.
     fn batch_size(&self) -> usize;
 
+    /// Forward passes worth running at once from separate threads: 2 for a model on a GPU
+    /// (each pass is queued on the device while another thread prepares its batch or handles
+    /// its results, so the device does not wait for the host), 1 on the CPU (one pass already
+    /// uses every core).
+    fn concurrent_batches(&self) -> usize {
+        1
+    }
+
     /// CPU-side preparation of one input (tokenization). An input of another modality is an
     /// error.
     fn prepare(&self, input: &EncoderInput<'_>) -> Result<Prepared>;
@@ -199,9 +207,13 @@ pub trait Encoder: Send + Sync + std::fmt::Debug {
         order.sort_by_key(|&i| std::cmp::Reverse(prepared[i].cost()));
         let mut parts: Vec<Option<Vec<f32>>> = vec![None; prepared.len()];
         let mut rows = vec![0usize; prepared.len()];
-        for chunk in order.chunks(self.batch_size().max(1)) {
-            let batch: Vec<&Prepared> = chunk.iter().map(|&i| &prepared[i]).collect();
-            let out = self.encode_prepared(&batch)?;
+        let chunks: Vec<&[usize]> = order.chunks(self.batch_size().max(1)).collect();
+        let batches: Vec<Vec<&Prepared>> = chunks
+            .iter()
+            .map(|c| c.iter().map(|&i| &prepared[i]).collect())
+            .collect();
+        let outputs = encode_batches(self, &batches, &|| Ok(()))?;
+        for (chunk, out) in chunks.iter().zip(outputs) {
             for ((&i, v), &r) in chunk.iter().zip(out.per_input()).zip(&out.rows) {
                 parts[i] = Some(v.to_vec());
                 rows[i] = r;
@@ -226,6 +238,55 @@ pub trait Encoder: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// Runs [`Encoder::encode_prepared`] over `batches`, [`Encoder::concurrent_batches`] of them at
+/// a time (on scoped threads when that is above 1), and returns the outputs in batch order.
+/// `check` runs before each batch (an interruption check, say); its error or a batch's error
+/// ends the run, and the first such error in batch order is returned.
+pub fn encode_batches<E: Encoder + ?Sized>(
+    enc: &E,
+    batches: &[Vec<&Prepared>],
+    check: &(dyn Fn() -> Result<()> + Sync),
+) -> Result<Vec<Encoded>> {
+    let run = |b: &Vec<&Prepared>| -> Result<Encoded> {
+        check()?;
+        enc.encode_prepared(b)
+    };
+    let threads = enc.concurrent_batches().clamp(1, batches.len().max(1));
+    if threads == 1 {
+        return batches.iter().map(run).collect();
+    }
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let slots: Vec<parking_lot::Mutex<Option<Result<Encoded>>>> =
+        batches.iter().map(|_| Default::default()).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= batches.len() || failed.load(Ordering::Relaxed) {
+                    break;
+                }
+                let out = run(&batches[i]);
+                if out.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                *slots[i].lock() = Some(out);
+            });
+        }
+    });
+    // Without an error every batch ran (workers stop early only after one).
+    let mut outputs = Vec::with_capacity(batches.len());
+    for slot in slots {
+        match slot.into_inner() {
+            Some(Ok(out)) => outputs.push(out),
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
+    }
+    Ok(outputs)
+}
+
 /// A boxed encoder is an encoder (so `&Box<dyn Encoder>` can be passed where `&dyn Encoder` is
 /// taken).
 #[cfg(feature = "encoders")]
@@ -238,6 +299,9 @@ impl<E: Encoder + ?Sized> Encoder for Box<E> {
     }
     fn batch_size(&self) -> usize {
         (**self).batch_size()
+    }
+    fn concurrent_batches(&self) -> usize {
+        (**self).concurrent_batches()
     }
     fn prepare(&self, input: &EncoderInput<'_>) -> Result<Prepared> {
         (**self).prepare(input)

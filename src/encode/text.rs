@@ -5,7 +5,7 @@
 
 use super::backend::Backbone;
 use super::models::{Architecture, MODEL_TYPES};
-use super::pooling::{normalize, pool};
+use super::pooling::normalize;
 use super::source::ModelDir;
 use super::tokenize::TextTokenizer;
 use super::{Encoded, Encoder, EncoderInput, Modality, Prepared};
@@ -127,15 +127,13 @@ impl TextEncoder {
             .iter()
             .map(|t| if t.is_empty() { &pad[..] } else { *t })
             .collect();
-        let (states, starts) = self.model.forward_with_keys(&batch, None)?;
+        let pooled = self.model.forward_pooled(&batch, self.record.pooling)?;
         let hidden = self.model.hidden();
         let dims = self.record.dims;
         let mut out = vec![0f32; n * dims];
-        for (i, toks) in batch.iter().enumerate() {
-            let len = toks.len().max(1);
-            let text_states = &states[starts[i] * hidden..(starts[i] + len) * hidden];
-            let dst = &mut out[i * dims..(i + 1) * dims];
-            pool(text_states, len, hidden, self.record.pooling, dst);
+        for (dst, v) in out.chunks_exact_mut(dims).zip(pooled.chunks_exact(hidden)) {
+            // Matryoshka truncation: the first `dims` values.
+            dst.copy_from_slice(&v[..dims]);
             if self.record.normalize {
                 normalize(dst);
             }
@@ -176,6 +174,14 @@ impl Encoder for TextEncoder {
 
     fn batch_size(&self) -> usize {
         self.batch_size
+    }
+
+    fn concurrent_batches(&self) -> usize {
+        if self.model.on_gpu() {
+            2
+        } else {
+            1
+        }
     }
 
     fn prepare(&self, input: &EncoderInput<'_>) -> Result<Prepared> {

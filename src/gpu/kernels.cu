@@ -340,41 +340,93 @@ extern "C" __global__ void residual_add(float* __restrict__ x, const float* __re
     if (i < total) x[i] += in[i] + bias[i % n];
 }
 
-// x[i] = act(x[i] + bias[i % n]); act: 0 none, 1 GELU (erf), 2 GELU (tanh), 3 ReLU,
-// 4 quick GELU (x * sigmoid(1.702 x), OpenAI's CLIP).
+// act: 0 none, 1 GELU (erf), 2 GELU (tanh), 3 ReLU, 4 quick GELU (x * sigmoid(1.702 x),
+// OpenAI's CLIP).
+__device__ __forceinline__ float activate(float v, int act) {
+    if (act == 1) return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    if (act == 2) return 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)));
+    if (act == 3) return fmaxf(v, 0.0f);
+    if (act == 4) return v / (1.0f + expf(-1.702f * v));
+    return v;
+}
+
+// x[i] = act(x[i] + bias[i % n]).
 extern "C" __global__ void bias_act(float* __restrict__ x, const float* __restrict__ bias,
                                     i64 total, int n, int act) {
     const i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= total) return;
-    float v = x[i] + bias[i % n];
-    if (act == 1) v = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
-    else if (act == 2) v = 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)));
-    else if (act == 3) v = fmaxf(v, 0.0f);
-    else if (act == 4) v = v / (1.0f + expf(-1.702f * v));
-    x[i] = v;
+    x[i] = activate(x[i] + bias[i % n], act);
+}
+
+// GeGLU (ModernBERT's MLP): rows of wi hold [a | g] (2n values); out[r, i] =
+// act(a[i] + bias[i]) * (g[i] + bias[n + i]) over rows * n values.
+extern "C" __global__ void geglu(const float* __restrict__ wi, const float* __restrict__ bias,
+                                 i64 total, int n, int act, float* __restrict__ out) {
+    const i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    const i64 r = i / n;
+    const int c = (int)(i % n);
+    const float* row = wi + r * 2 * n;
+    out[i] = activate(row[c] + bias[c], act) * (row[n + c] + bias[n + c]);
+}
+
+// Rotary positions (RoFormer; transformers' rotate_half convention) on the q and k parts of
+// qkv rows ([q | k | v], 3h values): for each head and i < d/2, with a = inv_freq[i] * pos[row],
+// (x1, x2) = (x[i], x[i + d/2]) becomes (x1 cos a - x2 sin a, x2 cos a + x1 sin a).
+// One thread per (row, q or k head, i): rows * 2 * heads * d/2 threads.
+extern "C" __global__ void rotary(float* __restrict__ qkv, const u32* __restrict__ pos,
+                                  const float* __restrict__ inv_freq, i64 rows, int h,
+                                  int heads) {
+    const int d = h / heads, half = d / 2;
+    const i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= rows * 2 * heads * half) return;
+    const int f = (int)(i % half);
+    const i64 rh = i / half;
+    const int head = (int)(rh % (2 * heads));
+    const i64 r = rh / (2 * heads);
+    const float a = inv_freq[f] * (float)pos[r];
+    const float c = cosf(a), s = sinf(a);
+    float* x = qkv + r * 3 * h + (i64)head * d;
+    const float x1 = x[f], x2 = x[f + half];
+    x[f] = x1 * c - x2 * s;
+    x[f + half] = x2 * c + x1 * s;
 }
 
 // Multi-head attention of packed texts: block (t, head) computes token t's context for one head.
 // qkv rows hold [q | k | v] (3h values, biases added); text tok_seq[t] starts at row
 // seq_start[s] and its tokens attend to its first seq_keys[s] tokens (with `causal`, also only
-// to tokens at or before their own position). Shared: max keys floats.
+// to tokens at or before their own position; with window >= 0, only to tokens at most `window`
+// positions away, ModernBERT's local layers). A row left without keys gets a zero context.
+// Shared: max keys floats.
 extern "C" __global__ void attention(const float* __restrict__ qkv,
                                      const u32* __restrict__ tok_seq,
                                      const u32* __restrict__ seq_start,
                                      const u32* __restrict__ seq_keys, int h, int heads,
-                                     float scale, int causal, float* __restrict__ ctx) {
+                                     float scale, int causal, int window,
+                                     float* __restrict__ ctx) {
     extern __shared__ float p[];
     __shared__ float red[32];
     const i64 t = blockIdx.x;
     const int hd = blockIdx.y, dh = h / heads;
     const u32 s = tok_seq[t];
     const i64 start = seq_start[s];
-    int nk = seq_keys[s];
-    if (causal) nk = min(nk, (int)(t - start) + 1);
+    const int r = (int)(t - start);
+    int lo = 0, hi = seq_keys[s];
+    if (causal) hi = min(hi, r + 1);
+    if (window >= 0) {
+        lo = max(0, r - window);
+        hi = min(hi, r + window + 1);
+    }
+    const int nk = max(hi - lo, 0);
+    if (nk == 0) {
+        for (int e = threadIdx.x; e < dh; e += blockDim.x) ctx[t * h + hd * dh + e] = 0.0f;
+        return;
+    }
     const float* q = qkv + t * 3 * h + hd * dh;
+    const i64 first = start + lo;
     float mx = NEG_INF;
     for (int j = threadIdx.x; j < nk; j += blockDim.x) {
-        const float* k = qkv + (start + j) * 3 * h + h + hd * dh;
+        const float* k = qkv + (first + j) * 3 * h + h + hd * dh;
         float d = 0.0f;
         for (int e = 0; e < dh; e++) d = fmaf(q[e], k[e], d);
         d *= scale;
@@ -392,10 +444,34 @@ extern "C" __global__ void attention(const float* __restrict__ qkv,
     __syncthreads();
     const float inv = 1.0f / sum;
     for (int e = threadIdx.x; e < dh; e += blockDim.x) {
-        const float* v = qkv + start * 3 * h + 2 * h + hd * dh + e;
+        const float* v = qkv + first * 3 * h + 2 * h + hd * dh + e;
         float acc = 0.0f;
         for (int j = 0; j < nk; j++) acc = fmaf(p[j], v[(i64)j * 3 * h], acc);
         ctx[t * h + hd * dh + e] = acc * inv;
+    }
+}
+
+// Pooling of packed texts (the dense encoders' last step, so only one row per text leaves the
+// device): block s writes text s's vector of h values, its first row (mode 0), its last row
+// (mode 1) or the mean of its seq_len[s] rows (mode 2: summed in row order, times 1/len, as
+// vellum's CPU pooling does).
+extern "C" __global__ void pool_rows(const float* __restrict__ x,
+                                     const u32* __restrict__ seq_start,
+                                     const u32* __restrict__ seq_len, int h, int mode,
+                                     float* __restrict__ out) {
+    const i64 s = blockIdx.x;
+    const i64 start = seq_start[s];
+    const int len = seq_len[s];
+    for (int i = threadIdx.x; i < h; i += blockDim.x) {
+        float v;
+        if (mode == 0) v = x[start * h + i];
+        else if (mode == 1) v = x[(start + len - 1) * h + i];
+        else {
+            float acc = 0.0f;
+            for (int t = 0; t < len; t++) acc += x[(start + t) * h + i];
+            v = acc * (1.0f / (float)len);
+        }
+        out[s * h + i] = v;
     }
 }
 

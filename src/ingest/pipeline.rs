@@ -25,7 +25,9 @@ use super::text_input::{text_to_encode, DocReader};
 use super::{Mode, Shard};
 use crate::collection::Collection;
 use crate::document::{Document, FieldValue};
-use crate::encode::{Encoder, EncoderInput, EncoderOptions, Modality, OutputKind, Prepared, Role};
+use crate::encode::{
+    encode_batches, Encoder, EncoderInput, EncoderOptions, Modality, OutputKind, Prepared, Role,
+};
 use crate::error::{Error, Result};
 use crate::writer::Writer;
 
@@ -518,13 +520,18 @@ fn encode_window(
         let inputs = &t.inputs[f];
         let mut order: Vec<usize> = (0..n).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(inputs[i].cost()));
-        for chunk in order.chunks(enc.batch_size().max(1)) {
-            if job.interrupted() {
-                return Err(Error::Interrupted("encoding stopped".into()));
-            }
-            let batch: Vec<&Prepared> = chunk.iter().map(|&i| &inputs[i]).collect();
-            tokens += batch.iter().map(|b| b.cost() as u64).sum::<u64>();
-            let out = enc.encode_prepared(&batch)?;
+        let chunks: Vec<&[usize]> = order.chunks(enc.batch_size().max(1)).collect();
+        let batches: Vec<Vec<&Prepared>> = chunks
+            .iter()
+            .map(|c| c.iter().map(|&i| &inputs[i]).collect())
+            .collect();
+        tokens += inputs.iter().map(|b| b.cost() as u64).sum::<u64>();
+        let check = || match job.interrupted() {
+            true => Err(Error::Interrupted("encoding stopped".into())),
+            false => Ok(()),
+        };
+        let outputs = encode_batches(enc, &batches, &check)?;
+        for (chunk, out) in chunks.iter().zip(outputs) {
             for (&i, v) in chunk.iter().zip(out.per_input()) {
                 values[i][f] = Some(v.to_vec());
             }

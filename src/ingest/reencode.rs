@@ -16,8 +16,8 @@ use std::time::Instant;
 use super::text_input::encoded_text;
 use crate::document::FieldValue;
 use crate::encode::{
-    embedded_dir, Encoder, EncoderInput, EncoderOptions, FieldEncoders, Modality, ModelDir,
-    OutputKind, Prepared,
+    embedded_dir, encode_batches, Encoder, EncoderInput, EncoderOptions, FieldEncoders, Modality,
+    ModelDir, OutputKind, Prepared,
 };
 use crate::error::{Error, Result};
 use crate::writer::{pending_pieces, FieldColumn, PendingPiece, SwitchInfo, Writer};
@@ -301,21 +301,27 @@ fn encode_piece(
     let mut values: Vec<Option<Vec<f32>>> = vec![None; n];
     let mut order: Vec<usize> = (0..n).filter(|&i| prepared[i].is_some()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(prepared[i].as_ref().map_or(0, Prepared::cost)));
-    for chunk in order.chunks(encoder.batch_size().max(1)) {
-        if job
-            .interrupt
-            .as_ref()
-            .is_some_and(|f| f.load(Ordering::Relaxed))
-        {
-            return Err(Error::Interrupted(
-                "re-encode stopped; the pieces written are committed, and running the re-encode again without naming an encoder continues from them".into(),
-            ));
-        }
-        let batch: Vec<&Prepared> = chunk
-            .iter()
-            .map(|&i| prepared[i].as_ref().expect("live row"))
-            .collect();
-        let out = encoder.encode_prepared(&batch)?;
+    let chunks: Vec<&[usize]> = order.chunks(encoder.batch_size().max(1)).collect();
+    let batches: Vec<Vec<&Prepared>> = chunks
+        .iter()
+        .map(|c| c.iter().filter_map(|&i| prepared[i].as_ref()).collect())
+        .collect();
+    let check = || {
+        match job
+        .interrupt
+        .as_ref()
+        .is_some_and(|f| f.load(Ordering::Relaxed))
+    {
+        true => Err(Error::Interrupted(
+            "re-encode stopped; the pieces written are committed, and running the re-encode again without naming an encoder continues from them".into(),
+        )),
+        false => Ok(()),
+    }
+    };
+    for (chunk, out) in chunks
+        .iter()
+        .zip(encode_batches(encoder, &batches, &check)?)
+    {
         for (&i, v) in chunk.iter().zip(out.per_input()) {
             values[i] = Some(v.to_vec());
         }

@@ -79,6 +79,96 @@ fn the_trait_batches_by_length_and_keeps_input_order() {
     }
 }
 
+/// An encoder that runs its passes from three threads at once (as GPU encoders run two) and
+/// fails on a chosen batch.
+#[derive(Debug)]
+struct Concurrent {
+    inner: TextEncoder,
+    fail_on_len: Option<usize>,
+    running: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+impl Encoder for Concurrent {
+    fn record(&self) -> &vellum::encode::EncoderRecord {
+        self.inner.record()
+    }
+    fn modality(&self) -> vellum::encode::Modality {
+        self.inner.modality()
+    }
+    fn batch_size(&self) -> usize {
+        1
+    }
+    fn concurrent_batches(&self) -> usize {
+        3
+    }
+    fn prepare(
+        &self,
+        input: &vellum::encode::EncoderInput<'_>,
+    ) -> vellum::Result<vellum::encode::Prepared> {
+        self.inner.prepare(input)
+    }
+    fn encode_prepared(
+        &self,
+        batch: &[&vellum::encode::Prepared],
+    ) -> vellum::Result<vellum::encode::Encoded> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.running.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        self.running.fetch_sub(1, SeqCst);
+        if Some(batch[0].cost()) == self.fail_on_len {
+            return Err(Error::InvalidInput(format!(
+                "batch of {} tokens",
+                batch[0].cost()
+            )));
+        }
+        self.inner.encode_prepared(batch)
+    }
+}
+
+#[test]
+fn concurrent_batches_keep_input_order_and_report_the_first_error() {
+    let inner = || {
+        TextEncoder::from_dir(
+            &vellum::encode::ModelDir::at(fixture_path("encoders/tiny-a"), "tiny-a").unwrap(),
+            &EncoderOptions::parse("pooling=mean,normalize=true").unwrap(),
+        )
+        .unwrap()
+    };
+    let texts: Vec<String> = (0..9).map(|i| vec!["word"; i + 1].join(" ")).collect();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let enc = Concurrent {
+        inner: inner(),
+        fail_on_len: None,
+        running: Default::default(),
+        most: Default::default(),
+    };
+    let got = enc.encode_texts(&texts).unwrap();
+    assert!(
+        enc.most.load(std::sync::atomic::Ordering::SeqCst) > 1,
+        "passes ran one at a time"
+    );
+    let want = inner().encode(&texts).unwrap();
+    assert_eq!(got.values.len(), want.len());
+    for (a, b) in got.values.iter().zip(&want) {
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
+    // A failing batch ends the run with its error.
+    let failing = Concurrent {
+        inner: inner(),
+        fail_on_len: Some(
+            enc.prepare(&vellum::encode::EncoderInput::Text(texts[4]))
+                .unwrap()
+                .cost(),
+        ),
+        running: Default::default(),
+        most: Default::default(),
+    };
+    let err = failing.encode_texts(&texts).unwrap_err();
+    assert!(err.to_string().contains("tokens"), "{err}");
+}
+
 #[test]
 fn text_search_loads_the_query_encoder_once() {
     let dir = tempfile::tempdir().unwrap();

@@ -347,7 +347,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     dot / (na * nb)
 }
 
-/// The BERT family on the GPU gives the CPU pass's vectors: cosine ≥ 0.99999 in f32, and within
+/// The BERT family and ModernBERT on the GPU give the CPU pass's vectors: cosine ≥ 0.99999 in f32, and within
 /// the rounding of 16-bit activations in f16 / bf16; ColBERT token vectors likewise.
 #[cfg(feature = "encoders")]
 #[test]
@@ -372,6 +372,9 @@ fn encoders_on_the_gpu_equal_the_cpu() {
         ("encoders/tiny-roberta", ""),
         ("colbert/stanford", ",role=passage"),
         ("colbert/stanford", ",role=query,truncate=true"),
+        ("colbert/modernbert", ""),
+        ("colbert/pylate-modernbert", ",role=passage"),
+        ("colbert/pylate-modernbert", ",role=query,truncate=true"),
     ] {
         let dir = ModelDir::resolve(&fixture(model)).unwrap();
         for (dtype, floor) in [("f32", 0.99999), ("f16", 0.999), ("bf16", 0.99)] {

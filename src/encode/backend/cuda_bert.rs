@@ -12,13 +12,13 @@
 //! `BertModel`, whose outputs the CPU pass matches; the GPU pass is checked against the CPU pass
 //! (`tests/integration/gpu.rs`).
 
-use parking_lot::Mutex;
+use cudarc::driver::CudaSlice;
 
-use super::cuda_ops::{Act, DevLinear, DevNorm, Ops};
-use super::native_bert::{pack, NativeBert};
+use super::cuda_ops::{Act, DevLinear, DevNorm, Ops, Packing};
+use super::native_bert::{pack, Mask, NativeBert};
 use crate::encode::models::bert::{Activation, BertShape};
 use crate::error::Result;
-use crate::meta::encoder::ComputeType;
+use crate::meta::encoder::{ComputeType, Pooling};
 
 struct DevLayer {
     qkv: DevLinear,
@@ -33,13 +33,11 @@ struct DevLayer {
 pub struct CudaBert {
     ops: Ops,
     shape: BertShape,
-    word: cudarc::driver::CudaSlice<f32>,
-    position: cudarc::driver::CudaSlice<f32>,
-    type0: cudarc::driver::CudaSlice<f32>,
+    word: CudaSlice<f32>,
+    position: CudaSlice<f32>,
+    type0: CudaSlice<f32>,
     emb_norm: DevNorm,
     layers: Vec<DevLayer>,
-    /// One pass at a time: the device's single stream and its buffers.
-    busy: Mutex<()>,
 }
 
 impl CudaBert {
@@ -75,7 +73,6 @@ impl CudaBert {
             emb_norm: ops.norm(&native.emb_norm)?,
             layers,
             ops,
-            busy: Mutex::new(()),
         })
     }
 
@@ -101,8 +98,30 @@ impl CudaBert {
         seqs: &[&[u32]],
         keys: Option<&[usize]>,
     ) -> Result<(Vec<f32>, Vec<usize>)> {
+        let (states, _, starts, total) = self.run(seqs, keys)?;
+        let out = (self.ops.gpu).download_staged(&states, total * self.shape.hidden)?;
+        Ok((out, starts))
+    }
+
+    /// One vector per text (`seqs.len() × hidden` values), pooled on the device, so only those
+    /// leave it.
+    pub fn forward_pooled(&self, seqs: &[&[u32]], pooling: Pooling) -> Result<Vec<f32>> {
+        let (states, packing, _, _) = self.run(seqs, None)?;
+        self.ops
+            .pool_download(&states, &packing, self.shape.hidden, pooling)
+    }
+
+    /// Queues the pass on the device's stream; returns the packed states (on the device), the
+    /// packing, each text's first row and the row count. Each call has its own buffers (and
+    /// cuBLAS is locked per product), so threads may call it at once: their passes queue on
+    /// the one stream, and one thread's host work overlaps another's GPU work.
+    #[allow(clippy::type_complexity)]
+    fn run(
+        &self,
+        seqs: &[&[u32]],
+        keys: Option<&[usize]>,
+    ) -> Result<(CudaSlice<f32>, Packing, Vec<usize>, usize)> {
         let (keys, starts, total) = pack(seqs, keys, self.max_tokens(), self.shape.vocab);
-        let _busy = self.busy.lock();
         let (o, h, inter) = (&self.ops, self.shape.hidden, self.shape.intermediate);
         let g = &o.gpu;
         let mut ids = Vec::with_capacity(total);
@@ -113,7 +132,7 @@ impl CudaBert {
         }
         let lens: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
         let packing = o.packing(&lens, Some(&keys))?;
-        let (ids, pos) = (g.upload(&ids)?, g.upload(&pos)?);
+        let (ids, pos) = (g.upload_staged(&ids)?, g.upload_staged(&pos)?);
         let mut x = g.zeros::<f32>(total * h)?;
         let mut qkv = g.zeros::<f32>(total * 3 * h)?;
         let mut ctx = g.zeros::<f32>(total * h)?;
@@ -139,7 +158,7 @@ impl CudaBert {
         for l in &self.layers {
             o.linear(&l.qkv, &x, total, &mut half, &mut qkv)?;
             o.bias_act(&mut qkv, &l.qkv.bias, total * 3 * h, 3 * h, Act::None)?;
-            o.attention(&qkv, &packing, (h, self.shape.heads), false, &mut ctx)?;
+            o.attention(&qkv, &packing, (h, self.shape.heads), Mask::Full, &mut ctx)?;
             o.linear(&l.attn_out, &ctx, total, &mut half, &mut tmp)?;
             o.residual_ln(&tmp, &l.attn_out.bias, &x, &l.norm1, norm, total, &mut y)?;
             o.linear(&l.up, &y, total, &mut half, &mut ff)?;
@@ -147,8 +166,6 @@ impl CudaBert {
             o.linear(&l.down, &ff, total, &mut half, &mut tmp)?;
             o.residual_ln(&tmp, &l.down.bias, &y, &l.norm2, norm, total, &mut x)?;
         }
-        let mut out = g.download(&x)?;
-        out.truncate(total * h);
-        Ok((out, starts))
+        Ok((x, packing, starts, total))
     }
 }

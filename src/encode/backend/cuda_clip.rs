@@ -8,6 +8,7 @@
 use parking_lot::Mutex;
 
 use super::cuda_ops::{Act, DevLinear, DevNorm, Ops};
+use super::native_bert::Mask;
 use super::native_clip::Tower;
 use crate::encode::models::clip::ClipActivation;
 use crate::error::Result;
@@ -122,7 +123,11 @@ impl CudaClip {
                 &qkv,
                 &packing,
                 (h, shape.heads),
-                which == Which::Text,
+                if which == Which::Text {
+                    Mask::Causal
+                } else {
+                    Mask::Full
+                },
                 &mut ctx,
             )?;
             o.linear(&l.out, &ctx, rows, &mut half, &mut tmp)?;

@@ -10,10 +10,10 @@ use cudarc::driver::{
     CudaFunction, CudaSlice, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg,
 };
 
-use super::native_bert::{Linear, Norm};
+use super::native_bert::{Linear, Mask, Norm};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuType};
-use crate::meta::encoder::ComputeType;
+use crate::meta::encoder::{ComputeType, Pooling};
 
 /// Threads per block of the row kernels.
 const ROW_THREADS: u32 = 128;
@@ -50,8 +50,11 @@ struct Kernels {
     bias_residual_ln: CudaFunction,
     residual_add: CudaFunction,
     bias_act: CudaFunction,
+    geglu: CudaFunction,
+    rotary: CudaFunction,
     attention: CudaFunction,
     to_half: CudaFunction,
+    pool_rows: CudaFunction,
 }
 
 /// A device, the type of its weights, and the kernels.
@@ -67,12 +70,23 @@ pub(super) struct Packing {
     tok_seq: CudaSlice<u32>,
     /// First row of each text.
     seq_start: CudaSlice<u32>,
+    /// Rows of each text.
+    seq_len: CudaSlice<u32>,
     /// Keys each text's rows attend to.
     seq_keys: CudaSlice<u32>,
     /// The largest key count.
     longest: usize,
+    /// Texts packed.
+    texts: usize,
     /// Rows in all.
     pub(super) rows: usize,
+}
+
+impl Packing {
+    /// Texts (sequences) packed.
+    pub(super) fn texts(&self) -> usize {
+        self.texts
+    }
 }
 
 impl Ops {
@@ -101,8 +115,11 @@ impl Ops {
                 bias_residual_ln: f("bias_residual_ln")?,
                 residual_add: f("residual_add")?,
                 bias_act: f("bias_act")?,
+                geglu: f("geglu")?,
+                rotary: f("rotary")?,
                 attention: f("attention")?,
                 to_half: f("to_half")?,
+                pool_rows: f("pool_rows")?,
             },
             dtype,
             gpu,
@@ -160,12 +177,15 @@ impl Ops {
             Some(k) => k.iter().map(|&x| x as u32).collect(),
             None => lens.iter().map(|&x| x as u32).collect(),
         };
+        let seq_len: Vec<u32> = lens.iter().map(|&n| n as u32).collect();
         Ok(Packing {
             rows: tok_seq.len(),
+            seq_len: g.upload_staged(&seq_len)?,
             longest: keys.iter().copied().max().unwrap_or(1) as usize,
-            tok_seq: g.upload(&tok_seq)?,
-            seq_start: g.upload(&starts)?,
-            seq_keys: g.upload(&keys)?,
+            texts: lens.len(),
+            tok_seq: g.upload_staged(&tok_seq)?,
+            seq_start: g.upload_staged(&starts)?,
+            seq_keys: g.upload_staged(&keys)?,
         })
     }
 
@@ -333,17 +353,77 @@ impl Ops {
             .map_err(|e| self.gpu.error("kernel layer_norm", e))
     }
 
+    /// `out[r, i] = act(a[i] + bias[i]) · (g[i] + bias[n + i])` for rows `[a | g]` of `wi`
+    /// (`rows × 2n`; ModernBERT's GeGLU).
+    pub(super) fn geglu(
+        &self,
+        wi: &CudaSlice<f32>,
+        bias: &CudaSlice<f32>,
+        (rows, n): (usize, usize),
+        act: Act,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let total = rows * n;
+        let (total64, n32, act) = (total as i64, n as i32, act as i32);
+        let count = u32::try_from(total).map_err(|_| g.error("geglu", "above 2^32 values"))?;
+        let mut b = g.stream().launch_builder(&self.k.geglu);
+        b.arg(wi)
+            .arg(bias)
+            .arg(&total64)
+            .arg(&n32)
+            .arg(&act)
+            .arg(out);
+        // SAFETY: arguments match `geglu`; wi holds rows·2n values, bias 2n, out rows·n.
+        unsafe { b.launch(LaunchConfig::for_num_elems(count)) }
+            .map(|_| ())
+            .map_err(|e| g.error("kernel geglu", e))
+    }
+
+    /// Rotary positions on the queries and keys of `qkv` (`rows × 3h`, `[q | k | v]`): row `r`
+    /// at position `pos[r]`, frequencies `inv_freq` (`head_dim / 2` values).
+    pub(super) fn rotary(
+        &self,
+        qkv: &mut CudaSlice<f32>,
+        pos: &CudaSlice<u32>,
+        inv_freq: &CudaSlice<f32>,
+        rows: usize,
+        (h, heads): (usize, usize),
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let threads = rows * h; // rows · 2 parts · heads · head_dim / 2
+        let count = u32::try_from(threads).map_err(|_| g.error("rotary", "above 2^32 values"))?;
+        let (rows64, hi, heads_i) = (rows as i64, h as i32, heads as i32);
+        let mut b = g.stream().launch_builder(&self.k.rotary);
+        b.arg(qkv)
+            .arg(pos)
+            .arg(inv_freq)
+            .arg(&rows64)
+            .arg(&hi)
+            .arg(&heads_i);
+        // SAFETY: arguments match `rotary`; qkv holds rows·3h values, pos `rows`, inv_freq
+        // head_dim / 2.
+        unsafe { b.launch(LaunchConfig::for_num_elems(count)) }
+            .map(|_| ())
+            .map_err(|e| g.error("kernel rotary", e))
+    }
+
     /// Multi-head attention: `ctx` from `qkv` (`[q | k | v]` rows, biases added) of `p`'s
-    /// sequences; `causal` restricts each row to keys at or before it.
+    /// sequences; `mask` restricts each row's keys further (causal, or a window).
     pub(super) fn attention(
         &self,
         qkv: &CudaSlice<f32>,
         p: &Packing,
         (h, heads): (usize, usize),
-        causal: bool,
+        mask: Mask,
         ctx: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        let (hi, heads_i, causal) = (h as i32, heads as i32, causal as i32);
+        let (causal, window) = match mask {
+            Mask::Full => (0i32, -1i32),
+            Mask::Causal => (1, -1),
+            Mask::Window(w) => (0, i32::try_from(w).unwrap_or(i32::MAX)),
+        };
+        let (hi, heads_i) = (h as i32, heads as i32);
         let scale = 1.0 / ((h / heads) as f32).sqrt();
         let mut l = self.gpu.stream().launch_builder(&self.k.attention);
         l.arg(qkv)
@@ -354,6 +434,7 @@ impl Ops {
             .arg(&heads_i)
             .arg(&scale)
             .arg(&causal)
+            .arg(&window)
             .arg(ctx);
         let cfg = LaunchConfig {
             grid_dim: (p.rows as u32, heads as u32, 1),
@@ -365,6 +446,43 @@ impl Ops {
         unsafe { l.launch(cfg) }
             .map(|_| ())
             .map_err(|e| self.gpu.error("kernel attention", e))
+    }
+
+    /// One vector per text of `p` from the packed states `x` (`h` values per row), downloaded:
+    /// `texts × h` values. `pooling` as [`crate::encode::pooling::pool`] (`Tokens` is not a
+    /// pooling and takes the first row, as there).
+    pub(super) fn pool_download(
+        &self,
+        x: &CudaSlice<f32>,
+        p: &Packing,
+        h: usize,
+        pooling: Pooling,
+    ) -> Result<Vec<f32>> {
+        let g = &self.gpu;
+        let texts = p.texts();
+        let mut out = g.zeros::<f32>(texts * h)?;
+        let mode: i32 = match pooling {
+            Pooling::Cls | Pooling::Tokens => 0,
+            Pooling::Last => 1,
+            Pooling::Mean => 2,
+        };
+        let hi = h as i32;
+        let mut b = g.stream().launch_builder(&self.k.pool_rows);
+        b.arg(x)
+            .arg(&p.seq_start)
+            .arg(&p.seq_len)
+            .arg(&hi)
+            .arg(&mode)
+            .arg(&mut out);
+        let cfg = LaunchConfig {
+            grid_dim: (texts as u32, 1, 1),
+            block_dim: (ROW_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: arguments match `pool_rows`; every text's rows lie within x (`packing`), and
+        // out holds texts·h values.
+        unsafe { b.launch(cfg) }.map_err(|e| g.error("kernel pool_rows", e))?;
+        g.download_staged(&out, texts * h)
     }
 
     /// Scratch for 16-bit copies of up to `n` input values (one value for f32 weights).

@@ -8,6 +8,8 @@ pub mod cuda_bert;
 #[cfg(feature = "gpu")]
 pub mod cuda_clip;
 #[cfg(feature = "gpu")]
+pub mod cuda_modernbert;
+#[cfg(feature = "gpu")]
 pub mod cuda_ops;
 pub mod native_bert;
 pub mod native_clip;
@@ -17,9 +19,10 @@ pub mod vector_math;
 use self::native_bert::NativeBert;
 use self::native_modernbert::NativeModernBert;
 use crate::encode::models::Architecture;
+use crate::encode::pooling::pool;
 use crate::encode::source::ModelDir;
 use crate::error::{Error, Result};
-use crate::meta::encoder::{ComputeType, DeviceSpec};
+use crate::meta::encoder::{ComputeType, DeviceSpec, Pooling};
 
 /// A transformer that turns token ids into token states on the CPU.
 pub enum Backbone {
@@ -30,11 +33,14 @@ pub enum Backbone {
     /// BERT, RoBERTa, XLM-RoBERTa on an NVIDIA GPU.
     #[cfg(feature = "gpu")]
     CudaBert(cuda_bert::CudaBert),
+    /// ModernBERT on an NVIDIA GPU.
+    #[cfg(feature = "gpu")]
+    CudaModernBert(cuda_modernbert::CudaModernBert),
 }
 
 impl Backbone {
     /// Reads `dir`'s `model.safetensors` for `architecture`, weights rounded to `dtype`, for
-    /// `device` (the CPU, or a CUDA GPU with the `cuda` feature: the BERT family only).
+    /// `device` (the CPU, or a CUDA GPU with the `cuda` feature).
     pub fn load(
         dir: &ModelDir,
         architecture: &Architecture,
@@ -58,11 +64,10 @@ impl Backbone {
                 Backbone::CudaBert(cuda_bert::CudaBert::new(&native, n, dtype)?)
             }
             #[cfg(feature = "gpu")]
-            (Architecture::ModernBert { .. }, DeviceSpec::Cuda(n)) => {
-                return Err(Error::parameter(
-                    "device",
-                    format!("cuda:{n}: ModernBERT encoders run on the CPU in this version (device=cpu); the BERT family runs on GPUs"),
-                ))
+            (Architecture::ModernBert { shape, .. }, DeviceSpec::Cuda(n)) => {
+                cuda_bert::CudaBert::check_dtype(dtype)?;
+                let native = NativeModernBert::load(dir, &weights, shape.clone(), dtype)?;
+                Backbone::CudaModernBert(cuda_modernbert::CudaModernBert::new(&native, n, dtype)?)
             }
             #[cfg(not(feature = "gpu"))]
             (_, DeviceSpec::Cuda(n)) => {
@@ -86,7 +91,42 @@ impl Backbone {
             Backbone::ModernBert(m) => m.forward_with_keys(seqs, keys),
             #[cfg(feature = "gpu")]
             Backbone::CudaBert(m) => m.forward_with_keys(seqs, keys)?,
+            #[cfg(feature = "gpu")]
+            Backbone::CudaModernBert(m) => m.forward_with_keys(seqs, keys)?,
         })
+    }
+
+    /// One pooled vector per text of `seqs` (`seqs.len() × hidden` values, row-major; every
+    /// token attends to every token of its text). On a GPU the pooling runs there, so only these
+    /// values leave the device; on the CPU it is [`crate::encode::pooling::pool`] over
+    /// [`Backbone::forward_with_keys`]'s states.
+    pub fn forward_pooled(&self, seqs: &[&[u32]], pooling: Pooling) -> Result<Vec<f32>> {
+        match self {
+            #[cfg(feature = "gpu")]
+            Backbone::CudaBert(m) => m.forward_pooled(seqs, pooling),
+            #[cfg(feature = "gpu")]
+            Backbone::CudaModernBert(m) => m.forward_pooled(seqs, pooling),
+            _ => {
+                let (states, starts) = self.forward_with_keys(seqs, None)?;
+                let h = self.hidden();
+                let mut out = vec![0f32; seqs.len() * h];
+                for ((s, &s0), dst) in seqs.iter().zip(&starts).zip(out.chunks_exact_mut(h)) {
+                    let rows = &states[s0 * h..(s0 + s.len()) * h];
+                    pool(rows, s.len(), h, pooling, dst);
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Whether the model runs on a GPU (where several threads may queue passes at once, so one
+    /// thread's host work overlaps another's device work).
+    pub fn on_gpu(&self) -> bool {
+        match self {
+            Backbone::Bert(_) | Backbone::ModernBert(_) => false,
+            #[cfg(feature = "gpu")]
+            Backbone::CudaBert(_) | Backbone::CudaModernBert(_) => true,
+        }
     }
 
     /// Hidden size.
@@ -96,6 +136,8 @@ impl Backbone {
             Backbone::ModernBert(m) => m.hidden(),
             #[cfg(feature = "gpu")]
             Backbone::CudaBert(m) => m.hidden(),
+            #[cfg(feature = "gpu")]
+            Backbone::CudaModernBert(m) => m.hidden(),
         }
     }
 
@@ -106,6 +148,8 @@ impl Backbone {
             Backbone::ModernBert(m) => m.vocab(),
             #[cfg(feature = "gpu")]
             Backbone::CudaBert(m) => m.vocab(),
+            #[cfg(feature = "gpu")]
+            Backbone::CudaModernBert(m) => m.vocab(),
         }
     }
 
@@ -116,6 +160,8 @@ impl Backbone {
             Backbone::ModernBert(m) => m.max_tokens(),
             #[cfg(feature = "gpu")]
             Backbone::CudaBert(m) => m.max_tokens(),
+            #[cfg(feature = "gpu")]
+            Backbone::CudaModernBert(m) => m.max_tokens(),
         }
     }
 }

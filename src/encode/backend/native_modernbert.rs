@@ -25,28 +25,28 @@ use crate::encode::source::ModelDir;
 use crate::error::Result;
 use crate::meta::encoder::ComputeType;
 
-struct Layer {
+pub(super) struct Layer {
     /// `None` in layer 0 (the embeddings' norm precedes it).
-    attn_norm: Option<Norm>,
-    qkv: Linear,
-    attn_out: Linear,
-    mlp_norm: Norm,
+    pub(super) attn_norm: Option<Norm>,
+    pub(super) qkv: Linear,
+    pub(super) attn_out: Linear,
+    pub(super) mlp_norm: Norm,
     /// `[2·intermediate, hidden]`: the input half, then the gate half.
-    wi: Linear,
-    wo: Linear,
+    pub(super) wi: Linear,
+    pub(super) wo: Linear,
     /// Local layers: keys at most this far away.
-    window: Option<usize>,
+    pub(super) window: Option<usize>,
 }
 
 /// A ModernBERT encoder's weights, ready for [`NativeModernBert::forward_with_keys`].
 pub struct NativeModernBert {
-    shape: ModernBertShape,
-    word: Vec<f32>,
-    emb_norm: Norm,
-    layers: Vec<Layer>,
-    final_norm: Norm,
+    pub(super) shape: ModernBertShape,
+    pub(super) word: Vec<f32>,
+    pub(super) emb_norm: Norm,
+    pub(super) layers: Vec<Layer>,
+    pub(super) final_norm: Norm,
     /// `inv_freq` of global and local layers (`head_dim / 2` each).
-    inv_freq: [Vec<f32>; 2],
+    pub(super) inv_freq: [Vec<f32>; 2],
     scratch: Mutex<Vec<Scratch>>,
 }
 

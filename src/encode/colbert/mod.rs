@@ -190,6 +190,14 @@ impl Encoder for ColbertEncoder {
         self.batch_size
     }
 
+    fn concurrent_batches(&self) -> usize {
+        if self.model.on_gpu() {
+            2
+        } else {
+            1
+        }
+    }
+
     fn prepare(&self, input: &EncoderInput<'_>) -> Result<Prepared> {
         match input {
             EncoderInput::Text(t) => self.tokenize(t),
