@@ -7,7 +7,8 @@
 #      queries over 1 M × 768 (f32, TF32, f16, bf16) and MaxSim re-ranking of 1,000 candidates
 #      per query (benches/gpu/gpu_timing.rs, benches/gpu/peer.py).
 #   4. with benches/gpu/vellum-train-cuda.tar.xz carried too (benches/gpu/build-train.sh): the
-#      same 20 training steps on the CPU and on cuda:0, losses compared.
+#      same 20 training steps on the CPU and on cuda:0 (f32 and bf16 mixed precision), losses
+#      compared.
 # Results: $OUT/gpu-results.jsonl (one object per measurement), $OUT/summary.txt (ratios).
 # Needs: an NVIDIA driver, Python with torch and numpy ($PYTHON), the CUDA 13 cuBLAS and NVRTC
 # libraries (found in torch's `nvidia/cu13/lib`, or set LD_LIBRARY_PATH).
@@ -87,10 +88,12 @@ if [ -f benches/gpu/vellum-train-cuda.tar.xz ]; then
   "$V" create "$T/DB" -c docs --field emb:dense:32:f32:cosine \
     --encoder emb=tests/fixtures/encoders/tiny-a --encoder-options emb=pooling=mean,normalize=true > /dev/null
   "$V" ingest "$T/DB" -c docs --docs examples/debian/corpus.jsonl > /dev/null 2>&1
-  for dev in cpu cuda:0; do
+  for run in cpu:f32 cuda:0:f32 cuda:0:bf16; do
+    dev=${run%:*} prec=${run##*:}
     "$V" train "$T/DB" -c docs -f emb --queries examples/debian/queries.tsv \
-      --qrels examples/debian/qrels.txt -o "$T/out-${dev/:/}" --max-steps 20 --batch-size 16 \
-      --group-size 4 --lr 1e-4 --device "$dev" > /dev/null 2>&1 || echo "train on $dev failed"
+      --qrels examples/debian/qrels.txt -o "$T/out-${dev/:/}-$prec" --max-steps 20 --batch-size 16 \
+      --group-size 4 --lr 1e-4 --device "$dev" --precision "$prec" > /dev/null 2>&1 \
+      || echo "train on $dev ($prec) failed"
   done
   # A training step of the random BERT-base (section 3's model): vellum vs sentence-transformers
   # on the GPU, same batches, loss, optimiser (benches/compare/compare_train.py).
@@ -101,12 +104,15 @@ if [ -f benches/gpu/vellum-train-cuda.tar.xz ]; then
   "$PY" - "$T" <<'PYEOF' | tee -a "$R"
 import json, sys
 t = sys.argv[1]
-runs = {d: json.load(open(f"{t}/out-{d}/training_report.json"))["report"] for d in ("cpu", "cuda0")}
-a, b = runs["cpu"]["losses"], runs["cuda0"]["losses"]
-diff = max(abs(x - y) / max(1e-9, abs(x)) for x, y in zip(a, b))
+names = ("cpu-f32", "cuda0-f32", "cuda0-bf16")
+runs = {d: json.load(open(f"{t}/out-{d}/training_report.json"))["report"] for d in names}
+a, b, c = (runs[n]["losses"] for n in names)
+rel = lambda x, y: max(abs(p - q) / max(1e-9, abs(p)) for p, q in zip(x, y))
 print(json.dumps({"bench": "train", "steps": len(a), "loss_cpu": a[-1], "loss_gpu": b[-1],
-                  "max_relative_loss_difference": diff,
-                  "cpu_s": runs["cpu"]["seconds"], "gpu_s": runs["cuda0"]["seconds"]}))
+                  "loss_gpu_bf16": c[-1], "max_relative_loss_difference": rel(a, b),
+                  "max_relative_loss_difference_bf16": rel(a, c),
+                  "cpu_s": runs["cpu-f32"]["seconds"], "gpu_s": runs["cuda0-f32"]["seconds"],
+                  "gpu_bf16_s": runs["cuda0-bf16"]["seconds"]}))
 PYEOF
   rm -rf "$T"
 fi
@@ -137,7 +143,7 @@ if ts:
     print(f'train step (BERT-base, batch {ts["batch"]} x group {ts["group"]}): vellum {ts["vellum_steps_per_sec"]:.2f} steps/s, PyTorch {ts["torch_steps_per_sec"]:.2f}, ratio {ts["ratio"]:.2f}x')
 tr = next((x for x in rows if x.get("bench") == "train"), None)
 if tr:
-    print(f'train: {tr["steps"]} steps, loss cpu {tr["loss_cpu"]:.6f} gpu {tr["loss_gpu"]:.6f}, max relative difference {tr["max_relative_loss_difference"]:.2e}')
+    print(f'train: {tr["steps"]} steps, loss cpu {tr["loss_cpu"]:.6f} gpu {tr["loss_gpu"]:.6f} (bf16 {tr["loss_gpu_bf16"]:.6f}), max relative difference {tr["max_relative_loss_difference"]:.2e} (bf16 {tr["max_relative_loss_difference_bf16"]:.2e})')
 ing = next((x for x in rows if x.get("bench") == "ingest"), None)
 enc = next((x for x in rows if x.get("bench") == "encode" and "peer" not in x and x["dtype"] == "f16"), None)
 if ing and enc:

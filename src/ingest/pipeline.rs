@@ -4,12 +4,14 @@
 //! Stages, connected by bounded channels (so memory stays bounded whatever the input size):
 //!
 //! ```text
-//! read (1 thread) ─▶ tokenize (workers) ─▶ batch + encode (1 thread, the model uses all cores) ─▶ write (caller's thread)
+//! read (1 thread) ─▶ tokenize (workers) ─▶ batch + encode (1 thread; the model uses all cores) ─▶ write (caller's thread)
 //! ```
 //!
 //! The reader cuts the input into windows of consecutive documents; each window is tokenized by
 //! one worker, then sorted by token count and cut into batches, so that texts of similar length
-//! are padded together. The writer adds each window's documents in input order and commits every
+//! are padded together. A GPU encoder runs two of a window's batches at once
+//! ([`crate::encode::encode_batches`]): the device computes one while the host prepares the next
+//! or copies results out. The writer adds each window's documents in input order and commits every
 //! `commit_every` documents, so a crash or Ctrl-C loses at most the documents since the last
 //! commit; re-running the same ingest skips ids already committed (in add mode).
 

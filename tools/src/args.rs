@@ -217,6 +217,10 @@ pub struct TrainArgs {
     /// benches/gpu/build-train.sh; other builds refuse cuda:N with that advice).
     #[arg(long, default_value = "cpu")]
     pub device: vellum::search::Device,
+    /// Arithmetic: f32, or bf16 mixed precision (products in bf16 — tensor cores on a GPU —
+    /// with f32 weights, optimiser state, layer norms, softmax and loss).
+    #[arg(long, default_value = "f32")]
+    pub precision: vellum_train::Precision,
     /// Train only a (small) query encoder against the stored passage vectors (Cohen et al.
     /// 2024): align it to the current query encoder, then train contrastively; nothing is
     /// re-encoded. Held-out evaluation is full retrieval.

@@ -127,11 +127,25 @@ struct Linear {
 }
 
 impl Linear {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// `x·Wᵀ + b`, the product computed in `compute` (see [`product`]).
+    fn forward(&self, x: &Tensor, compute: DType) -> Result<Tensor> {
         // x: [.., in]; weight [out, in].
-        Ok(x.broadcast_matmul(&self.weight.t()?)?
-            .broadcast_add(self.bias.as_tensor())?)
+        let w = self.weight.as_tensor().t()?;
+        Ok(product(x, &w, compute)?.broadcast_add(self.bias.as_tensor())?)
     }
+}
+
+/// `a·b` (broadcast batch dimensions) with both inputs rounded to `compute` and the result
+/// returned in f32: mixed precision as PyTorch's autocast does it (products in bf16 with f32
+/// accumulation on tensor cores; layer norms, softmax, the loss and the master weights in f32).
+/// The rounding records its backward, so gradients reach the f32 variables.
+fn product(a: &Tensor, b: &Tensor, compute: DType) -> Result<Tensor> {
+    if compute == DType::F32 {
+        return Ok(a.broadcast_matmul(b)?);
+    }
+    Ok(a.to_dtype(compute)?
+        .broadcast_matmul(&b.to_dtype(compute)?)?
+        .to_dtype(DType::F32)?)
 }
 
 struct Norm {
@@ -175,6 +189,8 @@ pub struct TrainableBert {
     layers: Vec<Layer>,
     /// Names of the variables the forward pass uses (what the optimiser updates).
     used: Vec<String>,
+    /// The type the products compute in (f32, or bf16 for mixed precision).
+    compute: DType,
 }
 
 impl std::fmt::Debug for TrainableBert {
@@ -278,7 +294,14 @@ impl TrainableBert {
             emb_norm,
             layers,
             used: used.into_inner(),
+            compute: DType::F32,
         })
+    }
+
+    /// Computes the products (linear layers, attention) in `compute`: f32 (the default), or
+    /// bf16 for mixed precision ([`product`]).
+    pub fn set_compute(&mut self, compute: DType) {
+        self.compute = compute;
     }
 
     /// The names of the variables the forward pass reads (what training updates).
@@ -355,25 +378,25 @@ impl TrainableBert {
                     .transpose(1, 2)?
                     .contiguous()?)
             };
-            let q = split(layer.query.forward(&x)?)?;
-            let k = split(layer.key.forward(&x)?)?;
-            let v = split(layer.value.forward(&x)?)?;
-            let scores = q.matmul(&k.t()?.contiguous()?)?;
+            let c = self.compute;
+            let q = split(layer.query.forward(&x, c)?)?;
+            let k = split(layer.key.forward(&x, c)?)?;
+            let v = split(layer.value.forward(&x, c)?)?;
+            let scores = product(&q, &k.t()?.contiguous()?, c)?;
             let weights = crate::fused::masked_softmax(&scores, &key_mask, scale)?;
-            let context = weights
-                .matmul(&v)?
+            let context = product(&weights, &v, c)?
                 .transpose(1, 2)?
                 .contiguous()?
                 .reshape((b, l, h))?;
-            let attn = layer.attn_out.forward(&context)?;
+            let attn = layer.attn_out.forward(&context, c)?;
             x = layer.norm1.forward(&(attn + &x)?)?;
-            let up = layer.up.forward(&x)?;
+            let up = layer.up.forward(&x, c)?;
             let act = match self.shape.activation {
                 Activation::GeluErf => up.gelu_erf()?,
                 Activation::GeluTanh => up.gelu()?,
                 Activation::Relu => up.relu()?,
             };
-            let down = layer.down.forward(&act)?;
+            let down = layer.down.forward(&act, c)?;
             x = layer.norm2.forward(&(down + &x)?)?;
         }
         Ok(x)

@@ -26,6 +26,6 @@ pub use data::{
 };
 pub use error::{Result, TrainError};
 pub use trainer::{
-    check_output, train, EvalReport, EvalSet, Progress, Silent, StepReport, TrainConfig,
+    check_output, train, EvalReport, EvalSet, Precision, Progress, Silent, StepReport, TrainConfig,
     TrainReport,
 };

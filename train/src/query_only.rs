@@ -308,7 +308,8 @@ pub fn train_query_encoder(
             student_record.dims
         )));
     }
-    let student = Tower::load(&student_dir, &student_record, tc.query_max_len, &device)?;
+    let mut student = Tower::load(&student_dir, &student_record, tc.query_max_len, &device)?;
+    student.set_compute(tc.precision.dtype());
 
     // Teacher vectors of the training queries, and the stored vectors of every passage used.
     let texts: Vec<&str> = data.iter().map(|q| q.text.as_str()).collect();

@@ -112,6 +112,11 @@ impl Tower {
         &self.tokenizer
     }
 
+    /// Computes the model's products in `compute` (f32, or bf16 for mixed precision).
+    pub fn set_compute(&mut self, compute: candle_core::DType) {
+        self.model.set_compute(compute);
+    }
+
     /// The variables training updates, by name (those the forward pass reads).
     pub fn trainable_vars(&self) -> Vec<(String, candle_core::Var)> {
         self.params

@@ -89,6 +89,44 @@ pub struct TrainConfig {
     pub eval_every: Option<usize>,
     /// Where the towers train: the CPU, or `cuda:N` (the `cuda` feature of vellum-train).
     pub device: vellum::search::Device,
+    /// The type of the products: f32, or bf16 for mixed precision (f32 master weights,
+    /// optimiser state, layer norms, softmax and loss; products in bf16, as PyTorch's autocast).
+    pub precision: Precision,
+}
+
+/// Training arithmetic ([`TrainConfig::precision`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// Everything in f32.
+    #[default]
+    F32,
+    /// Mixed precision: linear layers and attention products in bf16 (tensor cores on a GPU),
+    /// the rest in f32. Stable where f16 is not: bf16 has f32's exponent range, so no loss
+    /// scaling is needed.
+    Bf16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = TrainError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim() {
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            other => Err(TrainError::Invalid(format!(
+                "training setting precision: expected f32 or bf16, found {other:?}"
+            ))),
+        }
+    }
+}
+
+impl Precision {
+    /// candle's type for the products.
+    pub fn dtype(self) -> candle_core::DType {
+        match self {
+            Precision::F32 => candle_core::DType::F32,
+            Precision::Bf16 => candle_core::DType::BF16,
+        }
+    }
 }
 
 impl TrainConfig {
@@ -115,11 +153,12 @@ impl TrainConfig {
             save_total_limit: 2,
             eval_every: None,
             device: vellum::search::Device::Cpu,
+            precision: Precision::F32,
         }
     }
 
     /// The names [`TrainConfig::set`] takes.
-    pub const KEYS: &'static str = "epochs, max_steps, batch_size, group_size, accumulation, temperature, lr, weight_decay, warmup_ratio, max_grad_norm, seed, query_max_len, passage_max_len, untie, prefer_mined, save_every, save_total_limit, eval_every, device";
+    pub const KEYS: &'static str = "epochs, max_steps, batch_size, group_size, accumulation, temperature, lr, weight_decay, warmup_ratio, max_grad_norm, seed, query_max_len, passage_max_len, untie, prefer_mined, save_every, save_total_limit, eval_every, device, precision";
 
     /// Sets one setting by its field name from text (`"3"`, `"2e-5"`, `"true"`; `"none"` unsets
     /// an optional one), as bindings pass keyword arguments. Values are checked when training
@@ -172,6 +211,7 @@ impl TrainConfig {
                     .parse()
                     .map_err(|e: vellum::Error| TrainError::Invalid(e.to_string()))?
             }
+            "precision" => self.precision = value.parse()?,
             _ => {
                 return Err(TrainError::Invalid(format!(
                     "unknown training setting {key:?} (settings: {})",
@@ -449,6 +489,9 @@ impl Towers {
             Tower::load(&dir, &query_record, config.query_max_len, device)?
         };
         let normalize_scores = score_normalization(metric, &passage_record, field)?;
+        let (mut query, mut passage) = (query, passage);
+        query.set_compute(config.precision.dtype());
+        passage.set_compute(config.precision.dtype());
         Ok(Towers {
             query,
             passage,

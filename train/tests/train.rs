@@ -117,6 +117,45 @@ fn config() -> TrainConfig {
     }
 }
 
+/// bf16 mixed precision follows f32 training from the same seed (same batches, same first loss
+/// within bf16's rounding) and lowers the loss as f32 does; a bad value is refused by name.
+#[test]
+fn bf16_mixed_precision_trains_like_f32() {
+    let t = tempfile::tempdir().unwrap();
+    let db = database(t.path(), None);
+    let d = data(&db, t.path());
+    let snap = db.snapshot().unwrap();
+    let c = snap.collection("docs").unwrap();
+    let run = |precision: &str, out: &str| {
+        let mut cfg = TrainConfig {
+            save_every: None,
+            ..config()
+        };
+        cfg.set("precision", precision).unwrap();
+        train(c, &d, None, &cfg, &t.path().join(out), false, &mut Silent).unwrap()
+    };
+    let f32_run = run("f32", "f32");
+    let bf16_run = run("bf16", "bf16");
+    assert_eq!(f32_run.steps, bf16_run.steps);
+    let (a, b) = (f32_run.losses[0], bf16_run.losses[0]);
+    assert!((a - b).abs() <= 0.02 * a, "first loss f32 {a} vs bf16 {b}");
+    assert_ne!(
+        a, b,
+        "bf16 products round: the losses differ in their last digits"
+    );
+    let mean = |l: &[f64]| l.iter().sum::<f64>() / l.len() as f64;
+    let (first, last) = (mean(&bf16_run.losses[..5]), mean(&bf16_run.losses[25..]));
+    assert!(last < 0.7 * first, "bf16 loss {first} → {last}");
+    let f32_last = mean(&f32_run.losses[25..]);
+    assert!(
+        (last - f32_last).abs() <= 0.05 * f32_last,
+        "last losses f32 {f32_last} vs bf16 {last}"
+    );
+    let mut cfg = config();
+    let e = cfg.set("precision", "f16").unwrap_err();
+    assert!(e.to_string().contains("expected f32 or bf16"), "{e}");
+}
+
 #[test]
 fn training_lowers_the_loss_and_its_model_loads_with_the_same_vectors() {
     let t = tempfile::tempdir().unwrap();

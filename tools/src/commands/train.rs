@@ -293,6 +293,7 @@ fn config_of(a: &TrainArgs) -> TrainConfig {
         save_total_limit: a.save_total_limit,
         eval_every: a.eval_every,
         device: a.device,
+        precision: a.precision,
         ..TrainConfig::new(&a.field)
     }
 }
