@@ -242,6 +242,7 @@ pub trait Encoder: Send + Sync + std::fmt::Debug {
 /// a time (on scoped threads when that is above 1), and returns the outputs in batch order.
 /// `check` runs before each batch (an interruption check, say); its error or a batch's error
 /// ends the run, and the first such error in batch order is returned.
+#[cfg(feature = "encoders")]
 pub fn encode_batches<E: Encoder + ?Sized>(
     enc: &E,
     batches: &[Vec<&Prepared>],

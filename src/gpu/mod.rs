@@ -17,12 +17,14 @@ use std::sync::{Arc, OnceLock};
 use cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, LaunchConfig,
-    PinnedHostSlice, PushKernelArg,
+    PushKernelArg,
 };
 use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
+
+mod staging;
 
 /// The kernels' source (CUDA C, no headers).
 pub const KERNELS: &str = include_str!("kernels.cu");
@@ -90,39 +92,27 @@ pub struct Gpu {
     staging: Staging,
 }
 
-/// Page-locked host buffers, reused, by power-of-two length: copies from and to them are
-/// asynchronous (they wait for nothing but their own place in the stream), where a copy from
-/// or to pageable memory synchronizes the whole stream. Each buffer carries the event of its
-/// last copy, and is waited on only before it is written or read again.
-#[derive(Default)]
+/// Page-locked staging buffers of both directions ([`staging`]).
 struct Staging {
-    /// Host → device (write-combined: the host only writes them).
-    up: Mutex<Vec<PinnedHostSlice<u32>>>,
+    /// Host → device (write-combined: the host only writes them). A pass uploads six arrays,
+    /// and two passes may be in flight.
+    up: staging::Pool<u32>,
     /// Device → host.
-    down: Mutex<Vec<PinnedHostSlice<f32>>>,
+    down: staging::Pool<f32>,
 }
 
-/// Buffers kept per direction; more are freed after use.
-const STAGING_KEPT: usize = 8;
+impl Staging {
+    fn new() -> Self {
+        Staging {
+            up: staging::Pool::new(16, cudarc::driver::sys::CU_MEMHOSTALLOC_WRITECOMBINED),
+            down: staging::Pool::new(4, 0),
+        }
+    }
+}
 
 impl std::fmt::Debug for Gpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Gpu(cuda:{} {})", self.ordinal, self.name)
-    }
-}
-
-/// A kept staging buffer of exactly `len` values, if one is free.
-fn take_buffer<T>(pool: &Mutex<Vec<PinnedHostSlice<T>>>, len: usize) -> Option<PinnedHostSlice<T>> {
-    let mut pool = pool.lock();
-    let i = pool.iter().position(|b| b.len() == len)?;
-    Some(pool.swap_remove(i))
-}
-
-/// Returns a staging buffer to its pool (dropped, after its last copy, when the pool is full).
-fn put_buffer<T>(pool: &Mutex<Vec<PinnedHostSlice<T>>>, buf: PinnedHostSlice<T>) {
-    let mut pool = pool.lock();
-    if pool.len() < STAGING_KEPT {
-        pool.push(buf);
     }
 }
 
@@ -282,7 +272,7 @@ impl Gpu {
             stream,
             blas: Mutex::new(blas),
             module: module.clone(),
-            staging: Staging::default(),
+            staging: Staging::new(),
         })
     }
 
@@ -357,55 +347,57 @@ impl Gpu {
             .map_err(|e| self.err("copying to the device", e))
     }
 
-    /// [`Gpu::upload`] of `u32` values through a page-locked buffer, without synchronizing the
-    /// stream: work other threads queued keeps running while this copy waits its turn. The
-    /// device slice may be longer than `values` (its length rounded up to a power of two); the
-    /// values beyond are unspecified.
+    /// [`Gpu::upload`] of `u32` values through a page-locked buffer ([`staging`]): the copy
+    /// waits for nothing but its place in the stream. The device slice may be longer than
+    /// `values` (its length rounded up to a power of two); the values beyond are zeros or left
+    /// from an earlier use, and no kernel reads them.
     pub fn upload_staged(&self, values: &[u32]) -> Result<CudaSlice<u32>> {
         let len = values.len().max(1).next_power_of_two();
-        let taken = take_buffer(&self.staging.up, len);
-        let mut buf = match taken {
-            Some(b) => b,
-            // SAFETY: the host never reads it; the values copied beyond `values.len()` are
-            // unspecified and no kernel reads them.
-            None => unsafe { self.stream.context().alloc_pinned::<u32>(len) }
-                .map_err(|e| self.err("allocating page-locked memory", e))?,
-        };
-        buf.as_mut_slice()
+        let ctx = self.stream.context();
+        let mut st = (self.staging.up)
+            .take(ctx, len)
+            .map_err(|e| self.err("allocating page-locked memory", e))?;
+        st.values_mut()
             .map_err(|e| self.err("waiting for a staging buffer", e))?[..values.len()]
             .copy_from_slice(values);
         // SAFETY: the copy below writes all `len` values before any kernel reads them.
         let mut dst = unsafe { self.stream.alloc::<u32>(len) }
             .map_err(|e| self.err(&format!("allocating {} bytes", len * 4), e))?;
         self.stream
-            .memcpy_htod(&buf, &mut dst)
+            .memcpy_htod(st.buffer(), &mut dst)
             .map_err(|e| self.err("copying to the device", e))?;
-        put_buffer(&self.staging.up, buf);
+        st.copied(&self.stream)
+            .map_err(|e| self.err("recording a copy", e))?;
+        self.staging.up.put(st);
         Ok(dst)
     }
 
-    /// The first `n` values of `src`, copied back through a page-locked buffer: waits for the
-    /// stream's work queued before the copy, not for what other threads queue after it.
+    /// The first `n` values of `src`, copied back through a page-locked buffer ([`staging`]):
+    /// waits for the stream's work queued before the copy, not for what other threads queue
+    /// after it.
     pub fn download_staged(&self, src: &CudaSlice<f32>, n: usize) -> Result<Vec<f32>> {
-        let len = src.len().max(1).next_power_of_two();
-        let mut buf = match take_buffer(&self.staging.down, len) {
-            Some(b) => b,
-            // SAFETY: not read before the copy below fills its first src.len() values, and
-            // only those (n ≤ src.len()) are read.
-            None => unsafe { self.stream.context().alloc_pinned_with_flags::<f32>(len, 0) }
-                .map_err(|e| self.err("allocating page-locked memory", e))?,
-        };
         if n > src.len() {
             return Err(self.err("copying from the device", "more values asked than held"));
         }
+        let len = src.len().max(1).next_power_of_two();
+        let ctx = self.stream.context();
+        let mut st = (self.staging.down)
+            .take(ctx, len)
+            .map_err(|e| self.err("allocating page-locked memory", e))?;
+        let host = st
+            .values_mut()
+            .map_err(|e| self.err("waiting for a staging buffer", e))?;
+        // Exactly src.len() values: cudarc copies as many bytes as the destination holds.
         self.stream
-            .memcpy_dtoh(src, &mut buf)
+            .memcpy_dtoh(src, &mut host[..src.len()])
             .map_err(|e| self.err("copying from the device", e))?;
-        let out = buf
-            .as_slice()
+        st.copied(&self.stream)
+            .map_err(|e| self.err("recording a copy", e))?;
+        let out = st
+            .values()
             .map_err(|e| self.err("copying from the device", e))?[..n]
             .to_vec();
-        put_buffer(&self.staging.down, buf);
+        self.staging.down.put(st);
         Ok(out)
     }
 

@@ -372,15 +372,20 @@ fn encoders_on_the_gpu_equal_the_cpu() {
         ("encoders/tiny-roberta", ""),
         ("colbert/stanford", ",role=passage"),
         ("colbert/stanford", ",role=query,truncate=true"),
+        ("encoders/tiny-a", ",pooling=last"),
+        ("encoders/tiny-a", ",pooling=cls"),
         ("colbert/modernbert", ""),
+        ("colbert/modernbert", ",pooling=mean"),
         ("colbert/pylate-modernbert", ",role=passage"),
         ("colbert/pylate-modernbert", ",role=query,truncate=true"),
     ] {
         let dir = ModelDir::resolve(&fixture(model)).unwrap();
         for (dtype, floor) in [("f32", 0.99999), ("f16", 0.999), ("bf16", 0.99)] {
             let cpu_opts = EncoderOptions::parse(&format!("dtype={dtype}{extra}")).unwrap();
+            // Small batches: several passes, two in flight at once (`encode_batches`).
             let gpu_opts =
-                EncoderOptions::parse(&format!("dtype={dtype},device=cuda:0{extra}")).unwrap();
+                EncoderOptions::parse(&format!("dtype={dtype},device=cuda:0,batch_size=3{extra}"))
+                    .unwrap();
             let cpu = load(&dir, &cpu_opts).unwrap().encode_texts(&texts).unwrap();
             let gpu = load(&dir, &gpu_opts).unwrap().encode_texts(&texts).unwrap();
             assert_eq!(cpu.rows, gpu.rows, "{model} {dtype}: token counts");

@@ -131,14 +131,10 @@ impl CudaModernBert {
         let g = &o.gpu;
         let ids: Vec<u32> = seqs.iter().flat_map(|s| s.iter().copied()).collect();
         let pos: Vec<u32> = seqs.iter().flat_map(|s| 0..s.len() as u32).collect();
-        let zero_pos = vec![0u32; total];
         let lens: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
         let packing = o.packing(&lens, Some(&keys))?;
-        let (ids, pos, zero_pos) = (
-            g.upload_staged(&ids)?,
-            g.upload_staged(&pos)?,
-            g.upload_staged(&zero_pos)?,
-        );
+        let (ids, pos) = (g.upload_staged(&ids)?, g.upload_staged(&pos)?);
+        let zero_pos = g.zeros::<u32>(total)?;
         let mut x = g.zeros::<f32>(total * h)?;
         let mut y = g.zeros::<f32>(total * h)?;
         let mut qkv = g.zeros::<f32>(total * 3 * h)?;

@@ -421,7 +421,8 @@ impl Ops {
         let (causal, window) = match mask {
             Mask::Full => (0i32, -1i32),
             Mask::Causal => (1, -1),
-            Mask::Window(w) => (0, i32::try_from(w).unwrap_or(i32::MAX)),
+            // Clamped so that `row + window + 1` stays within i32 in the kernel.
+            Mask::Window(w) => (0, w.min(i32::MAX as usize / 2) as i32),
         };
         let (hi, heads_i) = (h as i32, heads as i32);
         let scale = 1.0 / ((h / heads) as f32).sqrt();
