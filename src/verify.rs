@@ -98,11 +98,16 @@ fn verify_once(store: &dyn Directory) -> Result<VerifyReport> {
         let mut referenced = BTreeSet::new();
         // Segments of retained encoder versions (a re-encode in progress, the version kept for
         // rollback) are checked as files; their rows are not live.
+        // Each with the fields of its version (a re-encode into a new field adds one).
         let retained = [&c.versions.staged, &c.versions.previous]
             .into_iter()
             .flatten()
-            .flat_map(|v| v.segments.iter().map(|s| (s, false)));
-        for (s, live) in c.segments.iter().map(|s| (s, true)).chain(retained) {
+            .flat_map(|v| {
+                let schema = v.schema_or(&c.schema);
+                v.segments.iter().map(move |s| (s, false, schema))
+            });
+        let live = c.segments.iter().map(|s| (s, true, &c.schema));
+        for (s, live, schema) in live.chain(retained) {
             if live {
                 report.segments += 1;
             }
@@ -125,7 +130,7 @@ fn verify_once(store: &dyn Directory) -> Result<VerifyReport> {
                 report.problems.push(e.to_string());
                 continue;
             }
-            if seg.schema() != &c.schema {
+            if seg.schema() != schema {
                 report.problems.push(format!(
                     "{}: schema differs from collection {:?} in the manifest",
                     spath.display(),

@@ -186,6 +186,7 @@ impl NativeDatabase {
 
     /// Prepares `choice`'s encoders (when given) and runs a re-encode through the writer;
     /// returns `(generation, from_version, to_version, encoded)`.
+    #[allow(clippy::too_many_arguments)]
     fn reencode_with(
         &self,
         py: Python<'_>,
@@ -194,6 +195,7 @@ impl NativeDatabase {
         choice: Option<EncoderChoice>,
         piece_rows: u64,
         keep_previous: bool,
+        new_field: Option<&str>,
     ) -> PyResult<Switched> {
         let dir = self.db.path().to_path_buf();
         py.detach(|| {
@@ -203,7 +205,20 @@ impl NativeDatabase {
                     Some(c) => Some(vellum::encode::prepare_encoders(&dir, c)?),
                     None => None,
                 };
+                let new_field = match (new_field, &encoders) {
+                    (Some(spec), Some(e)) => {
+                        let c = w.committed().collection(collection)?;
+                        Some(vellum::ingest::reencode::new_field_spec(c, field, spec, e)?)
+                    }
+                    (Some(_), None) => {
+                        return Err(vellum::Error::InvalidInput(
+                            "new_field needs the new encoder; continue an interrupted re-encode into a new field with field=<the new field's name>".into(),
+                        ))
+                    }
+                    (None, _) => None,
+                };
                 let job = vellum::ingest::reencode::Reencode {
+                    new_field,
                     piece_rows: piece_rows.max(1),
                     keep_previous,
                     ..vellum::ingest::reencode::Reencode::new(collection, field, encoders)
@@ -1165,7 +1180,7 @@ impl NativeDatabase {
     /// Re-encodes a field with a new encoder as a new encoder version (`vellum reencode`):
     /// `encoder` `None` continues an interrupted re-encode. Returns `(generation, from_version,
     /// to_version, documents_encoded)`.
-    #[pyo3(signature = (collection, field, encoder, query_encoder, encoder_options, query_encoder_options, embed_model, piece_rows, keep_previous))]
+    #[pyo3(signature = (collection, field, encoder, query_encoder, encoder_options, query_encoder_options, embed_model, piece_rows, keep_previous, new_field=None))]
     #[allow(clippy::too_many_arguments)]
     fn reencode(
         &self,
@@ -1179,6 +1194,7 @@ impl NativeDatabase {
         embed_model: bool,
         piece_rows: u64,
         keep_previous: bool,
+        new_field: Option<String>,
     ) -> PyResult<(u64, u64, u64, u64)> {
         let options = |m: &HashMap<String, String>| -> vellum::Result<EncoderOptions> {
             let mut o = EncoderOptions::default();
@@ -1197,7 +1213,15 @@ impl NativeDatabase {
             }),
             None => None,
         };
-        self.reencode_with(py, collection, field, choice, piece_rows, keep_previous)
+        self.reencode_with(
+            py,
+            collection,
+            field,
+            choice,
+            piece_rows,
+            keep_previous,
+            new_field.as_deref(),
+        )
     }
 
     /// Fine-tunes a field's encoders (`vellum train`): Tevatron's loss on `train` (Tevatron
@@ -1264,7 +1288,15 @@ impl NativeDatabase {
         drop(snap);
         let choice = vellum_train::trained_encoders(&report.output, report.untied, &current, false)
             .map_err(crate::train::train_to_py)?;
-        let done = self.reencode_with(py, &collection, &field, Some(choice), piece_rows, true)?;
+        let done = self.reencode_with(
+            py,
+            &collection,
+            &field,
+            Some(choice),
+            piece_rows,
+            true,
+            None,
+        )?;
         Ok((text, Some(done)))
     }
 

@@ -317,6 +317,27 @@ def test_reencode_switches_and_rolls_back(db):
     assert not c.abort_reencode()
 
 
+def test_reencode_into_a_new_field(db):
+    texts = sentences()[:30]
+    c = db.create_collection("c", ["emb:dense:32:f32:cosine"], encoders={"emb": TINY_A})
+    c.add([f"s{i}" for i in range(30)], texts=texts)
+    db.commit()
+    before = c.search_text(texts[:5], k=3)
+    s = c.reencode("emb", TINY_B, encoder_options={"dims": 16}, new_field="emb16", piece_rows=8)
+    assert (s["from_version"], s["to_version"], s["encoded"]) == (0, 1, 30)
+    assert len(c.get("s0")["vectors"]["emb16"]) == 16
+    assert len(c.get("s0")["vectors"]["emb"]) == 32
+    kept = c.search_text(texts[:5], k=3, field="emb")
+    assert (kept[0] == before[0]).all()
+    ids, _ = c.search_text(texts[:5], k=3, field="emb16")
+    assert ids.shape == (5, 3)
+    r = c.rollback_version()
+    assert (r["field"], r["from_version"], r["to_version"]) == ("emb16", 1, 0)
+    assert "emb16" not in c.get("s0")["vectors"]
+    with pytest.raises(InvalidInputError, match="new_field needs the new encoder"):
+        c.reencode("emb", new_field="other")
+
+
 def _debian_sample(tmp_path, n):
     """The first ``n`` Debian documents, with the sample's queries and qrels that judge them."""
     ex = REPO / "examples" / "debian"

@@ -575,18 +575,23 @@ class Collection:
         embed_model: bool = False,
         piece_rows: int = 10_000,
         keep_previous: bool = True,
+        new_field: Optional[str] = None,
     ) -> Dict[str, int]:
         """Re-encodes ``field`` from the stored text with a new encoder (a model folder or cached
         model id of the field's dimension) as a new encoder version: new segments are written
         beside the current ones (searches keep seeing the current version), then one commit
         switches the field. ``encoder=None`` continues an interrupted re-encode. The replaced
-        version is kept for :meth:`rollback_version` unless ``keep_previous=False``. Returns
+        version is kept for :meth:`rollback_version` unless ``keep_previous=False``.
+        ``new_field`` encodes into a new field instead (an encoder of another dimension, say):
+        ``"NAME"`` takes ``field``'s kind, dtype and metric and the encoder's dimension,
+        ``"NAME:KIND:DIM[:DTYPE[:METRIC]]"`` gives them; ``field`` stays as it is, the switch
+        adds the new field, and :meth:`rollback_version` removes it. Returns
         ``{"generation", "from_version", "to_version", "encoded"}``."""
         opts = lambda m: {k: str(v) for k, v in (m or {}).items()}
         g, a, b, n = self.db._db.reencode(
             self.name, field, None if encoder is None else str(encoder),
             None if query_encoder is None else str(query_encoder), opts(encoder_options),
-            opts(query_encoder_options), embed_model, piece_rows, keep_previous)
+            opts(query_encoder_options), embed_model, piece_rows, keep_previous, new_field)
         return {"generation": g, "from_version": a, "to_version": b, "encoded": n}
 
     def train(

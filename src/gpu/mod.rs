@@ -347,7 +347,7 @@ impl Gpu {
             .map_err(|e| self.err("copying to the device", e))
     }
 
-    /// [`Gpu::upload`] of `u32` values through a page-locked buffer ([`staging`]): the copy
+    /// [`Gpu::upload`] of `u32` values through a page-locked buffer (reused; its own event guards it): the copy
     /// waits for nothing but its place in the stream. The device slice may be longer than
     /// `values` (its length rounded up to a power of two); the values beyond are zeros or left
     /// from an earlier use, and no kernel reads them.
@@ -372,7 +372,7 @@ impl Gpu {
         Ok(dst)
     }
 
-    /// The first `n` values of `src`, copied back through a page-locked buffer ([`staging`]):
+    /// The first `n` values of `src`, copied back through a page-locked buffer (reused; its own event guards it):
     /// waits for the stream's work queued before the copy, not for what other threads queue
     /// after it.
     pub fn download_staged(&self, src: &CudaSlice<f32>, n: usize) -> Result<Vec<f32>> {

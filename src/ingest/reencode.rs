@@ -14,12 +14,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::text_input::encoded_text;
+use crate::collection::Collection;
 use crate::document::FieldValue;
 use crate::encode::{
     embedded_dir, encode_batches, Encoder, EncoderInput, EncoderOptions, FieldEncoders, Modality,
     ModelDir, OutputKind, Prepared,
 };
 use crate::error::{Error, Result};
+use crate::schema::{FieldKind, FieldSpec};
 use crate::writer::{pending_pieces, FieldColumn, PendingPiece, SwitchInfo, Writer};
 
 /// A re-encode of one field.
@@ -38,6 +40,11 @@ pub struct Reencode<'a> {
     pub runtime: EncoderOptions,
     /// Keep the replaced version for rollback.
     pub keep_previous: bool,
+    /// Encode into this new field instead of `field` (schema evolution: a model of another
+    /// dimension, say): the new version has the collection's fields plus this one, `field` and
+    /// the others copied unchanged. `None` re-encodes `field` itself (or continues a staged
+    /// re-encode into a new field named `field`).
+    pub new_field: Option<FieldSpec>,
     /// Set (by a Ctrl-C handler, say) to stop after the current batch: committed pieces stay,
     /// and [`Error::Interrupted`] is returned.
     pub interrupt: Option<Arc<AtomicBool>>,
@@ -54,6 +61,7 @@ impl<'a> Reencode<'a> {
             runtime: EncoderOptions::default(),
             keep_previous: true,
             interrupt: None,
+            new_field: None,
         }
     }
 }
@@ -102,6 +110,46 @@ pub struct ReencodeStats {
     pub encode_seconds: f64,
 }
 
+/// The spec of a new field for [`Reencode::new_field`] from text: a full
+/// `NAME:KIND:DIM[:DTYPE[:METRIC]]`, or a bare `NAME`, which takes `field`'s kind, dtype and
+/// metric and the dimension `encoders` output.
+pub fn new_field_spec(
+    collection: &Collection,
+    field: &str,
+    spec: &str,
+    encoders: &FieldEncoders,
+) -> Result<FieldSpec> {
+    if spec.contains(':') {
+        return FieldSpec::parse(spec);
+    }
+    let template = &collection.schema().fields[collection.field_index(field)?];
+    let dim = u32::try_from(encoders.passage.dims)
+        .map_err(|_| Error::Schema(format!("new field {spec:?}: dimension out of range")))?;
+    let kind = match &template.kind {
+        FieldKind::Dense { dtype, metric, .. } => FieldKind::Dense {
+            dim,
+            dtype: *dtype,
+            metric: *metric,
+        },
+        FieldKind::Multi { dtype, metric, .. } => FieldKind::Multi {
+            dim,
+            dtype: *dtype,
+            metric: *metric,
+        },
+        FieldKind::Tensor { .. } => {
+            return Err(Error::Schema(format!(
+                "new field {spec:?}: field {field:?} is a tensor field; give the new field's kind: NAME:KIND:DIM[:DTYPE[:METRIC]]"
+            )))
+        }
+    };
+    let out = FieldSpec {
+        name: spec.to_string(),
+        kind,
+    };
+    out.validate()?;
+    Ok(out)
+}
+
 /// Runs (or resumes) a re-encode through `writer` and switches the field to the new version.
 /// Refuses to start when the estimated space is not free.
 pub fn reencode(
@@ -114,25 +162,40 @@ pub fn reencode(
         .manifest()
         .collection(job.collection)
         .and_then(|c| c.versions.staged.clone());
+    let collection = writer.committed().collection(job.collection)?.clone();
+    // The field written: `field` itself, a new field, or the new field a staged re-encode adds.
+    let (target, adding) = match (&job.new_field, &staged) {
+        (Some(spec), _) => {
+            collection.field_index(job.field)?;
+            (spec.clone(), true)
+        }
+        (None, Some(s)) if s.field == job.field && s.schema.is_some() => {
+            let schema = s.schema_or(collection.schema());
+            let i = schema.field_index(job.field).expect("validated manifest");
+            (schema.fields[i].clone(), true)
+        }
+        (None, _) => {
+            let i = collection.field_index(job.field)?;
+            (collection.schema().fields[i].clone(), false)
+        }
+    };
     let encoders = match (&job.encoders, staged) {
         (Some(e), _) => e.clone(),
-        (None, Some(s)) if s.field == job.field => s.encoders,
+        (None, Some(s)) if s.field == target.name => s.encoders,
         (None, _) => {
             return Err(Error::InvalidInput(format!(
                 "no re-encode of field {:?} is staged in collection {:?}: name the new encoder",
-                job.field, job.collection
+                target.name, job.collection
             )))
         }
     };
     // Everything that can refuse the re-encode runs before the staged record is committed.
-    let collection = writer.committed().collection(job.collection)?.clone();
     let database_dir = collection.database_dir().to_path_buf();
-    collection.field_index(job.field)?;
     let encoder = load_passage_encoder(&database_dir, &encoders, &job.runtime)?;
     if encoder.modality() != Modality::Text {
         return Err(Error::InvalidInput(format!(
             "field {:?}: a re-encode reads the stored text; {} encodes images, which the database does not keep",
-            job.field, encoders.passage.source
+            target.name, encoders.passage.source
         )));
     }
     let mut entry = writer
@@ -146,15 +209,16 @@ pub fn reencode(
         .versions
         .staged
         .as_ref()
-        .is_some_and(|s| s.field == job.field && s.encoders == encoders);
+        .is_some_and(|s| s.field == target.name && s.encoders == encoders);
     if !resuming {
         // As if staged now: every row is pending.
         entry.versions.staged = Some(crate::meta::EncoderVersion {
-            field: job.field.to_string(),
+            field: target.name.clone(),
             version: 0,
             encoders: encoders.clone(),
             segments: Vec::new(),
             pieces: Vec::new(),
+            schema: None,
         });
     }
     let pending = pending_pieces(&entry, piece_rows);
@@ -171,19 +235,31 @@ pub fn reencode(
             (s.bytes as u128 * p.rows as u128 / s.rows.max(1) as u128) as u64
         })
         .sum();
+    // A new field's values come on top of the copied segments (f32 per value at most; a
+    // multi-vector field's documents hold several rows, so this is a lower bound there).
+    let bytes_needed = bytes_needed
+        + if adding {
+            rows_left * target.kind.row_elements() as u64 * 4
+        } else {
+            0
+        };
     let bytes_available = fs4::available_space(&database_dir).ok();
     if let Some(free) = bytes_available {
         if free < bytes_needed {
             return Err(Error::InvalidInput(format!(
                 "re-encoding field {:?} needs about {} MiB for the new segments; {} has {} MiB free (the current version stays until the switch, and is kept for rollback after it)",
-                job.field,
+                target.name,
                 bytes_needed >> 20,
                 database_dir.display(),
                 free >> 20
             )));
         }
     }
-    let version = writer.begin_staged(job.collection, job.field, &encoders)?;
+    let version = if adding {
+        writer.begin_staged_new_field(job.collection, &target, &encoders)?
+    } else {
+        writer.begin_staged(job.collection, job.field, &encoders)?
+    };
     let plan = ReencodePlan {
         version,
         source: encoders.passage.source.clone(),
@@ -196,7 +272,7 @@ pub fn reencode(
     let mut stats = ReencodeStats {
         switch: SwitchInfo {
             generation: 0,
-            field: job.field.to_string(),
+            field: target.name.clone(),
             from_version: 0,
             to_version: version,
             segments: 0,
@@ -208,7 +284,7 @@ pub fn reencode(
     };
     let mut rows_done = plan.rows_done;
     for piece in pending {
-        let column = encode_piece(writer, job, &*encoder, piece, &mut stats)?;
+        let column = encode_piece(writer, job, &target, &*encoder, piece, &mut stats)?;
         writer.stage_piece(job.collection, piece, column)?;
         stats.pieces += 1;
         rows_done += piece.rows;
@@ -255,13 +331,12 @@ fn load_passage_encoder(
 fn encode_piece(
     writer: &Writer,
     job: &Reencode<'_>,
+    spec: &FieldSpec,
     encoder: &dyn Encoder,
     piece: PendingPiece,
     stats: &mut ReencodeStats,
 ) -> Result<FieldColumn> {
     let c = writer.committed().collection(job.collection)?.clone();
-    let fi = c.field_index(job.field)?;
-    let spec = &c.schema().fields[fi];
     let slot = c
         .slots()
         .iter()
@@ -292,7 +367,7 @@ fn encode_piece(
                 "collection {:?}, document {:?}: no text to re-encode field {:?} from (its vectors were given, not encoded); the live version is unchanged, and the pieces written so far are kept until the re-encode is aborted",
                 job.collection,
                 seg.doc_id(r)?,
-                job.field
+                spec.name
             )));
         }
         prepared.push(Some(encoder.prepare(&EncoderInput::Text(&input))?));

@@ -98,6 +98,19 @@ pub struct EncoderVersion {
     pub segments: Vec<SegmentEntry>,
     /// Row correspondence between this version's segments and the current version's.
     pub pieces: Vec<Piece>,
+    /// The collection's fields in this version, when they are not the live version's: a
+    /// re-encode into a new field (`vellum reencode --new-field`) stages segments with that
+    /// field appended to the schema, and the switch keeps the version it replaces with the
+    /// fields it had (without the new one; its number is then 0). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Schema>,
+}
+
+impl EncoderVersion {
+    /// The fields of this version's segments: its own schema, or the live one (`live`).
+    pub fn schema_or<'a>(&'a self, live: &'a Schema) -> &'a Schema {
+        self.schema.as_ref().unwrap_or(live)
+    }
 }
 
 /// Rows `start .. start + rows` of segment `whole` of one version are, in order, rows
@@ -145,24 +158,51 @@ impl EncoderVersion {
     /// Checks the version against its collection: the field has encoders of this kind, version
     /// numbers differ from the current one, and every segment is in a piece of its size.
     fn validate(&self, c: &CollectionEntry) -> std::result::Result<(), String> {
-        let Some(kind) = c
-            .schema
-            .field_index(&self.field)
-            .map(|i| &c.schema.fields[i].kind)
-        else {
-            return Err(format!(
-                "encoder version {} names {:?}, which is not a field",
-                self.version, self.field
-            ));
-        };
+        let schema = self.schema_or(&c.schema);
+        if let Some(own) = &self.schema {
+            // The schemas differ by this field alone, appended last.
+            let (longer, shorter) = if own.fields.len() > c.schema.fields.len() {
+                (own, &c.schema)
+            } else {
+                (&c.schema, own)
+            };
+            let ok = longer.fields.len() == shorter.fields.len() + 1
+                && longer.fields[..shorter.fields.len()] == shorter.fields[..]
+                && longer.fields.last().is_some_and(|f| f.name == self.field);
+            if !ok || own.validate().is_err() {
+                return Err(format!(
+                    "encoder version {} of {:?}: its fields differ from the collection's by more than that field, appended",
+                    self.version, self.field
+                ));
+            }
+        }
         self.encoders
             .validate()
             .map_err(|e| format!("field {:?} version {}: {e}", self.field, self.version))?;
-        for r in [&self.encoders.passage, &self.encoders.query] {
-            r.fits(kind)
-                .map_err(|e| format!("field {:?} version {}: {e}", self.field, self.version))?;
+        match schema.field_index(&self.field) {
+            Some(i) => {
+                for r in [&self.encoders.passage, &self.encoders.query] {
+                    r.fits(&schema.fields[i].kind).map_err(|e| {
+                        format!("field {:?} version {}: {e}", self.field, self.version)
+                    })?;
+                }
+            }
+            // A version from before the field was added (kept by the switch that added it).
+            None if self.schema.is_some() && self.version == 0 => {}
+            None => {
+                return Err(format!(
+                    "encoder version {} names {:?}, which is not a field",
+                    self.version, self.field
+                ))
+            }
         }
-        if self.version == 0 || self.version == c.versions.current_of(&self.field) {
+        // A field the live version lacks (being added) has no current version to clash with;
+        // one that this version lacks is numbered 0.
+        let live = c.schema.field_index(&self.field).is_some();
+        let absent_here = schema.field_index(&self.field).is_none();
+        if (self.version == 0 && !absent_here)
+            || (live && self.version == c.versions.current_of(&self.field))
+        {
             return Err(format!(
                 "field {:?}: a retained encoder version numbered {} (the current one is {})",
                 self.field,

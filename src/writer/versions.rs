@@ -25,6 +25,7 @@ use crate::format::manifest::{self, DeletesEntry, SegmentEntry};
 use crate::format::segment::{write_segment_with, Segment};
 use crate::meta::{CollectionEntry, EncoderVersion, FieldEncoders, Piece};
 use crate::plaid::build::PlaidBuild;
+use crate::schema::{FieldSpec, Schema};
 use crate::storage;
 
 /// Rows of the current version that a staged re-encode has not written yet: rows
@@ -115,37 +116,70 @@ impl Writer {
         self.usable()?;
         self.commit()?;
         let entry = self.entry(collection)?;
-        let fi = entry
-            .schema
-            .field_index(field)
-            .ok_or_else(|| Error::NoSuchField {
-                collection: collection.to_string(),
-                field: field.to_string(),
-                available: entry.schema.field_names(),
-            })?;
-        let kind = &entry.schema.fields[fi].kind;
+        let fi = field_of(&entry, collection, field)?;
         if !entry.encoders.contains_key(field) {
             return Err(Error::InvalidInput(format!(
                 "field {field:?} of collection {collection:?} has no encoder: a re-encode reads the documents' text and needs the field's current encoder to version against; bind encoders when creating the collection"
             )));
         }
+        let spec = entry.schema.fields[fi].clone();
+        self.begin(&entry, &spec, encoders, None)
+    }
+
+    /// Starts (or continues) a staged re-encode into a new field: `new_field` (a field the
+    /// collection does not have, of the new encoders' output) is appended to the schema of the
+    /// staged version, and the documents' text is encoded into it; every other field is copied
+    /// unchanged. After the switch the collection has the new field too; a rollback removes it
+    /// again (with any index declared on it). Returns the staged version's number. Fails as
+    /// [`Writer::begin_staged`] does, and when the field exists or its spec is invalid.
+    pub fn begin_staged_new_field(
+        &mut self,
+        collection: &str,
+        new_field: &FieldSpec,
+        encoders: &FieldEncoders,
+    ) -> Result<u64> {
+        self.usable()?;
+        self.commit()?;
+        let entry = self.entry(collection)?;
+        if entry.schema.field_index(&new_field.name).is_some() {
+            return Err(Error::InvalidInput(format!(
+                "--new-field {:?}: collection {collection:?} already has a field of that name (fields: {}); re-encode it without --new-field, or name another field",
+                new_field.name,
+                entry.schema.field_names()
+            )));
+        }
+        let schema = entry.schema.clone().with_field(new_field.clone());
+        schema.validate()?;
+        self.begin(&entry, new_field, encoders, Some(schema))
+    }
+
+    fn begin(
+        &mut self,
+        entry: &CollectionEntry,
+        spec: &FieldSpec,
+        encoders: &FieldEncoders,
+        schema: Option<Schema>,
+    ) -> Result<u64> {
+        let (collection, field) = (entry.name.as_str(), spec.name.as_str());
         encoders
             .validate()
             .map_err(|e| Error::InvalidInput(format!("field {field:?}: {e}")))?;
         for r in [&encoders.passage, &encoders.query] {
-            r.fits(kind).map_err(|e| {
-                Error::InvalidInput(format!(
-                    "re-encode of field {field:?} ({}): {e}",
-                    entry.schema.fields[fi]
-                ))
+            r.fits(&spec.kind).map_err(|e| {
+                let hint = match schema {
+                    None => "; to encode into a new field of the encoder's shape beside this one, re-encode with --new-field NAME (Reencode::new_field)",
+                    Some(_) => "",
+                };
+                Error::InvalidInput(format!("re-encode of field {field:?} ({spec}): {e}{hint}"))
             })?;
         }
         self.check_embedded_copies(collection, field, encoders)?;
         if let Some(staged) = &entry.versions.staged {
-            if staged.field != field || &staged.encoders != encoders {
+            if staged.field != field || &staged.encoders != encoders || staged.schema != schema {
                 return Err(Error::InvalidInput(format!(
-                    "collection {collection:?} has an unfinished re-encode of field {:?} to {} ({} pieces written) with other encoders or options than those given; run the re-encode again without naming an encoder to finish it, or abort it first",
+                    "collection {collection:?} has an unfinished re-encode of field {:?}{} to {} ({} pieces written) with other encoders, options or fields than those given; run the re-encode again without naming an encoder to finish it, or abort it first",
                     staged.field,
+                    if staged.schema.is_some() { " (a new field)" } else { "" },
                     staged.encoders.passage.source,
                     staged.pieces.len()
                 )));
@@ -158,7 +192,12 @@ impl Writer {
             .as_ref()
             .filter(|p| p.field == field)
             .map_or(0, |p| p.version);
-        let version = entry.versions.current_of(field).max(previous) + 1;
+        let version = if schema.is_some() {
+            // A new field's first version (after a version of it that was rolled back: the next).
+            previous + 1
+        } else {
+            entry.versions.current_of(field).max(previous) + 1
+        };
         let mut m = self.base.manifest().clone();
         m.generation += 1;
         let e = entry_mut(&mut m.collections, collection);
@@ -168,6 +207,7 @@ impl Writer {
             encoders: encoders.clone(),
             segments: Vec::new(),
             pieces: Vec::new(),
+            schema,
         });
         self.publish(m)?;
         Ok(version)
@@ -203,7 +243,12 @@ impl Writer {
         let staged = entry.versions.staged.clone().ok_or_else(|| {
             Error::InvalidInput(format!("collection {collection:?} has no staged re-encode"))
         })?;
-        let fi = c.field_index(&staged.field)?;
+        // The staged version's fields: the live ones, or those plus a new field (appended, so
+        // the copied fields keep their positions).
+        let schema = staged.schema_or(c.schema()).clone();
+        let fi = schema
+            .field_index(&staged.field)
+            .ok_or_else(|| Error::InvalidInput(format!("staged field {:?}", staged.field)))?;
         let slot = c
             .slots()
             .iter()
@@ -234,10 +279,10 @@ impl Writer {
         let rows: Vec<(&Segment, u32)> = (piece.start..end)
             .map(|r| (&*slot.segment, r as u32))
             .collect();
-        let mut columns = vec![None; c.schema().fields.len()];
+        let mut columns = vec![None; schema.fields.len()];
         columns[fi] = Some(column);
         let source = MergeSource {
-            schema: c.schema(),
+            schema: &schema,
             rows: &rows,
             columns,
         };
@@ -396,11 +441,18 @@ impl Writer {
         let c = self.base.collection(collection)?.clone();
         let entry = self.entry(collection)?;
         let field = target.field.clone();
-        let current_encoders = entry.encoders.get(&field).cloned().ok_or_else(|| {
-            Error::InvalidInput(format!(
-                "{what}: field {field:?} of collection {collection:?} has no encoders"
-            ))
-        })?;
+        let adding = entry.schema.field_index(&field).is_none();
+        let current_encoders = match entry.encoders.get(&field) {
+            Some(e) => e.clone(),
+            // The field is being added: the version replaced (without it) keeps the new
+            // encoders as a placeholder; they are not used while the field is absent.
+            None if adding && target.schema.is_some() => target.encoders.clone(),
+            None => {
+                return Err(Error::InvalidInput(format!(
+                    "{what}: field {field:?} of collection {collection:?} has no encoders"
+                )))
+            }
+        };
         // Row maps between the live segments and the target's: (target, target row, live,
         // live row, rows).
         let target_ids: std::collections::HashSet<u64> =
@@ -468,20 +520,38 @@ impl Writer {
             });
         }
         self.dir.sync_dir(cdir)?;
-        let from_version = entry.versions.current_of(&field);
+        let from_version = if adding {
+            0
+        } else {
+            entry.versions.current_of(&field)
+        };
         let mut m = self.base.manifest().clone();
         m.generation += 1;
         m.next_file_id = self.next_file_id;
         let e = entry_mut(&mut m.collections, collection);
+        // A switch that adds or removes a field (a re-encode into a new field, its rollback)
+        // changes the schema; the version it replaces keeps the schema it had.
+        let replaced_schema = target.schema.as_ref().map(|_| e.schema.clone());
         let replaced = EncoderVersion {
             field: field.clone(),
             version: from_version,
             encoders: current_encoders,
             segments: std::mem::replace(&mut e.segments, segments),
             pieces: target.pieces.clone(),
+            schema: replaced_schema,
         };
-        e.encoders.insert(field.clone(), target.encoders.clone());
-        if target.version == 1 {
+        if let Some(schema) = &target.schema {
+            e.schema = schema.clone();
+        }
+        if e.schema.field_index(&field).is_some() {
+            e.encoders.insert(field.clone(), target.encoders.clone());
+        } else {
+            // Back to before the field was added: its encoders and indexes go with it.
+            e.encoders.remove(&field);
+            e.indexes.remove(&field);
+            e.plaid.remove(&field);
+        }
+        if target.version <= 1 {
             e.versions.current.remove(&field);
         } else {
             e.versions.current.insert(field.clone(), target.version);
@@ -517,6 +587,18 @@ impl Writer {
                 available: self.base.manifest().collection_names(),
             })
     }
+}
+
+/// Index of `field` in `entry`'s schema, or the error naming the fields there are.
+fn field_of(entry: &CollectionEntry, collection: &str, field: &str) -> Result<usize> {
+    entry
+        .schema
+        .field_index(field)
+        .ok_or_else(|| Error::NoSuchField {
+            collection: collection.to_string(),
+            field: field.to_string(),
+            available: entry.schema.field_names(),
+        })
 }
 
 fn entry_mut<'a>(entries: &'a mut [CollectionEntry], name: &str) -> &'a mut CollectionEntry {

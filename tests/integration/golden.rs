@@ -461,6 +461,93 @@ fn golden_v1_screening_codes_section() {
 /// to tiny-b in pieces of 2 rows (version 2, version 1 kept for rollback with its tombstone),
 /// then a re-encode back to tiny-a staged with one piece written. Writing it gives these bytes;
 /// it decodes to those versions.
+/// A re-encode into a new field (`reencode --new-field`): versions with their own `schema`.
+/// The manifest holds a switch that added field `small` (its previous version, numbered 0, has
+/// the fields without it) and a staged re-encode into another new field, `tiny`.
+#[test]
+fn golden_v1_versions_new_field_manifest() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("format-spec/golden/v1/versions-new-field/MANIFEST");
+
+    #[cfg(feature = "encoders")]
+    {
+        use vellum::encode::{prepare_encoders, EncoderChoice, EncoderOptions};
+        use vellum::ingest::reencode::{reencode, Reencode};
+        let t = tempfile::tempdir().unwrap();
+        let db = Database::create(t.path()).unwrap();
+        let mut w = db.writer().unwrap();
+        w.create_collection(
+            "docs",
+            Schema::new().with_field(FieldSpec::dense("emb", 32, DType::F32, Metric::Cosine)),
+        )
+        .unwrap();
+        let bind = |model: &str, dims: usize| {
+            let choice = EncoderChoice {
+                passage: format!("tests/fixtures/encoders/{model}"),
+                passage_options: EncoderOptions::parse(&format!(
+                    "pooling=cls,normalize=true,dims={dims}"
+                ))
+                .unwrap(),
+                ..Default::default()
+            };
+            prepare_encoders(db.path(), &choice).unwrap()
+        };
+        w.set_encoders("docs", "emb", bind("tiny-a", 32)).unwrap();
+        for (i, text) in ["alpha", "beta", "gamma"].iter().enumerate() {
+            let mut v = vec![0.0; 32];
+            v[i] = 1.0;
+            w.add(
+                "docs",
+                Document::new(*text).with_text(*text).with_dense("emb", v),
+            )
+            .unwrap();
+        }
+        w.commit().unwrap();
+        let mut job = Reencode::new("docs", "emb", Some(bind("tiny-b", 16)));
+        job.piece_rows = 2;
+        job.new_field = Some(FieldSpec::dense("small", 16, DType::F32, Metric::Cosine));
+        reencode(&mut w, &job, &mut |_| {}).unwrap();
+        let tiny = FieldSpec::dense("tiny", 8, DType::F16, Metric::Ip);
+        w.begin_staged_new_field("docs", &tiny, &bind("tiny-a", 8))
+            .unwrap();
+        let entry = w.committed().manifest().collection("docs").unwrap().clone();
+        let piece = vellum::writer::pending_pieces(&entry, 2)[0];
+        let mut column = vellum::writer::FieldColumn::new();
+        for _ in 0..piece.rows {
+            column.push(&[0u8; 8 * 2]);
+        }
+        w.stage_piece("docs", piece, column).unwrap();
+        let written = std::fs::read(t.path().join("MANIFEST")).unwrap();
+        if std::env::var_os("VELLUM_REGEN_GOLDEN").is_some() {
+            std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+            std::fs::write(&golden, &written).unwrap();
+        }
+        assert_eq!(
+            written,
+            std::fs::read(&golden).unwrap(),
+            "the writer no longer produces the golden manifest"
+        );
+    }
+    let bytes = std::fs::read(&golden).unwrap();
+    let m = vellum::format::manifest::Manifest::decode(&golden, &bytes).unwrap();
+    let c = &m.collections[0];
+    let names: Vec<&str> = c.schema.fields.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["emb", "small"]);
+    assert_eq!(c.encoders["small"].passage.dims, 16);
+    let previous = c.versions.previous.as_ref().unwrap();
+    assert_eq!((previous.field.as_str(), previous.version), ("small", 0));
+    assert_eq!(previous.schema.as_ref().unwrap().fields.len(), 1);
+    let staged = c.versions.staged.as_ref().unwrap();
+    assert_eq!((staged.field.as_str(), staged.version), ("tiny", 1));
+    let fields = &staged.schema.as_ref().unwrap().fields;
+    assert_eq!(fields.len(), 3);
+    assert_eq!(
+        fields[2],
+        FieldSpec::dense("tiny", 8, DType::F16, Metric::Ip)
+    );
+    assert_eq!(staged.pieces.len(), 1);
+}
+
 #[test]
 fn golden_v1_versions_manifest() {
     let golden =

@@ -318,6 +318,127 @@ fn readers_searching_during_a_reencode_see_one_version() {
     }
 }
 
+/// Text search results of `field` (ids and scores) of the current snapshot.
+fn results_of(db: &Database, field: &str) -> vellum::Result<Vec<Vec<(String, f32)>>> {
+    let snap = db.snapshot()?;
+    let c = snap.collection("docs")?;
+    let q = c.query_encoder(field)?;
+    Ok(c.search_text(&*q, &QUERIES, SearchRequest::text(field, 8))?
+        .into_iter()
+        .map(|hits| hits.into_iter().map(|h| (h.id, h.score)).collect())
+        .collect())
+}
+
+fn small_encoders(db: &Database) -> FieldEncoders {
+    let choice = EncoderChoice {
+        passage: tiny("tiny-b"),
+        passage_options: EncoderOptions::parse("pooling=cls,normalize=true,dims=16").unwrap(),
+        ..Default::default()
+    };
+    prepare_encoders(db.path(), &choice).unwrap()
+}
+
+#[test]
+fn a_reencode_into_a_new_field_adds_it_and_a_rollback_removes_it() {
+    let t = tempfile::tempdir().unwrap();
+    let db = database(&t.path().join("db"), &tiny("tiny-a"), 60);
+    let before = results(&db);
+    let mut w = db.writer().unwrap();
+    let spec = FieldSpec::parse("emb16:dense:16:f32:cosine").unwrap();
+
+    // The name of an existing field is refused.
+    let mut j = job(Some(small_encoders(&db)), 25);
+    j.new_field = Some(FieldSpec::parse("emb:dense:16:f32:cosine").unwrap());
+    let e = reencode(&mut w, &j, &mut |_| {}).unwrap_err().to_string();
+    assert!(e.contains("already has a field"), "{e}");
+
+    // Interrupted after its first piece: readers see the collection as it was.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut j = job(Some(small_encoders(&db)), 25);
+    j.new_field = Some(spec.clone());
+    j.interrupt = Some(stop.clone());
+    let err = reencode(&mut w, &j, &mut |e| {
+        if let ReencodeEvent::Staged { .. } = e {
+            stop.store(true, Ordering::SeqCst);
+        }
+    })
+    .unwrap_err();
+    assert!(matches!(err, Error::Interrupted(_)), "{err}");
+    drop(w);
+    let reopened = Database::open(db.path()).unwrap();
+    let snap = reopened.snapshot().unwrap();
+    assert_eq!(snap.collection("docs").unwrap().schema().fields.len(), 1);
+    drop(snap);
+    assert_eq!(results(&db), before);
+    let report = vellum::verify::verify_database(db.path()).unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+
+    // Resumed by the new field's name: only the rest is encoded; the switch adds the field.
+    let mut w = db.writer().unwrap();
+    let stats = reencode(&mut w, &Reencode::new("docs", "emb16", None), &mut |_| {}).unwrap();
+    assert_eq!(stats.encoded, 35);
+    assert_eq!(stats.switch.field, "emb16");
+    assert_eq!((stats.switch.from_version, stats.switch.to_version), (0, 1));
+    let snap = db.snapshot().unwrap();
+    let c = snap.collection("docs").unwrap();
+    assert_eq!(c.schema().fields[1], spec);
+    assert_eq!(c.encoders("emb16").unwrap().passage.dims, 16);
+    drop(snap);
+    // The old field is untouched; the new one searches as a fresh ingest into such a field.
+    assert_eq!(results(&db), before);
+    let added = results_of(&db, "emb16").unwrap();
+    let fresh = Database::create(t.path().join("fresh/db")).unwrap();
+    {
+        let mut fw = fresh.writer().unwrap();
+        fw.create_collection("docs", Schema::new().with_field(spec.clone()))
+            .unwrap();
+        fw.set_encoders("docs", "emb16", small_encoders(&fresh))
+            .unwrap();
+        fw.commit().unwrap();
+        let docs = corpus(&t.path().join("fresh"), 60);
+        ingest_text(&mut fw, &TextIngest::new("docs", &docs), &mut |_| {}).unwrap();
+    }
+    assert_same_results(&added, &results_of(&fresh, "emb16").unwrap(), "new field");
+    assert!(vellum::verify::verify_database(db.path()).unwrap().is_ok());
+
+    // Rollback removes the field (and its encoders); a second one brings it back.
+    let back = w.rollback_version("docs").unwrap();
+    assert_eq!((back.from_version, back.to_version), (1, 0));
+    let e = results_of(&db, "emb16").unwrap_err();
+    assert!(matches!(e, Error::NoSuchField { .. }), "{e}");
+    assert_eq!(results(&db), before);
+    let reopened = Database::open(db.path()).unwrap();
+    assert!(reopened
+        .snapshot()
+        .unwrap()
+        .collection("docs")
+        .unwrap()
+        .encoders("emb16")
+        .is_none());
+    assert!(vellum::verify::verify_database(db.path()).unwrap().is_ok());
+    w.rollback_version("docs").unwrap();
+    assert_same_results(&results_of(&db, "emb16").unwrap(), &added, "rolled forward");
+    assert_eq!(results(&db), before);
+
+    // Documents ingested afterwards are encoded into both fields.
+    let more = t.path().join("more.jsonl");
+    std::fs::write(
+        &more,
+        "{\"id\": \"extra\", \"text\": \"a command line tool\"}\n",
+    )
+    .unwrap();
+    ingest_text(&mut w, &TextIngest::new("docs", &more), &mut |_| {}).unwrap();
+    let snap = db.snapshot().unwrap();
+    let doc = snap
+        .collection("docs")
+        .unwrap()
+        .get("extra")
+        .unwrap()
+        .unwrap();
+    assert_eq!(doc.dense("emb16").unwrap().to_f32_vec().len(), 16);
+    assert_eq!(doc.dense("emb").unwrap().to_f32_vec().len(), 32);
+}
+
 #[test]
 fn bad_reencodes_are_refused_and_lose_nothing() {
     let t = tempfile::tempdir().unwrap();
@@ -326,7 +447,7 @@ fn bad_reencodes_are_refused_and_lose_nothing() {
     let generation = db.snapshot().unwrap().generation();
     let mut w = db.writer().unwrap();
 
-    // Another dimension: the field keeps its shape.
+    // Another dimension: the field keeps its shape (a new field is the way: --new-field).
     let choice = EncoderChoice {
         passage: tiny("tiny-b"),
         passage_options: EncoderOptions::parse("pooling=cls,normalize=true,dims=16").unwrap(),
@@ -337,7 +458,7 @@ fn bad_reencodes_are_refused_and_lose_nothing() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("emb") && e.contains("16") && e.contains("32"),
+        e.contains("emb") && e.contains("16") && e.contains("32") && e.contains("--new-field"),
         "{e}"
     );
 

@@ -77,7 +77,7 @@ pub struct ReencodeArgs {
     #[arg(long, short = 'f', required_unless_present_any = ["abort", "drop_previous"])]
     pub field: Option<String>,
     /// The new passage encoder: a model folder or a cached Hugging Face model id (of the field's
-    /// dimension). Its own configuration (pooling, normalisation, length) applies, as at create.
+    /// dimension, or any with --new-field). Its own configuration (pooling, normalisation, length) applies, as at create.
     /// Without it, an interrupted re-encode continues with the encoder it started with.
     #[arg(long, conflicts_with_all = ["rollback", "abort", "drop_previous"])]
     pub encoder: Option<String>,
@@ -93,6 +93,13 @@ pub struct ReencodeArgs {
     /// Copy the new models into the database (DB/.models/).
     #[arg(long, requires = "encoder")]
     pub embed_model: bool,
+    /// Encode into a new field instead of --field (schema evolution, e.g. a model of another
+    /// dimension): NAME takes --field's kind, dtype and metric and the encoder's dimension;
+    /// NAME:KIND:DIM[:DTYPE[:METRIC]] gives them. --field and the other fields are kept; the
+    /// switch adds the field, --rollback removes it again. Continue an interrupted one with
+    /// --field NAME.
+    #[arg(long, requires = "encoder")]
+    pub new_field: Option<String>,
     /// Device and batch size for encoding, e.g. device=cpu,batch_size=64.
     #[arg(long)]
     pub runtime: Option<String>,

@@ -747,7 +747,76 @@ fn train_through_the_cli() {
             "dims=16",
         ],
     );
-    assert!(e.contains("16") && e.contains("32"), "{e}");
+    assert!(
+        e.contains("16") && e.contains("32") && e.contains("--new-field"),
+        "{e}"
+    );
+    assert_eq!(search("DB"), before);
+    // With --new-field the 16-dim vectors go into a new field beside emb (its dtype and
+    // metric); emb's results stay; a rollback removes the field again.
+    let out = ok(
+        d,
+        &[
+            "reencode",
+            "DB",
+            "-c",
+            "docs",
+            "-f",
+            "emb",
+            "--encoder",
+            a.to_str().unwrap(),
+            "--encoder-options",
+            "dims=16",
+            "--new-field",
+            "emb16",
+        ],
+    );
+    assert!(
+        out.contains("re-encoded docs.emb16: version 0 -> 1"),
+        "{out}"
+    );
+    assert_eq!(search("DB"), before);
+    let info = ok(d, &["info", "DB"]);
+    assert!(info.contains("emb16") && info.contains("16"), "{info}");
+    let field16 = ok(
+        d,
+        &[
+            "search",
+            "--db",
+            "DB",
+            "-c",
+            "docs",
+            "-f",
+            "emb16",
+            "--queries",
+            q,
+            "-k",
+            "5",
+        ],
+    );
+    assert!(field16.lines().count() >= 10 * 5, "{field16}");
+    let out = ok(
+        d,
+        &["reencode", "DB", "-c", "docs", "-f", "emb16", "--rollback"],
+    );
+    assert!(out.contains("version 1 -> 0"), "{out}");
+    let e = fail(
+        d,
+        &[
+            "search",
+            "--db",
+            "DB",
+            "-c",
+            "docs",
+            "-f",
+            "emb16",
+            "--queries",
+            q,
+            "-k",
+            "5",
+        ],
+    );
+    assert!(e.contains("emb16"), "{e}");
     assert_eq!(search("DB"), before);
     let out = ok(d, &["reencode", "DB", "-c", "docs", "--drop-previous"]);
     assert!(out.contains("dropped"), "{out}");

@@ -299,7 +299,7 @@ impl TrainableBert {
     }
 
     /// Computes the products (linear layers, attention) in `compute`: f32 (the default), or
-    /// bf16 for mixed precision ([`product`]).
+    /// bf16 for mixed precision (bf16 inputs, f32 accumulation and output; the rest stays f32).
     pub fn set_compute(&mut self, compute: DType) {
         self.compute = compute;
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use vellum::encode::{EncoderChoice, EncoderOptions};
-use vellum::ingest::reencode::{reencode, Reencode, ReencodeEvent};
+use vellum::ingest::reencode::{new_field_spec, reencode, Reencode, ReencodeEvent};
 use vellum::Database;
 
 use super::progress::{counter, spinner, Progress};
@@ -82,7 +82,19 @@ pub fn run(a: ReencodeArgs, out: &mut dyn Write) -> Result<()> {
             Some(records)
         }
     };
+    let new_field = match (&a.new_field, &encoders) {
+        (Some(spec), Some(records)) => {
+            let snap = db.snapshot()?;
+            let c = snap.collection(&a.collection)?;
+            Some(
+                new_field_spec(c, &field, spec, records)
+                    .with_context(|| format!("--new-field {spec}"))?,
+            )
+        }
+        _ => None,
+    };
     let job = Reencode {
+        new_field,
         piece_rows: a.piece_rows.max(1),
         keep_previous: !a.no_keep_previous,
         runtime: match &a.runtime {
@@ -111,7 +123,12 @@ pub(super) fn execute(
         });
         job.interrupt = Some(interrupt);
     }
-    let (collection, field) = (job.collection, job.field);
+    let collection = job.collection;
+    // The field written: the new one with --new-field (an interrupted run continues by its name).
+    let field = job
+        .new_field
+        .as_ref()
+        .map_or(job.field.to_string(), |f| f.name.clone());
     let mut bar: Option<Progress> = None;
     let stats = reencode(w, &job, &mut |e| match e {
         ReencodeEvent::Plan(p) => {
