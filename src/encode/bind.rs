@@ -65,11 +65,13 @@ pub fn prepare_encoders_in(dir: &dyn Directory, choice: &EncoderChoice) -> Resul
         // Tied: same files, so the passage encoder's load already checked weights and tokenizer.
         None => {
             // A ColBERT checkpoint's sides have their own lengths and prompts: the passage
-            // side's max_length and prefix do not carry over to queries.
+            // side's max_length and prefix do not carry over to queries, nor does token
+            // pooling (documents only).
             let base = if late {
                 EncoderOptions {
                     max_length: None,
                     prefix: None,
+                    pool_factor: None,
                     ..choice.passage_options.clone()
                 }
             } else {

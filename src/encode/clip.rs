@@ -128,6 +128,9 @@ fn resolve(
             "{what}: CLIP's outputs are fixed by the checkpoint (options: role, output, batch_size, device; max_length on the text side)"
         )))
     };
+    if let Some(f) = options.pool_factor.filter(|f| *f > 1) {
+        refuse(format!("pool_factor {f}"))?;
+    }
     if let Some(p) = options.pooling.filter(|p| *p != pooling) {
         refuse(format!("pooling {p:?}"))?;
     }

@@ -268,6 +268,11 @@ fn resolve(
             "pooling tokens is the late-interaction (ColBERT) encoders' output; this folder holds a dense model (no ColBERT head, artifact.metadata or multi-vector modules)",
         ));
     }
+    if options.pool_factor.is_some_and(|f| f > 1) {
+        return Err(dir.error(
+            "pool_factor is token pooling, for late-interaction (ColBERT) document encoders; this folder holds a dense model, which outputs one vector per text",
+        ));
+    }
     let record = EncoderRecord {
         input: crate::meta::encoder::Modality::Text,
         source: dir.source.clone(),

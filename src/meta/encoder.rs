@@ -200,6 +200,11 @@ pub struct EncoderOptions {
     /// `tensor` (the vision tower's penultimate hidden states, `[1 + patches, hidden]`, for a
     /// tensor field). Text encoders output what they output; setting another kind is an error.
     pub output: Option<OutputKind>,
+    /// Token pooling of a late-interaction document encoder (Clavié et al. 2024): each
+    /// document's token vectors are clustered and replaced by the clusters' means, about
+    /// `1 / pool_factor` of them kept ([`crate::encode::colbert::token_pooling`]). 1 (the
+    /// default) keeps every vector.
+    pub pool_factor: Option<usize>,
 }
 
 impl EncoderOptions {
@@ -214,6 +219,7 @@ impl EncoderOptions {
             || self.dtype.is_some()
             || self.role.is_some()
             || self.output.is_some()
+            || self.pool_factor.is_some()
     }
 
     /// Parses `key=value,key=value`. A `prefix` value runs to the end of the list when it is
@@ -305,6 +311,14 @@ impl EncoderOptions {
                     _ => return Err(bad("dense, multi or tensor")),
                 })
             }
+            "pool_factor" => {
+                self.pool_factor = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|&n: &usize| n >= 1)
+                        .ok_or_else(|| bad("a positive integer"))?,
+                )
+            }
             "batch_size" | "batch" => {
                 self.batch_size = Some(
                     v.parse()
@@ -316,7 +330,7 @@ impl EncoderOptions {
             other => {
                 return Err(Error::parameter(
                     "encoder options",
-                    format!("unknown option {other:?}: expected pooling, normalize, max_length, prefix, dims, dtype, device, batch_size, role, truncate or output"),
+                    format!("unknown option {other:?}: expected pooling, normalize, max_length, prefix, dims, dtype, device, batch_size, role, truncate, output or pool_factor"),
                 ))
             }
         }
@@ -337,6 +351,7 @@ impl EncoderOptions {
             role: over.role.or(self.role),
             truncate: over.truncate.or(self.truncate),
             output: over.output.or(self.output),
+            pool_factor: over.pool_factor.or(self.pool_factor),
         }
     }
 }
@@ -475,6 +490,11 @@ pub struct LateInteraction {
     /// `keep_only_token_ids`, documents only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_only: Option<Vec<u32>>,
+    /// Token pooling (documents only): each document's kept vectors are clustered (Ward) and
+    /// replaced by the clusters' means, `max((n − 1) / pool_factor, 1)` of them plus the first
+    /// (`[CLS]`) vector, as PyLate's `pool_factor`. Absent: no pooling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_factor: Option<usize>,
 }
 
 /// ColBERT's query expansion ("query augmentation" in the ColBERT paper, §3.2).
@@ -613,6 +633,7 @@ impl EncoderRecord {
             },
             truncate: None,
             output: Some(self.output),
+            pool_factor: self.late_interaction.as_ref().and_then(|l| l.pool_factor),
         }
     }
 

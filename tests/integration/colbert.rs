@@ -506,3 +506,104 @@ mod options_and_identity {
         assert!(e.contains("every token was dropped"), "{e}");
     }
 }
+
+/// Token pooling gives PyLate's pooled vectors (`pool_embeddings_hierarchical`, committed
+/// outputs of `tests/fixtures/colbert/token_pooling/generate.py`): the same clusters, so the
+/// same means (compared as sets: cluster order is scipy's there, first member's here), and the
+/// protected `[CLS]` vector last.
+#[test]
+fn token_pooling_matches_pylate() {
+    use vellum::encode::colbert::token_pooling::pool_tokens;
+    let text =
+        std::fs::read_to_string(fixture_path("colbert/token_pooling/reference.json")).unwrap();
+    let reference: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let floats = |v: &serde_json::Value| -> Vec<f32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
+    };
+    let cases = reference["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 14);
+    for (i, case) in cases.iter().enumerate() {
+        let dim = case["dim"].as_u64().unwrap() as usize;
+        let factor = case["pool_factor"].as_u64().unwrap() as usize;
+        let tokens = floats(&case["tokens"]);
+        let want = floats(&case["pooled"]);
+        let got = pool_tokens(&tokens, dim, factor, 1);
+        assert_eq!(got.len(), want.len(), "case {i}: pooled rows");
+        assert_eq!(
+            &got[got.len() - dim..],
+            &tokens[..dim],
+            "case {i}: [CLS] last"
+        );
+        let mut unmatched: Vec<&[f32]> = got.chunks_exact(dim).collect();
+        for w in want.chunks_exact(dim) {
+            let (at, diff) = unmatched
+                .iter()
+                .enumerate()
+                .map(|(j, g)| {
+                    let d = g
+                        .iter()
+                        .zip(w)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
+                    (j, d)
+                })
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .unwrap();
+            assert!(
+                diff <= 1e-5,
+                "case {i}: a PyLate cluster mean differs by {diff}"
+            );
+            unmatched.remove(at);
+        }
+    }
+}
+
+/// `pool_factor` on a document encoder stores the pooled vectors of what it would store
+/// unpooled, and records the factor (so the record, and a re-encode, reproduce it); queries
+/// and dense encoders refuse it.
+#[test]
+fn document_encoders_pool_tokens_with_pool_factor() {
+    use vellum::encode::colbert::token_pooling::pool_tokens;
+    let path = fixture_path("colbert/pylate");
+    let dir = ModelDir::resolve(path.to_str().unwrap()).unwrap();
+    let side = reference("pylate", "documents");
+    let texts: Vec<&str> = side.texts.iter().map(String::as_str).collect();
+    let plain = load(&dir, &EncoderOptions::parse("role=passage").unwrap()).unwrap();
+    let pooled = load(
+        &dir,
+        &EncoderOptions::parse("role=passage,pool_factor=2").unwrap(),
+    )
+    .unwrap();
+    let li = pooled.record().late_interaction.as_ref().unwrap();
+    assert_eq!(li.pool_factor, Some(2));
+    assert_eq!(pooled.record().options().pool_factor, Some(2));
+    assert_ne!(plain.record(), pooled.record());
+    let (a, b) = (
+        plain.encode_texts(&texts).unwrap(),
+        pooled.encode_texts(&texts).unwrap(),
+    );
+    let d = a.dims;
+    let (mut before, mut after) = (0, 0);
+    for (x, y) in a.per_input().zip(b.per_input()) {
+        assert_eq!(y, pool_tokens(x, d, 2, 1).as_slice());
+        before += x.len() / d;
+        after += y.len() / d;
+    }
+    assert!(
+        after * 10 < before * 6,
+        "{before} vectors pooled to {after}"
+    );
+    let e = load(
+        &dir,
+        &EncoderOptions::parse("role=query,pool_factor=2").unwrap(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("documents"), "{e}");
+    let dense = ModelDir::resolve(fixture_path("encoders/tiny-a").to_str().unwrap()).unwrap();
+    let e = load(&dense, &EncoderOptions::parse("pool_factor=2").unwrap()).unwrap_err();
+    assert!(e.to_string().contains("pool_factor"), "{e}");
+}

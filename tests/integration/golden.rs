@@ -360,6 +360,54 @@ fn golden_v1_colbert_encoders_manifest() {
     assert_eq!((enc.query.max_length, enc.passage.max_length), (24, 48));
 }
 
+/// A ColBERT binding with token pooling (`format-spec/golden/v1/encoder-colbert-pooled/MANIFEST`):
+/// tied, the passage record carries `pool_factor`, the query record does not (queries are not
+/// pooled).
+#[test]
+fn golden_v1_colbert_pooled_encoders_manifest() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("format-spec/golden/v1/encoder-colbert-pooled/MANIFEST");
+
+    #[cfg(feature = "encoders")]
+    {
+        use vellum::encode::{prepare_encoders, EncoderChoice, EncoderOptions};
+        let t = tempfile::tempdir().unwrap();
+        let db = Database::create(t.path()).unwrap();
+        let mut w = db.writer().unwrap();
+        w.create_collection(
+            "docs",
+            Schema::new().with_field(FieldSpec::multi("tok", 16, DType::F16, Metric::Ip)),
+        )
+        .unwrap();
+        let choice = EncoderChoice {
+            passage: "tests/fixtures/colbert/stanford".into(),
+            passage_options: EncoderOptions::parse("pool_factor=2").unwrap(),
+            ..Default::default()
+        };
+        w.set_encoders("docs", "tok", prepare_encoders(db.path(), &choice).unwrap())
+            .unwrap();
+        w.commit().unwrap();
+        let written = std::fs::read(t.path().join("MANIFEST")).unwrap();
+        if std::env::var_os("VELLUM_REGEN_GOLDEN").is_some() {
+            std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+            std::fs::write(&golden, &written).unwrap();
+        }
+        assert_eq!(
+            written,
+            std::fs::read(&golden).unwrap(),
+            "the writer no longer produces the golden manifest"
+        );
+    }
+    let bytes = std::fs::read(&golden).unwrap();
+    let m = vellum::format::manifest::Manifest::decode(&golden, &bytes).unwrap();
+    let enc = &m.collections[0].encoders["tok"];
+    let (p, q) = (
+        enc.passage.late_interaction.as_ref().unwrap(),
+        enc.query.late_interaction.as_ref().unwrap(),
+    );
+    assert_eq!((p.pool_factor, q.pool_factor), (Some(2), None));
+}
+
 /// The PLAID section of `format-spec/plaid.md` (kind 22): dimension 8, 2-bit residuals, two
 /// centroids, 3 rows of 2, 1 and 2 tokens.
 #[test]

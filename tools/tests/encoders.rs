@@ -428,6 +428,41 @@ fn colbert_create_ingest_search_through_the_cli() {
         e.contains("query length of 24 tokens") && e.contains("truncate=true"),
         "{e}"
     );
+
+    // Token pooling at ingest: about half the vectors stored; text search still finds the
+    // documents.
+    let out = ok_line(
+        d,
+        &format!("create POOLED --collection docs --field tok:multi:16:f16:ip --encoder tok={m} --encoder-options tok=pool_factor=2"),
+    );
+    assert!(out.contains("pool_factor=2"), "{out}");
+    ok_line(d, "ingest POOLED --collection docs --docs corpus.jsonl");
+    // Token vectors dominate the segment bytes (16 × f16 per token vs a short text).
+    let bytes = |db: &str| -> u64 {
+        let info = ok_line(d, &format!("info {db}"));
+        let line = info
+            .lines()
+            .find(|l| l.starts_with("collection docs:"))
+            .unwrap_or_else(|| panic!("{info}"));
+        let words: Vec<&str> = line.split_whitespace().collect();
+        words[words.len() - 2].parse().unwrap()
+    };
+    let (full, pooled) = (bytes("DB"), bytes("POOLED"));
+    assert!(pooled * 4 < full * 3, "{full} bytes pooled to {pooled}");
+    let run = ok_line(
+        d,
+        "search POOLED --collection docs --field tok --queries own.tsv -k 1 --format trec --encoder-options truncate=true",
+    );
+    let found = run
+        .lines()
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f[0] == f[2]
+        })
+        .count();
+    // A random tiny model: pooled vectors still find most documents (quality is measured on
+    // real vectors in benches/RESULTS.md).
+    assert!(found >= 5, "{found} of 10 found themselves:\n{run}");
 }
 
 /// CLIP: create with an image-embedding field and a feature (tensor) field, ingest a JSONL of

@@ -16,6 +16,7 @@
 //! unless the encoder was loaded with `truncate=true`.
 
 pub mod layout;
+pub mod token_pooling;
 
 use rayon::prelude::*;
 
@@ -263,7 +264,16 @@ impl Encoder for ColbertEncoder {
                         rows += 1;
                     }
                 }
-                (self.project(&kept, rows), rows)
+                let vectors = self.project(&kept, rows);
+                match self.settings().pool_factor {
+                    // PyLate's token pooling, the first ([CLS]) vector protected.
+                    Some(f) if rows > 0 => {
+                        let pooled = token_pooling::pool_tokens(&vectors, dims, f, 1);
+                        let n = pooled.len() / dims;
+                        (pooled, n)
+                    }
+                    _ => (vectors, rows),
+                }
             })
             .collect();
         if let Some(i) = outputs.iter().position(|o| o.1 == 0) {
@@ -421,6 +431,19 @@ fn resolve(
         .collect();
     skiplist.sort_unstable();
     skiplist.dedup();
+    // Token pooling applies to documents; factor 1 is no pooling (recorded as absent).
+    let pool_factor = match (options.pool_factor, role) {
+        (Some(f), Role::Passage) if f > 1 => Some(f),
+        (Some(f), Role::Query) if f > 1 => {
+            return Err(Error::parameter(
+                "encoder option pool_factor",
+                format!(
+                "{f}: token pooling applies to documents (role=passage); queries keep every vector"
+            ),
+            ))
+        }
+        _ => None,
+    };
     let head_out = layout.head.last().map_or(hidden, |h| h.out);
     let dims = options.dims.unwrap_or(head_out);
     if dims != head_out {
@@ -451,6 +474,7 @@ fn resolve(
             expansion,
             skiplist,
             keep_only: side.keep_only.clone(),
+            pool_factor,
         }),
     };
     Ok(Resolved {

@@ -70,7 +70,7 @@ fn write_encoders(
         if let Some(li) = &r.late_interaction {
             writeln!(
                 out,
-                "    late interaction ({} checkpoint): marker={} expansion={} skiplist={} tokens{}",
+                "    late interaction ({} checkpoint): marker={} expansion={} skiplist={} tokens{}{}",
                 li.format,
                 li.marker.map_or("none".into(), |m| format!("token {m}")),
                 li.expansion.map_or("none".into(), |e| format!(
@@ -87,6 +87,8 @@ fn write_encoders(
                 li.keep_only
                     .as_ref()
                     .map_or(String::new(), |k| format!(" keep_only={} tokens", k.len())),
+                li.pool_factor
+                    .map_or(String::new(), |f| format!(" pool_factor={f}")),
             )?;
         }
     }
