@@ -89,10 +89,13 @@ fn best(mut scored: Vec<(f32, u32)>, n: usize) -> Vec<(f32, u32)> {
 }
 
 /// Stages 1–3 for one query (`nq × dim` tokens, as the field scores them) on one segment's
-/// section: the rows that go on to exact MaxSim. `tokens_of(row)` gives a row's token range;
-/// `live(row)` says whether it is not deleted.
+/// section (of the file `path`, for errors): the rows that go on to exact MaxSim.
+/// `tokens_of(row)` gives a row's token range; `live(row)` says whether it is not deleted. A
+/// code naming no centroid, or a row whose tokens lie outside the codes, is [`Error::Corrupt`].
+#[allow(clippy::too_many_arguments)]
 pub fn candidates(
     view: &PlaidView<'_>,
+    path: &std::path::Path,
     query: &[f32],
     p: &PlaidSearch,
     k: usize,
@@ -135,17 +138,23 @@ pub fn candidates(
     let mut interaction = |row: u32, pruned: bool| -> Result<f32> {
         let range = tokens_of(row)?;
         let codes = view.codes.get(range.clone()).ok_or_else(|| {
-            Error::InvalidQuery(format!(
-                "plaid index: row {row}'s tokens {range:?} lie outside the index's codes"
-            ))
+            Error::corrupt(
+                path,
+                "plaid index",
+                0,
+                format!("row {row}'s tokens {range:?} lie outside the index's codes"),
+            )
         })?;
         maxes.fill(f32::NEG_INFINITY);
         for &c in codes {
             let c = c as usize;
             if c >= kc {
-                return Err(Error::InvalidQuery(format!(
-                    "plaid index: a token of row {row} names centroid {c} of {kc}"
-                )));
+                return Err(Error::corrupt(
+                    path,
+                    "plaid index",
+                    0,
+                    format!("a token of row {row} names centroid {c} of {kc}"),
+                ));
             }
             if pruned && !alive[c] {
                 continue;

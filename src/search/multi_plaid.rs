@@ -80,6 +80,7 @@ fn one(
                 for attempt in 0..3 {
                     rows = crate::plaid::search::candidates(
                         v,
+                        seg.path(),
                         &q,
                         &p,
                         k,
@@ -112,19 +113,27 @@ fn one(
                     let rb = v.residual_bytes();
                     doc.resize(range.len() * dim, 0.0);
                     for (i, t) in range.enumerate() {
-                        let code = v.codes[t] as usize;
-                        let packed = v.residuals.get(t * rb..(t + 1) * rb).ok_or_else(|| {
+                        let corrupt = |what: &str| {
                             Error::corrupt(
                                 seg.path(),
                                 "plaid index",
                                 0,
-                                format!("token {t}: residual outside the section"),
+                                format!("token {t}: {what}"),
                             )
-                        })?;
+                        };
+                        let code = *v.codes.get(t).ok_or_else(|| corrupt("no code"))? as usize;
+                        let centroid = v
+                            .centroids
+                            .get(code * dim..(code + 1) * dim)
+                            .ok_or_else(|| corrupt("its code names no centroid"))?;
+                        let packed = v
+                            .residuals
+                            .get(t * rb..(t + 1) * rb)
+                            .ok_or_else(|| corrupt("residual outside the section"))?;
                         decompress(
                             table,
                             v.nbits,
-                            &v.centroids[code * dim..(code + 1) * dim],
+                            centroid,
                             packed,
                             metric == Metric::Cosine,
                             &mut doc[i * dim..(i + 1) * dim],

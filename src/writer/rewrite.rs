@@ -286,19 +286,31 @@ impl Writer {
         let indexes = self.indexes_of(c.name());
         let plaid = self.plaid_of(c.name());
         // Keep the current codecs unless asked to re-cluster, the field's values change, or the
-        // collection has grown past `recluster_percent` of the rows they were trained on.
+        // rows added since they were trained exceed `recluster_percent` of the rows they were
+        // trained on. Rows added are counted from the rows stored (deleted ones included): a
+        // deleted row stays stored until compaction, so replacing documents (deletes plus as
+        // many adds) counts its adds, where the live count would not move.
         let mut codecs = super::commit::current_codecs(Some(c), &plaid)?;
         let live = plan.rows.len() as u64;
+        let stored: u64 = c.slots().iter().map(|s| u64::from(s.segment.rows())).sum();
         codecs.retain(|name, codec| {
             let params = &plaid[name];
             let transformed = c
                 .schema()
                 .field_index(name)
                 .is_some_and(|fi| source.columns[fi].is_some());
-            let grown = live as f64
-                > codec.trained_rows as f64 * (1.0 + params.recluster_percent as f64 / 100.0);
+            let added = stored.saturating_sub(codec.trained_rows);
+            let grown = added as f64
+                > codec.trained_rows as f64 * (params.recluster_percent as f64 / 100.0);
             !(policy.recluster() || transformed || grown)
         });
+        // A kept codec now accounts for the rows it was trained on less the deleted rows this
+        // compaction drops, so that rows added later (replacing them, say) count as added.
+        for codec in codecs.values_mut() {
+            let mut kept = (**codec).clone();
+            kept.trained_rows = kept.trained_rows.saturating_sub(plan.rows_dropped);
+            *codec = std::sync::Arc::new(kept);
+        }
         let build = PlaidBuild {
             params: &plaid,
             codecs: &codecs,

@@ -459,6 +459,34 @@ fn golden_v1_plaid_section() {
     assert_eq!(&golden[48..56], &4u64.to_le_bytes());
     view.verify(&path, 0, 3, &|r| Ok(ranges[r].clone()))
         .unwrap();
+
+    // A code naming no centroid (damage `open` does not look for): a search reports the file as
+    // corrupt, and so does `verify`.
+    let at = view.codes.as_ptr() as usize - bytes.as_ptr() as usize;
+    let mut damaged = buf.clone();
+    bytemuck::cast_slice_mut::<u64, u8>(&mut damaged)[at..at + 4]
+        .copy_from_slice(&7u32.to_le_bytes());
+    let bytes = &bytemuck::cast_slice::<u64, u8>(&damaged)[..golden.len()];
+    let view = PlaidView::open(bytes, &path, 0, 3, 5, 8).unwrap();
+    let query: Vec<f32> = e(0);
+    let params = vellum::plaid::PlaidSearch {
+        ncells: 2,
+        ..vellum::plaid::PlaidSearch::for_k(2)
+    };
+    let err = vellum::plaid::search::candidates(
+        &view,
+        &path,
+        &query,
+        &params,
+        2,
+        &|r| Ok(ranges[r as usize].clone()),
+        &|_| true,
+    )
+    .unwrap_err();
+    assert!(matches!(err, vellum::Error::Corrupt { .. }), "{err}");
+    assert!(view
+        .verify(&path, 0, 3, &|r| Ok(ranges[r].clone()))
+        .is_err());
 }
 
 /// The screening-codes section of `format-spec/screen.md` (kind 21): 3 rows × 2 dimensions, `ip`.

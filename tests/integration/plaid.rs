@@ -240,6 +240,57 @@ fn deletes_adds_and_reclustering() {
     assert!(report.is_ok(), "{report:?}");
 }
 
+/// Re-clustering counts the documents added since training, not the net growth: replacing 8 %
+/// of the documents (as many deletes as adds) re-clusters at compaction; deletes alone do not.
+#[test]
+fn replacing_documents_counts_towards_reclustering() {
+    let t = tempfile::tempdir().unwrap();
+    let docs = corpus(1200, 3);
+    let params = PlaidParams {
+        min_rows: 10,
+        ..Default::default()
+    };
+    let db = db_with(t.path(), &docs, params);
+    let codec_ids = |db: &Database| -> Vec<u64> {
+        let snap = db.snapshot().unwrap();
+        let c = snap.collection("c").unwrap();
+        c.slots()
+            .iter()
+            .map(|s| s.segment.plaid(0).unwrap().unwrap().codec_id)
+            .collect()
+    };
+    let first = codec_ids(&db)[0];
+    let ids_of = |db: &Database| -> Vec<String> {
+        let snap = db.snapshot().unwrap();
+        let c = snap.collection("c").unwrap();
+        let seg = &c.slots()[0].segment;
+        (0..seg.rows())
+            .map(|r| seg.doc_id(r).unwrap().to_string())
+            .collect()
+    };
+    let all = ids_of(&db);
+    let mut w = db.writer().unwrap();
+    // Deletes alone: the codec stays.
+    for id in &all[..100] {
+        w.delete("c", id).unwrap();
+    }
+    w.commit().unwrap();
+    w.compact("c").unwrap();
+    assert_eq!(codec_ids(&db), [first]);
+    // 100 replaced (as many adds as deletes; the live count is back where it was): 8 % added
+    // since training, beyond the default 5 %.
+    for (i, d) in corpus(100, 8).iter().enumerate() {
+        w.add(
+            "c",
+            Document::new(format!("replaced{i}")).with_multi("tok", d.clone()),
+        )
+        .unwrap();
+    }
+    w.commit().unwrap();
+    w.compact("c").unwrap();
+    assert_ne!(codec_ids(&db), [first]);
+}
+
 #[test]
 fn plaid_is_declared_only_on_fields_it_can_index() {
     let t = tempfile::tempdir().unwrap();

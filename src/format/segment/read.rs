@@ -60,6 +60,9 @@ pub struct Segment {
     pub(super) screens: Vec<Option<Range<usize>>>,
     /// Per field: the byte range of its PLAID section, if any (validated at open).
     pub(super) plaids: Vec<Option<Range<usize>>>,
+    /// Per field: set once [`Segment::plaid`] has checked the section's codec (its `O(K·d)`
+    /// values and hash), so later searches open it in `O(1)`.
+    pub(super) plaid_checked: Vec<std::sync::OnceLock<()>>,
     /// Structures derived from the segment's bytes by higher layers (for example the metadata
     /// columns of `crate::filter`), built on first use and kept as long as the segment is open.
     pub(super) derived: parking_lot::Mutex<DerivedMap>,
@@ -452,6 +455,7 @@ impl Segment {
             fields,
             graphs,
             screens,
+            plaid_checked: (0..plaids.len()).map(|_| Default::default()).collect(),
             plaids,
             derived: Default::default(),
         })
@@ -502,8 +506,14 @@ impl Segment {
     }
 
     /// The PLAID section of multi-vector field `field`, if the segment has one (validated at
-    /// open; this re-reads its header and codec, `O(K·d)`).
+    /// open; the first call also checks its codec, `O(K·d)`, and later calls only re-read the
+    /// header, `O(1)`).
     pub fn plaid(&self, field: usize) -> Option<Result<PlaidView<'_>>> {
+        self.plaid_with(field, false)
+    }
+
+    /// [`Segment::plaid`], checking the codec again when `recheck` (`verify`).
+    pub(super) fn plaid_with(&self, field: usize, recheck: bool) -> Option<Result<PlaidView<'_>>> {
         let r = self.plaids.get(field)?.as_ref()?;
         let (dim, tokens) = match (&self.schema.fields[field].kind, &self.fields[field]) {
             (FieldKind::Multi { dim, .. }, FieldColumn::Multi { token_count, .. }) => {
@@ -511,14 +521,20 @@ impl Segment {
             }
             _ => return None,
         };
-        Some(PlaidView::open(
+        // The codec's values are checked (and hashed) on the first open only: the mapped bytes
+        // of an open segment do not change.
+        let checked = !recheck && self.plaid_checked[field].get().is_some();
+        let view = PlaidView::open_checked(
             &self.bytes()[r.clone()],
             &self.path,
             r.start as u64,
-            u64::from(self.rows),
-            tokens,
-            dim,
-        ))
+            (u64::from(self.rows), tokens, dim),
+            !checked,
+        );
+        if view.is_ok() {
+            let _ = self.plaid_checked[field].set(());
+        }
+        Some(view)
     }
 
     /// The file's path.

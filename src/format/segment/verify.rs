@@ -76,7 +76,8 @@ impl Segment {
             }
         }
         for field in 0..self.plaids.len() {
-            if let Some(view) = self.plaid(field) {
+            // Every check, the codec's included (even when a search already opened it).
+            if let Some(view) = self.plaid_with(field, true) {
                 let base = self.plaids[field].as_ref().map_or(0, |r| r.start as u64);
                 view?.verify(&self.path, base, self.rows as usize, &|r| {
                     self.multi_range(field, r as u32)
