@@ -10,20 +10,8 @@ use super::topk::{Candidate, TopK};
 use crate::collection::Collection;
 use crate::dtype::Metric;
 use crate::error::{Error, Result};
-use crate::linalg::normalize;
 use crate::plaid::codec::{decompress, lookup_table};
 use crate::plaid::PlaidSearch;
-
-/// `Σ_q max_t q·t` over `doc` (`tokens × dim`), query tokens `q` already prepared.
-fn maxsim(q: &[f32], doc: &[f32], dim: usize) -> f32 {
-    q.chunks_exact(dim)
-        .map(|qt| {
-            doc.chunks_exact(dim)
-                .map(|dt| qt.iter().zip(dt).map(|(a, b)| a * b).sum::<f32>())
-                .fold(f32::NEG_INFINITY, f32::max)
-        })
-        .sum()
-}
 
 /// Top `k` rows of each query (`queries[i]`: `tokens × dim`).
 pub(super) fn search(
@@ -53,12 +41,14 @@ fn one(
     k: usize,
     p: &PlaidSearch,
 ) -> Result<TopK> {
+    // Prepared as exact search prepares them, and scored in stage 4 with its per-document
+    // MaxSim (`multi::maxsim_one`: a matrix product, then the running maxima), so that a row
+    // gets the same score here as from exact search or re-ranking.
     let mut q = query.to_vec();
-    if metric == Metric::Cosine {
-        q.chunks_exact_mut(dim).for_each(normalize);
-    }
+    let q_sq = super::multi::prepare_tokens(metric, dim, &mut q);
     let mut top = TopK::new(k);
     let mut doc = Vec::new();
+    let mut scratch = Vec::new();
     for (si, slot) in c.slots().iter().enumerate() {
         let seg = &slot.segment;
         let view = seg.plaid(field).transpose()?;
@@ -106,8 +96,7 @@ fn one(
             _ => None,
         };
         for row in rows {
-            doc.clear();
-            match (&view, &table) {
+            let score = match (&view, &table) {
                 (Some(v), Some(table)) => {
                     let range = seg.multi_range(field, row)?;
                     let rb = v.residual_bytes();
@@ -139,15 +128,19 @@ fn one(
                             &mut doc[i * dim..(i + 1) * dim],
                         );
                     }
+                    super::multi::maxsim_one(metric, dim, &q, &q_sq, &doc, &mut scratch)
                 }
-                _ => {
-                    doc.extend(seg.multi_row(field, row)?.to_f32_vec());
-                    if metric == Metric::Cosine {
-                        doc.chunks_exact_mut(dim).for_each(normalize);
-                    }
-                }
-            }
-            let score = maxsim(&q, &doc, dim);
+                _ => super::multi::maxsim_row(
+                    seg,
+                    field,
+                    row,
+                    metric,
+                    dim,
+                    (&q, &q_sq),
+                    &mut doc,
+                    &mut scratch,
+                )?,
+            };
             if !score.is_finite() {
                 return Err(Error::InvalidQuery(format!(
                     "query {qi}: its MaxSim score against row {row} of {} is {score} (scale the vectors down)",

@@ -158,6 +158,23 @@ fn plaid_agrees_with_exact_maxsim_and_equals_it_without_pruning() {
         decompress: false,
     };
     assert_eq!(agreement(&db, &qs[..15], 10, Some(all)), 1.0);
+    // ... with the very scores exact search reports (stage 4 is exact search's per-document
+    // MaxSim).
+    let snap = db.snapshot().unwrap();
+    let c = snap.collection("c").unwrap();
+    for q in &qs[..15] {
+        let scores = |req: SearchRequest<'_>| -> Vec<(String, u32)> {
+            c.search(&req).unwrap()[0]
+                .iter()
+                .map(|h| (h.id.clone(), h.score.to_bits()))
+                .collect()
+        };
+        assert_eq!(
+            scores(SearchRequest::multi("tok", q, 10).with_plaid(all)),
+            scores(SearchRequest::multi("tok", q, 10).exact())
+        );
+    }
+    drop(snap);
     // Stage 4 on decompressed vectors (2-bit residuals) stays close.
     let dec = PlaidSearch {
         decompress: true,
