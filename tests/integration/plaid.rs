@@ -109,6 +109,16 @@ fn ids(db: &Database, q: &[f32], k: usize, exact: bool, p: Option<PlaidSearch>) 
         .collect()
 }
 
+/// The codec id of each segment's PLAID section.
+fn codec_ids(db: &Database) -> Vec<u64> {
+    let snap = db.snapshot().unwrap();
+    let c = snap.collection("c").unwrap();
+    c.slots()
+        .iter()
+        .map(|s| s.segment.plaid(0).unwrap().unwrap().codec_id)
+        .collect()
+}
+
 fn agreement(db: &Database, qs: &[Vec<f32>], k: usize, p: Option<PlaidSearch>) -> f64 {
     let mut same = 0;
     for q in qs {
@@ -196,14 +206,6 @@ fn deletes_adds_and_reclustering() {
     };
     let db = db_with(t.path(), &docs, params);
     let qs = queries(&docs, 20, 4);
-    let codec_ids = |db: &Database| -> Vec<u64> {
-        let snap = db.snapshot().unwrap();
-        let c = snap.collection("c").unwrap();
-        c.slots()
-            .iter()
-            .map(|s| s.segment.plaid(0).unwrap().unwrap().codec_id)
-            .collect()
-    };
     let first = codec_ids(&db);
     // Deleted rows are never returned.
     let top = ids(&db, &qs[0], 5, false, None);
@@ -268,14 +270,6 @@ fn replacing_documents_counts_towards_reclustering() {
         ..Default::default()
     };
     let db = db_with(t.path(), &docs, params);
-    let codec_ids = |db: &Database| -> Vec<u64> {
-        let snap = db.snapshot().unwrap();
-        let c = snap.collection("c").unwrap();
-        c.slots()
-            .iter()
-            .map(|s| s.segment.plaid(0).unwrap().unwrap().codec_id)
-            .collect()
-    };
     let first = codec_ids(&db)[0];
     let ids_of = |db: &Database| -> Vec<String> {
         let snap = db.snapshot().unwrap();

@@ -10,7 +10,7 @@
 //! ModernBERT paper) and Hugging Face `transformers`' `ModernBertModel`, whose outputs the CPU
 //! pass matches; the GPU pass is checked against the CPU pass (`tests/integration/gpu.rs`).
 
-use super::cuda_ops::{Act, DevLinear, DevNorm, Ops, Packing};
+use super::cuda_ops::{Act, DevLinear, DevNorm, DevicePass, Ops, Packing};
 use super::native_bert::{pack, Mask};
 use super::native_modernbert::NativeModernBert;
 use crate::encode::models::bert::Activation;
@@ -102,24 +102,25 @@ impl CudaModernBert {
         seqs: &[&[u32]],
         keys: Option<&[usize]>,
     ) -> Result<(Vec<f32>, Vec<usize>)> {
-        let (states, _, starts, total) = self.run(seqs, keys)?;
-        let out = (self.ops.gpu).download_staged(&states, total * self.shape.hidden)?;
-        Ok((out, starts))
+        self.states(seqs, keys)
     }
 
     /// One vector per text (`seqs.len() × hidden` values), pooled on the device, so only those
     /// leave it.
     pub fn forward_pooled(&self, seqs: &[&[u32]], pooling: Pooling) -> Result<Vec<f32>> {
-        let (states, packing, _, _) = self.run(seqs, None)?;
-        self.ops
-            .pool_download(&states, &packing, self.shape.hidden, pooling)
+        self.pooled(seqs, pooling)
+    }
+}
+
+impl DevicePass for CudaModernBert {
+    fn ops(&self) -> &Ops {
+        &self.ops
     }
 
-    /// Queues the pass on the device's stream; returns the packed states (on the device), the
-    /// packing, each text's first row and the row count. Each call has its own buffers (and
-    /// cuBLAS is locked per product), so threads may call it at once: their passes queue on
-    /// the one stream, and one thread's host work overlaps another's GPU work.
-    #[allow(clippy::type_complexity)]
+    fn width(&self) -> usize {
+        self.shape.hidden
+    }
+
     fn run(
         &self,
         seqs: &[&[u32]],

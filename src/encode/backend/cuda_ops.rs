@@ -64,6 +64,43 @@ pub(super) struct Ops {
     k: Kernels,
 }
 
+/// A transformer's pass on the device, as the GPU encoders run it: [`DevicePass::run`] queues
+/// it, and the provided methods bring back every token's states or one pooled vector per text.
+pub(super) trait DevicePass {
+    /// The device and its kernels.
+    fn ops(&self) -> &Ops;
+
+    /// Values per token state.
+    fn width(&self) -> usize;
+
+    /// Queues the pass over packed `seqs` (text `i` attending to its first `keys[i]` tokens);
+    /// returns the packed states (on the device), the packing, each text's first row and the
+    /// row count. Each call has its own buffers (and cuBLAS is locked per product), so threads
+    /// may call it at once: their passes queue on the one stream, and one thread's host work
+    /// overlaps another's device work.
+    #[allow(clippy::type_complexity)]
+    fn run(
+        &self,
+        seqs: &[&[u32]],
+        keys: Option<&[usize]>,
+    ) -> Result<(CudaSlice<f32>, Packing, Vec<usize>, usize)>;
+
+    /// Every token's states, packed, and each text's first row.
+    fn states(&self, seqs: &[&[u32]], keys: Option<&[usize]>) -> Result<(Vec<f32>, Vec<usize>)> {
+        let (states, _, starts, total) = self.run(seqs, keys)?;
+        let out = (self.ops().gpu).download_staged(&states, total * self.width())?;
+        Ok((out, starts))
+    }
+
+    /// One vector per text (`seqs.len() × width` values), pooled on the device, so only those
+    /// leave it.
+    fn pooled(&self, seqs: &[&[u32]], pooling: Pooling) -> Result<Vec<f32>> {
+        let (states, packing, _, _) = self.run(seqs, None)?;
+        self.ops()
+            .pool_download(&states, &packing, self.width(), pooling)
+    }
+}
+
 /// Packed texts or images as the attention kernel reads them.
 pub(super) struct Packing {
     /// Text (sequence) of each row.
