@@ -157,6 +157,9 @@ pub fn reencode(
     job: &Reencode<'_>,
     progress: &mut dyn FnMut(&ReencodeEvent),
 ) -> Result<ReencodeStats> {
+    // Pieces are planned from the committed collection: the writer's own pending changes are
+    // committed first (a pending delete could otherwise drop a segment a piece names).
+    writer.commit()?;
     let staged = writer
         .committed()
         .manifest()
@@ -171,7 +174,12 @@ pub fn reencode(
         }
         (None, Some(s)) if s.field == job.field && s.schema.is_some() => {
             let schema = s.schema_or(collection.schema());
-            let i = schema.field_index(job.field).expect("validated manifest");
+            let i = schema.field_index(job.field).ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "the staged re-encode of collection {:?} into field {:?} does not hold that field; abort it (--abort) and start again",
+                    job.collection, job.field
+                ))
+            })?;
             (schema.fields[i].clone(), true)
         }
         (None, _) => {

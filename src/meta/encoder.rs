@@ -579,6 +579,11 @@ impl EncoderRecord {
                     format!("{:?}", b.expansion),
                 );
                 cmp(
+                    "pool factor",
+                    format!("{:?}", a.pool_factor),
+                    format!("{:?}", b.pool_factor),
+                );
+                cmp(
                     "skiplist",
                     format!("{:?}", a.skiplist),
                     format!("{:?}", b.skiplist),
@@ -693,6 +698,14 @@ impl EncoderRecord {
                 }
                 if li.expansion.is_some() && li.role != Role::Query {
                     return Err("late_interaction: only a query encoder expands its inputs".into());
+                }
+                if li
+                    .pool_factor
+                    .is_some_and(|f| f < 2 || li.role != Role::Passage)
+                {
+                    return Err(
+                        "late_interaction: pool_factor is at least 2, on a passage encoder".into(),
+                    );
                 }
                 if li.expansion.is_some_and(|e| e.length < 2) {
                     return Err("late_interaction: expansion length must be >= 2".into());

@@ -157,7 +157,7 @@ pub struct DeletesEntry {
 impl EncoderVersion {
     /// Checks the version against its collection: the field has encoders of this kind, version
     /// numbers differ from the current one, and every segment is in a piece of its size.
-    fn validate(&self, c: &CollectionEntry) -> std::result::Result<(), String> {
+    fn validate(&self, c: &CollectionEntry, staged: bool) -> std::result::Result<(), String> {
         let schema = self.schema_or(&c.schema);
         if let Some(own) = &self.schema {
             // The schemas differ by this field alone, appended last.
@@ -187,8 +187,9 @@ impl EncoderVersion {
                     })?;
                 }
             }
-            // A version from before the field was added (kept by the switch that added it).
-            None if self.schema.is_some() && self.version == 0 => {}
+            // A version from before the field was added (kept by the switch that added it: a
+            // previous version, never a staged one).
+            None if self.schema.is_some() && self.version == 0 && !staged => {}
             None => {
                 return Err(format!(
                     "encoder version {} names {:?}, which is not a field",
@@ -305,9 +306,11 @@ impl Manifest {
                     .map_err(|e| format!("collection {:?} field {field:?}: {e}", c.name))?;
             }
             let versions = [&c.versions.staged, &c.versions.previous];
-            for v in versions.into_iter().flatten() {
-                v.validate(c)
-                    .map_err(|e| format!("collection {:?}: {e}", c.name))?;
+            for (v, staged) in versions.into_iter().zip([true, false]) {
+                if let Some(v) = v {
+                    v.validate(c, staged)
+                        .map_err(|e| format!("collection {:?}: {e}", c.name))?;
+                }
             }
             let retained = versions
                 .into_iter()

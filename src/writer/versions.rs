@@ -441,6 +441,18 @@ impl Writer {
         let c = self.base.collection(collection)?.clone();
         let entry = self.entry(collection)?;
         let field = target.field.clone();
+        // A switch that adds or removes a field changes the schema that a staged re-encode's
+        // pieces were written against: refuse it while another re-encode is staged.
+        if target.schema.is_some() {
+            let other =
+                |s: &&EncoderVersion| s.field != target.field || s.version != target.version;
+            if let Some(staged) = entry.versions.staged.as_ref().filter(other) {
+                return Err(Error::InvalidInput(format!(
+                    "cannot {what} collection {collection:?}: it adds or removes field {field:?}, and a re-encode of field {:?} is staged against the current fields; finish it or abort it (--abort) first",
+                    staged.field
+                )));
+            }
+        }
         let adding = entry.schema.field_index(&field).is_none();
         let current_encoders = match entry.encoders.get(&field) {
             Some(e) => e.clone(),

@@ -401,6 +401,13 @@ fn a_reencode_into_a_new_field_adds_it_and_a_rollback_removes_it() {
     assert_same_results(&added, &results_of(&fresh, "emb16").unwrap(), "new field");
     assert!(vellum::verify::verify_database(db.path()).unwrap().is_ok());
 
+    // A rollback that removes the field waits for a staged re-encode to finish or be aborted
+    // (its pieces hold the current fields).
+    w.begin_staged("docs", "emb", &encoders_of(&db, &tiny("tiny-b")))
+        .unwrap();
+    let e = w.rollback_version("docs").unwrap_err().to_string();
+    assert!(e.contains("abort it"), "{e}");
+    assert!(w.abort_staged("docs").unwrap());
     // Rollback removes the field (and its encoders); a second one brings it back.
     let back = w.rollback_version("docs").unwrap();
     assert_eq!((back.from_version, back.to_version), (1, 0));

@@ -24,12 +24,14 @@
 
 /// Pools the token vectors of one document (`rows × dim`, row-major) with `pool_factor` (1
 /// returns them unchanged), keeping the first `protected` rows as they are (appended after the
-/// pooled ones, as PyLate does). Returns the pooled rows (`≤ rows`, row-major).
+/// pooled ones, as PyLate does). Returns the pooled rows (`≤ rows`, row-major). Non-finite
+/// values (an overflowing model) are returned unchanged, unpooled, for the caller's checks of
+/// stored values to refuse them.
 pub fn pool_tokens(tokens: &[f32], dim: usize, pool_factor: usize, protected: usize) -> Vec<f32> {
     let rows = tokens.len().checked_div(dim).unwrap_or(0);
     let protected = protected.min(rows);
     let m = rows - protected;
-    if pool_factor <= 1 || m < 2 {
+    if pool_factor <= 1 || m < 2 || tokens.iter().any(|v| !v.is_finite()) {
         return tokens.to_vec();
     }
     let (kept, rest) = tokens.split_at(protected * dim);
@@ -110,6 +112,10 @@ fn ward_maxclust(obs: &[f64], m: usize, clusters: usize) -> Vec<usize> {
                 best = k;
                 best_d = d2[a * m + k];
             }
+        }
+        if best == usize::MAX {
+            // Only non-finite distances (excluded by the caller): leave the rest unmerged.
+            break;
         }
         if Some(best) != previous {
             chain.push(best);

@@ -455,7 +455,10 @@ impl Segment {
             fields,
             graphs,
             screens,
-            plaid_checked: (0..plaids.len()).map(|_| Default::default()).collect(),
+            // Every section's codec was checked by the full open above.
+            plaid_checked: (0..plaids.len())
+                .map(|_| std::sync::OnceLock::from(()))
+                .collect(),
             plaids,
             derived: Default::default(),
         })
