@@ -36,5 +36,5 @@ fuzz_target!(|data: &[u8]| {
     let _ = view.verify(Path::new("x.vseg"), 0, rows as usize, &range);
     let q: Vec<f32> = (0..2 * dim).map(|j| ((j * 7) % 5) as f32 - 2.0).collect();
     let p = PlaidSearch::for_k(3);
-    let _ = candidates(&view, &q, &p, 3, &|r| range(r as usize), &|_| true);
+    let _ = candidates(&view, Path::new("x.vseg"), &q, &p, 3, &|r| range(r as usize), &|_| true);
 });
