@@ -287,15 +287,7 @@ fn golden_v1_encoder_kinds_manifest() {
             .unwrap();
         w.commit().unwrap();
         let written = std::fs::read(t.path().join("MANIFEST")).unwrap();
-        if std::env::var_os("VELLUM_REGEN_GOLDEN").is_some() {
-            std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
-            std::fs::write(&golden, &written).unwrap();
-        }
-        assert_eq!(
-            written,
-            std::fs::read(&golden).unwrap(),
-            "the writer no longer produces the golden manifest"
-        );
+        write_or_check_golden(&golden, &written);
     }
     let enc = decode_tiny_encoders(&golden);
     assert_eq!(enc.passage.architecture.as_deref(), Some("bert"));
@@ -329,15 +321,7 @@ fn golden_v1_colbert_encoders_manifest() {
             .unwrap();
         w.commit().unwrap();
         let written = std::fs::read(t.path().join("MANIFEST")).unwrap();
-        if std::env::var_os("VELLUM_REGEN_GOLDEN").is_some() {
-            std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
-            std::fs::write(&golden, &written).unwrap();
-        }
-        assert_eq!(
-            written,
-            std::fs::read(&golden).unwrap(),
-            "the writer no longer produces the golden manifest"
-        );
+        write_or_check_golden(&golden, &written);
     }
     let bytes = std::fs::read(&golden).unwrap();
     let m = vellum::format::manifest::Manifest::decode(&golden, &bytes).unwrap();
@@ -388,15 +372,7 @@ fn golden_v1_colbert_pooled_encoders_manifest() {
             .unwrap();
         w.commit().unwrap();
         let written = std::fs::read(t.path().join("MANIFEST")).unwrap();
-        if std::env::var_os("VELLUM_REGEN_GOLDEN").is_some() {
-            std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
-            std::fs::write(&golden, &written).unwrap();
-        }
-        assert_eq!(
-            written,
-            std::fs::read(&golden).unwrap(),
-            "the writer no longer produces the golden manifest"
-        );
+        write_or_check_golden(&golden, &written);
     }
     let bytes = std::fs::read(&golden).unwrap();
     let m = vellum::format::manifest::Manifest::decode(&golden, &bytes).unwrap();
@@ -594,15 +570,7 @@ fn golden_v1_versions_new_field_manifest() {
         }
         w.stage_piece("docs", piece, column).unwrap();
         let written = std::fs::read(t.path().join("MANIFEST")).unwrap();
-        if std::env::var_os("VELLUM_REGEN_GOLDEN").is_some() {
-            std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
-            std::fs::write(&golden, &written).unwrap();
-        }
-        assert_eq!(
-            written,
-            std::fs::read(&golden).unwrap(),
-            "the writer no longer produces the golden manifest"
-        );
+        write_or_check_golden(&golden, &written);
     }
     let bytes = std::fs::read(&golden).unwrap();
     let m = vellum::format::manifest::Manifest::decode(&golden, &bytes).unwrap();
@@ -680,15 +648,7 @@ fn golden_v1_versions_manifest() {
         }
         w.stage_piece("docs", piece, column).unwrap();
         let written = std::fs::read(t.path().join("MANIFEST")).unwrap();
-        if std::env::var_os("VELLUM_REGEN_GOLDEN").is_some() {
-            std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
-            std::fs::write(&golden, &written).unwrap();
-        }
-        assert_eq!(
-            written,
-            std::fs::read(&golden).unwrap(),
-            "the writer no longer produces the golden manifest"
-        );
+        write_or_check_golden(&golden, &written);
     }
     let bytes = std::fs::read(&golden).unwrap();
     let m = vellum::format::manifest::Manifest::decode(&golden, &bytes).unwrap();
@@ -706,4 +666,20 @@ fn golden_v1_versions_manifest() {
         .passage
         .source
         .ends_with("tiny-b"));
+}
+
+/// With `VELLUM_REGEN_GOLDEN` set, writes `written` as the golden file; then checks that the
+/// writer still produces it byte for byte.
+#[allow(dead_code)] // used by the tests that need the `encoders` feature
+fn write_or_check_golden(golden: &Path, written: &[u8]) {
+    if std::env::var_os("VELLUM_REGEN_GOLDEN").is_some() {
+        std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+        std::fs::write(golden, written).unwrap();
+    }
+    assert_eq!(
+        written,
+        std::fs::read(golden).unwrap(),
+        "the writer no longer produces the golden file {}",
+        golden.display()
+    );
 }

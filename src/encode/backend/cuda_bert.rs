@@ -16,7 +16,7 @@ use cudarc::driver::CudaSlice;
 
 use super::cuda_ops::{Act, DevLinear, DevNorm, DevicePass, Ops, Packing};
 use super::native_bert::{pack, Mask, NativeBert};
-use crate::encode::models::bert::{Activation, BertShape};
+use crate::encode::models::bert::BertShape;
 use crate::error::Result;
 use crate::meta::encoder::{ComputeType, Pooling};
 
@@ -151,11 +151,7 @@ impl DevicePass for CudaBert {
             total,
             &mut x,
         )?;
-        let act = match self.shape.activation {
-            Activation::GeluErf => Act::GeluErf,
-            Activation::GeluTanh => Act::GeluTanh,
-            Activation::Relu => Act::Relu,
-        };
+        let act = Act::from(self.shape.activation);
         for l in &self.layers {
             o.linear(&l.qkv, &x, total, &mut half, &mut qkv)?;
             o.bias_act(&mut qkv, &l.qkv.bias, total * 3 * h, 3 * h, Act::None)?;

@@ -13,7 +13,6 @@
 use super::cuda_ops::{Act, DevLinear, DevNorm, DevicePass, Ops, Packing};
 use super::native_bert::{pack, Mask};
 use super::native_modernbert::NativeModernBert;
-use crate::encode::models::bert::Activation;
 use crate::encode::models::modernbert::ModernBertShape;
 use crate::error::Result;
 use crate::meta::encoder::{ComputeType, Pooling};
@@ -154,11 +153,7 @@ impl DevicePass for CudaModernBert {
             total,
             &mut x,
         )?;
-        let act = match self.shape.activation {
-            Activation::GeluErf => Act::GeluErf,
-            Activation::GeluTanh => Act::GeluTanh,
-            Activation::Relu => Act::Relu,
-        };
+        let act = Act::from(self.shape.activation);
         for l in &self.layers {
             // qkv = LN_attn(x)·Wqkvᵀ + b (layer 0: x itself), rotated.
             let input = match &l.attn_norm {

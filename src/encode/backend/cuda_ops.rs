@@ -44,6 +44,17 @@ pub(super) enum Act {
     QuickGelu = 4,
 }
 
+impl From<crate::encode::models::bert::Activation> for Act {
+    fn from(a: crate::encode::models::bert::Activation) -> Self {
+        use crate::encode::models::bert::Activation;
+        match a {
+            Activation::GeluErf => Act::GeluErf,
+            Activation::GeluTanh => Act::GeluTanh,
+            Activation::Relu => Act::Relu,
+        }
+    }
+}
+
 struct Kernels {
     embed_ln: CudaFunction,
     layer_norm: CudaFunction,
