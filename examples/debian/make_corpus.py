@@ -13,7 +13,9 @@ by name, every k-th one so that 2,000 documents remain; every 10th document give
 For training (`vellum train`, see benches/RESULTS.md): `make_corpus.py OUT --docs N --train`
 takes N documents the same way and also writes train_queries.tsv / train_qrels.txt from the
 summaries of the documents that give no held-out query (every 10th gives a held-out query, the
-others train).
+others train), and align_texts.txt: the one-line summaries of every package outside the corpus
+(unjudged query-like text for `vellum train --query-only --align-texts`; texts equal to a
+held-out query are left out).
 """
 import json
 import subprocess
@@ -59,9 +61,10 @@ def main(out, n_docs=N_DOCS, with_train=False):
         subprocess.run(["/usr/lib/apt/apt-helper", "cat-file", str(p)], capture_output=True, text=True, check=True).stdout
         for p in lists
     )
-    by_name = {}
+    by_name, summaries = {}, {}
     for p in packages(dump):
         summary, long = description(p["Description-en"])
+        summaries.setdefault(p["Package"], summary.replace("\t", " "))
         if len(long) >= 200 and summary:
             by_name.setdefault(p["Package"], (summary, long))
     names = sorted(by_name)
@@ -86,6 +89,16 @@ def main(out, n_docs=N_DOCS, with_train=False):
                 summary = by_name[n][0].replace("\t", " ")
                 q.write(f"t{i}\t{summary}\n")
                 r.write(f"t{i} 0 {n} 1\n")
+        held_out = {by_name[n][0].replace("\t", " ") for n in chosen[::QUERY_EVERY]}
+        in_corpus = set(chosen)
+        seen = set()
+        with open(out / "align_texts.txt", "w") as f:
+            for n in sorted(summaries):
+                s = summaries[n]
+                if n in in_corpus or not s or s in held_out or s in seen:
+                    continue
+                seen.add(s)
+                f.write(s + "\n")
 
 
 if __name__ == "__main__":

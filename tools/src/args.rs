@@ -248,6 +248,11 @@ pub struct TrainArgs {
     /// Query-only: alignment learning rate.
     #[arg(long, default_value_t = 1e-4)]
     pub align_lr: f64,
+    /// Query-only: more texts to align on besides the training queries, one per line (or
+    /// `id<TAB>text` lines, as a queries TSV). Unjudged queries of the same kind work best; a
+    /// few thousand training queries alone are too few for a small student.
+    #[arg(long, requires = "query_only")]
+    pub align_texts: Option<PathBuf>,
     /// Query-only: train the student's word embeddings too (by default they stay frozen, as in
     /// Cohen et al.).
     #[arg(long, requires = "query_only")]

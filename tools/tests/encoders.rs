@@ -904,6 +904,100 @@ fn train_through_the_cli() {
     );
 }
 
+/// `vellum train --query-only`: a truncated student aligned on the training queries and on
+/// unlabelled `--align-texts`, trained against the stored vectors, reported against the current
+/// query encoder and bound as the field's query encoder (stored vectors unchanged).
+#[test]
+fn query_only_training_through_the_cli() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let (corpus, queries, qrels) = sample(d, 100);
+    let a = root().join("tests/fixtures/encoders/tiny-a");
+    ok(
+        d,
+        &[
+            "create",
+            "DB",
+            "-c",
+            "docs",
+            "--field",
+            "emb:dense:32:f32:cosine",
+            "--encoder",
+            &format!("emb={}", a.display()),
+        ],
+    );
+    ok(
+        d,
+        &[
+            "ingest",
+            "DB",
+            "-c",
+            "docs",
+            "--docs",
+            corpus.to_str().unwrap(),
+        ],
+    );
+    let get = || ok(d, &["get", "DB", "-c", "docs", "--id", "0ad", "--vectors"]);
+    let stored = get();
+    std::fs::write(
+        d.join("align.txt"),
+        "x1\tparser for configuration files\n\nfonts for the console\nnetwork time daemon\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("blank.txt"), "\n \n").unwrap();
+    let (q, r) = (queries.to_str().unwrap(), qrels.to_str().unwrap());
+    let args = |out: &'static str, texts: &'static str| {
+        vec![
+            "train",
+            "DB",
+            "-c",
+            "docs",
+            "-f",
+            "emb",
+            "--queries",
+            q,
+            "--qrels",
+            r,
+            "-o",
+            out,
+            "--query-only",
+            "--student-layers",
+            "1",
+            "--align-steps",
+            "5",
+            "--align-texts",
+            texts,
+            "--max-steps",
+            "3",
+            "--batch-size",
+            "4",
+            "--group-size",
+            "2",
+            "--mine-depth",
+            "5",
+            "--eval-queries",
+            q,
+            "--eval-qrels",
+            r,
+        ]
+    };
+    let e = fail(d, &args("BLANK", "blank.txt"));
+    assert!(e.contains("--align-texts blank.txt: no texts"), "{e}");
+    let mut bound = args("STUDENT", "align.txt");
+    bound.push("--bind");
+    let out = ok(d, &bound);
+    assert!(
+        out.contains("trained a 1-layer query encoder (5 alignment + 3 contrastive steps")
+            && out.contains("held-out, current query encoder (2 layers): mrr@10")
+            && out.contains("held-out, trained query encoder (1 layers): mrr@10")
+            && out.contains("query encoding: "),
+        "{out}"
+    );
+    let info = ok(d, &["info", "DB"]);
+    assert!(info.contains("STUDENT"), "{info}");
+    assert_eq!(get(), stored);
+}
+
 /// `--encoder-options device=cuda:0` encodes on the GPU where there is one (the vectors the CPU
 /// gives, to f32 rounding) and is a one-line error naming the missing driver elsewhere, with
 /// nothing committed.

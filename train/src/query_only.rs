@@ -66,6 +66,11 @@ pub struct QueryOnlyConfig {
     pub align_loss: AlignLoss,
     /// Learning rate of alignment (stage 2 uses `train.lr`).
     pub align_lr: f64,
+    /// Unlabelled texts aligned in stage 1 besides the training queries (Cohen et al. align on
+    /// a large query log; a few thousand labelled queries are too few for a student to learn
+    /// the teacher's function). Best when they read like queries: for example other queries of
+    /// the same kind that have no judgement. Held-out evaluation queries do not belong here.
+    pub align_texts: Vec<String>,
     /// Keep the word embeddings as the student started (Cohen et al. tie and freeze them): a
     /// third of MiniLM's parameters, and the bulk of each optimiser step, left out.
     pub freeze_embeddings: bool,
@@ -311,8 +316,19 @@ pub fn train_query_encoder(
     let mut student = Tower::load(&student_dir, &student_record, tc.query_max_len, &device)?;
     student.set_compute(tc.precision.dtype());
 
-    // Teacher vectors of the training queries, and the stored vectors of every passage used.
-    let texts: Vec<&str> = data.iter().map(|q| q.text.as_str()).collect();
+    // Teacher vectors of the alignment texts (the training queries, then the unlabelled
+    // ones), and the stored vectors of every passage used.
+    let texts: Vec<&str> = data
+        .iter()
+        .map(|q| q.text.as_str())
+        .chain(config.align_texts.iter().map(String::as_str))
+        .collect();
+    if let Some(i) = config.align_texts.iter().position(|t| t.trim().is_empty()) {
+        return Err(TrainError::Invalid(format!(
+            "alignment text {}: empty (expected one text per line)",
+            i + 1
+        )));
+    }
     let teacher_vectors = teacher.encode(&texts)?;
     let mut stored: HashMap<String, Vec<f32>> = HashMap::new();
     for q in data {
@@ -389,21 +405,28 @@ pub fn train_query_encoder(
             ..Default::default()
         },
     );
-    let batch_of = |step: usize| -> Vec<usize> {
-        let epoch = step / batches_per_epoch;
-        let mut order: Vec<usize> = (0..data.len()).collect();
-        fastrand::Rng::with_seed(mix(tc.seed, epoch as u64 + 1, u64::MAX)).shuffle(&mut order);
-        let b = step % batches_per_epoch;
-        order[b * tc.batch_size..((b + 1) * tc.batch_size).min(data.len())].to_vec()
+    // Seeded shuffles of `0..n`, a fresh order every epoch, cut into batches.
+    let batch_in = |n: usize, step: usize, stream: u64| -> Vec<usize> {
+        let per_epoch = n.div_ceil(tc.batch_size);
+        let epoch = step / per_epoch;
+        let mut order: Vec<usize> = (0..n).collect();
+        fastrand::Rng::with_seed(mix(tc.seed, epoch as u64 + 1, stream)).shuffle(&mut order);
+        let b = step % per_epoch;
+        order[b * tc.batch_size..((b + 1) * tc.batch_size).min(n)].to_vec()
     };
+    let batch_of = |step: usize| batch_in(data.len(), step, u64::MAX);
     let total = config.align_steps + tc.max_steps.unwrap_or(batches_per_epoch * tc.epochs);
     progress.start(total, 0);
     let stage_start = Instant::now();
     for step in 0..config.align_steps {
-        let batch = batch_of(step);
+        let batch = if config.align_texts.is_empty() {
+            batch_of(step)
+        } else {
+            batch_in(texts.len(), step, u64::MAX - 1)
+        };
         let seqs = batch
             .iter()
-            .map(|&i| student.tokenize(&data[i].text))
+            .map(|&i| student.tokenize(texts[i]))
             .collect::<Result<Vec<_>>>()?;
         let s = student.encode(&seqs)?;
         let mut t = Vec::with_capacity(batch.len() * dims);

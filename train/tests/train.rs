@@ -510,6 +510,7 @@ fn query_encoder_only_training_aligns_a_truncated_student_and_binds_it() {
         align_steps: 30,
         align_loss: AlignLoss::Cosine,
         align_lr: 1e-3,
+        align_texts: Vec::new(),
         freeze_embeddings: true,
         train: TrainConfig {
             max_steps: Some(10),
@@ -596,4 +597,40 @@ fn query_encoder_only_training_aligns_a_truncated_student_and_binds_it() {
         e.contains("passage \"elsewhere\" is not in collection"),
         "{e}"
     );
+
+    // Unlabelled alignment texts: stage 1 draws from the training queries and them (its
+    // batches differ from the queries-only run's), and the loss still falls.
+    let texts = [
+        "parser for configuration files",
+        "tools to manage disk partitions",
+        "fonts for the console",
+        "network time daemon",
+        "library of image codecs",
+        "documentation of the compiler",
+    ];
+    let more = QueryOnlyConfig {
+        align_texts: texts.iter().map(|t| t.to_string()).collect(),
+        train: TrainConfig {
+            max_steps: Some(1),
+            ..config.train.clone()
+        },
+        ..config.clone()
+    };
+    let with_texts =
+        train_query_encoder(c, &d, None, &more, &t.path().join("more"), &mut Silent).unwrap();
+    let b = &with_texts.align_losses;
+    assert_eq!(b.len(), 30);
+    assert_ne!(b, a);
+    assert!(
+        b[b.len() - 5..].iter().sum::<f64>() < 0.5 * b[..5].iter().sum::<f64>(),
+        "{b:?}"
+    );
+    let blank = QueryOnlyConfig {
+        align_texts: vec!["fine".into(), " ".into()],
+        ..config.clone()
+    };
+    let e = train_query_encoder(c, &d, None, &blank, &t.path().join("z"), &mut Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("alignment text 2: empty"), "{e}");
 }

@@ -206,6 +206,11 @@ fn one_round(
             "give the training data: --train FILE (Tevatron JSONL), or --queries FILE --qrels FILE"
         ),
     };
+    // Read before mining, so that a bad file fails at once.
+    let align_texts = match &a.align_texts {
+        Some(p) => read_align_texts(p)?,
+        None => Vec::new(),
+    };
     if a.mine_depth > 0 {
         let pb = super::progress::spinner("mining hard negatives from the collection");
         let n = mine_negatives(
@@ -222,7 +227,7 @@ fn one_round(
         eprintln!("mined {n} hard negatives for {} queries", data.len());
     }
     if a.query_only {
-        return query_only(a, &db, c, &data, config_of(a), interrupt, out);
+        return query_only(a, &db, c, &data, align_texts, interrupt, out);
     }
     let eval = match (&a.eval_queries, &a.eval_qrels) {
         (Some(q), Some(r)) => {
@@ -310,13 +315,32 @@ fn interrupt_flag() -> Arc<AtomicBool> {
     interrupt
 }
 
+/// Reads `--align-texts`: one text per line, or `id<TAB>text`; blank lines skipped.
+fn read_align_texts(path: &std::path::Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--align-texts {}", path.display()))?;
+    let texts: Vec<String> = text
+        .lines()
+        .map(|l| l.split_once('\t').map_or(l, |(_, t)| t).trim())
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if texts.is_empty() {
+        bail!(
+            "--align-texts {}: no texts (expected one per line)",
+            path.display()
+        );
+    }
+    Ok(texts)
+}
+
 /// `vellum train --query-only`.
 fn query_only(
     a: &TrainArgs,
     db: &Database,
     c: &vellum::Collection,
     data: &[vellum_train::TrainQuery],
-    train: TrainConfig,
+    align_texts: Vec<String>,
     interrupt: Arc<AtomicBool>,
     out: &mut dyn Write,
 ) -> Result<()> {
@@ -345,8 +369,9 @@ fn query_only(
         align_steps: a.align_steps,
         align_loss,
         align_lr: a.align_lr,
+        align_texts,
         freeze_embeddings: !a.train_embeddings,
-        train,
+        train: config_of(a),
     };
     let mut bar = Bar {
         bar: None,
