@@ -1,9 +1,11 @@
 //! Instruction-set levels of vellum's hand-written kernels, detected at run time.
 //!
-//! Every kernel has a portable scalar twin (the test oracle, and the code aarch64 runs: written so
-//! that the compiler vectorises it with NEON) and x86-64 variants for AVX2+FMA and AVX-512. The
-//! widest level the CPU has is used, unless `VELLUM_SIMD` names a narrower one (`avx512`, `avx2`,
-//! `scalar`) — the way to measure an AVX2 machine's path on an AVX-512 machine.
+//! Every kernel has a portable scalar twin (the test oracle) and x86-64 variants for AVX2+FMA and
+//! AVX-512; on aarch64, NEON variants (NEON is part of the aarch64 baseline, so `Neon` is always
+//! supported there; kernels without a NEON version run their scalar twins, written so that the
+//! compiler vectorises them). The widest level the CPU has is used, unless `VELLUM_SIMD` names a
+//! narrower one (`avx512`, `avx2`, `neon`, `scalar`) — the way to measure an AVX2 machine's path
+//! on an AVX-512 machine.
 
 /// An instruction-set level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -12,6 +14,8 @@ pub enum Level {
     Avx512,
     /// AVX2 with FMA (256-bit vectors).
     Avx2,
+    /// aarch64 Advanced SIMD (128-bit vectors).
+    Neon,
     /// Portable code.
     Scalar,
 }
@@ -22,6 +26,7 @@ impl Level {
         match self {
             Level::Avx512 => "avx512",
             Level::Avx2 => "avx2",
+            Level::Neon => "neon",
             Level::Scalar => "scalar",
         }
     }
@@ -39,10 +44,15 @@ impl Level {
                 Level::Avx2 => {
                     std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
                 }
+                Level::Neon => false,
                 Level::Scalar => true,
             }
         }
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(target_arch = "aarch64")]
+        {
+            matches!(self, Level::Neon | Level::Scalar)
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         {
             self == Level::Scalar
         }
@@ -58,6 +68,7 @@ pub fn level() -> Level {
         let wanted = match std::env::var("VELLUM_SIMD").ok().as_deref() {
             Some("avx512") => Some(Level::Avx512),
             Some("avx2") => Some(Level::Avx2),
+            Some("neon") => Some(Level::Neon),
             Some("scalar") => Some(Level::Scalar),
             _ => None,
         };
@@ -69,7 +80,7 @@ pub fn level() -> Level {
 
 /// Every level this CPU supports, widest first (the tests run them all).
 pub fn available_levels() -> Vec<Level> {
-    [Level::Avx512, Level::Avx2, Level::Scalar]
+    [Level::Avx512, Level::Avx2, Level::Neon, Level::Scalar]
         .into_iter()
         .filter(|l| l.supported())
         .collect()

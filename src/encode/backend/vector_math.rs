@@ -1,8 +1,8 @@
 //! The element-wise parts of a transformer layer — GELU (erf and CLIP's quick GELU), softmax,
-//! layer norm — with AVX-512 and
-//! AVX2+FMA versions (detected at run time, the widest available used) and portable scalar twins
-//! that tests compare every variant the CPU has with. On other architectures (aarch64) the scalar
-//! versions are written so that the compiler vectorises their loops.
+//! layer norm — with AVX-512 and AVX2+FMA versions (detected at run time, the widest available
+//! used), NEON versions on aarch64, and portable scalar twins that tests compare every variant
+//! the CPU has with. Hand-written because these passes sit between the matrix products of every
+//! layer and no crate offers them fused with our polynomials (simsimd has no exp or erf).
 //!
 //! `exp` and `erf` are polynomial approximations accurate to ~2e-7 (relative for `exp`,
 //! absolute for `erf`), well inside the 1e-4 tolerance of parity with PyTorch.
@@ -27,6 +27,10 @@ pub fn quick_gelu_at(level: Level, xs: &mut [f32]) {
         Level::Avx512 if supported(level) => return unsafe { x86::quick_gelu(xs) },
         Level::Avx2 if supported(level) => return unsafe { avx2::quick_gelu(xs) },
         _ => {}
+    }
+    #[cfg(target_arch = "aarch64")]
+    if level == Level::Neon {
+        return neon::quick_gelu(xs);
     }
     let _ = level;
     scalar::quick_gelu(xs);
@@ -53,6 +57,10 @@ pub fn gelu_erf_at(level: Level, xs: &mut [f32]) {
         Level::Avx2 if supported(level) => return unsafe { avx2::gelu_erf(xs) },
         _ => {}
     }
+    #[cfg(target_arch = "aarch64")]
+    if level == Level::Neon {
+        return neon::gelu_erf(xs);
+    }
     let _ = level;
     scalar::gelu_erf(xs);
 }
@@ -65,6 +73,10 @@ pub fn softmax_at(level: Level, row: &mut [f32]) {
         Level::Avx512 if supported(level) => return unsafe { x86::softmax(row) },
         Level::Avx2 if supported(level) => return unsafe { avx2::softmax(row) },
         _ => {}
+    }
+    #[cfg(target_arch = "aarch64")]
+    if level == Level::Neon {
+        return neon::softmax(row);
     }
     let _ = level;
     scalar::softmax(row);
@@ -83,6 +95,10 @@ pub fn layer_norm_at(level: Level, row: &mut [f32], gamma: &[f32], beta: &[f32],
             return unsafe { avx2::layer_norm(row, gamma, beta, eps) }
         }
         _ => {}
+    }
+    #[cfg(target_arch = "aarch64")]
+    if level == Level::Neon {
+        return neon::layer_norm(row, gamma, beta, eps);
     }
     let _ = level;
     scalar::layer_norm(row, gamma, beta, eps);
@@ -547,6 +563,148 @@ mod avx2 {
         }
         for i in full..n {
             row[i] = (row[i] - mean) * inv * gamma[i] + beta[i];
+        }
+    }
+}
+
+/// NEON versions (aarch64, where NEON is always present): 4 lanes, tails through the scalar
+/// twins. The same polynomials and order of operations as the AVX2 versions.
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use std::arch::aarch64::*;
+
+    use super::scalar::{self, ERFC_POLY, EXP_POLY, LN2_HI, LN2_LO};
+
+    #[inline(always)]
+    fn exp4(x: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON is part of the aarch64 baseline; these intrinsics only compute on
+        // registers.
+        unsafe {
+            let x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-87.0)), vdupq_n_f32(88.0));
+            let n = vrndnq_f32(vmulq_n_f32(x, std::f32::consts::LOG2_E));
+            let r = vfmsq_f32(x, n, vdupq_n_f32(LN2_HI));
+            let r = vfmsq_f32(r, n, vdupq_n_f32(LN2_LO));
+            let mut p = vdupq_n_f32(EXP_POLY[6]);
+            for c in EXP_POLY[..6].iter().rev() {
+                p = vfmaq_f32(vdupq_n_f32(*c), p, r);
+            }
+            // 2^n from its exponent bits (n is within [-126, 127] after the clamp).
+            let two_n = vreinterpretq_f32_s32(vshlq_n_s32::<23>(vaddq_s32(
+                vcvtnq_s32_f32(n),
+                vdupq_n_s32(127),
+            )));
+            vmulq_f32(p, two_n)
+        }
+    }
+
+    #[inline(always)]
+    fn gelu4(x: float32x4_t) -> float32x4_t {
+        // SAFETY: as in `exp4`.
+        unsafe {
+            let u = vmulq_n_f32(x, std::f32::consts::FRAC_1_SQRT_2);
+            let z = vabsq_f32(u);
+            let one = vdupq_n_f32(1.0);
+            let t = vdivq_f32(one, vfmaq_n_f32(one, z, 0.5));
+            let mut p = vdupq_n_f32(ERFC_POLY[9]);
+            for c in ERFC_POLY[..9].iter().rev() {
+                p = vfmaq_f32(vdupq_n_f32(*c), p, t);
+            }
+            let e = exp4(vfmsq_f32(p, z, z));
+            let erf_abs = vfmsq_f32(one, t, e);
+            // erf(u) carries u's sign.
+            let sign = vdupq_n_u32(0x8000_0000);
+            let erf = vreinterpretq_f32_u32(vorrq_u32(
+                vreinterpretq_u32_f32(erf_abs),
+                vandq_u32(sign, vreinterpretq_u32_f32(u)),
+            ));
+            vmulq_f32(vmulq_n_f32(x, 0.5), vaddq_f32(one, erf))
+        }
+    }
+
+    pub fn quick_gelu(xs: &mut [f32]) {
+        let mut chunks = xs.chunks_exact_mut(4);
+        for c in &mut chunks {
+            // SAFETY: c has exactly 4 elements.
+            unsafe {
+                let x = vld1q_f32(c.as_ptr());
+                let e = exp4(vmulq_n_f32(x, -1.702));
+                vst1q_f32(c.as_mut_ptr(), vdivq_f32(x, vaddq_f32(vdupq_n_f32(1.0), e)));
+            }
+        }
+        scalar::quick_gelu(chunks.into_remainder());
+    }
+
+    pub fn gelu_erf(xs: &mut [f32]) {
+        let mut chunks = xs.chunks_exact_mut(4);
+        for c in &mut chunks {
+            // SAFETY: c has exactly 4 elements.
+            unsafe { vst1q_f32(c.as_mut_ptr(), gelu4(vld1q_f32(c.as_ptr()))) };
+        }
+        scalar::gelu_erf(chunks.into_remainder());
+    }
+
+    pub fn softmax(row: &mut [f32]) {
+        let n = row.len();
+        let full = n / 4 * 4;
+        let ptr = row.as_mut_ptr();
+        // SAFETY (all blocks below): vector lanes address i..i+4 ≤ full ≤ n.
+        unsafe {
+            let mut vmax = vdupq_n_f32(f32::NEG_INFINITY);
+            for i in (0..full).step_by(4) {
+                vmax = vmaxq_f32(vmax, vld1q_f32(ptr.add(i)));
+            }
+            let max = row[full..].iter().fold(vmaxvq_f32(vmax), |m, &v| m.max(v));
+            let vm = vdupq_n_f32(max);
+            let mut vsum = vdupq_n_f32(0.0);
+            for i in (0..full).step_by(4) {
+                let e = exp4(vsubq_f32(vld1q_f32(ptr.add(i)), vm));
+                vst1q_f32(ptr.add(i), e);
+                vsum = vaddq_f32(vsum, e);
+            }
+            let mut sum = vaddvq_f32(vsum);
+            for v in &mut row[full..] {
+                *v = scalar::exp(*v - max);
+                sum += *v;
+            }
+            let inv = 1.0 / sum;
+            for i in (0..full).step_by(4) {
+                vst1q_f32(ptr.add(i), vmulq_n_f32(vld1q_f32(ptr.add(i)), inv));
+            }
+            for v in &mut row[full..] {
+                *v *= inv;
+            }
+        }
+    }
+
+    pub fn layer_norm(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+        let n = row.len();
+        let full = n / 4 * 4;
+        let (p, g, b) = (row.as_mut_ptr(), gamma.as_ptr(), beta.as_ptr());
+        // SAFETY (all blocks below): gamma and beta have row's length (asserted by the caller);
+        // vector lanes stay below `full`.
+        unsafe {
+            let mut vsum = vdupq_n_f32(0.0);
+            for i in (0..full).step_by(4) {
+                vsum = vaddq_f32(vsum, vld1q_f32(p.add(i)));
+            }
+            let mean = (vaddvq_f32(vsum) + row[full..].iter().sum::<f32>()) / n as f32;
+            let vmean = vdupq_n_f32(mean);
+            let mut vvar = vdupq_n_f32(0.0);
+            for i in (0..full).step_by(4) {
+                let d = vsubq_f32(vld1q_f32(p.add(i)), vmean);
+                vvar = vfmaq_f32(vvar, d, d);
+            }
+            let tail_var: f32 = row[full..].iter().map(|v| (v - mean) * (v - mean)).sum();
+            let var = (vaddvq_f32(vvar) + tail_var) / n as f32;
+            let inv = 1.0 / (var + eps).sqrt();
+            for i in (0..full).step_by(4) {
+                let x = vmulq_n_f32(vsubq_f32(vld1q_f32(p.add(i)), vmean), inv);
+                let y = vfmaq_f32(vld1q_f32(b.add(i)), x, vld1q_f32(g.add(i)));
+                vst1q_f32(p.add(i), y);
+            }
+            for i in full..n {
+                row[i] = (row[i] - mean) * inv * gamma[i] + beta[i];
+            }
         }
     }
 }
