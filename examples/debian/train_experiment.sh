@@ -37,12 +37,27 @@ build "$W/tuned.db" "$W/model"
 evaluate "$W/tuned.db" tuned
 
 # Query-encoder-only training on the untouched base database: students of 2 and 1 layers of
-# MiniLM, aligned to its query vectors, then trained against the stored passage vectors.
+# MiniLM, aligned to its query vectors on the training queries and 51,096 unjudged one-line
+# summaries of packages outside the corpus (align_texts.txt), then trained against the stored
+# passage vectors.
 for L in 2 1; do
   [ -f "$W/query$L/training_report.json" ] && continue
   /usr/bin/time -f "query-only $L layers: %e s, %M KB" "$V" train "$W/base.db" -c deb -f emb \
     --queries "$D/train_queries.tsv" --qrels "$D/train_qrels.txt" -o "$W/query$L" --query-only \
-    --student-layers "$L" --align-steps 600 --align-lr 1e-4 --max-steps 600 --lr 3e-5 \
-    --batch-size 32 --group-size 8 --mine-depth 30 --mine-skip 3 \
+    --student-layers "$L" --align-steps 3000 --align-lr 2e-4 --align-texts "$D/align_texts.txt" \
+    --max-steps 600 --lr 3e-5 --batch-size 32 --group-size 8 --mine-depth 30 --mine-skip 3 \
     --eval-queries "$D/queries.tsv" --eval-qrels "$D/qrels.txt"
+done
+
+# Query encoding speed of the current encoder and the students, side by side, alternating, in
+# fresh processes: all 1,000 held-out queries in batches of 32, and one query at a time.
+python3 -c "import sys,json; [print(json.dumps({'id': l.split('\t')[0], 'text': l.rstrip('\n').split('\t', 1)[1]})) for l in open(sys.argv[1])]" \
+  "$D/queries.tsv" > "$W/queries.jsonl"
+for round in 1 2 3; do
+  for M in "$MODEL" "$W/query2" "$W/query1"; do
+    for B in 32 1; do
+      echo "round $round batch $B $M: $(cargo bench -q --features encoders --bench compare_encode_timing -- \
+        --model "$M" --docs "$W/queries.jsonl" --batch "$B")"
+    done
+  done
 done
