@@ -15,7 +15,7 @@ takes N documents the same way and also writes train_queries.tsv / train_qrels.t
 summaries of the documents that give no held-out query (every 10th gives a held-out query, the
 others train), and align_texts.txt: the one-line summaries of every package outside the corpus
 (unjudged query-like text for `vellum train --query-only --align-texts`; texts equal to a
-held-out query are left out).
+held-out query, ignoring case and spacing, are left out).
 """
 import json
 import subprocess
@@ -89,15 +89,17 @@ def main(out, n_docs=N_DOCS, with_train=False):
                 summary = by_name[n][0].replace("\t", " ")
                 q.write(f"t{i}\t{summary}\n")
                 r.write(f"t{i} 0 {n} 1\n")
-        held_out = {by_name[n][0].replace("\t", " ") for n in chosen[::QUERY_EVERY]}
+        # Compared case- and space-insensitively (the models lowercase their input).
+        norm = lambda t: " ".join(t.casefold().split())  # noqa: E731
+        held_out = {norm(by_name[n][0]) for n in chosen[::QUERY_EVERY]}
         in_corpus = set(chosen)
         seen = set()
         with open(out / "align_texts.txt", "w") as f:
             for n in sorted(summaries):
                 s = summaries[n]
-                if n in in_corpus or not s or s in held_out or s in seen:
+                if n in in_corpus or not s or norm(s) in held_out or norm(s) in seen:
                     continue
-                seen.add(s)
+                seen.add(norm(s))
                 f.write(s + "\n")
 
 

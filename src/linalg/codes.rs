@@ -4,8 +4,8 @@
 //! batches: `vpmaddubsw`, 32 products an instruction on AVX2, 64 on AVX-512).
 //!
 //! Integer arithmetic makes every variant return the same numbers: the AVX-512 (`vpmovsxbw` +
-//! `vpmaddwd`, 32 dimensions a step), AVX2 (the same on 16 dimensions) and scalar versions agree
-//! bit for bit, so a search's candidates never depend on the CPU. The caller keeps the sums inside
+//! `vpmaddwd`, 32 dimensions a step), AVX2 (the same on 16 dimensions), NEON (`smlal`, 8
+//! dimensions a step) and scalar versions agree bit for bit, so a search's candidates never depend on the CPU. The caller keeps the sums inside
 //! `i32`: with codes in `[-128, 127]`, query values bounded by [`max_query_value`] cannot overflow.
 //! Written by hand rather than through simsimd because simsimd has no i16 × i8 product, and i8 × i8
 //! would quantise the query to 8 bits, which loosens the error bound the search relies on.
@@ -48,7 +48,7 @@ pub fn dot_rows_at(level: Level, q: &[i16], codes: &[i8], out: &mut [i32]) {
         Level::Avx2 if level.supported() => return unsafe { x86::dot_rows_avx2(q, codes, out) },
         _ => {}
     }
-    #[cfg(target_arch = "aarch64")]
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
     if level == Level::Neon {
         // SAFETY: NEON is part of the aarch64 baseline; lengths are asserted above.
         return unsafe { neon::dot_rows(q, codes, out) };
@@ -92,7 +92,7 @@ pub fn dot_block_at(level: Level, queries: &[u8], codes: &[i8], dim: usize, out:
         }
         _ => {}
     }
-    #[cfg(target_arch = "aarch64")]
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
     if level == Level::Neon {
         // SAFETY: NEON is part of the aarch64 baseline; lengths are asserted above.
         return unsafe { neon::dot_block(queries, codes, dim, out) };
@@ -257,7 +257,7 @@ pub mod scalar {
 
 /// NEON versions (aarch64 baseline): widening multiply-accumulates (`smlal`) of 8 dimensions a
 /// step. Integer arithmetic, so they equal the scalar twins bit for bit.
-#[cfg(target_arch = "aarch64")]
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
 mod neon {
     use super::ROWS;
     use std::arch::aarch64::*;

@@ -50,7 +50,8 @@ impl Level {
         }
         #[cfg(target_arch = "aarch64")]
         {
-            matches!(self, Level::Neon | Level::Scalar)
+            // NEON is part of the aarch64 baseline, except on targets built without it.
+            self == Level::Scalar || (self == Level::Neon && cfg!(target_feature = "neon"))
         }
         #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         {

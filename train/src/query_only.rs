@@ -5,7 +5,8 @@
 //!
 //! 1. **Alignment**: the student (the field's query model truncated to its first layers, or any
 //!    BERT-family checkpoint with the field's output dimensions) learns to reproduce the current
-//!    query encoder's vectors of the training queries (loss `1 − cos` or MSE). Heterogeneous dual
+//!    query encoder's vectors of the training queries and of any unlabelled alignment texts
+//!    (`QueryOnlyConfig::align_texts`; loss `1 − cos` or MSE). Heterogeneous dual
 //!    encoders trained contrastively from scratch collapse; aligning first avoids it (DAFT,
 //!    arXiv 2211.04942).
 //! 2. **Contrastive**: Tevatron's loss with the student's query vectors against the *stored*
@@ -265,6 +266,12 @@ pub fn train_query_encoder(
             "training setting align_lr: expected a positive number".into(),
         ));
     }
+    if let Some(i) = config.align_texts.iter().position(|t| t.trim().is_empty()) {
+        return Err(TrainError::Invalid(format!(
+            "alignment text {}: empty (expected one text per line)",
+            i + 1
+        )));
+    }
     let teacher_record = collection.encoder_record(field, Role::Query)?.clone();
     let teacher_dir = collection.encoder_dir(field, Role::Query)?;
     check_output(output, collection, field)?;
@@ -323,12 +330,6 @@ pub fn train_query_encoder(
         .map(|q| q.text.as_str())
         .chain(config.align_texts.iter().map(String::as_str))
         .collect();
-    if let Some(i) = config.align_texts.iter().position(|t| t.trim().is_empty()) {
-        return Err(TrainError::Invalid(format!(
-            "alignment text {}: empty (expected one text per line)",
-            i + 1
-        )));
-    }
     let teacher_vectors = teacher.encode(&texts)?;
     let mut stored: HashMap<String, Vec<f32>> = HashMap::new();
     for q in data {

@@ -28,7 +28,7 @@ pub fn quick_gelu_at(level: Level, xs: &mut [f32]) {
         Level::Avx2 if supported(level) => return unsafe { avx2::quick_gelu(xs) },
         _ => {}
     }
-    #[cfg(target_arch = "aarch64")]
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
     if level == Level::Neon {
         return neon::quick_gelu(xs);
     }
@@ -57,7 +57,7 @@ pub fn gelu_erf_at(level: Level, xs: &mut [f32]) {
         Level::Avx2 if supported(level) => return unsafe { avx2::gelu_erf(xs) },
         _ => {}
     }
-    #[cfg(target_arch = "aarch64")]
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
     if level == Level::Neon {
         return neon::gelu_erf(xs);
     }
@@ -74,7 +74,7 @@ pub fn softmax_at(level: Level, row: &mut [f32]) {
         Level::Avx2 if supported(level) => return unsafe { avx2::softmax(row) },
         _ => {}
     }
-    #[cfg(target_arch = "aarch64")]
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
     if level == Level::Neon {
         return neon::softmax(row);
     }
@@ -96,7 +96,7 @@ pub fn layer_norm_at(level: Level, row: &mut [f32], gamma: &[f32], beta: &[f32],
         }
         _ => {}
     }
-    #[cfg(target_arch = "aarch64")]
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
     if level == Level::Neon {
         return neon::layer_norm(row, gamma, beta, eps);
     }
@@ -499,15 +499,15 @@ mod avx2 {
 
     #[target_feature(enable = "avx2,fma")]
     pub fn softmax(row: &mut [f32]) {
-        let n = row.len();
-        let full = n / 8 * 8;
-        let ptr = row.as_mut_ptr();
-        // SAFETY (all blocks below): vector lanes address i..i+8 ≤ full ≤ n.
+        let full = row.len() / 8 * 8;
+        let (head, tail) = row.split_at_mut(full);
+        let ptr = head.as_mut_ptr();
+        // SAFETY (all blocks below): vector lanes address i..i+8 ≤ full = head.len().
         let mut vmax = _mm256_set1_ps(f32::NEG_INFINITY);
         for i in (0..full).step_by(8) {
             vmax = _mm256_max_ps(vmax, unsafe { _mm256_loadu_ps(ptr.add(i)) });
         }
-        let max = row[full..].iter().fold(max8(vmax), |m, &v| m.max(v));
+        let max = tail.iter().fold(max8(vmax), |m, &v| m.max(v));
         let vm = _mm256_set1_ps(max);
         let mut vsum = _mm256_setzero_ps();
         for i in (0..full).step_by(8) {
@@ -516,7 +516,7 @@ mod avx2 {
             vsum = _mm256_add_ps(vsum, e);
         }
         let mut sum = sum8(vsum);
-        for v in &mut row[full..] {
+        for v in tail.iter_mut() {
             *v = scalar::exp(*v - max);
             sum += *v;
         }
@@ -527,7 +527,7 @@ mod avx2 {
                 _mm256_storeu_ps(ptr.add(i), _mm256_mul_ps(_mm256_loadu_ps(ptr.add(i)), vinv))
             };
         }
-        for v in &mut row[full..] {
+        for v in tail.iter_mut() {
             *v *= inv;
         }
     }
@@ -569,7 +569,7 @@ mod avx2 {
 
 /// NEON versions (aarch64, where NEON is always present): 4 lanes, tails through the scalar
 /// twins. The same polynomials and order of operations as the AVX2 versions.
-#[cfg(target_arch = "aarch64")]
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
 mod neon {
     use std::arch::aarch64::*;
 
@@ -644,16 +644,16 @@ mod neon {
     }
 
     pub fn softmax(row: &mut [f32]) {
-        let n = row.len();
-        let full = n / 4 * 4;
-        let ptr = row.as_mut_ptr();
-        // SAFETY (all blocks below): vector lanes address i..i+4 ≤ full ≤ n.
+        let full = row.len() / 4 * 4;
+        let (head, tail) = row.split_at_mut(full);
+        let ptr = head.as_mut_ptr();
+        // SAFETY (all blocks below): vector lanes address i..i+4 ≤ full = head.len().
         unsafe {
             let mut vmax = vdupq_n_f32(f32::NEG_INFINITY);
             for i in (0..full).step_by(4) {
                 vmax = vmaxq_f32(vmax, vld1q_f32(ptr.add(i)));
             }
-            let max = row[full..].iter().fold(vmaxvq_f32(vmax), |m, &v| m.max(v));
+            let max = tail.iter().fold(vmaxvq_f32(vmax), |m, &v| m.max(v));
             let vm = vdupq_n_f32(max);
             let mut vsum = vdupq_n_f32(0.0);
             for i in (0..full).step_by(4) {
@@ -662,7 +662,7 @@ mod neon {
                 vsum = vaddq_f32(vsum, e);
             }
             let mut sum = vaddvq_f32(vsum);
-            for v in &mut row[full..] {
+            for v in tail.iter_mut() {
                 *v = scalar::exp(*v - max);
                 sum += *v;
             }
@@ -670,18 +670,19 @@ mod neon {
             for i in (0..full).step_by(4) {
                 vst1q_f32(ptr.add(i), vmulq_n_f32(vld1q_f32(ptr.add(i)), inv));
             }
-            for v in &mut row[full..] {
+            for v in tail.iter_mut() {
                 *v *= inv;
             }
         }
     }
 
     pub fn layer_norm(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+        assert!(gamma.len() == row.len() && beta.len() == row.len());
         let n = row.len();
         let full = n / 4 * 4;
         let (p, g, b) = (row.as_mut_ptr(), gamma.as_ptr(), beta.as_ptr());
-        // SAFETY (all blocks below): gamma and beta have row's length (asserted by the caller);
-        // vector lanes stay below `full`.
+        // SAFETY (all blocks below): gamma and beta have row's length (asserted above); vector
+        // lanes stay below `full`; the scalar tail indexes the slices, not the pointers.
         unsafe {
             let mut vsum = vdupq_n_f32(0.0);
             for i in (0..full).step_by(4) {
@@ -747,7 +748,7 @@ mod tests {
         assert!(scalar::exp(-200.0) < 1e-37);
     }
 
-    /// Every variant this CPU has (AVX-512, AVX2+FMA, scalar) agrees with the scalar twins on
+    /// Every variant this CPU has (AVX-512, AVX2+FMA, NEON, scalar) agrees with the scalar twins on
     /// every length from 1 to 70 (full blocks and tails).
     #[test]
     fn simd_matches_scalar() {
