@@ -1300,6 +1300,96 @@ impl NativeDatabase {
         Ok((text, Some(done)))
     }
 
+    /// Query-encoder-only training (`Collection.train_query_encoder`); returns the report's JSON
+    /// text and, with `bind`, the generation of the commit that made the trained model the
+    /// field's query encoder.
+    #[pyo3(signature = (collection, field, output, train, queries, qrels, mine_depth, mine_skip, eval_queries, eval_qrels, student_layers, student, align_steps, align_loss, align_lr, align_texts, train_embeddings, settings, bind, embed_model))]
+    #[allow(clippy::too_many_arguments)]
+    fn train_query_encoder(
+        &self,
+        py: Python<'_>,
+        collection: String,
+        field: String,
+        output: PathBuf,
+        train: Option<PathBuf>,
+        queries: Option<PathBuf>,
+        qrels: Option<PathBuf>,
+        mine_depth: usize,
+        mine_skip: usize,
+        eval_queries: Option<PathBuf>,
+        eval_qrels: Option<PathBuf>,
+        student_layers: Option<usize>,
+        student: Option<PathBuf>,
+        align_steps: usize,
+        align_loss: String,
+        align_lr: f64,
+        align_texts: Vec<String>,
+        train_embeddings: bool,
+        settings: HashMap<String, String>,
+        bind: bool,
+        embed_model: bool,
+    ) -> PyResult<(String, Option<u64>)> {
+        if bind {
+            // Refuse before the training, not after.
+            self.check_writable()?;
+            if self.writer.lock().as_ref().is_some_and(|w| w.has_changes()) {
+                return Err(invalid(
+                    "train_query_encoder(bind=True) commits, and this database has uncommitted changes: commit or roll them back first",
+                ));
+            }
+        }
+        let snap = self.snapshot()?;
+        let job = crate::train::QueryOnlyJob {
+            data: crate::train::TrainJob {
+                collection: collection.clone(),
+                field: field.clone(),
+                output: output.clone(),
+                train,
+                queries,
+                qrels,
+                mine_depth,
+                mine_skip,
+                eval_queries,
+                eval_qrels,
+                eval_depth: 100,
+                resume: false,
+                settings,
+            },
+            student_layers,
+            student,
+            align_steps,
+            align_loss,
+            align_lr,
+            align_texts,
+            train_embeddings,
+        };
+        let text = crate::train::run_query_only(py, &snap, &job)?;
+        if !bind {
+            return Ok((text, None));
+        }
+        let generation = py.detach(|| {
+            self.with_writer(|w| {
+                no_pending(w, "train_query_encoder(bind=True)")?;
+                // The field's encoders as committed now (a commit may have come since).
+                let snap = self.db.snapshot()?;
+                let c = snap.collection(&collection)?;
+                let current = c.encoders(&field).ok_or_else(|| {
+                    vellum::Error::InvalidInput(format!("field {field:?} has no encoder"))
+                })?;
+                let records = vellum::encode::replace_query_encoder(
+                    &**self.db.directory(),
+                    current,
+                    &output.display().to_string(),
+                    &vellum::encode::EncoderOptions::default(),
+                    embed_model,
+                )?;
+                w.set_encoders(&collection, &field, records)?;
+                Ok(w.commit()?.generation)
+            })
+        })?;
+        Ok((text, Some(generation)))
+    }
+
     /// Switches a collection back to the encoder version its last re-encode replaced; returns
     /// `(generation, field, from_version, to_version)`.
     fn rollback_version(

@@ -1,6 +1,8 @@
 //! Training from Python: `Collection.train` (vellum-train's loop with the CLI's data readers,
-//! mining and held-out evaluation). Ctrl-C is polled after every optimiser step: training stops
-//! after writing a checkpoint and raises `Interrupted`; `resume=True` continues.
+//! mining and held-out evaluation) and `Collection.train_query_encoder` (query-encoder-only
+//! training against the stored vectors). Ctrl-C is polled after every optimiser step: training
+//! stops (after writing a checkpoint, for `train`) and raises `Interrupted`; `resume=True`
+//! continues a `train` run.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -31,6 +33,19 @@ pub struct TrainJob {
     pub settings: HashMap<String, String>,
 }
 
+/// What `Collection.train_query_encoder` asks for besides the data and evaluation of a
+/// [`TrainJob`] (whose `resume` and `eval_depth` do not apply).
+pub struct QueryOnlyJob {
+    pub data: TrainJob,
+    pub student_layers: Option<usize>,
+    pub student: Option<PathBuf>,
+    pub align_steps: usize,
+    pub align_loss: String,
+    pub align_lr: f64,
+    pub align_texts: Vec<String>,
+    pub train_embeddings: bool,
+}
+
 /// Converts a training error into the Python exception of `vellum.errors`.
 pub fn train_to_py(e: TrainError) -> PyErr {
     let message = e.to_string();
@@ -59,6 +74,94 @@ impl Progress for Signals {
     }
 }
 
+/// The training data of `job`, with hard negatives mined when asked.
+fn read_data(c: &vellum::Collection, job: &TrainJob) -> PyResult<Vec<vellum_train::TrainQuery>> {
+    let mut data = match (&job.train, &job.queries, &job.qrels) {
+        (Some(path), None, None) => read_tevatron(path, c),
+        (None, Some(q), Some(r)) => read_queries_qrels(q, r, c).map(|(d, _)| d),
+        (Some(_), _, _) => {
+            return Err(invalid(
+                "train=FILE (Tevatron JSONL) and queries= / qrels= are two forms of the training data: give one",
+            ))
+        }
+        _ => {
+            return Err(invalid(
+                "give the training data: train=FILE (Tevatron JSONL), or queries=FILE and qrels=FILE",
+            ))
+        }
+    }
+    .map_err(train_to_py)?;
+    if job.mine_depth > 0 {
+        let mining = MiningConfig {
+            depth: job.mine_depth,
+            skip: job.mine_skip,
+        };
+        mine_negatives(c, &job.field, &mut data, mining).map_err(train_to_py)?;
+    }
+    Ok(data)
+}
+
+/// Runs query-encoder-only training; returns the report's JSON text (`training_report.json`).
+pub fn run_query_only(py: Python<'_>, snapshot: &Snapshot, job: &QueryOnlyJob) -> PyResult<String> {
+    use vellum_train::query_only::{
+        train_query_encoder, AlignLoss, QueryOnlyConfig, RetrievalEval, Student,
+    };
+    let d = &job.data;
+    let mut train = TrainConfig::new(&d.field);
+    for (k, v) in &d.settings {
+        train.set(k, v).map_err(train_to_py)?;
+    }
+    let student = match (&job.student, job.student_layers) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "student= (a model folder) and student_layers= (the current query model's first layers) are two students: give one",
+            ))
+        }
+        (Some(p), None) => Student::Model(p.clone()),
+        (None, n) => Student::Layers(n.unwrap_or(2)),
+    };
+    let align_loss = match job.align_loss.as_str() {
+        "cosine" | "cos" => AlignLoss::Cosine,
+        "mse" => AlignLoss::Mse,
+        other => {
+            return Err(invalid(format!(
+                "align_loss {other:?}: expected cosine or mse"
+            )))
+        }
+    };
+    let config = QueryOnlyConfig {
+        student,
+        align_steps: job.align_steps,
+        align_loss,
+        align_lr: job.align_lr,
+        align_texts: job.align_texts.clone(),
+        freeze_embeddings: !job.train_embeddings,
+        train,
+    };
+    let c = snapshot
+        .collection(&d.collection)
+        .map_err(crate::errors::to_py)?;
+    py.detach(|| -> PyResult<String> {
+        let data = read_data(c, d)?;
+        let eval = match (&d.eval_queries, &d.eval_qrels) {
+            (Some(q), Some(r)) => {
+                let queries =
+                    vellum::ingest::text_input::read_queries(q).map_err(crate::errors::to_py)?;
+                let qrels = vellum::eval::Qrels::read(r).map_err(crate::errors::to_py)?;
+                Some(RetrievalEval::new(queries, qrels).map_err(train_to_py)?)
+            }
+            (None, None) => None,
+            _ => return Err(invalid("eval_queries and eval_qrels go together")),
+        };
+        let mut signals = Signals { stop: false };
+        let report = train_query_encoder(c, &data, eval.as_ref(), &config, &d.output, &mut signals)
+            .map_err(train_to_py)?;
+        let path = report.output.join("training_report.json");
+        std::fs::read_to_string(&path)
+            .map_err(|e| crate::errors::to_py(vellum::Error::io(&path, e)))
+    })
+}
+
 /// Runs the training; returns the report and its JSON text (`training_report.json`).
 pub fn run(
     py: Python<'_>,
@@ -77,32 +180,11 @@ pub fn run(
         .collection(&job.collection)
         .map_err(crate::errors::to_py)?;
     py.detach(|| -> PyResult<(vellum_train::TrainReport, String)> {
-        let mut data = match (&job.train, &job.queries, &job.qrels) {
-            (Some(path), None, None) => read_tevatron(path, c),
-            (None, Some(q), Some(r)) => read_queries_qrels(q, r, c).map(|(d, _)| d),
-            (Some(_), _, _) => {
-                return Err(invalid(
-                    "train=FILE (Tevatron JSONL) and queries= / qrels= are two forms of the training data: give one",
-                ))
-            }
-            _ => {
-                return Err(invalid(
-                    "give the training data: train=FILE (Tevatron JSONL), or queries=FILE and qrels=FILE",
-                ))
-            }
-        }
-        .map_err(train_to_py)?;
-        if job.mine_depth > 0 {
-            let mining = MiningConfig {
-                depth: job.mine_depth,
-                skip: job.mine_skip,
-            };
-            mine_negatives(c, &job.field, &mut data, mining).map_err(train_to_py)?;
-        }
+        let data = read_data(c, job)?;
         let eval = match (&job.eval_queries, &job.eval_qrels) {
             (Some(q), Some(r)) => {
-                let queries = vellum::ingest::text_input::read_queries(q)
-                    .map_err(crate::errors::to_py)?;
+                let queries =
+                    vellum::ingest::text_input::read_queries(q).map_err(crate::errors::to_py)?;
                 let qrels = vellum::eval::Qrels::read(r).map_err(crate::errors::to_py)?;
                 Some(
                     EvalSet::new(c, &job.field, queries, qrels, job.eval_depth)

@@ -352,6 +352,38 @@ def _debian_sample(tmp_path, n):
     return [json.loads(l) for l in docs], tmp_path / "q.tsv", tmp_path / "qrels.txt"
 
 
+def test_train_query_encoder_from_python(db, tmp_path):
+    docs, q, r = _debian_sample(tmp_path, 80)
+    c = db.create_collection("c", ["emb:dense:32:f32:cosine"], encoders={"emb": TINY_A},
+                             encoder_options={"emb": {"pooling": "mean", "normalize": True}})
+    c.add([d["id"] for d in docs], texts=[d["text"] for d in docs])
+    db.commit()
+    stored = c.get(docs[0]["id"])["vectors"]["emb"]
+    report = c.train_query_encoder(
+        "emb", tmp_path / "student", queries=q, qrels=r, mine_depth=5, eval_queries=q,
+        eval_qrels=r, student_layers=1, align_steps=6,
+        align_texts=["parser for configuration files", "fonts for the console"],
+        max_steps=3, batch_size=4, group_size=2, bind=True)
+    assert report["layers"] == [1, 2]
+    assert len(report["align_losses"]) == 6 and len(report["losses"]) == 3
+    assert report["teacher"]["measures"]["mrr@10"] > 0 and len(report["student"]) == 2
+    assert report["generation"] > 0
+    # Bound: text search encodes with the student; the stored vectors are unchanged.
+    assert c.encoders["emb"]["query"]["source"].endswith("student")
+    np.testing.assert_array_equal(c.get(docs[0]["id"])["vectors"]["emb"], stored)
+    student = vellum.Encoder(tmp_path / "student", pooling="mean", normalize=True)
+    v = student.encode(["library for parsing XML"])
+    ids, _ = c.search(v, k=5)
+    assert list(c.search_text(["library for parsing XML"], k=5)[0][0]) == list(ids[0])
+    with pytest.raises(InvalidInputError, match="two students"):
+        c.train_query_encoder("emb", tmp_path / "x", queries=q, qrels=r, student_layers=1,
+                              student=tmp_path / "student")
+    with pytest.raises(InvalidInputError, match="alignment text 1: empty"):
+        c.train_query_encoder("emb", tmp_path / "y", queries=q, qrels=r, align_texts=[" "])
+    with pytest.raises(TypeError, match="sequence of strings"):
+        c.train_query_encoder("emb", tmp_path / "z", queries=q, qrels=r, align_texts="text")
+
+
 def test_train_then_reencode_from_python(db, tmp_path):
     docs, q, r = _debian_sample(tmp_path, 80)
     c = db.create_collection("c", ["emb:dense:32:f32:cosine"], encoders={"emb": TINY_A},

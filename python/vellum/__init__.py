@@ -639,6 +639,56 @@ class Collection:
                                   "encoded": n}
         return report
 
+    def train_query_encoder(
+        self,
+        field: str,
+        output: PathLike,
+        *,
+        train: Optional[PathLike] = None,
+        queries: Optional[PathLike] = None,
+        qrels: Optional[PathLike] = None,
+        mine_depth: int = 0,
+        mine_skip: int = 0,
+        eval_queries: Optional[PathLike] = None,
+        eval_qrels: Optional[PathLike] = None,
+        student_layers: Optional[int] = None,
+        student: Optional[PathLike] = None,
+        align_steps: int = 200,
+        align_loss: str = "cosine",
+        align_lr: float = 1e-4,
+        align_texts: Optional[Sequence[str]] = None,
+        train_embeddings: bool = False,
+        bind: bool = False,
+        embed_model: bool = False,
+        **settings: Any,
+    ) -> Dict[str, Any]:
+        """Trains only a small query encoder for ``field``'s stored passage vectors, as ``vellum
+        train --query-only`` (Cohen et al., "Extremely efficient online query encoding for
+        dense retrieval", 2024): nothing is re-encoded. The student — the current query model's
+        first ``student_layers`` layers (default 2), or the model folder ``student`` with the
+        field's dimension — is aligned to the current query encoder (``align_steps`` steps of
+        ``align_loss`` "cosine" or "mse" at ``align_lr``) on the training queries and the
+        unjudged ``align_texts`` (strings), then trained contrastively against the stored
+        vectors of each query's positive and hard negatives. Training data, mining and
+        ``settings`` as in :meth:`train` (``max_steps``, ``batch_size``, ``group_size``, ``lr``,
+        ...). With ``eval_queries`` + ``eval_qrels`` both encoders are evaluated by full
+        retrieval and their query speeds measured. ``bind=True`` then makes the trained model
+        the field's query encoder in one commit (``embed_model`` copies it into the database).
+        Returns the report (``training_report.json``: ``align_losses``, ``losses``, ``teacher``,
+        ``student``, ``queries_per_sec``, ...), with ``"generation"`` when bound."""
+        opt = lambda p: None if p is None else str(p)
+        if isinstance(align_texts, (str, bytes)):
+            raise TypeError("align_texts: expected a sequence of strings, not one string")
+        text, generation = self.db._db.train_query_encoder(
+            self.name, field, str(output), opt(train), opt(queries), opt(qrels), mine_depth,
+            mine_skip, opt(eval_queries), opt(eval_qrels), student_layers, opt(student),
+            align_steps, align_loss, float(align_lr), list(align_texts or []), train_embeddings,
+            {k: "none" if v is None else str(v) for k, v in settings.items()}, bind, embed_model)
+        report = json.loads(text)
+        if generation is not None:
+            report["generation"] = generation
+        return report
+
     def rollback_version(self) -> Dict[str, Any]:
         """Switches back to the encoder version the last re-encode replaced, in one commit
         (calling it again switches forward). Deletions since carry over; refused once documents
