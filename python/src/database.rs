@@ -252,6 +252,18 @@ impl NativeDatabase {
         Ok(self.snapshot()?.collection(name).py()?.clone())
     }
 
+    /// Refuses `what` (a call that commits) on a read-only handle or while the writer holds
+    /// uncommitted changes, before any long work starts.
+    fn refuse_pending(&self, what: &str) -> PyResult<()> {
+        self.check_writable()?;
+        if self.writer.lock().as_ref().is_some_and(|w| w.has_changes()) {
+            return Err(invalid(format!(
+                "{what} commits, and this database has uncommitted changes: commit or roll them back first"
+            )));
+        }
+        Ok(())
+    }
+
     /// A handle opened read-only refuses every write.
     fn check_writable(&self) -> PyResult<()> {
         if self.read_only {
@@ -1252,12 +1264,7 @@ impl NativeDatabase {
     ) -> PyResult<(String, Option<Switched>)> {
         if reencode {
             // Refuse before hours of training, not after.
-            self.check_writable()?;
-            if self.writer.lock().as_ref().is_some_and(|w| w.has_changes()) {
-                return Err(invalid(
-                    "train(reencode=True) commits, and this database has uncommitted changes: commit or roll them back first",
-                ));
-            }
+            self.refuse_pending("train(reencode=True)")?;
         }
         let snap = self.snapshot()?;
         let job = crate::train::TrainJob {
@@ -1331,12 +1338,7 @@ impl NativeDatabase {
     ) -> PyResult<(String, Option<u64>)> {
         if bind {
             // Refuse before the training, not after.
-            self.check_writable()?;
-            if self.writer.lock().as_ref().is_some_and(|w| w.has_changes()) {
-                return Err(invalid(
-                    "train_query_encoder(bind=True) commits, and this database has uncommitted changes: commit or roll them back first",
-                ));
-            }
+            self.refuse_pending("train_query_encoder(bind=True)")?;
         }
         let snap = self.snapshot()?;
         let job = crate::train::QueryOnlyJob {
