@@ -382,6 +382,10 @@ def test_train_query_encoder_from_python(db, tmp_path):
         c.train_query_encoder("emb", tmp_path / "y", queries=q, qrels=r, align_texts=[" "])
     with pytest.raises(TypeError, match="sequence of strings"):
         c.train_query_encoder("emb", tmp_path / "z", queries=q, qrels=r, align_texts="text")
+    c.delete([docs[1]["id"]])
+    with pytest.raises(InvalidInputError, match=r"bind=True\) commits, and this database has uncommitted"):
+        c.train_query_encoder("emb", tmp_path / "w", queries=q, qrels=r, bind=True)
+    assert not (tmp_path / "w").exists()
 
 
 def test_train_then_reencode_from_python(db, tmp_path):
