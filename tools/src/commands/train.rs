@@ -377,6 +377,14 @@ fn query_only(
         bar: None,
         interrupt,
     };
+    if !config.align_texts.is_empty() {
+        eprintln!(
+            "aligning on {} texts ({} training queries, {} from --align-texts): encoding them with the current query encoder first",
+            data.len() + config.align_texts.len(),
+            data.len(),
+            config.align_texts.len()
+        );
+    }
     let report = train_query_encoder(c, data, eval.as_ref(), &config, &a.output, &mut bar)?;
     if let Some(b) = &bar.bar {
         b.finish_and_clear();
