@@ -170,6 +170,15 @@ fn no_pending(w: &vellum::Writer, what: &str) -> vellum::Result<()> {
     Ok(())
 }
 
+/// Encoder options from Python's `{name: text}` mapping.
+fn parse_encoder_options(m: &HashMap<String, String>) -> vellum::Result<EncoderOptions> {
+    let mut o = EncoderOptions::default();
+    for (k, v) in m {
+        o.set(k, v)?;
+    }
+    Ok(o)
+}
+
 /// A finished re-encode: `(generation, from_version, to_version, documents encoded)`.
 type Switched = (u64, u64, u64, u64);
 
@@ -1310,7 +1319,7 @@ impl NativeDatabase {
     /// Query-encoder-only training (`Collection.train_query_encoder`); returns the report's JSON
     /// text and, with `bind`, the generation of the commit that made the trained model the
     /// field's query encoder.
-    #[pyo3(signature = (collection, field, output, train, queries, qrels, mine_depth, mine_skip, eval_queries, eval_qrels, student_layers, student, align_steps, align_loss, align_lr, align_texts, train_embeddings, settings, bind, embed_model))]
+    #[pyo3(signature = (collection, field, output, train, queries, qrels, mine_depth, mine_skip, eval_queries, eval_qrels, student_layers, student, align_steps, align_loss, align_lr, align_texts, train_embeddings, settings, bind, bind_options, embed_model))]
     #[allow(clippy::too_many_arguments)]
     fn train_query_encoder(
         &self,
@@ -1334,8 +1343,10 @@ impl NativeDatabase {
         train_embeddings: bool,
         settings: HashMap<String, String>,
         bind: bool,
+        bind_options: HashMap<String, String>,
         embed_model: bool,
     ) -> PyResult<(String, Option<u64>)> {
+        let bind_options = parse_encoder_options(&bind_options).py()?;
         if bind {
             // Refuse before the training, not after.
             self.refuse_pending("train_query_encoder(bind=True)")?;
@@ -1382,7 +1393,7 @@ impl NativeDatabase {
                     &**self.db.directory(),
                     current,
                     &output.display().to_string(),
-                    &vellum::encode::EncoderOptions::default(),
+                    &bind_options,
                     embed_model,
                 )?;
                 w.set_encoders(&collection, &field, records)?;

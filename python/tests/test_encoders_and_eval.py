@@ -363,7 +363,7 @@ def test_train_query_encoder_from_python(db, tmp_path):
         "emb", tmp_path / "student", queries=q, qrels=r, mine_depth=5, eval_queries=q,
         eval_qrels=r, student_layers=1, align_steps=6,
         align_texts=["parser for configuration files", "fonts for the console"],
-        max_steps=3, batch_size=4, group_size=2, bind=True)
+        max_steps=3, batch_size=4, group_size=2, bind=True, bind_options={"dtype": "f32"})
     assert report["layers"] == [1, 2]
     assert len(report["align_losses"]) == 6 and len(report["losses"]) == 3
     assert report["teacher"]["measures"]["mrr@10"] > 0 and len(report["student"]) == 2
@@ -380,6 +380,10 @@ def test_train_query_encoder_from_python(db, tmp_path):
                               student=tmp_path / "student")
     with pytest.raises(InvalidInputError, match="alignment text 1: empty"):
         c.train_query_encoder("emb", tmp_path / "y", queries=q, qrels=r, align_texts=[" "])
+    with pytest.raises(InvalidInputError, match="dtype"):
+        c.train_query_encoder("emb", tmp_path / "v", queries=q, qrels=r, bind=True,
+                              bind_options={"dtype": "int4"})
+    assert not (tmp_path / "v").exists()
     with pytest.raises(TypeError, match="sequence of strings"):
         c.train_query_encoder("emb", tmp_path / "z", queries=q, qrels=r, align_texts="text")
     c.delete([docs[1]["id"]])

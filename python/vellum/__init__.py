@@ -659,6 +659,7 @@ class Collection:
         align_texts: Optional[Sequence[str]] = None,
         train_embeddings: bool = False,
         bind: bool = False,
+        bind_options: Optional[Mapping[str, Any]] = None,
         embed_model: bool = False,
         **settings: Any,
     ) -> Dict[str, Any]:
@@ -673,7 +674,8 @@ class Collection:
         ``settings`` as in :meth:`train` (``max_steps``, ``batch_size``, ``group_size``, ``lr``,
         ...). With ``eval_queries`` + ``eval_qrels`` both encoders are evaluated by full
         retrieval and their query speeds measured. ``bind=True`` then makes the trained model
-        the field's query encoder in one commit (``embed_model`` copies it into the database).
+        the field's query encoder in one commit, with the encoder options ``bind_options``
+        (e.g. ``{"dtype": "int8"}``; ``embed_model`` copies it into the database).
         Returns the report (``training_report.json``: ``align_losses``, ``losses``, ``teacher``,
         ``student``, ``queries_per_sec``, ...), with ``"generation"`` when bound."""
         opt = lambda p: None if p is None else str(p)
@@ -683,7 +685,8 @@ class Collection:
             self.name, field, str(output), opt(train), opt(queries), opt(qrels), mine_depth,
             mine_skip, opt(eval_queries), opt(eval_qrels), student_layers, opt(student),
             align_steps, align_loss, float(align_lr), list(align_texts or []), train_embeddings,
-            {k: "none" if v is None else str(v) for k, v in settings.items()}, bind, embed_model)
+            {k: "none" if v is None else str(v) for k, v in settings.items()}, bind,
+            {k: _option(v) for k, v in (bind_options or {}).items()}, embed_model)
         report = json.loads(text)
         if generation is not None:
             report["generation"] = generation

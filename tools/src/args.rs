@@ -261,6 +261,11 @@ pub struct TrainArgs {
     /// stored vectors unchanged).
     #[arg(long, requires = "query_only")]
     pub bind: bool,
+    /// Query-only with --bind: encoder options of the bound query encoder, e.g. dtype=int8
+    /// (dynamic int8 quantisation, several times faster again; measure its quality with
+    /// `vellum search` + `vellum eval`).
+    #[arg(long, requires = "bind", default_value = "")]
+    pub bind_options: String,
     /// After training, re-encode the field with the trained model(s) as a new encoder version
     /// (as `vellum reencode`, with the field's current encoder options), keeping the current
     /// version for `vellum reencode --rollback`.

@@ -984,7 +984,7 @@ fn query_only_training_through_the_cli() {
     let e = fail(d, &args("BLANK", "blank.txt"));
     assert!(e.contains("--align-texts blank.txt: no texts"), "{e}");
     let mut bound = args("STUDENT", "align.txt");
-    bound.push("--bind");
+    bound.extend(["--bind", "--bind-options", "dtype=int8"]);
     let out = ok(d, &bound);
     assert!(
         out.contains("trained a 1-layer query encoder (5 alignment + 3 contrastive steps")
@@ -995,6 +995,14 @@ fn query_only_training_through_the_cli() {
     );
     let info = ok(d, &["info", "DB"]);
     assert!(info.contains("STUDENT"), "{info}");
+    let query_line = info
+        .lines()
+        .find(|l| l.contains("encoder emb (query)"))
+        .unwrap_or_default();
+    assert!(
+        query_line.contains("STUDENT") && query_line.contains("dtype=Int8"),
+        "{info}"
+    );
     assert_eq!(get(), stored);
 }
 

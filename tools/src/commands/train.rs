@@ -429,7 +429,7 @@ fn query_only(
             &**db.directory(),
             current,
             &a.output.display().to_string(),
-            &vellum::encode::EncoderOptions::default(),
+            &vellum::encode::EncoderOptions::parse(&a.bind_options).context("--bind-options")?,
             a.embed_model,
         )?;
         w.set_encoders(&a.collection, &a.field, records)?;
