@@ -262,10 +262,12 @@ impl NativeDatabase {
     }
 
     /// Refuses `what` (a call that commits) on a read-only handle or while the writer holds
-    /// uncommitted changes, before any long work starts.
-    fn refuse_pending(&self, what: &str) -> PyResult<()> {
+    /// uncommitted changes, before any long work starts. The writer lock is taken with the GIL
+    /// released (a long ingest holds the lock and takes the GIL between windows).
+    fn refuse_pending(&self, py: Python<'_>, what: &str) -> PyResult<()> {
         self.check_writable()?;
-        if self.writer.lock().as_ref().is_some_and(|w| w.has_changes()) {
+        let pending = py.detach(|| self.writer.lock().as_ref().is_some_and(|w| w.has_changes()));
+        if pending {
             return Err(invalid(format!(
                 "{what} commits, and this database has uncommitted changes: commit or roll them back first"
             )));
@@ -1273,7 +1275,7 @@ impl NativeDatabase {
     ) -> PyResult<(String, Option<Switched>)> {
         if reencode {
             // Refuse before hours of training, not after.
-            self.refuse_pending("train(reencode=True)")?;
+            self.refuse_pending(py, "train(reencode=True)")?;
         }
         let snap = self.snapshot()?;
         let job = crate::train::TrainJob {
@@ -1346,10 +1348,16 @@ impl NativeDatabase {
         bind_options: HashMap<String, String>,
         embed_model: bool,
     ) -> PyResult<(String, Option<u64>)> {
-        let bind_options = parse_encoder_options(&bind_options).py()?;
+        if !bind && (!bind_options.is_empty() || embed_model) {
+            return Err(invalid(
+                "bind_options and embed_model apply to the bound query encoder: pass bind=True",
+            ));
+        }
+        let bind_options = parse_encoder_options(&bind_options)
+            .map_err(|e| invalid(format!("bind_options: {e}")))?;
         if bind {
             // Refuse before the training, not after.
-            self.refuse_pending("train_query_encoder(bind=True)")?;
+            self.refuse_pending(py, "train_query_encoder(bind=True)")?;
         }
         let snap = self.snapshot()?;
         let job = crate::train::QueryOnlyJob {
@@ -1383,12 +1391,19 @@ impl NativeDatabase {
         let generation = py.detach(|| {
             self.with_writer(|w| {
                 no_pending(w, "train_query_encoder(bind=True)")?;
-                // The field's encoders as committed now (a commit may have come since).
-                let snap = self.db.snapshot()?;
-                let c = snap.collection(&collection)?;
-                let current = c.encoders(&field).ok_or_else(|| {
+                // The field's encoders as committed now: refused if its passage encoder changed
+                // during training (the student learned the vectors stored before).
+                let now = self.db.snapshot()?;
+                let current = now.collection(&collection)?.encoders(&field).ok_or_else(|| {
                     vellum::Error::InvalidInput(format!("field {field:?} has no encoder"))
                 })?;
+                let before = snap.collection(&collection)?.encoders(&field);
+                if Some(&current.passage) != before.map(|e| &e.passage) {
+                    return Err(vellum::Error::InvalidInput(format!(
+                        "field {field:?}'s passage encoder changed while the student trained: not bound (the model is in {})",
+                        output.display()
+                    )));
+                }
                 let records = vellum::encode::replace_query_encoder(
                     &**self.db.directory(),
                     current,

@@ -363,15 +363,16 @@ def test_train_query_encoder_from_python(db, tmp_path):
         "emb", tmp_path / "student", queries=q, qrels=r, mine_depth=5, eval_queries=q,
         eval_qrels=r, student_layers=1, align_steps=6,
         align_texts=["parser for configuration files", "fonts for the console"],
-        max_steps=3, batch_size=4, group_size=2, bind=True, bind_options={"dtype": "f32"})
+        max_steps=3, batch_size=4, group_size=2, bind=True, bind_options={"dtype": "int8"})
     assert report["layers"] == [1, 2]
     assert len(report["align_losses"]) == 6 and len(report["losses"]) == 3
     assert report["teacher"]["measures"]["mrr@10"] > 0 and len(report["student"]) == 2
     assert report["generation"] > 0
     # Bound: text search encodes with the student; the stored vectors are unchanged.
-    assert c.encoders["emb"]["query"]["source"].endswith("student")
+    query = c.encoders["emb"]["query"]
+    assert query["source"].endswith("student") and query["dtype"].lower() == "int8", query
     np.testing.assert_array_equal(c.get(docs[0]["id"])["vectors"]["emb"], stored)
-    student = vellum.Encoder(tmp_path / "student", pooling="mean", normalize=True)
+    student = vellum.Encoder(tmp_path / "student", pooling="mean", normalize=True, dtype="int8")
     v = student.encode(["library for parsing XML"])
     ids, _ = c.search(v, k=5)
     assert list(c.search_text(["library for parsing XML"], k=5)[0][0]) == list(ids[0])
@@ -384,6 +385,9 @@ def test_train_query_encoder_from_python(db, tmp_path):
         c.train_query_encoder("emb", tmp_path / "v", queries=q, qrels=r, bind=True,
                               bind_options={"dtype": "int4"})
     assert not (tmp_path / "v").exists()
+    with pytest.raises(InvalidInputError, match="pass bind=True"):
+        c.train_query_encoder("emb", tmp_path / "u", queries=q, qrels=r,
+                              bind_options={"dtype": "int8"})
     with pytest.raises(TypeError, match="sequence of strings"):
         c.train_query_encoder("emb", tmp_path / "z", queries=q, qrels=r, align_texts="text")
     c.delete([docs[1]["id"]])

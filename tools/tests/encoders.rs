@@ -983,6 +983,11 @@ fn query_only_training_through_the_cli() {
     };
     let e = fail(d, &args("BLANK", "blank.txt"));
     assert!(e.contains("--align-texts blank.txt: no texts"), "{e}");
+    let mut bad = args("BAD", "align.txt");
+    bad.extend(["--bind", "--bind-options", "dtype=int4"]);
+    let e = fail(d, &bad);
+    assert!(e.contains("--bind-options") && e.contains("int4"), "{e}");
+    assert!(!d.join("BAD").exists());
     let mut bound = args("STUDENT", "align.txt");
     bound.extend(["--bind", "--bind-options", "dtype=int8"]);
     let out = ok(d, &bound);

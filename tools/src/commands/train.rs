@@ -206,7 +206,9 @@ fn one_round(
             "give the training data: --train FILE (Tevatron JSONL), or --queries FILE --qrels FILE"
         ),
     };
-    // Read before mining, so that a bad file fails at once.
+    // Read before mining and training, so that bad input fails at once.
+    let bind_options =
+        vellum::encode::EncoderOptions::parse(&a.bind_options).context("--bind-options")?;
     let align_texts = match &a.align_texts {
         Some(p) => read_align_texts(p)?,
         None => Vec::new(),
@@ -227,7 +229,15 @@ fn one_round(
         eprintln!("mined {n} hard negatives for {} queries", data.len());
     }
     if a.query_only {
-        return query_only(a, &db, c, &data, align_texts, interrupt, out);
+        return query_only(
+            a,
+            &db,
+            c,
+            &data,
+            (align_texts, bind_options),
+            interrupt,
+            out,
+        );
     }
     let eval = match (&a.eval_queries, &a.eval_qrels) {
         (Some(q), Some(r)) => {
@@ -340,7 +350,7 @@ fn query_only(
     db: &Database,
     c: &vellum::Collection,
     data: &[vellum_train::TrainQuery],
-    align_texts: Vec<String>,
+    (align_texts, bind_options): (Vec<String>, vellum::encode::EncoderOptions),
     interrupt: Arc<AtomicBool>,
     out: &mut dyn Write,
 ) -> Result<()> {
@@ -422,14 +432,25 @@ fn query_only(
     if a.bind {
         // The writer opens first: it collects, when it opens, model copies no commit references.
         let mut w = db.writer()?;
-        let current = c
+        // The field's encoders as committed now: refused if its passage encoder changed during
+        // training (the student learned the vectors stored before).
+        let now = db.snapshot()?;
+        let current = now
+            .collection(&a.collection)?
             .encoders(&a.field)
             .ok_or_else(|| anyhow::anyhow!("field {:?} has no encoder", a.field))?;
+        if Some(&current.passage) != c.encoders(&a.field).map(|e| &e.passage) {
+            bail!(
+                "field {:?}'s passage encoder changed while the student trained: not bound (the model is in {})",
+                a.field,
+                a.output.display()
+            );
+        }
         let records = vellum::encode::replace_query_encoder(
             &**db.directory(),
             current,
             &a.output.display().to_string(),
-            &vellum::encode::EncoderOptions::parse(&a.bind_options).context("--bind-options")?,
+            &bind_options,
             a.embed_model,
         )?;
         w.set_encoders(&a.collection, &a.field, records)?;
