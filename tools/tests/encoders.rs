@@ -617,6 +617,37 @@ fn clip_on_scikit_image_photos() {
 /// `vellum train` end to end: fine-tune tiny-a on the sample's summaries (queries + qrels), with
 /// held-out evaluation and checkpoints; the trained folder binds to a new collection as any
 /// model; a second run into the same folder needs --resume.
+/// Creates collection `docs` in `db` (a field `emb:dense:32:f32:cosine` encoded by `encoder`,
+/// mean pooling, normalised) and ingests `corpus` into it.
+fn create_and_ingest(d: &Path, db: &str, encoder: &str, corpus: &Path) {
+    ok(
+        d,
+        &[
+            "create",
+            db,
+            "-c",
+            "docs",
+            "--field",
+            "emb:dense:32:f32:cosine",
+            "--encoder",
+            encoder,
+            "--encoder-options",
+            "emb=pooling=mean,normalize=true",
+        ],
+    );
+    ok(
+        d,
+        &[
+            "ingest",
+            db,
+            "-c",
+            "docs",
+            "--docs",
+            corpus.to_str().unwrap(),
+        ],
+    );
+}
+
 #[test]
 fn train_through_the_cli() {
     let t = tempfile::tempdir().unwrap();
@@ -624,34 +655,7 @@ fn train_through_the_cli() {
     let (corpus, queries, qrels) = sample(d, 100);
     let a = root().join("tests/fixtures/encoders/tiny-a");
     let encoder = format!("emb={}", a.display());
-    let create = |db: &str, encoder: &str| {
-        ok(
-            d,
-            &[
-                "create",
-                db,
-                "-c",
-                "docs",
-                "--field",
-                "emb:dense:32:f32:cosine",
-                "--encoder",
-                encoder,
-                "--encoder-options",
-                "emb=pooling=mean,normalize=true",
-            ],
-        );
-        ok(
-            d,
-            &[
-                "ingest",
-                db,
-                "-c",
-                "docs",
-                "--docs",
-                corpus.to_str().unwrap(),
-            ],
-        );
-    };
+    let create = |db: &str, encoder: &str| create_and_ingest(d, db, encoder, &corpus);
     create("DB", &encoder);
     let (q, r) = (queries.to_str().unwrap(), qrels.to_str().unwrap());
     let train = [
@@ -913,30 +917,7 @@ fn query_only_training_through_the_cli() {
     let d = t.path();
     let (corpus, queries, qrels) = sample(d, 100);
     let a = root().join("tests/fixtures/encoders/tiny-a");
-    ok(
-        d,
-        &[
-            "create",
-            "DB",
-            "-c",
-            "docs",
-            "--field",
-            "emb:dense:32:f32:cosine",
-            "--encoder",
-            &format!("emb={}", a.display()),
-        ],
-    );
-    ok(
-        d,
-        &[
-            "ingest",
-            "DB",
-            "-c",
-            "docs",
-            "--docs",
-            corpus.to_str().unwrap(),
-        ],
-    );
+    create_and_ingest(d, "DB", &format!("emb={}", a.display()), &corpus);
     let get = || ok(d, &["get", "DB", "-c", "docs", "--id", "0ad", "--vectors"]);
     let stored = get();
     std::fs::write(
