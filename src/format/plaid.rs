@@ -8,16 +8,16 @@
 //!   0 u32 dim            d, the field's dimension
 //!   4 u32 nbits          b ∈ {1, 2, 4}: residual bits per dimension
 //!   8 u32 centroids      K
-//!  12 u32 reserved, 0
+//!  12 u32 layout         bit 0: codes are u16; bit 1: centroids are f16; other bits 0
 //!  16 u64 rows           N, the segment's rows
 //!  24 u64 tokens         T, the field's tokens in the segment
 //!  32 u64 trained_rows   documents in the collection when the codec was trained
-//!  40 u64 codec_id       XXH3-64 of the bytes of centroids ‖ cutoffs ‖ weights
+//!  40 u64 codec_id       XXH3-64 of the f32 bytes of centroids ‖ cutoffs ‖ weights
 //!  48 u64 postings       P, entries of the inverted lists
 //!  56..64 reserved, 0
-//! at 64:                  centroids f32[K × d]
+//! at 64:                  centroids f32[K × d] (f16 with layout bit 1)
 //! at align64:             cutoffs f32[2^b − 1], then weights f32[2^b]
-//! at align64:             codes u32[T]          (centroid of each token, in token order)
+//! at align64:             codes u32[T]          (u16 with layout bit 0; centroid of each token)
 //! at align64:             list_offsets u64[K + 1]
 //! at align64:             list_rows u32[P]      (per centroid: ascending rows with a token in it)
 //! at align64:             residuals u8[T × d·b/8]; the section ends there
@@ -32,6 +32,10 @@ use crate::error::{Error, Result};
 
 /// Bytes of the section header.
 pub const HEADER_LEN: usize = 64;
+/// Layout bit 0: the codes are `u16` (a codec of at most 65,536 centroids).
+pub const LAYOUT_CODES_U16: u32 = 1;
+/// Layout bit 1: the centroids are IEEE binary16.
+pub const LAYOUT_CENTROIDS_F16: u32 = 2;
 
 fn align64(n: usize) -> usize {
     n.div_ceil(64) * 64
@@ -52,6 +56,10 @@ pub struct PlaidCodec {
     pub weights: Vec<f32>,
     /// Documents in the collection when the codec was trained.
     pub trained_rows: u64,
+    /// The centroids are binary16 values (every one exactly representable) and are stored so.
+    /// Codecs trained by vellum are; codecs read from sections written before are kept as they
+    /// were, so that the segments encoded with them keep one codec id.
+    pub half_centroids: bool,
 }
 
 impl PlaidCodec {
@@ -68,6 +76,86 @@ impl PlaidCodec {
     /// XXH3-64 of the codec's arrays (which codec a segment was encoded with).
     pub fn id(&self) -> u64 {
         codec_id(&self.centroids, &self.cutoffs, &self.weights)
+    }
+
+    /// The section layout bits a segment encoded with this codec gets: `u16` codes when
+    /// `K ≤ 65,536`, binary16 centroids when [`PlaidCodec::half_centroids`].
+    pub fn layout(&self) -> u32 {
+        let mut bits = 0;
+        if self.k() <= 1 << 16 {
+            bits |= LAYOUT_CODES_U16;
+        }
+        if self.half_centroids {
+            bits |= LAYOUT_CENTROIDS_F16;
+        }
+        bits
+    }
+}
+
+/// The token codes of a section, as stored: `u16` or `u32` per token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codes<'a> {
+    /// Two bytes per token (layout bit 0).
+    U16(&'a [u16]),
+    /// Four bytes per token.
+    U32(&'a [u32]),
+}
+
+impl<'a> Codes<'a> {
+    /// Number of tokens.
+    pub fn len(&self) -> usize {
+        match self {
+            Codes::U16(c) => c.len(),
+            Codes::U32(c) => c.len(),
+        }
+    }
+
+    /// Whether there are no tokens.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The code of token `t`, `None` past the end.
+    pub fn get(&self, t: usize) -> Option<u32> {
+        match self {
+            Codes::U16(c) => c.get(t).map(|&x| u32::from(x)),
+            Codes::U32(c) => c.get(t).copied(),
+        }
+    }
+
+    /// The codes of tokens `range`, `None` when it runs past the end.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Option<Codes<'a>> {
+        Some(match self {
+            Codes::U16(c) => Codes::U16(c.get(range)?),
+            Codes::U32(c) => Codes::U32(c.get(range)?),
+        })
+    }
+
+    /// Calls `f` with every code, in token order; stops at the first error.
+    pub fn try_for_each<E>(
+        &self,
+        mut f: impl FnMut(u32) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        match self {
+            Codes::U16(c) => c.iter().try_for_each(|&x| f(u32::from(x))),
+            Codes::U32(c) => c.iter().try_for_each(|&x| f(x)),
+        }
+    }
+
+    /// The codes as `u32`s (a copy).
+    pub fn to_vec(&self) -> Vec<u32> {
+        match self {
+            Codes::U16(c) => c.iter().map(|&x| u32::from(x)).collect(),
+            Codes::U32(c) => c.to_vec(),
+        }
+    }
+
+    /// The codes' bytes as stored.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        match self {
+            Codes::U16(c) => bytemuck::cast_slice(c),
+            Codes::U32(c) => bytemuck::cast_slice(c),
+        }
     }
 }
 
@@ -96,14 +184,27 @@ pub struct PlaidSection {
     pub residuals: Vec<u8>,
 }
 
-/// Byte offsets `(buckets, codes, lists, rows, residuals, length)` of a section, `None` on
-/// overflow.
-pub fn layout(dim: usize, nbits: u32, k: usize, tokens: u64, postings: u64) -> Option<[usize; 6]> {
+/// Byte offsets `(buckets, codes, lists, rows, residuals, length)` of a section with layout bits
+/// `bits`, `None` on overflow.
+pub fn layout(
+    dim: usize,
+    nbits: u32,
+    k: usize,
+    tokens: u64,
+    postings: u64,
+    bits: u32,
+) -> Option<[usize; 6]> {
     let tokens = usize::try_from(tokens).ok()?;
     let postings = usize::try_from(postings).ok()?;
-    let buckets = align64(HEADER_LEN.checked_add(k.checked_mul(dim)?.checked_mul(4)?)?);
+    let centroid_size = if bits & LAYOUT_CENTROIDS_F16 != 0 {
+        2
+    } else {
+        4
+    };
+    let code_size = if bits & LAYOUT_CODES_U16 != 0 { 2 } else { 4 };
+    let buckets = align64(HEADER_LEN.checked_add(k.checked_mul(dim)?.checked_mul(centroid_size)?)?);
     let codes = align64(buckets.checked_add(((1usize << nbits) * 2 - 1) * 4)?);
-    let lists = align64(codes.checked_add(tokens.checked_mul(4)?)?);
+    let lists = align64(codes.checked_add(tokens.checked_mul(code_size)?)?);
     let rows = align64(lists.checked_add(k.checked_add(1)?.checked_mul(8)?)?);
     let residuals = align64(rows.checked_add(postings.checked_mul(4)?)?);
     let len = residuals.checked_add(tokens.checked_mul(dim * nbits as usize / 8)?)?;
@@ -117,26 +218,46 @@ impl PlaidSection {
         let k = c.k();
         let tokens = self.codes.len() as u64;
         let postings = self.list_rows.len() as u64;
+        let bits = c.layout();
         let [buckets, codes, lists, rows, residuals, len] =
-            layout(c.dim, c.nbits, k, tokens, postings).expect("section fits in memory");
+            layout(c.dim, c.nbits, k, tokens, postings, bits).expect("section fits in memory");
         let mut out = vec![0u8; len];
         let put = |out: &mut Vec<u8>, at: usize, b: &[u8]| out[at..at + b.len()].copy_from_slice(b);
         put(&mut out, 0, &(c.dim as u32).to_le_bytes());
         put(&mut out, 4, &c.nbits.to_le_bytes());
         put(&mut out, 8, &(k as u32).to_le_bytes());
+        put(&mut out, 12, &bits.to_le_bytes());
         put(&mut out, 16, &self.rows.to_le_bytes());
         put(&mut out, 24, &tokens.to_le_bytes());
         put(&mut out, 32, &c.trained_rows.to_le_bytes());
         put(&mut out, 40, &c.id().to_le_bytes());
         put(&mut out, 48, &postings.to_le_bytes());
-        put(&mut out, HEADER_LEN, bytemuck::cast_slice(&c.centroids));
+        if bits & LAYOUT_CENTROIDS_F16 != 0 {
+            let half: Vec<half::f16> = c
+                .centroids
+                .iter()
+                .map(|&v| half::f16::from_f32(v))
+                .collect();
+            put(&mut out, HEADER_LEN, bytemuck::cast_slice(&half));
+        } else {
+            put(&mut out, HEADER_LEN, bytemuck::cast_slice(&c.centroids));
+        }
         put(&mut out, buckets, bytemuck::cast_slice(&c.cutoffs));
         put(
             &mut out,
             buckets + 4 * c.cutoffs.len(),
             bytemuck::cast_slice(&c.weights),
         );
-        put(&mut out, codes, bytemuck::cast_slice(&self.codes));
+        if bits & LAYOUT_CODES_U16 != 0 {
+            let narrow: Vec<u16> = self
+                .codes
+                .iter()
+                .map(|&x| u16::try_from(x).expect("codes name one of at most 65,536 centroids"))
+                .collect();
+            put(&mut out, codes, bytemuck::cast_slice(&narrow));
+        } else {
+            put(&mut out, codes, bytemuck::cast_slice(&self.codes));
+        }
         put(&mut out, lists, bytemuck::cast_slice(&self.list_offsets));
         put(&mut out, rows, bytemuck::cast_slice(&self.list_rows));
         put(&mut out, residuals, &self.residuals);
@@ -145,24 +266,26 @@ impl PlaidSection {
 }
 
 /// A validated, mapped PLAID section.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PlaidView<'a> {
     /// Dimension.
     pub dim: usize,
     /// Bits per residual dimension.
     pub nbits: u32,
+    /// The header's layout bits ([`LAYOUT_CODES_U16`], [`LAYOUT_CENTROIDS_F16`]).
+    pub layout: u32,
     /// Documents in the collection when the codec was trained.
     pub trained_rows: u64,
     /// The codec's id.
     pub codec_id: u64,
-    /// `K × d` centroids.
-    pub centroids: &'a [f32],
+    /// `K × d` centroids: the mapped bytes, or binary16 centroids widened to f32.
+    pub centroids: std::borrow::Cow<'a, [f32]>,
     /// Bucket boundaries.
     pub cutoffs: &'a [f32],
     /// Bucket values.
     pub weights: &'a [f32],
     /// Centroid of each token.
-    pub codes: &'a [u32],
+    pub codes: Codes<'a>,
     /// `K + 1` offsets into `list_rows`.
     pub list_offsets: &'a [u64],
     /// Per centroid, ascending rows.
@@ -184,20 +307,22 @@ impl<'a> PlaidView<'a> {
         tokens: u64,
         dim: usize,
     ) -> Result<Self> {
-        Self::open_checked(bytes, path, base, (rows, tokens, dim), true)
+        Self::open_checked(bytes, path, base, (rows, tokens, dim), None)
     }
 
-    /// [`PlaidView::open`], checking the codec's values (finite centroids, ordered cutoffs, the
-    /// hash, ascending list offsets: `O(K·d)`) only when `check_codec`; the header, the lengths
-    /// and the alignment are always checked. For a section whose codec an earlier open of the
-    /// same mapped bytes already checked.
+    /// [`PlaidView::open`]; `checked` is `Some` for a section whose codec an earlier open of the
+    /// same mapped bytes already checked, holding the centroids that open returned (used in
+    /// place of widening binary16 centroids again). Then the codec's values (finite centroids,
+    /// ordered cutoffs, the hash, ascending list offsets: `O(K·d)`) are not checked again; the
+    /// header, the lengths and the alignment always are.
     pub fn open_checked(
         bytes: &'a [u8],
         path: &Path,
         base: u64,
         (rows, tokens, dim): (u64, u64, usize),
-        check_codec: bool,
+        checked: Option<&'a [f32]>,
     ) -> Result<Self> {
+        let check_codec = checked.is_none();
         let err = |at: usize, detail: String| {
             Error::corrupt(path, "plaid index", base + at as u64, detail)
         };
@@ -228,8 +353,21 @@ impl<'a> PlaidView<'a> {
         if k < 1 {
             return Err(err(8, "no centroids".into()));
         }
-        if u32_at(12) != 0 || bytes[56..HEADER_LEN].iter().any(|b| *b != 0) {
-            return Err(err(12, "reserved header bytes are not zero".into()));
+        let bits = u32_at(12);
+        if bits & !(LAYOUT_CODES_U16 | LAYOUT_CENTROIDS_F16) != 0 {
+            return Err(err(
+                12,
+                format!("unknown layout bits {bits:#x} (this version knows 0x1 and 0x2)"),
+            ));
+        }
+        if bits & LAYOUT_CODES_U16 != 0 && k > 1 << 16 {
+            return Err(err(
+                12,
+                format!("u16 codes cannot name {k} centroids (at most 65,536)"),
+            ));
+        }
+        if bytes[56..HEADER_LEN].iter().any(|b| *b != 0) {
+            return Err(err(56, "reserved header bytes are not zero".into()));
         }
         if u64_at(16) != rows || u64_at(24) != tokens {
             return Err(err(
@@ -243,13 +381,13 @@ impl<'a> PlaidView<'a> {
         }
         let postings = u64_at(48);
         let [buckets, codes, lists, rows_at, residuals, len] =
-            layout(d, nbits, k, tokens, postings)
+            layout(d, nbits, k, tokens, postings, bits)
                 .filter(|l| l[5] == bytes.len())
                 .ok_or_else(|| {
                     err(
                         0,
                         format!(
-                            "section of {} bytes; {k} centroids, {tokens} tokens and {postings} postings of dimension {d} need a different length",
+                            "section of {} bytes; {k} centroids, {tokens} tokens and {postings} postings of dimension {d} (layout bits {bits:#x}) need a different length",
                             bytes.len()
                         ),
                     )
@@ -258,15 +396,30 @@ impl<'a> PlaidView<'a> {
             bytemuck::try_cast_slice(&bytes[at..at + 4 * n])
                 .map_err(|_| err(at, "section is not 4-byte aligned in memory".into()))
         };
-        let centroids = f32s(HEADER_LEN, k * d)?;
+        let centroids: std::borrow::Cow<'a, [f32]> = if bits & LAYOUT_CENTROIDS_F16 == 0 {
+            std::borrow::Cow::Borrowed(f32s(HEADER_LEN, k * d)?)
+        } else if let Some(known) = checked.filter(|c| c.len() == k * d) {
+            std::borrow::Cow::Borrowed(known)
+        } else {
+            let half: &[half::f16] = bytemuck::try_cast_slice(
+                &bytes[HEADER_LEN..HEADER_LEN + 2 * k * d],
+            )
+            .map_err(|_| err(HEADER_LEN, "section is not 2-byte aligned in memory".into()))?;
+            std::borrow::Cow::Owned(half.iter().map(|h| h.to_f32()).collect())
+        };
         let nb = 1usize << nbits;
         let cutoffs = f32s(buckets, nb - 1)?;
         let weights = f32s(buckets + 4 * (nb - 1), nb)?;
         if !check_codec {
             // Already checked: only the slices.
         } else if let Some(i) = centroids.iter().position(|v| !v.is_finite()) {
+            let size = if bits & LAYOUT_CENTROIDS_F16 != 0 {
+                2
+            } else {
+                4
+            };
             return Err(err(
-                HEADER_LEN + 4 * i,
+                HEADER_LEN + size * i,
                 "a centroid value is not finite".into(),
             ));
         }
@@ -280,7 +433,7 @@ impl<'a> PlaidView<'a> {
             ));
         }
         let id = u64_at(40);
-        if check_codec && codec_id(centroids, cutoffs, weights) != id {
+        if check_codec && codec_id(&centroids, cutoffs, weights) != id {
             return Err(err(
                 40,
                 "the codec's arrays do not hash to its recorded id".into(),
@@ -298,21 +451,31 @@ impl<'a> PlaidView<'a> {
             ));
         }
         let t = tokens as usize;
+        let misaligned = |at: usize| err(at, "section is not 4-byte aligned in memory".into());
+        let codes = if bits & LAYOUT_CODES_U16 != 0 {
+            Codes::U16(
+                bytemuck::try_cast_slice(&bytes[codes..codes + 2 * t])
+                    .map_err(|_| misaligned(codes))?,
+            )
+        } else {
+            Codes::U32(
+                bytemuck::try_cast_slice(&bytes[codes..codes + 4 * t])
+                    .map_err(|_| misaligned(codes))?,
+            )
+        };
         Ok(PlaidView {
             dim: d,
             nbits,
+            layout: bits,
             trained_rows: u64_at(32),
             codec_id: id,
             centroids,
             cutoffs,
             weights,
-            codes: bytemuck::try_cast_slice(&bytes[codes..codes + 4 * t])
-                .map_err(|_| err(codes, "section is not 4-byte aligned in memory".into()))?,
+            codes,
             list_offsets,
             list_rows: bytemuck::try_cast_slice(&bytes[rows_at..rows_at + 4 * postings as usize])
-                .map_err(|_| {
-                err(rows_at, "section is not 4-byte aligned in memory".into())
-            })?,
+                .map_err(|_| misaligned(rows_at))?,
             residuals: &bytes[residuals..len],
         })
     }
@@ -341,6 +504,7 @@ impl<'a> PlaidView<'a> {
             cutoffs: self.cutoffs.to_vec(),
             weights: self.weights.to_vec(),
             trained_rows: self.trained_rows,
+            half_centroids: self.layout & LAYOUT_CENTROIDS_F16 != 0,
         }
     }
 
@@ -356,15 +520,20 @@ impl<'a> PlaidView<'a> {
     ) -> Result<()> {
         let err = |detail: String| Error::corrupt(path, "plaid index", base, detail);
         let k = self.k();
-        if let Some(t) = self.codes.iter().position(|&c| c as usize >= k) {
-            return Err(err(format!("token {t}: centroid {} of {k}", self.codes[t])));
+        if let Some(t) =
+            (0..self.codes.len()).find(|&t| self.codes.get(t).is_none_or(|c| c as usize >= k))
+        {
+            return Err(err(format!(
+                "token {t}: centroid {:?} of {k}",
+                self.codes.get(t)
+            )));
         }
         let mut want: Vec<Vec<u32>> = vec![Vec::new(); k];
         for r in 0..rows {
             let range = token_range(r)?;
             let mut cs: Vec<u32> = self
                 .codes
-                .get(range.clone())
+                .slice(range.clone())
                 .ok_or_else(|| err(format!("row {r}: tokens {range:?} outside the codes")))?
                 .to_vec();
             cs.sort_unstable();
@@ -382,5 +551,97 @@ impl<'a> PlaidView<'a> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(k: usize, half_centroids: bool) -> PlaidSection {
+        let dim = 8;
+        let centroids = (0..k * dim).map(|i| (i % 13) as f32 * 0.25 - 1.0).collect();
+        let codes: Vec<u32> = (0..40).map(|t| ((t * 7919) % k) as u32).collect();
+        let mut lists = vec![Vec::new(); k];
+        for (t, &c) in codes.iter().enumerate() {
+            let row = t as u32 / 4;
+            if lists[c as usize].last() != Some(&row) {
+                lists[c as usize].push(row);
+            }
+        }
+        let mut list_offsets = vec![0u64];
+        let mut list_rows = Vec::new();
+        for l in lists {
+            list_rows.extend(l);
+            list_offsets.push(list_rows.len() as u64);
+        }
+        PlaidSection {
+            codec: PlaidCodec {
+                dim,
+                nbits: 2,
+                centroids,
+                cutoffs: vec![-0.1, 0.0, 0.1],
+                weights: vec![-0.2, -0.05, 0.05, 0.2],
+                trained_rows: 10,
+                half_centroids,
+            },
+            rows: 10,
+            codes,
+            list_offsets,
+            list_rows,
+            residuals: (0..80).map(|i| i as u8).collect(),
+        }
+    }
+
+    /// Every layout round-trips: u16 codes up to 65,536 centroids, u32 beyond; binary16
+    /// centroids only when the codec says so. The codec id does not depend on the layout.
+    #[test]
+    fn every_layout_round_trips() {
+        for (k, half, bits) in [
+            (5, false, LAYOUT_CODES_U16),
+            (5, true, LAYOUT_CODES_U16 | LAYOUT_CENTROIDS_F16),
+            (1 << 16, true, LAYOUT_CODES_U16 | LAYOUT_CENTROIDS_F16),
+            ((1 << 16) + 1, false, 0),
+            ((1 << 16) + 1, true, LAYOUT_CENTROIDS_F16),
+        ] {
+            let s = section(k, half);
+            let bytes = s.encode();
+            let mut buf = vec![0u64; bytes.len().div_ceil(8)];
+            bytemuck::cast_slice_mut::<u64, u8>(&mut buf)[..bytes.len()].copy_from_slice(&bytes);
+            let b = &bytemuck::cast_slice::<u64, u8>(&buf)[..bytes.len()];
+            let v = PlaidView::open(b, Path::new("x"), 0, 10, 40, 8).unwrap();
+            assert_eq!(v.layout, bits, "k {k}");
+            assert_eq!(v.codec(), s.codec);
+            assert_eq!(v.codec_id, s.codec.id());
+            assert_eq!(v.codes.to_vec(), s.codes);
+            assert_eq!(matches!(v.codes, Codes::U16(_)), k <= 1 << 16);
+            assert_eq!(v.residuals, &s.residuals[..]);
+            v.verify(Path::new("x"), 0, 10, &|r| Ok(4 * r..4 * r + 4))
+                .unwrap();
+            // A later open given the checked centroids uses them.
+            let again =
+                PlaidView::open_checked(b, Path::new("x"), 0, (10, 40, 8), Some(&v.centroids))
+                    .unwrap();
+            assert_eq!(again.centroids, v.centroids);
+        }
+    }
+
+    /// Unknown layout bits and u16 codes for more than 65,536 centroids are refused by name.
+    #[test]
+    fn bad_layout_bits_are_refused() {
+        let bytes = section(5, false).encode();
+        let mut buf = vec![0u64; bytes.len().div_ceil(8)];
+        let b = bytemuck::cast_slice_mut::<u64, u8>(&mut buf);
+        b[..bytes.len()].copy_from_slice(&bytes);
+        b[12] = 4;
+        let e = PlaidView::open(&b[..bytes.len()], Path::new("x"), 0, 10, 40, 8).unwrap_err();
+        assert!(e.to_string().contains("unknown layout bits 0x4"), "{e}");
+        let bytes = section((1 << 16) + 1, false).encode();
+        let mut buf = vec![0u64; bytes.len().div_ceil(8)];
+        let b = bytemuck::cast_slice_mut::<u64, u8>(&mut buf);
+        b[..bytes.len()].copy_from_slice(&bytes);
+        b[12] = 1;
+        let e = PlaidView::open(&b[..bytes.len()], Path::new("x"), 0, 10, 40, 8).unwrap_err();
+        assert!(e.to_string().contains("u16 codes cannot name 65537"), "{e}");
     }
 }

@@ -28,7 +28,12 @@ pub fn train(
     params: &PlaidParams,
     trained_rows: u64,
 ) -> PlaidCodec {
-    let centroids = kmeans(sample, dim, k, params.kmeans_iters, params.seed);
+    // Stored as binary16 (half the codec's bytes); the residuals are taken against the rounded
+    // values, so decompression adds back exactly what was subtracted.
+    let centroids: Vec<f32> = kmeans(sample, dim, k, params.kmeans_iters, params.seed)
+        .into_iter()
+        .map(|v| half::f16::from_f32(v).to_f32())
+        .collect();
     // Residual values of (up to MAX_HELDOUT_VALUES / dim) sampled tokens: only those are
     // assigned here (assigning the whole sample would cost another k-means iteration).
     let n = sample.len() / dim;
@@ -64,6 +69,7 @@ pub fn train(
         cutoffs,
         weights,
         trained_rows,
+        half_centroids: true,
     }
 }
 

@@ -11,6 +11,7 @@
 
 use super::PlaidView;
 use crate::error::{Error, Result};
+use crate::format::plaid::Codes;
 use crate::linalg::gemm::matmul_nt;
 
 /// The search-time parameters of PLAID.
@@ -107,7 +108,7 @@ pub fn candidates(
     let kc = view.k();
     // St[c][q] = centroid c · query token q.
     let mut st = vec![0f32; kc * nq];
-    matmul_nt(view.centroids, kc, query, nq, dim, &mut st);
+    matmul_nt(&view.centroids, kc, query, nq, dim, &mut st);
 
     // Stage 1: the inverted lists of each query token's ncells best centroids.
     let ncells = p.ncells.min(kc);
@@ -137,7 +138,7 @@ pub fn candidates(
     let mut maxes = vec![f32::NEG_INFINITY; nq];
     let mut interaction = |row: u32, pruned: bool| -> Result<f32> {
         let range = tokens_of(row)?;
-        let codes = view.codes.get(range.clone()).ok_or_else(|| {
+        let codes = view.codes.slice(range.clone()).ok_or_else(|| {
             Error::corrupt(
                 path,
                 "plaid index",
@@ -146,22 +147,17 @@ pub fn candidates(
             )
         })?;
         maxes.fill(f32::NEG_INFINITY);
-        for &c in codes {
-            let c = c as usize;
-            if c >= kc {
-                return Err(Error::corrupt(
-                    path,
-                    "plaid index",
-                    0,
-                    format!("a token of row {row} names centroid {c} of {kc}"),
-                ));
-            }
-            if pruned && !alive[c] {
-                continue;
-            }
-            for (m, s) in maxes.iter_mut().zip(&st[c * nq..(c + 1) * nq]) {
-                *m = m.max(*s);
-            }
+        let bad = match codes {
+            Codes::U16(c) => fold_maxes(c, &st, nq, &alive, pruned, &mut maxes),
+            Codes::U32(c) => fold_maxes(c, &st, nq, &alive, pruned, &mut maxes),
+        };
+        if let Some(c) = bad {
+            return Err(Error::corrupt(
+                path,
+                "plaid index",
+                0,
+                format!("a token of row {row} names centroid {c} of {kc}"),
+            ));
         }
         Ok(maxes.iter().filter(|m| m.is_finite()).sum())
     };
@@ -176,4 +172,32 @@ pub fn candidates(
     }
     let keep = (p.ndocs / 4).max(k);
     Ok(best(scored, keep).into_iter().map(|(_, r)| r).collect())
+}
+
+/// Folds the centroid scores of `codes` (one document's tokens) into the per-query-token maxima
+/// (`st[c·nq..][..nq]`: centroid `c`'s scores), skipping centroids not `alive` when `pruned`.
+/// Returns the first code naming no centroid, if any.
+fn fold_maxes<C: Copy + Into<u32>>(
+    codes: &[C],
+    st: &[f32],
+    nq: usize,
+    alive: &[bool],
+    pruned: bool,
+    maxes: &mut [f32],
+) -> Option<u32> {
+    for &c in codes {
+        let c: u32 = c.into();
+        match alive.get(c as usize) {
+            None => return Some(c),
+            Some(false) if pruned => continue,
+            Some(_) => {}
+        }
+        for (m, s) in maxes
+            .iter_mut()
+            .zip(&st[c as usize * nq..(c as usize + 1) * nq])
+        {
+            *m = m.max(*s);
+        }
+    }
+    None
 }

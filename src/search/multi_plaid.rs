@@ -110,7 +110,7 @@ fn one(
                                 format!("token {t}: {what}"),
                             )
                         };
-                        let code = *v.codes.get(t).ok_or_else(|| corrupt("no code"))? as usize;
+                        let code = v.codes.get(t).ok_or_else(|| corrupt("no code"))? as usize;
                         let centroid = v
                             .centroids
                             .get(code * dim..(code + 1) * dim)

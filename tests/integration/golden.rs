@@ -384,21 +384,24 @@ fn golden_v1_colbert_pooled_encoders_manifest() {
     assert_eq!((p.pool_factor, q.pool_factor), (Some(2), None));
 }
 
-/// The PLAID section of `format-spec/plaid.md` (kind 22): dimension 8, 2-bit residuals, two
-/// centroids, 3 rows of 2, 1 and 2 tokens.
-#[test]
-fn golden_v1_plaid_section() {
-    use vellum::format::plaid::{PlaidCodec, PlaidView};
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("format-spec/golden/v1/plaid/section.bin");
+/// The golden PLAID sections' codec and tokens: dimension 8, 2-bit residuals, two centroids,
+/// 3 rows of 2, 1 and 2 tokens.
+fn plaid_golden_input(
+    half_centroids: bool,
+) -> (
+    vellum::format::plaid::PlaidCodec,
+    Vec<f32>,
+    [std::ops::Range<usize>; 3],
+) {
     let e = |i: usize| -> Vec<f32> { (0..8).map(|j| if j == i { 1.0 } else { 0.0 }).collect() };
-    let codec = PlaidCodec {
+    let codec = vellum::format::plaid::PlaidCodec {
         dim: 8,
         nbits: 2,
         centroids: [e(0), e(1)].concat(),
         cutoffs: vec![-0.1, 0.0, 0.1],
         weights: vec![-0.15, -0.05, 0.05, 0.15],
         trained_rows: 3,
+        half_centroids,
     };
     let tok = |i: usize, x: f32| {
         let mut v = e(i);
@@ -413,38 +416,49 @@ fn golden_v1_plaid_section() {
         tok(0, 0.0),
     ]
     .concat();
-    let ranges = [0..2, 2..3, 3..5];
-    let section = vellum::plaid::build::encode_segment(&codec, &tokens, &ranges);
-    let encoded = section.encode();
-    if std::env::var_os("VELLUM_REGEN_GOLDEN").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, &encoded).unwrap();
-    }
+    (codec, tokens, [0..2, 2..3, 3..5])
+}
+
+/// Copies `bytes` into an 8-aligned buffer (sections are 64-aligned in a mapped file).
+fn aligned(bytes: &[u8]) -> Vec<u64> {
+    let mut buf = vec![0u64; bytes.len().div_ceil(8)];
+    bytemuck::cast_slice_mut::<u64, u8>(&mut buf)[..bytes.len()].copy_from_slice(bytes);
+    buf
+}
+
+/// The first PLAID section layout of `format-spec/plaid.md` (kind 22, layout bits 0: u32 codes,
+/// f32 centroids), as vellum wrote it before the compact layout: still read.
+#[test]
+fn golden_v1_plaid_section() {
+    use vellum::format::plaid::{Codes, PlaidView};
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("format-spec/golden/v1/plaid/section.bin");
+    let (codec, _, ranges) = plaid_golden_input(false);
     let golden = std::fs::read(&path).unwrap();
-    assert_eq!(encoded, golden, "the v1 PLAID section layout changed");
-    // Decodes to the codec and lists; header bytes as plaid.md specifies them.
-    let mut buf = vec![0u64; golden.len().div_ceil(8)];
-    bytemuck::cast_slice_mut::<u64, u8>(&mut buf)[..golden.len()].copy_from_slice(&golden);
+    let buf = aligned(&golden);
     let bytes = &bytemuck::cast_slice::<u64, u8>(&buf)[..golden.len()];
     let view = PlaidView::open(bytes, &path, 0, 3, 5, 8).unwrap();
     assert_eq!(view.codec(), codec);
-    assert_eq!(view.codes, [0, 1, 1, 0, 0]);
+    assert_eq!(view.codes, Codes::U32(&[0, 1, 1, 0, 0]));
     assert_eq!((view.list(0), view.list(1)), (&[0, 2][..], &[0, 1][..]));
     assert_eq!(view.residual_bytes(), 2);
-    assert_eq!(&golden[0..12], &[8, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0]);
+    assert_eq!(
+        &golden[0..16],
+        &[8, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]
+    );
     assert_eq!(&golden[48..56], &4u64.to_le_bytes());
     view.verify(&path, 0, 3, &|r| Ok(ranges[r].clone()))
         .unwrap();
 
     // A code naming no centroid (damage `open` does not look for): a search reports the file as
     // corrupt, and so does `verify`.
-    let at = view.codes.as_ptr() as usize - bytes.as_ptr() as usize;
+    let at = view.codes.as_bytes().as_ptr() as usize - bytes.as_ptr() as usize;
     let mut damaged = buf.clone();
     bytemuck::cast_slice_mut::<u64, u8>(&mut damaged)[at..at + 4]
         .copy_from_slice(&7u32.to_le_bytes());
     let bytes = &bytemuck::cast_slice::<u64, u8>(&damaged)[..golden.len()];
     let view = PlaidView::open(bytes, &path, 0, 3, 5, 8).unwrap();
-    let query: Vec<f32> = e(0);
+    let query: Vec<f32> = (0..8).map(|j| if j == 0 { 1.0 } else { 0.0 }).collect();
     let params = vellum::plaid::PlaidSearch {
         ncells: 2,
         ..vellum::plaid::PlaidSearch::for_k(2)
@@ -463,6 +477,44 @@ fn golden_v1_plaid_section() {
     assert!(view
         .verify(&path, 0, 3, &|r| Ok(ranges[r].clone()))
         .is_err());
+}
+
+/// The compact PLAID layout (layout bits 3: u16 codes, binary16 centroids), what vellum writes:
+/// encoded byte for byte, decoded to the same codec, codes and lists.
+#[test]
+fn golden_v1_plaid_section_compact() {
+    use vellum::format::plaid::{Codes, PlaidView};
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("format-spec/golden/v1/plaid/section-u16-f16.bin");
+    let (codec, tokens, ranges) = plaid_golden_input(true);
+    let section = vellum::plaid::build::encode_segment(&codec, &tokens, &ranges);
+    let encoded = section.encode();
+    if std::env::var_os("VELLUM_REGEN_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &encoded).unwrap();
+    }
+    let golden = std::fs::read(&path).unwrap();
+    assert_eq!(
+        encoded, golden,
+        "the compact v1 PLAID section layout changed"
+    );
+    let buf = aligned(&golden);
+    let bytes = &bytemuck::cast_slice::<u64, u8>(&buf)[..golden.len()];
+    let view = PlaidView::open(bytes, &path, 0, 3, 5, 8).unwrap();
+    assert_eq!(view.codec(), codec);
+    assert_eq!(view.codes, Codes::U16(&[0, 1, 1, 0, 0]));
+    assert_eq!((view.list(0), view.list(1)), (&[0, 2][..], &[0, 1][..]));
+    // Header: d = 8, b = 2, K = 2, layout bits 3; binary16 1.0 (0x3c00) opens the centroids.
+    assert_eq!(
+        &golden[0..16],
+        &[8, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0]
+    );
+    assert_eq!(&golden[64..66], &[0x00, 0x3c]);
+    view.verify(&path, 0, 3, &|r| Ok(ranges[r].clone()))
+        .unwrap();
+    // The two layouts hold the same codec: the same id.
+    let old = std::fs::read(path.with_file_name("section.bin")).unwrap();
+    assert_eq!(golden[40..48], old[40..48]);
 }
 
 /// The screening-codes section of `format-spec/screen.md` (kind 21): 3 rows × 2 dimensions, `ip`.

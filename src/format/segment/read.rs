@@ -61,8 +61,9 @@ pub struct Segment {
     /// Per field: the byte range of its PLAID section, if any (validated at open).
     pub(super) plaids: Vec<Option<Range<usize>>>,
     /// Per field: set once [`Segment::plaid`] has checked the section's codec (its `O(K·d)`
-    /// values and hash), so later searches open it in `O(1)`.
-    pub(super) plaid_checked: Vec<std::sync::OnceLock<()>>,
+    /// values and hash), so later searches open it in `O(1)`; holds binary16 centroids widened
+    /// to f32 (empty for f32 centroids, which are read in place).
+    pub(super) plaid_checked: Vec<std::sync::OnceLock<Vec<f32>>>,
     /// Structures derived from the segment's bytes by higher layers (for example the metadata
     /// columns of `crate::filter`), built on first use and kept as long as the segment is open.
     pub(super) derived: parking_lot::Mutex<DerivedMap>,
@@ -401,6 +402,7 @@ impl Segment {
             screens[e.field as usize] = Some(range(e));
         }
         let mut plaids = vec![None; schema.fields.len()];
+        let mut plaid_centroids: Vec<Vec<f32>> = vec![Vec::new(); schema.fields.len()];
         for e in sections.iter().filter(|e| e.kind == SectionKind::Plaid) {
             let f = e.field as usize;
             let (
@@ -431,7 +433,7 @@ impl Segment {
                     ),
                 ));
             }
-            PlaidView::open(
+            let view = PlaidView::open(
                 &bytes[range(e)],
                 path,
                 e.offset,
@@ -439,6 +441,10 @@ impl Segment {
                 *token_count,
                 *dim as usize,
             )?;
+            plaid_centroids[f] = match view.centroids {
+                std::borrow::Cow::Owned(widened) => widened,
+                std::borrow::Cow::Borrowed(_) => Vec::new(),
+            };
             plaids[f] = Some(range(e));
         }
         Ok(Segment {
@@ -456,8 +462,9 @@ impl Segment {
             graphs,
             screens,
             // Every section's codec was checked by the full open above.
-            plaid_checked: (0..plaids.len())
-                .map(|_| std::sync::OnceLock::from(()))
+            plaid_checked: plaid_centroids
+                .into_iter()
+                .map(std::sync::OnceLock::from)
                 .collect(),
             plaids,
             derived: Default::default(),
@@ -526,18 +533,17 @@ impl Segment {
         };
         // The codec's values are checked (and hashed) on the first open only: the mapped bytes
         // of an open segment do not change.
-        let checked = !recheck && self.plaid_checked[field].get().is_some();
-        let view = PlaidView::open_checked(
+        let checked = match recheck {
+            true => None,
+            false => self.plaid_checked[field].get().map(Vec::as_slice),
+        };
+        Some(PlaidView::open_checked(
             &self.bytes()[r.clone()],
             &self.path,
             r.start as u64,
             (u64::from(self.rows), tokens, dim),
-            !checked,
-        );
-        if view.is_ok() {
-            let _ = self.plaid_checked[field].set(());
-        }
-        Some(view)
+            checked,
+        ))
     }
 
     /// The file's path.
