@@ -267,6 +267,58 @@ impl<'a> VectorRef<'a> {
     }
 }
 
+/// Vector values read in place from a file or, when they had to be computed (the decompressed
+/// tokens of a codes-only multi-vector field), owned as f32.
+#[derive(Debug, Clone)]
+pub enum VectorCow<'a> {
+    /// Stored values, in the field's element type.
+    Borrowed(VectorRef<'a>),
+    /// Computed values.
+    Owned(Vec<f32>),
+}
+
+impl VectorCow<'_> {
+    /// The values as a [`VectorRef`] (f32 for computed values).
+    pub fn as_ref(&self) -> VectorRef<'_> {
+        match self {
+            VectorCow::Borrowed(v) => *v,
+            VectorCow::Owned(v) => VectorRef::F32(v),
+        }
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.as_ref().len()
+    }
+
+    /// True when there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The values as f32, copied (or moved out when owned).
+    pub fn into_f32_vec(self) -> Vec<f32> {
+        match self {
+            VectorCow::Borrowed(v) => v.to_f32_vec(),
+            VectorCow::Owned(v) => v,
+        }
+    }
+
+    /// The values as f32, copied.
+    pub fn to_f32_vec(&self) -> Vec<f32> {
+        self.as_ref().to_f32_vec()
+    }
+}
+
+/// Divides `v` by its L2 norm (a zero vector stays zero): the one normalisation the PLAID
+/// codec, its k-means, its decompression and the late-interaction search share.
+pub fn normalize(v: &mut [f32]) {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+}
+
 /// The largest Euclidean norm a stored or query vector may have: `sqrt(f32::MAX / 8)`, about
 /// 6.5e18. Within it every dense score (inner product, cosine, squared L2 distance) is a finite
 /// f32: `|q·x| ≤ ‖q‖‖x‖ ≤ f32::MAX / 8` and `‖q − x‖² ≤ (‖q‖ + ‖x‖)² ≤ f32::MAX / 2`; so is an

@@ -81,7 +81,7 @@ pub use collection::{
 };
 pub use db::Database;
 pub use document::{Document, FieldValue};
-pub use dtype::{DType, Metric, VectorRef};
+pub use dtype::{DType, Metric, VectorCow, VectorRef};
 pub use error::{Error, MissingInput, Result};
 pub use query_set::{QueryBatch, QuerySet, VectorQueryFiles};
 pub use schema::{FieldKind, FieldSpec, Schema};

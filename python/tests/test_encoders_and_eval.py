@@ -286,8 +286,15 @@ def test_plaid_index_from_python(db):
     assert ids.shape == (5, 5)
     with pytest.raises(vellum.errors.InvalidInputError, match="ncells"):
         c.search(q, k=5, plaid={"ncells": 0})
+    # Codes only: documents read back decompressed, close to what was stored.
+    c.plaid_index("tok", "nbits=4,centroids=32,min_rows=10,store=codes")
+    got = c.get("d3")["vectors"]["tok"]
+    assert got.shape == docs[3].shape
+    cos = (got * docs[3]).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(docs[3], axis=1)
+    assert cos.min() > 0.8, cos
+    assert c.search(q, k=5)[0].shape == (5, 5)
     c.plaid_index("tok", None)
-    assert (c.search(q, k=5)[0] == exact_ids).all()
+    assert c.search(q, k=5)[0].shape == (5, 5)
 
 
 def test_reencode_switches_and_rolls_back(db):

@@ -712,7 +712,8 @@ class Collection:
         """Sets the PLAID index of a multi-vector field (``"nbits=2,centroids=4096"``; ``""`` for
         defaults; ``None`` drops it), rewrites the collection so every segment has it (the codec
         trained on all documents) and returns the generation. Later adds reuse the codec;
-        compaction re-clusters past ``recluster_percent`` growth."""
+        compaction re-clusters past ``recluster_percent`` growth. ``store=codes`` keeps only the
+        compressed codes (no full-precision tokens; reads and searches decompress them)."""
         return self.db._db.plaid_index(self.name, field, params)
 
     def index(self, field: str, params: Optional[str] = "") -> int:

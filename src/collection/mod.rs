@@ -11,7 +11,7 @@ pub use stats::{CollectionStats, DatabaseStats, GraphStats, SegmentStats};
 
 use std::sync::Arc;
 
-use crate::dtype::VectorRef;
+use crate::dtype::{VectorCow, VectorRef};
 use crate::error::{Error, Result};
 use crate::format::deletes::DeleteBitmap;
 use crate::format::manifest::SegmentEntry;
@@ -315,10 +315,10 @@ pub struct DocRef<'a> {
 }
 
 /// A multi-vector value: `n_tokens × dim` elements.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct MultiRef<'a> {
-    /// The token vectors, row-major.
-    pub tokens: VectorRef<'a>,
+    /// The token vectors, row-major: stored, or decompressed (f32) for a codes-only field.
+    pub tokens: VectorCow<'a>,
     /// Dimension of each token vector.
     pub dim: usize,
 }
@@ -408,20 +408,24 @@ impl<'a> DocRef<'a> {
     }
 
     /// The value of one of the collection's fields with its shape: dense `[dim]`, multi
-    /// `[tokens, dim]`, tensor its declared shape; values in the field's storage type.
+    /// `[tokens, dim]`, tensor its declared shape; values in the field's storage type (f32 for the
+    /// decompressed tokens of a codes-only field).
     pub fn field_value(
         &self,
         field: &crate::schema::FieldSpec,
-    ) -> Result<(Vec<usize>, VectorRef<'a>)> {
+    ) -> Result<(Vec<usize>, VectorCow<'a>)> {
         Ok(match &field.kind {
-            FieldKind::Dense { dim, .. } => (vec![*dim as usize], self.dense(&field.name)?),
+            FieldKind::Dense { dim, .. } => (
+                vec![*dim as usize],
+                VectorCow::Borrowed(self.dense(&field.name)?),
+            ),
             FieldKind::Multi { dim, .. } => {
                 let m = self.multi(&field.name)?;
                 (vec![m.n_tokens(), *dim as usize], m.tokens)
             }
             FieldKind::Tensor { shape, .. } => (
                 shape.iter().map(|&s| s as usize).collect(),
-                self.tensor(&field.name)?.data,
+                VectorCow::Borrowed(self.tensor(&field.name)?.data),
             ),
         })
     }

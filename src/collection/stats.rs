@@ -76,6 +76,11 @@ pub struct PlaidStats {
     pub codec_id: u64,
     /// Bytes of the section.
     pub bytes: u64,
+    /// The segment keeps only the codes (no full-precision token section for the field).
+    pub codes_only: bool,
+    /// Bytes of the field's token offsets and stored tokens (if any) in the segment: with
+    /// `bytes`, what the field costs all-in.
+    pub field_bytes: u64,
 }
 
 /// One HNSW graph section's statistics.
@@ -123,6 +128,21 @@ impl Collection {
                             trained_rows: v.trained_rows,
                             codec_id: v.codec_id,
                             bytes,
+                            codes_only: !s.segment.stores_tokens(fi),
+                            field_bytes: s
+                                .segment
+                                .sections()
+                                .iter()
+                                .filter(|e| {
+                                    e.field == fi as u32
+                                        && matches!(
+                                            e.kind,
+                                            crate::format::segment::SectionKind::MultiOffsets
+                                                | crate::format::segment::SectionKind::MultiTokens
+                                        )
+                                })
+                                .map(|e| e.length)
+                                .sum(),
                         },
                     );
                 }

@@ -490,6 +490,48 @@ impl<'a> PlaidView<'a> {
         self.dim * self.nbits as usize / 8
     }
 
+    /// Appends tokens `range` decompressed (`dim` values each) to `out`: centroid plus the
+    /// residual's bucket values from `table` ([`lookup_table`] of this view's weights and bits),
+    /// L2-normalised when `normalize` (cosine fields). A code naming no centroid or a token past
+    /// the codes is [`Error::Corrupt`] (of `path`, the section at file offset `base`).
+    pub fn decompress_tokens(
+        &self,
+        table: &[f32],
+        range: std::ops::Range<usize>,
+        normalize: bool,
+        out: &mut Vec<f32>,
+        (path, base): (&Path, u64),
+    ) -> Result<()> {
+        let dim = self.dim;
+        let rb = self.residual_bytes();
+        let corrupt = |t: usize, what: &str| {
+            Error::corrupt(path, "plaid index", base, format!("token {t}: {what}"))
+        };
+        let start = out.len();
+        out.resize(start + range.len() * dim, 0.0);
+        for (i, t) in range.enumerate() {
+            let code = self.codes.get(t).ok_or_else(|| corrupt(t, "no code"))? as usize;
+            let centroid = self
+                .centroids
+                .get(code * dim..(code + 1) * dim)
+                .ok_or_else(|| corrupt(t, "its code names no centroid"))?;
+            let packed = self
+                .residuals
+                .get(t * rb..(t + 1) * rb)
+                .ok_or_else(|| corrupt(t, "residual outside the section"))?;
+            let at = start + i * dim;
+            decompress(
+                table,
+                self.nbits,
+                centroid,
+                packed,
+                normalize,
+                &mut out[at..at + dim],
+            );
+        }
+        Ok(())
+    }
+
     /// The rows of centroid `c`'s inverted list.
     pub fn list(&self, c: usize) -> &'a [u32] {
         &self.list_rows[self.list_offsets[c] as usize..self.list_offsets[c + 1] as usize]
@@ -551,6 +593,45 @@ impl<'a> PlaidView<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// 256 × (8/b) bucket values: the residual values one packed byte stands for.
+pub fn lookup_table(weights: &[f32], nbits: u32) -> Vec<f32> {
+    let b = nbits as usize;
+    let per = 8 / b;
+    let mask = (1u8 << b) - 1;
+    let mut t = Vec::with_capacity(256 * per);
+    for byte in 0..=255u8 {
+        for i in 0..per {
+            let q = (byte >> (8 - b - i * b)) & mask;
+            t.push(weights[q as usize]);
+        }
+    }
+    t
+}
+
+/// Decompresses one token: centroid + looked-up residual into `out` (`dim`), L2-normalised when
+/// `normalize` (cosine fields, whose tokens were normalised before coding; ColBERT's tokens are
+/// unit vectors either way).
+pub fn decompress(
+    table: &[f32],
+    nbits: u32,
+    centroid: &[f32],
+    packed: &[u8],
+    normalize: bool,
+    out: &mut [f32],
+) {
+    let per = 8 / nbits as usize;
+    for (i, &byte) in packed.iter().enumerate() {
+        let vals = &table[byte as usize * per..(byte as usize + 1) * per];
+        for (k, v) in vals.iter().enumerate() {
+            let j = i * per + k;
+            out[j] = centroid[j] + v;
+        }
+    }
+    if normalize {
+        crate::dtype::normalize(out);
     }
 }
 

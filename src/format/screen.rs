@@ -230,7 +230,7 @@ pub fn screen_sections(source: &dyn SegmentSource, min_rows: u64) -> Result<Vec<
         };
         let row = |r: usize| -> Result<Vec<f32>> {
             let mut v = Vec::with_capacity(dim as usize);
-            dtype.decode_into(source.field(fi, r)?, &mut v);
+            dtype.decode_into(&source.field(fi, r)?, &mut v);
             Ok(v)
         };
         let codes = ScreenCodes::build(metric, dim as usize, &row, n)?;
@@ -239,6 +239,7 @@ pub fn screen_sections(source: &dyn SegmentSource, min_rows: u64) -> Result<Vec<
             field: fi as u32,
             count: n as u64,
             bytes: codes.encode(),
+            replaces_tokens: false,
         });
     }
     Ok(out)

@@ -309,7 +309,7 @@ pub fn graph_sections(
         let dim = dim as usize;
         let mut vectors = Vec::with_capacity(rows * dim);
         for r in 0..rows {
-            dtype.decode_into(source.field(fi, r)?, &mut vectors);
+            dtype.decode_into(&source.field(fi, r)?, &mut vectors);
         }
         if let Some(mut g) = build_graph(&vectors, dim, metric, params) {
             // An 8-bit copy to traverse the graph with: a quarter of f32's memory traffic.
@@ -321,6 +321,7 @@ pub fn graph_sections(
                 field: fi as u32,
                 count: rows as u64,
                 bytes: encode_graph(&g),
+                replaces_tokens: false,
             });
         }
     }

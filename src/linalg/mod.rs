@@ -13,11 +13,4 @@ pub mod simd;
 pub mod similarity;
 pub mod tile;
 
-/// Divides `v` by its L2 norm (a zero vector stays zero): the one normalisation the PLAID
-/// codec, its k-means and the late-interaction search share.
-pub fn normalize(v: &mut [f32]) {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if n > 0.0 {
-        v.iter_mut().for_each(|x| *x /= n);
-    }
-}
+pub use crate::dtype::normalize;

@@ -25,6 +25,12 @@ pub struct PlaidParams {
     pub recluster_percent: u32,
     /// Seed of the k-means sample and initialisation.
     pub seed: u64,
+    /// Keep only the compressed tokens (`store=codes`): segments written with a codec omit the
+    /// field's full-precision token section, and reads decompress the codes (PLAID's size: about
+    /// 36 bytes per token at 2 bits, 128-d). Default: keep the stored tokens too (`store=tokens`),
+    /// which PLAID's last stage and exact search read.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub codes_only: bool,
 }
 
 impl Default for PlaidParams {
@@ -36,14 +42,15 @@ impl Default for PlaidParams {
             min_rows: 256,
             recluster_percent: 5,
             seed: 0x5eed,
+            codes_only: false,
         }
     }
 }
 
 impl PlaidParams {
     /// Parses `key=value` pairs separated by commas (`nbits=2,centroids=4096,min_rows=256,
-    /// kmeans_iters=8,recluster_percent=5,seed=1`; `k` is a synonym of `centroids`); keys left out
-    /// keep their defaults.
+    /// kmeans_iters=8,recluster_percent=5,seed=1,store=codes`; `k` is a synonym of `centroids`;
+    /// `store` is `tokens` or `codes`); keys left out keep their defaults.
     ///
     /// ```
     /// let p = vellum::meta::PlaidParams::parse("nbits=4,k=1024").unwrap();
@@ -55,6 +62,19 @@ impl PlaidParams {
             let (key, value) = pair.split_once('=').ok_or_else(|| {
                 Error::parameter("plaid", format!("{pair:?}: expected KEY=VALUE"))
             })?;
+            if key.trim() == "store" {
+                p.codes_only = match value.trim() {
+                    "codes" => true,
+                    "tokens" => false,
+                    other => {
+                        return Err(Error::parameter(
+                            "plaid store",
+                            format!("{other:?}: expected tokens (keep the full-precision tokens too) or codes (only the compressed codes)"),
+                        ))
+                    }
+                };
+                continue;
+            }
             let v: u64 = value.trim().parse().map_err(|_| {
                 Error::parameter(
                     format!("plaid {}", key.trim()),
@@ -76,7 +96,7 @@ impl PlaidParams {
                 other => {
                     return Err(Error::parameter(
                         "plaid",
-                        format!("unknown key {other:?}; known: nbits, centroids (k), kmeans_iters, min_rows, recluster_percent, seed"),
+                        format!("unknown key {other:?}; known: nbits, centroids (k), kmeans_iters, min_rows, recluster_percent, seed, store"),
                     ))
                 }
             }
@@ -137,7 +157,11 @@ impl std::fmt::Display for PlaidParams {
             f,
             ",kmeans_iters={},min_rows={},recluster_percent={},seed={}",
             self.kmeans_iters, self.min_rows, self.recluster_percent, self.seed
-        )
+        )?;
+        if self.codes_only {
+            write!(f, ",store=codes")?;
+        }
+        Ok(())
     }
 }
 
@@ -150,6 +174,10 @@ mod tests {
         assert_eq!(PlaidParams::parse("").unwrap(), PlaidParams::default());
         let p = PlaidParams::parse("nbits=1, k=64, min_rows=10").unwrap();
         assert_eq!((p.nbits, p.centroids, p.min_rows), (1, Some(64), 10));
+        assert!(!p.codes_only);
+        let p = PlaidParams::parse("store=codes").unwrap();
+        assert!(p.codes_only);
+        assert_eq!(PlaidParams::parse(&p.to_string()[6..]).unwrap(), p);
         // ColBERT's rule: 2^floor(log2(16·√tokens)).
         let d = PlaidParams::default();
         assert_eq!(d.centroids_for(10_000), 1024); // 16·100 = 1600 → 1024
@@ -161,6 +189,7 @@ mod tests {
             ("iters=0", "out of range"),
             ("x=1", "unknown key"),
             ("nbits", "expected KEY=VALUE"),
+            ("store=bits", "expected tokens"),
         ] {
             let e = PlaidParams::parse(spec).unwrap_err().to_string();
             assert!(e.contains(msg), "{spec}: {e}");

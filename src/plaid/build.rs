@@ -63,7 +63,7 @@ fn tokens_of(
     let mut ranges = Vec::with_capacity(source.row_count());
     for r in 0..source.row_count() {
         let start = tokens.len() / dim;
-        dtype.decode_into(source.field(field, r)?, &mut tokens);
+        dtype.decode_into(&source.field(field, r)?, &mut tokens);
         ranges.push(start..tokens.len() / dim);
     }
     if metric == Metric::Cosine {
@@ -108,6 +108,12 @@ pub fn encode_segment(
     tokens: &[f32],
     ranges: &[std::ops::Range<usize>],
 ) -> PlaidSection {
+    let (codes, residuals) = encode_tokens(codec, tokens);
+    assemble(codec, codes, residuals, ranges)
+}
+
+/// The codes and packed residuals of `tokens` (`n × d`, normalised for cosine) under `codec`.
+fn encode_tokens(codec: &PlaidCodec, tokens: &[f32]) -> (Vec<u32>, Vec<u8>) {
     let dim = codec.dim;
     let codes = assign(tokens, &codec.centroids, dim);
     let rb = codec.residual_bytes();
@@ -119,6 +125,17 @@ pub fn encode_segment(
     {
         pack_residual(codec, t, &codec.centroids[c as usize * dim..][..dim], out);
     }
+    (codes, residuals)
+}
+
+/// A section from every token's code and residual and each row's token range: builds the
+/// inverted lists (centroid → ascending rows having a token of it).
+fn assemble(
+    codec: &PlaidCodec,
+    codes: Vec<u32>,
+    residuals: Vec<u8>,
+    ranges: &[std::ops::Range<usize>],
+) -> PlaidSection {
     let k = codec.k();
     let mut lists: Vec<Vec<u32>> = vec![Vec::new(); k];
     let mut cs = Vec::new();
@@ -148,8 +165,61 @@ pub fn encode_segment(
     }
 }
 
+/// Encodes a source's field with an existing `codec`: rows the source already holds encoded
+/// with it ([`SegmentSource::plaid_codes`], as compaction's do) keep their codes and residuals
+/// byte for byte; the others' tokens are encoded.
+fn encode_source(
+    codec: &PlaidCodec,
+    source: &dyn SegmentSource,
+    field: usize,
+    (dim, dtype, metric): (usize, crate::DType, Metric),
+) -> Result<PlaidSection> {
+    let id = codec.id();
+    let rb = codec.residual_bytes();
+    let mut copied = Vec::with_capacity(source.row_count());
+    let mut tokens = Vec::new();
+    for r in 0..source.row_count() {
+        match source.plaid_codes(field, r, id)? {
+            Some((codes, residuals)) => copied.push(Some((codes.to_vec(), residuals.to_vec()))),
+            None => {
+                let start = tokens.len();
+                dtype.decode_into(&source.field(field, r)?, &mut tokens);
+                if metric == Metric::Cosine {
+                    tokens[start..]
+                        .chunks_exact_mut(dim)
+                        .for_each(crate::linalg::normalize);
+                }
+                copied.push(None);
+            }
+        }
+    }
+    let (new_codes, new_residuals) = encode_tokens(codec, &tokens);
+    let mut codes = Vec::with_capacity(new_codes.len());
+    let mut residuals = Vec::with_capacity(new_residuals.len());
+    let mut ranges = Vec::with_capacity(copied.len());
+    let mut next = 0;
+    for (r, row) in copied.into_iter().enumerate() {
+        let start = codes.len();
+        match row {
+            Some((c, res)) => {
+                codes.extend(c);
+                residuals.extend(res);
+            }
+            None => {
+                let n = source.token_count(field, r)?;
+                codes.extend_from_slice(&new_codes[next..next + n]);
+                residuals.extend_from_slice(&new_residuals[next * rb..(next + n) * rb]);
+                next += n;
+            }
+        }
+        ranges.push(start..codes.len());
+    }
+    Ok(assemble(codec, codes, residuals, &ranges))
+}
+
 /// The PLAID sections of a new segment (one per field with a declared index, when the segment
-/// has at least its `min_rows` rows), and the codecs trained for them (fields that had none).
+/// has at least its `min_rows` rows, or for a codes-only field whenever a codec exists), and the
+/// codecs trained for them (fields that had none).
 pub fn plaid_sections(
     source: &dyn SegmentSource,
     build: &PlaidBuild<'_>,
@@ -159,9 +229,6 @@ pub fn plaid_sections(
     let mut out = Vec::new();
     let mut trained = BTreeMap::new();
     for (name, params) in build.params {
-        if rows == 0 || (rows as u64) < params.min_rows {
-            continue;
-        }
         let Some(fi) = schema.field_index(name) else {
             continue;
         };
@@ -171,10 +238,20 @@ pub fn plaid_sections(
             continue;
         };
         let dim = dim as usize;
-        let (tokens, ranges) = tokens_of(source, fi, dim, dtype, metric)?;
-        let codec = match build.codecs.get(name) {
-            Some(c) if c.dim == dim && c.nbits == params.nbits => c.clone(),
-            _ => {
+        let existing = build
+            .codecs
+            .get(name)
+            .filter(|c| c.dim == dim && c.nbits == params.nbits);
+        // Small segments are searched exactly, unless the field keeps only codes and a codec
+        // exists to encode them with (so that their tokens need not be stored).
+        let small = (rows as u64) < params.min_rows;
+        if rows == 0 || (small && !(params.codes_only && existing.is_some())) {
+            continue;
+        }
+        let section = match existing {
+            Some(codec) => encode_source(codec, source, fi, (dim, dtype, metric))?,
+            None => {
+                let (tokens, ranges) = tokens_of(source, fi, dim, dtype, metric)?;
                 let c = Arc::new(train_codec(
                     &tokens,
                     &ranges,
@@ -183,15 +260,15 @@ pub fn plaid_sections(
                     build.collection_rows.max(rows as u64),
                 ));
                 trained.insert(name.clone(), c.clone());
-                c
+                encode_segment(&c, &tokens, &ranges)
             }
         };
-        let section = encode_segment(&codec, &tokens, &ranges);
         out.push(ExtraSection {
             kind: SectionKind::Plaid,
             field: fi as u32,
             count: rows as u64,
             bytes: section.encode(),
+            replaces_tokens: params.codes_only,
         });
     }
     Ok((out, trained))

@@ -86,44 +86,7 @@ pub fn pack_residual(codec: &PlaidCodec, v: &[f32], c: &[f32], out: &mut [u8]) {
     }
 }
 
-/// 256 × (8/b) bucket values: the residual values one packed byte stands for.
-pub fn lookup_table(weights: &[f32], nbits: u32) -> Vec<f32> {
-    let b = nbits as usize;
-    let per = 8 / b;
-    let mask = (1u8 << b) - 1;
-    let mut t = Vec::with_capacity(256 * per);
-    for byte in 0..=255u8 {
-        for i in 0..per {
-            let q = (byte >> (8 - b - i * b)) & mask;
-            t.push(weights[q as usize]);
-        }
-    }
-    t
-}
-
-/// Decompresses one token: centroid + looked-up residual into `out` (`dim`), L2-normalised when
-/// `normalize` (cosine fields, whose tokens were normalised before coding; ColBERT's tokens are
-/// unit vectors either way).
-pub fn decompress(
-    table: &[f32],
-    nbits: u32,
-    centroid: &[f32],
-    packed: &[u8],
-    normalize: bool,
-    out: &mut [f32],
-) {
-    let per = 8 / nbits as usize;
-    for (i, &byte) in packed.iter().enumerate() {
-        let vals = &table[byte as usize * per..(byte as usize + 1) * per];
-        for (k, v) in vals.iter().enumerate() {
-            let j = i * per + k;
-            out[j] = centroid[j] + v;
-        }
-    }
-    if normalize {
-        crate::linalg::normalize(out);
-    }
-}
+pub use crate::format::plaid::{decompress, lookup_table};
 
 #[cfg(test)]
 mod tests {

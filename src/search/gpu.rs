@@ -349,7 +349,7 @@ fn upload(c: &Collection, gpu: &Arc<Gpu>, field: usize, p: GpuPrecision) -> Resu
             let total: usize = c
                 .slots()
                 .iter()
-                .map(|s| s.segment.multi_tokens(field).len() / dim)
+                .map(|s| s.segment.multi_token_count(field))
                 .sum();
             let mut tokens = gpu.zeros::<u8>(total * dim * t.size())?;
             let mut offsets = Vec::with_capacity(rows + 1);
@@ -358,12 +358,14 @@ fn upload(c: &Collection, gpu: &Arc<Gpu>, field: usize, p: GpuPrecision) -> Resu
             let mut base = 0usize;
             for slot in c.slots() {
                 let seg = &slot.segment;
-                let m = seg.multi_tokens(field);
+                let count = seg.multi_token_count(field);
                 for row in 0..seg.rows() {
                     let r = seg.multi_range(field, row)?;
                     offsets.push((base + r.start) as i64);
                 }
-                let f32s = m.to_f32_vec();
+                // Stored tokens, or a codes-only field's decompressed ones.
+                let mut f32s = Vec::new();
+                seg.multi_tokens_f32(field, 0..count, &mut f32s)?;
                 for tok in f32s.chunks_exact(dim) {
                     // As `multi::search_maxsim` computes them.
                     let sq: f32 = tok.iter().map(|v| v * v).sum();
@@ -375,8 +377,18 @@ fn upload(c: &Collection, gpu: &Arc<Gpu>, field: usize, p: GpuPrecision) -> Resu
                         Metric::L2 => sq,
                     });
                 }
-                gpu.upload_into(m.as_bytes(), &mut tokens, base * dim * t.size())?;
-                base += m.len() / dim;
+                let encoded;
+                let bytes: &[u8] = match seg.multi_tokens(field) {
+                    Some(m) => m.as_bytes(),
+                    None => {
+                        encoded = convert(&f32s, t, &|| {
+                            format!("decompressed tokens of {}", seg.path().display())
+                        })?;
+                        &encoded
+                    }
+                };
+                gpu.upload_into(bytes, &mut tokens, base * dim * t.size())?;
+                base += count;
             }
             offsets.push(base as i64);
             ResidentData::Multi {

@@ -84,9 +84,11 @@ pub(super) fn maxsim_row(
     doc: &mut Vec<f32>,
     scratch: &mut Vec<f32>,
 ) -> Result<f32> {
-    let x: &[f32] = match seg.multi_row(field, row)? {
-        crate::dtype::VectorRef::F32(v) => v,
-        other => {
+    let tokens = seg.multi_row(field, row)?;
+    let x: &[f32] = match &tokens {
+        crate::dtype::VectorCow::Borrowed(crate::dtype::VectorRef::F32(v)) => v,
+        crate::dtype::VectorCow::Owned(v) => v,
+        crate::dtype::VectorCow::Borrowed(other) => {
             doc.clear();
             doc.extend(other.to_f32_vec());
             doc
@@ -167,13 +169,13 @@ pub(super) fn search_maxsim(
             ));
         }
         let n = t1 - t0;
-        // f32 fields are read in place; f16 / bf16 ones converted once per block.
-        let stored = seg.multi_tokens(field).slice(t0 * dim..t1 * dim);
-        let converted;
-        let x: &[f32] = match stored {
-            crate::dtype::VectorRef::F32(v) => v,
-            other => {
-                converted = other.to_f32_vec();
+        // f32 fields are read in place; f16 / bf16 ones converted, codes-only ones
+        // decompressed, once per block.
+        let mut converted = Vec::new();
+        let x: &[f32] = match seg.multi_tokens(field) {
+            Some(crate::dtype::VectorRef::F32(v)) => &v[t0 * dim..t1 * dim],
+            _ => {
+                seg.multi_tokens_f32(field, t0..t1, &mut converted)?;
                 &converted
             }
         };
@@ -347,19 +349,13 @@ fn segment_max_norm(
     dim: usize,
 ) -> Result<f64> {
     seg.derived(&format!("max-token-norm/{field}"), |s| {
-        let tokens = s.multi_tokens(field);
-        let step = dim * 4096;
+        let count = s.multi_token_count(field);
+        let step = 4096;
         let mut max = 0f32;
-        for start in (0..tokens.len()).step_by(step.max(1)) {
-            let block = tokens.slice(start..(start + step).min(tokens.len()));
-            let converted;
-            let values: &[f32] = match block {
-                crate::dtype::VectorRef::F32(v) => v,
-                other => {
-                    converted = other.to_f32_vec();
-                    &converted
-                }
-            };
+        let mut values = Vec::new();
+        for start in (0..count).step_by(step) {
+            values.clear();
+            s.multi_tokens_f32(field, start..(start + step).min(count), &mut values)?;
             max = values
                 .chunks_exact(dim)
                 .map(sum_of_squares)

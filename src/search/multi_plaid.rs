@@ -10,7 +10,7 @@ use super::topk::{Candidate, TopK};
 use crate::collection::Collection;
 use crate::dtype::Metric;
 use crate::error::{Error, Result};
-use crate::plaid::codec::{decompress, lookup_table};
+use crate::plaid::codec::lookup_table;
 use crate::plaid::PlaidSearch;
 
 /// Top `k` rows of each query (`queries[i]`: `tokens × dim`).
@@ -99,35 +99,14 @@ fn one(
             let score = match (&view, &table) {
                 (Some(v), Some(table)) => {
                     let range = seg.multi_range(field, row)?;
-                    let rb = v.residual_bytes();
-                    doc.resize(range.len() * dim, 0.0);
-                    for (i, t) in range.enumerate() {
-                        let corrupt = |what: &str| {
-                            Error::corrupt(
-                                seg.path(),
-                                "plaid index",
-                                0,
-                                format!("token {t}: {what}"),
-                            )
-                        };
-                        let code = v.codes.get(t).ok_or_else(|| corrupt("no code"))? as usize;
-                        let centroid = v
-                            .centroids
-                            .get(code * dim..(code + 1) * dim)
-                            .ok_or_else(|| corrupt("its code names no centroid"))?;
-                        let packed = v
-                            .residuals
-                            .get(t * rb..(t + 1) * rb)
-                            .ok_or_else(|| corrupt("residual outside the section"))?;
-                        decompress(
-                            table,
-                            v.nbits,
-                            centroid,
-                            packed,
-                            metric == Metric::Cosine,
-                            &mut doc[i * dim..(i + 1) * dim],
-                        );
-                    }
+                    doc.clear();
+                    v.decompress_tokens(
+                        table,
+                        range,
+                        metric == Metric::Cosine,
+                        &mut doc,
+                        (seg.path(), 0),
+                    )?;
                     super::multi::maxsim_one(metric, dim, &q, &q_sq, &doc, &mut scratch)
                 }
                 _ => super::multi::maxsim_row(

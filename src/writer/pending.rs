@@ -105,7 +105,7 @@ impl SegmentSource for BatchSource<'_> {
     fn metadata(&self, row: usize) -> Result<&[u8]> {
         Ok(&self.docs[row].meta)
     }
-    fn field(&self, field: usize, row: usize) -> Result<&[u8]> {
-        Ok(&self.docs[row].fields[field])
+    fn field(&self, field: usize, row: usize) -> Result<std::borrow::Cow<'_, [u8]>> {
+        Ok(self.docs[row].fields[field].as_slice().into())
     }
 }

@@ -149,12 +149,53 @@ impl SegmentSource for MergeSource<'_> {
         let (s, r) = self.rows[row];
         Ok(s.metadata(r)?.as_bytes())
     }
-    fn field(&self, field: usize, row: usize) -> Result<&[u8]> {
+    fn field(&self, field: usize, row: usize) -> Result<std::borrow::Cow<'_, [u8]>> {
         if let Some(column) = &self.columns[field] {
-            return Ok(column.get(row));
+            return Ok(column.get(row).into());
         }
         let (s, r) = self.rows[row];
         s.raw_field(field, r)
+    }
+    fn token_count(&self, field: usize, row: usize) -> Result<usize> {
+        if self.columns[field].is_some() {
+            let kind = &self.schema.fields[field].kind;
+            return Ok(self.field(field, row)?.len() / (kind.row_elements() * kind.dtype().size()));
+        }
+        let (s, r) = self.rows[row];
+        Ok(s.multi_range(field, r)?.len())
+    }
+    fn plaid_codes(
+        &self,
+        field: usize,
+        row: usize,
+        codec_id: u64,
+    ) -> Result<Option<(crate::format::plaid::Codes<'_>, &[u8])>> {
+        if self.columns[field].is_some() {
+            return Ok(None);
+        }
+        let (s, r) = self.rows[row];
+        let Some(view) = s.plaid(field).transpose()? else {
+            return Ok(None);
+        };
+        if view.codec_id != codec_id {
+            return Ok(None);
+        }
+        let range = s.multi_range(field, r)?;
+        let rb = view.residual_bytes();
+        let corrupt = || {
+            Error::corrupt(
+                s.path(),
+                "plaid index",
+                0,
+                format!("row {r}'s tokens {range:?} lie outside the index's codes"),
+            )
+        };
+        let codes = view.codes.slice(range.clone()).ok_or_else(corrupt)?;
+        let residuals = view
+            .residuals
+            .get(range.start * rb..range.end * rb)
+            .ok_or_else(corrupt)?;
+        Ok(Some((codes, residuals)))
     }
 }
 

@@ -735,3 +735,96 @@ fn write_or_check_golden(golden: &Path, written: &[u8]) {
         golden.display()
     );
 }
+
+/// The documents of the codes-only PLAID case: 8-d tokens near two axes.
+fn codes_only_docs() -> Vec<(String, Vec<f32>)> {
+    let tok = |axis: usize, x: f32| -> Vec<f32> {
+        (0..8)
+            .map(|j| match j {
+                _ if j == axis => 1.0,
+                7 => x,
+                6 => -x / 2.0,
+                _ => 0.0,
+            })
+            .collect()
+    };
+    vec![
+        ("a".into(), [tok(0, 0.25), tok(1, -0.25)].concat()),
+        ("b".into(), tok(1, 0.125)),
+        (
+            "c".into(),
+            [tok(0, -0.125), tok(0, 0.0), tok(1, 0.5)].concat(),
+        ),
+    ]
+}
+
+/// A database whose multi-vector field keeps only its PLAID codes
+/// (`format-spec/golden/v1/plaid-codes-only/db`: the segment has no token section, its PLAID
+/// section the compact layout): it opens, reads back decompressed tokens, searches and verifies.
+/// k-means rounding may differ between CPUs, so this case is checked by reading, not rewritten.
+#[test]
+fn golden_v1_plaid_codes_only_database() {
+    let golden =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("format-spec/golden/v1/plaid-codes-only/db");
+    if std::env::var_os("VELLUM_REGEN_GOLDEN").is_some() {
+        let _ = std::fs::remove_dir_all(&golden);
+        let db = Database::create(&golden).unwrap();
+        let mut w = db.writer().unwrap();
+        w.create_collection(
+            "docs",
+            Schema::new().with_field(FieldSpec::multi("tok", 8, DType::F16, Metric::Ip)),
+        )
+        .unwrap();
+        w.set_plaid(
+            "docs",
+            "tok",
+            Some(vellum::meta::PlaidParams::parse("nbits=2,k=2,min_rows=1,store=codes").unwrap()),
+        )
+        .unwrap();
+        for (id, t) in codes_only_docs() {
+            w.add("docs", Document::new(id).with_multi("tok", t))
+                .unwrap();
+        }
+        w.commit().unwrap();
+        drop((w, db));
+        let _ = std::fs::remove_file(golden.join("LOCK"));
+    }
+    let t = tempfile::tempdir().unwrap();
+    copy_dir(&golden, t.path());
+    let db = Database::open(t.path()).unwrap();
+    let snap = db.snapshot().unwrap();
+    let c = snap.collection("docs").unwrap();
+    assert!(c.plaid_params()["tok"].codes_only);
+    let seg = &c.slots()[0].segment;
+    assert!(!seg.stores_tokens(0));
+    assert!(!seg
+        .sections()
+        .iter()
+        .any(|e| e.kind == vellum::format::segment::SectionKind::MultiTokens));
+    let view = seg.plaid(0).unwrap().unwrap();
+    assert_eq!((view.k(), view.nbits, view.layout), (2, 2, 3));
+    for (id, want) in codes_only_docs() {
+        let got = c
+            .get(&id)
+            .unwrap()
+            .unwrap()
+            .multi("tok")
+            .unwrap()
+            .tokens
+            .to_f32_vec();
+        assert_eq!(got.len(), want.len(), "{id}");
+        // 2-bit residuals of so few tokens are coarse: each token keeps its direction.
+        for (g, w) in got.chunks_exact(8).zip(want.chunks_exact(8)) {
+            let dot: f32 = g.iter().zip(w).map(|(a, b)| a * b).sum();
+            let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!(dot / (norm(g) * norm(w)) > 0.9, "{id}: {g:?} vs {w:?}");
+        }
+    }
+    let q = codes_only_docs()[1].1.clone();
+    let hits = c
+        .search(&SearchRequest::multi("tok", &q, 1).exact())
+        .unwrap();
+    assert_eq!(hits[0].len(), 1);
+    let report = vellum::verify::verify_database(t.path()).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+}

@@ -206,7 +206,7 @@ fn zero_copy_access_to_every_field_kind() {
     assert_eq!(d.metadata_json().unwrap()["i"], 5);
     let m = d.multi("tok").unwrap();
     assert_eq!((m.n_tokens(), m.dim), (3, 4));
-    assert!(matches!(m.tokens, vellum::VectorRef::F16(_)));
+    assert!(matches!(m.tokens.as_ref(), vellum::VectorRef::F16(_)));
     let t = d.tensor("img").unwrap();
     assert_eq!(t.shape, &[2, 3]);
     assert!(matches!(t.data, vellum::VectorRef::Bf16(v) if v.len() == 6));

@@ -361,3 +361,158 @@ fn ties_and_dropped_indexes_match_exact_search() {
     };
     assert_eq!(ids(&db, q, 3, false, Some(bad)), exact);
 }
+
+/// `(id, score bits)` of the top `k` for `req`.
+fn scored(db: &Database, req: SearchRequest<'_>) -> Vec<(String, u32)> {
+    let snap = db.snapshot().unwrap();
+    let c = snap.collection("c").unwrap();
+    c.search(&req).unwrap()[0]
+        .iter()
+        .map(|h| (h.id.clone(), h.score.to_bits()))
+        .collect()
+}
+
+/// Every live document's codes and packed residuals, by id.
+fn coded_rows(db: &Database) -> std::collections::BTreeMap<String, (Vec<u32>, Vec<u8>)> {
+    let snap = db.snapshot().unwrap();
+    let c = snap.collection("c").unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for s in c.slots() {
+        let v = s.segment.plaid(0).unwrap().unwrap();
+        let rb = v.residual_bytes();
+        for r in 0..s.segment.rows() {
+            if s.is_deleted(r) {
+                continue;
+            }
+            let t = s.segment.multi_range(0, r).unwrap();
+            out.insert(
+                s.segment.doc_id(r).unwrap().to_string(),
+                (
+                    v.codes.slice(t.clone()).unwrap().to_vec(),
+                    v.residuals[t.start * rb..t.end * rb].to_vec(),
+                ),
+            );
+        }
+    }
+    out
+}
+
+/// A codes-only field (`store=codes`): segments keep the PLAID section and no token section;
+/// reads and every search path see the decompressed tokens, exactly as a field that keeps its
+/// tokens sees them when it decompresses; small later segments are coded with the existing
+/// codec; compaction copies codes and residuals byte for byte; `verify` and reopening pass.
+#[test]
+fn codes_only_fields_read_search_and_compact_through_their_codes() {
+    let (t_full, t_codes) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let docs = corpus(600, 11);
+    let full = db_with(t_full.path(), &docs, PlaidParams::default());
+    let codes_only = PlaidParams {
+        codes_only: true,
+        ..Default::default()
+    };
+    let db = db_with(t_codes.path(), &docs, codes_only);
+    {
+        let (sf, sc) = (full.snapshot().unwrap(), db.snapshot().unwrap());
+        let (f, c) = (
+            &sf.collection("c").unwrap().slots()[0].segment,
+            &sc.collection("c").unwrap().slots()[0].segment,
+        );
+        assert!(f.stores_tokens(0) && !c.stores_tokens(0));
+        assert!(c.multi_tokens(0).is_none());
+        let (vf, vc) = (f.plaid(0).unwrap().unwrap(), c.plaid(0).unwrap().unwrap());
+        assert_eq!(vf.codec_id, vc.codec_id);
+        assert_eq!(vf.codes, vc.codes);
+        let size =
+            |s: &vellum::format::segment::Segment| std::fs::metadata(s.path()).unwrap().len();
+        // f16 tokens of 32 dimensions are 64 bytes each; 2-bit codes are 2 + 8.
+        assert!(
+            size(c) * 3 < size(f),
+            "codes-only {} bytes vs {} with tokens",
+            size(c),
+            size(f)
+        );
+        // A document reads back decompressed: close to what was stored.
+        let doc = sc.collection("c").unwrap().get("d00007").unwrap().unwrap();
+        let got = doc.multi("tok").unwrap().tokens.to_f32_vec();
+        assert_eq!(got.len(), docs[7].len());
+        for (a, b) in got.chunks_exact(DIM).zip(docs[7].chunks_exact(DIM)) {
+            let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+            let na = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!(dot / na > 0.9, "decompressed token cosine {}", dot / na);
+        }
+    }
+    let qs = queries(&docs, 8, 12);
+    let all = PlaidSearch {
+        ncells: 1 << 20,
+        centroid_threshold: f32::NEG_INFINITY,
+        ndocs: 1 << 20,
+        decompress: true,
+    };
+    for q in &qs {
+        // The defaults, and exact search (over decompressed tokens), give the very scores of
+        // the full field's search on decompressed vectors.
+        let dec = PlaidSearch {
+            decompress: true,
+            ..PlaidSearch::for_k(10)
+        };
+        assert_eq!(
+            scored(&db, SearchRequest::multi("tok", q, 10)),
+            scored(&full, SearchRequest::multi("tok", q, 10).with_plaid(dec))
+        );
+        assert_eq!(
+            scored(&db, SearchRequest::multi("tok", q, 10).exact()),
+            scored(&full, SearchRequest::multi("tok", q, 10).with_plaid(all))
+        );
+    }
+    // A small batch (below min_rows) is coded with the existing codec: no tokens stored.
+    let mut w = db.writer().unwrap();
+    let more = corpus(20, 13);
+    for (i, d) in more.iter().enumerate() {
+        w.add(
+            "c",
+            Document::new(format!("new{i}")).with_multi("tok", d.clone()),
+        )
+        .unwrap();
+    }
+    w.commit().unwrap();
+    let first = codec_ids(&db);
+    assert_eq!(first.len(), 2);
+    assert_eq!(first[0], first[1]);
+    {
+        let snap = db.snapshot().unwrap();
+        let c = snap.collection("c").unwrap();
+        assert!(!c.slots()[1].segment.stores_tokens(0));
+    }
+    assert_eq!(ids(&db, &more[4][..6 * DIM], 1, false, None), ["new4"]);
+    // Deletes, then compaction within the re-clustering threshold: the survivors' codes and
+    // residuals are copied byte for byte.
+    for i in 0..5 {
+        w.delete("c", &format!("d{i:05}")).unwrap();
+    }
+    w.commit().unwrap();
+    let before = coded_rows(&db);
+    assert_eq!(before.len(), 615);
+    w.compact("c").unwrap();
+    assert_eq!(codec_ids(&db), [first[0]]);
+    assert_eq!(coded_rows(&db), before);
+    {
+        let snap = db.snapshot().unwrap();
+        assert!(!snap.collection("c").unwrap().slots()[0]
+            .segment
+            .stores_tokens(0));
+    }
+    // Reindexing re-clusters from the decompressed tokens and stays codes-only.
+    w.reindex("c").unwrap();
+    drop(w);
+    let report = vellum::verify::verify_database(t_codes.path()).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    let reopened = Database::open(t_codes.path()).unwrap();
+    assert_eq!(
+        ids(&reopened, &more[4][..6 * DIM], 1, false, None),
+        ["new4"]
+    );
+    let snap = reopened.snapshot().unwrap();
+    assert!(!snap.collection("c").unwrap().slots()[0]
+        .segment
+        .stores_tokens(0));
+}

@@ -310,8 +310,9 @@ pub struct IndexArgs {
     pub hnsw: String,
     /// Build a PLAID index on a multi-vector field instead, KEY=VALUE,...: nbits (2: residual
     /// bits per dimension, 1, 2 or 4), centroids / k (2^floor(log2(16·sqrt(tokens)))),
-    /// kmeans_iters (4), min_rows (256), recluster_percent (5), seed. An empty value takes the
-    /// defaults (`--plaid ""`).
+    /// kmeans_iters (4), min_rows (256), recluster_percent (5), seed, store (tokens: keep the
+    /// full-precision tokens too; codes: keep only the compressed codes, ~36 bytes per token at
+    /// 2 bits, 128-d; reads decompress them). An empty value takes the defaults (`--plaid ""`).
     #[arg(long, conflicts_with = "hnsw")]
     pub plaid: Option<String>,
     /// Remove the index (and the graphs or PLAID sections) instead.

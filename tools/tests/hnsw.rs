@@ -241,7 +241,29 @@ fn plaid_index_search_info_verify() {
         "-100",
     ]);
     assert_eq!(wide, exact);
-    let _ = search(&["--ncells", "4", "--decompress"]);
+    let decompressed = search(&["--ncells", "4", "--decompress"]);
+    assert!(ok(d, &["verify", "db"]).contains("ok"));
+    // Codes only: the tokens go, reads decompress them (the same ranking as --decompress).
+    ok(
+        d,
+        &[
+            "index",
+            "db",
+            "-c",
+            "docs",
+            "-f",
+            "tok",
+            "--plaid",
+            "nbits=2,k=32,min_rows=10,store=codes",
+        ],
+    );
+    let info = ok(d, &["info", "db"]);
+    assert!(
+        info.contains("store=codes") && info.contains("codes only"),
+        "{info}"
+    );
+    assert_eq!(search(&["--ncells", "4"]), decompressed);
+    assert_eq!(search(&["--exact"]).len(), 10);
     assert!(ok(d, &["verify", "db"]).contains("ok"));
     let out = ok(d, &["index", "db", "-c", "docs", "-f", "tok", "--drop"]);
     assert!(out.contains("dropped the PLAID index of docs.tok"), "{out}");

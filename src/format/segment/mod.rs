@@ -160,8 +160,29 @@ pub trait SegmentSource {
     fn text(&self, row: usize) -> Result<&[u8]>;
     /// The metadata JSON of `row`.
     fn metadata(&self, row: usize) -> Result<&[u8]>;
-    /// The value of vector field `field` for `row`.
-    fn field(&self, field: usize, row: usize) -> Result<&[u8]>;
+    /// The value of vector field `field` for `row` (owned when it had to be computed, as the
+    /// decompressed tokens of a codes-only field are).
+    fn field(&self, field: usize, row: usize) -> Result<std::borrow::Cow<'_, [u8]>>;
+    /// The number of tokens of multi-vector field `field` in `row` (by default from the value's
+    /// length).
+    fn token_count(&self, field: usize, row: usize) -> Result<usize> {
+        let kind = &self.schema().fields[field].kind;
+        let token_bytes = kind.row_elements() * kind.dtype().size();
+        Ok(self.field(field, row)?.len() / token_bytes.max(1))
+    }
+    /// The PLAID codes and packed residuals of `row`'s tokens of multi-vector field `field`, when
+    /// the row is already stored encoded with the codec of id `codec_id` (compaction copies them
+    /// rather than re-encoding tokens that, for a codes-only field, are decompressed
+    /// approximations). By default `None`: the tokens are encoded.
+    fn plaid_codes(
+        &self,
+        field: usize,
+        row: usize,
+        codec_id: u64,
+    ) -> Result<Option<(crate::format::plaid::Codes<'_>, &[u8])>> {
+        let _ = (field, row, codec_id);
+        Ok(None)
+    }
 }
 
 /// A prebuilt optional section (an index) written after the data sections.
@@ -175,6 +196,9 @@ pub struct ExtraSection {
     pub count: u64,
     /// Its bytes.
     pub bytes: Vec<u8>,
+    /// A PLAID section of a codes-only field: the field's token section is left out (readers
+    /// decompress the codes).
+    pub replaces_tokens: bool,
 }
 
 #[inline]

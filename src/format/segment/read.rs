@@ -8,7 +8,7 @@ use super::{
     read_u32, read_u64, SectionEntry, SectionKind, ENTRY_LEN, HEADER_LEN, MAGIC, MAX_SECTIONS,
     NO_FIELD,
 };
-use crate::dtype::VectorRef;
+use crate::dtype::{VectorCow, VectorRef};
 use crate::error::{Error, Result};
 use crate::format::graph::GraphView;
 use crate::format::plaid::PlaidView;
@@ -34,7 +34,8 @@ pub(super) enum FieldColumn {
     },
     Multi {
         offsets: Range<usize>,
-        tokens: Range<usize>,
+        /// The stored tokens; `None` for a codes-only field (its PLAID section holds them).
+        tokens: Option<Range<usize>>,
         dim: usize,
         token_count: u64,
     },
@@ -322,23 +323,33 @@ impl Segment {
                 FieldKind::Multi { dim, .. } => {
                     let o = find(SectionKind::MultiOffsets, fi32)?;
                     expect_len(o, Some(offsets_len))?;
-                    let t = find(SectionKind::MultiTokens, fi32)?;
-                    check_dtype(t)?;
-                    expect_len(t, t.count.checked_mul(row_elems * elem))?;
                     let first = read_u64(bytes, o.offset as usize);
                     let last = read_u64(bytes, (o.offset + o.length - 8) as usize);
-                    if first != 0 || last != t.count {
+                    // A codes-only field has no token section: its PLAID section (checked
+                    // below to exist and to hold exactly `last` tokens) stands for it.
+                    let t = sections
+                        .iter()
+                        .find(|s| s.kind == SectionKind::MultiTokens && s.field == fi32);
+                    let count = match t {
+                        Some(t) => {
+                            check_dtype(t)?;
+                            expect_len(t, t.count.checked_mul(row_elems * elem))?;
+                            t.count
+                        }
+                        None => last,
+                    };
+                    if first != 0 || last != count {
                         return Err(corrupt(
                             o.kind.name(),
                             o.offset,
-                            format!("token offsets run {first}..{last}, expected 0..{}", t.count),
+                            format!("token offsets run {first}..{last}, expected 0..{count}"),
                         ));
                     }
                     FieldColumn::Multi {
                         offsets: range(o),
-                        tokens: range(t),
+                        tokens: t.map(range),
                         dim: dim as usize,
-                        token_count: t.count,
+                        token_count: count,
                     }
                 }
             };
@@ -446,6 +457,19 @@ impl Segment {
                 std::borrow::Cow::Borrowed(_) => Vec::new(),
             };
             plaids[f] = Some(range(e));
+        }
+        for (fi, col) in fields.iter().enumerate() {
+            if let FieldColumn::Multi { tokens: None, .. } = col {
+                if plaids[fi].is_none() {
+                    return Err(corrupt(
+                        "section table",
+                        table_off,
+                        format!(
+                            "missing multi-vector tokens section for field {fi} (only a codes-only field with a PLAID section may omit it)"
+                        ),
+                    ));
+                }
+            }
         }
         Ok(Segment {
             path: path.to_path_buf(),
@@ -714,12 +738,84 @@ impl Segment {
         }
     }
 
-    /// All token vectors of a multi field (`tokens × dim`).
-    pub fn multi_tokens(&self, field: usize) -> VectorRef<'_> {
+    /// All stored token vectors of a multi field (`tokens × dim`); `None` for a codes-only field,
+    /// whose tokens [`Segment::multi_tokens_f32`] decompresses.
+    pub fn multi_tokens(&self, field: usize) -> Option<VectorRef<'_>> {
         match &self.fields[field] {
-            FieldColumn::Multi { tokens, .. } => self.vectors(field, tokens.clone()),
+            FieldColumn::Multi { tokens, .. } => {
+                tokens.as_ref().map(|t| self.vectors(field, t.clone()))
+            }
             FieldColumn::Fixed { .. } => panic!("field {field} is not a multi-vector field"),
         }
+    }
+
+    /// Whether multi field `field` keeps its full-precision tokens (false: codes only).
+    pub fn stores_tokens(&self, field: usize) -> bool {
+        matches!(
+            &self.fields[field],
+            FieldColumn::Multi {
+                tokens: Some(_),
+                ..
+            }
+        )
+    }
+
+    /// Number of tokens of multi field `field` in this segment.
+    pub fn multi_token_count(&self, field: usize) -> usize {
+        match &self.fields[field] {
+            FieldColumn::Multi { token_count, .. } => *token_count as usize,
+            FieldColumn::Fixed { .. } => panic!("field {field} is not a multi-vector field"),
+        }
+    }
+
+    /// Appends tokens `range` (token numbers, as [`Segment::multi_range`] gives them) of multi
+    /// field `field` to `out` as f32 (`dim` values each): the stored vectors converted, or for a
+    /// codes-only field the PLAID section's decompression (centroid plus residual buckets,
+    /// normalised for cosine; ColBERTv2 §3), `O(len · d)`.
+    pub fn multi_tokens_f32(
+        &self,
+        field: usize,
+        range: Range<usize>,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        let dim = match &self.fields[field] {
+            FieldColumn::Multi { dim, .. } => *dim,
+            FieldColumn::Fixed { .. } => panic!("field {field} is not a multi-vector field"),
+        };
+        if range.end > self.multi_token_count(field) || range.start > range.end {
+            return Err(Error::corrupt(
+                &self.path,
+                "multi-vector offsets",
+                0,
+                format!(
+                    "tokens {range:?} of field {field} outside its {} tokens",
+                    self.multi_token_count(field)
+                ),
+            ));
+        }
+        if let Some(stored) = self.multi_tokens(field) {
+            let at = out.len();
+            out.resize(at + range.len() * dim, 0.0);
+            stored
+                .slice(range.start * dim..range.end * dim)
+                .write_f32(&mut out[at..]);
+            return Ok(());
+        }
+        let view = self
+            .plaid(field)
+            .expect("a codes-only field has a PLAID section (checked at open)")?;
+        let table = self.derived(&format!("plaid-lookup/{field}"), |_| {
+            Ok(crate::format::plaid::lookup_table(view.weights, view.nbits))
+        })?;
+        let cosine = matches!(
+            self.schema.fields[field].kind,
+            FieldKind::Multi {
+                metric: crate::dtype::Metric::Cosine,
+                ..
+            }
+        );
+        let base = self.plaids[field].as_ref().map_or(0, |r| r.start as u64);
+        view.decompress_tokens(&table, range, cosine, out, (&self.path, base))
     }
 
     /// The token range (in tokens) of `row` in a multi field, checked against the token count.
@@ -755,26 +851,48 @@ impl Segment {
         }
     }
 
-    /// The token vectors of `row` in a multi field (`n_tokens × dim`).
-    pub fn multi_row(&self, field: usize, row: u32) -> Result<VectorRef<'_>> {
+    /// The token vectors of `row` in a multi field (`n_tokens × dim`): stored, or decompressed
+    /// (as f32) for a codes-only field.
+    pub fn multi_row(&self, field: usize, row: u32) -> Result<VectorCow<'_>> {
         let r = self.multi_range(field, row)?;
         match &self.fields[field] {
-            FieldColumn::Multi { tokens, dim, .. } => {
+            FieldColumn::Multi {
+                tokens: Some(tokens),
+                dim,
+                ..
+            } => {
                 let size = self.schema.fields[field].kind.dtype().size() * dim;
-                Ok(self.vectors(
+                Ok(VectorCow::Borrowed(self.vectors(
                     field,
                     tokens.start + r.start * size..tokens.start + r.end * size,
-                ))
+                )))
+            }
+            FieldColumn::Multi { tokens: None, .. } => {
+                let mut out = Vec::new();
+                self.multi_tokens_f32(field, r, &mut out)?;
+                Ok(VectorCow::Owned(out))
             }
             FieldColumn::Fixed { .. } => unreachable!(),
         }
     }
 
-    /// The raw bytes of a field value for `row` (what [`super::SegmentSource::field`] expects).
-    pub fn raw_field(&self, field: usize, row: u32) -> Result<&[u8]> {
+    /// The raw bytes of a field value for `row` in the field's element type (what
+    /// [`super::SegmentSource::field`] expects): borrowed, or encoded from the decompressed
+    /// tokens of a codes-only field.
+    pub fn raw_field(&self, field: usize, row: u32) -> Result<std::borrow::Cow<'_, [u8]>> {
         match &self.fields[field] {
-            FieldColumn::Fixed { .. } => Ok(self.fixed_row(field, row).as_bytes()),
-            FieldColumn::Multi { .. } => Ok(self.multi_row(field, row)?.as_bytes()),
+            FieldColumn::Fixed { .. } => Ok(self.fixed_row(field, row).as_bytes().into()),
+            FieldColumn::Multi { .. } => Ok(match self.multi_row(field, row)? {
+                VectorCow::Borrowed(v) => v.as_bytes().into(),
+                VectorCow::Owned(v) => {
+                    let mut bytes = Vec::new();
+                    self.schema.fields[field]
+                        .kind
+                        .dtype()
+                        .encode_into(&v, &mut bytes);
+                    bytes.into()
+                }
+            }),
         }
     }
 }

@@ -117,7 +117,7 @@ impl Segment {
         }
         for (fi, col) in self.fields.iter().enumerate() {
             let values = match col {
-                FieldColumn::Fixed { .. } => self.fixed_matrix(fi),
+                FieldColumn::Fixed { .. } => Some(self.fixed_matrix(fi)),
                 FieldColumn::Multi { .. } => {
                     let mut prev_end = 0;
                     for row in 0..self.rows {
@@ -127,10 +127,11 @@ impl Segment {
                         }
                         prev_end = r.end;
                     }
+                    // None for a codes-only field: its PLAID section is verified below.
                     self.multi_tokens(fi)
                 }
             };
-            if let Some(pos) = values.first_non_finite() {
+            if let Some(pos) = values.and_then(|v| v.first_non_finite()) {
                 return Err(Error::corrupt(
                     &self.path,
                     "vector data",

@@ -104,8 +104,16 @@ pub fn write_segment_with(
                 blob: None,
             }),
             FieldKind::Multi { .. } => {
+                // A codes-only field's PLAID section stands for its tokens.
+                let codes_only = extra
+                    .iter()
+                    .any(|x| x.kind == SectionKind::Plaid && x.field == field && x.replaces_tokens);
                 let mut tokens = 0u64;
                 for r in 0..rows {
+                    if codes_only {
+                        tokens += source.token_count(fi, r)? as u64;
+                        continue;
+                    }
                     let len = source.field(fi, r)?.len() as u64;
                     if !len.is_multiple_of(row_bytes) {
                         return Err(Error::InvalidInput(format!(
@@ -122,14 +130,16 @@ pub fn write_segment_with(
                     dtype: 0,
                     blob: None,
                 });
-                plans.push(Plan {
-                    kind: SectionKind::MultiTokens,
-                    field,
-                    length: tokens * row_bytes,
-                    count: tokens,
-                    dtype,
-                    blob: None,
-                });
+                if !codes_only {
+                    plans.push(Plan {
+                        kind: SectionKind::MultiTokens,
+                        field,
+                        length: tokens * row_bytes,
+                        count: tokens,
+                        dtype,
+                        blob: None,
+                    });
+                }
             }
         }
     }
@@ -205,13 +215,9 @@ pub fn write_segment_with(
                 source.metadata(r).map(|b| b.len() as u64)
             })?,
             SectionKind::MetaBytes => (0..rows).try_for_each(|r| sink.put(source.metadata(r)?))?,
-            SectionKind::MultiOffsets => {
-                let token_bytes = schema.fields[field].kind.row_elements() as u64
-                    * schema.fields[field].kind.dtype().size() as u64;
-                write_offsets(&mut sink, rows, |r| {
-                    source.field(field, r).map(|b| b.len() as u64 / token_bytes)
-                })?
-            }
+            SectionKind::MultiOffsets => write_offsets(&mut sink, rows, |r| {
+                source.token_count(field, r).map(|t| t as u64)
+            })?,
             SectionKind::Dense | SectionKind::Tensor | SectionKind::MultiTokens => {
                 let expected = if e.kind == SectionKind::MultiTokens {
                     None
@@ -229,7 +235,7 @@ pub fn write_segment_with(
                             )));
                         }
                     }
-                    sink.put(v)?;
+                    sink.put(&v)?;
                 }
             }
         }

@@ -68,12 +68,14 @@ pub fn info(a: InfoArgs, out: &mut dyn Write) -> Result<()> {
                 if let Some(p) = s.plaid.get(&f.name) {
                     writeln!(
                         out,
-                        "    plaid index on {}: {} centroids, {}-bit residuals, {} tokens, {:.1} bytes per token, codec {:016x} (trained on {} documents), {} bytes",
+                        "    plaid index on {}: {} centroids, {}-bit residuals, {} tokens, {:.1} bytes per token ({:.1} all-in, {}), codec {:016x} (trained on {} documents), {} bytes",
                         f.name,
                         p.centroids,
                         p.nbits,
                         p.tokens,
                         p.bytes as f64 / p.tokens.max(1) as f64,
+                        (p.bytes + p.field_bytes) as f64 / p.tokens.max(1) as f64,
+                        if p.codes_only { "codes only" } else { "tokens stored too" },
                         p.codec_id,
                         p.trained_rows,
                         p.bytes
