@@ -72,6 +72,13 @@ impl TextTokenizer {
         Ok((enc.get_ids().to_vec(), !enc.get_overflowing().is_empty()))
     }
 
+    /// The first token id of `text` tokenized without special tokens, prefix or truncation
+    /// (`tokenizer.encode(text, add_special_tokens=False)[0]`); `None` when it has no token.
+    pub fn first_piece(&self, text: &str) -> Option<u32> {
+        let enc = self.tokenizer.encode_fast(text, false).ok()?;
+        enc.get_ids().first().copied()
+    }
+
     /// The id of a vocabulary token (added tokens included), `None` when it is not one.
     pub fn token_id(&self, token: &str) -> Option<u32> {
         self.tokenizer.token_to_id(token)

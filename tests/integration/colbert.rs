@@ -607,3 +607,52 @@ fn document_encoders_pool_tokens_with_pool_factor() {
     let e = load(&dense, &EncoderOptions::parse("pool_factor=2").unwrap()).unwrap_err();
     assert!(e.to_string().contains("pool_factor"), "{e}");
 }
+
+/// Stanford ColBERT drops the first token of each punctuation symbol *as its tokenizer encodes
+/// it* (`encode(symbol, add_special_tokens=False)[0]`), so a symbol outside the vocabulary drops
+/// `[UNK]` vectors; PyLate drops `[UNK]` for unknown skiplist words too; sentence-transformers
+/// ignores them.
+mod skiplist_rules {
+    use vellum::encode::{load, EncoderOptions, ModelDir, Role};
+
+    use crate::common::fixture_path;
+
+    /// The token count of `text` as a document, and whether `[UNK]` is on the skiplist, for
+    /// `model` whose vocabulary has lost `~`.
+    fn without_tilde(model: &str, text: &str) -> (usize, bool) {
+        let t = tempfile::tempdir().unwrap();
+        crate::lifecycle::copy_dir(&fixture_path(&format!("colbert/{model}")), t.path());
+        let path = t.path().join("tokenizer.json");
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let vocab = v["model"]["vocab"].as_object_mut().unwrap();
+        let id = vocab.remove("~").unwrap();
+        vocab.insert("~~".into(), id);
+        std::fs::write(&path, v.to_string()).unwrap();
+        let unk = vocab_id(&v, "[UNK]");
+        let dir = ModelDir::resolve(t.path().to_str().unwrap()).unwrap();
+        let options = EncoderOptions {
+            role: Some(Role::Passage),
+            ..Default::default()
+        };
+        let enc = load(&dir, &options).unwrap();
+        let li = enc.record().late_interaction.clone().unwrap();
+        let out = enc.encode_texts(&[text]).unwrap();
+        let tokens = out.per_input().next().unwrap().len() / out.dims;
+        (tokens, li.skiplist.contains(&unk))
+    }
+
+    fn vocab_id(tokenizer: &serde_json::Value, token: &str) -> u32 {
+        tokenizer["model"]["vocab"][token].as_u64().unwrap() as u32
+    }
+
+    #[test]
+    fn an_out_of_vocabulary_symbol_drops_unknown_tokens_in_stanford_and_pylate_layouts() {
+        for model in ["stanford", "pylate"] {
+            let (with, skips_unk) = without_tilde(model, "alpha ~ beta");
+            let (without, _) = without_tilde(model, "alpha beta");
+            assert!(skips_unk, "{model}: [UNK] should be on the skiplist");
+            assert_eq!(with, without, "{model}: the [UNK] of ~ is dropped");
+        }
+    }
+}

@@ -62,11 +62,24 @@ pub struct Side {
     pub expansion: Option<Expansion>,
     /// Words whose token vectors are dropped.
     pub skiplist: Vec<String>,
-    /// A skiplist word that is not a vocabulary token stands for `[UNK]` (PyLate's
-    /// `convert_tokens_to_ids`) rather than being ignored (sentence-transformers).
-    pub unknown_skips_unk: bool,
+    /// How a skiplist word becomes the token id whose vectors are dropped.
+    pub skip_rule: SkipRule,
     /// Keep only these token ids (documents).
     pub keep_only: Option<Vec<u32>>,
+}
+
+/// How each implementation turns a skiplist word into a token id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipRule {
+    /// The word's vocabulary id; a word that is not one is ignored (sentence-transformers'
+    /// `MultiVectorMask`).
+    Vocabulary,
+    /// The word's vocabulary id, `[UNK]` when it is not one (PyLate's `convert_tokens_to_ids`).
+    VocabularyOrUnknown,
+    /// The first id of the word tokenized without special tokens (Stanford ColBERT's
+    /// `tokenizer.encode(symbol, add_special_tokens=False)[0]`): `[UNK]` for a symbol outside a
+    /// WordPiece vocabulary, a word-start piece such as `▁` when a SentencePiece tokenizer splits it.
+    FirstPiece,
 }
 
 /// Query expansion settings.
@@ -271,7 +284,7 @@ fn stanford(dir: &ModelDir, hidden: usize) -> Result<Layout> {
                 fixed: true,
             }),
             skiplist: Vec::new(),
-            unknown_skips_unk: false,
+            skip_rule: SkipRule::FirstPiece,
             keep_only: None,
         },
         document: Side {
@@ -284,7 +297,7 @@ fn stanford(dir: &ModelDir, hidden: usize) -> Result<Layout> {
             } else {
                 Vec::new()
             },
-            unknown_skips_unk: false,
+            skip_rule: SkipRule::FirstPiece,
             keep_only: None,
         },
         head: vec![head],
@@ -488,7 +501,7 @@ fn pylate(dir: &ModelDir, hidden: usize) -> Result<Layout> {
                 fixed: true,
             }),
             skiplist: Vec::new(),
-            unknown_skips_unk: true,
+            skip_rule: SkipRule::VocabularyOrUnknown,
             keep_only: None,
         },
         document: Side {
@@ -497,7 +510,7 @@ fn pylate(dir: &ModelDir, hidden: usize) -> Result<Layout> {
             length: Some(doc_len),
             expansion: None,
             skiplist,
-            unknown_skips_unk: true,
+            skip_rule: SkipRule::VocabularyOrUnknown,
             keep_only: None,
         },
         head,
@@ -628,7 +641,7 @@ fn sentence_transformers(dir: &ModelDir, hidden: usize) -> Result<Layout> {
             length: query_len,
             expansion,
             skiplist: skips("query"),
-            unknown_skips_unk: false,
+            skip_rule: SkipRule::Vocabulary,
             keep_only: None,
         },
         document: Side {
@@ -637,7 +650,7 @@ fn sentence_transformers(dir: &ModelDir, hidden: usize) -> Result<Layout> {
             length: doc_len,
             expansion: None,
             skiplist: skips("document"),
-            unknown_skips_unk: false,
+            skip_rule: SkipRule::Vocabulary,
             keep_only,
         },
         head,

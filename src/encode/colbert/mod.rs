@@ -20,7 +20,7 @@ pub mod token_pooling;
 
 use rayon::prelude::*;
 
-use self::layout::{Format, HeadLayer, Layout, Side};
+use self::layout::{Format, HeadLayer, Layout, Side, SkipRule};
 use super::backend::Backbone;
 use super::models::Architecture;
 use super::pooling::normalize;
@@ -423,10 +423,11 @@ fn resolve(
     let mut skiplist: Vec<u32> = side
         .skiplist
         .iter()
-        .filter_map(|w| match tokenizer.token_id(w) {
-            Some(id) => Some(id),
-            None if side.unknown_skips_unk => unk,
-            None => None,
+        .filter_map(|w| match (side.skip_rule, tokenizer.token_id(w)) {
+            (SkipRule::FirstPiece, _) => tokenizer.first_piece(w),
+            (_, Some(id)) => Some(id),
+            (SkipRule::VocabularyOrUnknown, None) => unk,
+            (_, None) => None,
         })
         .collect();
     skiplist.sort_unstable();

@@ -7,8 +7,12 @@
 //! * next-plaid: `n_ivf_probe` 1, 2, 4, 8 with `n_full_scores` 256 and 4096 (its default), its
 //!   default t_cs 0.4;
 //!
+//! * vellum with a codes-only field (`store=codes`: no stored tokens, every read decompresses, as
+//!   next-plaid stores them);
+//!
 //! both indexes with 2-bit residuals and their own default number of centroids. Reports build
-//! time, top-10 agreement with exact MaxSim, MRR@10 against the qrels, and mean latency per query.
+//! time, bytes per token on disk (all files of the collection / index), top-10 agreement with
+//! exact MaxSim, MRR@10 against the qrels, and mean latency per query.
 //!
 //! Usage: `compare-next-plaid DATA_DIR` where DATA_DIR holds `doc_tokens.npy` (f32 `[T, d]`),
 //! `doc_lengths.npy` (i64 `[N]`), `query_tokens.npy`, `query_lengths.npy` and `relevant.json`
@@ -37,6 +41,21 @@ fn split(tokens: &Array2<f32>, lengths: &Array1<i64>) -> Vec<Array2<f32>> {
             m
         })
         .collect()
+}
+
+/// Bytes of every file under `path`.
+fn dir_bytes(path: &Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+                    _ => e.metadata().map_or(0, |m| m.len()),
+                })
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 struct Measure {
@@ -135,6 +154,50 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     w.reindex("c")?;
     let vellum_build = t0.elapsed().as_secs_f64();
+    let tokens = doc_tokens.nrows() as f64;
+    let per_token = |bytes: u64| (bytes as f64 / tokens * 10.0).round() / 10.0;
+    let plaid_bytes = |db: &Database, name: &str| -> Result<u64, vellum::Error> {
+        let snap = db.snapshot()?;
+        let stats = snap.collection(name)?.stats()?;
+        Ok(stats.segments.iter().filter_map(|s| s.plaid.get("tok")).map(|p| p.bytes).sum())
+    };
+    println!(
+        "{}",
+        serde_json::json!({"engine": "vellum", "store": "tokens (f16) and codes",
+            "bytes_per_token_all_files": per_token(dir_bytes(&tmp.path().join("vellum").join("c"))),
+            "bytes_per_token_plaid_section": per_token(plaid_bytes(&db, "c")?)})
+    );
+    // The same documents in a codes-only field: no stored tokens once the codec exists.
+    w.create_collection(
+        "codes",
+        Schema::new().with_field(FieldSpec::parse(&format!("tok:multi:{dim}:f16:ip"))?),
+    )?;
+    for (i, d) in docs.iter().enumerate() {
+        w.add(
+            "codes",
+            Document::new(i.to_string()).with_multi("tok", d.iter().copied().collect()),
+        )?;
+    }
+    w.commit()?;
+    let t0 = Instant::now();
+    w.set_plaid(
+        "codes",
+        "tok",
+        Some(PlaidParams {
+            nbits: 2,
+            codes_only: true,
+            ..Default::default()
+        }),
+    )?;
+    w.reindex("codes")?;
+    let codes_build = t0.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({"engine": "vellum", "store": "codes only",
+            "build_s": (codes_build * 10.0).round() / 10.0,
+            "bytes_per_token_all_files": per_token(dir_bytes(&tmp.path().join("vellum").join("codes"))),
+            "bytes_per_token_plaid_section": per_token(plaid_bytes(&db, "codes")?)})
+    );
     drop(w);
     let snap = db.snapshot()?;
     let c = snap.collection("c")?;
@@ -142,7 +205,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|q| q.iter().copied().collect())
         .collect();
-    let run_vellum = |plaid: Option<PlaidSearch>| -> Result<(Vec<Vec<usize>>, f64), vellum::Error> {
+    let codes = snap.collection("codes")?;
+    let run_on = |c: &vellum::Collection,
+                  plaid: Option<PlaidSearch>|
+     -> Result<(Vec<Vec<usize>>, f64), vellum::Error> {
         let start = Instant::now();
         let mut out = Vec::with_capacity(q_flat.len());
         for q in &q_flat {
@@ -160,6 +226,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Ok((out, start.elapsed().as_secs_f64()))
     };
+    let run_vellum = |plaid: Option<PlaidSearch>| run_on(c, plaid);
     // VELLUM_ONLY_DEFAULTS: only vellum's PLAID at the defaults, repeated (for a profiler).
     if std::env::var_os("VELLUM_ONLY_DEFAULTS").is_some() {
         for _ in 0..5 {
@@ -218,6 +285,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             report("vellum", &setting, &measure(&r, &exact, &relevant, s));
         }
     }
+    for p in &settings {
+        let (r, s) = run_on(codes, Some(*p))?;
+        let setting = format!(
+            "codes-only field: ncells {}, t_cs {}, ndocs {}",
+            p.ncells, p.centroid_threshold, p.ndocs
+        );
+        report("vellum", &setting, &measure(&r, &exact, &relevant, s));
+    }
 
     // next-plaid: its defaults but 2 bits.
     let t0 = Instant::now();
@@ -230,7 +305,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let next_build = t0.elapsed().as_secs_f64();
     println!(
         "{}",
-        serde_json::json!({"engine": "next-plaid", "build_s": (next_build * 10.0).round() / 10.0})
+        serde_json::json!({"engine": "next-plaid", "build_s": (next_build * 10.0).round() / 10.0,
+            "bytes_per_token_all_files": per_token(dir_bytes(&path))})
     );
     for n_full_scores in [256usize, 4096] {
         for n_ivf_probe in [1usize, 2, 4, 8] {
