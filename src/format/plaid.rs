@@ -92,6 +92,27 @@ impl PlaidCodec {
     }
 }
 
+/// Binary16 centroids widened to f32, shared by every open segment whose section holds the same
+/// codec (a collection's segments usually do): one copy in memory per codec, not per segment.
+/// `widened` is what the caller decoded and checked against `id`; a cached copy is used only when
+/// equal to it.
+pub fn shared_centroids(id: u64, widened: Vec<f32>) -> std::sync::Arc<[f32]> {
+    use std::sync::{Arc, Weak};
+    static CACHE: parking_lot::Mutex<Vec<(u64, Weak<[f32]>)>> = parking_lot::Mutex::new(Vec::new());
+    let mut cache = CACHE.lock();
+    cache.retain(|(_, w)| w.strong_count() > 0);
+    if let Some(found) = cache
+        .iter()
+        .filter(|(i, _)| *i == id)
+        .find_map(|(_, w)| w.upgrade().filter(|a| **a == *widened))
+    {
+        return found;
+    }
+    let shared: Arc<[f32]> = widened.into();
+    cache.push((id, Arc::downgrade(&shared)));
+    shared
+}
+
 /// The token codes of a section, as stored: `u16` or `u32` per token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codes<'a> {

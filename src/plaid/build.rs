@@ -56,14 +56,13 @@ fn tokens_of(
     source: &dyn SegmentSource,
     field: usize,
     dim: usize,
-    dtype: crate::DType,
     metric: Metric,
 ) -> Result<(Vec<f32>, Vec<std::ops::Range<usize>>)> {
     let mut tokens = Vec::new();
     let mut ranges = Vec::with_capacity(source.row_count());
     for r in 0..source.row_count() {
         let start = tokens.len() / dim;
-        dtype.decode_into(&source.field(field, r)?, &mut tokens);
+        source.multi_f32(field, r, &mut tokens)?;
         ranges.push(start..tokens.len() / dim);
     }
     if metric == Metric::Cosine {
@@ -172,7 +171,7 @@ fn encode_source(
     codec: &PlaidCodec,
     source: &dyn SegmentSource,
     field: usize,
-    (dim, dtype, metric): (usize, crate::DType, Metric),
+    (dim, metric): (usize, Metric),
 ) -> Result<PlaidSection> {
     let id = codec.id();
     let rb = codec.residual_bytes();
@@ -180,10 +179,19 @@ fn encode_source(
     let mut tokens = Vec::new();
     for r in 0..source.row_count() {
         match source.plaid_codes(field, r, id)? {
-            Some((codes, residuals)) => copied.push(Some((codes.to_vec(), residuals.to_vec()))),
+            Some((codes, residuals)) => {
+                if residuals.len() != codes.len() * rb {
+                    return Err(Error::InvalidInput(format!(
+                        "row {r}: {} bytes of residuals for {} tokens of {rb} bytes: not the codec's",
+                        residuals.len(),
+                        codes.len()
+                    )));
+                }
+                copied.push(Some((codes.to_vec(), residuals.to_vec())))
+            }
             None => {
                 let start = tokens.len();
-                dtype.decode_into(&source.field(field, r)?, &mut tokens);
+                source.multi_f32(field, r, &mut tokens)?;
                 if metric == Metric::Cosine {
                     tokens[start..]
                         .chunks_exact_mut(dim)
@@ -234,7 +242,7 @@ pub fn plaid_sections(
         };
         let kind = &schema.fields[fi].kind;
         check_field(kind).map_err(|e| Error::parameter("plaid", e))?;
-        let FieldKind::Multi { dim, dtype, metric } = *kind else {
+        let FieldKind::Multi { dim, metric, .. } = *kind else {
             continue;
         };
         let dim = dim as usize;
@@ -249,9 +257,9 @@ pub fn plaid_sections(
             continue;
         }
         let section = match existing {
-            Some(codec) => encode_source(codec, source, fi, (dim, dtype, metric))?,
+            Some(codec) => encode_source(codec, source, fi, (dim, metric))?,
             None => {
-                let (tokens, ranges) = tokens_of(source, fi, dim, dtype, metric)?;
+                let (tokens, ranges) = tokens_of(source, fi, dim, metric)?;
                 let c = Arc::new(train_codec(
                     &tokens,
                     &ranges,

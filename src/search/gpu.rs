@@ -397,7 +397,17 @@ fn upload(c: &Collection, gpu: &Arc<Gpu>, field: usize, p: GpuPrecision) -> Resu
                 doc_offsets: gpu.upload(&offsets)?,
                 token_aux: gpu.upload(&aux)?,
                 x_max,
-                bound: Bound::new(dim, stored, t, false),
+                // The CPU scores a codes-only segment's decompressed tokens in f32, which the
+                // GPU copy rounded to the field's type: bound that rounding too.
+                bound: Bound::new(
+                    dim,
+                    match c.slots().iter().any(|s| !s.segment.stores_tokens(field)) {
+                        true => DType::F32,
+                        false => stored,
+                    },
+                    t,
+                    false,
+                ),
             }
         }
         crate::schema::FieldKind::Tensor { .. } => unreachable!("tensor fields are not searched"),

@@ -156,10 +156,23 @@ impl SegmentSource for MergeSource<'_> {
         let (s, r) = self.rows[row];
         s.raw_field(field, r)
     }
+    fn multi_f32(&self, field: usize, row: usize, out: &mut Vec<f32>) -> Result<()> {
+        if let Some(column) = &self.columns[field] {
+            let dtype = self.schema.fields[field].kind.dtype();
+            dtype.decode_into(column.get(row), out);
+            return Ok(());
+        }
+        let (s, r) = self.rows[row];
+        s.multi_tokens_f32(field, s.multi_range(field, r)?, out)
+    }
     fn token_count(&self, field: usize, row: usize) -> Result<usize> {
-        if self.columns[field].is_some() {
-            let kind = &self.schema.fields[field].kind;
-            return Ok(self.field(field, row)?.len() / (kind.row_elements() * kind.dtype().size()));
+        if let Some(column) = &self.columns[field] {
+            return crate::format::segment::whole_tokens(
+                self.schema,
+                field,
+                row,
+                column.get(row).len(),
+            );
         }
         let (s, r) = self.rows[row];
         Ok(s.multi_range(field, r)?.len())
@@ -182,19 +195,22 @@ impl SegmentSource for MergeSource<'_> {
         }
         let range = s.multi_range(field, r)?;
         let rb = view.residual_bytes();
-        let corrupt = || {
-            Error::corrupt(
-                s.path(),
-                "plaid index",
-                0,
-                format!("row {r}'s tokens {range:?} lie outside the index's codes"),
-            )
-        };
-        let codes = view.codes.slice(range.clone()).ok_or_else(corrupt)?;
+        let corrupt =
+            |what: String| Error::corrupt(s.path(), "plaid index", 0, format!("row {r}: {what}"));
+        let codes = view
+            .codes
+            .slice(range.clone())
+            .ok_or_else(|| corrupt(format!("tokens {range:?} lie outside the index's codes")))?;
+        // Copied codes are not re-derived: damage `open` does not look for must not travel.
+        let k = view.k() as u32;
+        codes.try_for_each(|c| match c < k {
+            true => Ok(()),
+            false => Err(corrupt(format!("a token names centroid {c} of {k}"))),
+        })?;
         let residuals = view
             .residuals
             .get(range.start * rb..range.end * rb)
-            .ok_or_else(corrupt)?;
+            .ok_or_else(|| corrupt(format!("tokens {range:?} lie outside the residuals")))?;
         Ok(Some((codes, residuals)))
     }
 }
@@ -341,8 +357,11 @@ impl Writer {
                 .field_index(name)
                 .is_some_and(|fi| source.columns[fi].is_some());
             let added = stored.saturating_sub(codec.trained_rows);
-            let grown = added as f64
-                > codec.trained_rows as f64 * (params.recluster_percent as f64 / 100.0);
+            // A codes-only field is re-clustered only on demand: that re-quantises tokens
+            // already decompressed once, and the error would add up with each growth step.
+            let grown = !params.codes_only
+                && added as f64
+                    > codec.trained_rows as f64 * (params.recluster_percent as f64 / 100.0);
             !(policy.recluster() || transformed || grown)
         });
         // A kept codec now accounts for the rows it was trained on less the deleted rows this

@@ -501,8 +501,21 @@ fn codes_only_fields_read_search_and_compact_through_their_codes() {
             .segment
             .stores_tokens(0));
     }
+    // Growth beyond recluster_percent does not re-cluster a codes-only field at compaction
+    // (that would re-quantise decompressed tokens); only an explicit reindex does.
+    for (i, d) in corpus(60, 14).iter().enumerate() {
+        w.add(
+            "c",
+            Document::new(format!("more{i}")).with_multi("tok", d.clone()),
+        )
+        .unwrap();
+    }
+    w.commit().unwrap();
+    w.compact("c").unwrap();
+    assert_eq!(codec_ids(&db), [first[0]]);
     // Reindexing re-clusters from the decompressed tokens and stays codes-only.
     w.reindex("c").unwrap();
+    assert_ne!(codec_ids(&db), [first[0]]);
     drop(w);
     let report = vellum::verify::verify_database(t_codes.path()).unwrap();
     assert!(report.is_ok(), "{report:?}");
@@ -515,4 +528,80 @@ fn codes_only_fields_read_search_and_compact_through_their_codes() {
     assert!(!snap.collection("c").unwrap().slots()[0]
         .segment
         .stores_tokens(0));
+}
+
+/// Dropping the index of a codes-only field brings its tokens back — the decompressed ones;
+/// a damaged code is reported as corruption by a compaction that would copy it.
+#[test]
+fn codes_only_fields_dropped_or_damaged() {
+    let t = tempfile::tempdir().unwrap();
+    let docs = corpus(300, 21);
+    let params = PlaidParams {
+        codes_only: true,
+        centroids: Some(16),
+        ..Default::default()
+    };
+    let db = db_with(t.path(), &docs, params);
+    let mut w = db.writer().unwrap();
+    w.set_plaid("c", "tok", None).unwrap();
+    w.reindex("c").unwrap();
+    {
+        let snap = db.snapshot().unwrap();
+        let c = snap.collection("c").unwrap();
+        let seg = &c.slots()[0].segment;
+        assert!(seg.stores_tokens(0) && seg.plaid(0).is_none());
+        let got = c
+            .get("d00003")
+            .unwrap()
+            .unwrap()
+            .multi("tok")
+            .unwrap()
+            .tokens
+            .to_f32_vec();
+        assert_eq!(got.len(), docs[3].len());
+    }
+    // Codes only again, then one code damaged on disk (section checksums are read by `verify`,
+    // not at open): compaction refuses to copy it.
+    w.set_plaid("c", "tok", Some(params)).unwrap();
+    w.reindex("c").unwrap();
+    w.add(
+        "c",
+        Document::new("extra").with_multi("tok", docs[0].clone()),
+    )
+    .unwrap();
+    w.commit().unwrap();
+    drop(w);
+    let (path, at) = {
+        let snap = db.snapshot().unwrap();
+        let seg = &snap.collection("c").unwrap().slots()[0].segment;
+        let e = seg
+            .sections()
+            .iter()
+            .find(|e| e.kind == vellum::format::segment::SectionKind::Plaid)
+            .copied()
+            .unwrap();
+        let v = seg.plaid(0).unwrap().unwrap();
+        assert!(matches!(v.codes, vellum::format::plaid::Codes::U16(_)));
+        let layout = vellum::format::plaid::layout(
+            DIM,
+            v.nbits,
+            v.k(),
+            v.codes.len() as u64,
+            v.list_rows.len() as u64,
+            v.layout,
+        )
+        .unwrap();
+        (seg.path().to_path_buf(), e.offset as usize + layout[1])
+    };
+    drop(db);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[at..at + 2].copy_from_slice(&u16::MAX.to_le_bytes());
+    std::fs::write(&path, bytes).unwrap();
+    let db = Database::open(t.path()).unwrap();
+    let mut w = db.writer().unwrap();
+    let err = w.compact("c").unwrap_err();
+    assert!(matches!(err, vellum::Error::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("centroid 65535 of 16"), "{err}");
+    let report = vellum::verify::verify_database(t.path()).unwrap();
+    assert!(!report.is_ok());
 }

@@ -312,7 +312,9 @@ pub struct IndexArgs {
     /// bits per dimension, 1, 2 or 4), centroids / k (2^floor(log2(16·sqrt(tokens)))),
     /// kmeans_iters (4), min_rows (256), recluster_percent (5), seed, store (tokens: keep the
     /// full-precision tokens too; codes: keep only the compressed codes, ~36 bytes per token at
-    /// 2 bits, 128-d; reads decompress them). An empty value takes the defaults (`--plaid ""`).
+    /// 2 bits, 128-d; reads decompress them, and dropping the index later writes the
+    /// decompressed tokens back: the originals are gone). An empty value takes the defaults
+    /// (`--plaid ""`).
     #[arg(long, conflicts_with = "hnsw")]
     pub plaid: Option<String>,
     /// Remove the index (and the graphs or PLAID sections) instead.

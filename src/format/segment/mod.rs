@@ -163,12 +163,18 @@ pub trait SegmentSource {
     /// The value of vector field `field` for `row` (owned when it had to be computed, as the
     /// decompressed tokens of a codes-only field are).
     fn field(&self, field: usize, row: usize) -> Result<std::borrow::Cow<'_, [u8]>>;
+    /// Appends the token vectors of multi-vector field `field` in `row` to `out` as f32 (by
+    /// default decoded from [`SegmentSource::field`]; a merge reads a codes-only segment's
+    /// decompressed f32 tokens directly, without rounding them to the field's dtype first).
+    fn multi_f32(&self, field: usize, row: usize, out: &mut Vec<f32>) -> Result<()> {
+        let dtype = self.schema().fields[field].kind.dtype();
+        dtype.decode_into(&self.field(field, row)?, out);
+        Ok(())
+    }
     /// The number of tokens of multi-vector field `field` in `row` (by default from the value's
-    /// length).
+    /// length, which must be a whole number of tokens).
     fn token_count(&self, field: usize, row: usize) -> Result<usize> {
-        let kind = &self.schema().fields[field].kind;
-        let token_bytes = kind.row_elements() * kind.dtype().size();
-        Ok(self.field(field, row)?.len() / token_bytes.max(1))
+        whole_tokens(self.schema(), field, row, self.field(field, row)?.len())
     }
     /// The PLAID codes and packed residuals of `row`'s tokens of multi-vector field `field`, when
     /// the row is already stored encoded with the codec of id `codec_id` (compaction copies them
@@ -183,6 +189,20 @@ pub trait SegmentSource {
         let _ = (field, row, codec_id);
         Ok(None)
     }
+}
+
+/// The number of tokens in a multi-vector value of `len` bytes of `field` (row `row`, for the
+/// message): an error unless it is a whole number of tokens.
+pub fn whole_tokens(schema: &Schema, field: usize, row: usize, len: usize) -> Result<usize> {
+    let f = &schema.fields[field];
+    let token_bytes = (f.kind.row_elements() * f.kind.dtype().size()).max(1);
+    if !len.is_multiple_of(token_bytes) {
+        return Err(crate::error::Error::InvalidInput(format!(
+            "row {row}: field {:?} value of {len} bytes is not a whole number of {token_bytes}-byte tokens",
+            f.name
+        )));
+    }
+    Ok(len / token_bytes)
 }
 
 /// A prebuilt optional section (an index) written after the data sections.

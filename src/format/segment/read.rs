@@ -63,8 +63,9 @@ pub struct Segment {
     pub(super) plaids: Vec<Option<Range<usize>>>,
     /// Per field: set once [`Segment::plaid`] has checked the section's codec (its `O(K·d)`
     /// values and hash), so later searches open it in `O(1)`; holds binary16 centroids widened
-    /// to f32 (empty for f32 centroids, which are read in place).
-    pub(super) plaid_checked: Vec<std::sync::OnceLock<Vec<f32>>>,
+    /// to f32 (empty for f32 centroids, which are read in place), shared between segments of
+    /// one codec ([`crate::format::plaid::shared_centroids`]).
+    pub(super) plaid_checked: Vec<std::sync::OnceLock<std::sync::Arc<[f32]>>>,
     /// Structures derived from the segment's bytes by higher layers (for example the metadata
     /// columns of `crate::filter`), built on first use and kept as long as the segment is open.
     pub(super) derived: parking_lot::Mutex<DerivedMap>,
@@ -413,7 +414,8 @@ impl Segment {
             screens[e.field as usize] = Some(range(e));
         }
         let mut plaids = vec![None; schema.fields.len()];
-        let mut plaid_centroids: Vec<Vec<f32>> = vec![Vec::new(); schema.fields.len()];
+        let mut plaid_centroids: Vec<std::sync::Arc<[f32]>> =
+            vec![std::sync::Arc::from(Vec::new()); schema.fields.len()];
         for e in sections.iter().filter(|e| e.kind == SectionKind::Plaid) {
             let f = e.field as usize;
             let (
@@ -452,10 +454,10 @@ impl Segment {
                 *token_count,
                 *dim as usize,
             )?;
-            plaid_centroids[f] = match view.centroids {
-                std::borrow::Cow::Owned(widened) => widened,
-                std::borrow::Cow::Borrowed(_) => Vec::new(),
-            };
+            let id = view.codec_id;
+            if let std::borrow::Cow::Owned(widened) = view.centroids {
+                plaid_centroids[f] = crate::format::plaid::shared_centroids(id, widened);
+            }
             plaids[f] = Some(range(e));
         }
         for (fi, col) in fields.iter().enumerate() {
@@ -559,7 +561,7 @@ impl Segment {
         // of an open segment do not change.
         let checked = match recheck {
             true => None,
-            false => self.plaid_checked[field].get().map(Vec::as_slice),
+            false => self.plaid_checked[field].get().map(|c| &**c),
         };
         Some(PlaidView::open_checked(
             &self.bytes()[r.clone()],

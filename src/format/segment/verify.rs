@@ -127,7 +127,30 @@ impl Segment {
                         }
                         prev_end = r.end;
                     }
-                    // None for a codes-only field: its PLAID section is verified below.
+                    if !self.stores_tokens(fi) {
+                        // A codes-only field: its decompressed tokens must be finite.
+                        let (count, mut block) = (self.multi_token_count(fi), Vec::new());
+                        for start in (0..count).step_by(4096) {
+                            block.clear();
+                            self.multi_tokens_f32(
+                                fi,
+                                start..(start + 4096).min(count),
+                                &mut block,
+                            )?;
+                            if let Some(pos) = block.iter().position(|v| !v.is_finite()) {
+                                return Err(Error::corrupt(
+                                    &self.path,
+                                    "plaid index",
+                                    0,
+                                    format!(
+                                        "field {:?}: decompressed element {} is not finite",
+                                        self.schema.fields[fi].name,
+                                        start * self.schema.fields[fi].kind.row_elements() + pos
+                                    ),
+                                ));
+                            }
+                        }
+                    }
                     self.multi_tokens(fi)
                 }
             };

@@ -105,12 +105,12 @@ pub fn write_segment_with(
             }),
             FieldKind::Multi { .. } => {
                 // A codes-only field's PLAID section stands for its tokens.
-                let codes_only = extra
-                    .iter()
-                    .any(|x| x.kind == SectionKind::Plaid && x.field == field && x.replaces_tokens);
+                let codes_only = extra.iter().find(|x| {
+                    x.kind == SectionKind::Plaid && x.field == field && x.replaces_tokens
+                });
                 let mut tokens = 0u64;
                 for r in 0..rows {
-                    if codes_only {
+                    if codes_only.is_some() {
                         tokens += source.token_count(fi, r)? as u64;
                         continue;
                     }
@@ -130,7 +130,19 @@ pub fn write_segment_with(
                     dtype: 0,
                     blob: None,
                 });
-                if !codes_only {
+                if let Some(x) = codes_only {
+                    // The PLAID section stands for the tokens: it must hold exactly these.
+                    let coded = x
+                        .bytes
+                        .get(24..32)
+                        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+                    if coded != Some(tokens) {
+                        return Err(Error::InvalidInput(format!(
+                            "field {:?}: the PLAID section codes {coded:?} tokens, the rows hold {tokens}",
+                            f.name
+                        )));
+                    }
+                } else {
                     plans.push(Plan {
                         kind: SectionKind::MultiTokens,
                         field,
