@@ -643,13 +643,25 @@ pub fn decompress(
     normalize: bool,
     out: &mut [f32],
 ) {
-    let per = 8 / nbits as usize;
-    for (i, &byte) in packed.iter().enumerate() {
-        let vals = &table[byte as usize * per..(byte as usize + 1) * per];
-        for (k, v) in vals.iter().enumerate() {
-            let j = i * per + k;
-            out[j] = centroid[j] + v;
+    // One byte holds `PER` dimensions: a fixed width lets the compiler unroll and vectorise.
+    fn add<const PER: usize>(table: &[f32], centroid: &[f32], packed: &[u8], out: &mut [f32]) {
+        for ((o, c), &byte) in out
+            .chunks_exact_mut(PER)
+            .zip(centroid.chunks_exact(PER))
+            .zip(packed)
+        {
+            let vals: &[f32; PER] = table[byte as usize * PER..][..PER]
+                .try_into()
+                .expect("PER values per byte");
+            for k in 0..PER {
+                o[k] = c[k] + vals[k];
+            }
         }
+    }
+    match nbits {
+        1 => add::<8>(table, centroid, packed, out),
+        2 => add::<4>(table, centroid, packed, out),
+        _ => add::<2>(table, centroid, packed, out),
     }
     if normalize {
         crate::dtype::normalize(out);

@@ -27,7 +27,7 @@ pub struct PlaidParams {
     pub seed: u64,
     /// Keep only the compressed tokens (`store=codes`): segments written with a codec omit the
     /// field's full-precision token section, and reads decompress the codes (PLAID's size: about
-    /// 36 bytes per token at 2 bits, 128-d). Default: keep the stored tokens too (`store=tokens`),
+    /// 40 bytes per token at 2 bits, 128-d, all-in). Default: keep the stored tokens too (`store=tokens`),
     /// which PLAID's last stage and exact search read.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub codes_only: bool,

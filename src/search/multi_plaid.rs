@@ -91,8 +91,12 @@ fn one(
             }
             None => all_live(),
         };
-        let table = match (&view, p.decompress) {
-            (Some(v), true) => Some(lookup_table(v.weights, v.nbits)),
+        // A codes-only segment is always scored on its decompressed tokens: decoded here with
+        // the view and table of this query, not reopened per row.
+        let table = match &view {
+            Some(v) if p.decompress || !seg.stores_tokens(field) => {
+                Some(lookup_table(v.weights, v.nbits))
+            }
             _ => None,
         };
         for row in rows {

@@ -311,7 +311,7 @@ pub struct IndexArgs {
     /// Build a PLAID index on a multi-vector field instead, KEY=VALUE,...: nbits (2: residual
     /// bits per dimension, 1, 2 or 4), centroids / k (2^floor(log2(16·sqrt(tokens)))),
     /// kmeans_iters (4), min_rows (256), recluster_percent (5), seed, store (tokens: keep the
-    /// full-precision tokens too; codes: keep only the compressed codes, ~36 bytes per token at
+    /// full-precision tokens too; codes: keep only the compressed codes, ~40 bytes per token at
     /// 2 bits, 128-d; reads decompress them, and dropping the index later writes the
     /// decompressed tokens back: the originals are gone). An empty value takes the defaults
     /// (`--plaid ""`).
