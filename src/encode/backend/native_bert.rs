@@ -611,12 +611,59 @@ fn linear_acc_int8(src: &[f32], rows: usize, l: &Linear, q: &QuantWeight, dst: &
         );
 }
 
+/// Rows up to which an f32 linear layer takes one dot product per (row, output) pair
+/// ([`linear_acc_dots`]) instead of `gemm`'s packed product: for a query of a few tokens, packing
+/// the weights costs more than the arithmetic.
+const DOT_ROWS: usize = 16;
+
+/// [`DOT_ROWS`], or `VELLUM_ENCODER_DOT_ROWS` when set (0 turns the path off: for benchmarks
+/// that compare the two paths in one run).
+fn dot_rows() -> usize {
+    static ROWS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *ROWS.get_or_init(|| {
+        std::env::var("VELLUM_ENCODER_DOT_ROWS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DOT_ROWS)
+    })
+}
+
+/// Outputs per parallel task of [`linear_acc_dots`].
+const DOT_OUTPUTS: usize = 64;
+
+/// `dst (rows × out) += src (rows × in) · Wᵀ` for few rows: per weight row (read once, from
+/// memory) the dot products with every source row (in cache), by simsimd's kernels (runtime
+/// dispatch: AVX-512, AVX2, NEON); tasks over blocks of outputs on all cores.
+fn linear_acc_dots(src: &[f32], rows: usize, l: &Linear, dst: &mut [f32]) {
+    use simsimd::SpatialSimilarity;
+    let (inp, out) = (l.inp, l.out);
+    let mut by_output = vec![0f32; out * rows];
+    by_output
+        .par_chunks_mut(DOT_OUTPUTS * rows)
+        .zip(l.weight[..out * inp].par_chunks(DOT_OUTPUTS * inp))
+        .for_each(|(o, w)| {
+            for (o, w) in o.chunks_exact_mut(rows).zip(w.chunks_exact(inp)) {
+                for (o, x) in o.iter_mut().zip(src[..rows * inp].chunks_exact(inp)) {
+                    *o = f32::dot(x, w).expect("equal lengths") as f32;
+                }
+            }
+        });
+    for (r, d) in dst[..rows * out].chunks_exact_mut(out).enumerate() {
+        for (o, d) in d.iter_mut().enumerate() {
+            *d += by_output[o * rows + r];
+        }
+    }
+}
+
 /// `dst (rows × out) += src (rows × in) · Wᵀ`, on all cores.
 pub(super) fn linear_acc(src: &[f32], rows: usize, l: &Linear, dst: &mut [f32]) {
     if let Some(q) = &l.quant {
         return linear_acc_int8(src, rows, l, q, dst);
     }
     assert!(src.len() >= rows * l.inp && dst.len() >= rows * l.out);
+    if rows <= dot_rows() {
+        return linear_acc_dots(src, rows, l, dst);
+    }
     // SAFETY: the assert bounds every index: src is read at r*inp + c (r < rows, c < inp), the
     // weight at o*inp + c (o < out, c < inp; its length is out*inp by construction), dst is
     // written at r*out + o. dst is exclusively borrowed, so it aliases neither input.
@@ -726,6 +773,37 @@ pub(super) fn activate(xs: &mut [f32], act: Activation) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The few-rows path (one dot product per row and output) equals the packed product to
+    /// rounding.
+    #[test]
+    fn dot_path_matches_gemm() {
+        let val = |i: usize, m: usize| (((i * 2654435761) >> 7) % m) as f32 / m as f32 - 0.5;
+        for (rows, inp, out) in [(1, 384, 1536), (7, 45, 130), (DOT_ROWS, 64, 65)] {
+            let l = Linear {
+                weight: (0..out * inp).map(|i| val(i, 1000) * 0.2).collect(),
+                bias: Vec::new(),
+                out,
+                inp,
+                quant: None,
+            };
+            let src: Vec<f32> = (0..rows * inp).map(|i| val(i + 17, 997) * 3.0).collect();
+            let start: Vec<f32> = (0..rows * out).map(|i| i as f32 * 0.01).collect();
+            let mut got = start.clone();
+            linear_acc_dots(&src, rows, &l, &mut got);
+            let mut want = start.clone();
+            for r in 0..rows {
+                for o in 0..out {
+                    want[r * out + o] += (0..inp)
+                        .map(|i| f64::from(src[r * inp + i]) * f64::from(l.weight[o * inp + i]))
+                        .sum::<f64>() as f32;
+                }
+            }
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() <= 1e-4 * w.abs().max(1.0), "{g} vs {w}");
+            }
+        }
+    }
 
     /// The int8 product is within its rigorous quantization bound of the f32 one: per output,
     /// `Σ_i |a_i − â_i|·|w_i| + |â_i|·|w_i − ŵ_i|` with steps of `s_a / 2` and `s_w / 2`.
