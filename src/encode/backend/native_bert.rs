@@ -611,7 +611,7 @@ fn linear_acc_int8(src: &[f32], rows: usize, l: &Linear, q: &QuantWeight, dst: &
         );
 }
 
-/// Rows up to which an f32 linear layer takes one dot product per (row, output) pair
+/// Rows up to which an f32 linear layer multiplies each weight row with the source rows directly
 /// ([`linear_acc_dots`]) instead of `gemm`'s packed product: for a query of a few tokens, packing
 /// the weights costs more than the arithmetic.
 const DOT_ROWS: usize = 16;
@@ -631,23 +631,16 @@ fn dot_rows() -> usize {
 /// Outputs per parallel task of [`linear_acc_dots`].
 const DOT_OUTPUTS: usize = 64;
 
-/// `dst (rows × out) += src (rows × in) · Wᵀ` for few rows: per weight row (read once, from
-/// memory) the dot products with every source row (in cache), by simsimd's kernels (runtime
-/// dispatch: AVX-512, AVX2, NEON); tasks over blocks of outputs on all cores.
+/// `dst (rows × out) += src (rows × in) · Wᵀ` for few rows: each weight row read once and
+/// multiplied with every source row ([`crate::linalg::rows::dots`], runtime dispatch: AVX-512,
+/// AVX2 + FMA, portable); tasks over blocks of outputs on all cores.
 fn linear_acc_dots(src: &[f32], rows: usize, l: &Linear, dst: &mut [f32]) {
-    use simsimd::SpatialSimilarity;
     let (inp, out) = (l.inp, l.out);
     let mut by_output = vec![0f32; out * rows];
     by_output
         .par_chunks_mut(DOT_OUTPUTS * rows)
         .zip(l.weight[..out * inp].par_chunks(DOT_OUTPUTS * inp))
-        .for_each(|(o, w)| {
-            for (o, w) in o.chunks_exact_mut(rows).zip(w.chunks_exact(inp)) {
-                for (o, x) in o.iter_mut().zip(src[..rows * inp].chunks_exact(inp)) {
-                    *o = f32::dot(x, w).expect("equal lengths") as f32;
-                }
-            }
-        });
+        .for_each(|(o, w)| crate::linalg::rows::dots(&src[..rows * inp], w, inp, o));
     for (r, d) in dst[..rows * out].chunks_exact_mut(out).enumerate() {
         for (o, d) in d.iter_mut().enumerate() {
             *d += by_output[o * rows + r];
