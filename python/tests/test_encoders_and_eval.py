@@ -3,6 +3,7 @@ evaluation."""
 
 import _thread
 import json
+import signal
 import threading
 import time
 import warnings
@@ -150,10 +151,13 @@ def test_text_ingest_file_resumes(db, tmp_path):
     assert again["documents"] == 0 and again["skipped"] == 60 and len(c) == 60
 
 
-def test_ctrl_c_during_ingest_commits_and_resumes(db, tmp_path, minilm):
-    # Enough passages that the interrupt lands mid-ingest even when a loaded machine is slow to
-    # run the thread that sends it.
-    n = 1000
+def test_ctrl_c_during_ingest_commits_and_resumes(db, tmp_path, minilm, request):
+    # A process started in the background by a non-interactive shell inherits SIGINT ignored,
+    # and then Python installs no KeyboardInterrupt handler (interrupt_main does nothing):
+    # install it, as an interactive session has it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
+    n = 300
     lines = (REPO / "examples" / "debian" / "corpus.jsonl").read_text().splitlines()[:n]
     docs = tmp_path / "docs.jsonl"
     docs.write_text("\n".join(lines) + "\n")
