@@ -182,7 +182,8 @@ fn encode_source(
             Some((codes, residuals)) => {
                 if residuals.len() != codes.len() * rb {
                     return Err(Error::InvalidInput(format!(
-                        "row {r}: {} bytes of residuals for {} tokens of {rb} bytes: not the codec's",
+                        "field {:?}, row {r}: {} bytes of stored residuals for {} tokens, expected {rb} bytes per token (the codec's)",
+                        source.schema().fields[field].name,
                         residuals.len(),
                         codes.len()
                     )));

@@ -767,10 +767,9 @@ pub(super) fn activate(xs: &mut [f32], act: Activation) {
 mod tests {
     use super::*;
 
-    /// The few-rows path (one dot product per row and output) equals the packed product to
-    /// rounding.
+    /// The few-rows path equals the exact (f64) product to f32 rounding, and adds into `dst`.
     #[test]
-    fn dot_path_matches_gemm() {
+    fn dot_path_matches_the_f64_product() {
         let val = |i: usize, m: usize| (((i * 2654435761) >> 7) % m) as f32 / m as f32 - 0.5;
         for (rows, inp, out) in [(1, 384, 1536), (7, 45, 130), (DOT_ROWS, 64, 65)] {
             let l = Linear {
