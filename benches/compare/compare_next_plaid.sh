@@ -4,8 +4,10 @@
 #   1. data: Debian package descriptions (examples/debian/make_corpus.py; DOCS of them, default
 #      10,000) encoded by vellum's ColBERT encoder over all-MiniLM-L6-v2 with a fixed random
 #      128-d head (benches/compare/next_plaid/make_data.py), 200 known-item queries;
-#   2. the comparison: build time; exact MaxSim; vellum PLAID at the paper's k = 10 defaults and
-#      more cells; next-plaid at n_ivf_probe 1..8, n_full_scores 256 / 4096.
+#   2. the comparison: build time; exact MaxSim; vellum PLAID at the paper's k = 10 defaults, more
+#      cells and more full scores; next-plaid at n_ivf_probe 1..8, n_full_scores 256 / 4096.
+# The build also makes `plaid-stages` (where each PLAID stage loses exact MaxSim's top-10):
+#   target/next_plaid/release/plaid-stages "$DATA" /tmp/plaid_db
 # Needs: apt lists with English descriptions (apt-get update -o Acquire::Languages=en), the
 # vellum Python package (tools/python-tests.sh builds .venv-python), numpy, safetensors,
 # tools/fetch-minilm.sh. Usage: benches/compare/compare_next_plaid.sh [DOCS] [THREADS]

@@ -85,8 +85,8 @@ impl<'py> QueryInput<'py> {
     }
 }
 
-/// PLAID stage parameters from a Python dict (`ncells`, `ndocs`, `centroid_threshold`,
-/// `decompress`), over the defaults for `k`.
+/// PLAID stage parameters from a Python dict (`ncells`, `ndocs`, `full_scores`,
+/// `centroid_threshold`, `decompress`), over the defaults for `k`.
 pub(crate) fn plaid_search(
     options: Option<HashMap<String, f64>>,
     k: usize,
@@ -109,13 +109,14 @@ pub(crate) fn plaid_search(
         match key.as_str() {
             "ncells" => p.ncells = count()?,
             "ndocs" => p.ndocs = count()?,
+            "full_scores" => p.full_scores = Some(count()?),
             "centroid_threshold" => p.centroid_threshold = v as f32,
             "decompress" => p.decompress = v != 0.0,
             other => {
                 return Err(vellum::Error::parameter(
                     "plaid",
                     format!(
-                    "unknown key {other:?}; known: ncells, ndocs, centroid_threshold, decompress"
+                    "unknown key {other:?}; known: ncells, ndocs, full_scores, centroid_threshold, decompress"
                 ),
                 ))
             }

@@ -293,6 +293,12 @@ def test_plaid_index_from_python(db):
     assert ids.shape == (5, 5)
     with pytest.raises(vellum.errors.InvalidInputError, match="ncells"):
         c.search(q, k=5, plaid={"ncells": 0})
+    # Every candidate through the last stage (`full_scores`, default ndocs // 4): exact.
+    full_ids, _ = c.search(q, k=5, plaid={"ncells": 32, "ndocs": 10000, "full_scores": 10000,
+                                          "centroid_threshold": -100})
+    assert (full_ids == exact_ids).all()
+    with pytest.raises(vellum.errors.InvalidInputError, match="full_scores"):
+        c.search(q, k=5, plaid={"full_scores": 0})
     # Codes only: documents read back decompressed, close to what was stored.
     c.plaid_index("tok", "nbits=4,centroids=32,min_rows=10,store=codes")
     got = c.get("d3")["vectors"]["tok"]

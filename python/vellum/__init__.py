@@ -379,8 +379,10 @@ class Collection:
         ``[tokens, dim]`` array, an ``[n, tokens, dim]`` array or a list of ``[tokens_i, dim]``
         arrays. Fields with an HNSW index are searched approximately (``ef`` candidates, default
         ``max(k, the index's ef_search)``) unless ``exact``; multi-vector fields with a PLAID
-        index through PLAID's stages (``plaid={"ncells": .., "ndocs": .., "centroid_threshold":
-        .., "decompress": ..}`` over the paper's defaults for ``k``) unless ``exact``. Equal
+        index through PLAID's stages (``plaid={"ncells": .., "ndocs": .., "full_scores": ..,
+        "centroid_threshold": .., "decompress": ..}`` over the paper's defaults for ``k``;
+        ``full_scores``, default ``ndocs // 4``, is how many documents the last stage scores by
+        full MaxSim) unless ``exact``. Equal
         scores rank by id descending (trec_eval's order), on every path and across shards.
 
         ``filter`` keeps only documents whose metadata matches (a dict or its JSON text), in

@@ -6,8 +6,9 @@
 //! 2. **centroid pruning** — an approximate MaxSim `Σ_q max_{t ∈ d} S[q, code(t)]` over only the
 //!    tokens whose centroid scores at least `centroid_threshold` for some query token; the best
 //!    `ndocs` rows go on;
-//! 3. **centroid interaction** — the same sum over every token; the best `max(ndocs / 4, k)` go
-//!    on to exact MaxSim (the caller's stage 4, with stored or decompressed vectors).
+//! 3. **centroid interaction** — the same sum over every token; the best `full_scores` (default
+//!    `ndocs / 4`, at least `k`) go on to exact MaxSim (the caller's stage 4, with stored or
+//!    decompressed vectors). Stage 3 is skipped when stage 2 kept no more rows than that.
 
 use super::PlaidView;
 use crate::error::{Error, Result};
@@ -21,8 +22,14 @@ pub struct PlaidSearch {
     pub ncells: usize,
     /// Centroids scoring below this for every query token are left out of stage 2.
     pub centroid_threshold: f32,
-    /// Rows kept after stage 2 (a quarter of them after stage 3).
+    /// Rows kept after stage 2.
     pub ndocs: usize,
+    /// Rows kept after stage 3, which stage 4 scores by full MaxSim; `None`: `ndocs / 4`, as
+    /// PLAID and ColBERT do (next-plaid calls it `n_full_scores`). At least `k`, at most
+    /// `ndocs`. Stage 3 ranks by centroid scores only, so raising this toward `ndocs` trades
+    /// stage-4 time for agreement with exact MaxSim (benches/RESULTS.md, "Where PLAID's stages
+    /// lose exact MaxSim's top-10").
+    pub full_scores: Option<usize>,
     /// Stage 4 scores decompressed vectors instead of the stored full-precision ones.
     pub decompress: bool,
 }
@@ -42,8 +49,14 @@ impl PlaidSearch {
             ncells,
             centroid_threshold,
             ndocs,
+            full_scores: None,
             decompress: false,
         }
+    }
+
+    /// Rows stage 3 keeps for stage 4: `full_scores` (default `ndocs / 4`), at least `k`.
+    pub fn full_scores_for(&self, k: usize) -> usize {
+        self.full_scores.unwrap_or(self.ndocs / 4).max(k)
     }
 
     /// Checks the parameters.
@@ -55,6 +68,12 @@ impl PlaidSearch {
                     "ncells = {} and ndocs = {}: both must be at least 1",
                     self.ncells, self.ndocs
                 ),
+            ));
+        }
+        if self.full_scores == Some(0) {
+            return Err(Error::parameter(
+                "plaid full_scores",
+                "0: expected at least 1 (rows scored by full MaxSim)",
             ));
         }
         if self.centroid_threshold.is_nan() || self.centroid_threshold == f32::INFINITY {
@@ -166,11 +185,14 @@ pub fn candidates(
         scored.push((interaction(r, true)?, r));
     }
     let stage2 = best(scored, p.ndocs.max(k));
+    let keep = p.full_scores_for(k);
+    if stage2.len() <= keep {
+        return Ok(stage2.into_iter().map(|(_, r)| r).collect());
+    }
     let mut scored = Vec::with_capacity(stage2.len());
     for &(_, r) in &stage2 {
         scored.push((interaction(r, false)?, r));
     }
-    let keep = (p.ndocs / 4).max(k);
     Ok(best(scored, keep).into_iter().map(|(_, r)| r).collect())
 }
 

@@ -165,6 +165,7 @@ fn plaid_agrees_with_exact_maxsim_and_equals_it_without_pruning() {
         ncells: 1 << 20,
         centroid_threshold: f32::NEG_INFINITY,
         ndocs: 1 << 20,
+        full_scores: None,
         decompress: false,
     };
     assert_eq!(agreement(&db, &qs[..15], 10, Some(all)), 1.0);
@@ -184,6 +185,47 @@ fn plaid_agrees_with_exact_maxsim_and_equals_it_without_pruning() {
             scores(SearchRequest::multi("tok", q, 10).exact())
         );
     }
+    drop(snap);
+    // More rows through stage 4 (`full_scores`, default ndocs / 4): stage 3 keeps a superset,
+    // so every exact top-10 hit found at the default is still found, and agreement cannot drop.
+    let narrow = PlaidSearch {
+        ndocs: 64,
+        ..PlaidSearch::for_k(10)
+    };
+    let wide = PlaidSearch {
+        full_scores: Some(64),
+        ..narrow
+    };
+    let (mut found_narrow, mut found_wide) = (0, 0);
+    for q in &qs {
+        let exact = ids(&db, q, 10, true, None);
+        let n = ids(&db, q, 10, false, Some(narrow));
+        let w = ids(&db, q, 10, false, Some(wide));
+        let hits = |got: &[String]| exact.iter().filter(|e| got.contains(e)).count();
+        assert!(
+            n.iter()
+                .filter(|x| exact.contains(x))
+                .all(|x| w.contains(x)),
+            "{n:?} ⊄ {w:?}"
+        );
+        found_narrow += hits(&n);
+        found_wide += hits(&w);
+    }
+    assert!(
+        found_wide > found_narrow,
+        "full_scores 64: {found_wide} vs 16: {found_narrow}"
+    );
+    let zero = PlaidSearch {
+        full_scores: Some(0),
+        ..narrow
+    };
+    let snap = db.snapshot().unwrap();
+    let e = snap
+        .collection("c")
+        .unwrap()
+        .search(&SearchRequest::multi("tok", &qs[0], 10).with_plaid(zero))
+        .unwrap_err();
+    assert!(e.to_string().contains("full_scores"), "{e}");
     drop(snap);
     // Stage 4 on decompressed vectors (2-bit residuals) stays close.
     let dec = PlaidSearch {
@@ -345,6 +387,7 @@ fn ties_and_dropped_indexes_match_exact_search() {
         ncells: 4,
         centroid_threshold: f32::NEG_INFINITY,
         ndocs: 1,
+        full_scores: None,
         decompress: false,
     };
     assert_eq!(ids(&db, q, 3, false, Some(tight)), exact);
@@ -357,6 +400,7 @@ fn ties_and_dropped_indexes_match_exact_search() {
         ncells: 1,
         centroid_threshold: 10.0,
         ndocs: 1,
+        full_scores: None,
         decompress: false,
     };
     assert_eq!(ids(&db, q, 3, false, Some(bad)), exact);
@@ -446,6 +490,7 @@ fn codes_only_fields_read_search_and_compact_through_their_codes() {
         ncells: 1 << 20,
         centroid_threshold: f32::NEG_INFINITY,
         ndocs: 1 << 20,
+        full_scores: None,
         decompress: true,
     };
     for q in &qs {

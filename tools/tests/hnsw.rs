@@ -241,6 +241,18 @@ fn plaid_index_search_info_verify() {
         "-100",
     ]);
     assert_eq!(wide, exact);
+    // Every candidate through stage 4 (`--full-scores` = `--ndocs`, nothing pruned): exact.
+    let full = search(&[
+        "--ncells",
+        "32",
+        "--ndocs",
+        "100000",
+        "--full-scores",
+        "100000",
+        "--centroid-threshold",
+        "-100",
+    ]);
+    assert_eq!(full, exact);
     let decompressed = search(&["--ncells", "4", "--decompress"]);
     assert!(ok(d, &["verify", "db"]).contains("ok"));
     // Codes only: the tokens go, reads decompress them (the same ranking as --decompress).
@@ -275,22 +287,25 @@ fn plaid_index_search_info_verify() {
         ],
     );
     assert!(e.contains("1, 2 or 4"), "{e}");
-    let e = fail(
-        d,
-        &[
-            "search",
-            "db",
-            "-c",
-            "docs",
-            "-f",
-            "tok",
-            "--query-vectors",
-            "q.npy",
-            "--query-lengths",
-            "qlen.npy",
-            "--ncells",
-            "0",
-        ],
-    );
-    assert!(e.contains("ncells"), "{e}");
+    // Bad stage parameters: the error names the parameter.
+    for (flag, name) in [("--ncells", "ncells"), ("--full-scores", "full_scores")] {
+        let e = fail(
+            d,
+            &[
+                "search",
+                "db",
+                "-c",
+                "docs",
+                "-f",
+                "tok",
+                "--query-vectors",
+                "q.npy",
+                "--query-lengths",
+                "qlen.npy",
+                flag,
+                "0",
+            ],
+        );
+        assert!(e.contains(name), "{flag}: {e}");
+    }
 }

@@ -286,6 +286,7 @@ pub fn run(a: SearchArgs, out: &mut dyn Write) -> Result<()> {
             if a.ncells.is_some()
                 || a.ndocs.is_some()
                 || a.centroid_threshold.is_some()
+                || a.full_scores.is_some()
                 || a.decompress
             {
                 let d = vellum::plaid::PlaidSearch::for_k(depth);
@@ -293,6 +294,7 @@ pub fn run(a: SearchArgs, out: &mut dyn Write) -> Result<()> {
                     ncells: a.ncells.unwrap_or(d.ncells),
                     ndocs: a.ndocs.unwrap_or(d.ndocs),
                     centroid_threshold: a.centroid_threshold.unwrap_or(d.centroid_threshold),
+                    full_scores: a.full_scores,
                     decompress: a.decompress,
                 });
             }

@@ -159,7 +159,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let plaid_bytes = |db: &Database, name: &str| -> Result<u64, vellum::Error> {
         let snap = db.snapshot()?;
         let stats = snap.collection(name)?.stats()?;
-        Ok(stats.segments.iter().filter_map(|s| s.plaid.get("tok")).map(|p| p.bytes).sum())
+        Ok(stats
+            .segments
+            .iter()
+            .filter_map(|s| s.plaid.get("tok"))
+            .map(|p| p.bytes)
+            .sum())
     };
     println!(
         "{}",
@@ -250,7 +255,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     // The paper's k = 10 defaults with more cells, then wider settings (t_cs 0.4 as
     // next-plaid's default; ndocs / 4 rows reach the last stage, as next-plaid's
-    // n_full_scores), each with the last stage on stored and on decompressed vectors.
+    // n_full_scores), then more rows through the last stage (`full_scores`), each with the
+    // last stage on stored and on decompressed vectors.
     let defaults = PlaidSearch::for_k(k);
     let mut settings: Vec<PlaidSearch> = [1usize, 2, 4, 8]
         .iter()
@@ -261,6 +267,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ncells,
             centroid_threshold: 0.4,
             ndocs,
+            full_scores: None,
+            decompress: false,
+        });
+    }
+    for (ncells, threshold, ndocs, full) in
+        [(1, 0.5, 256, 128), (1, 0.5, 256, 256), (2, 0.4, 1024, 1024)]
+    {
+        settings.push(PlaidSearch {
+            ncells,
+            centroid_threshold: threshold,
+            ndocs,
+            full_scores: Some(full),
             decompress: false,
         });
     }
@@ -272,10 +290,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             let (r, s) = run_vellum(Some(p))?;
             let setting = format!(
-                "ncells {}, t_cs {}, ndocs {}, last stage {}",
+                "ncells {}, t_cs {}, ndocs {}, full_scores {}, last stage {}",
                 p.ncells,
                 p.centroid_threshold,
                 p.ndocs,
+                p.full_scores_for(k),
                 if decompress {
                     "decompressed"
                 } else {
@@ -288,8 +307,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for p in &settings {
         let (r, s) = run_on(codes, Some(*p))?;
         let setting = format!(
-            "codes-only field: ncells {}, t_cs {}, ndocs {}",
-            p.ncells, p.centroid_threshold, p.ndocs
+            "codes-only field: ncells {}, t_cs {}, ndocs {}, full_scores {}",
+            p.ncells,
+            p.centroid_threshold,
+            p.ndocs,
+            p.full_scores_for(k)
         );
         report("vellum", &setting, &measure(&r, &exact, &relevant, s));
     }
