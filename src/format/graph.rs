@@ -483,6 +483,28 @@ impl<'a> GraphView<'a> {
         Ok(&lv.neighbours[a as usize..b as usize])
     }
 
+    /// The bytes of the neighbour list of layer-0 node `row`, unchecked beyond staying inside the
+    /// section (empty where its offsets are invalid): what a search prefetches, never reads.
+    pub fn neighbour_bytes0(&self, row: u32) -> &'a [u8] {
+        let lv = &self.layers[0];
+        let r = row as usize;
+        match (lv.offsets.get(r), lv.offsets.get(r + 1)) {
+            (Some(&a), Some(&b)) if a <= b && b <= lv.neighbours.len() as u64 => {
+                bytemuck::cast_slice(&lv.neighbours[a as usize..b as usize])
+            }
+            _ => &[],
+        }
+    }
+
+    /// The bytes of layer-0 node `row`'s offset pair (empty past the last node): prefetched
+    /// when the row becomes a candidate, so that [`GraphView::neighbour_bytes0`] finds them in
+    /// cache.
+    pub fn offset_bytes0(&self, row: u32) -> &'a [u8] {
+        let o = self.layers[0].offsets;
+        let r = row as usize;
+        o.get(r..r + 2).map_or(&[], bytemuck::cast_slice)
+    }
+
     /// Checks that a neighbour row is a row of the segment.
     #[inline]
     pub fn check_row(&self, layer: usize, row: u32) -> Result<()> {
@@ -584,6 +606,12 @@ mod tests {
         assert_eq!(g.neighbours(0, 2).unwrap(), &[0, 1, 3]);
         assert_eq!(g.position(1, 2).unwrap(), 1);
         assert_eq!(g.neighbours(1, g.position(1, 2).unwrap()).unwrap(), &[1]);
+        // What a search prefetches: the same list's bytes, a node's offset pair; nothing past
+        // the last node.
+        let list: &[u32] = bytemuck::cast_slice(g.neighbour_bytes0(2));
+        assert_eq!(list, &[0, 1, 3]);
+        assert_eq!(g.offset_bytes0(3).len(), 16);
+        assert!(g.neighbour_bytes0(4).is_empty() && g.offset_bytes0(4).is_empty());
         g.verify().unwrap();
         let e = GraphView::open(b, p, 0, 5, Metric::L2)
             .unwrap_err()

@@ -49,7 +49,9 @@ pub fn search_graph(
 
 /// [`search_graph`] that calls `prefetch(row)` for every row two rows before scoring it, so that
 /// the rows' vectors are on their way to the cache before they are needed (graph search is bound
-/// by memory latency, not arithmetic).
+/// by memory latency, not arithmetic). The layer-0 adjacency is prefetched too: a row's offsets
+/// when it becomes a candidate, and the next candidate's neighbour list while the current one
+/// is expanded (as hnswlib prefetches the next candidate's block).
 pub fn search_graph_prefetching(
     graph: &GraphView<'_>,
     k: usize,
@@ -109,6 +111,9 @@ pub fn search_graph_prefetching(
         if results.len() >= ef && results.peek().is_some_and(|w| c.score < w.0.score) {
             break;
         }
+        if let Some(next) = candidates.peek() {
+            prefetch_bytes(graph.neighbour_bytes0(next.row));
+        }
         fresh.clear();
         for &nb in graph.neighbours(0, c.row as usize)? {
             graph.check_row(0, nb)?;
@@ -130,6 +135,7 @@ pub fn search_graph_prefetching(
                 row: nb,
             };
             if results.len() < ef || results.peek().is_some_and(|w| s.score > w.0.score) {
+                prefetch_bytes(graph.offset_bytes0(nb));
                 candidates.push(s);
                 if live(nb) {
                     results.push(std::cmp::Reverse(s));
@@ -144,6 +150,11 @@ pub fn search_graph_prefetching(
     out.sort_by(|a, b| b.cmp(a));
     out.truncate(k);
     Ok(out.into_iter().map(|s| (s.score, s.row)).collect())
+}
+
+/// Asks for `bytes` to be brought into the cache.
+fn prefetch_bytes(bytes: &[u8]) {
+    crate::linalg::similarity::prefetch(bytes)
 }
 
 #[cfg(test)]
