@@ -293,10 +293,13 @@ def test_plaid_index_from_python(db):
     assert ids.shape == (5, 5)
     with pytest.raises(vellum.errors.InvalidInputError, match="ncells"):
         c.search(q, k=5, plaid={"ncells": 0})
-    # Every candidate through the last stage (`full_scores`, default ndocs // 4): exact.
-    full_ids, _ = c.search(q, k=5, plaid={"ncells": 32, "ndocs": 10000, "full_scores": 10000,
-                                          "centroid_threshold": -100})
-    assert (full_ids == exact_ids).all()
+    # Every row kept by stage 2 (all 300) through the last stage (`full_scores`, default
+    # ndocs // 4): exact. With only k of them ranked by centroid scores alone, not.
+    def full(n):
+        return c.search(q, k=5, plaid={"ncells": 32, "ndocs": 300, "full_scores": n,
+                                       "centroid_threshold": -100})[0]
+    assert (full(300) == exact_ids).all()
+    assert (full(5) != exact_ids).any()
     with pytest.raises(vellum.errors.InvalidInputError, match="full_scores"):
         c.search(q, k=5, plaid={"full_scores": 0})
     # Codes only: documents read back decompressed, close to what was stored.

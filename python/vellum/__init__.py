@@ -381,8 +381,8 @@ class Collection:
         ``max(k, the index's ef_search)``) unless ``exact``; multi-vector fields with a PLAID
         index through PLAID's stages (``plaid={"ncells": .., "ndocs": .., "full_scores": ..,
         "centroid_threshold": .., "decompress": ..}`` over the paper's defaults for ``k``;
-        ``full_scores``, default ``ndocs // 4``, is how many documents the last stage scores by
-        full MaxSim) unless ``exact``. Equal
+        ``full_scores``, default ``ndocs // 4``, at least ``k``, is how many documents per segment
+        the last stage scores by full MaxSim) unless ``exact``. Equal
         scores rank by id descending (trec_eval's order), on every path and across shards.
 
         ``filter`` keeps only documents whose metadata matches (a dict or its JSON text), in

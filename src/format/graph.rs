@@ -484,12 +484,15 @@ impl<'a> GraphView<'a> {
     }
 
     /// The bytes of the neighbour list of layer-0 node `row`, unchecked beyond staying inside the
-    /// section (empty where its offsets are invalid): what a search prefetches, never reads.
+    /// section and within the degree limit (empty where its offsets are invalid): what a search
+    /// prefetches, never reads.
     pub fn neighbour_bytes0(&self, row: u32) -> &'a [u8] {
         let lv = &self.layers[0];
         let r = row as usize;
         match (lv.offsets.get(r), lv.offsets.get(r + 1)) {
-            (Some(&a), Some(&b)) if a <= b && b <= lv.neighbours.len() as u64 => {
+            (Some(&a), Some(&b))
+                if a <= b && b <= lv.neighbours.len() as u64 && b - a <= u64::from(self.m0) =>
+            {
                 bytemuck::cast_slice(&lv.neighbours[a as usize..b as usize])
             }
             _ => &[],
@@ -681,6 +684,11 @@ mod tests {
                         for pos in 0..4 {
                             let _ = g.neighbours(l, pos);
                         }
+                    }
+                    for row in 0..6 {
+                        let list = g.neighbour_bytes0(row);
+                        assert!(list.len() <= 4 * g.m0 as usize);
+                        assert!(g.offset_bytes0(row).len() <= 16);
                     }
                 }
             }

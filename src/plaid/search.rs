@@ -24,11 +24,11 @@ pub struct PlaidSearch {
     pub centroid_threshold: f32,
     /// Rows kept after stage 2.
     pub ndocs: usize,
-    /// Rows kept after stage 3, which stage 4 scores by full MaxSim; `None`: `ndocs / 4`, as
-    /// PLAID and ColBERT do (next-plaid calls it `n_full_scores`). At least `k`, at most
-    /// `ndocs`. Stage 3 ranks by centroid scores only, so raising this toward `ndocs` trades
-    /// stage-4 time for agreement with exact MaxSim (benches/RESULTS.md, "Where PLAID's stages
-    /// lose exact MaxSim's top-10").
+    /// Rows per segment kept after stage 3, which stage 4 scores by full MaxSim; `None`:
+    /// `ndocs / 4`, as PLAID and ColBERT do (next-plaid calls it `n_full_scores`). At least `k`;
+    /// values above `ndocs` act as `ndocs` (stage 3 is then skipped). Stage 3 ranks by centroid
+    /// scores only, so raising this toward `ndocs` trades stage-4 time for agreement with exact
+    /// MaxSim (benches/RESULTS.md, "Where PLAID's stages lose exact MaxSim's top-10").
     pub full_scores: Option<usize>,
     /// Stage 4 scores decompressed vectors instead of the stored full-precision ones.
     pub decompress: bool,

@@ -215,6 +215,12 @@ fn plaid_agrees_with_exact_maxsim_and_equals_it_without_pruning() {
         found_wide > found_narrow,
         "full_scores 64: {found_wide} vs 16: {found_narrow}"
     );
+    // Fewer than k: k rows still reach stage 4, and k hits come back.
+    let one = PlaidSearch {
+        full_scores: Some(1),
+        ..narrow
+    };
+    assert_eq!(ids(&db, &qs[0], 10, false, Some(one)).len(), 10);
     let zero = PlaidSearch {
         full_scores: Some(0),
         ..narrow

@@ -501,8 +501,9 @@ pub struct SearchArgs {
     /// PLAID: rows kept after centroid pruning (default by k: 256, 1024 or max(4k, 4096)).
     #[arg(long)]
     pub ndocs: Option<usize>,
-    /// PLAID: rows scored by full MaxSim in the last stage (default ndocs / 4, at least k; at
-    /// most ndocs). Raising it toward ndocs trades time for agreement with exact search.
+    /// PLAID: rows per segment scored by full MaxSim in the last stage (default ndocs / 4, at
+    /// least k; above ndocs acts as ndocs). Raising it toward ndocs trades time for agreement
+    /// with exact search.
     #[arg(long)]
     pub full_scores: Option<usize>,
     /// PLAID: centroid score threshold of the pruning stage (default by k: 0.5, 0.45 or 0.4).

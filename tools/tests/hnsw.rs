@@ -241,18 +241,22 @@ fn plaid_index_search_info_verify() {
         "-100",
     ]);
     assert_eq!(wide, exact);
-    // Every candidate through stage 4 (`--full-scores` = `--ndocs`, nothing pruned): exact.
-    let full = search(&[
-        "--ncells",
-        "32",
-        "--ndocs",
-        "100000",
-        "--full-scores",
-        "100000",
-        "--centroid-threshold",
-        "-100",
-    ]);
-    assert_eq!(full, exact);
+    // Every candidate kept by stage 2 (all 400 rows) through stage 4: exact. With only k = 5
+    // of them ranked by centroid scores alone, not.
+    let full = |n: &str| {
+        search(&[
+            "--ncells",
+            "32",
+            "--ndocs",
+            "400",
+            "--full-scores",
+            n,
+            "--centroid-threshold",
+            "-100",
+        ])
+    };
+    assert_eq!(full("400"), exact);
+    assert_ne!(full("5"), exact);
     let decompressed = search(&["--ncells", "4", "--decompress"]);
     assert!(ok(d, &["verify", "db"]).contains("ok"));
     // Codes only: the tokens go, reads decompress them (the same ranking as --decompress).

@@ -51,7 +51,8 @@ fn maxsim(q: &Array2<f32>, d: &Array2<f32>) -> f32 {
         .sum()
 }
 
-/// The best `n` rows by score (ties: lower row first).
+/// The best `n` rows by score (ties: lower row first; unlike the library, rows tied with the
+/// `n`-th are not kept, one more source of differences at the cut-offs).
 fn best(mut v: Vec<(f32, u32)>, n: usize) -> Vec<u32> {
     v.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     v.truncate(n);
@@ -99,6 +100,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("expected one segment (rows = document order)".into());
     };
     let seg = &slot.segment;
+    if seg.rows() as usize != docs.len() {
+        return Err(format!(
+            "{db_dir} holds {} rows but {} has {} documents: remove DB_DIR to rebuild it",
+            seg.rows(),
+            dir.display(),
+            docs.len()
+        )
+        .into());
+    }
     let view = seg.plaid(0).ok_or("no PLAID section")??;
     let kc = view.k();
     let table = lookup_table(view.weights, view.nbits);
