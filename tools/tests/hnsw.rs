@@ -208,24 +208,20 @@ fn plaid_index_search_info_verify() {
             && info.contains("plaid index on tok: 32 centroids, 2-bit residuals"),
         "{info}"
     );
+    let query = [
+        "search",
+        "db",
+        "-c",
+        "docs",
+        "-f",
+        "tok",
+        "--query-vectors",
+        "q.npy",
+        "--query-lengths",
+        "qlen.npy",
+    ];
     let search = |extra: &[&str]| {
-        let mut args = vec![
-            "search",
-            "db",
-            "-c",
-            "docs",
-            "-f",
-            "tok",
-            "--query-vectors",
-            "q.npy",
-            "--query-lengths",
-            "qlen.npy",
-            "-k",
-            "5",
-            "--format",
-            "tsv",
-        ];
-        args.extend_from_slice(extra);
+        let args = [&query[..], &["-k", "5", "--format", "tsv"], extra].concat();
         ids(&ok(d, &args))
     };
     let exact = search(&["--exact"]);
@@ -293,23 +289,7 @@ fn plaid_index_search_info_verify() {
     assert!(e.contains("1, 2 or 4"), "{e}");
     // Bad stage parameters: the error names the parameter.
     for (flag, name) in [("--ncells", "ncells"), ("--full-scores", "full_scores")] {
-        let e = fail(
-            d,
-            &[
-                "search",
-                "db",
-                "-c",
-                "docs",
-                "-f",
-                "tok",
-                "--query-vectors",
-                "q.npy",
-                "--query-lengths",
-                "qlen.npy",
-                flag,
-                "0",
-            ],
-        );
+        let e = fail(d, &[&query[..], &[flag, "0"]].concat());
         assert!(e.contains(name), "{flag}: {e}");
     }
 }
