@@ -489,7 +489,10 @@ impl<'a> GraphView<'a> {
     pub fn neighbour_bytes0(&self, row: u32) -> &'a [u8] {
         let lv = &self.layers[0];
         let r = row as usize;
-        match (lv.offsets.get(r), lv.offsets.get(r + 1)) {
+        match (
+            lv.offsets.get(r),
+            r.checked_add(1).and_then(|e| lv.offsets.get(e)),
+        ) {
             (Some(&a), Some(&b))
                 if a <= b && b <= lv.neighbours.len() as u64 && b - a <= u64::from(self.m0) =>
             {
@@ -505,7 +508,9 @@ impl<'a> GraphView<'a> {
     pub fn offset_bytes0(&self, row: u32) -> &'a [u8] {
         let o = self.layers[0].offsets;
         let r = row as usize;
-        o.get(r..r + 2).map_or(&[], bytemuck::cast_slice)
+        r.checked_add(2)
+            .and_then(|end| o.get(r..end))
+            .map_or(&[], bytemuck::cast_slice)
     }
 
     /// Checks that a neighbour row is a row of the segment.

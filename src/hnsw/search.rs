@@ -11,6 +11,7 @@ use std::collections::BinaryHeap;
 
 use crate::error::Result;
 use crate::format::graph::GraphView;
+use crate::linalg::similarity::prefetch as prefetch_bytes;
 
 /// A scored row, ordered by score then (for determinism) by lower row first.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -150,11 +151,6 @@ pub fn search_graph_prefetching(
     out.sort_by(|a, b| b.cmp(a));
     out.truncate(k);
     Ok(out.into_iter().map(|s| (s.score, s.row)).collect())
-}
-
-/// Asks for `bytes` to be brought into the cache.
-fn prefetch_bytes(bytes: &[u8]) {
-    crate::linalg::similarity::prefetch(bytes)
 }
 
 #[cfg(test)]

@@ -3,10 +3,11 @@
 //! `[out, in]` as PyTorch stores them). This is the shape of one query through an encoder: `gemm`
 //! packs `w` on every call, which costs more than the arithmetic when `n` is small, and simsimd
 //! takes one pair per call (accumulating f32 in f64, at half the vector rate). Here each row of `w`
-//! is read once and multiplied with four rows of `x` at a time, in vector accumulators.
+//! is read once and multiplied with several rows of `x` at a time, in vector accumulators.
 //!
-//! AVX-512 and AVX2 + FMA kernels (four accumulators in registers, one per row of `x`), and a
-//! portable body for other CPUs with fixed-width inner loops that the compiler vectorises
+//! AVX-512 and AVX2 + FMA kernels (eight, then four, then one row of `x` per load of a `w` row,
+//! one accumulator register per row), and a portable body for other CPUs (four rows at a time)
+//! with fixed-width inner loops that the compiler vectorises
 //! (aarch64's baseline build does so on NEON's 128-bit lanes). Sums are taken in a different order
 //! than `gemm`'s, so results agree with it to rounding, not bit for bit.
 

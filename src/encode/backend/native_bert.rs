@@ -635,6 +635,9 @@ const DOT_OUTPUTS: usize = 64;
 /// multiplied with every source row ([`crate::linalg::rows::dots`], runtime dispatch: AVX-512,
 /// AVX2 + FMA, portable); tasks over blocks of outputs on all cores.
 fn linear_acc_dots(src: &[f32], rows: usize, l: &Linear, dst: &mut [f32]) {
+    if rows == 0 {
+        return; // nothing to add (and chunks of 0 would panic)
+    }
     let (inp, out) = (l.inp, l.out);
     let mut by_output = vec![0f32; out * rows];
     by_output
@@ -771,7 +774,7 @@ mod tests {
     #[test]
     fn dot_path_matches_the_f64_product() {
         let val = |i: usize, m: usize| (((i * 2654435761) >> 7) % m) as f32 / m as f32 - 0.5;
-        for (rows, inp, out) in [(1, 384, 1536), (7, 45, 130), (DOT_ROWS, 64, 65)] {
+        for (rows, inp, out) in [(0, 8, 8), (1, 384, 1536), (7, 45, 130), (DOT_ROWS, 64, 65)] {
             let l = Linear {
                 weight: (0..out * inp).map(|i| val(i, 1000) * 0.2).collect(),
                 bias: Vec::new(),
