@@ -1,18 +1,22 @@
-//! Graph construction with `hnsw_rs` (parallel insertion over all cores), then extraction of its
-//! neighbour lists into a [`Graph`] for encoding.
+//! Graph construction over a segment's vectors (vellum's own parallel builder, [`super::insert`])
+//! and assembly of its neighbour lists into a [`Graph`] for encoding.
 
-use hnsw_rs::anndists::dist::Distance;
-use hnsw_rs::prelude::Hnsw;
 use simsimd::SpatialSimilarity;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use super::insert::{self, Space};
 use crate::dtype::Metric;
 use crate::error::Result;
 use crate::format::graph::{encode_graph, Graph, Layer, Nav};
 use crate::format::segment::{ExtraSection, SectionKind, SegmentSource};
+use crate::linalg::similarity::prefetch;
 use crate::meta::HnswParams;
 use crate::schema::FieldKind;
+
+/// Seed of the level draw: graphs of the same rows get the same levels.
+const LEVEL_SEED: u64 = 0x7665_6c6c_756d;
 
 fn as_bf16(v: &[u16]) -> &[simsimd::bf16] {
     // SAFETY: `simsimd::bf16` is a `#[repr(transparent)]` wrapper of `u16` (bfloat16 bits), so
@@ -20,29 +24,73 @@ fn as_bf16(v: &[u16]) -> &[simsimd::bf16] {
     unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), v.len()) }
 }
 
-/// `hnsw_rs` needs non-negative distances; ours are decreasing functions of the similarity.
-struct MetricDistance {
-    metric: Metric,
-    /// Inner product: the largest squared norm of the data, so that `offset − a·b ≥ 0` for any
-    /// two data vectors (|a·b| ≤ |a||b| ≤ max |x|²).
-    offset: f32,
+/// Nodes as rows of `dim` values, contiguous (node `i` at `values[i·dim..]`).
+struct Rows<'a, T: Clone> {
+    values: Cow<'a, [T]>,
+    dim: usize,
 }
 
-/// Vectors are inserted as bf16 bits: half the memory traffic of f32 and `vdpbf16ps` kernels;
-/// the neighbour choice does not need more precision (searches rescore exactly).
-impl Distance<u16> for MetricDistance {
-    fn eval(&self, a: &[u16], b: &[u16]) -> f32 {
-        let (a, b) = (as_bf16(a), as_bf16(b));
-        let d = match self.metric {
-            Metric::Ip => f64::from(self.offset) - SpatialSimilarity::dot(a, b).unwrap_or(0.0),
-            Metric::Cosine => SpatialSimilarity::cos(a, b).unwrap_or(1.0),
-            Metric::L2 => SpatialSimilarity::l2sq(a, b).unwrap_or(0.0),
+impl<'a, T: Clone> Rows<'a, T> {
+    /// The rows `firsts` of `all`: borrowed when that is every row, else copied together.
+    fn of(all: &'a [T], dim: usize, firsts: &[usize]) -> Self {
+        let values = if firsts.len() * dim == all.len() {
+            Cow::Borrowed(all)
+        } else {
+            Cow::Owned(
+                firsts
+                    .iter()
+                    .flat_map(|&r| all[r * dim..(r + 1) * dim].iter().cloned())
+                    .collect(),
+            )
         };
+        Rows { values, dim }
+    }
+
+    fn row(&self, node: u32) -> &[T] {
+        let start = node as usize * self.dim;
+        &self.values[start..start + self.dim]
+    }
+
+    fn prefetch_row(&self, node: u32) {
+        let row = self.row(node);
+        // SAFETY: the bytes of `row` (plain integers) are only used as a prefetch address range.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(row.as_ptr().cast::<u8>(), std::mem::size_of_val(row))
+        };
+        prefetch(bytes);
+    }
+}
+
+/// Squared L2 between 8-bit navigation codes (L2, and cosine on codes of normalised rows).
+struct CodeL2<'a>(Rows<'a, i8>);
+
+impl Space for CodeL2<'_> {
+    fn distance(&self, a: u32, b: u32) -> f32 {
+        <i8 as SpatialSimilarity>::l2sq(self.0.row(a), self.0.row(b)).unwrap_or(0.0) as f32
+    }
+
+    fn prefetch(&self, node: u32) {
+        self.0.prefetch_row(node);
+    }
+}
+
+/// Negated inner product of bf16 rows: half the memory traffic of f32 and `vdpbf16ps` kernels;
+/// the neighbour choice does not need more precision (searches rescore exactly).
+struct Bf16Ip<'a>(Rows<'a, u16>);
+
+impl Space for Bf16Ip<'_> {
+    fn distance(&self, a: u32, b: u32) -> f32 {
+        let d =
+            -SpatialSimilarity::dot(as_bf16(self.0.row(a)), as_bf16(self.0.row(b))).unwrap_or(0.0);
         if d.is_finite() {
-            d.max(0.0) as f32
+            d as f32
         } else {
             f32::MAX
         }
+    }
+
+    fn prefetch(&self, node: u32) {
+        self.0.prefetch_row(node);
     }
 }
 
@@ -58,62 +106,51 @@ pub fn build_graph(
     if rows == 0 {
         return None;
     }
-    let offset = match metric {
-        Metric::Ip => {
-            vectors
-                .chunks_exact(dim)
-                .map(|v| <f32 as SpatialSimilarity>::dot(v, v).unwrap_or(0.0) as f32)
-                .fold(0.0f32, f32::max)
-                * 1.0001
-                + 1e-6
-        }
-        _ => 0.0,
-    };
     let m = params.m as usize;
     let efc = params.ef_construction as usize;
     // L2 and cosine are built on the 8-bit navigation codes (cosine codes are of normalised rows,
     // whose squared distance orders like the cosine): a quarter of f32's bytes and VNNI kernels.
     // Inner product needs the affine terms, so it is built on bf16.
-    let (level, mut lists, codes, groups) = if metric == Metric::Ip {
+    let (built, codes, groups) = if metric == Metric::Ip {
         let bits: Vec<u16> = vectors
             .iter()
             .map(|&v| crate::dtype::to_bf16_bits(v))
             .collect();
         let groups = DuplicateGroups::of(&bits, dim);
-        let hnsw = Hnsw::<u16, MetricDistance>::new(
-            m,
-            groups.firsts.len(),
-            16,
-            efc,
-            MetricDistance { metric, offset },
-        );
-        let data: Vec<(&[u16], usize)> = groups
-            .firsts
-            .iter()
-            .map(|&r| (&bits[r * dim..(r + 1) * dim], r))
-            .collect();
-        hnsw.parallel_insert_slice(&data);
-        let (level, lists) = extract(&hnsw, rows);
-        (level, lists, None, groups)
+        let space = Bf16Ip(Rows::of(&bits, dim, &groups.firsts));
+        let built = insert::build(&space, groups.firsts.len(), m, efc, LEVEL_SEED, |n| {
+            groups.is_single(n)
+        });
+        (built, None, groups)
     } else {
         let nav = i8_codes(vectors, dim, metric);
         let Nav::I8 { codes, .. } = &nav else {
             unreachable!("i8_codes returns codes")
         };
         let groups = DuplicateGroups::of(codes, dim);
-        let hnsw = Hnsw::<i8, CodeDistance>::new(m, groups.firsts.len(), 16, efc, CodeDistance);
-        let data: Vec<(&[i8], usize)> = groups
-            .firsts
-            .iter()
-            .map(|&r| (&codes[r * dim..(r + 1) * dim], r))
-            .collect();
-        hnsw.parallel_insert_slice(&data);
-        let (level, lists) = extract(&hnsw, rows);
-        (level, lists, Some(nav), groups)
+        let space = CodeL2(Rows::of(codes, dim, &groups.firsts));
+        let built = insert::build(&space, groups.firsts.len(), m, efc, LEVEL_SEED, |n| {
+            groups.is_single(n)
+        });
+        (built, Some(nav), groups)
     };
+    // Nodes are the first rows of their duplicate groups, in row order.
+    let mut level = vec![0u8; rows];
+    let mut lists: Vec<Vec<Vec<u32>>> = vec![Vec::new(); rows];
+    for (node, (&row, node_lists)) in groups.firsts.iter().zip(built.lists).enumerate() {
+        level[row] = built.levels[node];
+        lists[row] = node_lists
+            .into_iter()
+            .map(|l| {
+                l.into_iter()
+                    .map(|n| groups.firsts[n as usize] as u32)
+                    .collect()
+            })
+            .collect();
+    }
     groups.attach(&mut lists, 2 * m);
     let top = level.iter().copied().max().unwrap_or(0) as usize;
-    let entry = level.iter().position(|&l| l as usize == top).unwrap_or(0) as u32;
+    let entry = groups.firsts[built.entry as usize] as u32;
     let mut layers = Vec::with_capacity(top + 1);
     for l in 0..=top {
         let members: Vec<u32> = (0..rows as u32)
@@ -149,9 +186,10 @@ pub fn build_graph(
 
 /// Rows whose inserted vectors (8-bit codes, or bf16 bits for inner product) are bit-identical.
 ///
-/// `hnsw_rs` links exact duplicates badly: its neighbour selection keeps one of a set of copies, so
-/// each copy gets one or two edges, nearly all to other copies, and points inserted later get no
-/// edge from them — with 800 copies inserted first, 200 distinct points were unreachable. So only
+/// HNSW links exact duplicates badly: the selection heuristic keeps one of a set of copies (every
+/// other copy is closer to the kept one than to the base node), so each copy gets one or two
+/// edges, nearly all to other copies, and points inserted later get no edge from them (seen with
+/// `hnsw_rs`) — with 800 copies inserted first, 200 distinct points were unreachable. So only
 /// the first row of each set of identical vectors goes into the graph; the other copies are
 /// attached afterwards, on layer 0, as a binary tree under the first (the first row's list starts
 /// with its children, each copy's list holds its children and then the first row's neighbours), so
@@ -165,6 +203,14 @@ struct DuplicateGroups {
 }
 
 impl DuplicateGroups {
+    /// Whether graph node `node` (the `node`-th first row) has no copies.
+    fn is_single(&self, node: u32) -> bool {
+        let row = self.firsts[node as usize];
+        self.copies
+            .binary_search_by_key(&row, |(first, _)| *first)
+            .is_err()
+    }
+
     fn of<T: std::hash::Hash + Eq>(values: &[T], dim: usize) -> Self {
         let mut first_of: std::collections::HashMap<&[T], usize> = Default::default();
         let mut firsts = Vec::new();
@@ -206,46 +252,6 @@ impl DuplicateGroups {
             }
         }
     }
-}
-
-/// Squared L2 between 8-bit codes.
-struct CodeDistance;
-
-impl Distance<i8> for CodeDistance {
-    fn eval(&self, a: &[i8], b: &[i8]) -> f32 {
-        <i8 as SpatialSimilarity>::l2sq(a, b).unwrap_or(0.0) as f32
-    }
-}
-
-/// Levels and per-layer neighbour rows of every point of a built `hnsw_rs` graph.
-#[allow(clippy::type_complexity)]
-fn extract<T, D>(hnsw: &Hnsw<'_, T, D>, rows: usize) -> (Vec<u8>, Vec<Vec<Vec<u32>>>)
-where
-    T: Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned,
-    D: Distance<T> + Send + Sync,
-{
-    let mut level = vec![0u8; rows];
-    let mut lists: Vec<Vec<Vec<u32>>> = vec![Vec::new(); rows];
-    for point in hnsw.get_point_indexation() {
-        let row = point.get_origin_id();
-        let l = point.get_point_id().0;
-        level[row] = l;
-        lists[row] = point
-            .get_neighborhood_id()
-            .into_iter()
-            .take(l as usize + 1)
-            .map(|nbs| {
-                let mut v: Vec<u32> = nbs
-                    .iter()
-                    .map(|n| n.get_origin_id() as u32)
-                    .filter(|&r| r as usize != row)
-                    .collect();
-                v.dedup();
-                v
-            })
-            .collect();
-    }
-    (level, lists)
 }
 
 /// 8-bit navigation codes of `vectors` (rows normalised first for cosine): one affine map for the

@@ -71,7 +71,8 @@ impl HnswParams {
         Ok(p)
     }
 
-    /// Checks ranges: `2 ≤ m ≤ 128` (`hnsw_rs` keeps at most 256 neighbours on layer 0), `ef_construction ≥ m`.
+    /// Checks ranges: `2 ≤ m ≤ 128` (layer 0 keeps `2·m` neighbours; the format allows up to 512),
+    /// `ef_construction ≥ m`.
     pub fn validate(&self) -> Result<()> {
         if !(2..=128).contains(&self.m) {
             return Err(Error::parameter(

@@ -19,7 +19,7 @@ mod golden;
 #[cfg(feature = "gpu")]
 mod gpu;
 mod hnsw;
-mod hnsw_rs_patch;
+mod hnsw_build;
 mod interop;
 mod lifecycle;
 mod operations;
