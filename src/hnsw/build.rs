@@ -25,12 +25,12 @@ fn as_bf16(v: &[u16]) -> &[simsimd::bf16] {
 }
 
 /// Nodes as rows of `dim` values, contiguous (node `i` at `values[i·dim..]`).
-struct Rows<'a, T: Clone> {
+struct Rows<'a, T: bytemuck::Pod> {
     values: Cow<'a, [T]>,
     dim: usize,
 }
 
-impl<'a, T: Clone> Rows<'a, T> {
+impl<'a, T: bytemuck::Pod> Rows<'a, T> {
     /// The rows `firsts` of `all`: borrowed when that is every row, else copied together.
     fn of(all: &'a [T], dim: usize, firsts: &[usize]) -> Self {
         let values = if firsts.len() * dim == all.len() {
@@ -52,12 +52,7 @@ impl<'a, T: Clone> Rows<'a, T> {
     }
 
     fn prefetch_row(&self, node: u32) {
-        let row = self.row(node);
-        // SAFETY: the bytes of `row` (plain integers) are only used as a prefetch address range.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(row.as_ptr().cast::<u8>(), std::mem::size_of_val(row))
-        };
-        prefetch(bytes);
+        prefetch(bytemuck::cast_slice(self.row(node)));
     }
 }
 
@@ -119,7 +114,7 @@ pub fn build_graph(
         let groups = DuplicateGroups::of(&bits, dim);
         let space = Bf16Ip(Rows::of(&bits, dim, &groups.firsts));
         let built = insert::build(&space, groups.firsts.len(), m, efc, LEVEL_SEED, |n| {
-            groups.is_single(n)
+            groups.copies_of(n) < m
         });
         (built, None, groups)
     } else {
@@ -130,7 +125,7 @@ pub fn build_graph(
         let groups = DuplicateGroups::of(codes, dim);
         let space = CodeL2(Rows::of(codes, dim, &groups.firsts));
         let built = insert::build(&space, groups.firsts.len(), m, efc, LEVEL_SEED, |n| {
-            groups.is_single(n)
+            groups.copies_of(n) < m
         });
         (built, Some(nav), groups)
     };
@@ -203,12 +198,14 @@ struct DuplicateGroups {
 }
 
 impl DuplicateGroups {
-    /// Whether graph node `node` (the `node`-th first row) has no copies.
-    fn is_single(&self, node: u32) -> bool {
+    /// How many copies graph node `node` (the `node`-th first row) has. Nodes with `m` or more
+    /// stay on layer 0 (`insert::build`).
+    fn copies_of(&self, node: u32) -> usize {
         let row = self.firsts[node as usize];
+        // `copies` is sorted by first row (it is collected from a `BTreeMap`).
         self.copies
             .binary_search_by_key(&row, |(first, _)| *first)
-            .is_err()
+            .map_or(0, |i| self.copies[i].1.len())
     }
 
     fn of<T: std::hash::Hash + Eq>(values: &[T], dim: usize) -> Self {

@@ -56,9 +56,14 @@ const MAX_LEVEL: u8 = 15;
 /// `seed` (the same seed gives the same levels; edges depend on thread timing).
 ///
 /// Nodes with `upper(node)` false stay on layer 0 (unless no node may go higher). vellum keeps a
-/// node with exact copies there: a search that descends onto it explores its hundreds of
+/// node with `m` or more exact copies there: a search that descends onto it explores its
 /// equal-score copies first, fills its `ef` results with them and stops. The entry node is the
 /// first node of the top level.
+///
+/// # Panics
+///
+/// If `m < 2` (`HnswParams::validate` refuses it), or if `nodes` or the lists' size exceed the
+/// address space.
 pub fn build(
     space: &impl Space,
     nodes: usize,
@@ -67,7 +72,7 @@ pub fn build(
     seed: u64,
     upper: impl Fn(u32) -> bool,
 ) -> Built {
-    assert!(m >= 2, "m is checked by HnswParams::validate");
+    assert!(m >= 2, "HNSW m must be at least 2, got {m}");
     assert!(
         nodes <= u32::MAX as usize,
         "a segment holds fewer than 2^32 rows"
@@ -97,8 +102,9 @@ pub fn build(
         top,
         ef: ef_construction.max(m),
     };
-    // The entry node is the first inserted (it has no neighbours yet), so every other node can
-    // start from it at the top level; the rest are taken in row order by whichever thread is free.
+    // The entry node is not inserted (it starts with no neighbours; the others link to it), so
+    // every other node can start from it at the top level; the rest are taken in row order by
+    // whichever thread is free.
     let next = AtomicUsize::new(0);
     let threads = rayon::current_num_threads().max(1);
     (0..threads).into_par_iter().for_each(|_| {
@@ -164,16 +170,20 @@ struct Links {
 
 impl Links {
     fn new(levels: &[u8], m: usize) -> Self {
+        let too_many = "HNSW neighbour lists exceed the address space";
         let mut upper_start = Vec::with_capacity(levels.len());
         let mut total = 0usize;
         for &l in levels {
             upper_start.push(total);
-            total += usize::from(l) * (m + 1);
+            total = usize::from(l)
+                .checked_mul(m + 1)
+                .and_then(|words| total.checked_add(words))
+                .expect(too_many);
         }
         let zeroed = |n: usize| (0..n).map(|_| AtomicU32::new(0)).collect::<Vec<_>>();
         Links {
             m,
-            layer0: zeroed(levels.len() * (2 * m + 1)),
+            layer0: zeroed(levels.len().checked_mul(2 * m + 1).expect(too_many)),
             upper_start,
             upper: zeroed(total),
             locks: (0..levels.len()).map(|_| Mutex::new(())).collect(),
@@ -226,23 +236,24 @@ impl Links {
         block[0].store(count as u32, AtomicOrdering::Release);
     }
 
-    /// Starts loading `node`'s layer-0 block into the cache.
+    /// Starts loading the first cache line of `node`'s layer-0 block (its count and first ids).
     fn prefetch0(&self, node: u32) {
-        let block = self.block(node, 0);
-        // SAFETY: `AtomicU32` has the size and alignment of `u32`; the bytes are only used as a
-        // prefetch address range (a hint that reads nothing architecturally).
-        let bytes = unsafe {
-            std::slice::from_raw_parts(block.as_ptr().cast::<u8>(), std::mem::size_of_val(block))
-        };
-        crate::linalg::similarity::prefetch(&bytes[..64.min(bytes.len())]);
+        crate::linalg::similarity::prefetch_line(self.block(node, 0).as_ptr().cast());
     }
 }
 
-/// A node at a distance, ordered by distance, then by node (for determinism of ties).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// A node at a distance, ordered by distance (`total_cmp`, so NaN too), then by node (for
+/// determinism of ties).
+#[derive(Debug, Clone, Copy)]
 struct Near {
     dist: f32,
     node: u32,
+}
+
+impl PartialEq for Near {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
 }
 
 impl Eq for Near {}
@@ -314,7 +325,11 @@ struct Builder<'a, S: Space> {
 }
 
 impl<S: Space> Builder<'_, S> {
-    /// INSERT (Algorithm 1) of node `q`.
+    /// INSERT (Algorithm 1) of node `q`. Every layer is searched before any edge is written, and
+    /// the edges are then written from layer 0 up, each layer's own list before its reverse edges:
+    /// so when another thread can first reach `q` on a layer, `q` already has its lists on that
+    /// layer and every layer below (hnswlib gets the same by holding the new node's lock for its
+    /// whole insertion and locking every list it reads).
     fn insert(&self, q: u32, scratch: &mut Scratch) {
         let level = self.levels[q as usize];
         let mut ep = Near {
@@ -324,6 +339,7 @@ impl<S: Space> Builder<'_, S> {
         for layer in (level.saturating_add(1)..=self.top).rev() {
             ep = self.greedy(q, ep, layer, scratch);
         }
+        let mut chosen: Vec<(u8, Vec<Near>)> = Vec::with_capacity(usize::from(level) + 1);
         for layer in (0..=level.min(self.top)).rev() {
             self.search_layer(q, ep, layer, scratch);
             // Closest first: the selection heuristic and the next layer's entry need the order.
@@ -335,7 +351,9 @@ impl<S: Space> Builder<'_, S> {
                 continue;
             };
             ep = closest;
-            let selected = self.select(&scratch.pool, self.links.m);
+            chosen.push((layer, self.select(&scratch.pool, self.links.m)));
+        }
+        for (layer, selected) in chosen.into_iter().rev() {
             self.link_own(q, layer, &selected);
             for near in &selected {
                 self.link_reverse(
@@ -364,7 +382,7 @@ impl<S: Space> Builder<'_, S> {
                     best = near;
                 }
             }
-            if best == ep {
+            if best.node == ep.node {
                 return ep;
             }
             ep = best;
@@ -440,8 +458,9 @@ impl<S: Space> Builder<'_, S> {
         kept
     }
 
-    /// Writes `q`'s own list on `layer`. Other threads may already have linked to `q` there (they
-    /// can reach it from a layer above), so their edges are merged in, pruned to capacity.
+    /// Writes `q`'s own list on `layer`, merged with any edges already there and pruned to
+    /// capacity. (There are none: other threads reach `q` on a layer only through the reverse
+    /// edges written after this; the merge keeps lists right even if that changes.)
     fn link_own(&self, q: u32, layer: u8, selected: &[Near]) {
         let _lock = self.links.locks[q as usize].lock();
         let mut existing = Vec::new();
@@ -506,54 +525,122 @@ mod tests {
         fn prefetch(&self, _: u32) {}
     }
 
+    /// Points in 8 dimensions (xorshift), squared L2.
+    struct Cloud(Vec<f32>);
+
+    impl Cloud {
+        fn new(n: usize, seed: u64) -> Self {
+            let mut x = seed | 1;
+            Cloud(
+                (0..n * 8)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        (x >> 40) as f32 / (1u64 << 24) as f32
+                    })
+                    .collect(),
+            )
+        }
+    }
+
+    impl Space for Cloud {
+        fn distance(&self, a: u32, b: u32) -> f32 {
+            let row = |n: u32| &self.0[n as usize * 8..n as usize * 8 + 8];
+            row(a)
+                .iter()
+                .zip(row(b))
+                .map(|(x, y)| (x - y) * (x - y))
+                .sum()
+        }
+        fn prefetch(&self, _: u32) {}
+    }
+
     fn reachable(built: &Built) -> usize {
         let mut seen = vec![false; built.levels.len()];
         let mut stack = vec![built.entry];
         seen[built.entry as usize] = true;
         while let Some(n) = stack.pop() {
-            for list in &built.lists[n as usize] {
-                for &nb in list {
-                    if !seen[nb as usize] {
-                        seen[nb as usize] = true;
-                        stack.push(nb);
-                    }
+            for &nb in built.lists[n as usize].iter().flatten() {
+                if !std::mem::replace(&mut seen[nb as usize], true) {
+                    stack.push(nb);
                 }
             }
         }
         seen.iter().filter(|&&s| s).count()
     }
 
-    #[test]
-    fn lists_are_within_capacity_without_self_or_repeated_edges_and_all_nodes_reachable() {
-        let n = 3000;
-        let space = Line((0..n).map(|i| i as f32 * 0.37 % 1000.0).collect());
-        for m in [2, 5, 16] {
-            let built = build(&space, n, m, 40, 7, |_| true);
-            assert_eq!(built.lists.len(), n);
-            assert_eq!(
-                built.levels[built.entry as usize],
-                *built.levels.iter().max().unwrap()
-            );
-            for (node, lists) in built.lists.iter().enumerate() {
-                assert_eq!(lists.len(), usize::from(built.levels[node]) + 1);
-                for (layer, list) in lists.iter().enumerate() {
-                    assert!(list.len() <= if layer == 0 { 2 * m } else { m });
-                    assert!(!list.contains(&(node as u32)), "self edge at {node}");
-                    let mut sorted = list.clone();
-                    sorted.sort_unstable();
-                    sorted.dedup();
-                    assert_eq!(sorted.len(), list.len(), "repeated edge at {node}");
-                    for &nb in list {
-                        assert!(usize::from(built.levels[nb as usize]) >= layer);
-                    }
+    fn check_lists(built: &Built, m: usize) {
+        assert_eq!(
+            built.levels[built.entry as usize],
+            *built.levels.iter().max().unwrap()
+        );
+        for (node, lists) in built.lists.iter().enumerate() {
+            assert_eq!(lists.len(), usize::from(built.levels[node]) + 1);
+            for (layer, list) in lists.iter().enumerate() {
+                assert!(list.len() <= if layer == 0 { 2 * m } else { m });
+                assert!(!list.contains(&(node as u32)), "self edge at {node}");
+                let mut sorted = list.clone();
+                sorted.sort_unstable();
+                sorted.dedup();
+                assert_eq!(sorted.len(), list.len(), "repeated edge at {node}");
+                for &nb in list {
+                    assert!(usize::from(built.levels[nb as usize]) >= layer);
                 }
             }
-            // HNSW does not guarantee reachability (pruning can remove a node's last in-edge;
-            // with m = 2 on a line it happens in some parallel runs), but any usable degree must
-            // keep every node reachable here.
-            if m >= 5 {
-                assert_eq!(reachable(&built), n, "m = {m}");
-            }
+        }
+    }
+
+    #[test]
+    fn parallel_builds_keep_lists_within_capacity_without_self_or_repeated_edges() {
+        let n = 3000;
+        let space = Cloud::new(n, 3);
+        let line = Line((0..n).map(|i| i as f32 * 0.37 % 1000.0).collect());
+        // More threads than this machine's cores: insertions interleave at every step.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(8)
+            .build()
+            .unwrap();
+        for m in [2, 5, 16] {
+            let built = pool.install(|| build(&space, n, m, 40, 7, |_| true));
+            assert_eq!(built.lists.len(), n);
+            check_lists(&built, m);
+            check_lists(&pool.install(|| build(&line, n, m, 40, 7, |_| true)), m);
+        }
+    }
+
+    #[test]
+    fn a_sequential_build_reaches_every_node() {
+        // One thread inserts in row order, so the graph is deterministic and this cannot be
+        // flaky. HNSW itself does not guarantee reachability (pruning may drop a last in-edge:
+        // at m = 4 one node of these 3,000 is lost).
+        let n = 3000;
+        let space = Cloud::new(n, 5);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        for m in [8, 16] {
+            let built = pool.install(|| build(&space, n, m, 40, 7, |_| true));
+            check_lists(&built, m);
+            assert_eq!(reachable(&built), n, "m = {m}");
+        }
+    }
+
+    #[test]
+    fn visited_marks_survive_the_generation_counter_wrapping() {
+        let mut s = Scratch::new(3);
+        for round in 0..70_000u32 {
+            s.next_generation();
+            assert!(
+                s.visit(round % 3),
+                "round {round}: fresh after a new generation"
+            );
+            assert!(!s.visit(round % 3), "round {round}: visited twice");
+            assert!(
+                s.visit((round + 1) % 3),
+                "round {round}: another node is fresh"
+            );
         }
     }
 

@@ -86,6 +86,20 @@ pub fn prefetch(bytes: &[u8]) {
     let _ = bytes;
 }
 
+/// Asks the CPU to bring the cache line at `ptr` into the cache. Takes a raw pointer so that memory
+/// other threads may be writing (atomics) can be prefetched without forming a reference to it.
+#[inline]
+pub fn prefetch_line(ptr: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint: it reads nothing architecturally and cannot fault, for
+    // any address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(ptr.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = ptr;
+}
+
 /// Scalar reference implementations (f64 accumulation), used as test oracles.
 pub mod scalar {
     use crate::dtype::Metric;

@@ -305,6 +305,11 @@ impl Manifest {
                     .validate()
                     .map_err(|e| format!("collection {:?} field {field:?}: {e}", c.name))?;
             }
+            for (field, params) in &c.indexes {
+                params
+                    .validate()
+                    .map_err(|e| format!("collection {:?} HNSW index on {field:?}: {e}", c.name))?;
+            }
             let versions = [&c.versions.staged, &c.versions.previous];
             for (v, staged) in versions.into_iter().zip([true, false]) {
                 if let Some(v) = v {

@@ -189,7 +189,7 @@ fn damaged_graph_sections_are_errors_not_panics() {
 
 #[test]
 fn recall_with_navigation_codes_for_every_metric_and_dtype() {
-    // Small enough for debug builds: hnsw_rs's generic code is instantiated (unoptimised) here.
+    // Small enough for debug builds (the graph builder runs unoptimised there).
     let mut rng = crate::common::Rng(11);
     let (n, dim) = (1500, 24);
     let data: Vec<f32> = rng.vec(n * dim);

