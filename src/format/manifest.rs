@@ -164,5 +164,18 @@ mod tests {
         let mut m = sample();
         m.collections[0].name = "../etc".into();
         assert!(Manifest::decode(Path::new("M"), &m.encode()).is_err());
+        // HNSW parameters the builder cannot take (m = 1) are refused at open, not at a flush.
+        let mut m = sample();
+        let bad = crate::meta::HnswParams {
+            m: 1,
+            ..Default::default()
+        };
+        m.collections[0].indexes.insert("e".into(), bad);
+        let err = Manifest::decode(Path::new("M"), &m.encode()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("HNSW index on \"e\"") && text.contains("m = 1 is out of range"),
+            "{err}"
+        );
     }
 }

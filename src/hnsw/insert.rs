@@ -363,6 +363,7 @@ impl<S: Space> Builder<'_, S> {
                         dist: near.dist,
                         node: q,
                     },
+                    &mut scratch.list,
                 );
             }
         }
@@ -458,43 +459,29 @@ impl<S: Space> Builder<'_, S> {
         kept
     }
 
-    /// Writes `q`'s own list on `layer`, merged with any edges already there and pruned to
-    /// capacity. (There are none: other threads reach `q` on a layer only through the reverse
-    /// edges written after this; the merge keeps lists right even if that changes.)
+    /// Writes `q`'s own list on `layer`. Nothing else has written it: other threads reach `q` on
+    /// a layer only through the reverse edges written after this (see [`Builder::insert`]).
     fn link_own(&self, q: u32, layer: u8, selected: &[Near]) {
         let _lock = self.links.locks[q as usize].lock();
-        let mut existing = Vec::new();
-        self.links.read(q, layer, &mut existing);
-        if existing.is_empty() {
-            self.links.write(q, layer, selected.iter().map(|n| n.node));
-            return;
-        }
-        let mut pool: Vec<Near> = selected.to_vec();
-        for nb in existing {
-            if pool.iter().all(|n| n.node != nb) {
-                pool.push(Near {
-                    dist: self.space.distance(q, nb),
-                    node: nb,
-                });
-            }
-        }
-        pool.sort_unstable();
-        let kept = self.select(&pool, self.links.capacity(layer));
-        self.links.write(q, layer, kept.iter().map(|n| n.node));
+        debug_assert_eq!(
+            self.links.block(q, layer)[0].load(AtomicOrdering::Relaxed),
+            0,
+            "node {q} was linked to on layer {layer} before its own list was written"
+        );
+        self.links.write(q, layer, selected.iter().map(|n| n.node));
     }
 
     /// Adds the edge `node → new` on `layer`; when the list is full, the heuristic chooses among
-    /// the old neighbours and `new` which to keep.
-    fn link_reverse(&self, node: u32, layer: u8, new: Near) {
+    /// the old neighbours and `new` which to keep. `list` is a buffer.
+    fn link_reverse(&self, node: u32, layer: u8, new: Near, list: &mut Vec<u32>) {
         let _lock = self.links.locks[node as usize].lock();
-        let mut list = Vec::new();
-        self.links.read(node, layer, &mut list);
+        self.links.read(node, layer, list);
         if list.contains(&new.node) {
             return;
         }
         if list.len() < self.links.capacity(layer) {
             list.push(new.node);
-            self.links.write(node, layer, list.into_iter());
+            self.links.write(node, layer, list.iter().copied());
             return;
         }
         let mut pool: Vec<Near> = list

@@ -1,5 +1,5 @@
-//! HNSW graphs for dense fields: built in parallel by vellum's own builder, stored as a section of the segment file
-//! (`format-spec/hnsw.md`), memory-mapped and searched in place, so opening a database never
+//! HNSW graphs for dense fields: built in parallel by vellum's own builder, stored as a section
+//! of the segment file (`format-spec/hnsw.md`), memory-mapped and searched in place, so opening a database never
 //! deserializes or rebuilds a graph.
 //!
 //! * [`HnswParams`] — index parameters (`m`, `ef_construction`, the segment size threshold, `ef`),

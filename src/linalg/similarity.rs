@@ -72,18 +72,9 @@ pub fn similarity(metric: Metric, q: &PreparedQuery, x: VectorRef<'_>) -> f32 {
 /// Asks the CPU to bring `bytes` into the cache (a hint: no effect on results, never faults).
 #[inline]
 pub fn prefetch(bytes: &[u8]) {
-    #[cfg(target_arch = "x86_64")]
-    for off in (0..bytes.len()).step_by(64) {
-        // SAFETY: a prefetch is only a hint; it reads nothing architecturally and cannot fault,
-        // and the address lies inside `bytes` anyway.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                bytes.as_ptr().add(off).cast(),
-            )
-        };
+    for line in bytes.chunks(64) {
+        prefetch_line(line.as_ptr());
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = bytes;
 }
 
 /// Asks the CPU to bring the cache line at `ptr` into the cache. Takes a raw pointer so that memory
