@@ -70,7 +70,8 @@ pub struct PlaidStats {
     pub nbits: u32,
     /// Tokens coded.
     pub tokens: u64,
-    /// Documents the codec was trained on.
+    /// Documents the codec accounts for (the rows it was trained from, less deleted rows
+    /// compactions keeping it dropped).
     pub trained_rows: u64,
     /// The codec's id (equal in segments sharing a codec).
     pub codec_id: u64,

@@ -11,7 +11,7 @@
 //!  12 u32 layout         bit 0: codes are u16; bit 1: centroids are f16; other bits 0
 //!  16 u64 rows           N, the segment's rows
 //!  24 u64 tokens         T, the field's tokens in the segment
-//!  32 u64 trained_rows   documents in the collection when the codec was trained
+//!  32 u64 trained_rows   documents the codec accounts for (format-spec/plaid.md, Codec)
 //!  40 u64 codec_id       XXH3-64 of the f32 bytes of centroids ‖ cutoffs ‖ weights
 //!  48 u64 postings       P, entries of the inverted lists
 //!  56..64 reserved, 0
@@ -54,7 +54,8 @@ pub struct PlaidCodec {
     pub cutoffs: Vec<f32>,
     /// `2^b` bucket values.
     pub weights: Vec<f32>,
-    /// Documents in the collection when the codec was trained.
+    /// Documents the codec accounts for: the rows it was trained from (a segment's, or a
+    /// re-encoded collection's), less deleted rows that compactions keeping it dropped.
     pub trained_rows: u64,
     /// The centroids are binary16 values (every one exactly representable) and are stored so.
     /// Codecs trained by vellum are; codecs read from sections written before are kept as they
@@ -291,11 +292,14 @@ impl PlaidSection {
 pub struct PlaidView<'a> {
     /// Dimension.
     pub dim: usize,
+    /// The segment's rows (every row an inverted list names is below this).
+    pub rows: u64,
     /// Bits per residual dimension.
     pub nbits: u32,
     /// The header's layout bits ([`LAYOUT_CODES_U16`], [`LAYOUT_CENTROIDS_F16`]).
     pub layout: u32,
-    /// Documents in the collection when the codec was trained.
+    /// Documents the codec accounts for: the rows it was trained from (a segment's, or a
+    /// re-encoded collection's), less deleted rows that compactions keeping it dropped.
     pub trained_rows: u64,
     /// The codec's id.
     pub codec_id: u64,
@@ -486,6 +490,7 @@ impl<'a> PlaidView<'a> {
         };
         Ok(PlaidView {
             dim: d,
+            rows,
             nbits,
             layout: bits,
             trained_rows: u64_at(32),

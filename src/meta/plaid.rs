@@ -133,6 +133,15 @@ impl PlaidParams {
         Ok(())
     }
 
+    /// Whether a codec trained under `self` is the one `other` would train: the parameters that
+    /// shape it (`nbits`, `centroids`, `kmeans_iters`, `seed`) are equal. The others (`min_rows`,
+    /// `recluster_percent`, `codes_only`) change which segments get a section or when compaction
+    /// re-clusters, not the codec, so a declaration changing only those keeps it.
+    pub fn same_codec(&self, other: &PlaidParams) -> bool {
+        (self.nbits, self.centroids, self.kmeans_iters, self.seed)
+            == (other.nbits, other.centroids, other.kmeans_iters, other.seed)
+    }
+
     /// The number of centroids for a codec trained on `tokens` token vectors: the parameter, or
     /// `2^⌊log2(16·√tokens)⌋` (ColBERT `collection_indexer.py`), at most `tokens` and at least 2.
     pub fn centroids_for(&self, tokens: usize) -> usize {

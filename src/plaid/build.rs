@@ -26,8 +26,11 @@ pub struct PlaidBuild<'a> {
     /// Codecs to encode with, by field name; a field without one gets a codec trained on the
     /// segment's tokens.
     pub codecs: &'a Codecs,
-    /// Documents in the collection, recorded with a newly trained codec.
-    pub collection_rows: u64,
+    /// The documents a newly trained codec accounts for (`trained_rows`, the base of
+    /// `recluster_percent`): `None` for the rows it is trained from (the segment's); `Some(n)`
+    /// when the segment stands for `n` rows, as the first piece of a re-encode, whose codec the
+    /// other pieces share.
+    pub trained_rows: Option<u64>,
 }
 
 /// Whether a field of `kind` can carry a PLAID index (multi-vector, inner product or cosine).
@@ -75,13 +78,20 @@ fn tokens_of(
 
 /// Trains a codec on `tokens` of `ranges` (rows): ColBERT's sample of `1 + 16·√(120·rows)`
 /// documents (all when fewer), `K` centroids by [`PlaidParams::centroids_for`] of all tokens.
+/// As ColBERT's `collection_indexer.py`, about 5 % of the sample (at most 50,000 tokens, and
+/// [`super::codec::MAX_HELDOUT_VALUES`] values) is held out of k-means and gives the residual
+/// buckets; here whole documents, the first of the sample's random order, so that no copy of the
+/// remaining tokens is made. `trained_rows` is recorded with the codec.
+///
+/// # Errors
+/// [`Error::InvalidParameter`] when the rows hold no token to train on.
 pub fn train_codec(
     tokens: &[f32],
     ranges: &[std::ops::Range<usize>],
     dim: usize,
     params: &PlaidParams,
-    collection_rows: u64,
-) -> PlaidCodec {
+    trained_rows: u64,
+) -> Result<PlaidCodec> {
     let rows = ranges.len();
     let want = ((1.0 + 16.0 * (120.0 * rows as f64).sqrt()) as usize).min(rows);
     let mut order: Vec<usize> = (0..rows).collect();
@@ -90,15 +100,38 @@ pub fn train_codec(
         let j = i + rng.below(rows - i);
         order.swap(i, j);
     }
-    let mut chosen = order[..want].to_vec();
-    chosen.sort_unstable();
-    let mut sample = Vec::new();
-    for r in chosen {
-        sample.extend_from_slice(&tokens[ranges[r].start * dim..ranges[r].end * dim]);
+    let chosen = &mut order[..want];
+    let sampled: usize = chosen.iter().map(|&r| ranges[r].len()).sum();
+    if sampled == 0 {
+        return Err(Error::parameter(
+            "plaid",
+            format!("the {rows} rows to train a codec on hold no token vectors"),
+        ));
     }
+    let target = (sampled / 20)
+        .min(50_000)
+        .min(super::codec::MAX_HELDOUT_VALUES / dim);
+    let (mut split, mut held) = (0, 0);
+    while held < target && split + 1 < chosen.len() {
+        held += ranges[chosen[split]].len();
+        split += 1;
+    }
+    if held == sampled {
+        split = 0; // nothing would be left to cluster
+    }
+    let (heldout_rows, sample_rows) = chosen.split_at_mut(split);
+    let gather = |rows: &mut [usize]| {
+        rows.sort_unstable();
+        let mut out = Vec::new();
+        for &r in rows.iter() {
+            out.extend_from_slice(&tokens[ranges[r].start * dim..ranges[r].end * dim]);
+        }
+        out
+    };
+    let (heldout, sample) = (gather(heldout_rows), gather(sample_rows));
     let total = tokens.len() / dim;
     let k = params.centroids_for(total).min(sample.len() / dim).max(1);
-    train(&sample, dim, k, params, collection_rows)
+    Ok(train(&sample, &heldout, dim, k, params, trained_rows))
 }
 
 /// Encodes every token of a segment with `codec`: codes, packed residuals, inverted lists.
@@ -266,8 +299,8 @@ pub fn plaid_sections(
                     &ranges,
                     dim,
                     params,
-                    build.collection_rows.max(rows as u64),
-                ));
+                    build.trained_rows.unwrap_or(rows as u64),
+                )?);
                 trained.insert(name.clone(), c.clone());
                 encode_segment(&c, &tokens, &ranges)
             }

@@ -7,8 +7,9 @@
 use super::kmeans::{assign, kmeans};
 use super::{PlaidCodec, PlaidParams, SplitMix64};
 
-/// Residual values sampled for the bucket quantiles (ColBERT holds out 5 % of its sample).
-const MAX_HELDOUT_VALUES: usize = 1 << 20;
+/// Residual values sampled for the bucket quantiles (ColBERT holds out 5 % of its sample, at most
+/// 50,000 tokens; 2^20 values, 8,192 tokens at 128 dimensions, bound the sort here).
+pub const MAX_HELDOUT_VALUES: usize = 1 << 20;
 
 /// The `q`-quantile of ascending `sorted` with linear interpolation (`torch.quantile`).
 fn quantile(sorted: &[f32], q: f64) -> f32 {
@@ -19,30 +20,44 @@ fn quantile(sorted: &[f32], q: f64) -> f32 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * f
 }
 
-/// Trains a codec on `sample` (`n × dim` token vectors, unit norm), with `k` centroids;
-/// `trained_rows` is recorded with it.
+/// Trains a codec with `k` centroids (at most the sample's tokens) on `sample` (`n × dim` token
+/// vectors, unit norm, `n ≥ 1`), and its residual buckets on `heldout` (tokens k-means did not
+/// see, as ColBERT's `_compute_avg_residual`; when empty, on the sample itself, which measures
+/// residuals too small when `k` is close to `n`); `trained_rows` is recorded with it.
+///
+/// # Panics
+/// If `sample` holds no whole token.
 pub fn train(
     sample: &[f32],
+    heldout: &[f32],
     dim: usize,
     k: usize,
     params: &PlaidParams,
     trained_rows: u64,
 ) -> PlaidCodec {
+    let n = sample.len() / dim;
+    assert!(n > 0, "a codec needs at least one token to train on");
+    let k = k.clamp(1, n);
     // Stored as binary16 (half the codec's bytes); the residuals are taken against the rounded
     // values, so decompression adds back exactly what was subtracted.
     let centroids: Vec<f32> = kmeans(sample, dim, k, params.kmeans_iters, params.seed)
         .into_iter()
         .map(|v| half::f16::from_f32(v).to_f32())
         .collect();
-    // Residual values of (up to MAX_HELDOUT_VALUES / dim) sampled tokens: only those are
+    // Residual values of (up to MAX_HELDOUT_VALUES / dim) held-out tokens: only those are
     // assigned here (assigning the whole sample would cost another k-means iteration).
-    let n = sample.len() / dim;
-    let take = (MAX_HELDOUT_VALUES / dim).min(n);
+    let pool = if heldout.len() >= dim {
+        heldout
+    } else {
+        sample
+    };
+    let n = pool.len() / dim;
+    let take = (MAX_HELDOUT_VALUES / dim).clamp(1, n);
     let mut rng = SplitMix64::new(params.seed ^ 0xa5a5);
     let mut heldout = Vec::with_capacity(take * dim);
     for i in 0..take {
         let t = if take == n { i } else { rng.below(n) };
-        heldout.extend_from_slice(&sample[t * dim..(t + 1) * dim]);
+        heldout.extend_from_slice(&pool[t * dim..(t + 1) * dim]);
     }
     let labels = assign(&heldout, &centroids, dim);
     let mut values = Vec::with_capacity(take * dim);
@@ -108,7 +123,14 @@ mod tests {
                 nbits,
                 ..Default::default()
             };
-            let codec = train(&pts, dim, 32, &params, 2000);
+            let codec = train(
+                &pts[..1800 * dim],
+                &pts[1800 * dim..],
+                dim,
+                32,
+                &params,
+                2000,
+            );
             assert_eq!(codec.cutoffs.len(), (1 << nbits) - 1);
             assert!(codec.cutoffs.windows(2).all(|w| w[0] <= w[1]));
             let table = lookup_table(&codec.weights, nbits);

@@ -43,7 +43,7 @@ impl PlaidSearch {
         } else if k <= 100 {
             (2, 0.45, 1024)
         } else {
-            (4, 0.4, (4 * k).max(4096))
+            (4, 0.4, k.saturating_mul(4).max(4096))
         };
         PlaidSearch {
             ncells,
@@ -88,6 +88,10 @@ impl PlaidSearch {
         Ok(())
     }
 }
+
+/// The approximate score of a query token for which a row has no surviving centroid (ColBERT's
+/// `filter_pids.cpp` starts each maximum at −9999).
+const MISSING_SCORE: f32 = -9999.0;
 
 /// The best `n` of `(score, row)` pairs, higher score first — and every pair tied with the
 /// `n`-th, so that the final top-k (which breaks ties by document id, not row) sees all of them.
@@ -144,6 +148,17 @@ pub fn candidates(
         .collect();
     rows.sort_unstable();
     rows.dedup();
+    if let Some(&r) = rows.last().filter(|&&r| u64::from(r) >= view.rows) {
+        return Err(Error::corrupt(
+            path,
+            "plaid index",
+            0,
+            format!(
+                "an inverted list names row {r} of a segment of {} rows",
+                view.rows
+            ),
+        ));
+    }
     rows.retain(|&r| live(r));
 
     // Stages 2 and 3: centroid interaction, with and without pruning.
@@ -178,7 +193,12 @@ pub fn candidates(
                 format!("a token of row {row} names centroid {c} of {kc}"),
             ));
         }
-        Ok(maxes.iter().filter(|m| m.is_finite()).sum())
+        // As ColBERT's `filter_pids.cpp`: a query token no surviving centroid of the row scores
+        // counts −9999 (a row without any ranks below every row with one).
+        Ok(maxes
+            .iter()
+            .map(|&m| if m.is_finite() { m } else { MISSING_SCORE })
+            .sum())
     };
     let mut scored = Vec::with_capacity(rows.len());
     for &r in &rows {

@@ -14,14 +14,15 @@ const TOKEN_BLOCK: usize = 4096;
 /// Stacked query tokens per matrix product.
 const QUERY_TOKEN_BLOCK: usize = 512;
 
-/// Prepares stacked query tokens for MaxSim in place (normalised for cosine) and returns their
-/// squared norms (used by L2).
+/// Prepares stacked query tokens for MaxSim in place (normalised for cosine; a zero token stays
+/// zero and scores 0 against every document token, as a zero document token does) and returns
+/// their squared norms (used by L2).
 pub(super) fn prepare_tokens(metric: Metric, dim: usize, q: &mut [f32]) -> Vec<f32> {
     q.chunks_exact_mut(dim)
         .map(|row| {
             let sq: f32 = row.iter().map(|v| v * v).sum();
             if metric == Metric::Cosine {
-                let inv = 1.0 / sq.sqrt();
+                let inv = if sq > 0.0 { 1.0 / sq.sqrt() } else { 0.0 };
                 row.iter_mut().for_each(|v| *v *= inv);
             }
             sq

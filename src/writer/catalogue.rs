@@ -148,14 +148,18 @@ impl Writer {
             p.validate()?;
         }
         let mut plaid = self.plaid_of(collection);
-        match params {
+        let before = match params {
             Some(p) => plaid.insert(field.to_string(), p),
             None => plaid.remove(field),
         };
+        let same_codec = matches!((&before, &params), (Some(a), Some(b)) if a.same_codec(b));
         if let Some(p) = self.pending.get_mut(collection) {
             p.plaid = plaid.clone();
-            // New parameters, new codec (trained by the next segment written).
-            p.codecs.remove(field);
+            // Parameters that shape the codec changed: a new codec, trained by the next segment
+            // written.
+            if !same_codec {
+                p.codecs.remove(field);
+            }
         }
         self.plaid_changes.insert(collection.to_string(), plaid);
         Ok(())

@@ -85,11 +85,10 @@ impl Writer {
         let build = PlaidBuild {
             params: &p.plaid,
             codecs: &p.codecs,
-            collection_rows: p.collection_rows + source.docs.len() as u64,
+            trained_rows: None,
         };
         let (extra, trained) = index_sections(&source, &p.indexes, screen_min_rows, &build)?;
         p.codecs.extend(trained);
-        p.collection_rows += source.docs.len() as u64;
         let bytes = write_segment_with(dir, &rel, &source, &extra)?;
         let segment = Arc::new(Segment::from_map(
             &dir.path_of(&rel),

@@ -162,11 +162,13 @@ impl Writer {
             p.plaid = self.plaid_of(collection);
             let base = self.base.collection(collection).ok().map(|c| &**c);
             p.codecs = commit::current_codecs(base, &p.plaid)?;
-            // A declaration changed in this batch gets a codec of its own parameters.
+            // A declaration changed in this batch gets a codec of its own parameters (unless
+            // only parameters that do not shape the codec changed).
             let committed = base.map(|c| c.plaid_params().clone()).unwrap_or_default();
-            p.codecs
-                .retain(|name, _| committed.get(name) == p.plaid.get(name));
-            p.collection_rows = base.map_or(0, |c| c.len());
+            p.codecs.retain(|name, _| {
+                matches!((committed.get(name), p.plaid.get(name)),
+                    (Some(a), Some(b)) if a.same_codec(b))
+            });
             self.pending.insert(collection.to_string(), p);
         }
         Ok(self.pending.get_mut(collection).expect("inserted"))

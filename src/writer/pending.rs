@@ -48,8 +48,6 @@ pub(super) struct Pending {
     /// The PLAID codec to encode new segments with, per field (the collection's current one, or
     /// one trained by an earlier flush of this batch).
     pub codecs: BTreeMap<String, Arc<crate::plaid::PlaidCodec>>,
-    /// Documents in the committed collection (recorded with a newly trained codec).
-    pub collection_rows: u64,
     pub batch: Vec<Option<PendingDoc>>,
     pub batch_bytes: usize,
     pub flushed: Vec<(SegmentEntry, Arc<Segment>)>,
@@ -68,7 +66,6 @@ impl Pending {
             indexes: BTreeMap::new(),
             plaid: BTreeMap::new(),
             codecs: BTreeMap::new(),
-            collection_rows: 0,
             batch: Vec::new(),
             batch_bytes: 0,
             flushed: Vec::new(),

@@ -348,7 +348,6 @@ impl Writer {
         // deleted row stays stored until compaction, so replacing documents (deletes plus as
         // many adds) counts its adds, where the live count would not move.
         let mut codecs = super::commit::current_codecs(Some(c), &plaid)?;
-        let live = plan.rows.len() as u64;
         let stored: u64 = c.slots().iter().map(|s| u64::from(s.segment.rows())).sum();
         codecs.retain(|name, codec| {
             let params = &plaid[name];
@@ -374,7 +373,7 @@ impl Writer {
         let build = PlaidBuild {
             params: &plaid,
             codecs: &codecs,
-            collection_rows: live,
+            trained_rows: None,
         };
         let (extra, _) =
             super::commit::index_sections(&source, &indexes, self.options.screen_min_rows, &build)?;

@@ -304,7 +304,7 @@ impl Writer {
         let build = PlaidBuild {
             params: &plaid,
             codecs: &codecs,
-            collection_rows: c.len(),
+            trained_rows: Some(c.len()),
         };
         let indexes = self.indexes_of(collection);
         let (extra, _) =

@@ -477,6 +477,29 @@ fn golden_v1_plaid_section() {
     assert!(view
         .verify(&path, 0, 3, &|r| Ok(ranges[r].clone()))
         .is_err());
+
+    // An inverted list naming a row past the segment's: corrupt too (not "no such row", and not
+    // silently dropped as a deleted row would be).
+    let bytes = &bytemuck::cast_slice::<u64, u8>(&buf)[..golden.len()];
+    let view = PlaidView::open(bytes, &path, 0, 3, 5, 8).unwrap();
+    let at = view.list_rows.as_ptr() as usize - bytes.as_ptr() as usize;
+    let mut damaged = buf.clone();
+    bytemuck::cast_slice_mut::<u64, u8>(&mut damaged)[at..at + 4]
+        .copy_from_slice(&9u32.to_le_bytes());
+    let bytes = &bytemuck::cast_slice::<u64, u8>(&damaged)[..golden.len()];
+    let view = PlaidView::open(bytes, &path, 0, 3, 5, 8).unwrap();
+    let err = vellum::plaid::search::candidates(
+        &view,
+        &path,
+        &query,
+        &params,
+        2,
+        &|r| Ok(ranges[r as usize].clone()),
+        &|r| r < 3,
+    )
+    .unwrap_err();
+    assert!(matches!(err, vellum::Error::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("row 9"), "{err}");
 }
 
 /// The compact PLAID layout (layout bits 3: u16 codes, binary16 centroids), what vellum writes:

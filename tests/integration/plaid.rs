@@ -656,3 +656,201 @@ fn codes_only_fields_dropped_or_damaged() {
     let report = vellum::verify::verify_database(t.path()).unwrap();
     assert!(!report.is_ok());
 }
+
+/// `(codec_id, trained_rows)` of each segment's PLAID section (`None`: no section).
+fn codecs_of(db: &Database) -> Vec<Option<(u64, u64)>> {
+    let snap = db.snapshot().unwrap();
+    let c = snap.collection("c").unwrap();
+    c.slots()
+        .iter()
+        .map(|s| {
+            s.segment
+                .plaid(0)
+                .map(|v| v.map(|v| (v.codec_id, v.trained_rows)).unwrap())
+        })
+        .collect()
+}
+
+fn add_docs(w: &mut vellum::Writer, prefix: &str, docs: &[Vec<f32>]) {
+    for (i, d) in docs.iter().enumerate() {
+        w.add(
+            "c",
+            Document::new(format!("{prefix}{i}")).with_multi("tok", d.clone()),
+        )
+        .unwrap();
+    }
+    w.commit().unwrap();
+}
+
+/// A codec trained by a segment written after the index was declared on a collection that
+/// already had documents accounts for that segment's rows only, so compaction re-clusters over
+/// all of them instead of re-coding 1,000 documents with a codec trained on 300. Declarations
+/// that change only parameters not shaping the codec keep it; a new seed trains a new one.
+#[test]
+fn a_codec_accounts_for_the_rows_it_was_trained_from() {
+    let t = tempfile::tempdir().unwrap();
+    let db = Database::create(t.path()).unwrap();
+    let mut w = db.writer().unwrap();
+    w.create_collection(
+        "c",
+        Schema::new().with_field(FieldSpec::parse(&format!("tok:multi:{DIM}:f16:ip")).unwrap()),
+    )
+    .unwrap();
+    add_docs(&mut w, "a", &corpus(1000, 11));
+    let params = PlaidParams {
+        min_rows: 10,
+        ..Default::default()
+    };
+    w.set_plaid("c", "tok", Some(params)).unwrap();
+    add_docs(&mut w, "b", &corpus(300, 12));
+    let before = codecs_of(&db);
+    assert_eq!(before.len(), 2);
+    assert_eq!(before[0], None, "written before the declaration");
+    let (small_codec, trained) = before[1].unwrap();
+    assert_eq!(trained, 300);
+    w.compact("c").unwrap();
+    let after = codecs_of(&db);
+    let (codec, trained) = after[0].unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(trained, 1300);
+    assert_ne!(codec, small_codec, "re-clustered over every row");
+
+    // Only min_rows and recluster_percent change: the codec stays.
+    w.set_plaid(
+        "c",
+        "tok",
+        Some(PlaidParams {
+            min_rows: 20,
+            recluster_percent: 10,
+            ..params
+        }),
+    )
+    .unwrap();
+    add_docs(&mut w, "c", &corpus(30, 13));
+    assert_eq!(codecs_of(&db)[1].unwrap().0, codec);
+    // A new seed shapes a new codec, trained by the next segment.
+    w.set_plaid(
+        "c",
+        "tok",
+        Some(PlaidParams {
+            min_rows: 20,
+            seed: 7,
+            ..params
+        }),
+    )
+    .unwrap();
+    add_docs(&mut w, "d", &corpus(30, 14));
+    let last = codecs_of(&db)[2].unwrap();
+    assert_ne!(last.0, codec);
+    assert_eq!(last.1, 30);
+    let report = vellum::verify::verify_database(t.path()).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+}
+
+/// The smallest segment a codec can be trained on (`min_rows` documents of one token each, as
+/// many centroids as sampled tokens): the residual buckets come from held-out documents, so
+/// they are not all zero and decompression restores more than the centroids.
+#[test]
+fn a_codec_trained_on_a_tiny_segment_keeps_residuals() {
+    let mut rng = SplitMix64::new(21);
+    let tokens: Vec<f32> = (0..256).flat_map(|_| unit(&mut rng)).collect();
+    let ranges: Vec<_> = (0..256).map(|r| r..r + 1).collect();
+    let codec =
+        vellum::plaid::build::train_codec(&tokens, &ranges, DIM, &PlaidParams::default(), 256)
+            .unwrap();
+    assert!(codec.centroids.len() / DIM < 256, "some documents held out");
+    let spread = codec.weights[codec.weights.len() - 1] - codec.weights[0];
+    assert!(spread > 0.05, "weights {:?}", codec.weights);
+    // No tokens at all: an error, not a panic.
+    let empty: Vec<_> = (0..300).map(|_| 0..0).collect();
+    let err = vellum::plaid::build::train_codec(&[], &empty, DIM, &PlaidParams::default(), 300)
+        .unwrap_err();
+    assert!(err.to_string().contains("no token"), "{err}");
+}
+
+/// Stage 2 scores a query token that none of a row's surviving centroids scores as ColBERT's
+/// `filter_pids.cpp` does (−9999): a row with no surviving centroid ranks below one whose
+/// surviving centroids sum to a negative score.
+#[test]
+fn stage_two_ranks_rows_without_surviving_centroids_last() {
+    use vellum::format::plaid::{PlaidCodec, PlaidView};
+    let d = 8;
+    let e = |i: usize| -> Vec<f32> { (0..d).map(|j| if j == i { 1.0 } else { 0.0 }).collect() };
+    let s = 1.0 / 3f32.sqrt();
+    // Centroid 0 scores (0.577, −0.577, −0.577) against the three query tokens: alive at
+    // t_cs 0.4, summing to −0.577. Centroid 1 scores 0 everywhere: pruned.
+    let c0 = vec![s, 0.0, -s, -s, 0.0, 0.0, 0.0, 0.0];
+    let codec = PlaidCodec {
+        dim: d,
+        nbits: 2,
+        centroids: [c0.clone(), e(4)].concat(),
+        cutoffs: vec![-0.1, 0.0, 0.1],
+        weights: vec![-0.15, -0.05, 0.05, 0.15],
+        trained_rows: 2,
+        half_centroids: false,
+    };
+    // Row 0: two tokens at centroid 1 (no surviving centroid); row 1: two at centroid 0.
+    let tokens = [e(4), e(4), c0.clone(), c0].concat();
+    let ranges = [0..2, 2..4];
+    let section = vellum::plaid::build::encode_segment(&codec, &tokens, &ranges).encode();
+    let mut buf = vec![0u64; section.len().div_ceil(8)];
+    bytemuck::cast_slice_mut::<u64, u8>(&mut buf)[..section.len()].copy_from_slice(&section);
+    let bytes = &bytemuck::cast_slice::<u64, u8>(&buf)[..section.len()];
+    let path = std::path::Path::new("test.vseg");
+    let view = PlaidView::open(bytes, path, 0, 2, 4, d).unwrap();
+    let query = [e(0), e(2), e(3)].concat();
+    let params = PlaidSearch {
+        ncells: 1,
+        centroid_threshold: 0.4,
+        ndocs: 1,
+        full_scores: None,
+        decompress: false,
+    };
+    let rows = vellum::plaid::search::candidates(
+        &view,
+        path,
+        &query,
+        &params,
+        1,
+        &|r| Ok(ranges[r as usize].clone()),
+        &|_| true,
+    )
+    .unwrap();
+    assert_eq!(rows, [1]);
+}
+
+/// A zero query token on a cosine field scores 0 against every document token (as a zero
+/// document token does): exact MaxSim ranks as without it, and PLAID answers.
+#[test]
+fn a_zero_query_token_on_a_cosine_field_scores_zero() {
+    let t = tempfile::tempdir().unwrap();
+    let db = Database::create(t.path()).unwrap();
+    let mut w = db.writer().unwrap();
+    w.create_collection(
+        "c",
+        Schema::new().with_field(FieldSpec::parse(&format!("tok:multi:{DIM}:f32:cosine")).unwrap()),
+    )
+    .unwrap();
+    let docs = corpus(400, 15);
+    add_docs(&mut w, "d", &docs);
+    w.set_plaid(
+        "c",
+        "tok",
+        Some(PlaidParams {
+            min_rows: 10,
+            ..Default::default()
+        }),
+    )
+    .unwrap();
+    w.reindex("c").unwrap();
+    let q = &queries(&docs, 1, 16)[0];
+    let mut with_zero = q.clone();
+    with_zero.extend(std::iter::repeat_n(0.0, DIM));
+    assert_eq!(
+        ids(&db, q, 10, true, None),
+        ids(&db, &with_zero, 10, true, None)
+    );
+    // PLAID: the zero token probes a cell of its own (every centroid ties), so the candidates
+    // may grow; the search must succeed (it failed on a NaN score before).
+    assert_eq!(ids(&db, &with_zero, 10, false, None).len(), 10);
+}
