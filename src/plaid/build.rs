@@ -11,7 +11,7 @@ use super::kmeans::assign;
 use super::{PlaidCodec, PlaidParams, SplitMix64};
 use crate::dtype::Metric;
 use crate::error::{Error, Result};
-use crate::format::plaid::PlaidSection;
+use crate::format::plaid::{Codes, PlaidSection};
 use crate::format::segment::{ExtraSection, SectionKind, SegmentSource};
 use crate::schema::FieldKind;
 
@@ -54,34 +54,29 @@ pub fn check_field(kind: &FieldKind) -> std::result::Result<(), String> {
     }
 }
 
-/// The field's tokens of every row as f32 (unit norm for cosine), and each row's token range.
-fn tokens_of(
+/// Appends `row`'s tokens of `field` as f32 to `out`, normalised for cosine.
+fn append_tokens(
     source: &dyn SegmentSource,
-    field: usize,
-    dim: usize,
-    metric: Metric,
-) -> Result<(Vec<f32>, Vec<std::ops::Range<usize>>)> {
-    let mut tokens = Vec::new();
-    let mut ranges = Vec::with_capacity(source.row_count());
-    for r in 0..source.row_count() {
-        let start = tokens.len() / dim;
-        source.multi_f32(field, r, &mut tokens)?;
-        ranges.push(start..tokens.len() / dim);
-    }
+    (field, dim, metric): (usize, usize, Metric),
+    row: usize,
+    out: &mut Vec<f32>,
+) -> Result<()> {
+    let start = out.len();
+    source.multi_f32(field, row, out)?;
     if metric == Metric::Cosine {
-        tokens
+        out[start..]
             .chunks_exact_mut(dim)
             .for_each(crate::linalg::normalize);
     }
-    Ok((tokens, ranges))
+    Ok(())
 }
 
 /// Trains a codec on `tokens` of `ranges` (rows): ColBERT's sample of `1 + 16·√(120·rows)`
 /// documents (all when fewer), `K` centroids by [`PlaidParams::centroids_for`] of all tokens.
 /// As ColBERT's `collection_indexer.py`, about 5 % of the sample (at most 50,000 tokens, and
 /// [`super::codec::MAX_HELDOUT_VALUES`] values) is held out of k-means and gives the residual
-/// buckets; here whole documents, the first of the sample's random order, so that no copy of the
-/// remaining tokens is made. `trained_rows` is recorded with the codec.
+/// buckets; here whole documents, the first of the sample's random order. `trained_rows` is
+/// recorded with the codec.
 ///
 /// # Errors
 /// [`Error::InvalidParameter`] when the rows hold no token to train on.
@@ -92,7 +87,33 @@ pub fn train_codec(
     params: &PlaidParams,
     trained_rows: u64,
 ) -> Result<PlaidCodec> {
-    let rows = ranges.len();
+    train_sampled(
+        ranges.len(),
+        tokens.len() / dim,
+        &|r| Ok(ranges[r].len()),
+        &mut |r, out| {
+            out.extend_from_slice(&tokens[ranges[r].start * dim..ranges[r].end * dim]);
+            Ok(())
+        },
+        dim,
+        params,
+        trained_rows,
+    )
+}
+
+/// [`train_codec`] over `rows` rows holding `total` tokens, reading only the sampled ones:
+/// `len_of(r)` is row `r`'s token count, `append(r, out)` appends its tokens. So a segment's
+/// tokens are never all in memory at once (a million 100-token documents at 128 dimensions
+/// are 51 GB as f32; ColBERT's sample of them, 9 GB).
+fn train_sampled(
+    rows: usize,
+    total: usize,
+    len_of: &dyn Fn(usize) -> Result<usize>,
+    append: &mut dyn FnMut(usize, &mut Vec<f32>) -> Result<()>,
+    dim: usize,
+    params: &PlaidParams,
+    trained_rows: u64,
+) -> Result<PlaidCodec> {
     let want = ((1.0 + 16.0 * (120.0 * rows as f64).sqrt()) as usize).min(rows);
     let mut order: Vec<usize> = (0..rows).collect();
     let mut rng = SplitMix64::new(params.seed);
@@ -101,7 +122,11 @@ pub fn train_codec(
         order.swap(i, j);
     }
     let chosen = &mut order[..want];
-    let sampled: usize = chosen.iter().map(|&r| ranges[r].len()).sum();
+    let lens = chosen
+        .iter()
+        .map(|&r| len_of(r))
+        .collect::<Result<Vec<usize>>>()?;
+    let sampled: usize = lens.iter().sum();
     if sampled == 0 {
         return Err(Error::parameter(
             "plaid",
@@ -113,23 +138,23 @@ pub fn train_codec(
         .min(super::codec::MAX_HELDOUT_VALUES / dim);
     let (mut split, mut held) = (0, 0);
     while held < target && split + 1 < chosen.len() {
-        held += ranges[chosen[split]].len();
+        held += lens[split];
         split += 1;
     }
     if held == sampled {
         split = 0; // nothing would be left to cluster
     }
     let (heldout_rows, sample_rows) = chosen.split_at_mut(split);
-    let gather = |rows: &mut [usize]| {
+    let mut gather = |rows: &mut [usize]| -> Result<Vec<f32>> {
         rows.sort_unstable();
         let mut out = Vec::new();
         for &r in rows.iter() {
-            out.extend_from_slice(&tokens[ranges[r].start * dim..ranges[r].end * dim]);
+            append(r, &mut out)?;
         }
-        out
+        Ok(out)
     };
-    let (heldout, sample) = (gather(heldout_rows), gather(sample_rows));
-    let total = tokens.len() / dim;
+    let heldout = gather(heldout_rows)?;
+    let sample = gather(sample_rows)?;
     let k = params.centroids_for(total).min(sample.len() / dim).max(1);
     Ok(train(&sample, &heldout, dim, k, params, trained_rows))
 }
@@ -197,65 +222,74 @@ fn assemble(
     }
 }
 
-/// Encodes a source's field with an existing `codec`: rows the source already holds encoded
-/// with it ([`SegmentSource::plaid_codes`], as compaction's do) keep their codes and residuals
-/// byte for byte; the others' tokens are encoded.
+/// Tokens encoded per block by [`encode_source`] (16 MB of f32 at 128 dimensions).
+const ENCODE_BLOCK_TOKENS: usize = 1 << 15;
+
+/// Encodes a source's field with `codec`, block by block (the field's tokens are never all in
+/// memory): rows the source already holds encoded with it ([`SegmentSource::plaid_codes`], as
+/// compaction's do) keep their codes and residuals byte for byte; the others' tokens are
+/// encoded.
 fn encode_source(
     codec: &PlaidCodec,
     source: &dyn SegmentSource,
     field: usize,
+    dim_metric: (usize, Metric),
+) -> Result<PlaidSection> {
+    encode_source_in_blocks(codec, source, field, dim_metric, ENCODE_BLOCK_TOKENS)
+}
+
+/// [`encode_source`] with blocks of at least `block` tokens (whole rows).
+fn encode_source_in_blocks(
+    codec: &PlaidCodec,
+    source: &dyn SegmentSource,
+    field: usize,
     (dim, metric): (usize, Metric),
+    block: usize,
 ) -> Result<PlaidSection> {
     let id = codec.id();
     let rb = codec.residual_bytes();
-    let mut copied = Vec::with_capacity(source.row_count());
-    let mut tokens = Vec::new();
+    let mut codes = Vec::new();
+    let mut residuals = Vec::new();
+    let mut ranges = Vec::with_capacity(source.row_count());
+    // Tokens of rows waiting to be encoded (all rows after `codes`' last one, in order).
+    let mut pending = Vec::new();
+    let flush = |pending: &mut Vec<f32>, codes: &mut Vec<u32>, residuals: &mut Vec<u8>| {
+        let (c, r) = encode_tokens(codec, pending);
+        codes.extend(c);
+        residuals.extend(r);
+        pending.clear();
+    };
+    let mut start = 0;
     for r in 0..source.row_count() {
         match source.plaid_codes(field, r, id)? {
-            Some((codes, residuals)) => {
-                if residuals.len() != codes.len() * rb {
+            Some((c, res)) => {
+                if res.len() != c.len() * rb {
                     return Err(Error::InvalidInput(format!(
                         "field {:?}, row {r}: {} bytes of stored residuals for {} tokens, expected {rb} bytes per token (the codec's)",
                         source.schema().fields[field].name,
-                        residuals.len(),
-                        codes.len()
+                        res.len(),
+                        c.len()
                     )));
                 }
-                copied.push(Some((codes.to_vec(), residuals.to_vec())))
-            }
-            None => {
-                let start = tokens.len();
-                source.multi_f32(field, r, &mut tokens)?;
-                if metric == Metric::Cosine {
-                    tokens[start..]
-                        .chunks_exact_mut(dim)
-                        .for_each(crate::linalg::normalize);
+                flush(&mut pending, &mut codes, &mut residuals);
+                match c {
+                    Codes::U16(c) => codes.extend(c.iter().map(|&x| u32::from(x))),
+                    Codes::U32(c) => codes.extend_from_slice(c),
                 }
-                copied.push(None);
-            }
-        }
-    }
-    let (new_codes, new_residuals) = encode_tokens(codec, &tokens);
-    let mut codes = Vec::with_capacity(new_codes.len());
-    let mut residuals = Vec::with_capacity(new_residuals.len());
-    let mut ranges = Vec::with_capacity(copied.len());
-    let mut next = 0;
-    for (r, row) in copied.into_iter().enumerate() {
-        let start = codes.len();
-        match row {
-            Some((c, res)) => {
-                codes.extend(c);
-                residuals.extend(res);
+                residuals.extend_from_slice(res);
             }
             None => {
-                let n = source.token_count(field, r)?;
-                codes.extend_from_slice(&new_codes[next..next + n]);
-                residuals.extend_from_slice(&new_residuals[next * rb..(next + n) * rb]);
-                next += n;
+                append_tokens(source, (field, dim, metric), r, &mut pending)?;
+                if pending.len() >= block * dim {
+                    flush(&mut pending, &mut codes, &mut residuals);
+                }
             }
         }
-        ranges.push(start..codes.len());
+        let end = codes.len() + pending.len() / dim;
+        ranges.push(start..end);
+        start = end;
     }
+    flush(&mut pending, &mut codes, &mut residuals);
     Ok(assemble(codec, codes, residuals, &ranges))
 }
 
@@ -293,16 +327,20 @@ pub fn plaid_sections(
         let section = match existing {
             Some(codec) => encode_source(codec, source, fi, (dim, metric))?,
             None => {
-                let (tokens, ranges) = tokens_of(source, fi, dim, metric)?;
-                let c = Arc::new(train_codec(
-                    &tokens,
-                    &ranges,
+                let total = (0..rows)
+                    .map(|r| source.token_count(fi, r))
+                    .sum::<Result<usize>>()?;
+                let c = Arc::new(train_sampled(
+                    rows,
+                    total,
+                    &|r| source.token_count(fi, r),
+                    &mut |r, out| append_tokens(source, (fi, dim, metric), r, out),
                     dim,
                     params,
                     build.trained_rows.unwrap_or(rows as u64),
                 )?);
                 trained.insert(name.clone(), c.clone());
-                encode_segment(&c, &tokens, &ranges)
+                encode_source(&c, source, fi, (dim, metric))?
             }
         };
         out.push(ExtraSection {
@@ -314,4 +352,90 @@ pub fn plaid_sections(
         });
     }
     Ok((out, trained))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{FieldSpec, Schema};
+    use std::borrow::Cow;
+
+    /// Rows of one multi-vector f32 field.
+    struct Rows {
+        schema: Schema,
+        rows: Vec<Vec<u8>>,
+    }
+
+    impl SegmentSource for Rows {
+        fn schema(&self) -> &Schema {
+            &self.schema
+        }
+        fn row_count(&self) -> usize {
+            self.rows.len()
+        }
+        fn id(&self, _: usize) -> Result<&[u8]> {
+            Ok(b"id")
+        }
+        fn text(&self, _: usize) -> Result<&[u8]> {
+            Ok(b"")
+        }
+        fn metadata(&self, _: usize) -> Result<&[u8]> {
+            Ok(b"{}")
+        }
+        fn field(&self, _: usize, row: usize) -> Result<Cow<'_, [u8]>> {
+            Ok(Cow::Borrowed(&self.rows[row]))
+        }
+    }
+
+    /// Encoding a source block by block (of any size, flushed at row boundaries) gives the
+    /// section that encoding all its tokens at once gives; training from the source reads the
+    /// same sample as training on the tokens in memory.
+    #[test]
+    fn block_encoding_equals_encoding_at_once() {
+        let dim = 8;
+        let mut rng = SplitMix64::new(5);
+        let mut tokens = Vec::new();
+        let mut ranges = Vec::new();
+        for r in 0..300 {
+            let start = tokens.len() / dim;
+            for _ in 0..1 + r % 7 {
+                let mut v: Vec<f32> = (0..dim)
+                    .map(|_| rng.below(2001) as f32 / 1000.0 - 1.0)
+                    .collect();
+                crate::linalg::normalize(&mut v);
+                tokens.extend(v);
+            }
+            ranges.push(start..tokens.len() / dim);
+        }
+        let source = Rows {
+            schema: Schema::new().with_field(FieldSpec::parse("tok:multi:8:f32:ip").unwrap()),
+            rows: ranges
+                .iter()
+                .map(|r| bytemuck::cast_slice(&tokens[r.start * dim..r.end * dim]).to_vec())
+                .collect(),
+        };
+        let params = PlaidParams::default();
+        let codec = train_codec(&tokens, &ranges, dim, &params, 300).unwrap();
+        let total = tokens.len() / dim;
+        let from_source = train_sampled(
+            300,
+            total,
+            &|r| source.token_count(0, r),
+            &mut |r, out| append_tokens(&source, (0, dim, Metric::Ip), r, out),
+            dim,
+            &params,
+            300,
+        )
+        .unwrap();
+        assert_eq!(from_source, codec);
+        let whole = encode_segment(&codec, &tokens, &ranges);
+        for block in [1, 5, 64, usize::MAX / dim] {
+            let got =
+                encode_source_in_blocks(&codec, &source, 0, (dim, Metric::Ip), block).unwrap();
+            assert_eq!(got.codes, whole.codes, "block {block}");
+            assert_eq!(got.residuals, whole.residuals, "block {block}");
+            assert_eq!(got.list_offsets, whole.list_offsets, "block {block}");
+            assert_eq!(got.list_rows, whole.list_rows, "block {block}");
+        }
+    }
 }

@@ -9,8 +9,11 @@ use super::SplitMix64;
 use crate::linalg::gemm::matmul_nt;
 use crate::linalg::normalize;
 
-/// Points assigned per parallel task.
+/// Points assigned per parallel task, at most.
 const BLOCK: usize = 1024;
+/// Scores one task holds at most (16 MiB): with many centroids a task takes fewer points, so
+/// that `2^20` centroids do not need 4 GiB per thread.
+const SCRATCH_SCORES: usize = 1 << 22;
 
 /// Index of the largest value (the first of equal ones).
 pub fn argmax(xs: &[f32]) -> usize {
@@ -27,9 +30,10 @@ pub fn argmax(xs: &[f32]) -> usize {
 /// `centroids` (`k × dim`), on all cores.
 pub fn assign(points: &[f32], centroids: &[f32], dim: usize) -> Vec<u32> {
     let k = centroids.len() / dim;
+    let block = (SCRATCH_SCORES / k.max(1)).clamp(1, BLOCK);
     let mut out = vec![0u32; points.len() / dim];
-    out.par_chunks_mut(BLOCK)
-        .zip(points.par_chunks(BLOCK * dim))
+    out.par_chunks_mut(block)
+        .zip(points.par_chunks(block * dim))
         .for_each_init(Vec::new, |scores: &mut Vec<f32>, (out, pts)| {
             let n = pts.len() / dim;
             scores.resize(n * k, 0.0);
