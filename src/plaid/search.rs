@@ -4,8 +4,9 @@
 //! 1. **candidate generation** — the rows in the inverted lists of each query token's `ncells`
 //!    best centroids;
 //! 2. **centroid pruning** — an approximate MaxSim `Σ_q max_{t ∈ d} S[q, code(t)]` over only the
-//!    tokens whose centroid scores at least `centroid_threshold` for some query token; the best
-//!    `ndocs` rows go on;
+//!    tokens whose centroid scores at least `centroid_threshold` for some query token (a query
+//!    token none of a row's surviving centroids scores counts −9999, as ColBERT's
+//!    `filter_pids.cpp`); the best `ndocs` rows go on;
 //! 3. **centroid interaction** — the same sum over every token; the best `full_scores` (default
 //!    `ndocs / 4`, at least `k`) go on to exact MaxSim (the caller's stage 4, with stored or
 //!    decompressed vectors). Stage 3 is skipped when stage 2 kept no more rows than that.
@@ -20,7 +21,11 @@ use crate::linalg::gemm::matmul_nt;
 pub struct PlaidSearch {
     /// Centroids probed per query token.
     pub ncells: usize,
-    /// Centroids scoring below this for every query token are left out of stage 2.
+    /// Centroids scoring below this for every query token are left out of stage 2. Scores are
+    /// inner products of a query token with a unit-norm centroid: for a cosine field (query
+    /// tokens normalised) a cosine, as the paper's defaults assume; for an inner-product field
+    /// the query tokens as given, so the defaults suit queries of unit-norm tokens (as ColBERT
+    /// encoders produce).
     pub centroid_threshold: f32,
     /// Rows kept after stage 2.
     pub ndocs: usize,
