@@ -11,17 +11,20 @@
 # Needs: apt lists with English descriptions (apt-get update -o Acquire::Languages=en), the
 # vellum Python package (tools/python-tests.sh builds .venv-python), numpy, safetensors,
 # tools/fetch-minilm.sh. Usage: benches/compare/compare_next_plaid.sh [DOCS] [THREADS]
+# With MODEL=DIR (a ColBERT checkpoint, e.g. the trained stand-in benches/compare/train_colbert.py
+# makes) the vectors come from that model instead of the random head (data in ..._trained_DOCS).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 DOCS="${1:-10000}"
 THREADS="${2:-}"
 PY="${PY:-$ROOT/.venv-python/bin/python}"
-DATA="$ROOT/benches/compare/data/next_plaid_$DOCS"
+MODEL="${MODEL:-}"
+DATA="$ROOT/benches/compare/data/next_plaid_${MODEL:+trained_}$DOCS"
 bash "$ROOT/tools/fetch-minilm.sh"
 if [ ! -f "$DATA/relevant.json" ]; then
     python3 "$ROOT/examples/debian/make_corpus.py" "$DATA/corpus" --docs "$DOCS"
     "$PY" -m pip install --quiet safetensors
-    "$PY" "$ROOT/benches/compare/next_plaid/make_data.py" "$DATA" --corpus "$DATA/corpus"
+    "$PY" "$ROOT/benches/compare/next_plaid/make_data.py" "$DATA" --corpus "$DATA/corpus" ${MODEL:+--model "$MODEL"}
 fi
 (cd "$ROOT/benches/compare/next_plaid" && CARGO_TARGET_DIR="$ROOT/target/next_plaid" cargo build --release)
 if [ -n "$THREADS" ]; then export RAYON_NUM_THREADS="$THREADS"; fi
