@@ -12,7 +12,8 @@
 # vellum Python package (tools/python-tests.sh builds .venv-python), numpy, safetensors,
 # tools/fetch-minilm.sh. Usage: benches/compare/compare_next_plaid.sh [DOCS] [THREADS]
 # With MODEL=DIR (a ColBERT checkpoint, e.g. the trained stand-in benches/compare/train_colbert.py
-# makes) the vectors come from that model instead of the random head (data in ..._trained_DOCS).
+# makes) the vectors come from that model instead of the random head (data in ..._trained_DOCS;
+# delete that folder after retraining the model, or its old vectors are reused).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 DOCS="${1:-10000}"

@@ -25,8 +25,9 @@ attends to (attend_to_mask_tokens false) but which are scored; documents ``[CLS]
 head, then L2 normalisation per token; loss = cross-entropy of each query's MaxSim scores over
 the batch's documents (ColBERT's ``use_ib_negatives``).
 
-Needs torch, transformers, safetensors, numpy (CPU is enough: one epoch over 9,000 pairs takes
-about 15 minutes on 2 cores). Not run by CI.
+Needs torch, transformers, safetensors, numpy (CPU is enough: one epoch over 9,000 pairs took
+35 minutes on 2 cores). Not run by CI. Evaluate with the same ``--docs`` as the training corpus:
+the held-out queries are every 10th of the documents chosen for that N.
 """
 
 import argparse
@@ -159,7 +160,7 @@ def main() -> None:
         {"params": model.bert.parameters(), "lr": args.lr},
         {"params": model.linear.parameters(), "lr": args.head_lr},
     ], weight_decay=0.0)
-    steps = int(len(pairs) * args.epochs) // args.batch
+    steps = max(1, int(len(pairs) * args.epochs) // args.batch)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / max(1, steps // 10)) * max(0.0, (steps - s) / steps))
     order = []

@@ -54,8 +54,8 @@ pub struct PlaidCodec {
     pub cutoffs: Vec<f32>,
     /// `2^b` bucket values.
     pub weights: Vec<f32>,
-    /// Documents the codec accounts for: the rows it was trained from (a segment's, or a
-    /// re-encoded collection's), less deleted rows that compactions keeping it dropped.
+    /// Documents the codec accounts for: the rows of the segment it was trained from, less
+    /// deleted rows that compactions keeping it dropped.
     pub trained_rows: u64,
     /// The centroids are binary16 values (every one exactly representable) and are stored so.
     /// Codecs trained by vellum are; codecs read from sections written before are kept as they
@@ -298,8 +298,8 @@ pub struct PlaidView<'a> {
     pub nbits: u32,
     /// The header's layout bits ([`LAYOUT_CODES_U16`], [`LAYOUT_CENTROIDS_F16`]).
     pub layout: u32,
-    /// Documents the codec accounts for: the rows it was trained from (a segment's, or a
-    /// re-encoded collection's), less deleted rows that compactions keeping it dropped.
+    /// Documents the codec accounts for: the rows of the segment it was trained from, less
+    /// deleted rows that compactions keeping it dropped.
     pub trained_rows: u64,
     /// The codec's id.
     pub codec_id: u64,

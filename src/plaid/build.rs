@@ -24,13 +24,8 @@ pub struct PlaidBuild<'a> {
     /// Declared PLAID indexes by field name.
     pub params: &'a BTreeMap<String, PlaidParams>,
     /// Codecs to encode with, by field name; a field without one gets a codec trained on the
-    /// segment's tokens.
+    /// segment's tokens (which accounts for the segment's rows: `trained_rows`).
     pub codecs: &'a Codecs,
-    /// The documents a newly trained codec accounts for (`trained_rows`, the base of
-    /// `recluster_percent`): `None` for the rows it is trained from (the segment's); `Some(n)`
-    /// when the segment stands for `n` rows, as the first piece of a re-encode, whose codec the
-    /// other pieces share.
-    pub trained_rows: Option<u64>,
 }
 
 /// Whether a field of `kind` can carry a PLAID index (multi-vector, inner product or cosine).
@@ -238,7 +233,9 @@ fn encode_source(
     encode_source_in_blocks(codec, source, field, dim_metric, ENCODE_BLOCK_TOKENS)
 }
 
-/// [`encode_source`] with blocks of at least `block` tokens (whole rows).
+/// [`encode_source`] with blocks of at least `block` tokens (whole rows). The codes do not
+/// depend on the blocks, except that a token almost equidistant from two centroids may be
+/// assigned differently when the product's rounding differs with the block's shape.
 fn encode_source_in_blocks(
     codec: &PlaidCodec,
     source: &dyn SegmentSource,
@@ -337,7 +334,7 @@ pub fn plaid_sections(
                     &mut |r, out| append_tokens(source, (fi, dim, metric), r, out),
                     dim,
                     params,
-                    build.trained_rows.unwrap_or(rows as u64),
+                    rows as u64,
                 )?);
                 trained.insert(name.clone(), c.clone());
                 encode_source(&c, source, fi, (dim, metric))?
@@ -360,10 +357,12 @@ mod tests {
     use crate::schema::{FieldSpec, Schema};
     use std::borrow::Cow;
 
-    /// Rows of one multi-vector f32 field.
+    /// Rows of one multi-vector f32 field; every third row also offers its codes and residuals
+    /// under `stored` (a section's, by token range) as a merged segment's rows do.
     struct Rows {
         schema: Schema,
         rows: Vec<Vec<u8>>,
+        stored: Option<(u64, PlaidSection, Vec<std::ops::Range<usize>>)>,
     }
 
     impl SegmentSource for Rows {
@@ -385,11 +384,30 @@ mod tests {
         fn field(&self, _: usize, row: usize) -> Result<Cow<'_, [u8]>> {
             Ok(Cow::Borrowed(&self.rows[row]))
         }
+        fn plaid_codes(
+            &self,
+            _: usize,
+            row: usize,
+            codec_id: u64,
+        ) -> Result<Option<(Codes<'_>, &[u8])>> {
+            Ok(match &self.stored {
+                Some((id, s, ranges)) if *id == codec_id && row % 3 == 0 => {
+                    let r = ranges[row].clone();
+                    let rb = s.residuals.len() / s.codes.len();
+                    Some((
+                        Codes::U32(&s.codes[r.clone()]),
+                        &s.residuals[r.start * rb..r.end * rb],
+                    ))
+                }
+                _ => None,
+            })
+        }
     }
 
-    /// Encoding a source block by block (of any size, flushed at row boundaries) gives the
-    /// section that encoding all its tokens at once gives; training from the source reads the
-    /// same sample as training on the tokens in memory.
+    /// Encoding a source block by block (of any size, flushed at row boundaries), with rows
+    /// whose codes are copied in between, gives the section that encoding all its tokens at once
+    /// gives (on this data: no near-ties); training from the source reads the same sample as
+    /// training on the tokens in memory.
     #[test]
     fn block_encoding_equals_encoding_at_once() {
         let dim = 8;
@@ -407,7 +425,8 @@ mod tests {
             }
             ranges.push(start..tokens.len() / dim);
         }
-        let source = Rows {
+        let mut source = Rows {
+            stored: None,
             schema: Schema::new().with_field(FieldSpec::parse("tok:multi:8:f32:ip").unwrap()),
             rows: ranges
                 .iter()
@@ -429,13 +448,26 @@ mod tests {
         .unwrap();
         assert_eq!(from_source, codec);
         let whole = encode_segment(&codec, &tokens, &ranges);
-        for block in [1, 5, 64, usize::MAX / dim] {
-            let got =
-                encode_source_in_blocks(&codec, &source, 0, (dim, Metric::Ip), block).unwrap();
-            assert_eq!(got.codes, whole.codes, "block {block}");
-            assert_eq!(got.residuals, whole.residuals, "block {block}");
-            assert_eq!(got.list_offsets, whole.list_offsets, "block {block}");
-            assert_eq!(got.list_rows, whole.list_rows, "block {block}");
+        // Copied rows carry a marker residual byte, to show they were copied, not re-encoded.
+        let rb = codec.residual_bytes();
+        let mut marked = whole.clone();
+        for r in ranges.iter().step_by(3) {
+            marked.residuals[r.start * rb] ^= 0xff;
+        }
+        for (copies, expected) in [(None, &whole), (Some(marked.clone()), &marked)] {
+            source.stored = copies.map(|s| (codec.id(), s, ranges.clone()));
+            let copied = source.stored.is_some();
+            for block in [1, 5, 64, usize::MAX / dim] {
+                let got =
+                    encode_source_in_blocks(&codec, &source, 0, (dim, Metric::Ip), block).unwrap();
+                assert_eq!(got.codes, expected.codes, "block {block}, copies {copied}");
+                assert_eq!(
+                    got.residuals, expected.residuals,
+                    "block {block}, copies {copied}"
+                );
+                assert_eq!(got.list_offsets, expected.list_offsets, "block {block}");
+                assert_eq!(got.list_rows, expected.list_rows, "block {block}");
+            }
         }
     }
 }

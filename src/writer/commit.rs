@@ -85,7 +85,6 @@ impl Writer {
         let build = PlaidBuild {
             params: &p.plaid,
             codecs: &p.codecs,
-            trained_rows: None,
         };
         let (extra, trained) = index_sections(&source, &p.indexes, screen_min_rows, &build)?;
         p.codecs.extend(trained);

@@ -373,7 +373,6 @@ impl Writer {
         let build = PlaidBuild {
             params: &plaid,
             codecs: &codecs,
-            trained_rows: None,
         };
         let (extra, _) =
             super::commit::index_sections(&source, &indexes, self.options.screen_min_rows, &build)?;

@@ -287,7 +287,9 @@ impl Writer {
             columns,
         };
         // PLAID codecs: other fields keep theirs; the re-encoded field's vectors are new, so its
-        // codec is trained on the first piece and shared by the others (read back from it).
+        // codec is trained on the first piece and shared by the others (read back from it). It
+        // accounts for that piece's rows only, so the next compaction re-clusters the field over
+        // all of them (a piece is the oldest rows, not ColBERT's sample of the collection).
         let plaid = self.plaid_of(collection);
         let mut codecs = super::commit::current_codecs(Some(&c), &plaid)?;
         codecs.remove(&staged.field);
@@ -304,7 +306,6 @@ impl Writer {
         let build = PlaidBuild {
             params: &plaid,
             codecs: &codecs,
-            trained_rows: Some(c.len()),
         };
         let indexes = self.indexes_of(collection);
         let (extra, _) =

@@ -288,6 +288,57 @@ mod database {
         }
     }
 
+    /// A re-encoded field with a PLAID index: its codec is trained on the first piece and shared
+    /// by the others, and accounts for that piece only, so the next compaction re-clusters over
+    /// every row (the piece is the oldest rows, not a sample of the collection).
+    #[test]
+    fn a_reencoded_plaid_field_reclusters_at_the_next_compaction() {
+        use vellum::ingest::reencode::{reencode, Reencode};
+        use vellum::meta::PlaidParams;
+        let t = tempfile::tempdir().unwrap();
+        let db = db_with(t.path(), "tok:multi:16:f32:ip", "stanford").unwrap();
+        let docs = corpus(t.path(), 60);
+        let mut w = db.writer().unwrap();
+        ingest_text(&mut w, &TextIngest::new("docs", &docs), &mut |_| {}).unwrap();
+        let params = PlaidParams {
+            min_rows: 5,
+            ..Default::default()
+        };
+        w.set_plaid("docs", "tok", Some(params)).unwrap();
+        w.reindex("docs").unwrap();
+        let codecs = |db: &Database| -> Vec<(u64, u64)> {
+            let snap = db.snapshot().unwrap();
+            let c = snap.collection("docs").unwrap();
+            c.slots()
+                .iter()
+                .map(|s| {
+                    let v = s.segment.plaid(0).unwrap().unwrap();
+                    (v.codec_id, v.trained_rows)
+                })
+                .collect()
+        };
+        assert_eq!(codecs(&db), [(codecs(&db)[0].0, 60)]);
+        let choice = EncoderChoice {
+            passage: model("stanford"),
+            embed: true,
+            ..Default::default()
+        };
+        let again = prepare_encoders(db.path(), &choice).unwrap();
+        let mut job = Reencode::new("docs", "tok", Some(again));
+        job.piece_rows = 20;
+        reencode(&mut w, &job, &mut |_| {}).unwrap();
+        let pieces = codecs(&db);
+        assert_eq!(pieces.len(), 3);
+        assert!(pieces.iter().all(|&p| p == (pieces[0].0, 20)), "{pieces:?}");
+        w.compact("docs").unwrap();
+        let after = codecs(&db);
+        assert_eq!(after.len(), 1);
+        assert_eq!(after[0].1, 60);
+        assert_ne!(after[0].0, pieces[0].0, "re-clustered");
+        let report = vellum::verify::verify_database(db.path()).unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
+    }
+
     #[test]
     fn mismatched_fields_checkpoints_and_queries_are_refused() {
         let t = tempfile::tempdir().unwrap();

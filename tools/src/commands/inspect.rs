@@ -68,7 +68,7 @@ pub fn info(a: InfoArgs, out: &mut dyn Write) -> Result<()> {
                 if let Some(p) = s.plaid.get(&f.name) {
                     writeln!(
                         out,
-                        "    plaid index on {}: {} centroids, {}-bit residuals, {} tokens, {:.1} bytes per token ({:.1} all-in, {}), codec {:016x} (trained on {} documents), {} bytes",
+                        "    plaid index on {}: {} centroids, {}-bit residuals, {} tokens, {:.1} bytes per token ({:.1} all-in, {}), codec {:016x} (accounts for {} documents), {} bytes",
                         f.name,
                         p.centroids,
                         p.nbits,

@@ -183,7 +183,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         *m = m.max(st[[code as usize, qi]]);
                     }
                 }
-                Ok(m.iter().filter(|x| x.is_finite()).sum())
+                // A query token no surviving centroid scores: −9999, as vellum and ColBERT's
+                // filter_pids.cpp.
+                Ok(m.iter()
+                    .map(|&x| if x.is_finite() { x } else { -9999.0 })
+                    .sum())
             };
             let score =
                 |set: &[u32], f: &dyn Fn(u32) -> Result<f32, Box<dyn std::error::Error>>| {
