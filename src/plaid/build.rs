@@ -391,7 +391,7 @@ mod tests {
             codec_id: u64,
         ) -> Result<Option<(Codes<'_>, &[u8])>> {
             Ok(match &self.stored {
-                Some((id, s, ranges)) if *id == codec_id && row % 3 == 0 => {
+                Some((id, s, ranges)) if *id == codec_id && row.is_multiple_of(3) => {
                     let r = ranges[row].clone();
                     let rb = s.residuals.len() / s.codes.len();
                     Some((
