@@ -294,6 +294,8 @@ pub struct PlaidView<'a> {
     pub dim: usize,
     /// The segment's rows (every row an inverted list names is below this).
     pub rows: u64,
+    /// The section's offset in its file (what errors about its bytes report).
+    pub base: u64,
     /// Bits per residual dimension.
     pub nbits: u32,
     /// The header's layout bits ([`LAYOUT_CODES_U16`], [`LAYOUT_CENTROIDS_F16`]).
@@ -491,6 +493,7 @@ impl<'a> PlaidView<'a> {
         Ok(PlaidView {
             dim: d,
             rows,
+            base,
             nbits,
             layout: bits,
             trained_rows: u64_at(32),

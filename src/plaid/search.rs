@@ -157,7 +157,7 @@ pub fn candidates(
         return Err(Error::corrupt(
             path,
             "plaid index",
-            0,
+            view.base,
             format!(
                 "an inverted list names row {r} of a segment of {} rows",
                 view.rows
@@ -181,7 +181,7 @@ pub fn candidates(
             Error::corrupt(
                 path,
                 "plaid index",
-                0,
+                view.base,
                 format!("row {row}'s tokens {range:?} lie outside the index's codes"),
             )
         })?;
@@ -194,7 +194,7 @@ pub fn candidates(
             return Err(Error::corrupt(
                 path,
                 "plaid index",
-                0,
+                view.base,
                 format!("a token of row {row} names centroid {c} of {kc}"),
             ));
         }

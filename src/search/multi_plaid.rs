@@ -109,7 +109,7 @@ fn one(
                         range,
                         metric == Metric::Cosine,
                         &mut doc,
-                        (seg.path(), 0),
+                        (seg.path(), v.base),
                     )?;
                     super::multi::maxsim_one(metric, dim, &q, &q_sq, &doc, &mut scratch)
                 }

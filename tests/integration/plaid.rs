@@ -622,7 +622,7 @@ fn codes_only_fields_dropped_or_damaged() {
     .unwrap();
     w.commit().unwrap();
     drop(w);
-    let (path, at) = {
+    let (path, at, section) = {
         let snap = db.snapshot().unwrap();
         let seg = &snap.collection("c").unwrap().slots()[0].segment;
         let e = seg
@@ -642,7 +642,11 @@ fn codes_only_fields_dropped_or_damaged() {
             v.layout,
         )
         .unwrap();
-        (seg.path().to_path_buf(), e.offset as usize + layout[1])
+        (
+            seg.path().to_path_buf(),
+            e.offset as usize + layout[1],
+            e.offset,
+        )
     };
     drop(db);
     let mut bytes = std::fs::read(&path).unwrap();
@@ -653,6 +657,19 @@ fn codes_only_fields_dropped_or_damaged() {
     let err = w.compact("c").unwrap_err();
     assert!(matches!(err, vellum::Error::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains("centroid 65535 of 16"), "{err}");
+    // A search through every cell reaches the damaged code: the error names the section's
+    // offset in the file.
+    let snap = db.snapshot().unwrap();
+    let every_cell = PlaidSearch {
+        ncells: 16,
+        centroid_threshold: f32::NEG_INFINITY,
+        ..PlaidSearch::for_k(10)
+    };
+    let req = SearchRequest::multi("tok", &docs[0][..6 * DIM], 10).with_plaid(every_cell);
+    match snap.collection("c").unwrap().search(&req) {
+        Err(vellum::Error::Corrupt { offset, .. }) => assert_eq!(offset, section),
+        other => panic!("{other:?}"),
+    }
     let report = vellum::verify::verify_database(t.path()).unwrap();
     assert!(!report.is_ok());
 }

@@ -816,8 +816,7 @@ impl Segment {
                 ..
             }
         );
-        let base = self.plaids[field].as_ref().map_or(0, |r| r.start as u64);
-        view.decompress_tokens(&table, range, cosine, out, (&self.path, base))
+        view.decompress_tokens(&table, range, cosine, out, (&self.path, view.base))
     }
 
     /// The token range (in tokens) of `row` in a multi field, checked against the token count.
