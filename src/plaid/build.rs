@@ -150,7 +150,8 @@ fn train_sampled(
     };
     let heldout = gather(heldout_rows)?;
     let sample = gather(sample_rows)?;
-    let k = params.centroids_for(total).min(sample.len() / dim).max(1);
+    // `train` caps K at the sample's tokens.
+    let k = params.centroids_for(total);
     Ok(train(&sample, &heldout, dim, k, params, trained_rows))
 }
 
