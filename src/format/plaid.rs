@@ -29,6 +29,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::format::segment::SectionBody;
 
 /// Bytes of the section header.
 pub const HEADER_LEN: usize = 64;
@@ -234,56 +235,97 @@ pub fn layout(
 }
 
 impl PlaidSection {
-    /// The section's bytes.
+    /// The section's bytes, in one buffer (the segment writer streams them instead, through
+    /// [`SectionBody`]).
     pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(SectionBody::len(self) as usize);
+        self.write(&mut |b| {
+            out.extend_from_slice(b);
+            Ok(())
+        })
+        .expect("writing to memory cannot fail");
+        out
+    }
+
+    /// The offsets of [`layout`] for this section.
+    fn layout(&self) -> [usize; 6] {
         let c = &self.codec;
-        let k = c.k();
-        let tokens = self.codes.len() as u64;
-        let postings = self.list_rows.len() as u64;
+        layout(
+            c.dim,
+            c.nbits,
+            c.k(),
+            self.codes.len() as u64,
+            self.list_rows.len() as u64,
+            c.layout(),
+        )
+        .expect("a section built in memory has a length that fits in memory")
+    }
+}
+
+impl SectionBody for PlaidSection {
+    fn len(&self) -> u64 {
+        self.layout()[5] as u64
+    }
+
+    fn write(&self, put: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        let c = &self.codec;
         let bits = c.layout();
-        let [buckets, codes, lists, rows, residuals, len] =
-            layout(c.dim, c.nbits, k, tokens, postings, bits).expect("section fits in memory");
-        let mut out = vec![0u8; len];
-        let put = |out: &mut Vec<u8>, at: usize, b: &[u8]| out[at..at + b.len()].copy_from_slice(b);
-        put(&mut out, 0, &(c.dim as u32).to_le_bytes());
-        put(&mut out, 4, &c.nbits.to_le_bytes());
-        put(&mut out, 8, &(k as u32).to_le_bytes());
-        put(&mut out, 12, &bits.to_le_bytes());
-        put(&mut out, 16, &self.rows.to_le_bytes());
-        put(&mut out, 24, &tokens.to_le_bytes());
-        put(&mut out, 32, &c.trained_rows.to_le_bytes());
-        put(&mut out, 40, &c.id().to_le_bytes());
-        put(&mut out, 48, &postings.to_le_bytes());
+        let [buckets, codes, lists, rows, residuals, _] = self.layout();
+        let mut at = 0usize;
+        // Writes `b` at offset `to`, after zeros up to it.
+        let mut put_at = |to: usize, b: &[u8]| -> Result<()> {
+            debug_assert!(to >= at, "pieces in order");
+            if to > at {
+                put(&vec![0u8; to - at])?;
+            }
+            put(b)?;
+            at = to + b.len();
+            Ok(())
+        };
+        let mut header = Vec::with_capacity(HEADER_LEN);
+        header.extend_from_slice(&(c.dim as u32).to_le_bytes());
+        header.extend_from_slice(&c.nbits.to_le_bytes());
+        header.extend_from_slice(&(c.k() as u32).to_le_bytes());
+        header.extend_from_slice(&bits.to_le_bytes());
+        header.extend_from_slice(&self.rows.to_le_bytes());
+        header.extend_from_slice(&(self.codes.len() as u64).to_le_bytes());
+        header.extend_from_slice(&c.trained_rows.to_le_bytes());
+        header.extend_from_slice(&c.id().to_le_bytes());
+        header.extend_from_slice(&(self.list_rows.len() as u64).to_le_bytes());
+        header.resize(HEADER_LEN, 0);
+        put_at(0, &header)?;
         if bits & LAYOUT_CENTROIDS_F16 != 0 {
             let half: Vec<half::f16> = c
                 .centroids
                 .iter()
                 .map(|&v| half::f16::from_f32(v))
                 .collect();
-            put(&mut out, HEADER_LEN, bytemuck::cast_slice(&half));
+            put_at(HEADER_LEN, bytemuck::cast_slice(&half))?;
         } else {
-            put(&mut out, HEADER_LEN, bytemuck::cast_slice(&c.centroids));
+            put_at(HEADER_LEN, bytemuck::cast_slice(&c.centroids))?;
         }
-        put(&mut out, buckets, bytemuck::cast_slice(&c.cutoffs));
-        put(
-            &mut out,
+        put_at(buckets, bytemuck::cast_slice(&c.cutoffs))?;
+        put_at(
             buckets + 4 * c.cutoffs.len(),
             bytemuck::cast_slice(&c.weights),
-        );
+        )?;
         if bits & LAYOUT_CODES_U16 != 0 {
-            let narrow: Vec<u16> = self
-                .codes
-                .iter()
-                .map(|&x| u16::try_from(x).expect("codes name one of at most 65,536 centroids"))
-                .collect();
-            put(&mut out, codes, bytemuck::cast_slice(&narrow));
+            // Narrowed a block at a time: no second copy of every code.
+            let mut to = codes;
+            for block in self.codes.chunks(1 << 16) {
+                let narrow: Vec<u16> = block
+                    .iter()
+                    .map(|&x| u16::try_from(x).expect("codes name one of at most 65,536 centroids"))
+                    .collect();
+                put_at(to, bytemuck::cast_slice(&narrow))?;
+                to += 2 * narrow.len();
+            }
         } else {
-            put(&mut out, codes, bytemuck::cast_slice(&self.codes));
+            put_at(codes, bytemuck::cast_slice(&self.codes))?;
         }
-        put(&mut out, lists, bytemuck::cast_slice(&self.list_offsets));
-        put(&mut out, rows, bytemuck::cast_slice(&self.list_rows));
-        put(&mut out, residuals, &self.residuals);
-        out
+        put_at(lists, bytemuck::cast_slice(&self.list_offsets))?;
+        put_at(rows, bytemuck::cast_slice(&self.list_rows))?;
+        put_at(residuals, &self.residuals)
     }
 }
 
@@ -681,9 +723,14 @@ mod tests {
     use super::*;
 
     fn section(k: usize, half_centroids: bool) -> PlaidSection {
+        section_of(k, half_centroids, 40)
+    }
+
+    /// `tokens` tokens (a multiple of 4) of 8 dimensions, 4 per row.
+    fn section_of(k: usize, half_centroids: bool, tokens: usize) -> PlaidSection {
         let dim = 8;
         let centroids = (0..k * dim).map(|i| (i % 13) as f32 * 0.25 - 1.0).collect();
-        let codes: Vec<u32> = (0..40).map(|t| ((t * 7919) % k) as u32).collect();
+        let codes: Vec<u32> = (0..tokens).map(|t| ((t * 7919) % k) as u32).collect();
         let mut lists = vec![Vec::new(); k];
         for (t, &c) in codes.iter().enumerate() {
             let row = t as u32 / 4;
@@ -707,12 +754,39 @@ mod tests {
                 trained_rows: 10,
                 half_centroids,
             },
-            rows: 10,
+            rows: tokens as u64 / 4,
             codes,
             list_offsets,
             list_rows,
-            residuals: (0..80).map(|i| i as u8).collect(),
+            residuals: (0..2 * tokens).map(|i| i as u8).collect(),
         }
+    }
+
+    /// The writer's pieces (u16 codes narrowed a block at a time, padding between parts) add
+    /// up to the announced length and decode to the same section, across several blocks.
+    #[test]
+    fn a_section_written_in_pieces_decodes_whole() {
+        let tokens = 3 * (1 << 16) + 4;
+        let s = section_of(7, false, tokens);
+        let mut pieces = 0;
+        let mut bytes = Vec::new();
+        s.write(&mut |b| {
+            pieces += 1;
+            bytes.extend_from_slice(b);
+            Ok(())
+        })
+        .unwrap();
+        assert!(pieces > 8, "{pieces} pieces");
+        assert_eq!(bytes.len() as u64, SectionBody::len(&s));
+        let mut buf = vec![0u64; bytes.len().div_ceil(8)];
+        bytemuck::cast_slice_mut::<u64, u8>(&mut buf)[..bytes.len()].copy_from_slice(&bytes);
+        let b = &bytemuck::cast_slice::<u64, u8>(&buf)[..bytes.len()];
+        let rows = tokens as u64 / 4;
+        let v = PlaidView::open(b, Path::new("x"), 0, rows, tokens as u64, 8).unwrap();
+        assert!(matches!(v.codes, Codes::U16(_)));
+        assert_eq!(v.codes.to_vec(), s.codes);
+        assert_eq!(v.residuals, &s.residuals[..]);
+        assert_eq!(v.list_rows, &s.list_rows[..]);
     }
 
     /// Every layout round-trips: u16 codes up to 65,536 centroids, u32 beyond; binary16

@@ -238,8 +238,8 @@ pub fn screen_sections(source: &dyn SegmentSource, min_rows: u64) -> Result<Vec<
             kind: SectionKind::ScreenCodes,
             field: fi as u32,
             count: n as u64,
-            bytes: codes.encode(),
-            replaces_tokens: false,
+            body: Box::new(codes.encode()),
+            replaces_tokens: None,
         });
     }
     Ok(out)

@@ -323,8 +323,8 @@ pub fn graph_sections(
                 kind: SectionKind::HnswGraph,
                 field: fi as u32,
                 count: rows as u64,
-                bytes: encode_graph(&g),
-                replaces_tokens: false,
+                body: Box::new(encode_graph(&g)),
+                replaces_tokens: None,
             });
         }
     }

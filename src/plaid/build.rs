@@ -345,8 +345,8 @@ pub fn plaid_sections(
             kind: SectionKind::Plaid,
             field: fi as u32,
             count: rows as u64,
-            bytes: section.encode(),
-            replaces_tokens: params.codes_only,
+            replaces_tokens: params.codes_only.then_some(section.codes.len() as u64),
+            body: Box::new(section),
         });
     }
     Ok((out, trained))

@@ -205,8 +205,34 @@ pub fn whole_tokens(schema: &Schema, field: usize, row: usize, len: usize) -> Re
     Ok(len / token_bytes)
 }
 
+/// The bytes of a prebuilt optional section, handed to the segment writer piece by piece, so
+/// that a large section (a PLAID index: ~36 bytes per token) is written from its parts without
+/// first being copied into one buffer.
+pub trait SectionBody: std::fmt::Debug + Send + Sync {
+    /// Its length in bytes.
+    fn len(&self) -> u64;
+    /// Whether it has no bytes.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Passes its bytes, in order, to `put`; the pieces add up to [`SectionBody::len`] bytes.
+    ///
+    /// # Errors
+    /// What `put` returns.
+    fn write(&self, put: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>;
+}
+
+impl SectionBody for Vec<u8> {
+    fn len(&self) -> u64 {
+        self.as_slice().len() as u64
+    }
+    fn write(&self, put: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        put(self)
+    }
+}
+
 /// A prebuilt optional section (an index) written after the data sections.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct ExtraSection {
     /// Its kind.
     pub kind: SectionKind,
@@ -215,10 +241,10 @@ pub struct ExtraSection {
     /// Its `count` column (for a graph: the rows it covers).
     pub count: u64,
     /// Its bytes.
-    pub bytes: Vec<u8>,
-    /// A PLAID section of a codes-only field: the field's token section is left out (readers
-    /// decompress the codes).
-    pub replaces_tokens: bool,
+    pub body: Box<dyn SectionBody>,
+    /// For the PLAID section of a codes-only field, the tokens it codes: the field's token
+    /// section is left out (readers decompress the codes), so these must be all of its tokens.
+    pub replaces_tokens: Option<u64>,
 }
 
 #[inline]

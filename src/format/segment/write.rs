@@ -7,7 +7,8 @@ use std::path::Path;
 use xxhash_rust::xxh3::Xxh3;
 
 use super::{
-    ExtraSection, SectionEntry, SectionKind, SegmentSource, ENTRY_LEN, HEADER_LEN, MAGIC, NO_FIELD,
+    ExtraSection, SectionBody, SectionEntry, SectionKind, SegmentSource, ENTRY_LEN, HEADER_LEN,
+    MAGIC, NO_FIELD,
 };
 use crate::error::{Error, Result};
 use crate::format::{align_up, checksum, FORMAT_VERSION};
@@ -20,7 +21,7 @@ struct Plan<'a> {
     length: u64,
     count: u64,
     dtype: u32,
-    blob: Option<&'a [u8]>,
+    body: Option<&'a dyn SectionBody>,
 }
 
 /// Writes `source` as a new segment file `rel` of `dir` (which must not exist) and fsyncs it.
@@ -65,7 +66,7 @@ pub fn write_segment_with(
         length,
         count,
         dtype: 0,
-        blob: None,
+        body: None,
     };
     let mut plans = vec![
         doc(
@@ -93,7 +94,7 @@ pub fn write_segment_with(
                 length: n * row_bytes,
                 count: n,
                 dtype,
-                blob: None,
+                body: None,
             }),
             FieldKind::Tensor { .. } => plans.push(Plan {
                 kind: SectionKind::Tensor,
@@ -101,12 +102,13 @@ pub fn write_segment_with(
                 length: n * row_bytes,
                 count: n,
                 dtype,
-                blob: None,
+                body: None,
             }),
             FieldKind::Multi { .. } => {
                 // A codes-only field's PLAID section stands for its tokens.
-                let codes_only = extra.iter().find(|x| {
-                    x.kind == SectionKind::Plaid && x.field == field && x.replaces_tokens
+                let codes_only = extra.iter().find_map(|x| match x.replaces_tokens {
+                    Some(coded) if x.kind == SectionKind::Plaid && x.field == field => Some(coded),
+                    _ => None,
                 });
                 let mut tokens = 0u64;
                 for r in 0..rows {
@@ -128,17 +130,13 @@ pub fn write_segment_with(
                     length: offsets_len,
                     count: n + 1,
                     dtype: 0,
-                    blob: None,
+                    body: None,
                 });
-                if let Some(x) = codes_only {
+                if let Some(coded) = codes_only {
                     // The PLAID section stands for the tokens: it must hold exactly these.
-                    let coded = x
-                        .bytes
-                        .get(24..32)
-                        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
-                    if coded != Some(tokens) {
+                    if coded != tokens {
                         return Err(Error::InvalidInput(format!(
-                            "field {:?}: the PLAID section codes {coded:?} tokens, the rows hold {tokens}",
+                            "field {:?}: the PLAID section codes {coded} tokens, the rows hold {tokens}",
                             f.name
                         )));
                     }
@@ -149,7 +147,7 @@ pub fn write_segment_with(
                         length: tokens * row_bytes,
                         count: tokens,
                         dtype,
-                        blob: None,
+                        body: None,
                     });
                 }
             }
@@ -159,10 +157,10 @@ pub fn write_segment_with(
         plans.push(Plan {
             kind: x.kind,
             field: x.field,
-            length: x.bytes.len() as u64,
+            length: x.body.len(),
             count: x.count,
             dtype: 0,
-            blob: Some(&x.bytes),
+            body: Some(&*x.body),
         });
     }
 
@@ -206,7 +204,7 @@ pub fn write_segment_with(
         };
         let field = e.field as usize;
         match e.kind {
-            _ if plan.blob.is_some() => sink.put(plan.blob.expect("checked"))?,
+            _ if plan.body.is_some() => plan.body.expect("checked").write(&mut |b| sink.put(b))?,
             SectionKind::HnswGraph | SectionKind::ScreenCodes | SectionKind::Plaid => {
                 return Err(Error::InvalidInput(format!(
                     "{} section without bytes",
