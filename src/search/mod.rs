@@ -61,16 +61,16 @@ impl<'a> Queries<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Strategy {
     /// Coded for a single query; for batches, coded when segments with codes hold ≥ 90 % of the
-    /// rows, else screened (which is blocked on CPUs without AVX-512 BF16).
+    /// rows, else screened.
     #[default]
     Auto,
     /// One SIMD similarity call per stored vector.
     Streaming,
     /// Blocked f32 matrix products (`Q · Xᵀ`) with per-query top-k.
     Blocked,
-    /// Blocked bf16 matrix products that bound every score, and exact rescoring of the rows whose
-    /// bound reaches the query's top-k; same results as streaming. Needs AVX-512 BF16 (x86-64);
-    /// falls back to [`Strategy::Blocked`] on other CPUs.
+    /// Blocked matrix products that bound every score, and exact rescoring of the rows whose
+    /// bound reaches the query's top-k; same results as streaming. The products are bf16 on
+    /// AVX-512 BF16 (x86-64), f32 (with a narrower bound) on other CPUs.
     Screened,
     /// Per query: scan the segments' stored 8-bit screening codes (a quarter of f32's bytes) with
     /// a rigorous bound per row, and rescore exactly the rows that can reach the top-k; same

@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use super::dense::{prepare, prepare_queries, sq_norm, tasks};
 use super::topk::TopK;
 use crate::dtype::{DType, Metric};
+use crate::linalg::gemm::matmul_nt;
 use crate::linalg::similarity::{similarity, PreparedQuery};
 use crate::linalg::tile::{self, Affine, MR, NR};
 
@@ -109,21 +110,111 @@ impl QueryMaps {
 
 /// The error factor of the screen for a field of element type `dtype`.
 fn screen_error(dim: usize, dtype: DType) -> f32 {
-    let query_rounding = match dtype {
+    tile::screen_error(dim, query_rounding(dtype))
+}
+
+/// Relative rounding of a query to the field's element type in the exact kernel.
+fn query_rounding(dtype: DType) -> f32 {
+    match dtype {
         DType::F32 => 0.0,
         DType::F16 => 2f32.powi(-11),
         DType::Bf16 => 2f32.powi(-8),
-    };
-    tile::screen_error(dim, query_rounding)
+    }
 }
 
-/// A batch of queries by screened search where the CPU supports it, else by f32 matrix products.
+/// The error factor of the f32 screen (CPUs without the bf16 tile). For f32 fields,
+/// [`tile::screen_error`]'s terms without the rounding of both operands to bf16: f32 matrix
+/// products round only in the accumulation (`γ_d`, counted there for the screen and the exact
+/// kernel). 16-bit fields keep the bf16 budget: their exact kernels round more than the terms
+/// say (simsimd's bf16 L2 rounds every difference to bf16), which its `2u` covers.
+fn screen_error_f32(dim: usize, dtype: DType) -> f32 {
+    match dtype {
+        DType::F32 => {
+            let gamma = dim as f32 * 2f32.powi(-24);
+            1.25 * (4.0 * gamma + 2f32.powi(-12))
+        }
+        DType::F16 | DType::Bf16 => screen_error(dim, dtype),
+    }
+}
+
+/// A batch of queries by screened search: bf16 products (the AVX-512 BF16 tile) where the CPU has
+/// them, else f32 matrix products with the (narrower) f32 error bound. Either way the rows that
+/// can reach a query's top-k are rescored by the streaming path's kernel, so results and score
+/// bits are the streaming path's on every CPU.
 pub(super) fn search_batch(b: &DenseBatch<'_>) -> Vec<TopK> {
     if tile::available() {
         search_screened(b)
     } else {
-        super::dense::search_gemm(b)
+        search_screened_f32(b)
     }
+}
+
+/// Rows per parallel task of the f32 screen, and queries per matrix product.
+const F32_ROWS: usize = 512;
+const F32_QUERIES: usize = 256;
+
+/// [`search_screened`] with f32 products (`linalg::gemm`) in place of the bf16 tile: the same
+/// row and query maps, with [`screen_error_f32`].
+fn search_screened_f32(b: &DenseBatch<'_>) -> Vec<TopK> {
+    let (c, field, metric, dim, k) = (b.collection, b.field, b.metric, b.dim, b.k);
+    let dtype = c.schema().fields[field].kind.dtype();
+    let err = screen_error_f32(dim, dtype);
+    let nq = b.len();
+    let (q, q_sq) = prepare_queries(metric, dim, b.queries);
+    let qm = QueryMaps::new(metric, &q_sq, nq, err);
+    let empty = || vec![Screen::new(k); nq];
+    let screens = tasks(c, F32_ROWS)
+        .into_par_iter()
+        .fold(
+            || (empty(), Scratch::default(), Vec::new()),
+            |(mut screens, mut s, mut scores), (si, start, end)| {
+                let (slot, block) = (&c.slots()[si], b.block(si, start, end));
+                let n = end - start;
+                let x = prepare(&mut s.rows_f32, &mut s.norms, block, n, dim, metric);
+                s.maps.fill(metric, x, &s.norms, n, dim, err);
+                let rm = &s.maps;
+                for q0 in (0..nq).step_by(F32_QUERIES) {
+                    let m = F32_QUERIES.min(nq - q0);
+                    scores.resize(m * n, 0.0);
+                    matmul_nt(&q[q0 * dim..(q0 + m) * dim], m, x, n, dim, &mut scores);
+                    for (i, ubs) in scores.chunks_exact_mut(n).enumerate() {
+                        let qi = q0 + i;
+                        let (qb, qw) = (qm.bias[qi], qm.weight[qi]);
+                        // Upper bounds in place (vectorised), then chunks below the floor skipped.
+                        for (((ub, &sc), &bi), &w) in
+                            ubs.iter_mut().zip(&rm.scale).zip(&rm.bias).zip(&rm.weight)
+                        {
+                            *ub = *ub * sc + bi + qb + qw * w;
+                        }
+                        let screen = &mut screens[qi];
+                        const CHUNK: usize = 32;
+                        for (ci, chunk) in ubs.chunks(CHUNK).enumerate() {
+                            let max = chunk.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+                            if max < screen.floor {
+                                continue;
+                            }
+                            for (j, &ub) in chunk.iter().enumerate() {
+                                let r = ci * CHUNK + j;
+                                let row = (start + r) as u32;
+                                if ub >= screen.floor && !slot.is_deleted(row) {
+                                    let half = qw * rm.weight[r] + rm.err_bias[r] + qm.err_bias[qi];
+                                    screen.offer(ub, ub - 2.0 * half, si as u32, row);
+                                }
+                            }
+                        }
+                    }
+                }
+                (screens, s, scores)
+            },
+        )
+        .map(|(screens, _, _)| screens)
+        .reduce(empty, |mut a, b| {
+            for (x, y) in a.iter_mut().zip(b) {
+                x.merge(y);
+            }
+            a
+        });
+    rescore(b, dtype, screens)
 }
 
 fn search_screened(b: &DenseBatch<'_>) -> Vec<TopK> {
@@ -207,6 +298,12 @@ fn search_screened(b: &DenseBatch<'_>) -> Vec<TopK> {
             a
         });
 
+    rescore(b, dtype, screens)
+}
+
+/// Each query's top-k from its screen: candidates rescored by the streaming path's kernel.
+fn rescore(b: &DenseBatch<'_>, dtype: DType, screens: Vec<Screen>) -> Vec<TopK> {
+    let (c, field, metric, dim, k) = (b.collection, b.field, b.metric, b.dim, b.k);
     let exact: Vec<PreparedQuery> = b
         .queries
         .chunks_exact(dim)

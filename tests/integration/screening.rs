@@ -215,3 +215,30 @@ fn degenerate_segments_equal_streaming() {
         }
     }
 }
+
+/// Batches of several queries over clustered rows of an embedding-like width, whose block kernel
+/// runs whole vectors (the tests above use 6 or 8 dimensions, a scalar tail): results bit for bit
+/// the streaming path's. CI runs this file again with `VELLUM_SIMD=avx2`.
+#[test]
+fn batches_of_embedding_width_equal_streaming() {
+    let dim = 128;
+    let mut rng = Rng(23);
+    let centers: Vec<Vec<f32>> = (0..8).map(|_| rng.vec(dim)).collect();
+    let near = |rng: &mut Rng, spread: f32| -> Vec<f32> {
+        let c = &centers[rng.below(8) as usize];
+        c.iter()
+            .zip(rng.vec(dim))
+            .map(|(a, b)| a + spread * b)
+            .collect()
+    };
+    let segs: Vec<Vec<Vec<f32>>> = (0..2)
+        .map(|_| (0..700).map(|_| near(&mut rng, 0.3)).collect())
+        .collect();
+    let queries: Vec<Vec<f32>> = (0..9).map(|_| near(&mut rng, 0.5)).collect();
+    for metric in [Metric::Ip, Metric::Cosine, Metric::L2] {
+        for k in [1, 10] {
+            coded_equals_streaming(metric, DType::F32, &segs, &queries, k);
+        }
+    }
+    coded_equals_streaming(Metric::Ip, DType::Bf16, &segs, &queries, 10);
+}
