@@ -55,7 +55,12 @@ impl RowMaps {
             } else {
                 match metric {
                     Metric::Ip => (1.0, 0.0, sq_norm(&x[r * dim..(r + 1) * dim]).sqrt(), 0.0),
-                    Metric::Cosine if norms[r] == 0.0 => (0.0, f32::MAX, 0.0, f32::MAX),
+                    // Zero rows, and rows so short that simsimd's reciprocal square root of
+                    // their f32 squared norm overflows (its Haswell kernel then reports 1):
+                    // unbounded, the exact kernel decides.
+                    Metric::Cosine if norms[r] == 0.0 || norms[r] > TINY_COSINE_INV_NORM => {
+                        (0.0, f32::MAX, 0.0, f32::MAX)
+                    }
                     Metric::Cosine => (norms[r], 0.0, 1.0, 0.0),
                     // score = 2·q·x − |q|² − |x|², interval 2c·(|q| + |x|)²: the |x| terms.
                     Metric::L2 => {
@@ -81,7 +86,10 @@ struct QueryMaps {
 }
 
 impl QueryMaps {
-    fn new(metric: Metric, q_sq: &[f32], padded: usize, err: f32) -> Self {
+    /// `abs` adds `underflow(dim, ‖q‖)` to each half-width: products of values near the bottom of
+    /// f32's range round by an absolute amount (gradual underflow, 2⁻¹⁴⁹ an operation) or are
+    /// flushed to zero (16-bit kernels), which no relative budget covers.
+    fn new(metric: Metric, q_sq: &[f32], padded: usize, err: f32, dim: usize) -> Self {
         let mut m = QueryMaps {
             bias: Vec::with_capacity(padded),
             weight: Vec::with_capacity(padded),
@@ -97,9 +105,10 @@ impl QueryMaps {
                     2.0 * err * sq,
                 ),
             };
-            m.bias.push(bias);
+            let abs = underflow(dim, sq.sqrt());
+            m.bias.push(bias + abs);
             m.weight.push(weight);
-            m.err_bias.push(err_bias);
+            m.err_bias.push(err_bias + abs);
         }
         m.bias.resize(padded, 0.0);
         m.weight.resize(padded, 0.0);
@@ -137,11 +146,48 @@ fn screen_error_f32(dim: usize, dtype: DType) -> f32 {
     }
 }
 
+/// Inverse norms above this (norms below 2⁻⁶⁰: squared norms near f32's smallest normal value)
+/// leave a cosine row unbounded.
+const TINY_COSINE_INV_NORM: f32 = 1.152_921_5e18; // 2⁶⁰
+
+/// Absolute error allowance for values near the bottom of f32's range: `dim` gradual underflows
+/// (2⁻¹⁴⁹ each) in both kernels, and subnormal inputs flushed to zero by 16-bit kernels (at most
+/// `‖q‖·√dim·2⁻¹²⁶`); both well inside `(‖q‖ + 1)·√dim·2⁻¹²⁰`. As `coded.rs`'s `tiny`.
+fn underflow(dim: usize, q_norm: f32) -> f32 {
+    let d = dim as f32;
+    ((q_norm + 1.0) * d.sqrt() + d) * 2f32.powi(-120)
+}
+
+/// Whether a query is outside what the screen's relative budget covers, so that its batch is
+/// searched by streaming instead: a squared norm near f32's smallest normal value (its
+/// normalisation and simsimd's reciprocal square roots lose their relative precision), or, on
+/// f16 fields, a norm so small that rounding its values to f16's subnormal steps (2⁻²⁴) is
+/// larger than the budget's relative `2⁻¹¹`.
+fn outside_screen(q: &[f32], dtype: DType) -> bool {
+    let sq: f64 = q.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+    let floor = match dtype {
+        DType::F16 => q.len() as f64 * 2f64.powi(-26),
+        DType::F32 | DType::Bf16 => 2f64.powi(-100),
+    };
+    sq > 0.0 && sq < floor
+}
+
 /// A batch of queries by screened search: bf16 products (the AVX-512 BF16 tile) where the CPU has
 /// them, else f32 matrix products with the (narrower) f32 error bound. Either way the rows that
 /// can reach a query's top-k are rescored by the streaming path's kernel, so results and score
 /// bits are the streaming path's on every CPU.
 pub(super) fn search_batch(b: &DenseBatch<'_>) -> Vec<TopK> {
+    let dtype = b.collection.schema().fields[b.field].kind.dtype();
+    if b.queries
+        .chunks_exact(b.dim)
+        .any(|q| outside_screen(q, dtype))
+    {
+        return b
+            .queries
+            .chunks_exact(b.dim)
+            .map(|q| super::dense::search_streaming(b.collection, b.field, b.metric, q, b.k))
+            .collect();
+    }
     if tile::available() {
         search_screened(b)
     } else {
@@ -161,7 +207,7 @@ fn search_screened_f32(b: &DenseBatch<'_>) -> Vec<TopK> {
     let err = screen_error_f32(dim, dtype);
     let nq = b.len();
     let (q, q_sq) = prepare_queries(metric, dim, b.queries);
-    let qm = QueryMaps::new(metric, &q_sq, nq, err);
+    let qm = QueryMaps::new(metric, &q_sq, nq, err, dim);
     let empty = || vec![Screen::new(k); nq];
     let screens = tasks(c, F32_ROWS)
         .into_par_iter()
@@ -227,7 +273,7 @@ fn search_screened(b: &DenseBatch<'_>) -> Vec<TopK> {
     let mut q_packed = Vec::new();
     tile::pack_queries(&q, nq, dim, &mut q_packed);
     q_packed.resize(padded * d2, 0);
-    let qm = QueryMaps::new(metric, &q_sq, padded, err);
+    let qm = QueryMaps::new(metric, &q_sq, padded, err, dim);
 
     let empty = || vec![Screen::new(k); nq];
     let screens = tasks(c, SCREEN_ROWS)

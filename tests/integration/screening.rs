@@ -242,3 +242,71 @@ fn batches_of_embedding_width_equal_streaming() {
     }
     coded_equals_streaming(Metric::Ip, DType::Bf16, &segs, &queries, 10);
 }
+
+/// Review findings on the screened batch path (f32 products on CPUs without AVX-512 BF16, and the
+/// bf16 tile): values near the bottom of f32's range, which no relative error budget covers.
+/// Results must equal streaming bit for bit: an Ip query of ~1e-24 values (its squared norm
+/// underflows to 0), an L2 pair whose distance underflows, a cosine row of norm 1e-20 (simsimd's
+/// Haswell kernel reports 1 for it), and an f16 query whose values are f16 subnormals.
+#[test]
+fn screened_batches_near_underflow_equal_streaming() {
+    let check = |metric: Metric, dtype: DType, rows: Vec<Vec<f32>>, queries: Vec<Vec<f32>>| {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path()).unwrap();
+        let mut w = db.writer().unwrap();
+        let dim = queries[0].len();
+        w.create_collection(
+            "c",
+            Schema::new().with_field(FieldSpec::dense("f", dim as u32, dtype, metric)),
+        )
+        .unwrap();
+        for (n, v) in rows.into_iter().enumerate() {
+            w.add("c", Document::new(format!("d{n}")).with_dense("f", v))
+                .unwrap();
+        }
+        w.commit().unwrap();
+        drop(w);
+        let snap = db.snapshot().unwrap();
+        let c = snap.collection("c").unwrap();
+        let flat: Vec<f32> = queries.concat();
+        let key = |h: &[vellum::Hit]| {
+            h.iter()
+                .map(|h| (h.id.clone(), h.score.to_bits()))
+                .collect::<Vec<_>>()
+        };
+        for k in [1, 3] {
+            let run = |s| {
+                c.search(&SearchRequest::dense_batch("f", &flat, k).with_strategy(s))
+                    .unwrap()
+            };
+            let (screened, streamed) = (run(Strategy::Screened), run(Strategy::Streaming));
+            for (i, (a, b)) in screened.iter().zip(&streamed).enumerate() {
+                assert_eq!(key(a), key(b), "{metric:?} {dtype:?} k {k} query {i}");
+            }
+        }
+    };
+    let mut rng = Rng(29);
+    let normal: Vec<Vec<f32>> = (0..40).map(|_| rng.vec(4)).collect();
+    let tiny_q: Vec<Vec<f32>> = (0..3)
+        .map(|_| rng.vec(4).iter().map(|v| v * 1e-24).collect())
+        .collect();
+    check(Metric::Ip, DType::F32, normal.clone(), tiny_q);
+    check(
+        Metric::L2,
+        DType::F32,
+        vec![vec![-2e-23], vec![3e-23], vec![1e-22]],
+        vec![vec![2e-23], vec![0.0]],
+    );
+    let mut with_tiny_row = normal.clone();
+    with_tiny_row.push(vec![-1e-20, 0.0, 0.0, 0.0]);
+    check(
+        Metric::Cosine,
+        DType::F32,
+        with_tiny_row,
+        vec![vec![1.0, 0.0, 0.0, 0.0], vec![1e-20, 0.0, 0.0, 0.0]],
+    );
+    let f16_q: Vec<Vec<f32>> = (0..3)
+        .map(|_| rng.vec(4).iter().map(|v| v * 1e-7).collect())
+        .collect();
+    check(Metric::Ip, DType::F16, normal, f16_q);
+}
