@@ -442,12 +442,7 @@ pub(super) fn search_batch(b: &super::DenseBatch<'_>) -> Option<Vec<TopK>> {
             },
         )
         .map(|(screens, _, _)| screens)
-        .reduce(empty, |mut a, b| {
-            for (x, y) in a.iter_mut().zip(b) {
-                x.merge(y);
-            }
-            a
-        });
+        .reduce(empty, super::screened::merge_screens);
     Some(
         screens
             .into_par_iter()

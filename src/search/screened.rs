@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use super::dense::{prepare, prepare_queries, sq_norm, tasks};
 use super::topk::TopK;
 use crate::dtype::{DType, Metric};
+use crate::format::screen::MIN_COSINE_SQ_NORM;
 use crate::linalg::gemm::matmul_nt;
 use crate::linalg::similarity::{similarity, PreparedQuery};
 use crate::linalg::tile::{self, Affine, MR, NR};
@@ -55,9 +56,9 @@ impl RowMaps {
             } else {
                 match metric {
                     Metric::Ip => (1.0, 0.0, sq_norm(&x[r * dim..(r + 1) * dim]).sqrt(), 0.0),
-                    // Zero rows, and rows so short that simsimd's reciprocal square root of
-                    // their f32 squared norm overflows (its Haswell kernel then reports 1):
-                    // unbounded, the exact kernel decides.
+                    // Zero rows, and rows so short that f32 arithmetic on them underflows
+                    // (simsimd's Haswell reciprocal square root then reports 1): unbounded,
+                    // the exact kernel decides.
                     Metric::Cosine if norms[r] == 0.0 || norms[r] > TINY_COSINE_INV_NORM => {
                         (0.0, f32::MAX, 0.0, f32::MAX)
                     }
@@ -146,9 +147,9 @@ fn screen_error_f32(dim: usize, dtype: DType) -> f32 {
     }
 }
 
-/// Inverse norms above this (norms below 2⁻⁶⁰: squared norms near f32's smallest normal value)
-/// leave a cosine row unbounded.
-const TINY_COSINE_INV_NORM: f32 = 1.152_921_5e18; // 2⁶⁰
+/// Inverse norms above this leave a cosine row unbounded: squared norms below the coded path's
+/// [`MIN_COSINE_SQ_NORM`] (2⁻¹⁰⁰), far above f32's smallest normal value.
+const TINY_COSINE_INV_NORM: f32 = 1_125_899_906_842_624.0; // 2⁵⁰ = MIN_COSINE_SQ_NORM^(-1/2)
 
 /// Absolute error allowance for values near the bottom of f32's range: `dim` gradual underflows
 /// (2⁻¹⁴⁹ each) in both kernels, and subnormal inputs flushed to zero by 16-bit kernels (at most
@@ -167,7 +168,7 @@ fn outside_screen(q: &[f32], dtype: DType) -> bool {
     let sq: f64 = q.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
     let floor = match dtype {
         DType::F16 => q.len() as f64 * 2f64.powi(-26),
-        DType::F32 | DType::Bf16 => 2f64.powi(-100),
+        DType::F32 | DType::Bf16 => MIN_COSINE_SQ_NORM,
     };
     sq > 0.0 && sq < floor
 }
@@ -195,8 +196,9 @@ pub(super) fn search_batch(b: &DenseBatch<'_>) -> Vec<TopK> {
     }
 }
 
-/// Rows per parallel task of the f32 screen, and queries per matrix product.
+/// Rows per parallel task of the f32 screen.
 const F32_ROWS: usize = 512;
+/// Queries per matrix product of the f32 screen.
 const F32_QUERIES: usize = 256;
 
 /// [`search_screened`] with f32 products (`linalg::gemm`) in place of the bf16 tile: the same
@@ -254,12 +256,7 @@ fn search_screened_f32(b: &DenseBatch<'_>) -> Vec<TopK> {
             },
         )
         .map(|(screens, _, _)| screens)
-        .reduce(empty, |mut a, b| {
-            for (x, y) in a.iter_mut().zip(b) {
-                x.merge(y);
-            }
-            a
-        });
+        .reduce(empty, merge_screens);
     rescore(b, dtype, screens)
 }
 
@@ -337,14 +334,17 @@ fn search_screened(b: &DenseBatch<'_>) -> Vec<TopK> {
             },
         )
         .map(|(screens, _)| screens)
-        .reduce(empty, |mut a, b| {
-            for (x, y) in a.iter_mut().zip(b) {
-                x.merge(y);
-            }
-            a
-        });
+        .reduce(empty, merge_screens);
 
     rescore(b, dtype, screens)
+}
+
+/// Two tasks' screens of the same queries, merged query by query.
+pub(super) fn merge_screens(mut a: Vec<Screen>, b: Vec<Screen>) -> Vec<Screen> {
+    for (x, y) in a.iter_mut().zip(b) {
+        x.merge(y);
+    }
+    a
 }
 
 /// Each query's top-k from its screen: candidates rescored by the streaming path's kernel.

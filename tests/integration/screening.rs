@@ -60,11 +60,9 @@ fn segments_at_the_threshold_get_codes_and_compaction_adds_them() {
             for _ in 0..20 {
                 let q = rng.vec(dim);
                 let run = |s| {
-                    c.search_one(&SearchRequest::dense(field, &q, 7).with_strategy(s))
-                        .unwrap()
-                        .iter()
-                        .map(|h| (h.id.clone(), h.score.to_bits()))
-                        .collect::<Vec<_>>()
+                    key(&c
+                        .search_one(&SearchRequest::dense(field, &q, 7).with_strategy(s))
+                        .unwrap())
                 };
                 assert_eq!(run(Strategy::Coded), run(Strategy::Streaming), "{field}");
                 assert_eq!(run(Strategy::Auto), run(Strategy::Streaming), "{field}");
@@ -80,15 +78,14 @@ fn segments_at_the_threshold_get_codes_and_compaction_adds_them() {
     check(&db);
 }
 
-/// Builds one collection `c` with field `f` from `rows` (one segment per slice, codes on every
-/// segment) and checks that coded single and batch searches equal streaming bit for bit.
-fn coded_equals_streaming(
+/// A database with one collection `c` whose field `f` holds `segments` (one segment per slice,
+/// screening codes on every segment); rows are `d0`, `d1`, … in order.
+fn database_of(
     metric: Metric,
     dtype: DType,
     segments: &[Vec<Vec<f32>>],
-    queries: &[Vec<f32>],
-    k: usize,
-) {
+    dim: usize,
+) -> (tempfile::TempDir, Database) {
     let dir = tempfile::tempdir().unwrap();
     let db = Database::create(dir.path()).unwrap();
     let mut w = db
@@ -97,7 +94,6 @@ fn coded_equals_streaming(
             ..WriterOptions::default()
         })
         .unwrap();
-    let dim = queries[0].len();
     w.create_collection(
         "c",
         Schema::new().with_field(FieldSpec::dense("f", dim as u32, dtype, metric)),
@@ -116,14 +112,29 @@ fn coded_equals_streaming(
         w.commit().unwrap();
     }
     drop(w);
+    (dir, db)
+}
+
+/// Ids and score bits of a result list (what "bit for bit" compares).
+fn key(h: &[vellum::Hit]) -> Vec<(String, u32)> {
+    h.iter()
+        .map(|h| (h.id.clone(), h.score.to_bits()))
+        .collect()
+}
+
+/// Builds one collection `c` with field `f` from `rows` (one segment per slice, codes on every
+/// segment) and checks that coded single and batch searches equal streaming bit for bit.
+fn coded_equals_streaming(
+    metric: Metric,
+    dtype: DType,
+    segments: &[Vec<Vec<f32>>],
+    queries: &[Vec<f32>],
+    k: usize,
+) {
+    let (_dir, db) = database_of(metric, dtype, segments, queries[0].len());
     let snap = db.snapshot().unwrap();
     let c = snap.collection("c").unwrap();
     let flat: Vec<f32> = queries.concat();
-    let key = |h: &[vellum::Hit]| {
-        h.iter()
-            .map(|h| (h.id.clone(), h.score.to_bits()))
-            .collect::<Vec<_>>()
-    };
     // One thread: blocks in order, so a floor set by one block prunes the next deterministically.
     rayon::ThreadPoolBuilder::new()
         .num_threads(1)
@@ -251,29 +262,10 @@ fn batches_of_embedding_width_equal_streaming() {
 #[test]
 fn screened_batches_near_underflow_equal_streaming() {
     let check = |metric: Metric, dtype: DType, rows: Vec<Vec<f32>>, queries: Vec<Vec<f32>>| {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::create(dir.path()).unwrap();
-        let mut w = db.writer().unwrap();
-        let dim = queries[0].len();
-        w.create_collection(
-            "c",
-            Schema::new().with_field(FieldSpec::dense("f", dim as u32, dtype, metric)),
-        )
-        .unwrap();
-        for (n, v) in rows.into_iter().enumerate() {
-            w.add("c", Document::new(format!("d{n}")).with_dense("f", v))
-                .unwrap();
-        }
-        w.commit().unwrap();
-        drop(w);
+        let (_dir, db) = database_of(metric, dtype, &[rows], queries[0].len());
         let snap = db.snapshot().unwrap();
         let c = snap.collection("c").unwrap();
         let flat: Vec<f32> = queries.concat();
-        let key = |h: &[vellum::Hit]| {
-            h.iter()
-                .map(|h| (h.id.clone(), h.score.to_bits()))
-                .collect::<Vec<_>>()
-        };
         for k in [1, 3] {
             let run = |s| {
                 c.search(&SearchRequest::dense_batch("f", &flat, k).with_strategy(s))
