@@ -66,14 +66,22 @@ struct L2Slop {
     tiny: f64,
 }
 
+/// Whether the codes can bound a query's scores: not for a cosine query of squared norm below
+/// [`MIN_COSINE_SQ_NORM`](crate::format::screen::MIN_COSINE_SQ_NORM), whose normalisation loses
+/// its relative precision.
+fn admits(metric: Metric, q: &[f32]) -> bool {
+    let q_sq: f64 = q.iter().map(|&x| x as f64 * x as f64).sum();
+    metric != Metric::Cosine || q_sq >= crate::format::screen::MIN_COSINE_SQ_NORM
+}
+
 impl Query {
     /// `None` when the codes cannot bound this query's scores (the caller scans exactly).
     fn new(metric: Metric, q: &[f32], prepared: &PreparedQuery) -> Option<Self> {
-        let dim = q.len();
-        let q_sq: f64 = q.iter().map(|&x| x as f64 * x as f64).sum();
-        if metric == Metric::Cosine && q_sq < crate::format::screen::MIN_COSINE_SQ_NORM {
+        if !admits(metric, q) {
             return None;
         }
+        let dim = q.len();
+        let q_sq: f64 = q.iter().map(|&x| x as f64 * x as f64).sum();
         // The distance between the query and the query the streaming kernel multiplies with.
         let rounded: Vec<f32> = match prepared {
             PreparedQuery::F32(_) => q.to_vec(),
@@ -370,13 +378,24 @@ pub(super) fn covers(c: &Collection, field: usize) -> bool {
 /// A batch of queries by the codes: per block of rows and group of queries, all u8 × i8 products
 /// at once ([`dot_block`]), each query's integer threshold from its floor and the block's largest
 /// error terms, then the exact per-row bound for the products that pass. `None` when the codes
-/// cannot be used for this field or these queries.
+/// cannot be used for this field; queries the codes cannot bound ([`admits`]) are searched by
+/// streaming, each alone.
 pub(super) fn search_batch(b: &super::DenseBatch<'_>) -> Option<Vec<TopK>> {
-    let (c, field, metric, dim, k) = (b.collection, b.field, b.metric, b.dim, b.k);
+    let (c, field, metric) = (b.collection, b.field, b.metric);
     let dtype = c.schema().fields[field].kind.dtype();
     if !usable(dtype) || !covers(c, field) {
         return None;
     }
+    Some(b.split(
+        |q| admits(metric, q),
+        |inside| search_admitted(inside, dtype),
+        |q| super::dense::search_streaming(c, field, metric, q, b.k),
+    ))
+}
+
+/// [`search_batch`] for queries that all pass [`admits`].
+fn search_admitted(b: &super::DenseBatch<'_>, dtype: DType) -> Vec<TopK> {
+    let (c, field, metric, dim, k) = (b.collection, b.field, b.metric, b.dim, b.k);
     let prepared: Vec<PreparedQuery> = b
         .queries
         .chunks_exact(dim)
@@ -386,8 +405,8 @@ pub(super) fn search_batch(b: &super::DenseBatch<'_>) -> Option<Vec<TopK>> {
         .queries
         .chunks_exact(dim)
         .zip(&prepared)
-        .map(|(q, p)| Query::new(metric, q, p))
-        .collect::<Option<_>>()?;
+        .map(|(q, p)| Query::new(metric, q, p).expect("admitted"))
+        .collect();
     let nq = queries.len();
     // Per segment with codes: every query mapped (u8 codes, nq × dim) and its parameters.
     let mapped: Vec<Option<MappedBatch<'_>>> = c
@@ -443,18 +462,16 @@ pub(super) fn search_batch(b: &super::DenseBatch<'_>) -> Option<Vec<TopK>> {
         )
         .map(|(screens, _, _)| screens)
         .reduce(empty, super::screened::merge_screens);
-    Some(
-        screens
-            .into_par_iter()
-            .zip(prepared)
-            .map(|(screen, p)| {
-                screen.finish(k, |si, row| {
-                    let x = c.slots()[si as usize].segment.fixed_row(field, row);
-                    similarity(metric, &p, x)
-                })
+    screens
+        .into_par_iter()
+        .zip(prepared)
+        .map(|(screen, p)| {
+            screen.finish(k, |si, row| {
+                let x = c.slots()[si as usize].segment.fixed_row(field, row);
+                similarity(metric, &p, x)
             })
-            .collect(),
-    )
+        })
+        .collect()
 }
 
 /// Every query of a batch through one segment's map (parameters, u8 codes `nq × dim`), and the

@@ -298,6 +298,46 @@ impl<'a> DenseBatch<'a> {
         self.queries.len() / self.dim
     }
 
+    /// The batch split by `admit`: the admitted queries go to `inside` as one batch (the same
+    /// batch, uncopied, when every query is admitted), every other query to `outside` alone;
+    /// results in query order. One query a fast batch routine cannot bound (a near-zero vector)
+    /// must not send the whole batch to a slower routine.
+    pub fn split(
+        &self,
+        admit: impl Fn(&[f32]) -> bool,
+        inside: impl FnOnce(&DenseBatch<'_>) -> Vec<TopK>,
+        outside: impl Fn(&[f32]) -> TopK,
+    ) -> Vec<TopK> {
+        let admitted: Vec<bool> = self.queries.chunks_exact(self.dim).map(admit).collect();
+        if admitted.iter().all(|&a| a) {
+            return inside(self);
+        }
+        let kept: Vec<f32> = self
+            .queries
+            .chunks_exact(self.dim)
+            .zip(&admitted)
+            .filter(|(_, &a)| a)
+            .flat_map(|(q, _)| q.iter().copied())
+            .collect();
+        let mut inner = if kept.is_empty() {
+            Vec::new()
+        } else {
+            inside(&DenseBatch {
+                queries: &kept,
+                ..*self
+            })
+        }
+        .into_iter();
+        self.queries
+            .chunks_exact(self.dim)
+            .zip(admitted)
+            .map(|(q, a)| match a {
+                true => inner.next().expect("one result per admitted query"),
+                false => outside(q),
+            })
+            .collect()
+    }
+
     /// Rows `start..end` of segment `slot`'s vectors of the field.
     pub fn block(&self, slot: usize, start: usize, end: usize) -> crate::dtype::VectorRef<'a> {
         self.collection.slots()[slot]

@@ -159,8 +159,8 @@ fn underflow(dim: usize, q_norm: f32) -> f32 {
     ((q_norm + 1.0) * d.sqrt() + d) * 2f32.powi(-120)
 }
 
-/// Whether a query is outside what the screen's relative budget covers, so that its batch is
-/// searched by streaming instead: a squared norm near f32's smallest normal value (its
+/// Whether a query is outside what the screen's relative budget covers, so that it is searched
+/// by streaming instead: a squared norm near f32's smallest normal value (its
 /// normalisation and simsimd's reciprocal square roots lose their relative precision), or, on
 /// f16 fields, a norm so small that rounding its values to f16's subnormal steps (2⁻²⁴) is
 /// larger than the budget's relative `2⁻¹¹`.
@@ -176,24 +176,21 @@ fn outside_screen(q: &[f32], dtype: DType) -> bool {
 /// A batch of queries by screened search: bf16 products (the AVX-512 BF16 tile) where the CPU has
 /// them, else f32 matrix products with the (narrower) f32 error bound. Either way the rows that
 /// can reach a query's top-k are rescored by the streaming path's kernel, so results and score
-/// bits are the streaming path's on every CPU.
+/// bits are the streaming path's on every CPU. Queries outside the screen's range
+/// ([`outside_screen`]) are searched by streaming, each alone.
 pub(super) fn search_batch(b: &DenseBatch<'_>) -> Vec<TopK> {
     let dtype = b.collection.schema().fields[b.field].kind.dtype();
-    if b.queries
-        .chunks_exact(b.dim)
-        .any(|q| outside_screen(q, dtype))
-    {
-        return b
-            .queries
-            .chunks_exact(b.dim)
-            .map(|q| super::dense::search_streaming(b.collection, b.field, b.metric, q, b.k))
-            .collect();
-    }
-    if tile::available() {
-        search_screened(b)
-    } else {
-        search_screened_f32(b)
-    }
+    b.split(
+        |q| !outside_screen(q, dtype),
+        |inside| {
+            if tile::available() {
+                search_screened(inside)
+            } else {
+                search_screened_f32(inside)
+            }
+        },
+        |q| super::dense::search_streaming(b.collection, b.field, b.metric, q, b.k),
+    )
 }
 
 /// Rows per parallel task of the f32 screen.

@@ -258,7 +258,8 @@ fn batches_of_embedding_width_equal_streaming() {
 /// bf16 tile): values near the bottom of f32's range, which no relative error budget covers.
 /// Results must equal streaming bit for bit: an Ip query of ~1e-24 values (its squared norm
 /// underflows to 0), an L2 pair whose distance underflows, a cosine row of norm 1e-20 (simsimd's
-/// Haswell kernel reports 1 for it), and an f16 query whose values are f16 subnormals.
+/// Haswell kernel reports 1 for it), and an f16 query whose values are f16 subnormals. Such a
+/// query goes to streaming alone; the rest of its batch (in any order around it) is screened.
 #[test]
 fn screened_batches_near_underflow_equal_streaming() {
     let check = |metric: Metric, dtype: DType, rows: Vec<Vec<f32>>, queries: Vec<Vec<f32>>| {
@@ -271,9 +272,13 @@ fn screened_batches_near_underflow_equal_streaming() {
                 c.search(&SearchRequest::dense_batch("f", &flat, k).with_strategy(s))
                     .unwrap()
             };
-            let (screened, streamed) = (run(Strategy::Screened), run(Strategy::Streaming));
-            for (i, (a, b)) in screened.iter().zip(&streamed).enumerate() {
-                assert_eq!(key(a), key(b), "{metric:?} {dtype:?} k {k} query {i}");
+            let streamed = run(Strategy::Streaming);
+            for s in [Strategy::Screened, Strategy::Coded, Strategy::Auto] {
+                let hits = run(s);
+                assert_eq!(hits.len(), streamed.len());
+                for (i, (a, b)) in hits.iter().zip(&streamed).enumerate() {
+                    assert_eq!(key(a), key(b), "{s:?} {metric:?} {dtype:?} k {k} query {i}");
+                }
             }
         }
     };
@@ -295,7 +300,12 @@ fn screened_batches_near_underflow_equal_streaming() {
         Metric::Cosine,
         DType::F32,
         with_tiny_row,
-        vec![vec![1.0, 0.0, 0.0, 0.0], vec![1e-20, 0.0, 0.0, 0.0]],
+        vec![
+            vec![1.0, 0.0, 0.0, 0.0],
+            vec![1e-20, 0.0, 0.0, 0.0],
+            vec![0.5, -1.0, 0.25, 0.0],
+            vec![0.0, 1e-30, 0.0, 0.0],
+        ],
     );
     let f16_q: Vec<Vec<f32>> = (0..3)
         .map(|_| rng.vec(4).iter().map(|v| v * 1e-7).collect())
