@@ -56,6 +56,7 @@ fn open_writer(db: &Database, spill: bool) -> Writer {
         flush_bytes: if spill { 200 } else { 256 << 20 },
         // Every segment gets screening codes, so the model also checks searches over them.
         screen_min_rows: 1,
+        ..WriterOptions::default()
     };
     db.writer_with(options).expect("writer opens")
 }

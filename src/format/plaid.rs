@@ -30,6 +30,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::format::segment::SectionBody;
+use crate::storage::SpillBuffer;
 
 /// Bytes of the section header.
 pub const HEADER_LEN: usize = 64;
@@ -191,7 +192,7 @@ fn codec_id(centroids: &[f32], cutoffs: &[f32], weights: &[f32]) -> u64 {
 }
 
 /// A segment's PLAID data for one multi-vector field, before encoding.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub struct PlaidSection {
     /// The codec.
     pub codec: PlaidCodec,
@@ -203,8 +204,9 @@ pub struct PlaidSection {
     pub list_offsets: Vec<u64>,
     /// Per centroid, ascending rows.
     pub list_rows: Vec<u32>,
-    /// Packed residuals, `tokens × residual_bytes`.
-    pub residuals: Vec<u8>,
+    /// Packed residuals, `tokens × residual_bytes`: in memory, or (a large build) partly in an
+    /// unnamed temporary file, read back as the section is written.
+    pub residuals: SpillBuffer,
 }
 
 /// Byte offsets `(buckets, codes, lists, rows, residuals, length)` of a section with layout bits
@@ -325,7 +327,8 @@ impl SectionBody for PlaidSection {
         }
         put_at(lists, bytemuck::cast_slice(&self.list_offsets))?;
         put_at(rows, bytemuck::cast_slice(&self.list_rows))?;
-        put_at(residuals, &self.residuals)
+        put_at(residuals, &[])?;
+        self.residuals.write_to(put)
     }
 }
 
@@ -758,7 +761,7 @@ mod tests {
             codes,
             list_offsets,
             list_rows,
-            residuals: (0..2 * tokens).map(|i| i as u8).collect(),
+            residuals: SpillBuffer::from_vec((0..2 * tokens).map(|i| i as u8).collect()),
         }
     }
 
@@ -785,7 +788,7 @@ mod tests {
         let v = PlaidView::open(b, Path::new("x"), 0, rows, tokens as u64, 8).unwrap();
         assert!(matches!(v.codes, Codes::U16(_)));
         assert_eq!(v.codes.to_vec(), s.codes);
-        assert_eq!(v.residuals, &s.residuals[..]);
+        assert_eq!(Some(v.residuals), s.residuals.as_slice());
         assert_eq!(v.list_rows, &s.list_rows[..]);
     }
 
@@ -811,7 +814,7 @@ mod tests {
             assert_eq!(v.codec_id, s.codec.id());
             assert_eq!(v.codes.to_vec(), s.codes);
             assert_eq!(matches!(v.codes, Codes::U16(_)), k <= 1 << 16);
-            assert_eq!(v.residuals, &s.residuals[..]);
+            assert_eq!(Some(v.residuals), s.residuals.as_slice());
             v.verify(Path::new("x"), 0, 10, &|r| Ok(4 * r..4 * r + 4))
                 .unwrap();
             // A later open given the checked centroids uses them.

@@ -14,18 +14,22 @@ use crate::error::{Error, Result};
 use crate::format::plaid::{Codes, PlaidSection};
 use crate::format::segment::{ExtraSection, SectionKind, SegmentSource};
 use crate::schema::FieldKind;
+use crate::storage::{SpillBuffer, SpillPolicy};
 
 /// Codecs by field name.
 pub type Codecs = BTreeMap<String, Arc<PlaidCodec>>;
 
 /// What [`plaid_sections`] needs besides the rows.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PlaidBuild<'a> {
     /// Declared PLAID indexes by field name.
     pub params: &'a BTreeMap<String, PlaidParams>,
     /// Codecs to encode with, by field name; a field without one gets a codec trained on the
     /// segment's tokens (which accounts for the segment's rows: `trained_rows`).
     pub codecs: &'a Codecs,
+    /// Where the packed residuals go beyond what is held in memory (a build of a large segment
+    /// keeps ~4 bytes per token in memory, codes and lists, instead of ~36).
+    pub spill: SpillPolicy,
 }
 
 /// Whether a field of `kind` can carry a PLAID index (multi-vector, inner product or cosine).
@@ -162,7 +166,7 @@ pub fn encode_segment(
     ranges: &[std::ops::Range<usize>],
 ) -> PlaidSection {
     let (codes, residuals) = encode_tokens(codec, tokens);
-    assemble(codec, codes, residuals, ranges)
+    assemble(codec, codes, SpillBuffer::from_vec(residuals), ranges)
 }
 
 /// The codes and packed residuals of `tokens` (`n × d`, normalised for cosine) under `codec`.
@@ -186,7 +190,7 @@ fn encode_tokens(codec: &PlaidCodec, tokens: &[f32]) -> (Vec<u32>, Vec<u8>) {
 fn assemble(
     codec: &PlaidCodec,
     codes: Vec<u32>,
-    residuals: Vec<u8>,
+    residuals: SpillBuffer,
     ranges: &[std::ops::Range<usize>],
 ) -> PlaidSection {
     let k = codec.k();
@@ -222,16 +226,17 @@ fn assemble(
 const ENCODE_BLOCK_TOKENS: usize = 1 << 15;
 
 /// Encodes a source's field with `codec`, block by block (the field's tokens are never all in
-/// memory): rows the source already holds encoded with it ([`SegmentSource::plaid_codes`], as
-/// compaction's do) keep their codes and residuals byte for byte; the others' tokens are
-/// encoded.
+/// memory, nor, past `spill`'s limit, its packed residuals): rows the source already holds
+/// encoded with it ([`SegmentSource::plaid_codes`], as compaction's do) keep their codes and
+/// residuals byte for byte; the others' tokens are encoded.
 fn encode_source(
     codec: &PlaidCodec,
     source: &dyn SegmentSource,
     field: usize,
     dim_metric: (usize, Metric),
+    spill: &SpillPolicy,
 ) -> Result<PlaidSection> {
-    encode_source_in_blocks(codec, source, field, dim_metric, ENCODE_BLOCK_TOKENS)
+    encode_source_in_blocks(codec, source, field, dim_metric, ENCODE_BLOCK_TOKENS, spill)
 }
 
 /// [`encode_source`] with blocks of at least `block` tokens (whole rows). The codes do not
@@ -243,19 +248,20 @@ fn encode_source_in_blocks(
     field: usize,
     (dim, metric): (usize, Metric),
     block: usize,
+    spill: &SpillPolicy,
 ) -> Result<PlaidSection> {
     let id = codec.id();
     let rb = codec.residual_bytes();
     let mut codes = Vec::new();
-    let mut residuals = Vec::new();
+    let mut residuals = SpillBuffer::new(spill.clone());
     let mut ranges = Vec::with_capacity(source.row_count());
     // Tokens of rows waiting to be encoded (all rows after `codes`' last one, in order).
     let mut pending = Vec::new();
-    let flush = |pending: &mut Vec<f32>, codes: &mut Vec<u32>, residuals: &mut Vec<u8>| {
+    let flush = |pending: &mut Vec<f32>, codes: &mut Vec<u32>, residuals: &mut SpillBuffer| {
         let (c, r) = encode_tokens(codec, pending);
         codes.extend(c);
-        residuals.extend(r);
         pending.clear();
+        residuals.extend_from_slice(&r)
     };
     let mut start = 0;
     for r in 0..source.row_count() {
@@ -269,17 +275,17 @@ fn encode_source_in_blocks(
                         c.len()
                     )));
                 }
-                flush(&mut pending, &mut codes, &mut residuals);
+                flush(&mut pending, &mut codes, &mut residuals)?;
                 match c {
                     Codes::U16(c) => codes.extend(c.iter().map(|&x| u32::from(x))),
                     Codes::U32(c) => codes.extend_from_slice(c),
                 }
-                residuals.extend_from_slice(res);
+                residuals.extend_from_slice(res)?;
             }
             None => {
                 append_tokens(source, (field, dim, metric), r, &mut pending)?;
                 if pending.len() >= block * dim {
-                    flush(&mut pending, &mut codes, &mut residuals);
+                    flush(&mut pending, &mut codes, &mut residuals)?;
                 }
             }
         }
@@ -287,7 +293,7 @@ fn encode_source_in_blocks(
         ranges.push(start..end);
         start = end;
     }
-    flush(&mut pending, &mut codes, &mut residuals);
+    flush(&mut pending, &mut codes, &mut residuals)?;
     Ok(assemble(codec, codes, residuals, &ranges))
 }
 
@@ -323,7 +329,7 @@ pub fn plaid_sections(
             continue;
         }
         let section = match existing {
-            Some(codec) => encode_source(codec, source, fi, (dim, metric))?,
+            Some(codec) => encode_source(codec, source, fi, (dim, metric), &build.spill)?,
             None => {
                 let total = (0..rows)
                     .map(|r| source.token_count(fi, r))
@@ -338,7 +344,7 @@ pub fn plaid_sections(
                     rows as u64,
                 )?);
                 trained.insert(name.clone(), c.clone());
-                encode_source(&c, source, fi, (dim, metric))?
+                encode_source(&c, source, fi, (dim, metric), &build.spill)?
             }
         };
         out.push(ExtraSection {
@@ -394,10 +400,11 @@ mod tests {
             Ok(match &self.stored {
                 Some((id, s, ranges)) if *id == codec_id && row.is_multiple_of(3) => {
                     let r = ranges[row].clone();
-                    let rb = s.residuals.len() / s.codes.len();
+                    let residuals = s.residuals.as_slice().expect("in memory");
+                    let rb = residuals.len() / s.codes.len();
                     Some((
                         Codes::U32(&s.codes[r.clone()]),
-                        &s.residuals[r.start * rb..r.end * rb],
+                        &residuals[r.start * rb..r.end * rb],
                     ))
                 }
                 _ => None,
@@ -451,23 +458,55 @@ mod tests {
         let whole = encode_segment(&codec, &tokens, &ranges);
         // Copied rows carry a marker residual byte, to show they were copied, not re-encoded.
         let rb = codec.residual_bytes();
-        let mut marked = whole.clone();
+        let mut marked_residuals = whole.residuals.as_slice().unwrap().to_vec();
         for r in ranges.iter().step_by(3) {
-            marked.residuals[r.start * rb] ^= 0xff;
+            marked_residuals[r.start * rb] ^= 0xff;
         }
-        for (copies, expected) in [(None, &whole), (Some(marked.clone()), &marked)] {
+        let marked = || PlaidSection {
+            codec: whole.codec.clone(),
+            rows: whole.rows,
+            codes: whole.codes.clone(),
+            list_offsets: whole.list_offsets.clone(),
+            list_rows: whole.list_rows.clone(),
+            residuals: SpillBuffer::from_vec(marked_residuals.clone()),
+        };
+        let scratch = tempfile::tempdir().unwrap();
+        // In memory, and spilled to a temporary file from the first bytes or part way.
+        let spills = [
+            SpillPolicy::memory(),
+            SpillPolicy {
+                dir: Some(scratch.path().to_path_buf()),
+                limit: 0,
+            },
+            SpillPolicy {
+                dir: Some(scratch.path().to_path_buf()),
+                limit: 1000,
+            },
+        ];
+        for (copies, expected) in [(None, whole.encode()), (Some(marked()), marked().encode())] {
             source.stored = copies.map(|s| (codec.id(), s, ranges.clone()));
             let copied = source.stored.is_some();
             for block in [1, 5, 64, usize::MAX / dim] {
-                let got =
-                    encode_source_in_blocks(&codec, &source, 0, (dim, Metric::Ip), block).unwrap();
-                assert_eq!(got.codes, expected.codes, "block {block}, copies {copied}");
-                assert_eq!(
-                    got.residuals, expected.residuals,
-                    "block {block}, copies {copied}"
-                );
-                assert_eq!(got.list_offsets, expected.list_offsets, "block {block}");
-                assert_eq!(got.list_rows, expected.list_rows, "block {block}");
+                for spill in &spills {
+                    let got = encode_source_in_blocks(
+                        &codec,
+                        &source,
+                        0,
+                        (dim, Metric::Ip),
+                        block,
+                        spill,
+                    )
+                    .unwrap();
+                    assert_eq!(
+                        got.residuals.is_spilled(),
+                        spill.limit < got.residuals.len() as usize
+                    );
+                    assert!(
+                        got.encode() == expected,
+                        "block {block}, copies {copied}, spill limit {}",
+                        spill.limit
+                    );
+                }
             }
         }
     }

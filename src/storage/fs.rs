@@ -63,6 +63,10 @@ impl Directory for FsDirectory {
         super::join_root(&self.root, rel)
     }
 
+    fn scratch_dir(&self, rel: &Path) -> Option<PathBuf> {
+        Some(self.path_of(rel))
+    }
+
     fn create_dir_all(&self, rel: &Path) -> Result<()> {
         let p = self.path_of(rel);
         fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))

@@ -13,12 +13,14 @@
 
 mod fs;
 mod mem;
+mod spill;
 
 use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 
 pub use fs::{map_file, sync_dir, FsDirectory, MappedFile, WriterLock, FORKED_COPY_WAIT};
 pub use mem::{Durability, MemDirectory};
+pub use spill::{SpillBuffer, SpillPolicy};
 
 use crate::error::{Error, Result};
 
@@ -39,6 +41,13 @@ pub trait LockGuard: Send + std::fmt::Debug {}
 pub trait Directory: Send + Sync + std::fmt::Debug {
     /// The full path of `rel`, for messages (and, on disk, for the file system).
     fn path_of(&self, rel: &Path) -> PathBuf;
+    /// A real directory for a build's unnamed temporary files ([`SpillBuffer`]), next to the
+    /// files written under `rel` (same disk): `None` (the default) where files are not real
+    /// ([`MemDirectory`]); such builds use the system's temporary directory.
+    fn scratch_dir(&self, rel: &Path) -> Option<PathBuf> {
+        let _ = rel;
+        None
+    }
     /// Creates directory `rel` and its missing parents. Not durable until the parent's
     /// [`Directory::sync_dir`].
     fn create_dir_all(&self, rel: &Path) -> Result<()>;

@@ -15,7 +15,7 @@ use crate::hnsw::graph_sections;
 use crate::meta::{HnswParams, PlaidParams};
 use crate::plaid::build::{plaid_sections, Codecs, PlaidBuild};
 use crate::snapshot::Snapshot;
-use crate::storage::{self, Directory};
+use crate::storage::{self, Directory, SpillPolicy};
 
 /// The optional sections a new segment gets: HNSW graphs of indexed fields (`hnsw.md`),
 /// screening codes of dense fields (`screen.md`) when it has at least `screen_min_rows` rows, and
@@ -67,7 +67,7 @@ impl Writer {
         collection: &str,
         p: &mut Pending,
         file_id: u64,
-        screen_min_rows: u64,
+        options: &super::WriterOptions,
     ) -> Result<()> {
         let docs: Vec<&PendingDoc> = p.batch.iter().flatten().collect();
         if docs.is_empty() {
@@ -85,8 +85,13 @@ impl Writer {
         let build = PlaidBuild {
             params: &p.plaid,
             codecs: &p.codecs,
+            spill: SpillPolicy {
+                dir: dir.scratch_dir(&cdir),
+                limit: options.index_memory_bytes,
+            },
         };
-        let (extra, trained) = index_sections(&source, &p.indexes, screen_min_rows, &build)?;
+        let (extra, trained) =
+            index_sections(&source, &p.indexes, options.screen_min_rows, &build)?;
         p.codecs.extend(trained);
         let bytes = write_segment_with(dir, &rel, &source, &extra)?;
         let segment = Arc::new(Segment::from_map(
@@ -175,7 +180,7 @@ impl Writer {
         for name in &names {
             let id = self.take_file_id();
             let p = self.pending.get_mut(name).expect("listed");
-            Self::flush(&*self.dir, name, p, id, self.options.screen_min_rows)?;
+            Self::flush(&*self.dir, name, p, id, &self.options)?;
         }
         let mut manifest = self.base.manifest().clone();
         manifest.generation += 1;

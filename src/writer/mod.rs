@@ -45,6 +45,12 @@ pub struct WriterOptions {
     /// search scans before rescoring the few rows that can reach the top-k). Smaller segments are
     /// scanned at full precision. Default 1024.
     pub screen_min_rows: u64,
+    /// Bytes of a PLAID index's packed residuals (~32 per token at 2 bits and 128 dimensions)
+    /// that building one segment keeps in memory; beyond, they go to an unnamed temporary file in
+    /// the collection's directory, read back once as the segment is written, so that a large
+    /// segment's build holds only its codes and inverted lists (~8 bytes per token). Default
+    /// 256 MiB.
+    pub index_memory_bytes: usize,
 }
 
 impl Default for WriterOptions {
@@ -52,6 +58,7 @@ impl Default for WriterOptions {
         WriterOptions {
             flush_bytes: 256 << 20,
             screen_min_rows: 1024,
+            index_memory_bytes: crate::storage::SpillPolicy::DEFAULT_LIMIT,
         }
     }
 }
@@ -312,7 +319,7 @@ impl Writer {
             let id = self.next_file_id;
             self.next_file_id += 1;
             let p = self.pending.get_mut(collection).expect("present");
-            Self::flush(&*self.dir, collection, p, id, self.options.screen_min_rows)?;
+            Self::flush(&*self.dir, collection, p, id, &self.options)?;
         }
         Ok(())
     }

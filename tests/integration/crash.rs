@@ -64,6 +64,7 @@ fn child(dir: &Path) {
         .writer_with(WriterOptions {
             flush_bytes: 2048,
             screen_min_rows: 1,
+            ..WriterOptions::default()
         })
         .unwrap();
     if w.committed().collection("c").is_err() {

@@ -249,6 +249,7 @@ fn commit_with_spilled_segments_survives_a_crash_at_every_boundary() {
             let mut w = db.writer_with(WriterOptions {
                 flush_bytes: 1,
                 screen_min_rows: 1,
+                ..WriterOptions::default()
             })?;
             let mut rng = Rng(9);
             for i in 20..23 {

@@ -871,3 +871,79 @@ fn a_zero_query_token_on_a_cosine_field_scores_zero() {
     // may grow; the search must succeed (it failed on a NaN score before).
     assert_eq!(ids(&db, &with_zero, 10, false, None).len(), 10);
 }
+
+/// A build whose packed residuals exceed `WriterOptions::index_memory_bytes` puts them in an
+/// unnamed temporary file in the collection's directory and writes the same segment bytes as a
+/// build in memory: through `reindex` (a trained codec), a commit encoding new rows with the
+/// existing codec (a codes-only field), and a compaction. No file is left behind.
+#[test]
+fn index_builds_over_their_memory_budget_write_the_same_segments() {
+    let docs = corpus(400, 21);
+    let more = corpus(150, 22);
+    let build = |dir: &std::path::Path, budget: usize, codes_only: bool| {
+        let db = Database::create(dir).unwrap();
+        let mut w = db
+            .writer_with(vellum::WriterOptions {
+                index_memory_bytes: budget,
+                ..Default::default()
+            })
+            .unwrap();
+        w.create_collection(
+            "c",
+            Schema::new().with_field(FieldSpec::parse(&format!("tok:multi:{DIM}:f16:ip")).unwrap()),
+        )
+        .unwrap();
+        add_docs(&mut w, "a", &docs);
+        let params = PlaidParams {
+            codes_only,
+            ..Default::default()
+        };
+        w.set_plaid("c", "tok", Some(params)).unwrap();
+        w.reindex("c").unwrap();
+        add_docs(&mut w, "b", &more);
+        let mut segments = vec![segment_bytes(dir)];
+        w.compact("c").unwrap();
+        segments.push(segment_bytes(dir));
+        segments
+    };
+    for codes_only in [false, true] {
+        let (mem, spilled) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let in_memory = build(mem.path(), usize::MAX, codes_only);
+        let over_budget = build(spilled.path(), 0, codes_only);
+        assert!(in_memory[0].len() == 2 && in_memory[1].len() == 1);
+        assert!(
+            in_memory == over_budget,
+            "codes only {codes_only}: segment bytes differ"
+        );
+        let names = |d: &std::path::Path| {
+            let mut n: Vec<String> = std::fs::read_dir(d.join("c"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(mem.path()), names(spilled.path()));
+    }
+}
+
+/// The live segment files of collection `c`, by name, with their bytes.
+fn segment_bytes(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let db = Database::open(dir).unwrap();
+    let snap = db.snapshot().unwrap();
+    let mut out: Vec<(String, Vec<u8>)> = snap
+        .collection("c")
+        .unwrap()
+        .slots()
+        .iter()
+        .map(|s| {
+            let p = s.segment.path();
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(p).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
