@@ -28,7 +28,8 @@ pub struct PlaidBuild<'a> {
     /// segment's tokens (which accounts for the segment's rows: `trained_rows`).
     pub codecs: &'a Codecs,
     /// Where the packed residuals go beyond what is held in memory (a build of a large segment
-    /// keeps ~4 bytes per token in memory, codes and lists, instead of ~36).
+    /// keeps ~8 bytes per token in memory, codes and inverted lists, instead of ~40); the limit
+    /// is shared by the segment's PLAID fields.
     pub spill: SpillPolicy,
 }
 
@@ -308,6 +309,16 @@ pub fn plaid_sections(
     let schema = source.schema();
     let mut out = Vec::new();
     let mut trained = BTreeMap::new();
+    // Every field's section is built before any is written: they share the memory budget.
+    let fields = build
+        .params
+        .keys()
+        .filter(|n| schema.field_index(n).is_some())
+        .count();
+    let spill = SpillPolicy {
+        dir: build.spill.dir.clone(),
+        limit: build.spill.limit / fields.max(1),
+    };
     for (name, params) in build.params {
         let Some(fi) = schema.field_index(name) else {
             continue;
@@ -329,7 +340,7 @@ pub fn plaid_sections(
             continue;
         }
         let section = match existing {
-            Some(codec) => encode_source(codec, source, fi, (dim, metric), &build.spill)?,
+            Some(codec) => encode_source(codec, source, fi, (dim, metric), &spill)?,
             None => {
                 let total = (0..rows)
                     .map(|r| source.token_count(fi, r))
@@ -344,7 +355,7 @@ pub fn plaid_sections(
                     rows as u64,
                 )?);
                 trained.insert(name.clone(), c.clone());
-                encode_source(&c, source, fi, (dim, metric), &build.spill)?
+                encode_source(&c, source, fi, (dim, metric), &spill)?
             }
         };
         out.push(ExtraSection {

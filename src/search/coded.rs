@@ -66,22 +66,14 @@ struct L2Slop {
     tiny: f64,
 }
 
-/// Whether the codes can bound a query's scores: not for a cosine query of squared norm below
-/// [`MIN_COSINE_SQ_NORM`](crate::format::screen::MIN_COSINE_SQ_NORM), whose normalisation loses
-/// its relative precision.
-fn admits(metric: Metric, q: &[f32]) -> bool {
-    let q_sq: f64 = q.iter().map(|&x| x as f64 * x as f64).sum();
-    metric != Metric::Cosine || q_sq >= crate::format::screen::MIN_COSINE_SQ_NORM
-}
-
 impl Query {
     /// `None` when the codes cannot bound this query's scores (the caller scans exactly).
     fn new(metric: Metric, q: &[f32], prepared: &PreparedQuery) -> Option<Self> {
-        if !admits(metric, q) {
-            return None;
-        }
         let dim = q.len();
         let q_sq: f64 = q.iter().map(|&x| x as f64 * x as f64).sum();
+        if metric == Metric::Cosine && q_sq < crate::format::screen::MIN_COSINE_SQ_NORM {
+            return None;
+        }
         // The distance between the query and the query the streaming kernel multiplies with.
         let rounded: Vec<f32> = match prepared {
             PreparedQuery::F32(_) => q.to_vec(),
@@ -378,7 +370,7 @@ pub(super) fn covers(c: &Collection, field: usize) -> bool {
 /// A batch of queries by the codes: per block of rows and group of queries, all u8 × i8 products
 /// at once ([`dot_block`]), each query's integer threshold from its floor and the block's largest
 /// error terms, then the exact per-row bound for the products that pass. `None` when the codes
-/// cannot be used for this field; queries the codes cannot bound ([`admits`]) are searched by
+/// cannot be used for this field; queries the codes cannot bound (no [`Query`]) are searched by
 /// streaming, each alone.
 pub(super) fn search_batch(b: &super::DenseBatch<'_>) -> Option<Vec<TopK>> {
     let (c, field, metric) = (b.collection, b.field, b.metric);
@@ -387,13 +379,13 @@ pub(super) fn search_batch(b: &super::DenseBatch<'_>) -> Option<Vec<TopK>> {
         return None;
     }
     Some(b.split(
-        |q| admits(metric, q),
+        |q| Query::new(metric, q, &PreparedQuery::new(q, dtype)).is_some(),
         |inside| search_admitted(inside, dtype),
         |q| super::dense::search_streaming(c, field, metric, q, b.k),
     ))
 }
 
-/// [`search_batch`] for queries that all pass [`admits`].
+/// [`search_batch`] for queries that all have a [`Query`].
 fn search_admitted(b: &super::DenseBatch<'_>, dtype: DType) -> Vec<TopK> {
     let (c, field, metric, dim, k) = (b.collection, b.field, b.metric, b.dim, b.k);
     let prepared: Vec<PreparedQuery> = b

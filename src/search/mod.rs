@@ -26,7 +26,7 @@ pub use gpu::release_gpu_memory;
 pub use crate::meta::encoder::DeviceSpec as Device;
 
 use crate::collection::{Collection, DocAddress};
-use crate::dtype::Metric;
+use crate::dtype::{DType, Metric};
 use crate::error::{Error, Result};
 use crate::schema::FieldKind;
 use topk::TopK;
@@ -349,11 +349,24 @@ impl<'a> DenseBatch<'a> {
 
 /// Checks one query vector (`token`: one token of a multi-vector query, which may be zero, as
 /// padding is).
-fn check_query(field: &str, metric: Metric, q: &[f32], what: &str, token: bool) -> Result<()> {
+fn check_query(
+    field: &str,
+    (metric, dtype): (Metric, DType),
+    q: &[f32],
+    what: &str,
+    token: bool,
+) -> Result<()> {
     if let Some(i) = q.iter().position(|v| !v.is_finite()) {
         return Err(Error::InvalidQuery(format!(
             "{what}: element {i} is {} (queries must be finite)",
             q[i]
+        )));
+    }
+    // Searches multiply in the field's element type: a value it cannot hold would be infinity.
+    if let Some((i, v)) = dtype.first_overflow(q) {
+        return Err(Error::InvalidQuery(format!(
+            "{what}: element {i} = {v:e} is out of the range of field {field:?}'s element type {} (it would be searched as infinity)",
+            dtype.name()
         )));
     }
     let norm = crate::dtype::norm_f64(q);
@@ -372,8 +385,13 @@ fn check_query(field: &str, metric: Metric, q: &[f32], what: &str, token: bool) 
     Ok(())
 }
 
-/// Checks a batch of dense queries (`n × dim` values) for a field.
-fn check_dense_queries(field: &str, dim: usize, metric: Metric, q: &[f32]) -> Result<()> {
+/// Checks a batch of dense queries (`n × dim` values) for a field of `dim`, `metric` and
+/// element type `dtype`.
+fn check_dense_queries(
+    field: &str,
+    (dim, metric, dtype): (usize, Metric, DType),
+    q: &[f32],
+) -> Result<()> {
     if q.is_empty() || !q.len().is_multiple_of(dim) {
         return Err(Error::InvalidQuery(format!(
             "field {field:?} has dimension {dim}; the query data has {} values, not a positive multiple of {dim}",
@@ -381,13 +399,18 @@ fn check_dense_queries(field: &str, dim: usize, metric: Metric, q: &[f32]) -> Re
         )));
     }
     for (i, row) in q.chunks_exact(dim).enumerate() {
-        check_query(field, metric, row, &format!("query {i}"), false)?;
+        check_query(field, (metric, dtype), row, &format!("query {i}"), false)?;
     }
     Ok(())
 }
 
-/// Checks multi-vector queries (each `n_tokens × dim` values) for a field.
-fn check_multi_queries(field: &str, dim: usize, metric: Metric, qs: &[&[f32]]) -> Result<()> {
+/// Checks multi-vector queries (each `n_tokens × dim` values) for a field of `dim`, `metric` and
+/// element type `dtype`.
+fn check_multi_queries(
+    field: &str,
+    (dim, metric, dtype): (usize, Metric, DType),
+    qs: &[&[f32]],
+) -> Result<()> {
     for (i, q) in qs.iter().enumerate() {
         if q.is_empty() || !q.len().is_multiple_of(dim) {
             return Err(Error::InvalidQuery(format!(
@@ -396,7 +419,13 @@ fn check_multi_queries(field: &str, dim: usize, metric: Metric, qs: &[&[f32]]) -
             )));
         }
         for (t, tok) in q.chunks_exact(dim).enumerate() {
-            check_query(field, metric, tok, &format!("query {i} token {t}"), true)?;
+            check_query(
+                field,
+                (metric, dtype),
+                tok,
+                &format!("query {i} token {t}"),
+                true,
+            )?;
         }
         // MaxSim adds one similarity per query token: bound the sum of their norms.
         let total: f64 = q.chunks_exact(dim).map(crate::dtype::norm_f64).sum();
@@ -421,12 +450,18 @@ pub(crate) fn execute(c: &Collection, req: &SearchRequest<'_>) -> Result<Vec<Top
     // A request that cannot run fails before the filter is evaluated.
     let fi = c.field_index(req.field)?;
     match (&c.schema().fields[fi].kind, &req.queries) {
-        (FieldKind::Dense { dim, metric, .. }, Queries::Dense(q)) => {
-            check_dense_queries(req.field, *dim as usize, *metric, q)?
-        }
-        (FieldKind::Multi { dim, metric, .. }, Queries::Multi(qs)) => {
-            check_multi_queries(req.field, *dim as usize, *metric, qs)?
-        }
+        (
+            FieldKind::Dense {
+                dim, metric, dtype, ..
+            },
+            Queries::Dense(q),
+        ) => check_dense_queries(req.field, (*dim as usize, *metric, *dtype), q)?,
+        (
+            FieldKind::Multi {
+                dim, metric, dtype, ..
+            },
+            Queries::Multi(qs),
+        ) => check_multi_queries(req.field, (*dim as usize, *metric, *dtype), qs)?,
         _ => return execute_on(c, req),
     }
     execute_on(&filtered_view(c, f)?, req)
@@ -523,7 +558,7 @@ fn execute_on(c: &Collection, req: &SearchRequest<'_>) -> Result<Vec<TopK>> {
     let tops = match (kind, &req.queries) {
         (FieldKind::Dense { dim, metric, .. }, Queries::Dense(q)) => {
             let dim = *dim as usize;
-            check_dense_queries(req.field, dim, *metric, q)?;
+            check_dense_queries(req.field, (dim, *metric, kind.dtype()), q)?;
             let nq = q.len() / dim;
             let batch = DenseBatch {
                 collection: c,
@@ -591,7 +626,7 @@ fn execute_on(c: &Collection, req: &SearchRequest<'_>) -> Result<Vec<TopK>> {
         }
         (FieldKind::Multi { dim, metric, .. }, Queries::Multi(qs)) => {
             let dim = *dim as usize;
-            check_multi_queries(req.field, dim, *metric, qs)?;
+            check_multi_queries(req.field, (dim, *metric, kind.dtype()), qs)?;
             if let Some(p) = &req.plaid {
                 p.validate()?;
             }
@@ -631,4 +666,81 @@ fn execute_on(c: &Collection, req: &SearchRequest<'_>) -> Result<Vec<TopK>> {
         }
     };
     Ok(tops)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::{Cell, RefCell};
+
+    /// `split` gives `inside` the admitted queries, in order, as one batch (the original one,
+    /// uncopied, when all are admitted; never an empty one), `outside` each other query alone,
+    /// and returns one result per query in query order.
+    #[test]
+    fn split_keeps_query_order_and_sends_only_admitted_queries_inside() {
+        let db =
+            crate::Database::create_in(std::sync::Arc::new(crate::storage::MemDirectory::new()))
+                .unwrap();
+        let mut w = db.writer().unwrap();
+        w.create_collection(
+            "c",
+            crate::Schema::new().with_field(crate::FieldSpec::dense(
+                "f",
+                2,
+                DType::F32,
+                Metric::Ip,
+            )),
+        )
+        .unwrap();
+        w.commit().unwrap();
+        let snap = db.snapshot().unwrap();
+        let c = snap.collection("c").unwrap();
+        // Query i is (i, 1); a result names its query by its row.
+        let n = 6;
+        let queries: Vec<f32> = (0..n).flat_map(|i| [i as f32, 1.0]).collect();
+        let tagged = |q: &[f32]| {
+            let mut t = TopK::new(1);
+            t.push(topk::Candidate {
+                score: 0.0,
+                segment_ord: 0,
+                row: q[0] as u32,
+            });
+            t
+        };
+        for mask in [0u32, 0b111111, 0b101001, 0b010110, 0b000001, 0b100000] {
+            let b = DenseBatch {
+                collection: c,
+                field: 0,
+                metric: Metric::Ip,
+                dim: 2,
+                queries: &queries,
+                k: 1,
+            };
+            let (inside_calls, outside_seen) = (Cell::new(0), RefCell::new(Vec::new()));
+            let admitted = |q: &[f32]| mask & (1 << q[0] as u32) != 0;
+            let out = b.split(
+                admitted,
+                |inner| {
+                    inside_calls.set(inside_calls.get() + 1);
+                    let rows: Vec<u32> =
+                        inner.queries.chunks_exact(2).map(|q| q[0] as u32).collect();
+                    let want: Vec<u32> = (0..n).filter(|&i| mask & (1 << i) != 0).collect();
+                    assert_eq!(rows, want, "mask {mask:#b}");
+                    if mask == 0b111111 {
+                        assert!(std::ptr::eq(inner.queries, &queries[..]));
+                    }
+                    inner.queries.chunks_exact(2).map(tagged).collect()
+                },
+                |q| {
+                    outside_seen.borrow_mut().push(q[0] as u32);
+                    tagged(q)
+                },
+            );
+            let order: Vec<u32> = out.into_iter().map(|t| t.into_sorted()[0].row).collect();
+            assert_eq!(order, (0..n).collect::<Vec<_>>(), "mask {mask:#b}");
+            assert_eq!(inside_calls.get(), usize::from(mask != 0), "mask {mask:#b}");
+            let outside_want: Vec<u32> = (0..n).filter(|&i| mask & (1 << i) == 0).collect();
+            assert_eq!(*outside_seen.borrow(), outside_want, "mask {mask:#b}");
+        }
+    }
 }

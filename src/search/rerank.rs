@@ -167,11 +167,11 @@ pub(crate) fn rerank(
     let kind = c.schema().fields[fi].kind.clone();
     let queries: Vec<&[f32]> = match (&kind, &r.queries) {
         (FieldKind::Dense { dim, metric, .. }, Queries::Dense(q)) => {
-            check_dense_queries(r.field, *dim as usize, *metric, q)?;
+            check_dense_queries(r.field, (*dim as usize, *metric, kind.dtype()), q)?;
             q.chunks_exact(*dim as usize).collect()
         }
         (FieldKind::Multi { dim, metric, .. }, Queries::Multi(qs)) => {
-            check_multi_queries(r.field, *dim as usize, *metric, qs)?;
+            check_multi_queries(r.field, (*dim as usize, *metric, kind.dtype()), qs)?;
             qs.clone()
         }
         (FieldKind::Tensor { .. }, _) => {

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 pub use fs::{map_file, sync_dir, FsDirectory, MappedFile, WriterLock, FORKED_COPY_WAIT};
 pub use mem::{Durability, MemDirectory};
-pub use spill::{SpillBuffer, SpillPolicy};
+pub use spill::{files_created as spill_files_created, SpillBuffer, SpillPolicy};
 
 use crate::error::{Error, Result};
 

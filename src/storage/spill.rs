@@ -2,19 +2,21 @@
 //! segment build holds of a section too large to keep whole in memory (a PLAID index's packed
 //! residuals, ~32 bytes per token), read back once, in order, when the section is written.
 //!
-//! The file is created with [`tempfile::tempfile_in`]: it has no name (unlinked at creation, or
-//! deleted on close where the OS cannot unlink an open file), so a crash leaves nothing behind.
-//! It is created in the directory the build names (the database's collection directory: the
-//! same disk as the segment about to be written), else the system's temporary directory.
+//! The file comes from [`tempfile::tempfile_in`], in the directory the build names (the
+//! collection's directory: the same disk as the segment about to be written), else the system's
+//! temporary directory. On Linux it never has a name (`O_TMPFILE`); elsewhere it is named
+//! `.tmp` + 6 letters or digits for an instant (Unix: created, then unlinked) or while it is open
+//! (Windows: deleted on close), so a crash there can leave one behind: the next writer removes
+//! such files from collection directories (`writer/gc.rs`).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
-
-/// Bytes read back per call of the consumer in [`SpillBuffer::write_to`].
-const READ_CHUNK: usize = 1 << 20;
 
 /// Where and when a [`SpillBuffer`] moves its bytes to a temporary file.
 #[derive(Debug, Clone)]
@@ -39,15 +41,29 @@ impl SpillPolicy {
     }
 }
 
+/// Bytes per write to the temporary file once spilled, and per read back.
+const IO_CHUNK: usize = 1 << 20;
+
+/// Temporary files created by this process so far (diagnostics; tests check that a build over
+/// its budget did spill).
+static FILES_CREATED: AtomicU64 = AtomicU64::new(0);
+
+/// Number of temporary files [`SpillBuffer`]s of this process have created.
+pub fn files_created() -> u64 {
+    FILES_CREATED.load(Ordering::Relaxed)
+}
+
 /// Append-only bytes: in memory up to the policy's limit, then in an unnamed temporary file
-/// (with the last bytes, less than the limit, still in memory).
+/// (the bytes appended since its last write, at most 1 MiB, still in memory). Memory held: at
+/// most the limit before spilling, at most 1 MiB after.
 #[derive(Debug)]
 pub struct SpillBuffer {
     policy: SpillPolicy,
     /// The bytes after the file's.
     mem: Vec<u8>,
-    /// The first `spilled` bytes, once the limit was passed.
-    file: Option<File>,
+    /// The first `spilled` bytes, once the limit was passed. Locked for each write and for a
+    /// whole read back, which both move the file's one cursor.
+    file: Option<Mutex<File>>,
     spilled: u64,
 }
 
@@ -72,35 +88,62 @@ impl SpillBuffer {
         }
     }
 
-    /// Where the temporary file is (or would be) created, for messages.
-    fn dir_label(&self) -> PathBuf {
-        self.policy.dir.clone().unwrap_or_else(std::env::temp_dir)
+    /// The temporary file's place, for messages.
+    fn label(&self) -> PathBuf {
+        self.policy
+            .dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir)
+            .join("(unnamed temporary file of index data)")
     }
 
-    /// Appends `bytes`; past the limit, the bytes held in memory move to the temporary file.
+    /// Appends `bytes`: in memory while they fit the limit; past it, everything goes to the
+    /// temporary file (created on the first spill), in writes of about 1 MiB.
     ///
     /// # Errors
     /// [`Error::Io`] naming the directory when the temporary file cannot be created or written
-    /// (a full disk, a read-only directory).
+    /// (a full disk, a read-only directory). The buffer is then unusable: its build fails.
     pub fn extend_from_slice(&mut self, bytes: &[u8]) -> Result<()> {
-        self.mem.extend_from_slice(bytes);
-        if self.mem.len() <= self.policy.limit {
+        let limit = match self.file {
+            None => self.policy.limit,
+            Some(_) => IO_CHUNK,
+        };
+        let len = self.mem.len().saturating_add(bytes.len());
+        if len <= limit {
+            if len > self.mem.capacity() {
+                // Grow by doubling, but never past the limit.
+                let target = (self.mem.capacity() * 2).clamp(len, limit.max(len));
+                self.mem.reserve_exact(target - self.mem.len());
+            }
+            self.mem.extend_from_slice(bytes);
             return Ok(());
         }
-        let label = self.dir_label();
-        let io = |e: std::io::Error| Error::io(&label, e);
         if self.file.is_none() {
             let file = match &self.policy.dir {
                 Some(dir) => tempfile::tempfile_in(dir),
                 None => tempfile::tempfile(),
             }
-            .map_err(io)?;
-            self.file = Some(file);
+            .map_err(|e| Error::io(self.label(), e))?;
+            FILES_CREATED.fetch_add(1, Ordering::Relaxed);
+            self.file = Some(Mutex::new(file));
         }
-        let file = self.file.as_mut().expect("created above");
-        file.write_all(&self.mem).map_err(io)?;
-        self.spilled += self.mem.len() as u64;
-        self.mem.clear();
+        let held = std::mem::take(&mut self.mem);
+        self.write_at_end(&held)?;
+        self.write_at_end(bytes)?;
+        Ok(())
+    }
+
+    /// Writes `bytes` after the file's `spilled` bytes (wherever a read left the cursor).
+    fn write_at_end(&mut self, bytes: &[u8]) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let label = self.label();
+        let io = |e: std::io::Error| Error::io(&label, e);
+        let mut f = self.file.as_ref().expect("spilled").lock();
+        f.seek(SeekFrom::Start(self.spilled)).map_err(io)?;
+        f.write_all(bytes).map_err(io)?;
+        self.spilled += bytes.len() as u64;
         Ok(())
     }
 
@@ -125,22 +168,22 @@ impl SpillBuffer {
     }
 
     /// Calls `put` with every byte, in order, in pieces of at most 1 MiB from the file and then
-    /// the bytes in memory.
+    /// the bytes in memory. Calls from several threads take turns (the file is locked for the
+    /// whole read back).
     ///
     /// # Errors
     /// [`Error::Io`] when the temporary file cannot be read back (or is shorter than written);
     /// `put`'s errors.
     pub fn write_to(&self, put: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
         if let Some(file) = &self.file {
-            let label = self.dir_label();
+            let label = self.label();
             let io = |e: std::io::Error| Error::io(&label, e);
-            // `&File` reads and seeks without `&mut`: one reader at a time (this call).
-            let mut f = file;
+            let mut f = file.lock();
             f.seek(SeekFrom::Start(0)).map_err(io)?;
-            let mut buf = vec![0u8; READ_CHUNK.min(self.spilled as usize)];
+            let mut buf = vec![0u8; (IO_CHUNK as u64).min(self.spilled) as usize];
             let mut left = self.spilled;
             while left > 0 {
-                let n = buf.len().min(left as usize);
+                let n = (buf.len() as u64).min(left) as usize;
                 f.read_exact(&mut buf[..n]).map_err(io)?;
                 put(&buf[..n])?;
                 left -= n as u64;
@@ -187,6 +230,32 @@ mod tests {
         }
         // The temporary files have no name in the directory.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    /// Reads back from several threads at once take turns: each gets every byte in order; an
+    /// append after a read goes after the bytes already spilled.
+    #[test]
+    fn concurrent_reads_and_appends_after_reads_keep_the_bytes() {
+        let before = files_created();
+        let mut b = SpillBuffer::new(SpillPolicy {
+            dir: None,
+            limit: 100,
+        });
+        let mut expected: Vec<u8> = (0..3 * IO_CHUNK + 12_345)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        b.extend_from_slice(&expected).unwrap();
+        assert!(b.is_spilled() && files_created() > before);
+        std::thread::scope(|s| {
+            let reads: Vec<_> = (0..4).map(|_| s.spawn(|| collect(&b))).collect();
+            for r in reads {
+                assert!(r.join().unwrap() == expected);
+            }
+        });
+        let tail: Vec<u8> = (0..IO_CHUNK + 7).map(|i| (i % 7) as u8).collect();
+        b.extend_from_slice(&tail).unwrap();
+        expected.extend_from_slice(&tail);
+        assert!(collect(&b) == expected);
     }
 
     /// A directory the file cannot be created in: an I/O error naming it.

@@ -1,7 +1,7 @@
 //! Garbage collection: removes every file of vellum's naming that the committed manifest (live
 //! segments and the encoder versions it retains) and the writer's own spilled, uncommitted
-//! segments do not reference. Only vellum's own names are
-//! touched, so stray user files survive.
+//! segments do not reference, and index builds' temporary files a crash left in collection
+//! directories. Only those names are touched, so stray user files survive.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -45,7 +45,7 @@ impl Writer {
             for name in names {
                 let ours = name.starts_with("seg-")
                     && (name.ends_with(".vseg") || name.ends_with(".vdel"));
-                if ours && !keep.contains(&name) {
+                if (ours && !keep.contains(&name)) || is_stale_spill_file(&name) {
                     self.dir.remove(&cdir.join(&name))?;
                 }
             }
@@ -74,5 +74,33 @@ impl Writer {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether `name` is a build's temporary file (`storage::SpillBuffer`, named by `tempfile` where
+/// the OS gives it a name: `.tmp` and 6 letters or digits) left by a crash: no build runs while
+/// the writer collects garbage, and only a writer builds.
+fn is_stale_spill_file(name: &str) -> bool {
+    name.strip_prefix(".tmp")
+        .is_some_and(|r| r.len() == 6 && r.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_stale_spill_file;
+
+    #[test]
+    fn only_tempfile_names_count_as_stale_spill_files() {
+        assert!(is_stale_spill_file(".tmpAb3xY9"));
+        for name in [
+            ".tmp",
+            ".tmpAb3xY",
+            ".tmpAb3xY9z",
+            "MANIFEST.tmp",
+            ".tmp-ab3xy",
+            "seg-1.vseg",
+        ] {
+            assert!(!is_stale_spill_file(name), "{name}");
+        }
     }
 }

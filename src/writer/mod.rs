@@ -45,11 +45,11 @@ pub struct WriterOptions {
     /// search scans before rescoring the few rows that can reach the top-k). Smaller segments are
     /// scanned at full precision. Default 1024.
     pub screen_min_rows: u64,
-    /// Bytes of a PLAID index's packed residuals (~32 per token at 2 bits and 128 dimensions)
-    /// that building one segment keeps in memory; beyond, they go to an unnamed temporary file in
-    /// the collection's directory, read back once as the segment is written, so that a large
-    /// segment's build holds only its codes and inverted lists (~8 bytes per token). Default
-    /// 256 MiB.
+    /// Bytes of PLAID packed residuals (~32 per token at 2 bits and 128 dimensions) that
+    /// building one segment keeps in memory, shared by its PLAID fields; beyond, they go to an
+    /// unnamed temporary file in the collection's directory, read back once as the segment is
+    /// written, so that a large segment's build holds only its codes and inverted lists (~8
+    /// bytes per token). Default 256 MiB.
     pub index_memory_bytes: usize,
 }
 

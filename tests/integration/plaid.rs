@@ -909,7 +909,11 @@ fn index_builds_over_their_memory_budget_write_the_same_segments() {
     for codes_only in [false, true] {
         let (mem, spilled) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let in_memory = build(mem.path(), usize::MAX, codes_only);
+        let files = vellum::storage::spill_files_created();
         let over_budget = build(spilled.path(), 0, codes_only);
+        // reindex, the commit (codes-only: encoded with the codec) and compact spilled.
+        let spills = vellum::storage::spill_files_created() - files;
+        assert!(spills >= 2 + u64::from(codes_only), "{spills} spills");
         assert!(in_memory[0].len() == 2 && in_memory[1].len() == 1);
         assert!(
             in_memory == over_budget,

@@ -154,6 +154,28 @@ fn values_that_would_overflow_are_refused_at_the_door() {
         .search_one(&SearchRequest::dense("ip", &[big, 0.0, 0.0], 1))
         .unwrap();
     assert!(hits[0].score.is_finite());
+    // A query value the field's element type cannot hold (f16 above 65504) is refused by name,
+    // alone or in a batch, on every batch path, instead of being searched as infinity.
+    for strategy in [
+        vellum::Strategy::Auto,
+        vellum::Strategy::Coded,
+        vellum::Strategy::Screened,
+        vellum::Strategy::Streaming,
+    ] {
+        for (q, which) in [
+            (&[70000.0f32, 0.0][..], "query 0"),
+            (&[0.0, 1.0, 1.0, -7e4][..], "query 1"),
+        ] {
+            let req = SearchRequest::dense_batch("h", q, 1).with_strategy(strategy);
+            let err = c.search(&req).unwrap_err();
+            assert!(matches!(err, Error::InvalidQuery(_)), "{err}");
+            let msg = err.to_string();
+            assert!(
+                msg.contains(which) && msg.contains("element type f16"),
+                "{msg}"
+            );
+        }
+    }
     let many_tokens = vec![big / 2.0; 2 * 4];
     let err = c
         .search(&SearchRequest::multi("m", &many_tokens, 1))
@@ -562,8 +584,8 @@ fn hnsw_reaches_every_row_of_a_duplicate_heavy_collection() {
     assert_eq!(hits.len(), 10);
 }
 
-/// Garbage collection touches only the names vellum gives: a user's folder or file under
-/// `.models/` survives, and a writer still opens.
+/// Garbage collection touches only the names vellum gives (and `tempfile`'s, in collection
+/// directories): a user's folder or file under `.models/` survives, and a writer still opens.
 #[test]
 fn garbage_collection_leaves_foreign_files_alone() {
     let dir = tempfile::tempdir().unwrap();
@@ -574,6 +596,11 @@ fn garbage_collection_leaves_foreign_files_alone() {
     std::fs::create_dir_all(models.join("my-notes")).unwrap();
     std::fs::write(models.join("README"), "mine").unwrap();
     std::fs::create_dir_all(models.join(format!("{}.tmp", "ab".repeat(16)))).unwrap();
+    // In a collection's directory: an index build's temporary file that a crash left (where the
+    // OS names it) goes; a user's file of a similar name stays.
+    let cdir = p.join("c");
+    std::fs::write(cdir.join(".tmpAb3xY9"), "residuals").unwrap();
+    std::fs::write(cdir.join(".tmp-notes"), "mine").unwrap();
     let mut w = db.writer().unwrap();
     w.add("c", Document::new("a").with_dense("e", vec![1.0, 0.0]))
         .unwrap();
@@ -585,6 +612,8 @@ fn garbage_collection_leaves_foreign_files_alone() {
         .collect();
     left.sort();
     assert_eq!(left, ["README", "my-notes"]);
+    assert!(!cdir.join(".tmpAb3xY9").exists());
+    assert!(cdir.join(".tmp-notes").exists());
 }
 
 /// An L2 MaxSim sum over many tokens that leaves f32 is an error, never an infinite score.
