@@ -123,7 +123,11 @@ impl<'a> NavScorer<'a> {
                 dim,
             },
             NavView::I8 { codes, mid, scale } => {
-                let quantise = |v: f32, s: f32| (v / s).round().clamp(-127.0, 127.0) as i8;
+                // Round to nearest (ties to even) by the 1.5·2²³ trick: `f32::round` is a libm
+                // call per value on baseline x86-64 (1.4 % of a query at ef 10, 784-d).
+                const MAGIC: f32 = 12_582_912.0;
+                let quantise =
+                    |v: f32, s: f32| (((v / s).clamp(-127.0, 127.0) + MAGIC) - MAGIC) as i8;
                 let query = match metric {
                     Metric::L2 => q.iter().map(|v| quantise(v - mid, scale)).collect(),
                     _ => {
