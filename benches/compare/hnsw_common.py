@@ -31,8 +31,7 @@ def indexed_vellum_db(work, X, m, ef_construction):
     with open(work / "corpus.jsonl", "w") as f:
         f.writelines(f'{{"id": "{i}"}}\n' for i in range(len(X)))
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "vellum-cli"], cwd=ROOT, check=True)
-    subprocess.run(["cargo", "bench", "-q", "--bench", "compare_hnsw_timing", "--no-run"], cwd=ROOT,
-                   check=True, stderr=subprocess.DEVNULL)
+    timing_harness()
     vellum = ROOT / "target/release/vellum"
     db = work / "db"
 
@@ -46,9 +45,25 @@ def indexed_vellum_db(work, X, m, ef_construction):
     return db, time.perf_counter() - t
 
 
+_HARNESS = []
+
+
+def timing_harness():
+    """The path of the `compare_hnsw_timing` executable, built once per script run: every round
+    times the same binary, even if the sources change meanwhile."""
+    if not _HARNESS:
+        out = subprocess.run(["cargo", "bench", "-q", "--bench", "compare_hnsw_timing", "--no-run",
+                              "--message-format=json"], cwd=ROOT, check=True, capture_output=True,
+                             text=True).stdout
+        exes = [m["executable"] for m in map(json.loads, out.splitlines())
+                if m.get("reason") == "compiler-artifact" and m.get("executable")
+                and m["target"]["name"] == "compare_hnsw_timing"]
+        _HARNESS.append(exes[-1])
+    return _HARNESS[0]
+
+
 def vellum_timings(db, queries_npy, efs, reps=5):
     """The timing harness (`hnsw_timing.rs`) on `db`: open time, and per ef the timings and top ids."""
-    out = subprocess.run(["cargo", "bench", "-q", "--bench", "compare_hnsw_timing", "--", "--db", str(db),
-                          "--queries", str(queries_npy), "--efs", efs, "--reps", str(reps)],
-                         cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run([timing_harness(), "--db", str(db), "--queries", str(queries_npy), "--efs", efs,
+                          "--reps", str(reps)], cwd=ROOT, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])

@@ -101,6 +101,23 @@ fn main() {
             ..WriterOptions::default()
         })
         .unwrap();
+    // Each run needs a fresh copy: compaction merges the two segments once, and a declared
+    // index would not be trained again. The kept codec is checked after the compaction.
+    let codec_before = {
+        let snap = db.snapshot().unwrap();
+        let c = snap.collection("c").unwrap();
+        match op.as_str() {
+            "compact" => assert!(
+                c.slots().len() >= 2,
+                "compact needs a fresh copy (2 segments)"
+            ),
+            _ => assert!(
+                c.slots()[0].segment.plaid(0).is_none(),
+                "reindex needs a fresh copy (no PLAID index yet)"
+            ),
+        }
+        c.slots()[0].segment.plaid(0).map(|v| v.unwrap().codec_id)
+    };
     let base = rss_anon_kib();
     let peak = AtomicU64::new(base);
     let done = AtomicBool::new(false);
@@ -130,6 +147,13 @@ fn main() {
     let snap = db.snapshot().unwrap();
     let seg = &snap.collection("c").unwrap().slots()[0].segment;
     let view = seg.plaid(0).unwrap().unwrap();
+    if op == "compact" {
+        assert_eq!(
+            Some(view.codec_id),
+            codec_before,
+            "the compaction re-clustered: it did not copy codes"
+        );
+    }
     println!(
         "{}",
         serde_json::json!({

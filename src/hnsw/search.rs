@@ -98,7 +98,9 @@ pub fn search_graph_prefetching(
                     best = s;
                 }
             }
-            if best == cur {
+            // By row, not by `Scored`'s equality: a NaN score is not equal to itself, and the
+            // descent would never stop.
+            if best.row == cur.row {
                 break;
             }
             cur = best;

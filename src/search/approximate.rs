@@ -124,7 +124,10 @@ impl<'a> NavScorer<'a> {
             },
             NavView::I8 { codes, mid, scale } => {
                 // Round to nearest (ties to even) by the 1.5·2²³ trick: `f32::round` is a libm
-                // call per value on baseline x86-64 (1.4 % of a query at ef 10, 784-d).
+                // call per value on baseline x86-64 (1.4 % of a query at ef 10, 784-d). The
+                // stored codes round ties away from zero (`f32::round` in `hnsw/build.rs`): a
+                // value exactly on a half step may code one apart, which only steers the
+                // traversal (candidates are rescored exactly).
                 const MAGIC: f32 = 12_582_912.0;
                 let quantise =
                     |v: f32, s: f32| (((v / s).clamp(-127.0, 127.0) + MAGIC) - MAGIC) as i8;
