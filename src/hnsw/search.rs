@@ -54,9 +54,10 @@ const AHEAD: usize = 2;
 
 /// [`search_graph`] that calls `prefetch(row)` for every row two rows before scoring it, on
 /// every layer, so that the rows' vectors are on their way to the cache before they are needed
-/// (graph search is bound by memory latency, not arithmetic). The layer-0 adjacency is prefetched too: a row's offsets
-/// when it becomes a candidate, and the next candidate's neighbour list while the current one
-/// is expanded (as hnswlib prefetches the next candidate's block).
+/// (graph search is bound by memory latency, not arithmetic). The layer-0 adjacency is
+/// prefetched too: a row's offsets when it becomes a candidate, and the next candidate's
+/// neighbour list while the current one is expanded (as hnswlib prefetches the next candidate's
+/// block).
 pub fn search_graph_prefetching(
     graph: &GraphView<'_>,
     k: usize,
@@ -82,7 +83,7 @@ pub fn search_graph_prefetching(
                 graph.check_row(layer, nb)?;
             }
             // The upper layers' rows are as cold as layer 0's: the same prefetch two rows ahead
-            // (A/B, stop 34: ~15 % more queries/s at ef 10, where the descent weighs most).
+            // (A/B, benches/RESULTS.md stop 34: +14 % to +30 % queries/s at ef 10).
             for &nb in list.iter().take(AHEAD) {
                 prefetch(nb);
             }

@@ -388,11 +388,7 @@ pub(super) fn search_batch(b: &super::DenseBatch<'_>) -> Option<Vec<TopK>> {
 /// [`search_batch`] for queries that all have a [`Query`].
 fn search_admitted(b: &super::DenseBatch<'_>, dtype: DType) -> Vec<TopK> {
     let (c, field, metric, dim, k) = (b.collection, b.field, b.metric, b.dim, b.k);
-    let prepared: Vec<PreparedQuery> = b
-        .queries
-        .chunks_exact(dim)
-        .map(|q| PreparedQuery::new(q, dtype))
-        .collect();
+    let prepared = super::screened::prepared(b, dtype);
     let queries: Vec<Query> = b
         .queries
         .chunks_exact(dim)
@@ -454,16 +450,7 @@ fn search_admitted(b: &super::DenseBatch<'_>, dtype: DType) -> Vec<TopK> {
         )
         .map(|(screens, _, _)| screens)
         .reduce(empty, super::screened::merge_screens);
-    screens
-        .into_par_iter()
-        .zip(prepared)
-        .map(|(screen, p)| {
-            screen.finish(k, |si, row| {
-                let x = c.slots()[si as usize].segment.fixed_row(field, row);
-                similarity(metric, &p, x)
-            })
-        })
-        .collect()
+    super::screened::rescore(b, prepared, screens)
 }
 
 /// Every query of a batch through one segment's map (parameters, u8 codes `nq × dim`), and the

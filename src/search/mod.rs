@@ -362,8 +362,12 @@ fn check_query(
             q[i]
         )));
     }
-    // Searches multiply in the field's element type: a value it cannot hold would be infinity.
-    if let Some((i, v)) = dtype.first_overflow(q) {
+    // Searches multiply in the field's element type: a value it cannot hold would be infinity
+    // (for f32 fields, the finiteness check above is that check).
+    if let Some((i, v)) = (dtype != DType::F32)
+        .then(|| dtype.first_overflow(q))
+        .flatten()
+    {
         return Err(Error::InvalidQuery(format!(
             "{what}: element {i} = {v:e} is out of the range of field {field:?}'s element type {} (it would be searched as infinity)",
             dtype.name()
@@ -449,19 +453,14 @@ pub(crate) fn execute(c: &Collection, req: &SearchRequest<'_>) -> Result<Vec<Top
     };
     // A request that cannot run fails before the filter is evaluated.
     let fi = c.field_index(req.field)?;
-    match (&c.schema().fields[fi].kind, &req.queries) {
-        (
-            FieldKind::Dense {
-                dim, metric, dtype, ..
-            },
-            Queries::Dense(q),
-        ) => check_dense_queries(req.field, (*dim as usize, *metric, *dtype), q)?,
-        (
-            FieldKind::Multi {
-                dim, metric, dtype, ..
-            },
-            Queries::Multi(qs),
-        ) => check_multi_queries(req.field, (*dim as usize, *metric, *dtype), qs)?,
+    let kind = &c.schema().fields[fi].kind;
+    match (kind, &req.queries) {
+        (FieldKind::Dense { dim, metric, .. }, Queries::Dense(q)) => {
+            check_dense_queries(req.field, (*dim as usize, *metric, kind.dtype()), q)?
+        }
+        (FieldKind::Multi { dim, metric, .. }, Queries::Multi(qs)) => {
+            check_multi_queries(req.field, (*dim as usize, *metric, kind.dtype()), qs)?
+        }
         _ => return execute_on(c, req),
     }
     execute_on(&filtered_view(c, f)?, req)

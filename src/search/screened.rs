@@ -254,7 +254,7 @@ fn search_screened_f32(b: &DenseBatch<'_>) -> Vec<TopK> {
         )
         .map(|(screens, _, _)| screens)
         .reduce(empty, merge_screens);
-    rescore(b, dtype, screens)
+    rescore(b, prepared(b, dtype), screens)
 }
 
 fn search_screened(b: &DenseBatch<'_>) -> Vec<TopK> {
@@ -333,7 +333,7 @@ fn search_screened(b: &DenseBatch<'_>) -> Vec<TopK> {
         .map(|(screens, _)| screens)
         .reduce(empty, merge_screens);
 
-    rescore(b, dtype, screens)
+    rescore(b, prepared(b, dtype), screens)
 }
 
 /// Two tasks' screens of the same queries, merged query by query.
@@ -344,25 +344,29 @@ pub(super) fn merge_screens(mut a: Vec<Screen>, b: Vec<Screen>) -> Vec<Screen> {
     a
 }
 
-/// Each query's top-k from its screen: candidates rescored by the streaming path's kernel.
-fn rescore(b: &DenseBatch<'_>, dtype: DType, screens: Vec<Screen>) -> Vec<TopK> {
-    let (c, field, metric, dim, k) = (b.collection, b.field, b.metric, b.dim, b.k);
-    let exact: Vec<PreparedQuery> = b
-        .queries
-        .chunks_exact(dim)
+/// The queries of `b` as the streaming path's kernel takes them (rounded to `dtype`).
+pub(super) fn prepared(b: &DenseBatch<'_>, dtype: DType) -> Vec<PreparedQuery> {
+    b.queries
+        .chunks_exact(b.dim)
         .map(|q| PreparedQuery::new(q, dtype))
-        .collect();
+        .collect()
+}
+
+/// Each query's top-k from its screen: candidates rescored by the streaming path's kernel with
+/// the query as [`prepared`] for it (`exact`, in query order). Shared by every screened batch
+/// path (bf16 tile, f32 screen, screening codes).
+pub(super) fn rescore(
+    b: &DenseBatch<'_>,
+    exact: Vec<PreparedQuery>,
+    screens: Vec<Screen>,
+) -> Vec<TopK> {
+    let (c, field, metric) = (b.collection, b.field, b.metric);
     screens
         .into_par_iter()
         .zip(exact)
         .map(|(screen, q)| {
-            screen.finish(k, |si, row| {
-                let slot = &c.slots()[si as usize];
-                let row = row as usize;
-                let x = slot
-                    .segment
-                    .fixed_matrix(field)
-                    .slice(row * dim..(row + 1) * dim);
+            screen.finish(b.k, |si, row| {
+                let x = c.slots()[si as usize].segment.fixed_row(field, row);
                 similarity(metric, &q, x)
             })
         })

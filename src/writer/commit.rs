@@ -15,7 +15,7 @@ use crate::hnsw::graph_sections;
 use crate::meta::{HnswParams, PlaidParams};
 use crate::plaid::build::{plaid_sections, Codecs, PlaidBuild};
 use crate::snapshot::Snapshot;
-use crate::storage::{self, Directory, SpillPolicy};
+use crate::storage::{self, Directory};
 
 /// The optional sections a new segment gets: HNSW graphs of indexed fields (`hnsw.md`),
 /// screening codes of dense fields (`screen.md`) when it has at least `screen_min_rows` rows, and
@@ -85,10 +85,7 @@ impl Writer {
         let build = PlaidBuild {
             params: &p.plaid,
             codecs: &p.codecs,
-            spill: SpillPolicy {
-                dir: dir.scratch_dir(&cdir),
-                limit: options.index_memory_bytes,
-            },
+            spill: options.spill_policy(dir, &cdir),
         };
         let (extra, trained) =
             index_sections(&source, &p.indexes, options.screen_min_rows, &build)?;

@@ -53,6 +53,21 @@ pub struct WriterOptions {
     pub index_memory_bytes: usize,
 }
 
+impl WriterOptions {
+    /// Where a segment build of collection directory `cdir` spills index data past
+    /// [`WriterOptions::index_memory_bytes`].
+    pub(crate) fn spill_policy(
+        &self,
+        dir: &dyn crate::storage::Directory,
+        cdir: &std::path::Path,
+    ) -> crate::storage::SpillPolicy {
+        crate::storage::SpillPolicy {
+            dir: dir.scratch_dir(cdir),
+            limit: self.index_memory_bytes,
+        }
+    }
+}
+
 impl Default for WriterOptions {
     fn default() -> Self {
         WriterOptions {

@@ -17,7 +17,6 @@ use crate::format::manifest::{self, CollectionEntry, SegmentEntry};
 use crate::format::segment::{write_segment_with, Segment, SegmentSource};
 use crate::plaid::build::PlaidBuild;
 use crate::schema::Schema;
-use crate::storage::SpillPolicy;
 
 /// A replacement column for one field of a rewritten collection: one value per live row, in
 /// storage order (oldest segment first), each the field's encoded bytes.
@@ -374,10 +373,7 @@ impl Writer {
         let build = PlaidBuild {
             params: &plaid,
             codecs: &codecs,
-            spill: SpillPolicy {
-                dir: self.dir.scratch_dir(cdir),
-                limit: self.options.index_memory_bytes,
-            },
+            spill: self.options.spill_policy(&*self.dir, cdir),
         };
         let (extra, _) =
             super::commit::index_sections(&source, &indexes, self.options.screen_min_rows, &build)?;

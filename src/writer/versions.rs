@@ -26,7 +26,7 @@ use crate::format::segment::{write_segment_with, Segment};
 use crate::meta::{CollectionEntry, EncoderVersion, FieldEncoders, Piece};
 use crate::plaid::build::PlaidBuild;
 use crate::schema::{FieldSpec, Schema};
-use crate::storage::{self, SpillPolicy};
+use crate::storage;
 
 /// Rows of the current version that a staged re-encode has not written yet: rows
 /// `start .. start + rows` of segment `source`.
@@ -306,10 +306,7 @@ impl Writer {
         let build = PlaidBuild {
             params: &plaid,
             codecs: &codecs,
-            spill: SpillPolicy {
-                dir: self.dir.scratch_dir(Path::new(collection)),
-                limit: self.options.index_memory_bytes,
-            },
+            spill: self.options.spill_policy(&*self.dir, Path::new(collection)),
         };
         let indexes = self.indexes_of(collection);
         let (extra, _) =
