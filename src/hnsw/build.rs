@@ -11,6 +11,7 @@ use crate::dtype::Metric;
 use crate::error::Result;
 use crate::format::graph::{encode_graph, Graph, Layer, Nav};
 use crate::format::segment::{ExtraSection, SectionKind, SegmentSource};
+use crate::linalg::nav::Kernel;
 use crate::linalg::similarity::prefetch;
 use crate::meta::HnswParams;
 use crate::schema::FieldKind;
@@ -57,11 +58,11 @@ impl<'a, T: bytemuck::Pod> Rows<'a, T> {
 }
 
 /// Squared L2 between 8-bit navigation codes (L2, and cosine on codes of normalised rows).
-struct CodeL2<'a>(Rows<'a, i8>);
+struct CodeL2<'a>(Rows<'a, i8>, Kernel);
 
 impl Space for CodeL2<'_> {
     fn distance(&self, a: u32, b: u32) -> f32 {
-        <i8 as SpatialSimilarity>::l2sq(self.0.row(a), self.0.row(b)).unwrap_or(0.0) as f32
+        self.1.l2sq(self.0.row(a), self.0.row(b)) as f32
     }
 
     fn prefetch(&self, node: u32) {
@@ -123,7 +124,7 @@ pub fn build_graph(
             unreachable!("i8_codes returns codes")
         };
         let groups = DuplicateGroups::of(codes, dim);
-        let space = CodeL2(Rows::of(codes, dim, &groups.firsts));
+        let space = CodeL2(Rows::of(codes, dim, &groups.firsts), Kernel::detect());
         let built = insert::build(&space, groups.firsts.len(), m, efc, LEVEL_SEED, |n| {
             groups.copies_of(n) < m
         });

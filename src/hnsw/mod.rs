@@ -10,7 +10,7 @@
 //!   heuristic, one contiguous array of lists).
 //! * [`crate::format::graph`] — the byte layout (the codec beside its spec chapter): encoding,
 //!   O(1) validation at open, bounds-checked access, and the full structural check of `verify`.
-//! * [`search`] — best-first search over a mapped graph with simsimd similarities; deleted rows
+//! * [`search`] — best-first search over a mapped graph with a caller's similarities; deleted rows
 //!   are traversed but never returned, so deletes do not cut recall.
 
 pub mod build;

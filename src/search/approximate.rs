@@ -12,6 +12,7 @@ use crate::dtype::{DType, Metric, VectorRef};
 use crate::error::Result;
 use crate::hnsw::search_graph_prefetching;
 use crate::hnsw::NavView;
+use crate::linalg::nav::Kernel;
 use crate::linalg::similarity::{prefetch, similarity, PreparedQuery};
 
 /// Approximate top-`k` for each of the `queries` (row-major, `dim` wide) with candidate list `ef`.
@@ -110,6 +111,7 @@ enum NavScorer<'a> {
         query: Vec<i8>,
         l2: bool,
         dim: usize,
+        kernel: Kernel,
     },
 }
 
@@ -152,6 +154,7 @@ impl<'a> NavScorer<'a> {
                     query,
                     l2: metric == Metric::L2,
                     dim,
+                    kernel: Kernel::detect(),
                 }
             }
         }
@@ -176,12 +179,13 @@ impl<'a> NavScorer<'a> {
                 query,
                 l2,
                 dim,
+                kernel,
             } => {
                 let x = &codes[r * dim..(r + 1) * dim];
                 if *l2 {
-                    -(<i8 as simsimd::SpatialSimilarity>::l2sq(query, x).unwrap_or(f64::MAX) as f32)
+                    -(kernel.l2sq(query, x) as f32)
                 } else {
-                    <i8 as simsimd::SpatialSimilarity>::dot(query, x).unwrap_or(f64::MIN) as f32
+                    kernel.dot(query, x) as f32
                 }
             }
         }
