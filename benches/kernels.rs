@@ -1,4 +1,5 @@
-//! Kernel benches: each SIMD kernel beside its scalar twin, the blocked matrix product, top-k.
+//! Kernel benches: each SIMD kernel beside its scalar twin, the blocked matrix product, top-k,
+//! the HNSW navigation kernels beside simsimd's.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
@@ -179,5 +180,49 @@ fn code_kernels(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, similarity_kernels, matmul, topk, code_kernels);
+/// The HNSW navigation kernels at every level this CPU has, beside simsimd's i8 kernels (which
+/// they replace on the graph search's hot path): one query row against 4096 cache-resident rows,
+/// one call per row as a traversal makes them, 384 dimensions.
+fn nav_kernels(c: &mut Criterion) {
+    use simsimd::SpatialSimilarity;
+    use vellum::linalg::nav::Kernel;
+    use vellum::linalg::simd::available_levels;
+    let dim = 384;
+    let rows = 4096;
+    let bytes = |n: usize, seed: u32| -> Vec<i8> {
+        data(n, seed).iter().map(|v| (v * 127.0) as i8).collect()
+    };
+    let (q, codes) = (bytes(dim, 11), bytes(rows * dim, 13));
+    let mut g = c.benchmark_group("nav_l2sq_i8");
+    g.throughput(Throughput::Elements(rows as u64));
+    for level in available_levels() {
+        let k = Kernel::at(level);
+        g.bench_function(level.name(), |b| {
+            b.iter(|| {
+                codes
+                    .chunks_exact(dim)
+                    .map(|x| k.l2sq(black_box(&q), x))
+                    .fold(0u32, u32::wrapping_add)
+            })
+        });
+    }
+    g.bench_function("simsimd", |b| {
+        b.iter(|| {
+            codes
+                .chunks_exact(dim)
+                .map(|x| <i8 as SpatialSimilarity>::l2sq(black_box(&q), x).unwrap_or(0.0) as u32)
+                .fold(0u32, u32::wrapping_add)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    similarity_kernels,
+    matmul,
+    topk,
+    code_kernels,
+    nav_kernels
+);
 criterion_main!(benches);

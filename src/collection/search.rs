@@ -2,7 +2,8 @@
 //! resolves the candidates' ids.
 
 use crate::error::Result;
-use crate::search::topk::TopK;
+use crate::linalg::similarity::prefetch;
+use crate::search::topk::{Candidate, TopK};
 use crate::search::{Hit, Rerank, SearchRequest};
 
 use super::{Collection, DocAddress};
@@ -110,8 +111,23 @@ impl Collection {
     /// The hits of a selection, ranked as trec_eval ranks: score descending, equal scores by
     /// document id descending (so ties, at the cut-off too, do not depend on storage layout).
     fn hits(&self, top: TopK, k: usize) -> Result<Vec<Hit>> {
-        let mut hits = top
-            .into_candidates()
+        let candidates = top.into_candidates();
+        // Each id is two dependent cache misses (offsets, then bytes): ask for every
+        // candidate's offsets, then for every id's bytes, before reading any (overlapped
+        // misses; the ids took 5.8 % of an HNSW search at ef 12 when read one by one).
+        let slots = self.slots();
+        let segment = |c: &Candidate| slots.get(c.segment_ord as usize).map(|s| &s.segment);
+        for c in &candidates {
+            if let Some(s) = segment(c) {
+                prefetch(s.doc_id_offset_bytes(c.row));
+            }
+        }
+        for c in &candidates {
+            if let Some(Ok(bytes)) = segment(c).map(|s| s.doc_id_bytes(c.row)) {
+                prefetch(bytes);
+            }
+        }
+        let mut hits = candidates
             .into_iter()
             .map(|c| {
                 let address = DocAddress {

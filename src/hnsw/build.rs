@@ -57,6 +57,9 @@ impl<'a, T: bytemuck::Pod> Rows<'a, T> {
     }
 }
 
+// The navigation kernels take every dimension a schema allows.
+const _: () = assert!(crate::linalg::nav::MAX_LEN >= crate::schema::MAX_DIM as usize);
+
 /// Squared L2 between 8-bit navigation codes (L2, and cosine on codes of normalised rows).
 struct CodeL2<'a>(Rows<'a, i8>, Kernel);
 

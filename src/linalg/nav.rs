@@ -13,11 +13,15 @@
 //! ef 24 (384-d, `perf`), and a level chosen once per query is a direct call instead
 //! (benches/RESULTS.md, stop 35).
 //!
-//! Ranges: `l2sq` is at most `dim · 255² < 2³²` for `dim ≤ 65536` (`schema::MAX_DIM`), so it is
-//! returned as `u32`; `dot` is at most `dim · 128² ≤ 2³⁰` in magnitude, an `i32`. Per-lane
-//! partial sums stay far inside `i32`.
+//! Ranges: `l2sq` is at most `dim · 255² < 2³²` for `dim ≤` [`MAX_LEN`], so it is returned as
+//! `u32`; `dot` is at most `dim · 128² ≤ 2³⁰` in magnitude, an `i32`. Per-lane partial sums stay
+//! far inside `i32`.
 
 use super::simd::Level;
+
+/// The longest vectors the kernels take: 65536, the schema's largest dimension (`hnsw::build`
+/// asserts that they agree).
+pub const MAX_LEN: usize = 1 << 16;
 
 /// A level resolved against this CPU: the kernels [`Kernel::l2sq`] and [`Kernel::dot`] run.
 /// Chosen once (per query), so that the per-row calls do not test CPU features.
@@ -42,7 +46,7 @@ impl Kernel {
     /// `Σ (a[i] − b[i])²`.
     ///
     /// # Panics
-    /// If the lengths differ or exceed `schema::MAX_DIM`.
+    /// If the lengths differ or exceed [`MAX_LEN`].
     #[inline]
     pub fn l2sq(self, a: &[i8], b: &[i8]) -> u32 {
         check(a, b);
@@ -66,7 +70,7 @@ impl Kernel {
     /// `Σ a[i] · b[i]`.
     ///
     /// # Panics
-    /// If the lengths differ or exceed `schema::MAX_DIM`.
+    /// If the lengths differ or exceed [`MAX_LEN`].
     #[inline]
     pub fn dot(self, a: &[i8], b: &[i8]) -> i32 {
         check(a, b);
@@ -90,8 +94,8 @@ impl Kernel {
 #[inline(always)]
 fn check(a: &[i8], b: &[i8]) {
     assert!(
-        a.len() == b.len() && a.len() <= crate::schema::MAX_DIM as usize,
-        "i8 vectors of equal length, at most MAX_DIM"
+        a.len() == b.len() && a.len() <= MAX_LEN,
+        "i8 vectors of equal length, at most MAX_LEN"
     );
 }
 
@@ -353,8 +357,8 @@ mod tests {
             check_all(&a, &b);
             check_all(&a, &a);
         }
-        // The bounds the ranges promise, at MAX_DIM: every difference 255, every product 128².
-        let n = crate::schema::MAX_DIM as usize;
+        // The bounds the ranges promise, at MAX_LEN: every difference 255, every product 128².
+        let n = MAX_LEN;
         let (lo, hi) = (vec![-128i8; n], vec![127i8; n]);
         check_all(&lo, &hi);
         assert_eq!(scalar::l2sq(&lo, &hi) as u64, n as u64 * 255 * 255);

@@ -356,7 +356,14 @@ fn check_query(
     what: &str,
     token: bool,
 ) -> Result<()> {
-    if let Some(i) = q.iter().position(|v| !v.is_finite()) {
+    // One pass without an early exit, so that it vectorises (a query's checks took 2.8 % of an
+    // HNSW search at ef 12, 784-d, when each was its own scalar loop); the scans that name the
+    // offending element run only on failure.
+    let (finite, max_abs) = q.iter().fold((true, 0.0f32), |(finite, max), v| {
+        (finite & v.is_finite(), max.max(v.abs()))
+    });
+    if !finite {
+        let i = q.iter().position(|v| !v.is_finite()).unwrap_or(0);
         return Err(Error::InvalidQuery(format!(
             "{what}: element {i} is {} (queries must be finite)",
             q[i]
@@ -373,7 +380,14 @@ fn check_query(
             dtype.name()
         )));
     }
-    let norm = crate::dtype::norm_f64(q);
+    // ‖q‖ ≤ max|qᵢ|·√dim: the f64 norm is summed only when that bound (with a margin for its
+    // own rounding) does not already keep it under the limit.
+    let bound = f64::from(max_abs) * (q.len() as f64).sqrt();
+    let norm = if bound <= crate::dtype::MAX_VECTOR_NORM * (1.0 - 1e-9) {
+        bound
+    } else {
+        crate::dtype::norm_f64(q)
+    };
     if norm > crate::dtype::MAX_VECTOR_NORM {
         return Err(Error::InvalidQuery(format!(
             "{what}: norm {norm:e} is above the limit {:e} within which every score is a finite f32",
@@ -670,7 +684,24 @@ fn execute_on(c: &Collection, req: &SearchRequest<'_>) -> Result<Vec<TopK>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::cell::{Cell, RefCell};
+
+    proptest! {
+        /// The norm check's shortcut (`max|qᵢ|·√dim` under the limit) never changes the verdict
+        /// of the f64 norm, near the limit and far from it.
+        #[test]
+        fn the_norm_check_agrees_with_the_f64_norm(
+            unit in prop::collection::vec(-1.0f32..1.0, 1..40),
+            scale in 0.2f64..3.0,
+        ) {
+            let s = (crate::dtype::MAX_VECTOR_NORM * scale) as f32;
+            let q: Vec<f32> = unit.iter().map(|v| v * s).collect();
+            let within = crate::dtype::norm_f64(&q) <= crate::dtype::MAX_VECTOR_NORM;
+            let got = check_query("f", (Metric::L2, DType::F32), &q, "query 0", false);
+            prop_assert_eq!(got.is_ok(), within, "{:?}", got);
+        }
+    }
 
     /// `split` gives `inside` the admitted queries, in order, as one batch (the original one,
     /// uncopied, when all are admitted; never an empty one), `outside` each other query alone,
