@@ -7,7 +7,11 @@ Usage: python3 benches/compare/compare_hnsw.py [--n 60000] [--queries 1000] [--m
 
 Data: Fashion-MNIST (real images, 784-d, L2; the ann-benchmarks `fashion-mnist-784-euclidean`
 set) from the Debian package `dataset-fashion-mnist`: the first --n training images are the corpus,
-the first --queries test images the queries. Ground truth: exact L2 top-10 (FAISS IndexFlatL2).
+the first --queries test images the queries. --data clustered: synthetic 384-d embedding-like
+vectors. --vectors DIR: any corpus.npy / queries.npy, e.g. real all-MiniLM-L6-v2 embeddings of
+Debian package descriptions and summaries (benches/compare/minilm_vectors.sh). Ground truth: exact
+L2 top-10 (FAISS IndexFlatL2); a returned row counts as a true neighbour when it is no farther
+than the 10th (ann-benchmarks' recall), so rows tied at the cut-off are all right answers.
 
 For each ef in --efs: recall@10 and queries/s on one thread — the whole query set in one call with
 1 thread for all three (vellum also reports one query per call, which adds its per-call overhead) —
@@ -37,6 +41,14 @@ ap.add_argument("--target", type=float, default=0.95, help="recall@10 at which q
 ap.add_argument("--data", choices=["fashion-mnist", "clustered"], default="fashion-mnist",
                 help="clustered: 384-d unit vectors shaped like sentence embeddings (shared mean "
                      "direction, 256 topic clusters), searched by L2 (= cosine order on unit vectors)")
+ap.add_argument("--vectors", type=Path,
+                help="a folder with corpus.npy and queries.npy (float32, [N, d]) to use instead of "
+                     "--data, e.g. real MiniLM embeddings from benches/compare/minilm_vectors.sh "
+                     "(--n and --queries then cap their rows)")
+ap.add_argument("--simd", choices=["native", "avx2"], default="native",
+                help="avx2: run vellum (VELLUM_SIMD) and FAISS (SIMDConfig) on their AVX2 code, to "
+                     "measure an AVX2 CPU's paths on an AVX-512 one (hnswlib keeps the flags it "
+                     "was compiled with)")
 args = ap.parse_args()
 import sys  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -50,6 +62,9 @@ import faiss  # noqa: E402
 import hnswlib  # noqa: E402
 from hnsw_common import ROOT as root, embedding_like, indexed_vellum_db, vellum_timings  # noqa: E402
 
+if args.simd == "avx2":
+    os.environ["VELLUM_SIMD"] = "avx2"  # read by `vellum index` and the timing harness
+    faiss.SIMDConfig.set_level(faiss.SIMDLevel_AVX2)
 efs = [int(e) for e in args.efs.split(",")]
 src = Path("/usr/share/datasets/fashion-mnist")
 
@@ -60,7 +75,11 @@ def images(name, n):
     return np.frombuffer(data, dtype=np.uint8, offset=16)[: n * 784].reshape(n, 784).astype(np.float32)
 
 
-if args.data == "fashion-mnist":
+if args.vectors:
+    X = np.ascontiguousarray(np.load(args.vectors / "corpus.npy")[: args.n], dtype=np.float32)
+    Q = np.ascontiguousarray(np.load(args.vectors / "queries.npy")[: args.queries], dtype=np.float32)
+    args.n, args.data = len(X), f"vectors from {args.vectors}"
+elif args.data == "fashion-mnist":
     X = images("train-images-idx3-ubyte.gz", args.n)
     Q = images("t10k-images-idx3-ubyte.gz", args.queries)
 else:
@@ -68,11 +87,22 @@ else:
 DIM = X.shape[1]
 flat = faiss.IndexFlatL2(DIM)
 flat.add(X)
-_, truth = flat.search(Q, 10)
+truth_d, truth = flat.search(Q, 11)
+# Recall counts a returned row as a true neighbour when it is no farther than the 10th true
+# neighbour (ann-benchmarks' definition, with a tolerance for f32 rounding only): rows tied at
+# the cut-off (exact duplicates are common in real corpora) are all right answers, whichever of
+# them a library's tie-break returns.
+kth = truth_d[:, 9] * (1 + 1e-5) + 1e-6
+ties = int(np.sum(truth_d[:, 10] <= kth))
 
 
 def recall(ids):
-    return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, truth)]))
+    hits = 0
+    for q, row in enumerate(ids):
+        row = np.unique(np.asarray([i for i in row if i >= 0], dtype=np.int64))[:10]
+        d = ((X[row] - Q[q]) ** 2).sum(axis=1)
+        hits += int(np.sum(d <= kth[q]))
+    return hits / (10 * len(ids))
 
 
 work = Path(tempfile.mkdtemp(prefix="vellum-hnsw-"))
@@ -193,6 +223,9 @@ def qps_at(rows, target, key="single_s"):
 
 nq = len(Q)
 print(cpu.describe())
+if args.simd == "avx2":
+    print(f"AVX2 paths: VELLUM_SIMD=avx2, FAISS SIMD level {faiss.SIMDConfig.get_level_name()}")
+print(f"{ties} of {nq} queries have a tie at the 10th neighbour (recall counts tied rows as right)")
 print(f"{args.data} {args.n} x {DIM} (L2), {nq} queries, k=10, M={args.m}, ef_construction={args.ef_construction}, "
       f"medians of {args.reps} reps x {args.rounds} alternating rounds, "
       f"{args.threads} threads; hnswlib {hnswlib.__version__ if hasattr(hnswlib, '__version__') else ''}, faiss {faiss.__version__}")
