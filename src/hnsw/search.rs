@@ -54,7 +54,7 @@ pub fn search_graph(
 /// over 2, level with 6 and 12.
 const AHEAD: usize = 8;
 
-/// [`search_graph`] that calls `prefetch(row)` for every row [`AHEAD`] rows before scoring it, on
+/// [`search_graph`] that calls `prefetch(row)` for every row 8 rows (`AHEAD`) before scoring it, on
 /// every layer, so that the rows' vectors are on their way to the cache before they are needed
 /// (graph search is bound by memory latency, not arithmetic). The layer-0 adjacency is
 /// prefetched too: a row's offsets when it becomes a candidate, and the next candidate's
