@@ -121,173 +121,105 @@ pub mod scalar {
 mod x86 {
     use std::arch::x86_64::*;
 
-    /// # Safety
-    /// The CPU must have AVX-512 F/BW/VL; `a.len() == b.len()`.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub unsafe fn l2sq_avx512(a: &[i8], b: &[i8]) -> u32 {
+    /// The AVX-512 loop both kernels share: `step` adds 32 dimensions' terms (two vectors of 32
+    /// i8, widened) to an accumulator of 16 i32 lanes. Two accumulators, so that consecutive
+    /// steps do not wait on each other; the tail by a masked load, which reads only the lanes
+    /// inside the slices (and never faults on the others): lanes past the end are zero in both
+    /// inputs and add nothing to either kernel's sum. Returns the lanes' wrapping sum.
+    #[inline(always)]
+    unsafe fn drive512(
+        a: &[i8],
+        b: &[i8],
+        step: impl Fn(__m512i, __m512i, __m512i) -> __m512i,
+    ) -> i32 {
         let (pa, pb, n) = (a.as_ptr(), b.as_ptr(), a.len());
-        // Two accumulators: the adds of consecutive steps do not wait on each other.
+        let widen = |p: *const i8| _mm512_cvtepi8_epi16(_mm256_loadu_si256(p.cast()));
         let (mut s0, mut s1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
-        let step = |s: __m512i, x: __m256i, y: __m256i| {
-            let d = _mm512_sub_epi16(_mm512_cvtepi8_epi16(x), _mm512_cvtepi8_epi16(y));
-            _mm512_add_epi32(s, _mm512_madd_epi16(d, d))
-        };
         let mut i = 0;
         while i + 64 <= n {
-            s0 = step(
-                s0,
-                _mm256_loadu_si256(pa.add(i).cast()),
-                _mm256_loadu_si256(pb.add(i).cast()),
-            );
-            s1 = step(
-                s1,
-                _mm256_loadu_si256(pa.add(i + 32).cast()),
-                _mm256_loadu_si256(pb.add(i + 32).cast()),
-            );
+            s0 = step(s0, widen(pa.add(i)), widen(pb.add(i)));
+            s1 = step(s1, widen(pa.add(i + 32)), widen(pb.add(i + 32)));
             i += 64;
         }
         while i < n {
-            // A masked load reads only the lanes inside the slices (and never faults on the
-            // others); the lanes past the end are zero in both, adding nothing.
             let mask: __mmask32 = if n - i >= 32 {
                 u32::MAX
             } else {
                 (1u32 << (n - i)) - 1
             };
-            s0 = step(
-                s0,
-                _mm256_maskz_loadu_epi8(mask, pa.add(i)),
-                _mm256_maskz_loadu_epi8(mask, pb.add(i)),
-            );
+            let x = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, pa.add(i)));
+            let y = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, pb.add(i)));
+            s0 = step(s0, x, y);
             i += 32;
         }
+        _mm512_reduce_add_epi32(_mm512_add_epi32(s0, s1))
+    }
+
+    /// # Safety
+    /// The CPU must have AVX-512 F/BW/VL; `a.len() == b.len()`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub unsafe fn l2sq_avx512(a: &[i8], b: &[i8]) -> u32 {
         // Each lane is at most 2 · 255² · ⌈65536 / 64⌉ < 2³¹; the total below 2³², read as u32.
-        _mm512_reduce_add_epi32(_mm512_add_epi32(s0, s1)) as u32
+        drive512(a, b, |s, x, y| {
+            let d = _mm512_sub_epi16(x, y);
+            _mm512_add_epi32(s, _mm512_madd_epi16(d, d))
+        }) as u32
     }
 
     /// # Safety
     /// The CPU must have AVX-512 F/BW/VL; `a.len() == b.len()`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub unsafe fn dot_avx512(a: &[i8], b: &[i8]) -> i32 {
-        let (pa, pb, n) = (a.as_ptr(), b.as_ptr(), a.len());
-        let (mut s0, mut s1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
-        let step = |s: __m512i, x: __m256i, y: __m256i| {
-            _mm512_add_epi32(
-                s,
-                _mm512_madd_epi16(_mm512_cvtepi8_epi16(x), _mm512_cvtepi8_epi16(y)),
-            )
-        };
-        let mut i = 0;
-        while i + 64 <= n {
-            s0 = step(
-                s0,
-                _mm256_loadu_si256(pa.add(i).cast()),
-                _mm256_loadu_si256(pb.add(i).cast()),
-            );
-            s1 = step(
-                s1,
-                _mm256_loadu_si256(pa.add(i + 32).cast()),
-                _mm256_loadu_si256(pb.add(i + 32).cast()),
-            );
-            i += 64;
-        }
-        while i < n {
-            // As in `l2sq_avx512`: lanes past the end load as zero.
-            let mask: __mmask32 = if n - i >= 32 {
-                u32::MAX
-            } else {
-                (1u32 << (n - i)) - 1
-            };
-            s0 = step(
-                s0,
-                _mm256_maskz_loadu_epi8(mask, pa.add(i)),
-                _mm256_maskz_loadu_epi8(mask, pb.add(i)),
-            );
-            i += 32;
-        }
-        _mm512_reduce_add_epi32(_mm512_add_epi32(s0, s1))
+        drive512(a, b, |s, x, y| _mm512_add_epi32(s, _mm512_madd_epi16(x, y)))
     }
 
+    /// The AVX2 loop both kernels share: as [`drive512`] on 16 dimensions a step, the dimensions
+    /// past the last whole step left to the caller. Returns the lanes' wrapping sum and the
+    /// number of dimensions summed.
     #[inline(always)]
-    unsafe fn hsum256(v: __m256i) -> i32 {
+    unsafe fn drive256(
+        a: &[i8],
+        b: &[i8],
+        step: impl Fn(__m256i, __m256i, __m256i) -> __m256i,
+    ) -> (i32, usize) {
+        let (pa, pb, n) = (a.as_ptr(), b.as_ptr(), a.len());
+        let widen = |p: *const i8| _mm256_cvtepi8_epi16(_mm_loadu_si128(p.cast()));
+        let (mut s0, mut s1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+        let mut i = 0;
+        while i + 32 <= n {
+            s0 = step(s0, widen(pa.add(i)), widen(pb.add(i)));
+            s1 = step(s1, widen(pa.add(i + 16)), widen(pb.add(i + 16)));
+            i += 32;
+        }
+        if i + 16 <= n {
+            s0 = step(s0, widen(pa.add(i)), widen(pb.add(i)));
+            i += 16;
+        }
+        let v = _mm256_add_epi32(s0, s1);
         let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
         let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
         let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
-        _mm_cvtsi128_si32(s)
+        (_mm_cvtsi128_si32(s), i)
     }
 
     /// # Safety
     /// The CPU must have AVX2; `a.len() == b.len()`.
     #[target_feature(enable = "avx2")]
     pub unsafe fn l2sq_avx2(a: &[i8], b: &[i8]) -> u32 {
-        let (pa, pb, n) = (a.as_ptr(), b.as_ptr(), a.len());
-        let (mut s0, mut s1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-        let step = |s: __m256i, x: __m128i, y: __m128i| {
-            let d = _mm256_sub_epi16(_mm256_cvtepi8_epi16(x), _mm256_cvtepi8_epi16(y));
-            _mm256_add_epi32(s, _mm256_madd_epi16(d, d))
-        };
-        let mut i = 0;
-        while i + 32 <= n {
-            s0 = step(
-                s0,
-                _mm_loadu_si128(pa.add(i).cast()),
-                _mm_loadu_si128(pb.add(i).cast()),
-            );
-            s1 = step(
-                s1,
-                _mm_loadu_si128(pa.add(i + 16).cast()),
-                _mm_loadu_si128(pb.add(i + 16).cast()),
-            );
-            i += 32;
-        }
-        if i + 16 <= n {
-            s0 = step(
-                s0,
-                _mm_loadu_si128(pa.add(i).cast()),
-                _mm_loadu_si128(pb.add(i).cast()),
-            );
-            i += 16;
-        }
         // Each lane is at most 2 · 255² · ⌈65536 / 32⌉ < 2³¹; the total below 2³², read as u32.
-        let head = hsum256(_mm256_add_epi32(s0, s1)) as u32;
-        head.wrapping_add(super::scalar::l2sq(&a[i..], &b[i..]))
+        let (head, i) = drive256(a, b, |s, x, y| {
+            let d = _mm256_sub_epi16(x, y);
+            _mm256_add_epi32(s, _mm256_madd_epi16(d, d))
+        });
+        (head as u32).wrapping_add(super::scalar::l2sq(&a[i..], &b[i..]))
     }
 
     /// # Safety
     /// The CPU must have AVX2; `a.len() == b.len()`.
     #[target_feature(enable = "avx2")]
     pub unsafe fn dot_avx2(a: &[i8], b: &[i8]) -> i32 {
-        let (pa, pb, n) = (a.as_ptr(), b.as_ptr(), a.len());
-        let (mut s0, mut s1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-        let step = |s: __m256i, x: __m128i, y: __m128i| {
-            _mm256_add_epi32(
-                s,
-                _mm256_madd_epi16(_mm256_cvtepi8_epi16(x), _mm256_cvtepi8_epi16(y)),
-            )
-        };
-        let mut i = 0;
-        while i + 32 <= n {
-            s0 = step(
-                s0,
-                _mm_loadu_si128(pa.add(i).cast()),
-                _mm_loadu_si128(pb.add(i).cast()),
-            );
-            s1 = step(
-                s1,
-                _mm_loadu_si128(pa.add(i + 16).cast()),
-                _mm_loadu_si128(pb.add(i + 16).cast()),
-            );
-            i += 32;
-        }
-        if i + 16 <= n {
-            s0 = step(
-                s0,
-                _mm_loadu_si128(pa.add(i).cast()),
-                _mm_loadu_si128(pb.add(i).cast()),
-            );
-            i += 16;
-        }
-        hsum256(_mm256_add_epi32(s0, s1)).wrapping_add(super::scalar::dot(&a[i..], &b[i..]))
+        let (head, i) = drive256(a, b, |s, x, y| _mm256_add_epi32(s, _mm256_madd_epi16(x, y)));
+        head.wrapping_add(super::scalar::dot(&a[i..], &b[i..]))
     }
 }
 
