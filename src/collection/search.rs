@@ -2,7 +2,7 @@
 //! resolves the candidates' ids.
 
 use crate::error::Result;
-use crate::linalg::similarity::prefetch;
+use crate::linalg::similarity::prefetch_line;
 use crate::search::topk::{Candidate, TopK};
 use crate::search::{Hit, Rerank, SearchRequest};
 
@@ -119,12 +119,12 @@ impl Collection {
         let segment = |c: &Candidate| slots.get(c.segment_ord as usize).map(|s| &s.segment);
         for c in &candidates {
             if let Some(s) = segment(c) {
-                prefetch(s.doc_id_offset_bytes(c.row));
+                prefetch_ends(s.doc_id_offset_bytes(c.row));
             }
         }
         for c in &candidates {
             if let Some(Ok(bytes)) = segment(c).map(|s| s.doc_id_bytes(c.row)) {
-                prefetch(bytes);
+                prefetch_ends(bytes);
             }
         }
         let mut hits = candidates
@@ -144,5 +144,14 @@ impl Collection {
         hits.sort_by(crate::search::rank_order);
         hits.truncate(k);
         Ok(hits)
+    }
+}
+
+/// Prefetches the cache lines of the first and the last byte of a short span (an id, an offset
+/// pair): one line, or the two it straddles.
+fn prefetch_ends(bytes: &[u8]) {
+    if let (Some(first), Some(last)) = (bytes.first(), bytes.last()) {
+        prefetch_line(first);
+        prefetch_line(last);
     }
 }

@@ -49,9 +49,11 @@ pub fn search_graph(
 }
 
 /// Rows prefetched ahead of the one scored: enough to cover memory latency, little enough to
-/// stay in L1 (8 rows of 784 i8 codes are 6 KiB). Measured, alternating A/B at recall 0.95 on
-/// 384-d and 784-d graphs (benches/RESULTS.md, stop 35): 8 ahead +13 % to +25 % queries/s
-/// over 2, level with 6 and 12.
+/// stay in L1 for the rows measured (8 rows of 784 i8 codes are 6 KiB; bf16 navigation rows of
+/// inner-product graphs, and wide rows, were not measured). Alternating A/B at recall 0.95 on
+/// i8 codes of 384-d and 784-d graphs (benches/RESULTS.md, stop 35): 4 and 6 ahead +13 % to
+/// +20 % queries/s over 2 in the same sweep; 8 about level with 6 and 12 in the next (12 was
+/// 6 % faster on 384-d, 3 % slower on 784-d).
 const AHEAD: usize = 8;
 
 /// [`search_graph`] that calls `prefetch(row)` for every row 8 rows (`AHEAD`) before scoring it, on
@@ -84,8 +86,9 @@ pub fn search_graph_prefetching(
             for &nb in list {
                 graph.check_row(layer, nb)?;
             }
-            // The upper layers' rows are as cold as layer 0's: the same prefetch [`AHEAD`] rows ahead
-            // (A/B, benches/RESULTS.md stop 34: +14 % to +30 % queries/s at ef 10).
+            // The upper layers' rows are as cold as layer 0's: the same prefetch AHEAD rows ahead
+            // (at 2 ahead against none, benches/RESULTS.md stop 34: +14 % to +30 % queries/s at
+            // ef 10).
             for &nb in list.iter().take(AHEAD) {
                 prefetch(nb);
             }

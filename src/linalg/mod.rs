@@ -1,9 +1,9 @@
 //! CPU kernels with scalar twins: similarity of one query against stored vectors of every element
 //! type ([`similarity`], simsimd with runtime dispatch), blocked `Q·Xᵀ` products ([`gemm`], the
-//! `gemm` crate), the bf16 screening tile ([`tile`], AVX-512 BF16), and i16 × i8 products over
-//! screening codes ([`codes`], AVX-512 / AVX2), i8 distances for graph navigation ([`nav`]), few-rows f32 products for one query through an
-//! encoder ([`rows`]). [`simd`] picks the instruction-set level at run
-//! time.
+//! `gemm` crate), the bf16 screening tile ([`tile`], AVX-512 BF16), i16 × i8 products over
+//! screening codes ([`codes`], AVX-512 / AVX2), i8 distances for graph navigation ([`nav`]), and
+//! few-rows f32 products for one query through an encoder ([`rows`]). [`simd`] picks the
+//! instruction-set level at run time.
 //!
 //! Every SIMD kernel keeps a scalar twin that the tests compare against. This layer knows nothing
 //! of collections, segments or files.
