@@ -108,8 +108,8 @@ pub fn build_graph(
     let m = params.m as usize;
     let efc = params.ef_construction as usize;
     // L2 and cosine are built on the 8-bit navigation codes (cosine codes are of normalised rows,
-    // whose squared distance orders like the cosine): a quarter of f32's bytes (`linalg::nav`'s kernels).
-    // Inner product needs the affine terms, so it is built on bf16.
+    // whose squared distance orders like the cosine): a quarter of f32's bytes, scored by
+    // `linalg::nav`'s kernels. Inner product needs the affine terms, so it is built on bf16.
     let (built, codes, groups) = if metric == Metric::Ip {
         let bits: Vec<u16> = vectors
             .iter()

@@ -56,8 +56,8 @@ pub fn search_graph(
 /// 6 % faster on 384-d, 3 % slower on 784-d).
 const AHEAD: usize = 8;
 
-/// [`search_graph`] that calls `prefetch(row)` for every row 8 rows (`AHEAD`) before scoring it, on
-/// every layer, so that the rows' vectors are on their way to the cache before they are needed
+/// [`search_graph`] that calls `prefetch(row)` for every row 8 rows (`AHEAD`) before scoring it,
+/// on every layer, so that the rows' vectors are on their way to the cache before they are needed
 /// (graph search is bound by memory latency, not arithmetic). The layer-0 adjacency is
 /// prefetched too: a row's offsets when it becomes a candidate, and the next candidate's
 /// neighbour list while the current one is expanded (as hnswlib prefetches the next candidate's

@@ -319,7 +319,11 @@ mod tests {
             let s = skip.min(pairs.len());
             let (a, b): (Vec<i8>, Vec<i8>) = pairs.into_iter().unzip();
             check_all(&a[s..], &b[s..]);
-            let exact: i64 = a[s..].iter().zip(&b[s..]).map(|(&x, &y)| (x as i64 - y as i64).pow(2)).sum();
+            let exact: i64 = a[s..]
+                .iter()
+                .zip(&b[s..])
+                .map(|(&x, &y)| (x as i64 - y as i64).pow(2))
+                .sum();
             prop_assert_eq!(scalar::l2sq(&a[s..], &b[s..]) as i64, exact);
         }
     }
