@@ -177,7 +177,7 @@ fn draw_levels(nodes: usize, m: usize, seed: u64) -> Vec<u8> {
 /// went from 0.950 to 0.956 with a shuffled order, at the same build time.
 fn insertion_order(nodes: usize, seed: u64) -> Vec<u32> {
     let mut order: Vec<u32> = (0..nodes as u32).collect();
-    let mut stream = SplitMix64(seed ^ 0x6f72_6465_72);
+    let mut stream = SplitMix64(seed ^ 0x6f_7264_6572);
     for i in (1..order.len()).rev() {
         // The modulo bias is below 2^-32 for any segment size, and only reorders the insertion.
         let j = (stream.next() % (i as u64 + 1)) as usize;
