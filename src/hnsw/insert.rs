@@ -628,9 +628,9 @@ mod tests {
 
     #[test]
     fn a_sequential_build_reaches_every_node() {
-        // One thread inserts in row order, so the graph is deterministic and this cannot be
-        // flaky. HNSW itself does not guarantee reachability (pruning may drop a last in-edge:
-        // at m = 4 one node of these 3,000 is lost).
+        // One thread inserts in the seeded order, so the graph is deterministic and this cannot
+        // be flaky. HNSW itself does not guarantee reachability (pruning may drop a last
+        // in-edge; at m = 4 a node of these 3,000 can be lost).
         let n = 3000;
         let space = Cloud::new(n, 5);
         let pool = rayon::ThreadPoolBuilder::new()
