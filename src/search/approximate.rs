@@ -15,6 +15,10 @@ use crate::hnsw::NavView;
 use crate::linalg::nav::Kernel;
 use crate::linalg::similarity::{prefetch, similarity, PreparedQuery};
 
+/// Bytes at the start of each candidate's exact vector prefetched before rescoring (two cache
+/// lines; see the comment where it is used).
+const RESCORE_PREFETCH_BYTES: usize = 128;
+
 /// Approximate top-`k` for each of the `queries` (row-major, `dim` wide) with candidate list `ef`.
 pub(super) fn search_hnsw(b: &DenseBatch<'_>, ef: usize) -> Result<Vec<TopK>> {
     let (c, field, metric, dim, k) = (b.collection, b.field, b.metric, b.dim, b.k);
@@ -62,10 +66,16 @@ pub(super) fn search_hnsw(b: &DenseBatch<'_>, ef: usize) -> Result<Vec<TopK>> {
                                     live,
                                     |row| prefetch(nav_score.row_bytes(row)),
                                 )?;
-                                // The exact vectors of the candidates are cold: ask for all of
-                                // them before scoring any (memory-level parallelism).
+                                // The exact vectors of the candidates are cold: ask for the
+                                // head of each before scoring any, so that their page walks and
+                                // first misses overlap; the hardware's stream prefetcher follows
+                                // each row once its scoring starts. Asking for every line
+                                // stalled on the core's miss buffers instead (588 lines at ef 12
+                                // on 784-d f32; heads: +4 % to +14 % q/s there, level on 384-d;
+                                // benches/RESULTS.md, stop 37).
                                 for &(_, row) in &approx {
-                                    prefetch(row_of(row).as_bytes());
+                                    let bytes = row_of(row).as_bytes();
+                                    prefetch(&bytes[..bytes.len().min(RESCORE_PREFETCH_BYTES)]);
                                 }
                                 approx
                                     .into_iter()
