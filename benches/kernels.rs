@@ -145,9 +145,11 @@ fn topk(c: &mut Criterion) {
 }
 
 /// The screening-code kernels at every level this CPU has: one i16 query against 4096 rows
-/// (single-query search) and 64 u8 queries against 256 rows (batches), 384 dimensions.
+/// (single-query search) and 64 u8 queries against 256 rows (batches; row-major and packed in
+/// panels), 384 dimensions.
 fn code_kernels(c: &mut Criterion) {
     use vellum::linalg::codes::{dot_block_at, dot_rows_at, max_query_value, MAX_U8_QUERY};
+    use vellum::linalg::packed_codes::{dot_block_packed_at, pack_panels};
     use vellum::linalg::simd::available_levels;
     let dim = 384;
     let bytes = |n: usize, seed: u32| -> Vec<i8> {
@@ -175,6 +177,14 @@ fn code_kernels(c: &mut Criterion) {
     for level in available_levels() {
         g.bench_function(format!("dot_block/{}", level.name()), |b| {
             b.iter(|| dot_block_at(level, black_box(&qs), &block, dim, &mut out))
+        });
+    }
+    // The same products over panel-packed codes (packing excluded: once per block of a batch).
+    let mut packed = Vec::new();
+    pack_panels(&block, dim, &mut packed);
+    for level in available_levels() {
+        g.bench_function(format!("dot_block_packed/{}", level.name()), |b| {
+            b.iter(|| dot_block_packed_at(level, black_box(&qs), &packed, dim, n, &mut out))
         });
     }
     g.finish();

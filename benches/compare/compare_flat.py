@@ -3,6 +3,7 @@
 
 Usage: python3 benches/compare/compare_flat.py [--n 50000] [--dim 384] [--queries 1000] [--k 10]
                                                 [--rounds 3] [--reps 5] [--threads 2]
+                                                [--dist normal|clustered | --vectors DIR]
 
 Generates a corpus: --dist normal (standard normal float32) or --dist clustered (unit vectors with
 the structure of real sentence embeddings: a shared mean direction, 256 topic clusters, cosine
@@ -31,6 +32,10 @@ ap.add_argument("--reps", type=int, default=5)
 ap.add_argument("--single", type=int, default=200)
 ap.add_argument("--threads", type=int, default=os.cpu_count())
 ap.add_argument("--dist", choices=["normal", "clustered"], default="normal")
+ap.add_argument("--vectors", type=Path,
+                help="a folder with corpus.npy and queries.npy (float32, [N, d]) to use instead of "
+                     "--dist, e.g. real MiniLM embeddings from benches/compare/minilm_vectors.sh "
+                     "(--n and --queries then cap their rows; --dim is read from the data)")
 args = ap.parse_args()
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,7 +51,11 @@ faiss.omp_set_num_threads(args.threads)
 root = Path(__file__).resolve().parents[2]
 import flat_data  # noqa: E402
 
-data, corpus, queries = flat_data.make(args.n, args.dim, args.queries, args.dist)
+if args.vectors:
+    data, corpus, queries = flat_data.from_vectors(args.vectors, args.n, args.queries)
+    args.dim = np.load(corpus, mmap_mode="r").shape[1]
+else:
+    data, corpus, queries = flat_data.make(args.n, args.dim, args.queries, args.dist)
 subprocess.run(["cargo", "build", "--release", "-q", "-p", "vellum-cli"], cwd=root, check=True)
 vellum = root / "target/release/vellum"
 db = data / "db"
@@ -99,7 +108,7 @@ vb, fb = med(v_rounds, "batch_s"), med(f_rounds, "batch_s")
 vs, fs = med(v_rounds, "single_query_s"), med(f_rounds, "single_query_s")
 vss = med(v_rounds, "single_streaming_s")
 print(cpu.describe())
-print(f"corpus {args.n} x {args.dim} f32, {len(Q)} queries, k={args.k}, {args.threads} threads, "
+print(f"corpus {len(X)} x {args.dim} f32 ({args.vectors or args.dist}), {len(Q)} queries, k={args.k}, {args.threads} threads, "
       f"faiss {faiss.__version__}, OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']}")
 print(f"top-{args.k} agreement vellum vs faiss (first 100 queries): {agree:.4f}")
 print("| measure | vellum | FAISS IndexFlatIP | vellum / FAISS throughput |")

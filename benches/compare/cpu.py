@@ -56,6 +56,9 @@ def setup_peer_env():
 def describe():
     """One line naming the CPU, its SIMD flags and the peers' settings."""
     simd = [f for f in SIMD_FLAGS if f in FLAGS] or ["none of " + ", ".join(SIMD_FLAGS)]
+    coretype, best = os.environ.get("OPENBLAS_CORETYPE", "(auto)"), openblas_coretype()
+    if best and coretype != best:
+        coretype += f" (set outside the script; this CPU's best is {best}: FAISS and numpy run slower)"
     return (f"CPU: {MODEL} ({platform.machine()}, {os.cpu_count()} cores); SIMD: {' '.join(simd)}; "
-            f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(auto)')}, "
+            f"OPENBLAS_CORETYPE={coretype}, "
             f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(default)')}")

@@ -3,7 +3,8 @@ under benches/compare/data/flat_{n}x{dim}[_{dist}]/ as corpus.npy, queries.npy a
 
 --dist normal: standard normal float32. --dist clustered: unit vectors with the structure of real
 sentence embeddings (a shared mean direction, 256 topic clusters, cosine scores mostly in 0.2-0.7;
-queries drawn near the clusters).
+queries drawn near the clusters). `from_vectors`: the first rows of any corpus.npy / queries.npy
+(e.g. real all-MiniLM-L6-v2 embeddings from benches/compare/minilm_vectors.sh).
 """
 import json
 from pathlib import Path
@@ -38,4 +39,22 @@ def make(n, dim, n_queries, dist):
             for i in range(n):
                 f.write(json.dumps({"id": str(i)}) + "\n")
 
+    return data, corpus, queries
+
+
+def from_vectors(src, n, n_queries):
+    """Returns (data directory, corpus.npy, queries.npy): the first `n` rows of `src`/corpus.npy
+    and the first `n_queries` of `src`/queries.npy as float32, copied once under
+    benches/compare/data/flat_vectors_{src name}_{n}/."""
+    src = Path(src)
+    data = ROOT / "benches/compare/data" / f"flat_vectors_{src.name}_{n}"
+    data.mkdir(parents=True, exist_ok=True)
+    corpus, queries = data / "corpus.npy", data / "queries.npy"
+    if not corpus.exists():
+        X = np.ascontiguousarray(np.load(src / "corpus.npy")[:n], dtype=np.float32)
+        np.save(queries, np.ascontiguousarray(np.load(src / "queries.npy")[:n_queries], dtype=np.float32))
+        with open(data / "corpus.jsonl", "w") as f:
+            for i in range(len(X)):
+                f.write(json.dumps({"id": str(i)}) + "\n")
+        np.save(corpus, X)
     return data, corpus, queries

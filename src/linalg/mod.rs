@@ -1,7 +1,8 @@
 //! CPU kernels with scalar twins: similarity of one query against stored vectors of every element
 //! type ([`similarity`], simsimd with runtime dispatch), blocked `Q·Xᵀ` products ([`gemm`], the
 //! `gemm` crate), the bf16 screening tile ([`tile`], AVX-512 BF16), i16 × i8 products over
-//! screening codes ([`codes`], AVX-512 / AVX2), i8 distances for graph navigation ([`nav`]), and
+//! screening codes ([`codes`], AVX-512 / AVX2) and u8 × i8 block products over panel-packed codes
+//! ([`packed_codes`]), i8 distances for graph navigation ([`nav`]), and
 //! few-rows f32 products for one query through an encoder ([`rows`]). [`simd`] picks the
 //! instruction-set level at run time.
 //!
@@ -11,6 +12,7 @@
 pub mod codes;
 pub mod gemm;
 pub mod nav;
+pub mod packed_codes;
 pub mod rows;
 pub mod simd;
 pub mod similarity;

@@ -71,7 +71,7 @@ pub(super) fn search_hnsw(b: &DenseBatch<'_>, ef: usize) -> Result<Vec<TopK>> {
                                 // first misses overlap; the hardware's stream prefetcher follows
                                 // each row once its scoring starts. Asking for every line
                                 // stalled on the core's miss buffers instead (588 lines at ef 12
-                                // on 784-d f32; heads: +4 % to +14 % q/s there, level on 384-d;
+                                // on 784-d f32; heads: +4 % to +16 % q/s there, level on 384-d;
                                 // benches/RESULTS.md, stop 37).
                                 for &(_, row) in &approx {
                                     let bytes = row_of(row).as_bytes();

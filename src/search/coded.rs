@@ -26,6 +26,7 @@ use crate::collection::Collection;
 use crate::dtype::{DType, Metric};
 use crate::format::screen::ScreenView;
 use crate::linalg::codes::{dot_block, dot_rows, max_query_value, MAX_U8_QUERY};
+use crate::linalg::packed_codes::{dot_block_packed, pack_panels, packed_kernel_available};
 use crate::linalg::similarity::{similarity, PreparedQuery};
 
 /// Rows per parallel task (4096 × 384 codes: 1.5 MiB).
@@ -418,13 +419,13 @@ fn search_admitted(b: &super::DenseBatch<'_>, dtype: DType) -> Vec<TopK> {
     let screens = tasks(c, BATCH_ROWS)
         .into_par_iter()
         .fold(
-            || (empty(), Vec::new(), Vec::new()),
-            |(mut screens, mut dots, mut sums), (si, start, end)| {
+            || (empty(), Scratch::default()),
+            |(mut screens, mut scratch), (si, start, end)| {
                 let slot = &c.slots()[si];
                 match &mapped[si] {
                     Some((maps, u, view)) => screen_block(
                         (&mut screens, &shared),
-                        (&mut dots, &mut sums),
+                        &mut scratch,
                         (&queries, maps, u),
                         view,
                         (slot, si, start, end),
@@ -445,10 +446,10 @@ fn search_admitted(b: &super::DenseBatch<'_>, dtype: DType) -> Vec<TopK> {
                         }
                     }
                 }
-                (screens, dots, sums)
+                (screens, scratch)
             },
         )
-        .map(|(screens, _, _)| screens)
+        .map(|(screens, _)| screens)
         .reduce(empty, super::screened::merge_screens);
     super::screened::rescore(b, prepared, screens)
 }
@@ -457,10 +458,20 @@ fn search_admitted(b: &super::DenseBatch<'_>, dtype: DType) -> Vec<TopK> {
 /// segment's codes.
 type MappedBatch<'a> = (Vec<Mapped>, Vec<u8>, ScreenView<'a>);
 
+/// A batch task's buffers, reused from block to block: the products of a query group and the
+/// block's rows, the rows' `64·Σc` corrections, and the block's codes packed in panels (where the
+/// CPU has the packed kernel).
+#[derive(Default)]
+struct Scratch {
+    dots: Vec<i32>,
+    sums: Vec<i32>,
+    packed: Vec<i8>,
+}
+
 /// Screens one block of rows of a segment with codes for every query.
 fn screen_block(
     (screens, shared): (&mut [Screen], &[SharedFloor]),
-    (dots, sums): (&mut Vec<i32>, &mut Vec<i32>),
+    Scratch { dots, sums, packed }: &mut Scratch,
     (queries, maps, u): (&[Query], &[Mapped], &[u8]),
     view: &ScreenView<'_>,
     (slot, si, start, end): (&crate::collection::SegmentSlot, usize, usize, usize),
@@ -485,10 +496,20 @@ fn screen_block(
     let min_vn = view.value_norm[start..end]
         .iter()
         .fold(f64::INFINITY, |m, &x| m.min(x as f64));
+    // Packed once per block, read by every query group (benches/RESULTS.md, stop 37).
+    let packed_kernel = packed_kernel_available();
+    if packed_kernel {
+        pack_panels(codes, dim, packed);
+    }
     for g in (0..nq).step_by(QUERY_GROUP) {
         let m = QUERY_GROUP.min(nq - g);
         dots.resize(m * n, 0);
-        dot_block(&u[g * dim..(g + m) * dim], codes, dim, dots);
+        let group = &u[g * dim..(g + m) * dim];
+        if packed_kernel {
+            dot_block_packed(group, packed, dim, n, dots);
+        } else {
+            dot_block(group, codes, dim, dots);
+        }
         for i in 0..m {
             let (qi, q, map) = (g + i, &queries[g + i], &maps[g + i]);
             let screen = &mut screens[qi];
