@@ -179,9 +179,13 @@ fn code_kernels(c: &mut Criterion) {
             b.iter(|| dot_block_at(level, black_box(&qs), &block, dim, &mut out))
         });
     }
-    // The same products over panel-packed codes (packing excluded: once per block of a batch).
+    // The same products over panel-packed codes (packing timed apart: once per block of a batch).
     let mut packed = Vec::new();
-    pack_panels(&block, dim, &mut packed);
+    g.throughput(Throughput::Bytes((n * dim) as u64));
+    g.bench_function("pack_panels", |b| {
+        b.iter(|| pack_panels(black_box(&block), dim, &mut packed))
+    });
+    g.throughput(Throughput::Elements((nq * n * dim) as u64));
     for level in available_levels() {
         g.bench_function(format!("dot_block_packed/{}", level.name()), |b| {
             b.iter(|| dot_block_packed_at(level, black_box(&qs), &packed, dim, n, &mut out))

@@ -8,8 +8,9 @@
 //! consecutive dimensions of 16 rows, so a broadcast of 4 query bytes against it
 //! (`vpdpbusd`, or `vpmaddubsw` + `vpmaddwd`) leaves each lane with one row's sum: 16 outputs per
 //! accumulator, no horizontal sums, and each code load shared by several queries. This is the
-//! usual layout of int8 matrix-product kernels (e.g. oneDNN's VNNI "packed B"); packing a block
-//! of rows once per batch costs one pass over its codes, against one pass per query group saved.
+//! usual layout of int8 matrix-product kernels (e.g. oneDNN's VNNI "packed B"). Packing costs one
+//! pass over a block's codes, once per block of a batch, against the horizontal sums of every
+//! query group that reads the block.
 //!
 //! Integer arithmetic: every level returns the same numbers as the scalar twin, bit for bit.
 
@@ -37,18 +38,32 @@ pub fn pack_panels(codes: &[i8], dim: usize, packed: &mut Vec<i8>) {
     packed.resize(packed_len(rows, dim), 0);
     for (r, row) in codes.chunks_exact(dim).enumerate() {
         let base = (r / PANEL_ROWS) * steps * STEP + (r % PANEL_ROWS) * 4;
-        for (s, four) in row.chunks(4).enumerate() {
+        // Whole groups of 4 as fixed-size copies (4-byte moves, not a `memcpy` call each).
+        let fours = row.chunks_exact(4);
+        let tail = fours.remainder();
+        for (s, four) in fours.enumerate() {
             let at = base + s * STEP;
-            packed[at..at + four.len()].copy_from_slice(four);
+            packed[at..at + 4].copy_from_slice(four);
+        }
+        if !tail.is_empty() {
+            let at = base + (dim / 4) * STEP;
+            packed[at..at + tail.len()].copy_from_slice(tail);
         }
     }
 }
 
-/// Whether [`dot_block_packed`] has a SIMD kernel at this CPU's level (x86-64 AVX2 or AVX-512).
-/// Elsewhere it runs its scalar twin, and callers do better with the row-major
-/// [`super::codes::dot_block`] (NEON there).
-pub fn packed_kernel_available() -> bool {
-    matches!(super::simd::level(), Level::Avx512 | Level::Avx2)
+/// Whether packing a block of rows pays for a batch of `queries` queries that all read it: true
+/// where [`dot_block_packed`] has a SIMD kernel at this CPU's level (x86-64 AVX2 or AVX-512) and
+/// the batch saves more kernel time than the packing costs. Measured on Zen 5 (criterion,
+/// 256 rows × 384): packing 10.2 µs; the products of 64 queries 39.6 → 14.4 µs with VNNI (break-even
+/// ≈ 26 queries) and 66.5 → 54.6 µs with AVX2 (≈ 55 queries). Elsewhere the row-major
+/// [`super::codes::dot_block`] (NEON there) is the faster choice.
+pub fn packing_pays(queries: usize) -> bool {
+    match super::simd::level() {
+        Level::Avx512 => queries >= 32,
+        Level::Avx2 => queries >= 64,
+        _ => false,
+    }
 }
 
 /// `out[i·n + r] = Σ_d queries[i·dim + d] · code(r, d)` for the `m = queries.len() / dim` u8
@@ -57,12 +72,16 @@ pub fn packed_kernel_available() -> bool {
 /// fit in i32 (`dim · 128 · 128 < 2³¹`).
 ///
 /// # Panics
-/// If `packed` holds fewer than `n` rows or `out.len() != m · n`.
+/// If `dim` is 0 or does not divide `queries.len()`, `packed` holds fewer than `n` rows, or
+/// `out.len() != m · n`; in debug builds, if a query value exceeds `MAX_U8_QUERY`.
 pub fn dot_block_packed(queries: &[u8], packed: &[i8], dim: usize, n: usize, out: &mut [i32]) {
     dot_block_packed_at(super::simd::level(), queries, packed, dim, n, out)
 }
 
 /// [`dot_block_packed`] at `level` (a level without a packed kernel runs the scalar code).
+///
+/// # Panics
+/// As [`dot_block_packed`].
 pub fn dot_block_packed_at(
     level: Level,
     queries: &[u8],
@@ -134,13 +153,11 @@ mod x86 {
     /// A packed kernel: tiles of `MR` queries × `NR` panels with the accumulators in registers,
     /// one vector (`$vecs = 1`, 512-bit) or two (`$vecs = 2`, 256-bit) per panel. Panels past the
     /// last whole tile go through `MR × 1` tiles, queries past it through `1 × 1` tiles. The last
-    /// panel's rows past `n` are computed (zeros in the packing) but not stored. Shapes measured
-    /// on Zen 5 (criterion `codes/dot_block_packed`, 64 queries × 256 rows × 384): VNNI 8 × 2
-    /// (4 × 4: 270, 8 × 1: 204, 8 × 3: 382 Gelem/s at an earlier step of the code, 12 × 2
-    /// spilled); `vpmaddubsw` 8 × 2 on AVX-512, 2 × 2 on AVX2 (16 registers: 6 × 1 spilled).
+    /// panel's rows past `n` are computed (zeros in the packing) but not stored. Tile shapes:
+    /// benches/RESULTS.md, stop 37 (VNNI 8 × 2; `vpmaddubsw` 8 × 2 on AVX-512, 2 × 2 on AVX2).
     macro_rules! packed_kernel {
         ($name:ident, $feat:literal, $mr:expr, $nr:expr, $vec:ty, $vecs:expr, $zero:expr,
-         $set1:expr, $dot:expr) => {
+         $set1:expr, $store:expr, $dot:expr) => {
             /// # Safety
             /// The CPU must have the target features; lengths as asserted by
             /// `dot_block_packed_at`.
@@ -156,6 +173,10 @@ mod x86 {
 
                 /// One step (4 dimensions) of a tile: `x` points at the step in its first panel,
                 /// the next panels are `panel_bytes` apart; `words` are the queries' 4 bytes.
+                ///
+                /// # Safety
+                /// The CPU has the target features, and the 64 bytes at `x + j · panel_bytes` are
+                /// readable for every `j < NR`.
                 #[target_feature(enable = $feat)]
                 #[inline]
                 unsafe fn step<const MR: usize, const NR: usize>(
@@ -168,6 +189,8 @@ mod x86 {
                     for (j, xj) in xs.iter_mut().enumerate() {
                         for (v, xv) in xj.iter_mut().enumerate() {
                             let at = j * panel_bytes + v * (STEP / $vecs);
+                            // SAFETY: `at + STEP / $vecs <= j · panel_bytes + 64`, readable by the
+                            // contract above.
                             *xv = std::ptr::read_unaligned(x.add(at).cast());
                         }
                     }
@@ -193,9 +216,10 @@ mod x86 {
                     let whole = dim / 4;
                     let panel_bytes = steps * STEP;
                     let mut acc: [[[$vec; $vecs]; NR]; MR] = [[[$zero; $vecs]; NR]; MR];
-                    // Panels `p..p+NR` and queries `i..i+MR` exist (the caller's loops), so every
-                    // address below is inside `packed` (`packed_len(n, dim)` bytes, asserted) and
-                    // `queries`.
+                    // SAFETY (every raw read below): panels `p..p+NR` and queries `i..i+MR`
+                    // exist (the caller's loops stop at `panels` and `m`), so the steps read are
+                    // inside `packed` (`packed_len(n, dim)` bytes, asserted by the dispatcher)
+                    // and the query words inside `queries`.
                     let first = packed.as_ptr().add(p * panel_bytes);
                     let qs: [*const u8; MR] =
                         std::array::from_fn(|a| queries.as_ptr().add((i + a) * dim));
@@ -219,8 +243,10 @@ mod x86 {
                             let rows = PANEL_ROWS.min(n - first);
                             let mut sums = [0i32; PANEL_ROWS];
                             for (v, part) in acc_j.iter().enumerate() {
-                                let lanes: [i32; LANES] = std::mem::transmute(*part);
-                                sums[v * LANES..(v + 1) * LANES].copy_from_slice(&lanes);
+                                // SAFETY: `sums` holds `PANEL_ROWS = $vecs · LANES` i32, so lanes
+                                // `v · LANES..(v + 1) · LANES` are inside it.
+                                let to = sums.as_mut_ptr().add(v * LANES);
+                                $store(to, *part);
                             }
                             if rows == PANEL_ROWS {
                                 // A constant length: vector moves, not a call to `memmove`.
@@ -262,6 +288,7 @@ mod x86 {
         1,
         _mm512_setzero_si512(),
         |w| _mm512_set1_epi32(w),
+        |to: *mut i32, v| _mm512_storeu_si512(to.cast(), v),
         |acc, q, x| _mm512_dpbusd_epi32(acc, q, x)
     );
 
@@ -274,6 +301,7 @@ mod x86 {
         1,
         _mm512_setzero_si512(),
         |w| _mm512_set1_epi32(w),
+        |to: *mut i32, v| _mm512_storeu_si512(to.cast(), v),
         |acc, q, x| _mm512_add_epi32(
             acc,
             _mm512_madd_epi16(_mm512_maddubs_epi16(q, x), _mm512_set1_epi16(1))
@@ -289,6 +317,7 @@ mod x86 {
         2,
         _mm256_setzero_si256(),
         |w| _mm256_set1_epi32(w),
+        |to: *mut i32, v| _mm256_storeu_si256(to.cast(), v),
         |acc, q, x| _mm256_add_epi32(
             acc,
             _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), _mm256_set1_epi16(1))

@@ -26,7 +26,7 @@ use crate::collection::Collection;
 use crate::dtype::{DType, Metric};
 use crate::format::screen::ScreenView;
 use crate::linalg::codes::{dot_block, dot_rows, max_query_value, MAX_U8_QUERY};
-use crate::linalg::packed_codes::{dot_block_packed, pack_panels, packed_kernel_available};
+use crate::linalg::packed_codes::{dot_block_packed, pack_panels, packing_pays};
 use crate::linalg::similarity::{similarity, PreparedQuery};
 
 /// Rows per parallel task (4096 × 384 codes: 1.5 MiB).
@@ -369,7 +369,8 @@ pub(super) fn covers(c: &Collection, field: usize) -> bool {
 }
 
 /// A batch of queries by the codes: per block of rows and group of queries, all u8 × i8 products
-/// at once ([`dot_block`]), each query's integer threshold from its floor and the block's largest
+/// at once ([`dot_block_packed`] over the block packed once where [`packing_pays`], else
+/// [`dot_block`]), each query's integer threshold from its floor and the block's largest
 /// error terms, then the exact per-row bound for the products that pass. `None` when the codes
 /// cannot be used for this field; queries the codes cannot bound (no [`Query`]) are searched by
 /// streaming, each alone.
@@ -497,7 +498,7 @@ fn screen_block(
         .iter()
         .fold(f64::INFINITY, |m, &x| m.min(x as f64));
     // Packed once per block, read by every query group (benches/RESULTS.md, stop 37).
-    let packed_kernel = packed_kernel_available();
+    let packed_kernel = packing_pays(nq);
     if packed_kernel {
         pack_panels(codes, dim, packed);
     }

@@ -330,7 +330,8 @@ fn ties_break_by_document_id_and_paths_agree() {
 
 #[test]
 fn large_batch_uses_all_blocks() {
-    // More rows than one block and more queries than one query block.
+    // More rows than one block and more queries than one query block (and than the packing
+    // thresholds of `linalg::packed_codes::packing_pays`).
     let case = build(true, 16, DType::F16, Metric::L2, &[3000, 1500], 7, 42);
     let snap = case.db.snapshot().unwrap();
     let c = snap.collection("c").unwrap();
@@ -346,6 +347,12 @@ fn large_batch_uses_all_blocks() {
         .search(&SearchRequest::dense_batch("f", &q, 5).with_strategy(Strategy::Screened))
         .unwrap();
     assert_eq!(screened, streamed);
+    // 300 queries: the codes' batch path packs its blocks where the CPU has the packed kernels
+    // (blocks of 256 rows; 3000 and 1500 rows end in partial panels).
+    let coded = c
+        .search(&SearchRequest::dense_batch("f", &q, 5).with_strategy(Strategy::Coded))
+        .unwrap();
+    assert_eq!(coded, streamed);
     let mut agree = 0;
     for (a, b) in blocked.iter().zip(&streamed) {
         agree += a.iter().filter(|h| b.iter().any(|g| g.id == h.id)).count();
