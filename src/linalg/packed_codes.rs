@@ -66,6 +66,12 @@ pub fn packing_pays(queries: usize) -> bool {
     }
 }
 
+/// Whether [`dot_block_packed`] has a SIMD kernel at this CPU's level (x86-64 AVX2 or AVX-512),
+/// for codes packed once and read many times (an int8 encoder's weights).
+pub fn has_packed_kernel() -> bool {
+    matches!(super::simd::level(), Level::Avx512 | Level::Avx2)
+}
+
 /// `out[i·n + r] = Σ_d queries[i·dim + d] · code(r, d)` for the `m = queries.len() / dim` u8
 /// queries (each value at most [`super::codes::MAX_U8_QUERY`]) and the first `n` rows of
 /// `packed` ([`pack_panels`] of at least `n` rows), at the widest level this CPU has. Sums must

@@ -23,7 +23,7 @@ use super::vector_math;
 use crate::encode::models::bert::{Activation, BertShape};
 use crate::encode::source::ModelDir;
 use crate::error::Result;
-use crate::linalg::codes;
+use crate::linalg::{codes, packed_codes};
 use crate::meta::encoder::ComputeType;
 
 pub(super) struct Linear {
@@ -40,7 +40,10 @@ pub(super) struct Linear {
 /// A linear layer's weights quantized per output channel: `weight[o][i] ≈ scale[o] · codes[o][i]`,
 /// `codes` in −127..=127.
 pub(super) struct QuantWeight {
+    /// Row-major `out × inp`, or packed in panels where the CPU has the packed kernel
+    /// ([`crate::linalg::packed_codes`]: no horizontal sums; packed once, at load).
     codes: Vec<i8>,
+    packed: bool,
     scale: Vec<f32>,
     /// `ACT_OFFSET · Σ_i codes[o][i]`: what the offset of the u8 activations adds to each product.
     offset_sum: Vec<i32>,
@@ -54,6 +57,7 @@ impl QuantWeight {
     pub(super) fn new(weight: &[f32], out: usize, inp: usize) -> Self {
         let mut q = QuantWeight {
             codes: Vec::with_capacity(out * inp),
+            packed: false,
             scale: Vec::with_capacity(out),
             offset_sum: Vec::with_capacity(out),
         };
@@ -68,6 +72,12 @@ impl QuantWeight {
             }));
             q.scale.push(scale);
             q.offset_sum.push(ACT_LIMIT * sum);
+        }
+        if packed_codes::has_packed_kernel() {
+            let mut packed = Vec::new();
+            packed_codes::pack_panels(&q.codes, inp, &mut packed);
+            q.codes = packed;
+            q.packed = true;
         }
         q
     }
@@ -591,7 +601,8 @@ const QUANT_ROWS: usize = 32;
 
 /// `dst (rows × out) += src (rows × in) · Wᵀ` with int8 weights: each row of `src` is quantized
 /// to `±ACT_LIMIT` with its own scale, multiplied exactly in integers
-/// ([`crate::linalg::codes::dot_block`]) and scaled back. On all cores.
+/// ([`crate::linalg::packed_codes::dot_block_packed`] on x86-64, else
+/// [`crate::linalg::codes::dot_block`]) and scaled back. On all cores.
 fn linear_acc_int8(src: &[f32], rows: usize, l: &Linear, q: &QuantWeight, dst: &mut [f32]) {
     let (inp, out) = (l.inp, l.out);
     dst[..rows * out]
@@ -605,7 +616,11 @@ fn linear_acc_int8(src: &[f32], rows: usize, l: &Linear, q: &QuantWeight, dst: &
                 scales.clear();
                 codes::quantize_rows_u8(src, inp, ACT_LIMIT, act, scales);
                 dots.resize(n * out, 0);
-                codes::dot_block(act, &q.codes, inp, dots);
+                if q.packed {
+                    packed_codes::dot_block_packed(act, &q.codes, inp, out, dots);
+                } else {
+                    codes::dot_block(act, &q.codes, inp, dots);
+                }
                 codes::accumulate_scaled(dst, dots, scales, &q.scale, &q.offset_sum);
             },
         );
