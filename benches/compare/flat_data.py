@@ -45,9 +45,9 @@ def make(n, dim, n_queries, dist):
 def from_vectors(src, n, n_queries):
     """Returns (data directory, corpus.npy, queries.npy): the first `n` rows of `src`/corpus.npy
     and the first `n_queries` of `src`/queries.npy as float32, copied once under
-    benches/compare/data/flat_vectors_{src name}_{n}/."""
+    benches/compare/data/flat_vectors_{src name}_{n}x{n_queries}/."""
     src = Path(src)
-    data = ROOT / "benches/compare/data" / f"flat_vectors_{src.name}_{n}"
+    data = ROOT / "benches/compare/data" / f"flat_vectors_{src.name}_{n}x{n_queries}"
     data.mkdir(parents=True, exist_ok=True)
     corpus, queries = data / "corpus.npy", data / "queries.npy"
     if not corpus.exists():

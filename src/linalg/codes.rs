@@ -63,10 +63,10 @@ pub const MAX_U8_QUERY: u8 = 128;
 
 /// `out[i·n + r] = Σ_d queries[i·dim + d] · codes[r·dim + d]` for `m = queries.len() / dim` u8
 /// queries (each value at most [`MAX_U8_QUERY`]) and `n = out.len() / m` rows of i8 codes, at the
-/// widest level this CPU has. Sums must fit in i32 (`dim · 128 · 128 < 2³¹`). Exact-search
-/// batches on x86-64 pack their rows and use [`super::packed_codes`] instead (a 1.1–2.9× faster
-/// kernel, packing excluded); this row-major kernel serves them on NEON and scalar CPUs, and the
-/// int8 encoder everywhere.
+/// widest level this CPU has. Sums must fit in i32 (`dim · 128 · 128 < 2³¹`). On x86-64, large
+/// exact-search batches and the int8 encoder pack their rows and use [`super::packed_codes`]
+/// instead (a 1.1–2.9× faster kernel, packing excluded); this row-major kernel serves small
+/// batches there, and everything on NEON and scalar CPUs.
 ///
 /// # Panics
 /// If the lengths disagree or a query value exceeds [`MAX_U8_QUERY`] (checked in debug builds).

@@ -59,12 +59,11 @@ pub fn pack_panels(codes: &[i8], dim: usize, packed: &mut Vec<i8>) {
 /// ≈ 26 queries), 41 → 29 µs on AVX-512 without VNNI (≈ 51) and 66.5 → 54.6 µs with AVX2 (≈ 55).
 /// Elsewhere the row-major [`super::codes::dot_block`] (NEON there) is the faster choice.
 pub fn packing_pays(queries: usize) -> bool {
-    match super::simd::level() {
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx512 if super::codes::vnni() => queries >= 32,
-        Level::Avx512 | Level::Avx2 => queries >= 64,
-        _ => false,
-    }
+    #[cfg(target_arch = "x86_64")]
+    let with_vnni = super::simd::level() == Level::Avx512 && super::codes::vnni();
+    #[cfg(not(target_arch = "x86_64"))]
+    let with_vnni = false;
+    has_packed_kernel() && queries >= if with_vnni { 32 } else { 64 }
 }
 
 /// Whether [`dot_block_packed`] has a SIMD kernel at this CPU's level (x86-64 AVX2 or AVX-512),
