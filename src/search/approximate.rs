@@ -15,9 +15,7 @@ use crate::hnsw::NavView;
 use crate::linalg::nav::Kernel;
 use crate::linalg::similarity::{prefetch, similarity, PreparedQuery};
 
-/// Bytes at the start of each candidate's exact vector prefetched before rescoring (two cache
-/// lines; see the comment where it is used).
-const RESCORE_PREFETCH_BYTES: usize = 128;
+use super::RESCORE_PREFETCH_BYTES;
 
 /// Approximate top-`k` for each of the `queries` (row-major, `dim` wide) with candidate list `ef`.
 pub(super) fn search_hnsw(b: &DenseBatch<'_>, ef: usize) -> Result<Vec<TopK>> {

@@ -166,21 +166,42 @@ impl Screen {
     }
 
     /// Rescores candidates, best upper bound first, until no remaining one can enter the top-k.
-    pub(super) fn finish(mut self, k: usize, rescore: impl Fn(u32, u32) -> f32) -> TopK {
+    pub(super) fn finish(self, k: usize, rescore: impl Fn(u32, u32) -> f32) -> TopK {
+        self.finish_prefetching(k, |_, _| {}, rescore)
+    }
+
+    /// [`Screen::finish`], calling `prefetch(segment, row)` [`PREFETCH_AHEAD`] candidates ahead of
+    /// the one rescored, so that the cold rows' misses overlap.
+    pub(super) fn finish_prefetching(
+        mut self,
+        k: usize,
+        prefetch: impl Fn(u32, u32),
+        rescore: impl Fn(u32, u32) -> f32,
+    ) -> TopK {
         self.candidates.sort_unstable();
         let mut top = TopK::new(k);
-        for c in self.candidates {
+        for c in self.candidates.iter().take(PREFETCH_AHEAD) {
+            prefetch(c.segment_ord, c.row);
+        }
+        for (i, c) in self.candidates.iter().enumerate() {
             if c.score < top.threshold() {
                 break;
             }
+            if let Some(ahead) = self.candidates.get(i + PREFETCH_AHEAD) {
+                prefetch(ahead.segment_ord, ahead.row);
+            }
             let score = rescore(c.segment_ord, c.row);
             if score >= top.threshold() {
-                top.push(Candidate { score, ..c });
+                top.push(Candidate { score, ..*c });
             }
         }
         top
     }
 }
+
+/// How many candidates ahead [`Screen::finish_prefetching`] asks for rows: about as many misses
+/// as a core keeps in flight for the rows' first lines.
+pub(super) const PREFETCH_AHEAD: usize = 8;
 
 #[cfg(test)]
 mod tests {

@@ -31,6 +31,11 @@ use crate::error::{Error, Result};
 use crate::schema::FieldKind;
 use topk::TopK;
 
+/// Bytes at the start of each candidate's exact vector prefetched before it is rescored (two
+/// cache lines): the hardware's stream prefetcher follows each row once its scoring starts, while
+/// asking for every line stalled on the core's miss buffers (benches/RESULTS.md, stop 37).
+pub(super) const RESCORE_PREFETCH_BYTES: usize = 128;
+
 /// Queries of a request, all for one field.
 #[derive(Debug, Clone)]
 pub enum Queries<'a> {

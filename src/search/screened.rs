@@ -11,7 +11,7 @@
 //! practice rescores little more than `k` rows per query.
 
 use super::bounds::Screen;
-use super::DenseBatch;
+use super::{DenseBatch, RESCORE_PREFETCH_BYTES};
 
 use rayon::prelude::*;
 
@@ -20,7 +20,7 @@ use super::topk::TopK;
 use crate::dtype::{DType, Metric};
 use crate::format::screen::MIN_COSINE_SQ_NORM;
 use crate::linalg::gemm::matmul_nt;
-use crate::linalg::similarity::{similarity, PreparedQuery};
+use crate::linalg::similarity::{prefetch, similarity, PreparedQuery};
 use crate::linalg::tile::{self, Affine, MR, NR};
 
 /// Rows per parallel task: the packed block (`SCREEN_ROWS × dim` bf16 values) stays in the core's
@@ -347,7 +347,7 @@ pub(super) fn merge_screens(mut a: Vec<Screen>, b: Vec<Screen>) -> Vec<Screen> {
 /// The queries of `b` as the streaming path's kernel takes them (rounded to `dtype`).
 pub(super) fn prepared(b: &DenseBatch<'_>, dtype: DType) -> Vec<PreparedQuery> {
     b.queries
-        .chunks_exact(b.dim)
+        .par_chunks_exact(b.dim)
         .map(|q| PreparedQuery::new(q, dtype))
         .collect()
 }
@@ -365,10 +365,16 @@ pub(super) fn rescore(
         .into_par_iter()
         .zip(exact)
         .map(|(screen, q)| {
-            screen.finish(b.k, |si, row| {
-                let x = c.slots()[si as usize].segment.fixed_row(field, row);
-                similarity(metric, &q, x)
-            })
+            let row_of = |si: u32, row: u32| c.slots()[si as usize].segment.fixed_row(field, row);
+            screen.finish_prefetching(
+                b.k,
+                // The head of each row: the stream prefetcher follows once its scoring starts.
+                |si, row| {
+                    let bytes = row_of(si, row).as_bytes();
+                    prefetch(&bytes[..bytes.len().min(RESCORE_PREFETCH_BYTES)]);
+                },
+                |si, row| similarity(metric, &q, row_of(si, row)),
+            )
         })
         .collect()
 }
