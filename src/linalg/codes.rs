@@ -227,6 +227,17 @@ pub(crate) fn vnni() -> bool {
     })
 }
 
+/// Whether the CPU has AVX-VNNI (the VEX form of `vpdpbusd` on 256-bit vectors: Alder Lake and
+/// later Intel cores, Zen 5), used within [`Level::Avx2`] unless `VELLUM_SIMD=avx2-novnni`.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn avx_vnni() -> bool {
+    static AVX_VNNI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVX_VNNI.get_or_init(|| {
+        std::is_x86_feature_detected!("avxvnni")
+            && std::env::var("VELLUM_SIMD").ok().as_deref() != Some("avx2-novnni")
+    })
+}
+
 /// The portable version and test oracle.
 pub mod scalar {
     /// See [`super::dot_block`].

@@ -56,11 +56,16 @@ pub fn pack_panels(codes: &[i8], dim: usize, packed: &mut Vec<i8>) {
 /// where [`dot_block_packed`] has a SIMD kernel at this CPU's level (x86-64 AVX2 or AVX-512) and
 /// the batch saves more kernel time than the packing costs. Measured on Zen 5 (criterion,
 /// 256 rows × 384): packing 10.2 µs; the products of 64 queries 39.6 → 14.4 µs with VNNI (break-even
-/// ≈ 26 queries), 41 → 29 µs on AVX-512 without VNNI (≈ 51) and 66.5 → 54.6 µs with AVX2 (≈ 55).
+/// ≈ 26 queries), 41 → 29 µs on AVX-512 without VNNI (≈ 51), 66.5 → 54.6 µs with AVX2 (≈ 55) and
+/// 60 → 31.6 µs with AVX2 and AVX-VNNI (≈ 23; stop 38).
 /// Elsewhere the row-major [`super::codes::dot_block`] (NEON there) is the faster choice.
 pub fn packing_pays(queries: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
-    let with_vnni = super::simd::level() == Level::Avx512 && super::codes::vnni();
+    let with_vnni = match super::simd::level() {
+        Level::Avx512 => super::codes::vnni(),
+        Level::Avx2 => super::codes::avx_vnni(),
+        _ => false,
+    };
     #[cfg(not(target_arch = "x86_64"))]
     let with_vnni = false;
     has_packed_kernel() && queries >= if with_vnni { 32 } else { 64 }
@@ -103,13 +108,17 @@ pub fn dot_block_packed_at(
     debug_assert!(queries.iter().all(|&v| v <= super::codes::MAX_U8_QUERY));
     #[cfg(target_arch = "x86_64")]
     match level {
-        // SAFETY: the level's CPU features were checked by `supported` (and VNNI by `vnni`);
+        // SAFETY: the level's CPU features were checked by `supported` (and VNNI by `vnni` or
+        // `avx_vnni`);
         // lengths are asserted above, and the kernels read and write inside them.
         Level::Avx512 if level.supported() && super::codes::vnni() => {
             return unsafe { x86::packed_avx512_vnni(queries, packed, dim, n, out) }
         }
         Level::Avx512 if level.supported() => {
             return unsafe { x86::packed_avx512(queries, packed, dim, n, out) }
+        }
+        Level::Avx2 if level.supported() && super::codes::avx_vnni() => {
+            return unsafe { x86::packed_avx2_vnni(queries, packed, dim, n, out) }
         }
         Level::Avx2 if level.supported() => {
             return unsafe { x86::packed_avx2(queries, packed, dim, n, out) }
@@ -156,11 +165,17 @@ mod x86 {
     use super::{query_word, PANEL_ROWS, STEP};
     use std::arch::x86_64::*;
 
+    /// AVX-VNNI tile: 4 queries × 1 panel (8 accumulators; 3 × 2 spilled: 101 Gelem/s, 2 × 2
+    /// 194, 4 × 1 199, 6 × 1 178; criterion, Zen 5 at `VELLUM_SIMD=avx2`, stop 38).
+    const MR_AVX_VNNI: usize = 4;
+    const NR_AVX_VNNI: usize = 1;
+
     /// A packed kernel: tiles of `MR` queries × `NR` panels with the accumulators in registers,
     /// one vector (`$vecs = 1`, 512-bit) or two (`$vecs = 2`, 256-bit) per panel. Panels past the
     /// last whole tile go through `MR × 1` tiles, queries past it through `1 × 1` tiles. The last
     /// panel's rows past `n` are computed (zeros in the packing) but not stored. Tile shapes:
-    /// benches/RESULTS.md, stop 37 (VNNI 8 × 2; `vpmaddubsw` 8 × 2 on AVX-512, 2 × 2 on AVX2).
+    /// benches/RESULTS.md, stops 37 and 38 (VNNI 8 × 2; `vpmaddubsw` 8 × 2 on AVX-512, 2 × 2 on AVX2;
+    /// AVX-VNNI 4 × 1).
     macro_rules! packed_kernel {
         ($name:ident, $feat:literal, $mr:expr, $nr:expr, $vec:ty, $vecs:expr, $zero:expr,
          $set1:expr, $store:expr, $dot:expr) => {
@@ -315,6 +330,19 @@ mod x86 {
     );
 
     packed_kernel!(
+        packed_avx2_vnni,
+        "avx2,avxvnni",
+        MR_AVX_VNNI,
+        NR_AVX_VNNI,
+        __m256i,
+        2,
+        _mm256_setzero_si256(),
+        |w| _mm256_set1_epi32(w),
+        |to: *mut i32, v| _mm256_storeu_si256(to.cast(), v),
+        |acc, q, x| _mm256_dpbusd_avx_epi32(acc, q, x)
+    );
+
+    packed_kernel!(
         packed_avx2,
         "avx2",
         2,
@@ -350,13 +378,28 @@ mod tests {
             dot_block_packed_at(level, queries, &packed, dim, n, &mut got);
             assert_eq!(got, want, "{level:?}, dim {dim}, {m} × {n}");
         }
-        // The AVX-512 kernel without VNNI, which the dispatch skips on a VNNI CPU.
+        // The kernels without VNNI, which the dispatch skips on a VNNI CPU, and AVX-VNNI, which
+        // it reaches only at `Level::Avx2`.
         #[cfg(target_arch = "x86_64")]
-        if Level::Avx512.supported() {
-            let mut got = vec![7; m * n];
-            // SAFETY: the CPU has AVX-512 F/BW/VL (checked); lengths are consistent.
-            unsafe { x86::packed_avx512(queries, &packed, dim, n, &mut got) };
-            assert_eq!(got, want, "avx512 without vnni, dim {dim}, {m} × {n}");
+        {
+            if Level::Avx512.supported() {
+                let mut got = vec![7; m * n];
+                // SAFETY: the CPU has AVX-512 F/BW/VL (checked); lengths are consistent.
+                unsafe { x86::packed_avx512(queries, &packed, dim, n, &mut got) };
+                assert_eq!(got, want, "avx512 without vnni, dim {dim}, {m} × {n}");
+            }
+            if Level::Avx2.supported() {
+                let mut got = vec![7; m * n];
+                // SAFETY: the CPU has AVX2 (checked); lengths are consistent.
+                unsafe { x86::packed_avx2(queries, &packed, dim, n, &mut got) };
+                assert_eq!(got, want, "avx2 without vnni, dim {dim}, {m} × {n}");
+            }
+            if Level::Avx2.supported() && std::is_x86_feature_detected!("avxvnni") {
+                let mut got = vec![7; m * n];
+                // SAFETY: the CPU has AVX2 and AVX-VNNI (checked); lengths are consistent.
+                unsafe { x86::packed_avx2_vnni(queries, &packed, dim, n, &mut got) };
+                assert_eq!(got, want, "avx2 with avx-vnni, dim {dim}, {m} × {n}");
+            }
         }
     }
 

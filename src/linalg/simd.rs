@@ -5,7 +5,10 @@
 //! supported there; kernels without a NEON version run their scalar twins, written so that the
 //! compiler vectorises them). The widest level the CPU has is used, unless `VELLUM_SIMD` names a
 //! narrower one (`avx512`, `avx2`, `neon`, `scalar`) — the way to measure an AVX2 machine's path
-//! on an AVX-512 machine.
+//! on an AVX-512 machine. Within a level, the VNNI dot-product instructions are used where the CPU
+//! has them (AVX-512 VNNI; AVX-VNNI, the VEX form, with AVX2); `avx512-novnni` and `avx2-novnni`
+//! name the level without them (an AVX-512 CPU before Cascade Lake, an AVX2 CPU before Alder Lake
+//! or Zen 5).
 
 /// An instruction-set level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -67,8 +70,8 @@ pub fn level() -> Level {
     *LEVEL.get_or_init(|| {
         let available = available_levels();
         let wanted = match std::env::var("VELLUM_SIMD").ok().as_deref() {
-            Some("avx512") => Some(Level::Avx512),
-            Some("avx2") => Some(Level::Avx2),
+            Some("avx512") | Some("avx512-novnni") => Some(Level::Avx512),
+            Some("avx2") | Some("avx2-novnni") => Some(Level::Avx2),
             Some("neon") => Some(Level::Neon),
             Some("scalar") => Some(Level::Scalar),
             _ => None,
