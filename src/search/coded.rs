@@ -244,26 +244,48 @@ pub(super) fn search_one(
     let screen = tasks(c, BLOCK)
         .into_par_iter()
         .fold(
-            || (Screen::new(k), Vec::new()),
-            |(mut screen, mut dots), (si, start, end)| {
+            || (Screen::new(k), OneScratch::default()),
+            |(mut screen, mut scratch), (si, start, end)| {
                 let slot = &c.slots()[si];
+                let OneScratch {
+                    dots,
+                    zeros,
+                    passing,
+                } = &mut scratch;
                 match &mapped[si] {
                     Some((m, u, view)) => {
                         let codes = &view.codes[start * dim..end * dim];
                         dots.resize(end - start, 0);
-                        dot_rows(u, codes, &mut dots);
-                        let mut floor = screen.floor.max(shared.get());
-                        for (i, &dot) in dots.iter().enumerate() {
-                            let row = start + i;
-                            let b = bounds(&query, m, view, row, dot as i64, floor);
-                            if let Some((lo, hi)) = b {
-                                if !slot.is_deleted(row as u32) {
-                                    screen.offer(hi, lo, si as u32, row as u32);
-                                    floor = floor.max(screen.floor);
+                        dot_rows(u, codes, dots);
+                        zeros.resize(BATCH_ROWS, 0);
+                        let published = shared.get();
+                        let mut floor = screen.floor.max(published);
+                        // Per sub-block, an integer threshold from its largest error terms
+                        // selects the rows worth an exact bound.
+                        for sub in (start..end).step_by(BATCH_ROWS) {
+                            let sub_end = (sub + BATCH_ROWS).min(end);
+                            let terms = BlockTerms::new(view, sub, sub_end);
+                            let Some(threshold) = terms.threshold(&query, m, floor) else {
+                                continue;
+                            };
+                            let sub_dots = &dots[sub - start..sub_end - start];
+                            passing.clear();
+                            rows_at_least(sub_dots, zeros, threshold, passing);
+                            for &j in passing.iter() {
+                                let row = sub + j as usize;
+                                let dot = sub_dots[j as usize] as i64;
+                                let b = bounds(&query, m, view, row, dot, floor);
+                                if let Some((lo, hi)) = b {
+                                    if !slot.is_deleted(row as u32) {
+                                        screen.offer(hi, lo, si as u32, row as u32);
+                                        floor = floor.max(screen.floor);
+                                    }
                                 }
                             }
                         }
-                        shared.publish(screen.floor);
+                        if screen.floor > published {
+                            shared.publish(screen.floor);
+                        }
                     }
                     _ => {
                         let matrix = slot.segment.fixed_matrix(field);
@@ -276,7 +298,7 @@ pub(super) fn search_one(
                         }
                     }
                 }
-                (screen, dots)
+                (screen, scratch)
             },
         )
         .map(|(screen, _)| screen)
@@ -291,6 +313,15 @@ pub(super) fn search_one(
         let x = c.slots()[si as usize].segment.fixed_row(field, row);
         similarity(metric, &prepared, x)
     }))
+}
+
+/// A single-query task's buffers: the products of its rows, zeros (the products need no
+/// correction), and the rows of a sub-block that pass its threshold.
+#[derive(Default)]
+struct OneScratch {
+    dots: Vec<i32>,
+    zeros: Vec<i32>,
+    passing: Vec<u32>,
 }
 
 /// The f32 interval around row `row`'s score whose integer product with the mapped query is
@@ -348,7 +379,7 @@ fn bounds(
 }
 
 /// Rows per parallel task of the batch path (256 × 384 codes: 96 KiB, in L2 while every query
-/// group passes over them).
+/// group passes over them), and per integer threshold of the single-query path.
 const BATCH_ROWS: usize = 256;
 /// Queries per call of the block kernel (the products of a group and a task: 64 KiB of i32).
 const QUERY_GROUP: usize = 64;
@@ -499,6 +530,70 @@ struct Scratch {
     passing: Vec<u32>,
 }
 
+/// A block of rows' largest error terms (and smallest value norm), for one integer threshold per
+/// query: a row whose product is below it has an upper bound below the query's floor.
+struct BlockTerms {
+    max_code_norm: f64,
+    max_residual_norm: f64,
+    max_value_norm: f64,
+    min_value_norm: f64,
+}
+
+impl BlockTerms {
+    fn new(view: &ScreenView<'_>, start: usize, end: usize) -> Self {
+        let max = |v: &[f32]| v[start..end].iter().fold(0f64, |m, &x| m.max(x as f64));
+        BlockTerms {
+            max_code_norm: max(view.code_norm),
+            max_residual_norm: max(view.residual_norm),
+            max_value_norm: max(view.value_norm),
+            min_value_norm: view.value_norm[start..end]
+                .iter()
+                .fold(f64::INFINITY, |m, &x| m.min(x as f64)),
+        }
+    }
+
+    /// The smallest integer product (of `q` mapped by `map`) whose row's upper bound can reach
+    /// `floor`, or `None` when no row of the block can. The bound of [`bounds`] with the block's
+    /// largest terms, lowered by its f64 rounding and two integers; `i32::MIN` (every row through
+    /// to the exact bound) when it is below the products' range or NaN.
+    fn threshold(&self, q: &Query, map: &Mapped, floor: f32) -> Option<i32> {
+        let (a, b, cc) = q.slop;
+        let (max_vn, floor) = (self.max_value_norm, floor as f64);
+        let coding = map.rounding * self.max_code_norm + q.norm * self.max_residual_norm;
+        // `need` and the magnitude of the terms it was computed from (for its f64 rounding).
+        let (need, terms) = match q.metric {
+            Metric::Ip | Metric::Cosine => {
+                let half = coding + a + b * max_vn;
+                let half = half * (1.0 + 2f64.powi(-20)) + map.margin;
+                (
+                    (floor - map.base - half) / map.step,
+                    (floor.abs() + map.base.abs() + half) / map.step,
+                )
+            }
+            Metric::L2 => {
+                let half = 2.0 * coding + a + b * max_vn + cc * max_vn * max_vn;
+                let half = half * (1.0 + 2f64.powi(-20)) + map.margin;
+                let (q_sq, v_sq) = (q.norm * q.norm, self.min_value_norm * self.min_value_norm);
+                (
+                    (floor + q_sq + v_sq - half) / (2.0 * map.step) - map.base / map.step,
+                    (floor.abs() + q_sq + v_sq + half) / (2.0 * map.step)
+                        + map.base.abs() / map.step,
+                )
+            }
+        };
+        // Lowered by the f64 rounding of `need` (relative 2⁻⁵⁰ of its terms) and two more
+        // integers; clamped to the i32 range the products live in.
+        let need = need - terms * 2f64.powi(-50) - 2.0;
+        if need > i32::MAX as f64 {
+            None
+        } else if need > i32::MIN as f64 {
+            Some(need.floor() as i32)
+        } else {
+            Some(i32::MIN)
+        }
+    }
+}
+
 /// Screens one block of rows of a segment with codes for every query.
 fn screen_block(
     (screens, shared): (&mut [Screen], &[SharedFloor]),
@@ -522,16 +617,7 @@ fn screen_block(
             .chunks_exact(dim)
             .map(|r| U8_LIMIT * r.iter().map(|&c| c as i32).sum::<i32>()),
     );
-    // The block's largest error terms, for one integer threshold per query.
-    let fold = |v: &[f32]| v[start..end].iter().fold(0f64, |m, &x| m.max(x as f64));
-    let (max_cn, max_rn, max_vn) = (
-        fold(view.code_norm),
-        fold(view.residual_norm),
-        fold(view.value_norm),
-    );
-    let min_vn = view.value_norm[start..end]
-        .iter()
-        .fold(f64::INFINITY, |m, &x| m.min(x as f64));
+    let terms = BlockTerms::new(view, start, end);
     // Packed once per block, read by every query group (benches/RESULTS.md, stop 37).
     let packed_kernel = packing_pays(nq);
     if packed_kernel {
@@ -549,55 +635,17 @@ fn screen_block(
         for i in 0..m {
             let (qi, q, map) = (g + i, &queries[g + i], &maps[g + i]);
             let screen = &mut screens[qi];
-            // Rows whose product is below `threshold` have an upper bound below the floor.
-            let (a, b, cc) = q.slop;
-            let coding = map.rounding * max_cn + q.norm * max_rn;
             let published = shared[qi].get();
             let mut floor32 = screen.floor.max(published);
-            let floor = floor32 as f64;
-            // `need` and the magnitude of the terms it was computed from (for its f64 rounding).
-            let (need, terms) = match q.metric {
-                Metric::Ip | Metric::Cosine => {
-                    let half = coding + a + b * max_vn;
-                    let half = half * (1.0 + 2f64.powi(-20)) + map.margin;
-                    (
-                        (floor - map.base - half) / map.step,
-                        (floor.abs() + map.base.abs() + half) / map.step,
-                    )
-                }
-                Metric::L2 => {
-                    let half = 2.0 * coding + a + b * max_vn + cc * max_vn * max_vn;
-                    let half = half * (1.0 + 2f64.powi(-20)) + map.margin;
-                    let (q_sq, v_sq) = (q.norm * q.norm, min_vn * min_vn);
-                    (
-                        (floor + q_sq + v_sq - half) / (2.0 * map.step) - map.base / map.step,
-                        (floor.abs() + q_sq + v_sq + half) / (2.0 * map.step)
-                            + map.base.abs() / map.step,
-                    )
-                }
-            };
-            // Lowered by the f64 rounding of `need` (relative 2⁻⁵⁰ of its terms) and two more
-            // integers; clamped to the i32 range the products live in (a `need` below it, or NaN,
-            // lets every row through to the exact bound; one above it, none).
-            let need = need - terms * 2f64.powi(-50) - 2.0;
-            let threshold = if need > i32::MAX as f64 {
+            let Some(threshold) = terms.threshold(q, map, floor32) else {
                 continue;
-            } else if need > i32::MIN as f64 {
-                need.floor() as i64
-            } else {
-                i64::MIN
             };
             // Every product becomes `u·c` once its row's `64·Σc` is subtracted; the rows whose
             // product reaches the threshold, in one vectorised pass (about 1 row in 80 on real
             // embeddings once the floor has risen).
             let row_dots = &dots[i * n..(i + 1) * n];
             passing.clear();
-            rows_at_least(
-                row_dots,
-                sums,
-                threshold.max(i32::MIN as i64) as i32,
-                passing,
-            );
+            rows_at_least(row_dots, sums, threshold, passing);
             for &j in passing.iter() {
                 let j = j as usize;
                 let dot = row_dots[j].wrapping_sub(sums[j]) as i64;
