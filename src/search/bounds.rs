@@ -201,7 +201,7 @@ impl Screen {
 
 /// How many candidates ahead [`Screen::finish_prefetching`] asks for rows: about as many misses
 /// as a core keeps in flight for the rows' first lines.
-pub(super) const PREFETCH_AHEAD: usize = 8;
+const PREFETCH_AHEAD: usize = 8;
 
 #[cfg(test)]
 mod tests {

@@ -28,7 +28,7 @@ use crate::format::screen::ScreenView;
 use crate::linalg::codes::{dot_block, dot_rows, max_query_value, MAX_U8_QUERY};
 use crate::linalg::packed_codes::{dot_block_packed, pack_panels, packing_pays};
 use crate::linalg::select::rows_at_least;
-use crate::linalg::similarity::{similarity, PreparedQuery};
+use crate::linalg::similarity::{prefetch, similarity, PreparedQuery};
 
 /// Rows per parallel task (4096 × 384 codes: 1.5 MiB).
 const BLOCK: usize = 4096;
@@ -247,17 +247,12 @@ pub(super) fn search_one(
             || (Screen::new(k), OneScratch::default()),
             |(mut screen, mut scratch), (si, start, end)| {
                 let slot = &c.slots()[si];
-                let OneScratch {
-                    dots,
-                    zeros,
-                    passing,
-                } = &mut scratch;
+                let OneScratch { dots, passing } = &mut scratch;
                 match &mapped[si] {
                     Some((m, u, view)) => {
                         let codes = &view.codes[start * dim..end * dim];
                         dots.resize(end - start, 0);
                         dot_rows(u, codes, dots);
-                        zeros.resize(BATCH_ROWS, 0);
                         let published = shared.get();
                         let mut floor = screen.floor.max(published);
                         // Per sub-block, an integer threshold from its largest error terms
@@ -270,7 +265,7 @@ pub(super) fn search_one(
                             };
                             let sub_dots = &dots[sub - start..sub_end - start];
                             passing.clear();
-                            rows_at_least(sub_dots, zeros, threshold, passing);
+                            rows_at_least(sub_dots, &NO_CORRECTION, threshold, passing);
                             for &j in passing.iter() {
                                 let row = sub + j as usize;
                                 let dot = sub_dots[j as usize] as i64;
@@ -309,20 +304,27 @@ pub(super) fn search_one(
                 a
             },
         );
-    Some(screen.finish(k, |si, row| {
-        let x = c.slots()[si as usize].segment.fixed_row(field, row);
-        similarity(metric, &prepared, x)
-    }))
+    let row_of = |si: u32, row: u32| c.slots()[si as usize].segment.fixed_row(field, row);
+    Some(screen.finish_prefetching(
+        k,
+        |si, row| {
+            let bytes = row_of(si, row).as_bytes();
+            prefetch(&bytes[..bytes.len().min(super::RESCORE_PREFETCH_BYTES)]);
+        },
+        |si, row| similarity(metric, &prepared, row_of(si, row)),
+    ))
 }
 
-/// A single-query task's buffers: the products of its rows, zeros (the products need no
-/// correction), and the rows of a sub-block that pass its threshold.
+/// A single-query task's buffers: the products of its rows, and the rows of a sub-block that
+/// pass its threshold.
 #[derive(Default)]
 struct OneScratch {
     dots: Vec<i32>,
-    zeros: Vec<i32>,
     passing: Vec<u32>,
 }
+
+/// The corrections of a single query's products (none: its codes have no offset).
+static NO_CORRECTION: [i32; BATCH_ROWS] = [0; BATCH_ROWS];
 
 /// The f32 interval around row `row`'s score whose integer product with the mapped query is
 /// `dot`, or `None` when its upper bound is below `floor`. Unbounded rows (residual +∞; NaN for a
@@ -470,7 +472,8 @@ fn search_admitted(
     debug_assert!(U8_LIMIT * 2 <= MAX_U8_QUERY as i32);
     let shared: Vec<SharedFloor> = (0..nq).map(|_| SharedFloor::new()).collect();
     let empty = || vec![Screen::new(k); nq];
-    // Few tasks per fold: every fold starts `nq` screens at a floor of −∞ and ends in a merge.
+    // Few folds (at least `per_fold` tasks each, about 8 folds per thread): every fold starts `nq`
+    // screens at a floor of −∞ and ends in a merge.
     let tasks = tasks(c, BATCH_ROWS);
     let per_fold = tasks
         .len()
@@ -541,7 +544,17 @@ struct BlockTerms {
 
 impl BlockTerms {
     fn new(view: &ScreenView<'_>, start: usize, end: usize) -> Self {
-        let max = |v: &[f32]| v[start..end].iter().fold(0f64, |m, &x| m.max(x as f64));
+        // A NaN term (a damaged file; `verify` reports it) is unbounded, as in [`bounds`]:
+        // `f64::max` alone would drop it.
+        let max = |v: &[f32]| {
+            v[start..end].iter().fold(0f64, |m, &x| {
+                if x.is_nan() {
+                    f64::INFINITY
+                } else {
+                    m.max(x as f64)
+                }
+            })
+        };
         BlockTerms {
             max_code_norm: max(view.code_norm),
             max_residual_norm: max(view.residual_norm),
@@ -552,10 +565,11 @@ impl BlockTerms {
         }
     }
 
-    /// The smallest integer product (of `q` mapped by `map`) whose row's upper bound can reach
-    /// `floor`, or `None` when no row of the block can. The bound of [`bounds`] with the block's
-    /// largest terms, lowered by its f64 rounding and two integers; `i32::MIN` (every row through
-    /// to the exact bound) when it is below the products' range or NaN.
+    /// An integer product (of `q` mapped by `map`) below which no row of the block has an upper
+    /// bound reaching `floor` — a lower bound on the smallest product that can, not that product
+    /// itself — or `None` when no row of the block can reach it. The bound of [`bounds`] with the
+    /// block's largest terms, lowered by its f64 rounding and two integers; `i32::MIN` (every row
+    /// through to the exact bound) when it is below the products' range or NaN.
     fn threshold(&self, q: &Query, map: &Mapped, floor: f32) -> Option<i32> {
         let (a, b, cc) = q.slop;
         let (max_vn, floor) = (self.max_value_norm, floor as f64);
@@ -661,6 +675,86 @@ fn screen_block(
             // (the floors of 16 queries share a cache line that every task reads).
             if screen.floor > published {
                 shared[qi].publish(screen.floor);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dtype::VectorRef;
+    use crate::format::screen::ScreenCodes;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A block's integer threshold never drops a row whose own bound reaches the floor, for
+        /// the batch map (u8 queries with an offset) and the single-query map (i16).
+        #[test]
+        fn rows_below_the_threshold_have_no_bound_reaching_the_floor(
+            dim in 1usize..24, n in 1usize..40, mt in 0u8..3, seed in any::<u64>(),
+            scale_exp in -3i32..4, quantile in 0.0f64..1.0, single in any::<bool>(),
+        ) {
+            let metric = [Metric::Ip, Metric::Cosine, Metric::L2][mt as usize];
+            let mut state = seed | 1;
+            let mut next = move || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
+            };
+            let scale = 10f32.powi(scale_exp);
+            let rows: Vec<f32> = (0..n * dim).map(|_| next() * scale).collect();
+            let q: Vec<f32> = (0..dim).map(|_| next()).collect();
+            let codes = ScreenCodes::build(
+                metric,
+                dim,
+                &|r| Ok(rows[r * dim..(r + 1) * dim].to_vec()),
+                n,
+            )
+            .unwrap();
+            let view = ScreenView {
+                metric,
+                dim,
+                mid: &codes.mid,
+                scale: &codes.scale,
+                code_norm: &codes.code_norm,
+                residual_norm: &codes.residual_norm,
+                value_norm: &codes.value_norm,
+                codes: &codes.codes,
+            };
+            let prepared = PreparedQuery::new(&q, DType::F32);
+            let Some(query) = Query::new(metric, &q, &prepared) else {
+                return Ok(());
+            };
+            let (limit, offset) = if single {
+                (max_query_value(dim), 0)
+            } else {
+                (U8_LIMIT, U8_LIMIT)
+            };
+            let mut u: Vec<i32> = Vec::new();
+            let map = Mapped::new(&query, &view, limit, offset, &mut u);
+            let dots: Vec<i64> = codes
+                .codes
+                .chunks_exact(dim)
+                .map(|c| c.iter().zip(&u).map(|(&c, &u)| (u - offset) as i64 * c as i64).sum())
+                .collect();
+            // A floor among the exact scores (the k-th best for some k).
+            let mut exact: Vec<f32> = rows
+                .chunks_exact(dim)
+                .map(|x| similarity(metric, &prepared, VectorRef::F32(x)))
+                .collect();
+            exact.sort_by(|a, b| a.total_cmp(b));
+            let floor = exact[((n - 1) as f64 * quantile) as usize];
+            let threshold = BlockTerms::new(&view, 0, n).threshold(&query, &map, floor);
+            for (row, &dot) in dots.iter().enumerate() {
+                if threshold.is_none_or(|t| dot < t as i64) {
+                    prop_assert!(
+                        bounds(&query, &map, &view, row, dot, floor).is_none(),
+                        "row {} (product {}, threshold {:?}) has a bound reaching {}",
+                        row, dot, threshold, floor
+                    );
+                }
             }
         }
     }

@@ -34,7 +34,7 @@ use topk::TopK;
 /// Bytes at the start of each candidate's exact vector prefetched before it is rescored (two
 /// cache lines): the hardware's stream prefetcher follows each row once its scoring starts, while
 /// asking for every line stalled on the core's miss buffers (benches/RESULTS.md, stop 37).
-pub(super) const RESCORE_PREFETCH_BYTES: usize = 128;
+const RESCORE_PREFETCH_BYTES: usize = 128;
 
 /// Queries of a request, all for one field.
 #[derive(Debug, Clone)]

@@ -280,6 +280,33 @@ proptest! {
     }
 }
 
+/// A segment larger than one single-query task (4096 rows): the second task's products start at
+/// its own first row, and every 256-row sub-block's threshold lets through what the bound needs.
+#[test]
+fn coded_single_queries_over_several_tasks_equal_streaming() {
+    for (mt, seed) in [(0u8, 3u64), (1, 5), (2, 7)] {
+        let metric = metric_of(mt);
+        let case = build_scaled(true, 8, DType::F32, metric, &[5000, 700], 3, seed, 1);
+        let snap = case.db.snapshot().unwrap();
+        let c = snap.collection("c").unwrap();
+        let mut rng = Rng(seed | 1);
+        for _ in 0..4 {
+            let q = rng.vec(8);
+            let run = |strategy| {
+                c.search(&SearchRequest::dense("f", &q, 15).with_strategy(strategy))
+                    .unwrap()
+            };
+            let key = |h: &[vellum::Hit]| {
+                h.iter()
+                    .map(|h| (h.id.clone(), h.score.to_bits()))
+                    .collect::<Vec<_>>()
+            };
+            let (coded, streamed) = (run(Strategy::Coded), run(Strategy::Streaming));
+            assert_eq!(key(&coded[0]), key(&streamed[0]), "{metric:?}");
+        }
+    }
+}
+
 /// Equal scores rank by document id, descending (trec_eval's rule), whatever the storage order.
 #[test]
 fn ties_break_by_document_id_and_paths_agree() {
