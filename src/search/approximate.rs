@@ -15,7 +15,7 @@ use crate::hnsw::NavView;
 use crate::linalg::nav::Kernel;
 use crate::linalg::similarity::{prefetch, similarity, PreparedQuery};
 
-use super::RESCORE_PREFETCH_BYTES;
+use super::prefetch_head;
 
 /// Approximate top-`k` for each of the `queries` (row-major, `dim` wide) with candidate list `ef`.
 pub(super) fn search_hnsw(b: &DenseBatch<'_>, ef: usize) -> Result<Vec<TopK>> {
@@ -72,8 +72,7 @@ pub(super) fn search_hnsw(b: &DenseBatch<'_>, ef: usize) -> Result<Vec<TopK>> {
                                 // on 784-d f32; heads: +4 % to +16 % q/s there, level on 384-d;
                                 // benches/RESULTS.md, stop 37).
                                 for &(_, row) in &approx {
-                                    let bytes = row_of(row).as_bytes();
-                                    prefetch(&bytes[..bytes.len().min(RESCORE_PREFETCH_BYTES)]);
+                                    prefetch_head(row_of(row));
                                 }
                                 approx
                                     .into_iter()

@@ -234,6 +234,38 @@ mod tests {
     }
 
     #[test]
+    fn rescored_rows_were_asked_for_before_and_results_match_finish() {
+        // 30 candidates with exact scores 30 − row and intervals ±8: 12 rows (scores 30 to 19)
+        // can reach the top 4 and are rescored, more than `PREFETCH_AHEAD`.
+        let mut s = Screen::new(4);
+        for r in 0..30u32 {
+            let exact = 30.0 - r as f32;
+            if exact + 8.0 >= s.floor {
+                s.offer(exact + 8.0, exact - 8.0, 0, r);
+            }
+        }
+        let asked = std::cell::RefCell::new(Vec::new());
+        let rescored = std::cell::RefCell::new(Vec::new());
+        let top = s.clone().finish_prefetching(
+            4,
+            |_, row| asked.borrow_mut().push(row),
+            |_, row| {
+                assert!(
+                    asked.borrow().contains(&row),
+                    "row {row} rescored before it was asked for"
+                );
+                rescored.borrow_mut().push(row);
+                30.0 - row as f32
+            },
+        );
+        assert!(rescored.borrow().len() > PREFETCH_AHEAD);
+        let plain = s.finish(4, |_, row| 30.0 - row as f32);
+        let rows = |t: TopK| t.into_sorted().iter().map(|c| c.row).collect::<Vec<_>>();
+        assert_eq!(rows(top), vec![0, 1, 2, 3]);
+        assert_eq!(rows(plain), vec![0, 1, 2, 3]);
+    }
+
+    #[test]
     fn shared_floor_keeps_the_highest_value_in_float_order() {
         let f = SharedFloor::new();
         assert_eq!(f.get(), f32::NEG_INFINITY);

@@ -36,6 +36,13 @@ use topk::TopK;
 /// asking for every line stalled on the core's miss buffers (benches/RESULTS.md, stop 37).
 const RESCORE_PREFETCH_BYTES: usize = 128;
 
+/// Asks for the head ([`RESCORE_PREFETCH_BYTES`]) of a cold stored vector about to be rescored.
+#[inline]
+fn prefetch_head(row: crate::dtype::VectorRef<'_>) {
+    let bytes = row.as_bytes();
+    crate::linalg::similarity::prefetch(&bytes[..bytes.len().min(RESCORE_PREFETCH_BYTES)]);
+}
+
 /// Queries of a request, all for one field.
 #[derive(Debug, Clone)]
 pub enum Queries<'a> {

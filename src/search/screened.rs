@@ -11,7 +11,7 @@
 //! practice rescores little more than `k` rows per query.
 
 use super::bounds::Screen;
-use super::{DenseBatch, RESCORE_PREFETCH_BYTES};
+use super::{prefetch_head, DenseBatch};
 
 use rayon::prelude::*;
 
@@ -20,7 +20,7 @@ use super::topk::TopK;
 use crate::dtype::{DType, Metric};
 use crate::format::screen::MIN_COSINE_SQ_NORM;
 use crate::linalg::gemm::matmul_nt;
-use crate::linalg::similarity::{prefetch, similarity, PreparedQuery};
+use crate::linalg::similarity::{similarity, PreparedQuery};
 use crate::linalg::tile::{self, Affine, MR, NR};
 
 /// Rows per parallel task: the packed block (`SCREEN_ROWS × dim` bf16 values) stays in the core's
@@ -368,11 +368,7 @@ pub(super) fn rescore(
             let row_of = |si: u32, row: u32| c.slots()[si as usize].segment.fixed_row(field, row);
             screen.finish_prefetching(
                 b.k,
-                // The head of each row: the stream prefetcher follows once its scoring starts.
-                |si, row| {
-                    let bytes = row_of(si, row).as_bytes();
-                    prefetch(&bytes[..bytes.len().min(RESCORE_PREFETCH_BYTES)]);
-                },
+                |si, row| prefetch_head(row_of(si, row)),
                 |si, row| similarity(metric, &q, row_of(si, row)),
             )
         })
