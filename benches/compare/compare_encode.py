@@ -29,6 +29,13 @@ ap.add_argument("--batch", type=int, default=32)
 ap.add_argument("--docs", default=None)
 ap.add_argument("--dtypes", default="int8",
                 help="reduced-precision encoder dtypes timed beside f32 (comma-separated; '' for none)")
+ap.add_argument("--simd", choices=["native", "avx2", "avx2-novnni"], default="native",
+                help="avx2, avx2-novnni: both sides on their AVX2 code, to measure an AVX2 CPU's paths on "
+                     "an AVX-512 one: vellum's kernels at VELLUM_SIMD=<this value> (avx2-novnni: without "
+                     "AVX-VNNI, as on Zen 3 or Skylake); PyTorch with ATEN_CPU_CAPABILITY=avx2, "
+                     "ONEDNN_MAX_CPU_ISA=AVX2, MKL_ENABLE_INSTRUCTIONS=AVX2. The `gemm` crate behind "
+                     "vellum's f32 matmuls keeps its own dispatch (AVX-512 where present) unless vellum "
+                     "is built with it patched (benches/RESULTS.md, stop 39)")
 args = ap.parse_args()
 root = Path(__file__).resolve().parents[2]
 docs = Path(args.docs) if args.docs else root / "examples/debian/corpus.jsonl"
@@ -40,6 +47,11 @@ import cpu  # noqa: E402
 cpu.setup_peer_env()  # PyTorch's OpenMP: passive waits; OpenBLAS: this CPU's kernels
 print(cpu.describe())
 env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
+if args.simd != "native":
+    env.update(VELLUM_SIMD=args.simd, ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2",
+               MKL_ENABLE_INSTRUCTIONS="AVX2")
+    print(f"AVX2 paths: VELLUM_SIMD={args.simd}; PyTorch ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2, "
+          "MKL_ENABLE_INSTRUCTIONS=AVX2")
 
 print("building vellum (release) ...", file=sys.stderr)
 subprocess.run(["cargo", "build", "--release", "-q", "-p", "vellum-cli"], cwd=root, check=True)
@@ -63,7 +75,8 @@ e = m.encode(texts, batch_size=int(sys.argv[4]), normalize_embeddings=True)
 s = time.perf_counter() - t
 import numpy as np
 np.save(sys.argv[5], e.astype(np.float32))
-print(json.dumps({"docs": len(texts), "seconds": s, "docs_per_s": len(texts) / s, "threads": torch.get_num_threads()}))
+print(json.dumps({"docs": len(texts), "seconds": s, "docs_per_s": len(texts) / s, "threads": torch.get_num_threads(),
+                  "capability": torch.backends.cpu.get_cpu_capability()}))
 '''
 
 
@@ -128,5 +141,6 @@ print(f"{'':24} {'docs/s':>8} {'tokens/s':>9}  ratio")
 for k, v in med.items():
     print(f"{k:24} {v:8.1f} {v * tokens / n:9.0f}  {v / med['sentence-transformers']:.2f}x ST")
 print(f"vellum ingest / vellum encoder: {med['vellum ingest'] / med['vellum encoder']:.1%}")
+print(f"PyTorch's CPU capability: {results['sentence-transformers'][-1]['capability']}")
 print(f"vellum vs sentence-transformers vectors: min cosine {cos.min():.8f}, "
       f"max abs diff {np.abs(ours - theirs).max():.2e}")
