@@ -4,6 +4,7 @@ count, in one run.
 
 Usage: python3 benches/compare/compare_encode.py [--rounds 3] [--threads 2] [--batch 32]
                                                  [--docs examples/debian/corpus.jsonl]
+                                                 [--dtypes int8] [--simd native|avx2|avx2-novnni]
 
 Model: sentence-transformers/all-MiniLM-L6-v2 (tools/fetch-minilm.sh). Passages: the 2,000 real
 Debian package descriptions of the sample corpus (mean 98 tokens, up to the 256-token limit).
@@ -30,12 +31,13 @@ ap.add_argument("--docs", default=None)
 ap.add_argument("--dtypes", default="int8",
                 help="reduced-precision encoder dtypes timed beside f32 (comma-separated; '' for none)")
 ap.add_argument("--simd", choices=["native", "avx2", "avx2-novnni"], default="native",
-                help="avx2, avx2-novnni: both sides on their AVX2 code, to measure an AVX2 CPU's paths on "
-                     "an AVX-512 one: vellum's kernels at VELLUM_SIMD=<this value> (avx2-novnni: without "
-                     "AVX-VNNI, as on Zen 3 or Skylake); PyTorch with ATEN_CPU_CAPABILITY=avx2, "
-                     "ONEDNN_MAX_CPU_ISA=AVX2, MKL_ENABLE_INSTRUCTIONS=AVX2. The `gemm` crate behind "
-                     "vellum's f32 matmuls keeps its own dispatch (AVX-512 where present) unless vellum "
-                     "is built with it patched (benches/RESULTS.md, stop 39)")
+                help="avx2, avx2-novnni: to measure an AVX2 CPU's paths on an AVX-512 one, vellum's kernels "
+                     "at VELLUM_SIMD=<this value> (avx2-novnni: without AVX-VNNI, as on Zen 3 or Haswell to "
+                     "Skylake client CPUs) and PyTorch at ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2 "
+                     "(which also leaves out AVX-VNNI), MKL_ENABLE_INSTRUCTIONS=AVX2, OpenBLAS Haswell. "
+                     "The `gemm` crate behind vellum's f32 products keeps its own dispatch (AVX-512 where "
+                     "present): benches/compare/compare_encode_avx2.sh runs this script on a build "
+                     "where it takes its AVX2 kernels")
 args = ap.parse_args()
 root = Path(__file__).resolve().parents[2]
 docs = Path(args.docs) if args.docs else root / "examples/debian/corpus.jsonl"
@@ -49,9 +51,11 @@ print(cpu.describe())
 env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
 if args.simd != "native":
     env.update(VELLUM_SIMD=args.simd, ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2",
-               MKL_ENABLE_INSTRUCTIONS="AVX2")
-    print(f"AVX2 paths: VELLUM_SIMD={args.simd}; PyTorch ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2, "
-          "MKL_ENABLE_INSTRUCTIONS=AVX2")
+               MKL_ENABLE_INSTRUCTIONS="AVX2", OPENBLAS_CORETYPE="Haswell")
+    gemm = ("AVX2 (gemm-common patched by compare_encode_avx2.sh)" if os.environ.get("VELLUM_GEMM_AVX2")
+            else "its own choice: AVX-512 on an AVX-512 CPU (use compare_encode_avx2.sh for AVX2)")
+    print(f"AVX2 paths: VELLUM_SIMD={args.simd}; vellum's f32 products (gemm): {gemm}; PyTorch "
+          "ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2, MKL_ENABLE_INSTRUCTIONS=AVX2; OPENBLAS_CORETYPE=Haswell")
 
 print("building vellum (release) ...", file=sys.stderr)
 subprocess.run(["cargo", "build", "--release", "-q", "-p", "vellum-cli"], cwd=root, check=True)
@@ -76,7 +80,7 @@ s = time.perf_counter() - t
 import numpy as np
 np.save(sys.argv[5], e.astype(np.float32))
 print(json.dumps({"docs": len(texts), "seconds": s, "docs_per_s": len(texts) / s, "threads": torch.get_num_threads(),
-                  "capability": torch.backends.cpu.get_cpu_capability()}))
+                  "capability": getattr(torch.backends.cpu, "get_cpu_capability", lambda: "unknown")()}))
 '''
 
 
