@@ -18,7 +18,9 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 DIR="${VELLUM_AVX2_DIR:-/tmp/vellum-encode-avx2}"
-PY="$(realpath "$(command -v "${PY:-python3}")")"
+# Absolute, for after the `cd` below, without resolving symlinks (a venv's python is one).
+PY="$(command -v "${PY:-python3}")"
+case "$PY" in /*) ;; *) PY="$PWD/$PY" ;; esac
 
 # gemm-common's source as cargo resolved it for this lock file (fetched if missing).
 SRC=$(cargo metadata --manifest-path "$ROOT/Cargo.toml" --format-version 1 --locked |
