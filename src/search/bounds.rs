@@ -207,16 +207,23 @@ const PREFETCH_AHEAD: usize = 8;
 mod tests {
     use super::*;
 
+    /// A screen for the top `k` offered rows `0..n` with exact scores `n − row` and intervals
+    /// `± half`, each row only while its upper bound reaches the floor (as the searches offer).
+    fn offered(k: usize, n: u32, half: f32) -> Screen {
+        let mut s = Screen::new(k);
+        for r in 0..n {
+            let exact = (n - r) as f32;
+            if exact + half >= s.floor {
+                s.offer(exact + half, exact - half, 0, r);
+            }
+        }
+        s
+    }
+
     #[test]
     fn screen_keeps_every_row_that_can_reach_the_top_k() {
         // Rows 0..6 with exact scores 6,5,..,1 and intervals ±0.5; k = 2.
-        let mut s = Screen::new(2);
-        for r in 0..6u32 {
-            let exact = 6.0 - r as f32;
-            if exact + 0.5 >= s.floor {
-                s.offer(exact + 0.5, exact - 0.5, 0, r);
-            }
-        }
+        let mut s = offered(2, 6, 0.5);
         // Floor is the second-best lower bound (4.5): rows 0, 1 and 2 (upper 4.5) stay.
         assert_eq!(s.floor, 4.5);
         s.prune();
@@ -237,13 +244,7 @@ mod tests {
     fn rescored_rows_were_asked_for_before_and_results_match_finish() {
         // 30 candidates with exact scores 30 − row and intervals ±8: 12 rows (scores 30 to 19)
         // can reach the top 4 and are rescored, more than `PREFETCH_AHEAD`.
-        let mut s = Screen::new(4);
-        for r in 0..30u32 {
-            let exact = 30.0 - r as f32;
-            if exact + 8.0 >= s.floor {
-                s.offer(exact + 8.0, exact - 8.0, 0, r);
-            }
-        }
+        let s = offered(4, 30, 8.0);
         let asked = std::cell::RefCell::new(Vec::new());
         let rescored = std::cell::RefCell::new(Vec::new());
         let top = s.clone().finish_prefetching(
